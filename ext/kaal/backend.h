@@ -1,0 +1,186 @@
+/* kaal: the backend interface. Pure C (no ruby.h). Every function here may
+ * run WITHOUT the Ruby GVL: no Ruby API, plain malloc/free only.
+ *
+ * The binding (rb_backend.c) owns a kaal_backend, serialises calls on it with
+ * b->lock, connects lazily (vt->connect when !b->connected), remembers the pid
+ * (a forked child calls vt->discard, then reconnects), and turns a non-OK
+ * status into a Ruby exception. A backend that loses its connection returns
+ * KAAL_ECONNECT and sets b->connected = 0 so the next call reconnects.
+ *
+ * Times: instants are Unix seconds (int64) unless the name ends in _ms. */
+#ifndef KAAL_BACKEND_H
+#define KAAL_BACKEND_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "status.h"
+
+/* Connection parameters, normalised in Ruby (Kaal::Backend.connection_params).
+ * Any field may be NULL / 0 when not given. Strings are owned by the struct. */
+typedef struct kaal_conn_params {
+    char *host;
+    int port;
+    char *socket;     /* unix socket path (redis unix://, mysql/pg socket dir) */
+    char *database;   /* pg/mysql database name; redis db number as text */
+    char *username;
+    char *password;
+    char *path;       /* sqlite file path */
+    char *sslmode;    /* pg sslmode / "required" for rediss:// and mysql ssl */
+    int connect_timeout_ms;
+    int command_timeout_ms;
+} kaal_conn_params;
+
+/* One (job key, fire time) pair of a claim batch. `claimed` is the output:
+ * 1 when this call won the pair, 0 when another claim or the dispatch log
+ * already has it. */
+typedef struct kaal_claim {
+    const char *key;
+    size_t key_len;
+    int64_t fire_time;
+    int claimed;
+} kaal_claim;
+
+/* A dispatch-log row. status: "claimed", "dispatched" or "failed". */
+typedef struct kaal_dispatch_row {
+    char *key;
+    int64_t fire_time;
+    char *status;
+    char *node;       /* may be NULL */
+    char *error;      /* may be NULL */
+    int64_t claimed_at;
+    int64_t updated_at;
+} kaal_dispatch_row;
+
+typedef struct kaal_dispatch_query {
+    const char *key;    /* NULL = any */
+    const char *status; /* NULL = any */
+    const char *node;   /* NULL = any */
+    size_t limit;       /* > 0 */
+} kaal_dispatch_query;
+
+/* A delayed job. run_at_ms: Unix milliseconds. queue may be NULL.
+ * args: JSON text of the positional argument array. */
+typedef struct kaal_delayed_row {
+    char *job_id;
+    int64_t run_at_ms;
+    char *job_class;
+    char *queue;
+    char *args;
+} kaal_delayed_row;
+
+typedef struct kaal_node_row {
+    char *node;
+    char *info;       /* JSON text, may be NULL */
+    int64_t last_seen;
+} kaal_node_row;
+
+typedef struct kaal_state_row {
+    char *key;
+    int enabled;
+} kaal_state_row;
+
+/* Growable arrays filled by the backends with the push helpers below, then
+ * read and freed by the binding. */
+#define KAAL_ROWS(T) struct { T *rows; size_t len, cap; }
+typedef KAAL_ROWS(kaal_dispatch_row) kaal_dispatch_rows;
+typedef KAAL_ROWS(kaal_delayed_row) kaal_delayed_rows;
+typedef KAAL_ROWS(kaal_node_row) kaal_node_rows;
+typedef KAAL_ROWS(kaal_state_row) kaal_state_rows;
+
+typedef struct kaal_backend kaal_backend;
+
+typedef struct kaal_backend_vtable {
+    const char *name; /* "memory", "redis", "sqlite", "postgres", "mysql" */
+
+    /* Open the session (b->impl may be NULL on the first call). */
+    int (*connect)(kaal_backend *b, kaal_error *err);
+    /* Close the session and free b->impl (also on a never-connected handle). */
+    void (*close)(kaal_backend *b);
+    /* In a forked child: drop b->impl WITHOUT closing or talking to the
+     * parent's session (free memory, close no sockets the parent uses). */
+    void (*discard)(kaal_backend *b);
+    /* Create tables / nothing (idempotent). */
+    int (*migrate)(kaal_backend *b, kaal_error *err);
+
+    /* Claim all n pairs in one round trip. A pair is won only if neither a
+     * live claim nor a dispatch-log row exists for it. Winning records a
+     * dispatch-log row with status "claimed", node, claimed_at = now; on
+     * lease-based stores the claim itself lives lease_ms. */
+    int (*claim)(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
+                 const char *node, int64_t now, kaal_error *err);
+    /* Set the outcome of a claimed pair: status "dispatched" or "failed". */
+    int (*record)(kaal_backend *b, const char *key, int64_t fire_time, const char *status,
+                  const char *node, const char *error, int64_t now, kaal_error *err);
+    /* Newest first (by fire_time, then key). */
+    int (*dispatches)(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
+                      kaal_error *err);
+    /* Delete at most `limit` dispatch-log rows with fire_time < before. */
+    int (*cleanup)(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
+                   kaal_error *err);
+
+    /* Persisted enable/disable overrides (a key never set is not listed). */
+    int (*set_enabled)(kaal_backend *b, const char *key, int enabled, kaal_error *err);
+    int (*states)(kaal_backend *b, kaal_state_rows *out, kaal_error *err);
+
+    /* Delayed jobs. add: KAAL_EDUPLICATE when job_id is pending. */
+    int (*delayed_add)(kaal_backend *b, const kaal_delayed_row *job, kaal_error *err);
+    /* Atomically remove and return up to `limit` jobs with run_at_ms <= now_ms,
+     * oldest run_at first; each job goes to exactly one caller. */
+    int (*delayed_claim)(kaal_backend *b, int64_t now_ms, size_t limit, kaal_delayed_rows *out,
+                         kaal_error *err);
+    int (*delayed_cancel)(kaal_backend *b, const char *job_id, int *found, kaal_error *err);
+    int (*delayed_count)(kaal_backend *b, size_t *count, kaal_error *err);
+    /* Pending jobs, soonest first, up to limit (for `kaal status`). */
+    int (*delayed_list)(kaal_backend *b, size_t limit, kaal_delayed_rows *out, kaal_error *err);
+
+    /* Node heartbeats: upsert (node, info, now); nodes seen at or after since. */
+    int (*heartbeat)(kaal_backend *b, const char *node, const char *info, int64_t now,
+                     int64_t ttl, kaal_error *err);
+    int (*nodes)(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err);
+} kaal_backend_vtable;
+
+struct kaal_backend {
+    const kaal_backend_vtable *vt;
+    char *ns;               /* namespace, non-empty */
+    kaal_conn_params params;
+    void *impl;             /* backend-private session state */
+    int connected;
+    pid_t pid;              /* process that opened the session */
+    pthread_mutex_t lock;   /* held by the binding around every vt call */
+};
+
+/* Backends compiled into this build (NULL when not built). */
+const kaal_backend_vtable *kaal_backend_find(const char *name);
+extern const kaal_backend_vtable kaal_backend_memory;
+#ifdef KAAL_HAVE_REDIS
+extern const kaal_backend_vtable kaal_backend_redis;
+#endif
+#ifdef KAAL_HAVE_SQLITE
+extern const kaal_backend_vtable kaal_backend_sqlite;
+#endif
+#ifdef KAAL_HAVE_POSTGRES
+extern const kaal_backend_vtable kaal_backend_postgres;
+#endif
+#ifdef KAAL_HAVE_MYSQL
+extern const kaal_backend_vtable kaal_backend_mysql;
+#endif
+
+/* Helpers (backend.c). kaal_strdup/kaal_strndup return NULL on NULL input. */
+char *kaal_strdup(const char *s);
+char *kaal_strndup(const char *s, size_t n);
+void kaal_conn_params_free(kaal_conn_params *p);
+
+/* Append one zeroed row and return it (NULL on ENOMEM). */
+kaal_dispatch_row *kaal_dispatch_rows_push(kaal_dispatch_rows *r);
+kaal_delayed_row *kaal_delayed_rows_push(kaal_delayed_rows *r);
+kaal_node_row *kaal_node_rows_push(kaal_node_rows *r);
+kaal_state_row *kaal_state_rows_push(kaal_state_rows *r);
+void kaal_dispatch_rows_free(kaal_dispatch_rows *r);
+void kaal_delayed_rows_free(kaal_delayed_rows *r);
+void kaal_node_rows_free(kaal_node_rows *r);
+void kaal_state_rows_free(kaal_state_rows *r);
+
+#endif

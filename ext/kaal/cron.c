@@ -1,0 +1,2 @@
+/* STUB: replaced by the cron engine. */
+#include "cron.h"

@@ -1,0 +1,39 @@
+/* kaal: extension entry point and the status-code -> exception mapping. */
+#include "rb_kaal.h"
+
+VALUE kaal_mKaal;
+VALUE kaal_mNative;
+
+static VALUE error_class(const char *name)
+{
+    return rb_const_get(kaal_mKaal, rb_intern(name));
+}
+
+void kaal_raise(const kaal_error *err)
+{
+    VALUE klass;
+    switch (err->code) {
+    case KAAL_ESYNTAX:
+    case KAAL_EZONE:
+    case KAAL_ENEVER: klass = error_class("CronSyntaxError"); break;
+    case KAAL_ERANGE:
+    case KAAL_EARG: klass = rb_eArgError; break;
+    case KAAL_ENOMEM: rb_memerror(); break;
+    case KAAL_ECONNECT: klass = error_class("ConnectionError"); break;
+    case KAAL_EDUPLICATE: klass = error_class("DuplicateJobError"); break;
+    case KAAL_EUNAVAILABLE: klass = error_class("BackendUnavailableError"); break;
+    case KAAL_ECONFIG: klass = error_class("ConfigurationError"); break;
+    case KAAL_EINTERRUPTED: rb_thread_check_ints(); klass = error_class("BackendError"); break;
+    default: klass = error_class("BackendError"); break;
+    }
+    rb_exc_raise(rb_exc_new_cstr(klass, err->message));
+}
+
+__attribute__((visibility("default"))) void Init_kaal_ext(void)
+{
+    kaal_mKaal = rb_define_module("Kaal");
+    kaal_mNative = rb_define_module_under(kaal_mKaal, "Native");
+    kaal_init_cron();
+    kaal_init_idempotency();
+    kaal_init_backend();
+}

@@ -1,0 +1,21 @@
+/* kaal: shared declarations of the Ruby binding files (the only ones that
+ * include ruby.h). */
+#ifndef KAAL_RB_KAAL_H
+#define KAAL_RB_KAAL_H
+
+#include <ruby.h>
+
+#include "status.h"
+
+extern VALUE kaal_mKaal;   /* Kaal */
+extern VALUE kaal_mNative; /* Kaal::Native */
+
+/* Raise the Ruby exception for err->code (the one place that maps codes to
+ * classes). Never returns. */
+NORETURN(void kaal_raise(const kaal_error *err));
+
+void kaal_init_cron(void);
+void kaal_init_idempotency(void);
+void kaal_init_backend(void);
+
+#endif

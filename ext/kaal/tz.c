@@ -1,0 +1,2 @@
+/* STUB: replaced by the zone reader. */
+#include "tz.h"
