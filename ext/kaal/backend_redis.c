@@ -1,5 +1,1191 @@
-/* STUB: replaced by the redis backend. */
+/* kaal: the Redis backend on hiredis (blocking API, hiredis >= 0.14).
+ *
+ * Pure C, no ruby.h: every function here runs WITHOUT the GVL (the binding
+ * releases it around each vtable call), so it uses malloc/free only.
+ *
+ * Every operation that must be atomic is one Lua script, run with EVALSHA
+ * (scripts are loaded with SCRIPT LOAD on connect; a NOSCRIPT reply falls
+ * back to EVAL with the body, which also caches it again). A claim batch of n
+ * pairs is one EVALSHA, so one round trip.
+ *
+ * Keys (all under "<ns>:"; docs/redis.md has the full table):
+ *   <ns>:claim:<fire>:<key>    string, node id, PX lease_ms      the claim
+ *   <ns>:log:<fire>:<key>      string, encoded row, EX retention the dispatch log
+ *   <ns>:log-index             zset fire_time -> "<fire>:<key>"   log order + cleanup
+ *   <ns>:log-index:<key>       zset, the same for one job key     queries by key
+ *   <ns>:states                hash key -> "1" / "0"              enable/disable
+ *   <ns>:delayed               hash job_id -> encoded row         delayed payloads
+ *   <ns>:delayed-due           zset run_at_ms -> job_id           delayed order
+ *   <ns>:nodes                 zset last_seen -> node             heartbeats
+ *   <ns>:node-info             hash node -> info JSON
+ *
+ * Encoded rows are a sequence of fields, each "-" (NULL) or a netstring
+ * "<len>:<bytes>,", so any byte may appear in a value.
+ *   log row:     claimed_at, updated_at, status, node, error
+ *   delayed row: run_at_ms, job_class, queue, args
+ *
+ * Errors: a lost or timed-out connection frees the context, sets
+ * b->connected = 0 and returns KAAL_ECONNECT (the binding reconnects on the
+ * next call); an error reply returns KAAL_EBACKEND with the server's text.
+ * Messages never contain the password. */
 #include "backend.h"
+
 #ifdef KAAL_HAVE_REDIS
-const kaal_backend_vtable kaal_backend_redis = {.name = "redis"};
-#endif
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+
+/* A dispatch-log entry lives this long after its last write (or the lease,
+ * when that is longer). Longer than the default recovery window (24 h), so a
+ * catch-up never finds a fire time the log has already forgotten. */
+#define RETENTION_S 172800
+#define DEFAULT_PORT 6379
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define DEFAULT_COMMAND_TIMEOUT_MS 5000
+/* Rows fetched per round trip while scanning the dispatch log. */
+#define SCAN_CHUNK 500
+
+/* ------------------------------------------------------------------ */
+/* Lua scripts. ARGV[1] is always the key prefix "<ns>:".             */
+
+/* Claim. ARGV: prefix, lease_ms, retention_s, row, claim value, then
+ * key, fire pairs. Returns one 0/1 per pair. */
+static const char LUA_CLAIM[] =
+    "local p, lease, ttl, row, cv = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
+    "local idx = p .. 'log-index'\n"
+    "local out = {}\n"
+    "for i = 6, #ARGV, 2 do\n"
+    "  local k, f = ARGV[i], ARGV[i + 1]\n"
+    "  local m = f .. ':' .. k\n"
+    "  local won = 0\n"
+    "  if redis.call('EXISTS', p .. 'log:' .. m) == 0 and\n"
+    "     redis.call('SET', p .. 'claim:' .. m, cv, 'NX', 'PX', lease) then\n"
+    "    redis.call('SET', p .. 'log:' .. m, row, 'EX', ttl)\n"
+    "    redis.call('ZADD', idx, f, m)\n"
+    "    redis.call('ZADD', idx .. ':' .. k, f, m)\n"
+    "    won = 1\n"
+    "  end\n"
+    "  out[#out + 1] = won\n"
+    "end\n"
+    "return out\n";
+
+/* Record an outcome. ARGV: prefix, key, fire, now, retention_s, row tail
+ * (updated_at, status, node, error encoded). Keeps claimed_at of an existing
+ * row; creates the row (claimed_at = now) when there is none. */
+static const char LUA_RECORD[] =
+    "local p, k, f = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local m = f .. ':' .. k\n"
+    "local c = ARGV[4]\n"
+    "local old = redis.call('GET', p .. 'log:' .. m)\n"
+    "local x = old and string.match(old, '^%d+:(%-?%d+),')\n"
+    "if x then c = x end\n"
+    "redis.call('SET', p .. 'log:' .. m, #c .. ':' .. c .. ',' .. ARGV[6], 'EX', ARGV[5])\n"
+    "redis.call('ZADD', p .. 'log-index', f, m)\n"
+    "redis.call('ZADD', p .. 'log-index:' .. k, f, m)\n"
+    "return 1\n";
+
+/* One chunk of a newest-first scan. ARGV: prefix, index key, start, stop.
+ * Returns {members, rows} (a row is nil when the entry has expired). */
+static const char LUA_SCAN[] =
+    "local p = ARGV[1]\n"
+    "local ms = redis.call('ZREVRANGE', ARGV[2], ARGV[3], ARGV[4])\n"
+    "if #ms == 0 then return {{}, {}} end\n"
+    "local ks = {}\n"
+    "for i, m in ipairs(ms) do ks[i] = p .. 'log:' .. m end\n"
+    "return {ms, redis.call('MGET', unpack(ks))}\n";
+
+/* Cleanup. ARGV: prefix, before, limit. Returns the number removed. */
+static const char LUA_CLEANUP[] =
+    "local p = ARGV[1]\n"
+    "local idx = p .. 'log-index'\n"
+    "local ms = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. ARGV[2], 'LIMIT', 0, ARGV[3])\n"
+    "for _, m in ipairs(ms) do\n"
+    "  local k = string.sub(m, string.find(m, ':', 1, true) + 1)\n"
+    "  redis.call('DEL', p .. 'log:' .. m)\n"
+    "  redis.call('ZREM', idx, m)\n"
+    "  redis.call('ZREM', idx .. ':' .. k, m)\n"
+    "end\n"
+    "return #ms\n";
+
+/* Delayed add. ARGV: prefix, job_id, run_at_ms, row. 1 added, 0 pending. */
+static const char LUA_DELAYED_ADD[] =
+    "local p = ARGV[1]\n"
+    "if redis.call('HSETNX', p .. 'delayed', ARGV[2], ARGV[4]) == 0 then return 0 end\n"
+    "redis.call('ZADD', p .. 'delayed-due', ARGV[3], ARGV[2])\n"
+    "return 1\n";
+
+/* Delayed claim. ARGV: prefix, now_ms, limit. Returns {id, row, ...}. */
+static const char LUA_DELAYED_CLAIM[] =
+    "local p = ARGV[1]\n"
+    "local h, z = p .. 'delayed', p .. 'delayed-due'\n"
+    "local ids = redis.call('ZRANGEBYSCORE', z, '-inf', ARGV[2], 'LIMIT', 0, ARGV[3])\n"
+    "local out = {}\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local row = redis.call('HGET', h, id)\n"
+    "  redis.call('ZREM', z, id)\n"
+    "  if row then\n"
+    "    redis.call('HDEL', h, id)\n"
+    "    out[#out + 1] = id\n"
+    "    out[#out + 1] = row\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* Delayed cancel. ARGV: prefix, job_id. 1 removed, 0 not pending. */
+static const char LUA_DELAYED_CANCEL[] =
+    "local p = ARGV[1]\n"
+    "redis.call('ZREM', p .. 'delayed-due', ARGV[2])\n"
+    "return redis.call('HDEL', p .. 'delayed', ARGV[2])\n";
+
+/* Delayed list. ARGV: prefix, limit. Returns {id, row, ...}, soonest first. */
+static const char LUA_DELAYED_LIST[] =
+    "local p = ARGV[1]\n"
+    "local ids = redis.call('ZRANGE', p .. 'delayed-due', 0, tonumber(ARGV[2]) - 1)\n"
+    "local out = {}\n"
+    "for _, id in ipairs(ids) do\n"
+    "  local row = redis.call('HGET', p .. 'delayed', id)\n"
+    "  if row then out[#out + 1] = id; out[#out + 1] = row end\n"
+    "end\n"
+    "return out\n";
+
+/* Heartbeat. ARGV: prefix, node, now, ttl, has_info ("1"/"0"), info.
+ * Forgets nodes not seen for longer than ttl (when ttl > 0). */
+static const char LUA_HEARTBEAT[] =
+    "local p, node, now, ttl = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])\n"
+    "local z, h = p .. 'nodes', p .. 'node-info'\n"
+    "if ttl > 0 then\n"
+    "  local gone = redis.call('ZRANGEBYSCORE', z, '-inf', '(' .. (now - ttl))\n"
+    "  for _, n in ipairs(gone) do redis.call('HDEL', h, n) end\n"
+    "  if #gone > 0 then redis.call('ZREMRANGEBYSCORE', z, '-inf', '(' .. (now - ttl)) end\n"
+    "end\n"
+    "redis.call('ZADD', z, ARGV[3], node)\n"
+    "if ARGV[5] == '1' then redis.call('HSET', h, node, ARGV[6])\n"
+    "else redis.call('HDEL', h, node) end\n"
+    "return 1\n";
+
+/* Nodes. ARGV: prefix, since. Returns {node, last_seen, info|nil, ...}
+ * ordered by node id. */
+static const char LUA_NODES[] =
+    "local p = ARGV[1]\n"
+    "local r = redis.call('ZRANGEBYSCORE', p .. 'nodes', ARGV[2], '+inf', 'WITHSCORES')\n"
+    "local rows = {}\n"
+    "for i = 1, #r, 2 do rows[#rows + 1] = {r[i], r[i + 1]} end\n"
+    "table.sort(rows, function(a, b) return a[1] < b[1] end)\n"
+    "local out = {}\n"
+    "for _, row in ipairs(rows) do\n"
+    "  out[#out + 1] = row[1]\n"
+    "  out[#out + 1] = row[2]\n"
+    "  out[#out + 1] = redis.call('HGET', p .. 'node-info', row[1])\n"
+    "end\n"
+    "return out\n";
+
+enum {
+    S_CLAIM,
+    S_RECORD,
+    S_SCAN,
+    S_CLEANUP,
+    S_DELAYED_ADD,
+    S_DELAYED_CLAIM,
+    S_DELAYED_CANCEL,
+    S_DELAYED_LIST,
+    S_HEARTBEAT,
+    S_NODES,
+    S_COUNT
+};
+
+static const char *const SCRIPTS[S_COUNT] = {
+    LUA_CLAIM,         LUA_RECORD,        LUA_SCAN,           LUA_CLEANUP,
+    LUA_DELAYED_ADD,   LUA_DELAYED_CLAIM, LUA_DELAYED_CANCEL, LUA_DELAYED_LIST,
+    LUA_HEARTBEAT,     LUA_NODES,
+};
+
+/* ------------------------------------------------------------------ */
+/* Session                                                            */
+
+typedef struct redis_impl {
+    redisContext *ctx;
+    char *prefix; /* "<ns>:" */
+    size_t prefix_len;
+    char sha[S_COUNT][41];
+} redis_impl;
+
+static redis_impl *impl_of(kaal_backend *b) { return (redis_impl *)b->impl; }
+
+static void drop_context(kaal_backend *b)
+{
+    redis_impl *r = impl_of(b);
+    if (r && r->ctx) {
+        redisFree(r->ctx);
+        r->ctx = NULL;
+    }
+    b->connected = 0;
+}
+
+/* The connection failed or timed out: the stream may hold a late reply, so
+ * the session is unusable. Drop it; the next call reconnects. */
+static int io_error(kaal_backend *b, kaal_error *err, const char *what)
+{
+    redis_impl *r = impl_of(b);
+    const char *detail = "connection lost";
+    char buf[128];
+    if (r && r->ctx && r->ctx->err) {
+        if (r->ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            detail = "command timed out";
+        } else {
+            snprintf(buf, sizeof buf, "%s", r->ctx->errstr);
+            detail = buf;
+        }
+    }
+    kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: %s", what, detail);
+    drop_context(b);
+    return KAAL_ECONNECT;
+}
+
+static int reply_error(const redisReply *rep, kaal_error *err, const char *what)
+{
+    return kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "redis: %s: %.*s", what,
+                          (int)(rep->len > 200 ? 200 : rep->len), rep->str);
+}
+
+static struct timeval tv_ms(int ms)
+{
+    struct timeval tv;
+    tv.tv_sec = ms / 1000;
+    tv.tv_usec = (ms % 1000) * 1000;
+    return tv;
+}
+
+/* One command on a connected session. On success *out is a non-error reply
+ * (free it with freeReplyObject). */
+static int command(kaal_backend *b, int argc, const char **argv, const size_t *lens,
+                   redisReply **out, kaal_error *err, const char *what)
+{
+    redis_impl *r = impl_of(b);
+    redisReply *rep;
+    *out = NULL;
+    if (!r || !r->ctx) {
+        b->connected = 0;
+        return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: not connected", what);
+    }
+    rep = redisCommandArgv(r->ctx, argc, argv, lens);
+    if (!rep) return io_error(b, err, what);
+    if (rep->type == REDIS_REPLY_ERROR) {
+        int rc = reply_error(rep, err, what);
+        freeReplyObject(rep);
+        return rc;
+    }
+    *out = rep;
+    return KAAL_OK;
+}
+
+/* Run script `s` with argv[3..argc-1] as ARGV (argv[0..2] are filled here:
+ * the caller leaves three slots free). */
+static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_t *lens,
+                      redisReply **out, kaal_error *err, const char *what)
+{
+    redis_impl *r = impl_of(b);
+    redisReply *rep;
+    *out = NULL;
+    if (!r || !r->ctx) {
+        b->connected = 0;
+        return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: not connected", what);
+    }
+    argv[0] = "EVALSHA";
+    lens[0] = 7;
+    argv[1] = r->sha[s];
+    lens[1] = strlen(r->sha[s]);
+    argv[2] = "0";
+    lens[2] = 1;
+    rep = redisCommandArgv(r->ctx, argc, argv, lens);
+    if (!rep) return io_error(b, err, what);
+    if (rep->type == REDIS_REPLY_ERROR && rep->len >= 8 && memcmp(rep->str, "NOSCRIPT", 8) == 0) {
+        /* The script cache was flushed behind our back: send the body. */
+        freeReplyObject(rep);
+        argv[0] = "EVAL";
+        lens[0] = 4;
+        argv[1] = SCRIPTS[s];
+        lens[1] = strlen(SCRIPTS[s]);
+        rep = redisCommandArgv(r->ctx, argc, argv, lens);
+        if (!rep) return io_error(b, err, what);
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        int rc = reply_error(rep, err, what);
+        freeReplyObject(rep);
+        return rc;
+    }
+    *out = rep;
+    return KAAL_OK;
+}
+
+static int parse_db(const char *s, long *db)
+{
+    char *end;
+    if (!s || !*s) {
+        *db = 0;
+        return 1;
+    }
+    errno = 0;
+    *db = strtol(s, &end, 10);
+    return errno == 0 && *end == '\0' && *db >= 0 && *db <= 1000000;
+}
+
+static int redis_connect(kaal_backend *b, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const kaal_conn_params *p = &b->params;
+    int cto = p->connect_timeout_ms > 0 ? p->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    int qto = p->command_timeout_ms > 0 ? p->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS;
+    const char *host = p->host && *p->host ? p->host : "127.0.0.1";
+    int port = p->port > 0 ? p->port : DEFAULT_PORT;
+    char where[300];
+    redisReply *rep;
+    long db;
+    int i, rc;
+
+    if (p->sslmode && *p->sslmode && strcmp(p->sslmode, "disable") != 0) {
+        return kaal_error_set(err, KAAL_ECONFIG, "url", -1,
+                              "redis: this build has no TLS support (rediss:// or ssl); "
+                              "use redis:// through a TLS tunnel, or a Unix socket");
+    }
+    if (!parse_db(p->database, &db)) {
+        return kaal_error_set(err, KAAL_ECONFIG, "database", -1,
+                              "redis: database must be a number >= 0, got \"%.40s\"", p->database);
+    }
+    if (!r) {
+        size_t ns_len = strlen(b->ns);
+        r = calloc(1, sizeof *r);
+        if (!r) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        r->prefix = malloc(ns_len + 2);
+        if (!r->prefix) {
+            free(r);
+            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        }
+        memcpy(r->prefix, b->ns, ns_len);
+        r->prefix[ns_len] = ':';
+        r->prefix[ns_len + 1] = '\0';
+        r->prefix_len = ns_len + 1;
+        b->impl = r;
+    }
+    drop_context(b);
+
+    if (p->socket && *p->socket) {
+        snprintf(where, sizeof where, "unix:%s", p->socket);
+        r->ctx = redisConnectUnixWithTimeout(p->socket, tv_ms(cto));
+    } else {
+        snprintf(where, sizeof where, "%s:%d", host, port);
+        r->ctx = redisConnectWithTimeout(host, port, tv_ms(cto));
+    }
+    if (!r->ctx) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+    if (r->ctx->err) {
+        kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: cannot connect to %s: %s", where,
+                       r->ctx->errstr);
+        drop_context(b);
+        return KAAL_ECONNECT;
+    }
+    if (redisSetTimeout(r->ctx, tv_ms(qto)) != REDIS_OK) {
+        return io_error(b, err, "set timeout");
+    }
+    if (!p->socket || !*p->socket) redisEnableKeepAlive(r->ctx);
+
+    if (p->password && *p->password) {
+        const char *argv[3];
+        size_t lens[3];
+        int argc = 0;
+        argv[argc] = "AUTH";
+        lens[argc++] = 4;
+        if (p->username && *p->username) {
+            argv[argc] = p->username;
+            lens[argc] = strlen(p->username);
+            argc++;
+        }
+        argv[argc] = p->password;
+        lens[argc] = strlen(p->password);
+        argc++;
+        rep = redisCommandArgv(r->ctx, argc, argv, lens);
+        if (!rep) return io_error(b, err, "AUTH");
+        if (rep->type == REDIS_REPLY_ERROR) {
+            /* The server's text names the problem, never the password. */
+            kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: authentication to %s failed: %.*s",
+                           where, (int)(rep->len > 160 ? 160 : rep->len), rep->str);
+            freeReplyObject(rep);
+            drop_context(b);
+            return KAAL_ECONNECT;
+        }
+        freeReplyObject(rep);
+    }
+    if (db != 0) {
+        char dbs[24];
+        const char *argv[2];
+        size_t lens[2];
+        snprintf(dbs, sizeof dbs, "%ld", db);
+        argv[0] = "SELECT";
+        lens[0] = 6;
+        argv[1] = dbs;
+        lens[1] = strlen(dbs);
+        rep = redisCommandArgv(r->ctx, 2, argv, lens);
+        if (!rep) return io_error(b, err, "SELECT");
+        if (rep->type == REDIS_REPLY_ERROR) {
+            kaal_error_set(err, KAAL_ECONFIG, "database", -1, "redis: SELECT %ld on %s: %.*s", db,
+                           where, (int)(rep->len > 160 ? 160 : rep->len), rep->str);
+            freeReplyObject(rep);
+            drop_context(b);
+            return KAAL_ECONFIG;
+        }
+        freeReplyObject(rep);
+    }
+
+    /* Load every script in one pipelined round trip. */
+    for (i = 0; i < S_COUNT; i++) {
+        const char *argv[3] = {"SCRIPT", "LOAD", SCRIPTS[i]};
+        size_t lens[3] = {6, 4, strlen(SCRIPTS[i])};
+        if (redisAppendCommandArgv(r->ctx, 3, argv, lens) != REDIS_OK) {
+            return io_error(b, err, "SCRIPT LOAD");
+        }
+    }
+    rc = KAAL_OK;
+    for (i = 0; i < S_COUNT; i++) {
+        void *v = NULL;
+        if (redisGetReply(r->ctx, &v) != REDIS_OK || !v) return io_error(b, err, "SCRIPT LOAD");
+        rep = v;
+        if (rc == KAAL_OK) {
+            if (rep->type == REDIS_REPLY_STRING && rep->len == 40) {
+                memcpy(r->sha[i], rep->str, 40);
+                r->sha[i][40] = '\0';
+            } else if (rep->type == REDIS_REPLY_ERROR) {
+                rc = reply_error(rep, err, "SCRIPT LOAD");
+            } else {
+                rc = kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
+                                    "redis: SCRIPT LOAD: unexpected reply type %d", rep->type);
+            }
+        }
+        freeReplyObject(rep);
+    }
+    if (rc != KAAL_OK) {
+        drop_context(b);
+        return rc;
+    }
+    b->connected = 1;
+    return KAAL_OK;
+}
+
+static void redis_close(kaal_backend *b)
+{
+    redis_impl *r = impl_of(b);
+    drop_context(b);
+    if (r) {
+        free(r->prefix);
+        free(r);
+        b->impl = NULL;
+    }
+}
+
+/* In a forked child: the socket is shared with the parent. Closing our copy
+ * of the descriptor sends nothing on the wire (the parent still holds it), so
+ * the parent's session is untouched; we never write to it (no QUIT). */
+static void redis_discard(kaal_backend *b)
+{
+    redis_impl *r = impl_of(b);
+    if (r) {
+        if (r->ctx) {
+            int fd = redisFreeKeepFd(r->ctx);
+            if (fd >= 0) close(fd);
+            r->ctx = NULL;
+        }
+        free(r->prefix);
+        free(r);
+        b->impl = NULL;
+    }
+    b->connected = 0;
+}
+
+static int redis_migrate(kaal_backend *b, kaal_error *err)
+{
+    (void)b;
+    (void)err;
+    return KAAL_OK; /* nothing to create */
+}
+
+/* ------------------------------------------------------------------ */
+/* Row encoding: fields "-" (NULL) or "<len>:<bytes>,"                 */
+
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} buf;
+
+static void buf_put(buf *o, const char *s, size_t n)
+{
+    if (o->oom) return;
+    if (o->len + n + 1 > o->cap) {
+        size_t ncap = o->cap ? o->cap : 128;
+        char *np;
+        while (ncap < o->len + n + 1) ncap *= 2;
+        np = realloc(o->p, ncap);
+        if (!np) {
+            o->oom = 1;
+            return;
+        }
+        o->p = np;
+        o->cap = ncap;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+}
+
+static void enc_str(buf *o, const char *s)
+{
+    char head[24];
+    int n;
+    if (!s) {
+        buf_put(o, "-", 1);
+        return;
+    }
+    n = snprintf(head, sizeof head, "%zu:", strlen(s));
+    buf_put(o, head, (size_t)n);
+    buf_put(o, s, strlen(s));
+    buf_put(o, ",", 1);
+}
+
+static void enc_int(buf *o, int64_t v)
+{
+    char num[24];
+    snprintf(num, sizeof num, "%" PRId64, v);
+    enc_str(o, num);
+}
+
+/* Decode one field from [*p, end). Returns 0 on malformed input. *s is NULL
+ * for a NULL field. */
+static int dec_field(const char **p, const char *end, const char **s, size_t *n)
+{
+    const char *q = *p;
+    size_t len = 0;
+    if (q >= end) return 0;
+    if (*q == '-') {
+        *s = NULL;
+        *n = 0;
+        *p = q + 1;
+        return 1;
+    }
+    if (*q < '0' || *q > '9') return 0;
+    while (q < end && *q >= '0' && *q <= '9') {
+        len = len * 10 + (size_t)(*q - '0');
+        if (len > (size_t)(end - *p)) return 0;
+        q++;
+    }
+    if (q >= end || *q != ':') return 0;
+    q++;
+    if ((size_t)(end - q) < len + 1 || q[len] != ',') return 0;
+    *s = q;
+    *n = len;
+    *p = q + len + 1;
+    return 1;
+}
+
+static int dec_dup(const char **p, const char *end, char **out)
+{
+    const char *s;
+    size_t n;
+    if (!dec_field(p, end, &s, &n)) return 0;
+    *out = NULL;
+    if (!s) return 1;
+    *out = kaal_strndup(s, n);
+    return *out != NULL;
+}
+
+static int dec_int(const char **p, const char *end, int64_t *v)
+{
+    const char *s;
+    size_t n;
+    char num[24];
+    char *e;
+    if (!dec_field(p, end, &s, &n) || !s || n == 0 || n >= sizeof num) return 0;
+    memcpy(num, s, n);
+    num[n] = '\0';
+    errno = 0;
+    *v = strtoll(num, &e, 10);
+    return errno == 0 && *e == '\0';
+}
+
+static int64_t retention_s(int64_t lease_ms)
+{
+    int64_t lease_s = (lease_ms + 999) / 1000;
+    return lease_s > RETENTION_S ? lease_s : RETENTION_S;
+}
+
+/* ------------------------------------------------------------------ */
+/* Claims and the dispatch log                                        */
+
+static int redis_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
+                       const char *node, int64_t now, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const char **argv = NULL;
+    size_t *lens = NULL;
+    char *fires = NULL;
+    char lease[24], ttl[24];
+    buf row = {0};
+    redisReply *rep = NULL;
+    size_t i;
+    int argc, rc;
+
+    if (n == 0) return KAAL_OK;
+    if (lease_ms <= 0) return kaal_error_set(err, KAAL_EARG, "lease_ms", -1, "lease must be > 0 ms");
+    if (n > 100000) {
+        return kaal_error_set(err, KAAL_EARG, NULL, -1, "redis: claim batch too large (%zu > 100000)",
+                              n);
+    }
+    argc = (int)(8 + 2 * n);
+    argv = malloc(sizeof *argv * (size_t)argc);
+    lens = malloc(sizeof *lens * (size_t)argc);
+    fires = malloc(24 * n);
+    enc_int(&row, now);
+    enc_int(&row, now);
+    enc_str(&row, "claimed");
+    enc_str(&row, node);
+    enc_str(&row, NULL);
+    if (!argv || !lens || !fires || row.oom) {
+        rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        goto done;
+    }
+    snprintf(lease, sizeof lease, "%" PRId64, lease_ms);
+    snprintf(ttl, sizeof ttl, "%" PRId64, retention_s(lease_ms));
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
+    argv[4] = lease;
+    lens[4] = strlen(lease);
+    argv[5] = ttl;
+    lens[5] = strlen(ttl);
+    argv[6] = row.p;
+    lens[6] = row.len;
+    argv[7] = node && *node ? node : "1";
+    lens[7] = strlen(argv[7]);
+    for (i = 0; i < n; i++) {
+        char *f = fires + 24 * i;
+        argv[8 + 2 * i] = items[i].key;
+        lens[8 + 2 * i] = items[i].key_len;
+        argv[9 + 2 * i] = f;
+        lens[9 + 2 * i] = (size_t)snprintf(f, 24, "%" PRId64, items[i].fire_time);
+        items[i].claimed = 0;
+    }
+    rc = run_script(b, S_CLAIM, argc, argv, lens, &rep, err, "claim");
+    if (rc != KAAL_OK) goto done;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+        rc = kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "redis: claim: unexpected reply");
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        items[i].claimed = rep->element[i]->type == REDIS_REPLY_INTEGER && rep->element[i]->integer == 1;
+    }
+done:
+    if (rep) freeReplyObject(rep);
+    free(row.p);
+    free(fires);
+    free(lens);
+    free(argv);
+    return rc;
+}
+
+static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, const char *status,
+                        const char *node, const char *error, int64_t now, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const char *argv[9];
+    size_t lens[9];
+    char fire[24], nows[24], ttl[24];
+    buf tail = {0};
+    redisReply *rep = NULL;
+    int rc;
+
+    enc_int(&tail, now);
+    enc_str(&tail, status);
+    enc_str(&tail, node);
+    enc_str(&tail, error);
+    if (tail.oom) {
+        free(tail.p);
+        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+    }
+    snprintf(fire, sizeof fire, "%" PRId64, fire_time);
+    snprintf(nows, sizeof nows, "%" PRId64, now);
+    snprintf(ttl, sizeof ttl, "%d", RETENTION_S);
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
+    argv[4] = key;
+    lens[4] = strlen(key);
+    argv[5] = fire;
+    lens[5] = strlen(fire);
+    argv[6] = nows;
+    lens[6] = strlen(nows);
+    argv[7] = ttl;
+    lens[7] = strlen(ttl);
+    argv[8] = tail.p;
+    lens[8] = tail.len;
+    rc = run_script(b, S_RECORD, 9, argv, lens, &rep, err, "record");
+    if (rep) freeReplyObject(rep);
+    free(tail.p);
+    return rc;
+}
+
+static int decode_log_row(const char *member, size_t mlen, const char *v, size_t vlen,
+                          kaal_dispatch_row *row)
+{
+    const char *colon = memchr(member, ':', mlen);
+    const char *p = v, *end = v + vlen;
+    char num[24];
+    char *e;
+    size_t flen;
+    if (!colon) return 0;
+    flen = (size_t)(colon - member);
+    if (flen == 0 || flen >= sizeof num) return 0;
+    memcpy(num, member, flen);
+    num[flen] = '\0';
+    row->fire_time = strtoll(num, &e, 10);
+    if (*e != '\0') return 0;
+    row->key = kaal_strndup(colon + 1, mlen - flen - 1);
+    if (!row->key) return 0;
+    return dec_int(&p, end, &row->claimed_at) && dec_int(&p, end, &row->updated_at) &&
+           dec_dup(&p, end, &row->status) && row->status && dec_dup(&p, end, &row->node) &&
+           dec_dup(&p, end, &row->error);
+}
+
+static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
+                            kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    buf index = {0};
+    size_t start = 0, chunk;
+    int filtered = q->status || q->node;
+    int rc = KAAL_OK;
+
+    if (q->limit == 0) return KAAL_OK;
+    buf_put(&index, r->prefix, r->prefix_len);
+    buf_put(&index, "log-index", 9);
+    if (q->key) {
+        buf_put(&index, ":", 1);
+        buf_put(&index, q->key, strlen(q->key));
+    }
+    if (index.oom) {
+        free(index.p);
+        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+    }
+    /* Unfiltered: the first `limit` live rows (a few more for expired
+     * index entries). Filtered: scan in chunks until enough match. */
+    chunk = filtered ? SCAN_CHUNK : q->limit + 16;
+    if (chunk > SCAN_CHUNK * 4) chunk = SCAN_CHUNK * 4;
+
+    while (out->len < q->limit) {
+        const char *argv[7];
+        size_t lens[7];
+        char s1[24], s2[24];
+        redisReply *rep = NULL, *ms, *vs;
+        size_t i;
+
+        snprintf(s1, sizeof s1, "%zu", start);
+        snprintf(s2, sizeof s2, "%zu", start + chunk - 1);
+        argv[3] = r->prefix;
+        lens[3] = r->prefix_len;
+        argv[4] = index.p;
+        lens[4] = index.len;
+        argv[5] = s1;
+        lens[5] = strlen(s1);
+        argv[6] = s2;
+        lens[6] = strlen(s2);
+        rc = run_script(b, S_SCAN, 7, argv, lens, &rep, err, "dispatches");
+        if (rc != KAAL_OK) break;
+        if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
+            rep->element[0]->type != REDIS_REPLY_ARRAY || rep->element[1]->type != REDIS_REPLY_ARRAY ||
+            rep->element[0]->elements != rep->element[1]->elements) {
+            freeReplyObject(rep);
+            rc = kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "redis: dispatches: unexpected reply");
+            break;
+        }
+        ms = rep->element[0];
+        vs = rep->element[1];
+        for (i = 0; i < ms->elements && out->len < q->limit; i++) {
+            kaal_dispatch_row tmp;
+            if (vs->element[i]->type != REDIS_REPLY_STRING) continue; /* expired */
+            memset(&tmp, 0, sizeof tmp);
+            if (!decode_log_row(ms->element[i]->str, ms->element[i]->len, vs->element[i]->str,
+                                vs->element[i]->len, &tmp)) {
+                free(tmp.key);
+                free(tmp.status);
+                free(tmp.node);
+                free(tmp.error);
+                continue; /* not ours: skip rather than fail the whole query */
+            }
+            if ((q->status && strcmp(q->status, tmp.status) != 0) ||
+                (q->node && (!tmp.node || strcmp(q->node, tmp.node) != 0))) {
+                free(tmp.key);
+                free(tmp.status);
+                free(tmp.node);
+                free(tmp.error);
+                continue;
+            }
+            {
+                kaal_dispatch_row *row = kaal_dispatch_rows_push(out);
+                if (!row) {
+                    free(tmp.key);
+                    free(tmp.status);
+                    free(tmp.node);
+                    free(tmp.error);
+                    rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+                    break;
+                }
+                *row = tmp;
+            }
+        }
+        i = ms->elements;
+        freeReplyObject(rep);
+        if (rc != KAAL_OK || i < chunk) break;
+        start += chunk;
+        if (!filtered) chunk = SCAN_CHUNK;
+    }
+    free(index.p);
+    return rc;
+}
+
+static int redis_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
+                         kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const char *argv[6];
+    size_t lens[6];
+    char bs[24], ls[24];
+    redisReply *rep = NULL;
+    int rc;
+    *deleted = 0;
+    if (limit == 0) return KAAL_OK;
+    snprintf(bs, sizeof bs, "%" PRId64, before);
+    snprintf(ls, sizeof ls, "%zu", limit);
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
+    argv[4] = bs;
+    lens[4] = strlen(bs);
+    argv[5] = ls;
+    lens[5] = strlen(ls);
+    rc = run_script(b, S_CLEANUP, 6, argv, lens, &rep, err, "cleanup");
+    if (rc == KAAL_OK && rep->type == REDIS_REPLY_INTEGER) *deleted = (size_t)rep->integer;
+    if (rep) freeReplyObject(rep);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* States                                                             */
+
+static int redis_set_enabled(kaal_backend *b, const char *key, int enabled, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    buf h = {0};
+    const char *argv[4];
+    size_t lens[4];
+    redisReply *rep = NULL;
+    int rc;
+    buf_put(&h, r->prefix, r->prefix_len);
+    buf_put(&h, "states", 6);
+    if (h.oom) {
+        free(h.p);
+        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+    }
+    argv[0] = "HSET";
+    lens[0] = 4;
+    argv[1] = h.p;
+    lens[1] = h.len;
+    argv[2] = key;
+    lens[2] = strlen(key);
+    argv[3] = enabled ? "1" : "0";
+    lens[3] = 1;
+    rc = command(b, 4, argv, lens, &rep, err, "set_enabled");
+    if (rep) freeReplyObject(rep);
+    free(h.p);
+    return rc;
+}
+
+static int redis_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    buf h = {0};
+    const char *argv[2];
+    size_t lens[2];
+    redisReply *rep = NULL;
+    size_t i;
+    int rc;
+    buf_put(&h, r->prefix, r->prefix_len);
+    buf_put(&h, "states", 6);
+    if (h.oom) {
+        free(h.p);
+        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+    }
+    argv[0] = "HGETALL";
+    lens[0] = 7;
+    argv[1] = h.p;
+    lens[1] = h.len;
+    rc = command(b, 2, argv, lens, &rep, err, "states");
+    free(h.p);
+    if (rc != KAAL_OK) return rc;
+    if (rep->type == REDIS_REPLY_ARRAY) {
+        for (i = 0; i + 1 < rep->elements; i += 2) {
+            kaal_state_row *row = kaal_state_rows_push(out);
+            if (!row || !(row->key = kaal_strndup(rep->element[i]->str, rep->element[i]->len))) {
+                rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+                break;
+            }
+            row->enabled = rep->element[i + 1]->len == 1 && rep->element[i + 1]->str[0] == '1';
+        }
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Delayed jobs                                                       */
+
+static int redis_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const char *argv[7];
+    size_t lens[7];
+    char run_at[24];
+    buf row = {0};
+    redisReply *rep = NULL;
+    int rc;
+
+    enc_int(&row, job->run_at_ms);
+    enc_str(&row, job->job_class);
+    enc_str(&row, job->queue);
+    enc_str(&row, job->args ? job->args : "[]");
+    if (row.oom) {
+        free(row.p);
+        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+    }
+    snprintf(run_at, sizeof run_at, "%" PRId64, job->run_at_ms);
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
+    argv[4] = job->job_id;
+    lens[4] = strlen(job->job_id);
+    argv[5] = run_at;
+    lens[5] = strlen(run_at);
+    argv[6] = row.p;
+    lens[6] = row.len;
+    rc = run_script(b, S_DELAYED_ADD, 7, argv, lens, &rep, err, "delayed_add");
+    if (rc == KAAL_OK && !(rep->type == REDIS_REPLY_INTEGER && rep->integer == 1)) {
+        rc = kaal_error_set(err, KAAL_EDUPLICATE, "job_id", -1,
+                            "a delayed job with job_id \"%.120s\" is already pending", job->job_id);
+    }
+    if (rep) freeReplyObject(rep);
+    free(row.p);
+    return rc;
+}
+
+/* Fill `out` from a flat {id, row, ...} reply. */
+static int delayed_rows_from(redisReply *rep, kaal_delayed_rows *out, kaal_error *err)
+{
+    size_t i;
+    if (rep->type != REDIS_REPLY_ARRAY) {
+        return kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "redis: delayed jobs: unexpected reply");
+    }
+    for (i = 0; i + 1 < rep->elements; i += 2) {
+        redisReply *id = rep->element[i], *v = rep->element[i + 1];
+        const char *p, *end;
+        kaal_delayed_row *row;
+        if (id->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
+        row = kaal_delayed_rows_push(out);
+        if (!row) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        row->job_id = kaal_strndup(id->str, id->len);
+        p = v->str;
+        end = v->str + v->len;
+        if (!row->job_id || !dec_int(&p, end, &row->run_at_ms) || !dec_dup(&p, end, &row->job_class) ||
+            !dec_dup(&p, end, &row->queue) || !dec_dup(&p, end, &row->args)) {
+            return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
+                                  "redis: delayed job \"%.100s\" has an unreadable payload",
+                                  row->job_id ? row->job_id : "?");
+        }
+        if (!row->args && !(row->args = kaal_strdup("[]"))) {
+            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        }
+    }
+    return KAAL_OK;
+}
+
+static int redis_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, kaal_delayed_rows *out,
+                               kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const char *argv[6];
+    size_t lens[6];
+    char nows[24], ls[24];
+    redisReply *rep = NULL;
+    int rc;
+    if (limit == 0) return KAAL_OK;
+    snprintf(nows, sizeof nows, "%" PRId64, now_ms);
+    snprintf(ls, sizeof ls, "%zu", limit);
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
+    argv[4] = nows;
+    lens[4] = strlen(nows);
+    argv[5] = ls;
+    lens[5] = strlen(ls);
+    rc = run_script(b, S_DELAYED_CLAIM, 6, argv, lens, &rep, err, "delayed_claim");
+    if (rc == KAAL_OK) rc = delayed_rows_from(rep, out, err);
+    if (rep) freeReplyObject(rep);
+    return rc;
+}
+
+static int redis_delayed_cancel(kaal_backend *b, const char *job_id, int *found, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const char *argv[5];
+    size_t lens[5];
+    redisReply *rep = NULL;
+    int rc;
+    *found = 0;
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
+    argv[4] = job_id;
+    lens[4] = strlen(job_id);
+    rc = run_script(b, S_DELAYED_CANCEL, 5, argv, lens, &rep, err, "delayed_cancel");
+    if (rc == KAAL_OK) *found = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
+    if (rep) freeReplyObject(rep);
+    return rc;
+}
+
+static int redis_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    buf h = {0};
+    const char *argv[2];
+    size_t lens[2];
+    redisReply *rep = NULL;
+    int rc;
+    *count = 0;
+    buf_put(&h, r->prefix, r->prefix_len);
+    buf_put(&h, "delayed", 7);
+    if (h.oom) {
+        free(h.p);
+        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+    }
+    argv[0] = "HLEN";
+    lens[0] = 4;
+    argv[1] = h.p;
+    lens[1] = h.len;
+    rc = command(b, 2, argv, lens, &rep, err, "delayed_count");
+    free(h.p);
+    if (rc == KAAL_OK && rep->type == REDIS_REPLY_INTEGER) *count = (size_t)rep->integer;
+    if (rep) freeReplyObject(rep);
+    return rc;
+}
+
+static int redis_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const char *argv[5];
+    size_t lens[5];
+    char ls[24];
+    redisReply *rep = NULL;
+    int rc;
+    if (limit == 0) return KAAL_OK;
+    snprintf(ls, sizeof ls, "%zu", limit);
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
+    argv[4] = ls;
+    lens[4] = strlen(ls);
+    rc = run_script(b, S_DELAYED_LIST, 5, argv, lens, &rep, err, "delayed_list");
+    if (rc == KAAL_OK) rc = delayed_rows_from(rep, out, err);
+    if (rep) freeReplyObject(rep);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Heartbeats                                                         */
+
+static int redis_heartbeat(kaal_backend *b, const char *node, const char *info, int64_t now,
+                           int64_t ttl, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const char *argv[9];
+    size_t lens[9];
+    char nows[24], ttls[24];
+    redisReply *rep = NULL;
+    int rc;
+    snprintf(nows, sizeof nows, "%" PRId64, now);
+    snprintf(ttls, sizeof ttls, "%" PRId64, ttl > 0 ? ttl : 0);
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
+    argv[4] = node;
+    lens[4] = strlen(node);
+    argv[5] = nows;
+    lens[5] = strlen(nows);
+    argv[6] = ttls;
+    lens[6] = strlen(ttls);
+    argv[7] = info ? "1" : "0";
+    lens[7] = 1;
+    argv[8] = info ? info : "";
+    lens[8] = strlen(argv[8]);
+    rc = run_script(b, S_HEARTBEAT, 9, argv, lens, &rep, err, "heartbeat");
+    if (rep) freeReplyObject(rep);
+    return rc;
+}
+
+static int redis_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const char *argv[5];
+    size_t lens[5];
+    char ss[24];
+    redisReply *rep = NULL;
+    size_t i;
+    int rc;
+    snprintf(ss, sizeof ss, "%" PRId64, since);
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
+    argv[4] = ss;
+    lens[4] = strlen(ss);
+    rc = run_script(b, S_NODES, 5, argv, lens, &rep, err, "nodes");
+    if (rc != KAAL_OK) return rc;
+    if (rep->type == REDIS_REPLY_ARRAY) {
+        for (i = 0; i + 2 < rep->elements; i += 3) {
+            redisReply *n = rep->element[i], *s = rep->element[i + 1], *inf = rep->element[i + 2];
+            kaal_node_row *row;
+            if (n->type != REDIS_REPLY_STRING || s->type != REDIS_REPLY_STRING) continue;
+            row = kaal_node_rows_push(out);
+            if (!row || !(row->node = kaal_strndup(n->str, n->len)) ||
+                (inf->type == REDIS_REPLY_STRING && !(row->info = kaal_strndup(inf->str, inf->len)))) {
+                rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+                break;
+            }
+            row->last_seen = (int64_t)strtod(s->str, NULL);
+        }
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+const kaal_backend_vtable kaal_backend_redis = {
+    .name = "redis",
+    .connect = redis_connect,
+    .close = redis_close,
+    .discard = redis_discard,
+    .migrate = redis_migrate,
+    .claim = redis_claim,
+    .record = redis_record,
+    .dispatches = redis_dispatches,
+    .cleanup = redis_cleanup,
+    .set_enabled = redis_set_enabled,
+    .states = redis_states,
+    .delayed_add = redis_delayed_add,
+    .delayed_claim = redis_delayed_claim,
+    .delayed_cancel = redis_delayed_cancel,
+    .delayed_count = redis_delayed_count,
+    .delayed_list = redis_delayed_list,
+    .heartbeat = redis_heartbeat,
+    .nodes = redis_nodes,
+};
+
+#endif /* KAAL_HAVE_REDIS */
