@@ -1,0 +1,143 @@
+# frozen_string_literal: true
+
+# Claims per second per backend: kaal (Kaal::Backend#claim, batches of
+# BATCH pairs) against the raw client doing the same work, side by side in
+# one process, interleaved batch by batch so both see the same machine load.
+#
+#   bundle exec ruby benchmarks/claims.rb [backend ...]
+#   KAAL_BENCH_SECONDS=3 KAAL_BENCH_BATCH=100 bundle exec ruby benchmarks/claims.rb redis
+#
+# Registering a backend: one file per backend in benchmarks/claims/<name>.rb,
+# loaded by this frame, containing
+#
+#   KaalBench::Claims.register("redis") do |c|
+#     c.skip "set KAAL_TEST_REDIS_URL" unless ENV["KAAL_TEST_REDIS_URL"]  # optional
+#     c.setup { |ns| ... }           # optional, once, before timing; ns: a fresh namespace
+#     c.kaal { |pairs| ... }         # claim every pair through kaal
+#     c.raw("redis-rb pipelined SET NX PX") { |pairs| ... }  # the same work, raw client
+#     c.teardown { ... }             # optional, always run (remove what the run wrote)
+#   end
+#
+# `pairs` is an Array of [job_key (String), fire_time (Integer Unix seconds)],
+# fresh for every call (no pair is ever offered twice, so every claim wins).
+# Both blocks must make every pair durable / claimed before returning; the
+# frame counts pairs per second of wall time. A block may return the number
+# of pairs it won; when it does, the frame checks it equals pairs.size.
+require "securerandom"
+
+$LOAD_PATH.unshift File.expand_path("../lib", __dir__)
+require "kaal"
+
+module KaalBench
+  module Claims
+    SECONDS = Float(ENV.fetch("KAAL_BENCH_SECONDS", "3"))
+    BATCH = Integer(ENV.fetch("KAAL_BENCH_BATCH", "100"))
+    KEYS = 50 # distinct job keys per batch round robin
+
+    # One registered backend.
+    class Case
+      attr_reader :name, :raw_label, :skip_reason
+
+      def initialize(name)
+        @name = name
+        @skip_reason = nil
+        @setup = @teardown = @kaal = @raw = nil
+        @raw_label = "raw client"
+      end
+
+      def skip(reason)
+        @skip_reason ||= reason
+      end
+
+      def setup(&blk) = (@setup = blk)
+      def teardown(&blk) = (@teardown = blk)
+      def kaal(&blk) = (@kaal = blk)
+
+      def raw(label = nil, &blk)
+        @raw_label = label if label
+        @raw = blk
+      end
+
+      def run_setup(ns) = @setup&.call(ns)
+      def run_teardown = @teardown&.call
+      def call_kaal(pairs) = @kaal.call(pairs)
+      def call_raw(pairs) = @raw.call(pairs)
+
+      def complete?
+        @kaal && @raw
+      end
+    end
+
+    @cases = []
+
+    class << self
+      attr_reader :cases
+
+      def register(name)
+        c = Case.new(name.to_s)
+        yield c
+        @cases << c
+        c
+      end
+
+      def run(only = [])
+        Dir[File.join(__dir__, "claims", "*.rb")].sort.each { |f| require f }
+        selected = only.empty? ? cases : cases.select { |c| only.include?(c.name) }
+        puts format("claims/s, batches of %d pairs, ~%.0f s per side, interleaved", BATCH, SECONDS)
+        puts format("%-10s %14s %14s %8s   %s", "backend", "kaal/s", "raw/s", "ratio", "raw side")
+        selected.each { |c| report(c) }
+      end
+
+      def report(c)
+        if c.skip_reason
+          puts format("%-10s skipped: %s", c.name, c.skip_reason)
+          return
+        end
+        raise "#{c.name}: register both c.kaal and c.raw" unless c.complete?
+
+        kaal_rate, raw_rate = measure(c)
+        puts format("%-10s %14.0f %14.0f %7.1f%%   %s", c.name, kaal_rate, raw_rate,
+                    100.0 * kaal_rate / raw_rate, c.raw_label)
+      rescue StandardError => e
+        puts format("%-10s failed: %s: %s", c.name, e.class, e.message)
+      end
+
+      # Returns [kaal pairs/s, raw pairs/s].
+      def measure(c)
+        ns = "kaal-bench-#{SecureRandom.hex(4)}"
+        c.run_setup(ns)
+        fire = 1_700_000_000
+        next_pairs = lambda do
+          fire += 1
+          Array.new(BATCH) { |i| ["bench-job-#{i % KEYS}-#{i / KEYS}", fire] }
+        end
+        # warm up (connections, script cache, JIT-less Ruby caches)
+        3.times { timed(c, :kaal, next_pairs.call) && timed(c, :raw, next_pairs.call) }
+        spent = { kaal: 0.0, raw: 0.0 }
+        pairs = { kaal: 0, raw: 0 }
+        while spent[:kaal] < SECONDS || spent[:raw] < SECONDS
+          %i[kaal raw].each do |side|
+            spent[side] += timed(c, side, next_pairs.call)
+            pairs[side] += BATCH
+          end
+        end
+        [pairs[:kaal] / spent[:kaal], pairs[:raw] / spent[:raw]]
+      ensure
+        c.run_teardown
+      end
+
+      def timed(c, side, batch)
+        t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        won = side == :kaal ? c.call_kaal(batch) : c.call_raw(batch)
+        elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0
+        if won.is_a?(Integer) && won != batch.size
+          raise "#{c.name} #{side}: won #{won} of #{batch.size} fresh pairs"
+        end
+
+        elapsed
+      end
+    end
+  end
+end
+
+KaalBench::Claims.run(ARGV) if $PROGRAM_NAME == __FILE__

@@ -1,0 +1,251 @@
+# frozen_string_literal: true
+
+require "fileutils"
+require "rbconfig"
+require "securerandom"
+require "tmpdir"
+require "yaml"
+
+module Kaal
+  module Spec
+    # Runs several real `kaal start` processes against one shared backend,
+    # SIGKILLs and restarts them at random, and checks from the jobs' own
+    # append-only record that no (job key, fire time) ran twice.
+    #
+    #   result = Kaal::Spec::MultiProcess.run(
+    #     backend: "redis", backend_config: { "url" => ENV["KAAL_TEST_REDIS_URL"] },
+    #     nodes: 3, jobs: 5, duration: 30
+    #   )
+    #   result.duplicates  # => [] ("key fire_time" pairs that ran more than once)
+    #   result.coverage    # => 0.0..100.0 (% of expected pairs that ran)
+    #   puts result.summary
+    #
+    # Every job fires every second (`* * * * * *`, tick_interval 1) and its
+    # class appends "key fire_time_unix node pid\n" to one shared file with
+    # O_APPEND: one write(2) per line shorter than PIPE_BUF, so lines from
+    # different processes never interleave. Expected pairs are every second of
+    # the run window for every job, leaving out a margin after the first
+    # dispatch and before the TERM (start-up and shutdown are not steady state).
+    # Each run uses a fresh namespace, so runs never see each other's state.
+    module MultiProcess
+      BIN_KAAL = File.expand_path("../../bin/kaal", __dir__)
+      LIB = File.expand_path("../../lib", __dir__)
+
+      Result = Struct.new(
+        :nodes, :jobs, :duration, :kills, :dispatches, :duplicates, :expected, :covered,
+        :window, :crashes, :dir, :node_logs,
+        keyword_init: true
+      ) do
+        def coverage
+          expected.zero? ? 0.0 : (100.0 * covered / expected).round(2)
+        end
+
+        def summary
+          format("multi-process %<nodes>d nodes, %<jobs>d jobs, %<dur>.1fs, %<kills>d SIGKILLs: " \
+                 "%<disp>d dispatches, %<dups>d duplicate pairs, %<cov>d/%<exp>d expected pairs " \
+                 "ran (%<pct>.2f%% coverage), %<crashes>d unexpected exits",
+                 nodes: nodes, jobs: jobs, dur: duration, kills: kills, disp: dispatches,
+                 dups: duplicates.size, cov: covered, exp: expected, pct: coverage,
+                 crashes: crashes.size)
+        end
+      end
+
+      # One `kaal start` child.
+      class Node
+        attr_reader :name, :pid, :log
+
+        def initialize(name, dir, env)
+          @name = name
+          @dir = dir
+          @env = env
+          @log = File.join(dir, "#{name}.log")
+          @pid = nil
+        end
+
+        def start
+          @pid = Process.spawn(
+            @env.merge("KAAL_MP_NODE" => name),
+            RbConfig.ruby, "-I", LIB, BIN_KAAL, "start", "--require", "./jobs.rb",
+            chdir: @dir, in: File::NULL, out: [@log, "a"], err: [@log, "a"], pgroup: true
+          )
+        end
+
+        def alive?
+          return false unless @pid
+
+          Process.waitpid(@pid, Process::WNOHANG).nil?
+        rescue Errno::ECHILD
+          false
+        end
+
+        # SIGKILL and reap. Returns true when the process was still running.
+        def kill!
+          return false unless @pid
+
+          was_alive = alive?
+          signal("KILL")
+          reap(5)
+          @pid = nil
+          was_alive
+        end
+
+        def signal(sig)
+          Process.kill(sig, @pid) if @pid
+        rescue Errno::ESRCH
+          nil
+        end
+
+        # Wait up to `timeout` seconds; returns the exit status or nil.
+        def reap(timeout)
+          return nil unless @pid
+
+          deadline = monotonic + timeout
+          loop do
+            done, status = Process.waitpid2(@pid, Process::WNOHANG)
+            return status if done
+            return nil if monotonic > deadline
+
+            sleep 0.05
+          end
+        rescue Errno::ECHILD
+          nil
+        end
+
+        def log_tail(lines = 20)
+          File.exist?(@log) ? File.readlines(@log).last(lines).join : ""
+        end
+
+        private
+
+        def monotonic
+          Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        end
+      end
+
+      module_function
+
+      # backend: "redis" | "postgres" | "mysql" | "sqlite"; backend_config: the
+      # `backend_config` hash for config/kaal.yml (string keys). kill_every:
+      # range of seconds between two SIGKILLs. margin: seconds left out at the
+      # start and end of the window.
+      def run(backend:, backend_config:, nodes: 3, jobs: 5, duration: 30, kill_every: 3.0..6.0,
+              restart_after: 0.2..1.0, margin: 3, seed: Random.new_seed, keep_dir: false)
+        rng = Random.new(seed)
+        dir = Dir.mktmpdir("kaal-mp-")
+        record = File.join(dir, "record.txt")
+        write_app(dir, backend, backend_config, jobs, record)
+        env = { "KAAL_ENV" => "test", "KAAL_MP_RECORD" => record }
+        children = Array.new(nodes) { |i| Node.new("node-#{i}", dir, env) }
+        crashes = []
+        kills = 0
+        started_at = Time.now
+        children.each(&:start)
+        deadline = monotonic + duration
+        next_kill = monotonic + rng.rand(kill_every)
+        while monotonic < deadline
+          sleep 0.1
+          children.each do |n|
+            next if n.alive?
+
+            crashes << "#{n.name}: exited on its own\n#{n.log_tail}"
+            n.start
+          end
+          next unless monotonic >= next_kill
+
+          victim = children[rng.rand(children.size)]
+          kills += 1 if victim.kill!
+          sleep rng.rand(restart_after)
+          victim.start
+          next_kill = monotonic + rng.rand(kill_every)
+        end
+        stopped_at = Time.now
+        children.each { |n| n.signal("TERM") }
+        children.each do |n|
+          status = n.reap(20)
+          if status.nil?
+            crashes << "#{n.name}: did not stop within 20 s of TERM\n#{n.log_tail}"
+            n.kill!
+          elsif !status.success?
+            crashes << "#{n.name}: TERM exit status #{status.exitstatus.inspect}\n#{n.log_tail}"
+          end
+        end
+        analyse(record, jobs, started_at, stopped_at, margin).merge!(
+          nodes: nodes, jobs: jobs, duration: (stopped_at - started_at).round(1), kills: kills,
+          crashes: crashes, dir: keep_dir ? dir : nil,
+          node_logs: children.to_h { |n| [n.name, n.log_tail(40)] }
+        ).then { |h| Result.new(**h) }
+      ensure
+        children&.each { |n| n.kill! if n.alive? }
+        FileUtils.rm_rf(dir) if dir && !keep_dir
+      end
+
+      def job_key(index)
+        format("mp-job-%02d", index)
+      end
+
+      def write_app(dir, backend, backend_config, jobs, _record)
+        FileUtils.mkdir_p(File.join(dir, "config"))
+        namespace = "kaal-mp-#{SecureRandom.hex(6)}"
+        config = {
+          "backend" => backend.to_s,
+          "backend_config" => backend_config.transform_keys(&:to_s),
+          "namespace" => namespace,
+          "tick_interval" => 1,
+          "scheduler_config_path" => "config/kaal-scheduler.yml"
+        }
+        File.write(File.join(dir, "config", "kaal.yml"), YAML.dump("defaults" => config))
+        job_list = Array.new(jobs) do |i|
+          { "key" => job_key(i), "cron" => "* * * * * *", "job_class" => "KaalMultiProcessJob",
+            "args" => ["{{key}}", "{{fire_time.unix}}"] }
+        end
+        File.write(File.join(dir, "config", "kaal-scheduler.yml"),
+                   YAML.dump("defaults" => { "jobs" => job_list }))
+        File.write(File.join(dir, "jobs.rb"), <<~RUBY)
+          # frozen_string_literal: true
+
+          # Written by Kaal::Spec::MultiProcess: one O_APPEND write per run.
+          class KaalMultiProcessJob
+            RECORD = ENV.fetch("KAAL_MP_RECORD")
+            NODE = ENV.fetch("KAAL_MP_NODE")
+
+            def self.perform(key, fire_time)
+              line = "\#{key} \#{Integer(fire_time)} \#{NODE} \#{Process.pid}\\n"
+              File.open(RECORD, File::WRONLY | File::APPEND | File::CREAT, 0o644) do |f|
+                f.syswrite(line)
+              end
+            end
+          end
+        RUBY
+      end
+
+      # Figures from the record: every line is one run.
+      def analyse(record, jobs, started_at, stopped_at, margin)
+        lines = File.exist?(record) ? File.readlines(record, chomp: true) : []
+        runs = lines.map(&:split).select { |f| f.size == 4 }.map { |k, t, _n, _p| [k, Integer(t)] }
+        counts = runs.tally
+        duplicates = counts.select { |_, c| c > 1 }.map { |(k, t), c| "#{k} #{t} (#{c} runs)" }
+        first = runs.map(&:last).select { |t| t >= started_at.to_i }.min
+        window = nil
+        expected = covered = 0
+        if first
+          from = first + margin
+          to = stopped_at.to_i - margin
+          window = [from, to]
+          keys = Array.new(jobs) { |i| job_key(i) }
+          (from..to).each do |t|
+            keys.each do |k|
+              expected += 1
+              covered += 1 if counts.key?([k, t])
+            end
+          end
+        end
+        { dispatches: runs.size, duplicates: duplicates, expected: expected, covered: covered,
+          window: window }
+      end
+
+      def monotonic
+        Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      end
+    end
+  end
+end
