@@ -27,4 +27,23 @@ int32_t kaal_tz_offset_at(const kaal_tz *tz, int64_t t);
  * before the gap): the instant the DST-gap rule fires at. */
 int kaal_tz_local_to_utc(const kaal_tz *tz, int64_t local, int64_t out[2]);
 
+/* A maximal run of instants [start, end) with one UTC offset `off`;
+ * `prev_off` is the offset in force just before `start` (== off for the
+ * first span). start is KAAL_TZ_MIN_INSTANT for the first span and end is
+ * KAAL_TZ_MAX_INSTANT for the last one (both far outside years 1..9999, and
+ * safe to add a day's worth of seconds to). Used by the cron engine to walk
+ * offset changes instead of minutes. */
+#define KAAL_TZ_MIN_INSTANT (-((int64_t)1 << 50))
+#define KAAL_TZ_MAX_INSTANT ((int64_t)1 << 50)
+
+typedef struct kaal_tz_span {
+    int64_t start;
+    int64_t end;
+    int32_t off;
+    int32_t prev_off;
+} kaal_tz_span;
+
+/* The span containing instant t (t within KAAL_TZ_MIN/MAX_INSTANT). */
+void kaal_tz_span_at(const kaal_tz *tz, int64_t t, kaal_tz_span *out);
+
 #endif
