@@ -12,7 +12,7 @@
  *   <ns>:claim:<fire>:<key>    string, node id, PX lease_ms      the claim
  *   <ns>:log:<fire>:<key>      string, encoded row, EX retention the dispatch log
  *   <ns>:log-index             zset fire_time -> "<fire>:<key>"   log order + cleanup
- *   <ns>:log-index:<key>       zset, the same for one job key     queries by key
+ *   <ns>:log-index:<key>       zset fire_time -> "<fire>"        queries by key
  *   <ns>:states                hash key -> "1" / "0"              enable/disable
  *   <ns>:delayed               hash job_id -> encoded row         delayed payloads
  *   <ns>:delayed-due           zset run_at_ms -> job_id           delayed order
@@ -69,7 +69,7 @@ static const char LUA_CLAIM[] =
     "     redis.call('SET', p .. 'claim:' .. m, cv, 'NX', 'PX', lease) then\n"
     "    redis.call('SET', p .. 'log:' .. m, row, 'EX', ttl)\n"
     "    redis.call('ZADD', idx, f, m)\n"
-    "    redis.call('ZADD', idx .. ':' .. k, f, m)\n"
+    "    redis.call('ZADD', idx .. ':' .. k, f, f)\n"
     "    won = 1\n"
     "  end\n"
     "  out[#out + 1] = won\n"
@@ -88,17 +88,22 @@ static const char LUA_RECORD[] =
     "if x then c = x end\n"
     "redis.call('SET', p .. 'log:' .. m, #c .. ':' .. c .. ',' .. ARGV[6], 'EX', ARGV[5])\n"
     "redis.call('ZADD', p .. 'log-index', f, m)\n"
-    "redis.call('ZADD', p .. 'log-index:' .. k, f, m)\n"
+    "redis.call('ZADD', p .. 'log-index:' .. k, f, f)\n"
     "return 1\n";
 
-/* One chunk of a newest-first scan. ARGV: prefix, index key, start, stop.
- * Returns {members, rows} (a row is nil when the entry has expired). */
+/* One chunk of a newest-first scan. ARGV: prefix, index key, start, stop,
+ * job key (only with a per-key index, whose members are bare fire times).
+ * Returns {members "<fire>:<key>", rows} (a row is nil when the entry has
+ * expired). */
 static const char LUA_SCAN[] =
-    "local p = ARGV[1]\n"
+    "local p, k = ARGV[1], ARGV[5]\n"
     "local ms = redis.call('ZREVRANGE', ARGV[2], ARGV[3], ARGV[4])\n"
     "if #ms == 0 then return {{}, {}} end\n"
     "local ks = {}\n"
-    "for i, m in ipairs(ms) do ks[i] = p .. 'log:' .. m end\n"
+    "for i, m in ipairs(ms) do\n"
+    "  if k then ms[i] = m .. ':' .. k end\n"
+    "  ks[i] = p .. 'log:' .. ms[i]\n"
+    "end\n"
     "return {ms, redis.call('MGET', unpack(ks))}\n";
 
 /* Cleanup. ARGV: prefix, before, limit. Returns the number removed. */
@@ -107,10 +112,10 @@ static const char LUA_CLEANUP[] =
     "local idx = p .. 'log-index'\n"
     "local ms = redis.call('ZRANGEBYSCORE', idx, '-inf', '(' .. ARGV[2], 'LIMIT', 0, ARGV[3])\n"
     "for _, m in ipairs(ms) do\n"
-    "  local k = string.sub(m, string.find(m, ':', 1, true) + 1)\n"
+    "  local c = string.find(m, ':', 1, true)\n"
     "  redis.call('DEL', p .. 'log:' .. m)\n"
     "  redis.call('ZREM', idx, m)\n"
-    "  redis.call('ZREM', idx .. ':' .. k, m)\n"
+    "  redis.call('ZREM', idx .. ':' .. string.sub(m, c + 1), string.sub(m, 1, c - 1))\n"
     "end\n"
     "return #ms\n";
 
@@ -782,8 +787,8 @@ static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_
     if (chunk > SCAN_CHUNK * 4) chunk = SCAN_CHUNK * 4;
 
     while (out->len < q->limit) {
-        const char *argv[7];
-        size_t lens[7];
+        const char *argv[8];
+        size_t lens[8];
         char s1[24], s2[24];
         redisReply *rep = NULL, *ms, *vs;
         size_t i;
@@ -798,7 +803,11 @@ static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_
         lens[5] = strlen(s1);
         argv[6] = s2;
         lens[6] = strlen(s2);
-        rc = run_script(b, S_SCAN, 7, argv, lens, &rep, err, "dispatches");
+        if (q->key) {
+            argv[7] = q->key;
+            lens[7] = strlen(q->key);
+        }
+        rc = run_script(b, S_SCAN, q->key ? 8 : 7, argv, lens, &rep, err, "dispatches");
         if (rc != KAAL_OK) break;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
             rep->element[0]->type != REDIS_REPLY_ARRAY || rep->element[1]->type != REDIS_REPLY_ARRAY ||
