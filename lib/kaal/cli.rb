@@ -169,7 +169,7 @@ module Kaal
 
     def parser(name, command, opts)
       OptionParser.new do |o|
-        o.banner = "Usage: kaal #{command.usage}\n\n#{command.summary.capitalize}."
+        o.banner = "Usage: kaal #{command.usage}\n\n#{command.summary.sub(/\A./, &:upcase)}."
         o.program_name = "kaal"
         unless command.options.empty?
           o.separator ""
