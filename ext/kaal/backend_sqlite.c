@@ -1,5 +1,844 @@
-/* STUB: replaced by the sqlite backend. */
+/* kaal: the SQLite backend (sqlite3). Pure C, runs without the GVL.
+ *
+ * One database file shared by every process of a host (several `kaal start`
+ * processes on one machine). The file is opened in WAL mode with
+ * synchronous=NORMAL and a busy timeout (command_timeout_ms, default 5000), so
+ * writers from different processes queue on SQLite's lock instead of failing.
+ * The binding serialises calls on one handle (b->lock), hence NOMUTEX.
+ *
+ * Decisions:
+ * - connect creates the tables (the schema is idempotent CREATE ... IF NOT
+ *   EXISTS), so `kaal start` on a fresh file works without `kaal migrate`.
+ * - An in-memory database (":memory:", "file::memory:", "mode=memory") is
+ *   refused: it would be private to one connection and guarantee nothing.
+ * - Claims are one INSERT ... ON CONFLICT DO NOTHING RETURNING per chunk of up
+ *   to CLAIM_CHUNK pairs. The statement for a chunk of n rows is prepared for
+ *   the next power of two and padded by repeating the last pair (a repeated
+ *   pair conflicts with itself and is returned once), so at most
+ *   log2(CLAIM_CHUNK)+1 claim statements are ever prepared per connection.
+ *   Several chunks run inside one BEGIN IMMEDIATE transaction.
+ * - Delayed claims are one DELETE ... RETURNING inside BEGIN IMMEDIATE: the
+ *   write lock is held from the selection of due rows to the commit, so each
+ *   job goes to exactly one caller.
+ * - lease_ms is not used: on SQL stores the claim is the dispatch-log row,
+ *   kept until cleanup removes it.
+ * - discard (forked child) leaks the parent's sqlite3 handle on purpose:
+ *   closing it in the child could checkpoint or unlink the WAL the parent is
+ *   using. Only our own small structs are freed. */
 #include "backend.h"
+
 #ifdef KAAL_HAVE_SQLITE
-const kaal_backend_vtable kaal_backend_sqlite = {.name = "sqlite"};
-#endif
+
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "schema.h"
+
+#define CLAIM_CHUNK 512 /* pairs per INSERT: 2 * 512 + 3 variables */
+#define CLAIM_SLOTS 10  /* statements for 1, 2, 4, ... 512 rows */
+#define DEFAULT_BUSY_MS 5000
+
+const char *const kaal_schema_sqlite[] = {
+    "CREATE TABLE IF NOT EXISTS kaal_dispatches ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " job_key VARCHAR(255) NOT NULL,"
+    " fire_time BIGINT NOT NULL,"
+    " status VARCHAR(16) NOT NULL,"
+    " node VARCHAR(255),"
+    " error TEXT,"
+    " claim_token VARCHAR(64),"
+    " claimed_at BIGINT NOT NULL,"
+    " updated_at BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, job_key, fire_time))",
+    "CREATE INDEX IF NOT EXISTS index_kaal_dispatches_on_namespace_and_fire_time"
+    " ON kaal_dispatches (namespace, fire_time)",
+    "CREATE TABLE IF NOT EXISTS kaal_delayed_jobs ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " job_id VARCHAR(255) NOT NULL,"
+    " run_at_ms BIGINT NOT NULL,"
+    " job_class VARCHAR(255) NOT NULL,"
+    " queue VARCHAR(255),"
+    " args TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, job_id))",
+    "CREATE INDEX IF NOT EXISTS index_kaal_delayed_jobs_on_namespace_and_run_at_ms"
+    " ON kaal_delayed_jobs (namespace, run_at_ms)",
+    "CREATE TABLE IF NOT EXISTS kaal_job_states ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " job_key VARCHAR(255) NOT NULL,"
+    " enabled BOOLEAN NOT NULL,"
+    " updated_at BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, job_key))",
+    "CREATE TABLE IF NOT EXISTS kaal_nodes ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " node VARCHAR(255) NOT NULL,"
+    " info TEXT,"
+    " last_seen BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, node))",
+    NULL,
+};
+
+/* Cached statements (prepared on first use, finalised on close). */
+enum {
+    Q_BEGIN,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_RECORD,
+    Q_DISPATCHES,
+    Q_CLEANUP,
+    Q_SET_ENABLED,
+    Q_STATES,
+    Q_DELAYED_ADD,
+    Q_DELAYED_CLAIM,
+    Q_DELAYED_CANCEL,
+    Q_DELAYED_COUNT,
+    Q_DELAYED_LIST,
+    Q_HEARTBEAT,
+    Q_NODES_EXPIRE,
+    Q_NODES,
+    Q_COUNT
+};
+
+static const char *const sql_text[Q_COUNT] = {
+    [Q_BEGIN] = "BEGIN IMMEDIATE",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_RECORD] =
+        "INSERT INTO kaal_dispatches"
+        " (namespace, job_key, fire_time, status, node, error, claimed_at, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)"
+        " ON CONFLICT (namespace, job_key, fire_time) DO UPDATE SET"
+        " status = excluded.status, node = COALESCE(excluded.node, kaal_dispatches.node),"
+        " error = excluded.error, updated_at = excluded.updated_at",
+    [Q_DISPATCHES] =
+        "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
+        " FROM kaal_dispatches WHERE namespace = ?1"
+        " AND (?2 IS NULL OR job_key = ?2) AND (?3 IS NULL OR status = ?3)"
+        " AND (?4 IS NULL OR node = ?4)"
+        " ORDER BY fire_time DESC, job_key DESC LIMIT ?5",
+    [Q_CLEANUP] =
+        "DELETE FROM kaal_dispatches WHERE rowid IN"
+        " (SELECT rowid FROM kaal_dispatches WHERE namespace = ?1 AND fire_time < ?2"
+        " ORDER BY fire_time LIMIT ?3)",
+    [Q_SET_ENABLED] =
+        "INSERT INTO kaal_job_states (namespace, job_key, enabled, updated_at)"
+        " VALUES (?1, ?2, ?3, ?4)"
+        " ON CONFLICT (namespace, job_key) DO UPDATE SET"
+        " enabled = excluded.enabled, updated_at = excluded.updated_at",
+    [Q_STATES] =
+        "SELECT job_key, enabled FROM kaal_job_states WHERE namespace = ?1 ORDER BY job_key",
+    [Q_DELAYED_ADD] =
+        "INSERT INTO kaal_delayed_jobs"
+        " (namespace, job_id, run_at_ms, job_class, queue, args, created_at)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [Q_DELAYED_CLAIM] =
+        "DELETE FROM kaal_delayed_jobs WHERE rowid IN"
+        " (SELECT rowid FROM kaal_delayed_jobs WHERE namespace = ?1 AND run_at_ms <= ?2"
+        " ORDER BY run_at_ms, job_id LIMIT ?3)"
+        " RETURNING job_id, run_at_ms, job_class, queue, args",
+    [Q_DELAYED_CANCEL] = "DELETE FROM kaal_delayed_jobs WHERE namespace = ?1 AND job_id = ?2",
+    [Q_DELAYED_COUNT] = "SELECT COUNT(*) FROM kaal_delayed_jobs WHERE namespace = ?1",
+    [Q_DELAYED_LIST] =
+        "SELECT job_id, run_at_ms, job_class, queue, args FROM kaal_delayed_jobs"
+        " WHERE namespace = ?1 ORDER BY run_at_ms, job_id LIMIT ?2",
+    [Q_HEARTBEAT] =
+        "INSERT INTO kaal_nodes (namespace, node, info, last_seen) VALUES (?1, ?2, ?3, ?4)"
+        " ON CONFLICT (namespace, node) DO UPDATE SET"
+        " info = excluded.info, last_seen = excluded.last_seen",
+    [Q_NODES_EXPIRE] = "DELETE FROM kaal_nodes WHERE namespace = ?1 AND last_seen < ?2",
+    [Q_NODES] =
+        "SELECT node, info, last_seen FROM kaal_nodes"
+        " WHERE namespace = ?1 AND last_seen >= ?2 ORDER BY node",
+};
+
+typedef struct sqlite_impl {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[Q_COUNT];
+    sqlite3_stmt *claim[CLAIM_SLOTS]; /* claim[i] inserts 1 << i rows */
+    int busy_ms;
+} sqlite_impl;
+
+#define IMPL(b) ((sqlite_impl *)(b)->impl)
+
+/* ------------------------------------------------------------------ errors */
+
+/* Turn a sqlite3 result code into a kaal status. Errors that mean the file
+ * is gone or unusable drop the session so the next call reconnects. */
+static int fail(kaal_backend *b, int rc, const char *what, kaal_error *err)
+{
+    sqlite_impl *s = IMPL(b);
+    const char *msg = (s && s->db) ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+    int prim = rc & 0xff;
+
+    switch (prim) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
+                              "sqlite: %s: database is locked (waited %d ms for another "
+                              "connection; raise command_timeout_ms if this is expected)",
+                              what, s ? s->busy_ms : 0);
+    case SQLITE_NOMEM:
+        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: %s: out of memory", what);
+    case SQLITE_CANTOPEN:
+    case SQLITE_NOTADB:
+    case SQLITE_IOERR:
+    case SQLITE_CORRUPT:
+    case SQLITE_READONLY:
+    case SQLITE_FULL:
+        b->connected = 0;
+        return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "sqlite: %s: %s (%s)", what, msg,
+                              b->params.path ? b->params.path : "");
+    default:
+        return kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "sqlite: %s: %s", what, msg);
+    }
+}
+
+static int prepare(kaal_backend *b, const char *sql, sqlite3_stmt **out, const char *what,
+                   kaal_error *err)
+{
+    int rc = sqlite3_prepare_v3(IMPL(b)->db, sql, -1, SQLITE_PREPARE_PERSISTENT, out, NULL);
+    if (rc != SQLITE_OK) {
+        *out = NULL;
+        return fail(b, rc, what, err);
+    }
+    return KAAL_OK;
+}
+
+/* The cached statement q, reset and with its bindings cleared. */
+static int stmt(kaal_backend *b, int q, sqlite3_stmt **out, kaal_error *err)
+{
+    sqlite_impl *s = IMPL(b);
+    if (!s->stmt[q]) {
+        int rc = prepare(b, sql_text[q], &s->stmt[q], "prepare", err);
+        if (rc != KAAL_OK) return rc;
+    }
+    sqlite3_reset(s->stmt[q]);
+    sqlite3_clear_bindings(s->stmt[q]);
+    *out = s->stmt[q];
+    return KAAL_OK;
+}
+
+static int bind_ns(kaal_backend *b, sqlite3_stmt *st)
+{
+    return sqlite3_bind_text(st, 1, b->ns, -1, SQLITE_STATIC);
+}
+
+static int bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+    return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
+}
+
+/* Step a statement that returns no rows, then reset it. */
+static int exec_stmt(kaal_backend *b, sqlite3_stmt *st, const char *what, kaal_error *err)
+{
+    int rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) return fail(b, rc, what, err);
+    return KAAL_OK;
+}
+
+static int exec_q(kaal_backend *b, int q, const char *what, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, q, &st, err);
+    return rc != KAAL_OK ? rc : exec_stmt(b, st, what, err);
+}
+
+static void rollback(kaal_backend *b)
+{
+    if (!sqlite3_get_autocommit(IMPL(b)->db)) exec_q(b, Q_ROLLBACK, "rollback", NULL);
+}
+
+static char *col_text(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? kaal_strndup((const char *)t, (size_t)sqlite3_column_bytes(st, i)) : NULL;
+}
+
+/* -------------------------------------------------------------- lifecycle */
+
+static void impl_free(sqlite_impl *s, int close_db)
+{
+    size_t i;
+    if (!s) return;
+    if (close_db) {
+        for (i = 0; i < Q_COUNT; i++) sqlite3_finalize(s->stmt[i]);
+        for (i = 0; i < CLAIM_SLOTS; i++) sqlite3_finalize(s->claim[i]);
+        sqlite3_close_v2(s->db);
+    }
+    free(s);
+}
+
+static void sqlite_close(kaal_backend *b)
+{
+    impl_free(IMPL(b), 1);
+    b->impl = NULL;
+    b->connected = 0;
+}
+
+static void sqlite_discard(kaal_backend *b)
+{
+    impl_free(IMPL(b), 0); /* the parent's sqlite3 handle is leaked on purpose */
+    b->impl = NULL;
+    b->connected = 0;
+}
+
+static int is_memory_path(const char *p)
+{
+    return strcmp(p, ":memory:") == 0 || strncmp(p, "file::memory:", 13) == 0 ||
+           (strncmp(p, "file:", 5) == 0 && strstr(p, "mode=memory") != NULL);
+}
+
+static int run_schema(kaal_backend *b, kaal_error *err)
+{
+    sqlite_impl *s = IMPL(b);
+    size_t i;
+    int rc = exec_q(b, Q_BEGIN, "migrate", err);
+    if (rc != KAAL_OK) return rc;
+    for (i = 0; kaal_schema_sqlite[i]; i++) {
+        char *msg = NULL;
+        int src = sqlite3_exec(s->db, kaal_schema_sqlite[i], NULL, NULL, &msg);
+        sqlite3_free(msg);
+        if (src != SQLITE_OK) {
+            rc = fail(b, src, "migrate", err);
+            rollback(b);
+            return rc;
+        }
+    }
+    rc = exec_q(b, Q_COMMIT, "migrate", err);
+    if (rc != KAAL_OK) rollback(b);
+    return rc;
+}
+
+/* PRAGMA journal_mode=WAL needs a moment of exclusive access the first time
+ * (several processes may open a fresh file at once); retry within the busy
+ * budget. Returns the sqlite3 result code. */
+static int enable_wal(sqlite_impl *s)
+{
+    struct timespec pause = {0, 10 * 1000 * 1000};
+    int waited = 0, rc;
+    for (;;) {
+        sqlite3_stmt *st = NULL;
+        rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
+        if (rc == SQLITE_OK) {
+            rc = sqlite3_step(st);
+            if (rc == SQLITE_ROW) {
+                const char *mode = (const char *)sqlite3_column_text(st, 0);
+                rc = (mode && sqlite3_stricmp(mode, "wal") == 0) ? SQLITE_OK : SQLITE_BUSY;
+            }
+        }
+        sqlite3_finalize(st);
+        if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) return rc;
+        if (waited >= s->busy_ms) return rc;
+        nanosleep(&pause, NULL);
+        waited += 10;
+    }
+}
+
+static int sqlite_connect(kaal_backend *b, kaal_error *err)
+{
+    const char *path = b->params.path;
+    sqlite_impl *s;
+    char *msg = NULL;
+    int rc;
+
+    if (b->impl) sqlite_close(b);
+    if (!path || !*path)
+        return kaal_error_set(err, KAAL_ECONFIG, "path", -1,
+                              "sqlite: no database file given (set backend_config url "
+                              "\"sqlite:///path/to/kaal.sqlite3\" or path:)");
+    if (is_memory_path(path))
+        return kaal_error_set(err, KAAL_ECONFIG, "path", -1,
+                              "sqlite: an in-memory database cannot be shared between "
+                              "processes or connections; give a file path");
+
+    s = calloc(1, sizeof *s);
+    if (!s) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+    s->busy_ms = b->params.command_timeout_ms > 0 ? b->params.command_timeout_ms
+                                                  : DEFAULT_BUSY_MS;
+    b->impl = s;
+
+    rc = sqlite3_open_v2(path, &s->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX |
+                             SQLITE_OPEN_URI,
+                         NULL);
+    if (rc != SQLITE_OK) {
+        kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "sqlite: cannot open %s: %s", path,
+                       s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
+        sqlite_close(b);
+        return KAAL_ECONNECT;
+    }
+    sqlite3_extended_result_codes(s->db, 1);
+    sqlite3_busy_timeout(s->db, s->busy_ms);
+
+    rc = enable_wal(s);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, &msg);
+    sqlite3_free(msg);
+    if (rc != SQLITE_OK) {
+        int code = (rc & 0xff) == SQLITE_BUSY ? KAAL_EBACKEND : KAAL_ECONNECT;
+        kaal_error_set(err, code, NULL, -1, "sqlite: cannot set up %s: %s", path,
+                       sqlite3_errmsg(s->db));
+        sqlite_close(b);
+        return code;
+    }
+    b->connected = 1;
+    rc = run_schema(b, err);
+    if (rc != KAAL_OK) {
+        sqlite_close(b);
+        return rc;
+    }
+    return KAAL_OK;
+}
+
+static int sqlite_migrate(kaal_backend *b, kaal_error *err)
+{
+    return run_schema(b, err);
+}
+
+/* ----------------------------------------------------------------- claims */
+
+typedef struct claim_ref {
+    const char *key;
+    size_t len;
+    int64_t fire_time;
+    size_t idx;
+} claim_ref;
+
+static int ref_cmp3(const char *ka, size_t la, int64_t fa, const char *kb, size_t lb, int64_t fb)
+{
+    size_t m = la < lb ? la : lb;
+    int c = memcmp(ka, kb, m);
+    if (c) return c;
+    if (la != lb) return la < lb ? -1 : 1;
+    return fa < fb ? -1 : fa > fb;
+}
+
+static int ref_cmp(const void *pa, const void *pb)
+{
+    const claim_ref *a = pa, *b = pb;
+    int c = ref_cmp3(a->key, a->len, a->fire_time, b->key, b->len, b->fire_time);
+    if (c) return c;
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
+}
+
+/* Prepared INSERT for 1 << slot rows. Variables: ?1 namespace, ?2 node,
+ * ?3 now, then (?2i+4 key, ?2i+5 fire_time) per row i. */
+static int claim_stmt(kaal_backend *b, int slot, sqlite3_stmt **out, kaal_error *err)
+{
+    sqlite_impl *s = IMPL(b);
+    if (!s->claim[slot]) {
+        size_t rows = (size_t)1 << slot, i, cap = 256 + rows * 64, len;
+        char *sql = malloc(cap);
+        int rc;
+        if (!sql) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+        len = (size_t)snprintf(sql, cap,
+                               "INSERT INTO kaal_dispatches (namespace, job_key, fire_time,"
+                               " status, node, claimed_at, updated_at) VALUES ");
+        for (i = 0; i < rows; i++)
+            len += (size_t)snprintf(sql + len, cap - len,
+                                    "%s(?1, ?%zu, ?%zu, 'claimed', ?2, ?3, ?3)", i ? "," : "",
+                                    2 * i + 4, 2 * i + 5);
+        snprintf(sql + len, cap - len,
+                 " ON CONFLICT DO NOTHING RETURNING job_key, fire_time");
+        rc = prepare(b, sql, &s->claim[slot], "claim", err);
+        free(sql);
+        if (rc != KAAL_OK) return rc;
+    }
+    sqlite3_reset(s->claim[slot]);
+    sqlite3_clear_bindings(s->claim[slot]);
+    *out = s->claim[slot];
+    return KAAL_OK;
+}
+
+/* Claim items[0..n) (n <= CLAIM_CHUNK) with one statement. refs is scratch
+ * space for n entries. */
+static int claim_chunk(kaal_backend *b, kaal_claim *items, size_t n, claim_ref *refs,
+                       const char *node, int64_t now, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    size_t i, rows;
+    int slot = 0, rc;
+
+    while (((size_t)1 << slot) < n) slot++;
+    rows = (size_t)1 << slot;
+    rc = claim_stmt(b, slot, &st, err);
+    if (rc != KAAL_OK) return rc;
+
+    bind_ns(b, st);
+    bind_text(st, 2, node);
+    sqlite3_bind_int64(st, 3, now);
+    for (i = 0; i < rows; i++) {
+        const kaal_claim *c = &items[i < n ? i : n - 1]; /* pad with the last pair */
+        sqlite3_bind_text(st, (int)(2 * i + 4), c->key, (int)c->key_len, SQLITE_STATIC);
+        sqlite3_bind_int64(st, (int)(2 * i + 5), c->fire_time);
+    }
+    for (i = 0; i < n; i++) {
+        items[i].claimed = 0;
+        refs[i].key = items[i].key;
+        refs[i].len = items[i].key_len;
+        refs[i].fire_time = items[i].fire_time;
+        refs[i].idx = i;
+    }
+    qsort(refs, n, sizeof *refs, ref_cmp);
+
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *k = (const char *)sqlite3_column_text(st, 0);
+        size_t kl = (size_t)sqlite3_column_bytes(st, 0);
+        int64_t f = sqlite3_column_int64(st, 1);
+        size_t lo = 0, hi = n;
+        if (!k) continue;
+        while (lo < hi) { /* first ref >= (k, f) */
+            size_t mid = lo + (hi - lo) / 2;
+            if (ref_cmp3(refs[mid].key, refs[mid].len, refs[mid].fire_time, k, kl, f) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo < n && ref_cmp3(refs[lo].key, refs[lo].len, refs[lo].fire_time, k, kl, f) == 0)
+            items[refs[lo].idx].claimed = 1; /* a repeated input pair is won once */
+    }
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if (rc != SQLITE_DONE) {
+        for (i = 0; i < n; i++) items[i].claimed = 0;
+        return fail(b, rc, "claim", err);
+    }
+    return KAAL_OK;
+}
+
+static int sqlite_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
+                        const char *node, int64_t now, kaal_error *err)
+{
+    claim_ref *refs;
+    size_t off, chunk = n < CLAIM_CHUNK ? n : CLAIM_CHUNK;
+    int multi = n > CLAIM_CHUNK, rc = KAAL_OK;
+
+    (void)lease_ms;
+    if (n == 0) return KAAL_OK;
+    refs = malloc(chunk * sizeof *refs);
+    if (!refs) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+    if (multi) rc = exec_q(b, Q_BEGIN, "claim", err);
+    for (off = 0; rc == KAAL_OK && off < n; off += CLAIM_CHUNK) {
+        size_t m = n - off < CLAIM_CHUNK ? n - off : CLAIM_CHUNK;
+        rc = claim_chunk(b, items + off, m, refs, node, now, err);
+    }
+    if (multi && rc == KAAL_OK) rc = exec_q(b, Q_COMMIT, "claim", err);
+    if (rc != KAAL_OK) {
+        if (b->connected) rollback(b);
+        for (off = 0; off < n; off++) items[off].claimed = 0;
+    }
+    free(refs);
+    return rc;
+}
+
+/* ------------------------------------------------------------ dispatch log */
+
+static int sqlite_record(kaal_backend *b, const char *key, int64_t fire_time, const char *status,
+                         const char *node, const char *error, int64_t now, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_RECORD, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    bind_text(st, 2, key);
+    sqlite3_bind_int64(st, 3, fire_time);
+    bind_text(st, 4, status);
+    bind_text(st, 5, node);
+    bind_text(st, 6, error);
+    sqlite3_bind_int64(st, 7, now);
+    return exec_stmt(b, st, "record", err);
+}
+
+static int sqlite_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
+                             kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_DISPATCHES, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    bind_text(st, 2, q->key);
+    bind_text(st, 3, q->status);
+    bind_text(st, 4, q->node);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)q->limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        kaal_dispatch_row *r = kaal_dispatch_rows_push(out);
+        if (!r) {
+            sqlite3_reset(st);
+            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+        }
+        r->key = col_text(st, 0);
+        r->fire_time = sqlite3_column_int64(st, 1);
+        r->status = col_text(st, 2);
+        r->node = col_text(st, 3);
+        r->error = col_text(st, 4);
+        r->claimed_at = sqlite3_column_int64(st, 5);
+        r->updated_at = sqlite3_column_int64(st, 6);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "dispatches", err);
+}
+
+static int sqlite_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
+                          kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    *deleted = 0;
+    if (limit == 0) return KAAL_OK;
+    rc = stmt(b, Q_CLEANUP, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    sqlite3_bind_int64(st, 2, before);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+    rc = exec_stmt(b, st, "cleanup", err);
+    if (rc == KAAL_OK) *deleted = (size_t)sqlite3_changes(IMPL(b)->db);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ states */
+
+static int sqlite_set_enabled(kaal_backend *b, const char *key, int enabled, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_SET_ENABLED, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    bind_text(st, 2, key);
+    sqlite3_bind_int(st, 3, enabled ? 1 : 0);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)time(NULL));
+    return exec_stmt(b, st, "set_enabled", err);
+}
+
+static int sqlite_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_STATES, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        kaal_state_row *r = kaal_state_rows_push(out);
+        if (!r) {
+            sqlite3_reset(st);
+            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+        }
+        r->key = col_text(st, 0);
+        r->enabled = sqlite3_column_int(st, 1) != 0;
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "states", err);
+}
+
+/* ------------------------------------------------------------ delayed jobs */
+
+static int sqlite_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_DELAYED_ADD, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    bind_text(st, 2, job->job_id);
+    sqlite3_bind_int64(st, 3, job->run_at_ms);
+    bind_text(st, 4, job->job_class);
+    bind_text(st, 5, job->queue);
+    bind_text(st, 6, job->args ? job->args : "[]");
+    sqlite3_bind_int64(st, 7, (sqlite3_int64)time(NULL));
+    rc = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (rc == SQLITE_DONE) return KAAL_OK;
+    if (rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE)
+        return kaal_error_set(err, KAAL_EDUPLICATE, "job_id", -1,
+                              "delayed job %s is already pending", job->job_id);
+    return fail(b, rc, "delayed_add", err);
+}
+
+static void delayed_row_read(sqlite3_stmt *st, kaal_delayed_row *r)
+{
+    r->job_id = col_text(st, 0);
+    r->run_at_ms = sqlite3_column_int64(st, 1);
+    r->job_class = col_text(st, 2);
+    r->queue = col_text(st, 3);
+    r->args = col_text(st, 4);
+}
+
+static int delayed_cmp(const void *pa, const void *pb)
+{
+    const kaal_delayed_row *a = pa, *b = pb;
+    if (a->run_at_ms != b->run_at_ms) return a->run_at_ms < b->run_at_ms ? -1 : 1;
+    return strcmp(a->job_id ? a->job_id : "", b->job_id ? b->job_id : "");
+}
+
+/* Drop rows appended after `keep` (a failed claim returns nothing). */
+static void delayed_rows_truncate(kaal_delayed_rows *out, size_t keep)
+{
+    while (out->len > keep) {
+        kaal_delayed_row *r = &out->rows[--out->len];
+        free(r->job_id);
+        free(r->job_class);
+        free(r->queue);
+        free(r->args);
+    }
+}
+
+static int sqlite_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit,
+                                kaal_delayed_rows *out, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    size_t first = out->len;
+    int rc;
+    if (limit == 0) return KAAL_OK;
+    /* BEGIN IMMEDIATE: the DELETE ... RETURNING below removes every selected
+     * row on its first step; the transaction lets a failure while reading the
+     * rows (out of memory) put them all back with ROLLBACK. */
+    rc = exec_q(b, Q_BEGIN, "delayed_claim", err);
+    if (rc != KAAL_OK) return rc;
+    rc = stmt(b, Q_DELAYED_CLAIM, &st, err);
+    if (rc == KAAL_OK) {
+        int src;
+        bind_ns(b, st);
+        sqlite3_bind_int64(st, 2, now_ms);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
+            kaal_delayed_row *r = kaal_delayed_rows_push(out);
+            if (!r) break;
+            delayed_row_read(st, r);
+        }
+        sqlite3_reset(st);
+        if (src == SQLITE_ROW)
+            rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+        else if (src != SQLITE_DONE)
+            rc = fail(b, src, "delayed_claim", err);
+    }
+    if (rc == KAAL_OK) rc = exec_q(b, Q_COMMIT, "delayed_claim", err);
+    if (rc != KAAL_OK) {
+        if (b->connected) rollback(b);
+        delayed_rows_truncate(out, first);
+        return rc;
+    }
+    /* RETURNING order is unspecified: oldest run_at first. */
+    if (out->len - first > 1)
+        qsort(out->rows + first, out->len - first, sizeof *out->rows, delayed_cmp);
+    return KAAL_OK;
+}
+
+static int sqlite_delayed_cancel(kaal_backend *b, const char *job_id, int *found, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_DELAYED_CANCEL, &st, err);
+    *found = 0;
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    bind_text(st, 2, job_id);
+    rc = exec_stmt(b, st, "delayed_cancel", err);
+    if (rc == KAAL_OK) *found = sqlite3_changes(IMPL(b)->db) > 0;
+    return rc;
+}
+
+static int sqlite_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_DELAYED_COUNT, &st, err);
+    *count = 0;
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *count = (size_t)sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? KAAL_OK : fail(b, rc, "delayed_count", err);
+}
+
+static int sqlite_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out,
+                               kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_DELAYED_LIST, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        kaal_delayed_row *r = kaal_delayed_rows_push(out);
+        if (!r) {
+            sqlite3_reset(st);
+            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+        }
+        delayed_row_read(st, r);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "delayed_list", err);
+}
+
+/* ------------------------------------------------------------------- nodes */
+
+static int sqlite_heartbeat(kaal_backend *b, const char *node, const char *info, int64_t now,
+                            int64_t ttl, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = exec_q(b, Q_BEGIN, "heartbeat", err);
+    if (rc != KAAL_OK) return rc;
+    rc = stmt(b, Q_HEARTBEAT, &st, err);
+    if (rc == KAAL_OK) {
+        bind_ns(b, st);
+        bind_text(st, 2, node);
+        bind_text(st, 3, info);
+        sqlite3_bind_int64(st, 4, now);
+        rc = exec_stmt(b, st, "heartbeat", err);
+    }
+    if (rc == KAAL_OK && ttl > 0) { /* forget nodes silent for longer than ttl */
+        rc = stmt(b, Q_NODES_EXPIRE, &st, err);
+        if (rc == KAAL_OK) {
+            bind_ns(b, st);
+            sqlite3_bind_int64(st, 2, now - ttl);
+            rc = exec_stmt(b, st, "heartbeat", err);
+        }
+    }
+    if (rc == KAAL_OK) rc = exec_q(b, Q_COMMIT, "heartbeat", err);
+    if (rc != KAAL_OK && b->connected) rollback(b);
+    return rc;
+}
+
+static int sqlite_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_NODES, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    sqlite3_bind_int64(st, 2, since);
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        kaal_node_row *r = kaal_node_rows_push(out);
+        if (!r) {
+            sqlite3_reset(st);
+            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+        }
+        r->node = col_text(st, 0);
+        r->info = col_text(st, 1);
+        r->last_seen = sqlite3_column_int64(st, 2);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "nodes", err);
+}
+
+const kaal_backend_vtable kaal_backend_sqlite = {
+    .name = "sqlite",
+    .connect = sqlite_connect,
+    .close = sqlite_close,
+    .discard = sqlite_discard,
+    .migrate = sqlite_migrate,
+    .claim = sqlite_claim,
+    .record = sqlite_record,
+    .dispatches = sqlite_dispatches,
+    .cleanup = sqlite_cleanup,
+    .set_enabled = sqlite_set_enabled,
+    .states = sqlite_states,
+    .delayed_add = sqlite_delayed_add,
+    .delayed_claim = sqlite_delayed_claim,
+    .delayed_cancel = sqlite_delayed_cancel,
+    .delayed_count = sqlite_delayed_count,
+    .delayed_list = sqlite_delayed_list,
+    .heartbeat = sqlite_heartbeat,
+    .nodes = sqlite_nodes,
+};
+
+#endif /* KAAL_HAVE_SQLITE */
