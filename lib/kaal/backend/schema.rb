@@ -1,0 +1,124 @@
+# frozen_string_literal: true
+
+module Kaal
+  module Backend
+    # The SQL side of kaal's tables: the DDL of each dialect (one definition,
+    # kept in C next to the backend that uses it) and the enqueue of a delayed
+    # job through a connection the application already holds, so the job is
+    # stored or not together with the application's own transaction.
+    #
+    #   Kaal::Backend::Schema.statements(:postgres)  # => ["CREATE TABLE IF NOT EXISTS ...", ...]
+    #
+    #   ActiveRecord::Base.transaction do
+    #     order.save!
+    #     Kaal::Backend::Schema.enqueue_through(ActiveRecord::Base.connection,
+    #       dialect: :postgres, namespace: "kaal", job_id: "receipt-#{order.id}",
+    #       run_at_ms: 1_800_000_000_000, job_class: "ReceiptJob", queue: nil,
+    #       args_json: "[42]")
+    #   end                                         # rolled back => no job either
+    module Schema
+      DIALECTS = %w[sqlite postgres mysql].freeze
+
+      # Names adapters and users commonly give each dialect.
+      ALIASES = {
+        "sqlite" => "sqlite", "sqlite3" => "sqlite",
+        "postgres" => "postgres", "postgresql" => "postgres", "postgis" => "postgres",
+        "mysql" => "mysql", "mysql2" => "mysql", "trilogy" => "mysql", "mariadb" => "mysql"
+      }.freeze
+
+      TABLE = "kaal_delayed_jobs"
+      COLUMNS = %w[namespace job_id run_at_ms job_class queue args created_at].freeze
+
+      module_function
+
+      # The idempotent DDL statements (CREATE TABLE / CREATE INDEX IF NOT
+      # EXISTS) for dialect, in the order they must run.
+      def statements(dialect)
+        Kaal::Native.schema(normalize_dialect(dialect))
+      end
+
+      # "sqlite" / "postgres" / "mysql" for any accepted spelling, else
+      # Kaal::ConfigurationError.
+      def normalize_dialect(dialect)
+        ALIASES.fetch(dialect.to_s.downcase) do
+          raise Kaal::ConfigurationError,
+                "unknown SQL dialect #{dialect.inspect}: use one of #{DIALECTS.join(", ")}"
+        end
+      end
+
+      # Insert one pending delayed job through connection: an Active Record
+      # connection adapter (or a model class / ActiveRecord::Base, whose
+      # connection is used) or a Sequel::Database. The row is written inside a
+      # savepoint of the caller's transaction (a plain transaction when there
+      # is none), so it commits or rolls back with the caller's work, and a
+      # duplicate leaves the caller's transaction usable.
+      #
+      # Raises Kaal::DuplicateJobError when job_id is already pending in
+      # namespace. Returns job_id.
+      def enqueue_through(connection, dialect:, namespace:, job_id:, run_at_ms:, job_class:,
+                          queue:, args_json:)
+        dialect = normalize_dialect(dialect)
+        row = {
+          "namespace" => namespace.to_s, "job_id" => job_id.to_s,
+          "run_at_ms" => Integer(run_at_ms), "job_class" => job_class.to_s,
+          "queue" => queue&.to_s, "args" => args_json.to_s, "created_at" => Time.now.to_i
+        }
+        if sequel?(connection)
+          insert_sequel(connection, row)
+        elsif active_record?(connection)
+          insert_active_record(connection, row)
+        else
+          raise ArgumentError,
+                "connection: expected an Active Record connection or a Sequel::Database " \
+                "(#{dialect}), got #{connection.class}"
+        end
+        row["job_id"]
+      end
+
+      def sequel?(connection)
+        defined?(::Sequel::Database) && connection.is_a?(::Sequel::Database)
+      end
+
+      def active_record?(connection)
+        return false unless defined?(::ActiveRecord::Base)
+
+        connection.is_a?(::ActiveRecord::ConnectionAdapters::AbstractAdapter) ||
+          (connection.is_a?(Class) && connection <= ::ActiveRecord::Base)
+      end
+
+      def insert_sequel(db, row)
+        db.transaction(savepoint: true) do
+          db[TABLE.to_sym].insert(row.transform_keys(&:to_sym))
+        end
+      rescue ::Sequel::UniqueConstraintViolation
+        raise duplicate(row)
+      end
+
+      def insert_active_record(connection, row)
+        if connection.is_a?(Class)
+          connection.connection_pool.with_connection { |c| insert_active_record(c, row) }
+          return
+        end
+        # Values go through the adapter's own quoting for its own connection.
+        values = COLUMNS.map { |c| connection.quote(row[c]) }.join(", ")
+        columns = COLUMNS.map { |c| connection.quote_column_name(c) }.join(", ")
+        sql = "INSERT INTO #{connection.quote_table_name(TABLE)} (#{columns}) VALUES (#{values})"
+        connection.transaction(requires_new: true) do
+          connection.exec_insert(sql, "Kaal enqueue")
+        end
+      rescue ::ActiveRecord::RecordNotUnique
+        raise duplicate(row)
+      end
+
+      def duplicate(row)
+        Kaal::DuplicateJobError.new(
+          "delayed job #{row["job_id"].inspect} is already pending in namespace " \
+          "#{row["namespace"].inspect}; cancel it first or choose another job_id"
+        )
+      end
+
+      private_class_method :sequel?, :active_record?, :insert_sequel, :insert_active_record,
+                           :duplicate
+    end
+  end
+end
