@@ -1,3 +1,931 @@
-/* STUB: replaced by the memory backend. */
+/* kaal: the memory backend. Everything lives in this process, in one store
+ * per handle (b->impl): tests and single-node use.
+ *
+ * Pure C, no ruby.h; may run without the GVL. The binding holds b->lock
+ * around every call, and a store belongs to exactly one handle, so the store
+ * needs no lock of its own (two handles never share a store).
+ *
+ * Layout:
+ *   dispatch log  chained hash keyed by (job key, fire_time). A claim IS a log
+ *                 row with status "claimed": a pair that has a row is never
+ *                 won again, whatever the lease (there is no other process to
+ *                 hand the pair to).
+ *   states        chained hash job key -> enabled
+ *   delayed jobs  chained hash job_id -> job, plus a binary min-heap of the
+ *                 same jobs ordered by (run_at_ms, insertion order); each job
+ *                 knows its heap slot, so cancel is O(log n)
+ *   nodes         chained hash node -> (last_seen, info)
+ *   node names    interned once (a few distinct values), shared by log rows
+ *
+ * Lifetime: connect creates the store when there is none and keeps an
+ * existing one, so "disconnect, then connect again" finds the data. close
+ * and discard free it. */
 #include "backend.h"
-const kaal_backend_vtable kaal_backend_memory = {.name = "memory"};
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ */
+/* An intrusive chained hash table                                     */
+
+typedef struct hent {
+    struct hent *next;
+    uint64_t hash;
+} hent;
+
+typedef struct htab {
+    hent **slots;
+    size_t mask; /* slot count - 1 (a power of two) */
+    size_t count;
+} htab;
+
+typedef int (*hent_eq)(const hent *e, const void *probe);
+
+static uint64_t hash_bytes(const char *s, size_t n, uint64_t seed)
+{
+    /* FNV-1a, then a final avalanche (the table uses the low bits). */
+    uint64_t h = 1469598103934665603ULL ^ seed;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return h;
+}
+
+static int ht_init(htab *t, size_t slots)
+{
+    t->slots = calloc(slots, sizeof *t->slots);
+    if (!t->slots) return 0;
+    t->mask = slots - 1;
+    t->count = 0;
+    return 1;
+}
+
+static hent *ht_find(const htab *t, uint64_t hash, hent_eq eq, const void *probe)
+{
+    hent *e;
+    for (e = t->slots[hash & t->mask]; e; e = e->next) {
+        if (e->hash == hash && eq(e, probe)) return e;
+    }
+    return NULL;
+}
+
+/* Doubles the slot array when the load passes 1. A failed grow only makes
+ * chains longer, so insertion itself never fails. */
+static void ht_insert(htab *t, hent *e)
+{
+    hent **slot;
+    if (t->count >= t->mask + 1) {
+        size_t n = (t->mask + 1) * 2, i;
+        hent **ns = calloc(n, sizeof *ns);
+        if (ns) {
+            for (i = 0; i <= t->mask; i++) {
+                hent *x = t->slots[i], *next;
+                for (; x; x = next) {
+                    next = x->next;
+                    x->next = ns[x->hash & (n - 1)];
+                    ns[x->hash & (n - 1)] = x;
+                }
+            }
+            free(t->slots);
+            t->slots = ns;
+            t->mask = n - 1;
+        }
+    }
+    slot = &t->slots[e->hash & t->mask];
+    e->next = *slot;
+    *slot = e;
+    t->count++;
+}
+
+static void ht_remove(htab *t, hent *e)
+{
+    hent **p = &t->slots[e->hash & t->mask];
+    while (*p && *p != e) p = &(*p)->next;
+    if (*p) {
+        *p = e->next;
+        t->count--;
+    }
+}
+
+/* Calls fn on every entry; fn may free the entry it is given. */
+static void ht_each(htab *t, void (*fn)(hent *e, void *ctx), void *ctx)
+{
+    size_t i;
+    if (!t->slots) return;
+    for (i = 0; i <= t->mask; i++) {
+        hent *e = t->slots[i], *next;
+        for (; e; e = next) {
+            next = e->next;
+            fn(e, ctx);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ */
+/* Entries                                                             */
+
+enum { ST_CLAIMED, ST_DISPATCHED, ST_FAILED };
+static const char *const STATUS_NAMES[] = {"claimed", "dispatched", "failed"};
+
+typedef struct log_ent {
+    hent h;
+    int64_t fire_time;
+    int64_t claimed_at;
+    int64_t updated_at;
+    const char *node; /* interned, may be NULL */
+    char *error;      /* may be NULL */
+    size_t key_len;
+    int status;
+    char key[];
+} log_ent;
+
+typedef struct log_probe {
+    const char *key;
+    size_t key_len;
+    int64_t fire_time;
+} log_probe;
+
+typedef struct str_ent { /* interned node names and state keys */
+    hent h;
+    int enabled; /* states only */
+    char s[];
+} str_ent;
+
+typedef struct job_ent {
+    hent h;
+    int64_t run_at_ms;
+    uint64_t seq;
+    size_t slot; /* index in the heap */
+    char *job_id;
+    char *job_class;
+    char *queue;
+    char *args;
+} job_ent;
+
+typedef struct node_ent {
+    hent h;
+    int64_t last_seen;
+    char *info;
+    char node[];
+} node_ent;
+
+typedef struct mem_store {
+    htab log;
+    htab states;
+    htab names;
+    htab jobs;
+    htab nodes;
+    job_ent **heap;
+    size_t heap_len, heap_cap;
+    uint64_t next_seq;
+} mem_store;
+
+static mem_store *store_of(kaal_backend *b) { return (mem_store *)b->impl; }
+
+static int log_eq(const hent *e, const void *probe)
+{
+    const log_ent *l = (const log_ent *)e;
+    const log_probe *p = probe;
+    return l->fire_time == p->fire_time && l->key_len == p->key_len &&
+           memcmp(l->key, p->key, p->key_len) == 0;
+}
+
+static uint64_t log_hash(const char *key, size_t len, int64_t fire_time)
+{
+    return hash_bytes(key, len, (uint64_t)fire_time * 0x9e3779b97f4a7c15ULL);
+}
+
+static int str_eq(const hent *e, const void *probe)
+{
+    return strcmp(((const str_ent *)e)->s, probe) == 0;
+}
+
+static int job_eq(const hent *e, const void *probe)
+{
+    return strcmp(((const job_ent *)e)->job_id, probe) == 0;
+}
+
+static int node_eq(const hent *e, const void *probe)
+{
+    return strcmp(((const node_ent *)e)->node, probe) == 0;
+}
+
+static uint64_t str_hash(const char *s) { return hash_bytes(s, strlen(s), 0); }
+
+static int oom(kaal_error *err)
+{
+    return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "memory backend: out of memory");
+}
+
+/* The interned copy of s (NULL for NULL; NULL with *failed set on ENOMEM). */
+static const char *intern(mem_store *m, const char *s, int *failed)
+{
+    uint64_t h;
+    str_ent *e;
+    size_t n;
+    if (!s) return NULL;
+    h = str_hash(s);
+    e = (str_ent *)ht_find(&m->names, h, str_eq, s);
+    if (e) return e->s;
+    n = strlen(s);
+    e = malloc(sizeof *e + n + 1);
+    if (!e) {
+        *failed = 1;
+        return NULL;
+    }
+    e->h.hash = h;
+    e->enabled = 0;
+    memcpy(e->s, s, n + 1);
+    ht_insert(&m->names, &e->h);
+    return e->s;
+}
+
+/* ------------------------------------------------------------------ */
+/* The delayed-job heap, ordered by (run_at_ms, seq)                   */
+
+static int job_before(const job_ent *a, const job_ent *b)
+{
+    return a->run_at_ms < b->run_at_ms || (a->run_at_ms == b->run_at_ms && a->seq < b->seq);
+}
+
+static void heap_set(mem_store *m, size_t i, job_ent *j)
+{
+    m->heap[i] = j;
+    j->slot = i;
+}
+
+static void heap_up(mem_store *m, size_t i)
+{
+    job_ent *j = m->heap[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!job_before(j, m->heap[parent])) break;
+        heap_set(m, i, m->heap[parent]);
+        i = parent;
+    }
+    heap_set(m, i, j);
+}
+
+static void heap_down(mem_store *m, size_t i)
+{
+    job_ent *j = m->heap[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m->heap_len) break;
+        if (c + 1 < m->heap_len && job_before(m->heap[c + 1], m->heap[c])) c++;
+        if (!job_before(m->heap[c], j)) break;
+        heap_set(m, i, m->heap[c]);
+        i = c;
+    }
+    heap_set(m, i, j);
+}
+
+static void heap_remove(mem_store *m, job_ent *j)
+{
+    size_t i = j->slot;
+    job_ent *last = m->heap[--m->heap_len];
+    if (last == j) return;
+    heap_set(m, i, last);
+    heap_up(m, i);
+    heap_down(m, last->slot);
+}
+
+static void job_free(job_ent *j)
+{
+    free(j->job_id);
+    free(j->job_class);
+    free(j->queue);
+    free(j->args);
+    free(j);
+}
+
+/* ------------------------------------------------------------------ */
+/* Session                                                             */
+
+static void free_log(hent *e, void *ctx)
+{
+    (void)ctx;
+    free(((log_ent *)e)->error);
+    free(e);
+}
+
+static void free_plain(hent *e, void *ctx)
+{
+    (void)ctx;
+    free(e);
+}
+
+static void free_job(hent *e, void *ctx)
+{
+    (void)ctx;
+    job_free((job_ent *)e);
+}
+
+static void free_node(hent *e, void *ctx)
+{
+    (void)ctx;
+    free(((node_ent *)e)->info);
+    free(e);
+}
+
+static void store_free(mem_store *m)
+{
+    if (!m) return;
+    ht_each(&m->log, free_log, NULL);
+    ht_each(&m->states, free_plain, NULL);
+    ht_each(&m->names, free_plain, NULL);
+    ht_each(&m->jobs, free_job, NULL);
+    ht_each(&m->nodes, free_node, NULL);
+    free(m->log.slots);
+    free(m->states.slots);
+    free(m->names.slots);
+    free(m->jobs.slots);
+    free(m->nodes.slots);
+    free(m->heap);
+    free(m);
+}
+
+static int mem_connect(kaal_backend *b, kaal_error *err)
+{
+    if (!b->impl) {
+        mem_store *m = calloc(1, sizeof *m);
+        if (!m) return oom(err);
+        if (!ht_init(&m->log, 1024) || !ht_init(&m->states, 64) || !ht_init(&m->names, 16) ||
+            !ht_init(&m->jobs, 256) || !ht_init(&m->nodes, 16)) {
+            store_free(m);
+            return oom(err);
+        }
+        b->impl = m;
+    }
+    b->connected = 1;
+    return KAAL_OK;
+}
+
+static void mem_close(kaal_backend *b)
+{
+    store_free(store_of(b));
+    b->impl = NULL;
+    b->connected = 0;
+}
+
+/* A forked child gets a copy of the parent's memory; the store is private to
+ * this process, so dropping the child's copy is the same as closing it. */
+static void mem_discard(kaal_backend *b) { mem_close(b); }
+
+static int mem_migrate(kaal_backend *b, kaal_error *err)
+{
+    (void)b;
+    (void)err;
+    return KAAL_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Claims and the dispatch log                                         */
+
+static log_ent *log_find(mem_store *m, const char *key, size_t len, int64_t fire_time)
+{
+    log_probe p;
+    p.key = key;
+    p.key_len = len;
+    p.fire_time = fire_time;
+    return (log_ent *)ht_find(&m->log, log_hash(key, len, fire_time), log_eq, &p);
+}
+
+static log_ent *log_new(mem_store *m, const char *key, size_t len, int64_t fire_time)
+{
+    log_ent *e = malloc(sizeof *e + len + 1);
+    if (!e) return NULL;
+    memset(e, 0, sizeof *e);
+    e->h.hash = log_hash(key, len, fire_time);
+    e->fire_time = fire_time;
+    e->key_len = len;
+    memcpy(e->key, key, len);
+    e->key[len] = '\0';
+    ht_insert(&m->log, &e->h);
+    return e;
+}
+
+static int mem_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
+                     const char *node, int64_t now, kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    const char *nd;
+    int failed = 0;
+    size_t i;
+
+    if (lease_ms <= 0) return kaal_error_set(err, KAAL_EARG, "lease_ms", -1, "lease must be > 0 ms");
+    for (i = 0; i < n; i++) items[i].claimed = 0;
+    nd = intern(m, node, &failed);
+    if (failed) return oom(err);
+    for (i = 0; i < n; i++) {
+        log_ent *e;
+        if (log_find(m, items[i].key, items[i].key_len, items[i].fire_time)) continue;
+        e = log_new(m, items[i].key, items[i].key_len, items[i].fire_time);
+        if (!e) {
+            /* Undo this batch: a pair the caller never hears it won would be
+             * lost for good. */
+            size_t j;
+            for (j = 0; j < i; j++) {
+                if (items[j].claimed) {
+                    log_ent *x = log_find(m, items[j].key, items[j].key_len, items[j].fire_time);
+                    if (x) {
+                        ht_remove(&m->log, &x->h);
+                        free(x);
+                    }
+                    items[j].claimed = 0;
+                }
+            }
+            return oom(err);
+        }
+        e->status = ST_CLAIMED;
+        e->node = nd;
+        e->claimed_at = now;
+        e->updated_at = now;
+        items[i].claimed = 1;
+    }
+    return KAAL_OK;
+}
+
+static int status_code(const char *s)
+{
+    int i;
+    for (i = 0; i < 3; i++) {
+        if (strcmp(s, STATUS_NAMES[i]) == 0) return i;
+    }
+    return -1;
+}
+
+static int mem_record(kaal_backend *b, const char *key, int64_t fire_time, const char *status,
+                      const char *node, const char *error, int64_t now, kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    size_t len = strlen(key);
+    int st = status ? status_code(status) : -1;
+    int failed = 0;
+    const char *nd;
+    char *er = NULL;
+    log_ent *e;
+
+    if (st != ST_DISPATCHED && st != ST_FAILED) {
+        return kaal_error_set(err, KAAL_EARG, "status", -1,
+                              "status must be \"dispatched\" or \"failed\"");
+    }
+    nd = intern(m, node, &failed);
+    if (failed || (error && !(er = kaal_strdup(error)))) return oom(err);
+    e = log_find(m, key, len, fire_time);
+    if (!e) {
+        e = log_new(m, key, len, fire_time);
+        if (!e) {
+            free(er);
+            return oom(err);
+        }
+        e->claimed_at = now;
+    }
+    e->status = st;
+    if (nd) e->node = nd;
+    free(e->error);
+    e->error = er;
+    e->updated_at = now;
+    return KAAL_OK;
+}
+
+typedef struct log_pick {
+    const kaal_dispatch_query *q;
+    size_t key_len;
+    int status;
+    log_ent **hits;
+    size_t len, cap;
+    int oom;
+} log_pick;
+
+static void pick_log(hent *h, void *ctx)
+{
+    log_pick *p = ctx;
+    log_ent *e = (log_ent *)h;
+    if (p->oom) return;
+    if (p->q->key && (e->key_len != p->key_len || memcmp(e->key, p->q->key, p->key_len) != 0)) return;
+    if (p->q->status && e->status != p->status) return;
+    if (p->q->node && (!e->node || strcmp(e->node, p->q->node) != 0)) return;
+    if (p->len == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 64;
+        log_ent **n = realloc(p->hits, ncap * sizeof *n);
+        if (!n) {
+            p->oom = 1;
+            return;
+        }
+        p->hits = n;
+        p->cap = ncap;
+    }
+    p->hits[p->len++] = e;
+}
+
+static int key_cmp(const log_ent *a, const log_ent *b)
+{
+    size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
+    int c = memcmp(a->key, b->key, n);
+    if (c) return c;
+    return a->key_len < b->key_len ? -1 : a->key_len > b->key_len;
+}
+
+/* Newest first: fire_time descending, then key descending. */
+static int newest_first(const void *pa, const void *pb)
+{
+    const log_ent *a = *(log_ent *const *)pa, *b = *(log_ent *const *)pb;
+    if (a->fire_time != b->fire_time) return a->fire_time > b->fire_time ? -1 : 1;
+    return -key_cmp(a, b);
+}
+
+static int oldest_first(const void *pa, const void *pb) { return newest_first(pb, pa); }
+
+static int mem_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
+                          kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    log_pick p;
+    size_t i;
+    int rc = KAAL_OK;
+
+    memset(&p, 0, sizeof p);
+    p.q = q;
+    p.key_len = q->key ? strlen(q->key) : 0;
+    p.status = q->status ? status_code(q->status) : -1;
+    if (q->limit == 0 || (q->status && p.status < 0)) return KAAL_OK;
+    ht_each(&m->log, pick_log, &p);
+    if (p.oom) {
+        free(p.hits);
+        return oom(err);
+    }
+    if (p.len > 1) qsort(p.hits, p.len, sizeof *p.hits, newest_first);
+    for (i = 0; i < p.len && i < q->limit; i++) {
+        const log_ent *e = p.hits[i];
+        kaal_dispatch_row *row = kaal_dispatch_rows_push(out);
+        if (!row || !(row->key = kaal_strndup(e->key, e->key_len)) ||
+            !(row->status = kaal_strdup(STATUS_NAMES[e->status])) ||
+            (e->node && !(row->node = kaal_strdup(e->node))) ||
+            (e->error && !(row->error = kaal_strdup(e->error)))) {
+            rc = oom(err);
+            break;
+        }
+        row->fire_time = e->fire_time;
+        row->claimed_at = e->claimed_at;
+        row->updated_at = e->updated_at;
+    }
+    free(p.hits);
+    return rc;
+}
+
+typedef struct old_pick {
+    int64_t before;
+    log_ent **hits;
+    size_t len, cap;
+    int oom;
+} old_pick;
+
+static void pick_old(hent *h, void *ctx)
+{
+    old_pick *p = ctx;
+    log_ent *e = (log_ent *)h;
+    if (p->oom || e->fire_time >= p->before) return;
+    if (p->len == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 64;
+        log_ent **n = realloc(p->hits, ncap * sizeof *n);
+        if (!n) {
+            p->oom = 1;
+            return;
+        }
+        p->hits = n;
+        p->cap = ncap;
+    }
+    p->hits[p->len++] = e;
+}
+
+/* Deletes the oldest rows first, like the server backends. */
+static int mem_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
+                       kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    old_pick p;
+    size_t i, n;
+
+    *deleted = 0;
+    if (limit == 0) return KAAL_OK;
+    memset(&p, 0, sizeof p);
+    p.before = before;
+    ht_each(&m->log, pick_old, &p);
+    if (p.oom) {
+        free(p.hits);
+        return oom(err);
+    }
+    if (p.len > limit) qsort(p.hits, p.len, sizeof *p.hits, oldest_first);
+    n = p.len < limit ? p.len : limit;
+    for (i = 0; i < n; i++) {
+        ht_remove(&m->log, &p.hits[i]->h);
+        free_log(&p.hits[i]->h, NULL);
+    }
+    free(p.hits);
+    *deleted = n;
+    return KAAL_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Enable / disable overrides                                          */
+
+static int mem_set_enabled(kaal_backend *b, const char *key, int enabled, kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    uint64_t h = str_hash(key);
+    str_ent *e = (str_ent *)ht_find(&m->states, h, str_eq, key);
+    if (!e) {
+        size_t n = strlen(key);
+        e = malloc(sizeof *e + n + 1);
+        if (!e) return oom(err);
+        e->h.hash = h;
+        memcpy(e->s, key, n + 1);
+        ht_insert(&m->states, &e->h);
+    }
+    e->enabled = enabled ? 1 : 0;
+    return KAAL_OK;
+}
+
+typedef struct state_collect {
+    kaal_state_rows *out;
+    int oom;
+} state_collect;
+
+static void collect_state(hent *h, void *ctx)
+{
+    state_collect *c = ctx;
+    str_ent *e = (str_ent *)h;
+    kaal_state_row *row;
+    if (c->oom) return;
+    row = kaal_state_rows_push(c->out);
+    if (!row || !(row->key = kaal_strdup(e->s))) {
+        c->oom = 1;
+        return;
+    }
+    row->enabled = e->enabled;
+}
+
+static int state_by_key(const void *a, const void *b)
+{
+    return strcmp(((const kaal_state_row *)a)->key, ((const kaal_state_row *)b)->key);
+}
+
+static int mem_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
+{
+    state_collect c;
+    c.out = out;
+    c.oom = 0;
+    ht_each(&store_of(b)->states, collect_state, &c);
+    if (c.oom) return oom(err);
+    if (out->len > 1) qsort(out->rows, out->len, sizeof *out->rows, state_by_key);
+    return KAAL_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Delayed jobs                                                        */
+
+static int mem_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    uint64_t h;
+    job_ent *j;
+
+    if (!job->job_id || !job->job_class || !job->args) {
+        return kaal_error_set(err, KAAL_EARG, NULL, -1, "job_id, job_class and args are required");
+    }
+    h = str_hash(job->job_id);
+    if (ht_find(&m->jobs, h, job_eq, job->job_id)) {
+        return kaal_error_set(err, KAAL_EDUPLICATE, "job_id", -1, "job_id %.200s is already pending",
+                              job->job_id);
+    }
+    if (m->heap_len == m->heap_cap) {
+        size_t ncap = m->heap_cap ? m->heap_cap * 2 : 64;
+        job_ent **n = realloc(m->heap, ncap * sizeof *n);
+        if (!n) return oom(err);
+        m->heap = n;
+        m->heap_cap = ncap;
+    }
+    j = calloc(1, sizeof *j);
+    if (!j || !(j->job_id = kaal_strdup(job->job_id)) ||
+        !(j->job_class = kaal_strdup(job->job_class)) || !(j->args = kaal_strdup(job->args)) ||
+        (job->queue && !(j->queue = kaal_strdup(job->queue)))) {
+        if (j) job_free(j);
+        return oom(err);
+    }
+    j->h.hash = h;
+    j->run_at_ms = job->run_at_ms;
+    j->seq = m->next_seq++;
+    ht_insert(&m->jobs, &j->h);
+    m->heap[m->heap_len] = j;
+    j->slot = m->heap_len++;
+    heap_up(m, j->slot);
+    return KAAL_OK;
+}
+
+static int reserve_delayed(kaal_delayed_rows *out, size_t more)
+{
+    if (out->cap - out->len < more) {
+        size_t ncap = out->len + more;
+        kaal_delayed_row *n = realloc(out->rows, ncap * sizeof *n);
+        if (!n) return 0;
+        out->rows = n;
+        out->cap = ncap;
+    }
+    return 1;
+}
+
+static int mem_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, kaal_delayed_rows *out,
+                             kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    size_t want = limit < m->heap_len ? limit : m->heap_len;
+
+    /* Reserve first: once a job leaves the heap it must reach the caller. */
+    if (want == 0) return KAAL_OK;
+    if (!reserve_delayed(out, want)) return oom(err);
+    while (limit > 0 && m->heap_len > 0 && m->heap[0]->run_at_ms <= now_ms) {
+        job_ent *j = m->heap[0];
+        kaal_delayed_row *row = kaal_delayed_rows_push(out); /* never reallocates here */
+        heap_remove(m, j);
+        ht_remove(&m->jobs, &j->h);
+        row->job_id = j->job_id;
+        row->run_at_ms = j->run_at_ms;
+        row->job_class = j->job_class;
+        row->queue = j->queue;
+        row->args = j->args;
+        free(j); /* the strings now belong to the row */
+        limit--;
+    }
+    return KAAL_OK;
+}
+
+static int mem_delayed_cancel(kaal_backend *b, const char *job_id, int *found, kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    job_ent *j = (job_ent *)ht_find(&m->jobs, str_hash(job_id), job_eq, job_id);
+    (void)err;
+    *found = j != NULL;
+    if (j) {
+        heap_remove(m, j);
+        ht_remove(&m->jobs, &j->h);
+        job_free(j);
+    }
+    return KAAL_OK;
+}
+
+static int mem_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    (void)err;
+    *count = store_of(b)->heap_len;
+    return KAAL_OK;
+}
+
+static int soonest_first(const void *pa, const void *pb)
+{
+    const job_ent *a = *(job_ent *const *)pa, *b = *(job_ent *const *)pb;
+    return job_before(a, b) ? -1 : job_before(b, a) ? 1 : 0;
+}
+
+static int mem_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out, kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    job_ent **all;
+    size_t i;
+    int rc = KAAL_OK;
+
+    if (limit == 0 || m->heap_len == 0) return KAAL_OK;
+    all = malloc(m->heap_len * sizeof *all);
+    if (!all) return oom(err);
+    memcpy(all, m->heap, m->heap_len * sizeof *all);
+    qsort(all, m->heap_len, sizeof *all, soonest_first);
+    for (i = 0; i < m->heap_len && i < limit; i++) {
+        const job_ent *j = all[i];
+        kaal_delayed_row *row = kaal_delayed_rows_push(out);
+        if (!row || !(row->job_id = kaal_strdup(j->job_id)) ||
+            !(row->job_class = kaal_strdup(j->job_class)) || !(row->args = kaal_strdup(j->args)) ||
+            (j->queue && !(row->queue = kaal_strdup(j->queue)))) {
+            rc = oom(err);
+            break;
+        }
+        row->run_at_ms = j->run_at_ms;
+    }
+    free(all);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Heartbeats                                                          */
+
+typedef struct node_prune {
+    htab *t;
+    int64_t cutoff;
+} node_prune;
+
+static void prune_node(hent *h, void *ctx)
+{
+    node_prune *p = ctx;
+    if (((node_ent *)h)->last_seen < p->cutoff) {
+        ht_remove(p->t, h);
+        free_node(h, NULL);
+    }
+}
+
+static int mem_heartbeat(kaal_backend *b, const char *node, const char *info, int64_t now,
+                         int64_t ttl, kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    uint64_t h = str_hash(node);
+    node_ent *e;
+    char *inf = NULL;
+
+    if (info && !(inf = kaal_strdup(info))) return oom(err);
+    if (ttl > 0) {
+        node_prune p;
+        p.t = &m->nodes;
+        p.cutoff = now - ttl;
+        ht_each(&m->nodes, prune_node, &p);
+    }
+    e = (node_ent *)ht_find(&m->nodes, h, node_eq, node);
+    if (!e) {
+        size_t n = strlen(node);
+        e = malloc(sizeof *e + n + 1);
+        if (!e) {
+            free(inf);
+            return oom(err);
+        }
+        e->h.hash = h;
+        e->info = NULL;
+        memcpy(e->node, node, n + 1);
+        ht_insert(&m->nodes, &e->h);
+    }
+    free(e->info);
+    e->info = inf;
+    e->last_seen = now;
+    return KAAL_OK;
+}
+
+typedef struct node_collect {
+    kaal_node_rows *out;
+    int64_t since;
+    int oom;
+} node_collect;
+
+static void collect_node(hent *h, void *ctx)
+{
+    node_collect *c = ctx;
+    node_ent *e = (node_ent *)h;
+    kaal_node_row *row;
+    if (c->oom || e->last_seen < c->since) return;
+    row = kaal_node_rows_push(c->out);
+    if (!row || !(row->node = kaal_strdup(e->node)) || (e->info && !(row->info = kaal_strdup(e->info)))) {
+        c->oom = 1;
+        return;
+    }
+    row->last_seen = e->last_seen;
+}
+
+static int node_by_name(const void *a, const void *b)
+{
+    return strcmp(((const kaal_node_row *)a)->node, ((const kaal_node_row *)b)->node);
+}
+
+static int mem_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err)
+{
+    node_collect c;
+    c.out = out;
+    c.since = since;
+    c.oom = 0;
+    ht_each(&store_of(b)->nodes, collect_node, &c);
+    if (c.oom) return oom(err);
+    if (out->len > 1) qsort(out->rows, out->len, sizeof *out->rows, node_by_name);
+    return KAAL_OK;
+}
+
+const kaal_backend_vtable kaal_backend_memory = {
+    .name = "memory",
+    .connect = mem_connect,
+    .close = mem_close,
+    .discard = mem_discard,
+    .migrate = mem_migrate,
+    .claim = mem_claim,
+    .record = mem_record,
+    .dispatches = mem_dispatches,
+    .cleanup = mem_cleanup,
+    .set_enabled = mem_set_enabled,
+    .states = mem_states,
+    .delayed_add = mem_delayed_add,
+    .delayed_claim = mem_delayed_claim,
+    .delayed_cancel = mem_delayed_cancel,
+    .delayed_count = mem_delayed_count,
+    .delayed_list = mem_delayed_list,
+    .heartbeat = mem_heartbeat,
+    .nodes = mem_nodes,
+};

@@ -1,3 +1,1030 @@
-/* STUB: replaced by the backend binding. */
+/* kaal: the Kaal::Native::Backend class, the binding around the C vtable in
+ * backend.h. The public keyword API is in lib/kaal/backend.rb; the methods
+ * here are private primitives taking plain, validated values:
+ *
+ *   Kaal::Native::Backend.new(kind, namespace, params)  params: Hash, String keys
+ *   #kind -> Symbol, #namespace -> String, #connected? (public)
+ *   #_connect, #_close, #_ping, #_migrate
+ *   #_claim([[key, fire_time], ...], lease_ms, node, now) -> [true/false, ...]
+ *   #_record(key, fire_time, status, node, error, now)
+ *   #_dispatches(key, status, node, limit) -> [{key:, fire_time:, ...}]
+ *   #_cleanup(before, limit) -> Integer
+ *   #_set_enabled(key, enabled), #_states -> {key => bool}
+ *   #_delayed_add(job_id, run_at_ms, job_class, queue, args_json)
+ *   #_delayed_claim(now_ms, limit), #_delayed_list(limit) -> [{job_id:, ...}]
+ *   #_delayed_cancel(job_id) -> bool, #_delayed_count -> Integer
+ *   #_heartbeat(node, info, now, ttl), #_nodes(since) -> [{node:, info:, last_seen:}]
+ *   #_target -> {"host"=>, "port"=>, ...} (never the password; for #inspect)
+ *   Kaal::Native.backends -> ["memory", ...], Kaal::Native.schema(dialect) -> [DDL]
+ *
+ * Every call: Ruby arguments are checked and copied into malloc'd C memory
+ * with the GVL held (a Ruby String may be moved or changed by another thread
+ * while we run without the GVL); then, WITHOUT the GVL, b->lock is taken, a
+ * handle used in a forked child drops the parent's session (vt->discard), the
+ * session is opened when needed, and the vtable function runs. Back with the
+ * GVL, the rows become Ruby objects and a non-OK status is raised. All C
+ * memory is released in an rb_ensure, also when the thread is interrupted. */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ruby/thread.h>
+
+#include "backend.h"
 #include "rb_kaal.h"
-void kaal_init_backend(void) {}
+#include "schema.h"
+
+static VALUE cBackend;
+static ID id_key, id_fire_time, id_status, id_node, id_error, id_claimed_at, id_updated_at;
+static ID id_job_id, id_run_at_ms, id_job_class, id_queue, id_args_json, id_info, id_last_seen;
+
+/* Every kind kaal knows, with the Debian package its client library is in. */
+static const struct known_kind {
+    const char *name;
+    const char *package;
+} KNOWN_KINDS[] = {
+    {"memory", NULL},
+    {"redis", "libhiredis-dev"},
+    {"sqlite", "libsqlite3-dev"},
+    {"postgres", "libpq-dev"},
+    {"mysql", "libmariadb-dev"},
+};
+#define N_KINDS (sizeof KNOWN_KINDS / sizeof KNOWN_KINDS[0])
+
+/* ------------------------------------------------------------------ */
+/* The object                                                          */
+
+typedef struct backend_obj {
+    kaal_backend *b; /* NULL until initialize */
+} backend_obj;
+
+static void backend_free(void *p)
+{
+    backend_obj *o = p;
+    kaal_backend *b = o->b;
+    if (b) {
+        /* Nobody else can hold b->lock: a thread inside a call keeps the
+         * object alive. Never raise or call Ruby here. */
+        if (b->pid == getpid()) {
+            if (b->vt->close) b->vt->close(b);
+        } else if (b->vt->discard) {
+            b->vt->discard(b);
+        }
+        kaal_conn_params_free(&b->params);
+        free(b->ns);
+        pthread_mutex_destroy(&b->lock);
+        free(b);
+    }
+    xfree(o);
+}
+
+static size_t backend_memsize(const void *p)
+{
+    const backend_obj *o = p;
+    return sizeof *o + (o->b ? sizeof *o->b : 0);
+}
+
+static const rb_data_type_t backend_type = {
+    "Kaal::Native::Backend",
+    {NULL, backend_free, backend_memsize, NULL, {0}},
+    0,
+    0,
+    RUBY_TYPED_WB_PROTECTED,
+};
+
+static VALUE backend_alloc(VALUE klass)
+{
+    backend_obj *o;
+    return TypedData_Make_Struct(klass, backend_obj, &backend_type, o);
+}
+
+static kaal_backend *get_backend(VALUE self)
+{
+    backend_obj *o;
+    TypedData_Get_Struct(self, backend_obj, &backend_type, o);
+    if (!o->b) rb_raise(rb_eTypeError, "uninitialized Kaal::Native::Backend");
+    return o->b;
+}
+
+/* ------------------------------------------------------------------ */
+/* Argument checks (with the GVL; they may raise)                      */
+
+static const char *kind_name(VALUE kind)
+{
+    if (SYMBOL_P(kind)) kind = rb_sym2str(kind);
+    if (!RB_TYPE_P(kind, T_STRING)) {
+        rb_raise(rb_eArgError, "backend kind must be a String or Symbol, got %" PRIsVALUE,
+                 rb_obj_class(kind));
+    }
+    return StringValueCStr(kind);
+}
+
+/* A String without NUL bytes; nil allowed when nullable. */
+static VALUE check_str(VALUE v, const char *what, int nullable)
+{
+    if (NIL_P(v) && nullable) return v;
+    if (SYMBOL_P(v)) v = rb_sym2str(v);
+    if (!RB_TYPE_P(v, T_STRING)) {
+        rb_raise(rb_eArgError, "%s must be a String%s, got %" PRIsVALUE, what,
+                 nullable ? " or nil" : "", rb_obj_class(v));
+    }
+    if (memchr(RSTRING_PTR(v), '\0', (size_t)RSTRING_LEN(v))) {
+        rb_raise(rb_eArgError, "%s must not contain NUL bytes", what);
+    }
+    return v;
+}
+
+static int64_t check_i64(VALUE v, const char *what)
+{
+    if (!RB_INTEGER_TYPE_P(v)) {
+        rb_raise(rb_eArgError, "%s must be an Integer, got %" PRIsVALUE, what, rb_obj_class(v));
+    }
+    return (int64_t)NUM2LL(v);
+}
+
+static size_t check_limit(VALUE v, const char *what)
+{
+    int64_t n = check_i64(v, what);
+    if (n <= 0) rb_raise(rb_eArgError, "%s must be > 0, got %" PRId64, what, n);
+    return (size_t)n;
+}
+
+/* ------------------------------------------------------------------ */
+/* One call on the handle                                              */
+
+typedef int (*op_fn)(kaal_backend *b, void *ctx, kaal_error *err);
+
+#define MAX_STRS 8
+
+typedef struct call {
+    kaal_backend *b;
+    op_fn op;          /* NULL: just connect */
+    void *ctx;
+    int rc;
+    int oom;
+    kaal_error err;
+    char *strs[MAX_STRS]; /* C copies of the String arguments */
+    int nstrs;
+    VALUE (*build)(struct call *c);
+    void (*cleanup)(struct call *c);
+} call;
+
+static void call_init(call *c, kaal_backend *b, op_fn op, void *ctx)
+{
+    memset(c, 0, sizeof *c);
+    c->b = b;
+    c->op = op;
+    c->ctx = ctx;
+    kaal_error_clear(&c->err);
+}
+
+/* A malloc'd copy of a checked String (NULL for nil). Never raises: a failed
+ * copy sets c->oom, reported inside the ensure block. */
+static char *cdup(call *c, VALUE s)
+{
+    char *d;
+    if (NIL_P(s)) return NULL;
+    d = kaal_strndup(RSTRING_PTR(s), (size_t)RSTRING_LEN(s));
+    if (!d) {
+        c->oom = 1;
+        return NULL;
+    }
+    c->strs[c->nstrs++] = d;
+    return d;
+}
+
+/* Take the lock, follow a fork, (re)connect, run the op. No GVL here. */
+static int session_ready(kaal_backend *b, kaal_error *err)
+{
+    pid_t pid = getpid();
+    if (b->pid != pid) {
+        /* A forked child: drop the parent's session without touching it. */
+        if (b->vt->discard) b->vt->discard(b);
+        b->connected = 0;
+        b->pid = pid;
+    }
+    if (!b->connected) {
+        int rc = b->vt->connect(b, err);
+        if (rc != KAAL_OK) {
+            b->connected = 0;
+            return rc;
+        }
+        b->connected = 1;
+    }
+    return KAAL_OK;
+}
+
+static void *call_nogvl(void *p)
+{
+    call *c = p;
+    kaal_backend *b = c->b;
+    pthread_mutex_lock(&b->lock);
+    c->rc = session_ready(b, &c->err);
+    if (c->rc == KAAL_OK && c->op) c->rc = c->op(b, c->ctx, &c->err);
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+static VALUE call_body(VALUE arg)
+{
+    call *c = (call *)arg;
+    if (c->oom) rb_memerror();
+    c->rc = KAAL_EINTERRUPTED;
+    kaal_error_set(&c->err, KAAL_EINTERRUPTED, NULL, -1, "backend call interrupted");
+    rb_thread_call_without_gvl(call_nogvl, c, RUBY_UBF_IO, NULL);
+    if (c->rc != KAAL_OK) {
+        if (c->err.message[0] == '\0') {
+            kaal_error_set(&c->err, (kaal_status)c->rc, NULL, -1, "%s backend: error %d", c->b->vt->name,
+                           c->rc);
+        }
+        kaal_raise(&c->err);
+    }
+    return c->build ? c->build(c) : Qnil;
+}
+
+static VALUE call_ensure(VALUE arg)
+{
+    call *c = (call *)arg;
+    int i;
+    if (c->cleanup) c->cleanup(c);
+    for (i = 0; i < c->nstrs; i++) free(c->strs[i]);
+    c->nstrs = 0;
+    return Qnil;
+}
+
+static VALUE run_call(call *c) { return rb_ensure(call_body, (VALUE)c, call_ensure, (VALUE)c); }
+
+static VALUE str_or_nil(const char *s) { return s ? rb_utf8_str_new_cstr(s) : Qnil; }
+
+/* ------------------------------------------------------------------ */
+/* new / kind / namespace / connect / close / ping / migrate            */
+
+typedef struct param_spec {
+    const char *name;
+    size_t offset;
+    int is_int;
+} param_spec;
+
+static const param_spec PARAMS[] = {
+    {"host", offsetof(kaal_conn_params, host), 0},
+    {"port", offsetof(kaal_conn_params, port), 1},
+    {"socket", offsetof(kaal_conn_params, socket), 0},
+    {"database", offsetof(kaal_conn_params, database), 0},
+    {"username", offsetof(kaal_conn_params, username), 0},
+    {"password", offsetof(kaal_conn_params, password), 0},
+    {"path", offsetof(kaal_conn_params, path), 0},
+    {"sslmode", offsetof(kaal_conn_params, sslmode), 0},
+    {"connect_timeout_ms", offsetof(kaal_conn_params, connect_timeout_ms), 1},
+    {"command_timeout_ms", offsetof(kaal_conn_params, command_timeout_ms), 1},
+};
+#define N_PARAMS (sizeof PARAMS / sizeof PARAMS[0])
+
+static int check_param(VALUE key, VALUE val, VALUE unused)
+{
+    size_t i;
+    (void)unused;
+    if (!RB_TYPE_P(key, T_STRING)) {
+        rb_raise(rb_eArgError, "connection parameter names must be Strings, got %" PRIsVALUE,
+                 rb_obj_class(key));
+    }
+    for (i = 0; i < N_PARAMS; i++) {
+        if ((size_t)RSTRING_LEN(key) == strlen(PARAMS[i].name) &&
+            memcmp(RSTRING_PTR(key), PARAMS[i].name, strlen(PARAMS[i].name)) == 0) {
+            break;
+        }
+    }
+    if (i == N_PARAMS) rb_raise(rb_eArgError, "unknown connection parameter %+" PRIsVALUE, key);
+    if (NIL_P(val)) return ST_CONTINUE;
+    if (PARAMS[i].is_int) {
+        int64_t n = check_i64(val, PARAMS[i].name);
+        if (n < 0 || n > INT32_MAX) rb_raise(rb_eArgError, "%s out of range", PARAMS[i].name);
+    } else {
+        check_str(val, PARAMS[i].name, 0);
+    }
+    return ST_CONTINUE;
+}
+
+static void raise_unavailable(const char *name)
+{
+    size_t i;
+    for (i = 0; i < N_KINDS; i++) {
+        if (strcmp(KNOWN_KINDS[i].name, name) == 0 && KNOWN_KINDS[i].package) {
+            rb_raise(rb_const_get(kaal_mKaal, rb_intern("BackendUnavailableError")),
+                     "the %s backend is not compiled into this build of kaal: install %s "
+                     "(apt-get install %s) and reinstall kaal (gem pristine kaal, or "
+                     "bin/compile in a checkout) so it is built",
+                     name, KNOWN_KINDS[i].package, KNOWN_KINDS[i].package);
+        }
+    }
+    rb_raise(rb_const_get(kaal_mKaal, rb_intern("ConfigurationError")),
+             "unknown backend %s (known: memory, redis, sqlite, postgres, mysql)", name);
+}
+
+static VALUE backend_initialize(VALUE self, VALUE kind, VALUE ns, VALUE params)
+{
+    backend_obj *o;
+    const kaal_backend_vtable *vt;
+    const char *name = kind_name(kind);
+    kaal_backend *b;
+    size_t i;
+    int failed = 0;
+
+    TypedData_Get_Struct(self, backend_obj, &backend_type, o);
+    if (o->b) rb_raise(rb_eRuntimeError, "Kaal::Native::Backend already initialized");
+    vt = kaal_backend_find(name);
+    if (!vt || !vt->connect) raise_unavailable(name);
+    check_str(ns, "namespace", 0);
+    if (RSTRING_LEN(ns) == 0) rb_raise(rb_eArgError, "namespace must not be empty");
+    if (NIL_P(params)) params = rb_hash_new();
+    Check_Type(params, T_HASH);
+    rb_hash_foreach(params, check_param, Qnil);
+
+    /* Everything is checked: copy without raising, then publish. */
+    b = calloc(1, sizeof *b);
+    if (!b) rb_memerror();
+    b->vt = vt;
+    b->pid = getpid();
+    b->ns = kaal_strndup(RSTRING_PTR(ns), (size_t)RSTRING_LEN(ns));
+    failed = b->ns == NULL;
+    for (i = 0; i < N_PARAMS; i++) {
+        VALUE v = rb_hash_lookup(params, rb_str_new_cstr(PARAMS[i].name));
+        char *field = (char *)&b->params + PARAMS[i].offset;
+        if (NIL_P(v)) continue;
+        if (PARAMS[i].is_int) {
+            *(int *)field = (int)NUM2LL(v);
+        } else {
+            if (SYMBOL_P(v)) v = rb_sym2str(v);
+            *(char **)field = kaal_strndup(RSTRING_PTR(v), (size_t)RSTRING_LEN(v));
+            if (!*(char **)field) failed = 1;
+        }
+    }
+    if (failed || pthread_mutex_init(&b->lock, NULL) != 0) {
+        kaal_conn_params_free(&b->params);
+        free(b->ns);
+        free(b);
+        rb_memerror();
+    }
+    o->b = b;
+    return self;
+}
+
+static VALUE backend_kind(VALUE self) { return ID2SYM(rb_intern(get_backend(self)->vt->name)); }
+
+static VALUE backend_namespace(VALUE self)
+{
+    return rb_obj_freeze(rb_utf8_str_new_cstr(get_backend(self)->ns));
+}
+
+static VALUE backend_connected_p(VALUE self)
+{
+    kaal_backend *b = get_backend(self);
+    return b->connected && b->pid == getpid() ? Qtrue : Qfalse;
+}
+
+static VALUE backend_connect(VALUE self)
+{
+    call c;
+    call_init(&c, get_backend(self), NULL, NULL);
+    run_call(&c);
+    return self;
+}
+
+/* The memory backend keeps its store on close (its "server" is this
+ * process): only the session flag drops, and the next call reconnects to the
+ * same data. The store is freed with the handle. */
+static void *close_nogvl(void *p)
+{
+    kaal_backend *b = p;
+    pthread_mutex_lock(&b->lock);
+    if (b->pid != getpid()) {
+        if (b->vt->discard) b->vt->discard(b);
+        b->pid = getpid();
+    } else if (b->vt != &kaal_backend_memory && b->vt->close) {
+        b->vt->close(b);
+    }
+    b->connected = 0;
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+static VALUE backend_close(VALUE self)
+{
+    rb_thread_call_without_gvl(close_nogvl, get_backend(self), RUBY_UBF_IO, NULL);
+    return Qnil;
+}
+
+/* Reachability: open the session and ask the server something trivial. An
+ * answer, even an error one (say, tables not migrated yet), means reachable;
+ * a session that turns out dead is reopened once. */
+static int op_ping(kaal_backend *b, void *ctx, kaal_error *err)
+{
+    size_t n;
+    int rc;
+    (void)ctx;
+    rc = b->vt->delayed_count(b, &n, err);
+    if (rc == KAAL_ECONNECT) {
+        kaal_error_clear(err);
+        b->connected = 0;
+        rc = session_ready(b, err);
+        if (rc == KAAL_OK) rc = b->vt->delayed_count(b, &n, err);
+    }
+    if (rc == KAAL_EBACKEND) {
+        kaal_error_clear(err);
+        rc = KAAL_OK;
+    }
+    return rc;
+}
+
+static VALUE backend_ping(VALUE self)
+{
+    call c;
+    call_init(&c, get_backend(self), op_ping, NULL);
+    run_call(&c);
+    return Qtrue;
+}
+
+static int op_migrate(kaal_backend *b, void *ctx, kaal_error *err)
+{
+    (void)ctx;
+    return b->vt->migrate(b, err);
+}
+
+static VALUE backend_migrate(VALUE self)
+{
+    call c;
+    call_init(&c, get_backend(self), op_migrate, NULL);
+    run_call(&c);
+    return Qtrue;
+}
+
+static VALUE backend_target(VALUE self)
+{
+    kaal_backend *b = get_backend(self);
+    VALUE h = rb_hash_new();
+    if (b->params.host) rb_hash_aset(h, rb_str_new_cstr("host"), str_or_nil(b->params.host));
+    if (b->params.port) rb_hash_aset(h, rb_str_new_cstr("port"), INT2NUM(b->params.port));
+    if (b->params.socket) rb_hash_aset(h, rb_str_new_cstr("socket"), str_or_nil(b->params.socket));
+    if (b->params.database) {
+        rb_hash_aset(h, rb_str_new_cstr("database"), str_or_nil(b->params.database));
+    }
+    if (b->params.path) rb_hash_aset(h, rb_str_new_cstr("path"), str_or_nil(b->params.path));
+    if (b->params.username) {
+        rb_hash_aset(h, rb_str_new_cstr("username"), str_or_nil(b->params.username));
+    }
+    return h;
+}
+
+/* ------------------------------------------------------------------ */
+/* Claims and the dispatch log                                         */
+
+typedef struct claim_ctx {
+    kaal_claim *items;
+    size_t n;
+    char *keys; /* all keys, back to back */
+    int64_t lease_ms;
+    const char *node;
+    int64_t now;
+} claim_ctx;
+
+static int op_claim(kaal_backend *b, void *p, kaal_error *err)
+{
+    claim_ctx *x = p;
+    if (x->n == 0) return KAAL_OK;
+    return b->vt->claim(b, x->items, x->n, x->lease_ms, x->node, x->now, err);
+}
+
+static VALUE build_claim(call *c)
+{
+    claim_ctx *x = c->ctx;
+    VALUE out = rb_ary_new_capa((long)x->n);
+    size_t i;
+    for (i = 0; i < x->n; i++) rb_ary_push(out, x->items[i].claimed ? Qtrue : Qfalse);
+    return out;
+}
+
+static void cleanup_claim(call *c)
+{
+    claim_ctx *x = c->ctx;
+    free(x->items);
+    free(x->keys);
+    x->items = NULL;
+    x->keys = NULL;
+}
+
+static VALUE backend_claim(VALUE self, VALUE pairs, VALUE lease_ms, VALUE node, VALUE now)
+{
+    kaal_backend *b = get_backend(self);
+    claim_ctx x;
+    call c;
+    size_t i, n, total = 0, off = 0;
+
+    Check_Type(pairs, T_ARRAY);
+    memset(&x, 0, sizeof x);
+    x.lease_ms = check_i64(lease_ms, "lease_ms");
+    if (x.lease_ms <= 0) rb_raise(rb_eArgError, "lease_ms must be > 0");
+    x.now = check_i64(now, "now");
+    check_str(node, "node", 1);
+    n = (size_t)RARRAY_LEN(pairs);
+    /* Check everything first (this may raise), copy afterwards (cannot). */
+    for (i = 0; i < n; i++) {
+        VALUE pair = RARRAY_AREF(pairs, (long)i);
+        if (!RB_TYPE_P(pair, T_ARRAY) || RARRAY_LEN(pair) != 2) {
+            rb_raise(rb_eArgError, "claim pair %zu must be [key, fire_time]", i);
+        }
+        check_str(RARRAY_AREF(pair, 0), "job key", 0);
+        check_i64(RARRAY_AREF(pair, 1), "fire_time");
+        total += (size_t)RSTRING_LEN(RARRAY_AREF(pair, 0)) + 1;
+    }
+    call_init(&c, b, op_claim, &x);
+    c.build = build_claim;
+    c.cleanup = cleanup_claim;
+    x.node = cdup(&c, node);
+    if (n > 0) {
+        x.items = malloc(n * sizeof *x.items);
+        x.keys = malloc(total ? total : 1);
+        if (!x.items || !x.keys) c.oom = 1;
+    }
+    for (i = 0; i < n && !c.oom; i++) {
+        VALUE pair = RARRAY_AREF(pairs, (long)i);
+        VALUE key = RARRAY_AREF(pair, 0);
+        size_t len;
+        if (SYMBOL_P(key)) key = rb_sym2str(key);
+        len = (size_t)RSTRING_LEN(key);
+        memcpy(x.keys + off, RSTRING_PTR(key), len);
+        x.keys[off + len] = '\0';
+        x.items[i].key = x.keys + off;
+        x.items[i].key_len = len;
+        x.items[i].fire_time = (int64_t)NUM2LL(RARRAY_AREF(pair, 1));
+        x.items[i].claimed = 0;
+        off += len + 1;
+    }
+    x.n = n;
+    return run_call(&c);
+}
+
+typedef struct record_ctx {
+    const char *key, *status, *node, *error;
+    int64_t fire_time, now;
+} record_ctx;
+
+static int op_record(kaal_backend *b, void *p, kaal_error *err)
+{
+    record_ctx *x = p;
+    return b->vt->record(b, x->key, x->fire_time, x->status, x->node, x->error, x->now, err);
+}
+
+static VALUE backend_record(VALUE self, VALUE key, VALUE fire_time, VALUE status, VALUE node,
+                            VALUE error, VALUE now)
+{
+    kaal_backend *b = get_backend(self);
+    record_ctx x;
+    call c;
+    check_str(key, "job key", 0);
+    check_str(status, "status", 0);
+    check_str(node, "node", 1);
+    check_str(error, "error", 1);
+    x.fire_time = check_i64(fire_time, "fire_time");
+    x.now = check_i64(now, "now");
+    call_init(&c, b, op_record, &x);
+    x.key = cdup(&c, SYMBOL_P(key) ? rb_sym2str(key) : key);
+    x.status = cdup(&c, SYMBOL_P(status) ? rb_sym2str(status) : status);
+    x.node = cdup(&c, SYMBOL_P(node) ? rb_sym2str(node) : node);
+    x.error = cdup(&c, error);
+    run_call(&c);
+    return Qtrue;
+}
+
+typedef struct dispatch_ctx {
+    kaal_dispatch_query q;
+    kaal_dispatch_rows rows;
+} dispatch_ctx;
+
+static int op_dispatches(kaal_backend *b, void *p, kaal_error *err)
+{
+    dispatch_ctx *x = p;
+    return b->vt->dispatches(b, &x->q, &x->rows, err);
+}
+
+static VALUE build_dispatches(call *c)
+{
+    dispatch_ctx *x = c->ctx;
+    VALUE out = rb_ary_new_capa((long)x->rows.len);
+    size_t i;
+    for (i = 0; i < x->rows.len; i++) {
+        const kaal_dispatch_row *r = &x->rows.rows[i];
+        VALUE h = rb_hash_new();
+        rb_hash_aset(h, ID2SYM(id_key), str_or_nil(r->key));
+        rb_hash_aset(h, ID2SYM(id_fire_time), LL2NUM(r->fire_time));
+        rb_hash_aset(h, ID2SYM(id_status), str_or_nil(r->status));
+        rb_hash_aset(h, ID2SYM(id_node), str_or_nil(r->node));
+        rb_hash_aset(h, ID2SYM(id_error), str_or_nil(r->error));
+        rb_hash_aset(h, ID2SYM(id_claimed_at), LL2NUM(r->claimed_at));
+        rb_hash_aset(h, ID2SYM(id_updated_at), LL2NUM(r->updated_at));
+        rb_ary_push(out, h);
+    }
+    return out;
+}
+
+static void cleanup_dispatches(call *c) { kaal_dispatch_rows_free(&((dispatch_ctx *)c->ctx)->rows); }
+
+static VALUE backend_dispatches(VALUE self, VALUE key, VALUE status, VALUE node, VALUE limit)
+{
+    kaal_backend *b = get_backend(self);
+    dispatch_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    check_str(key, "job key", 1);
+    check_str(status, "status", 1);
+    check_str(node, "node", 1);
+    x.q.limit = check_limit(limit, "limit");
+    call_init(&c, b, op_dispatches, &x);
+    c.build = build_dispatches;
+    c.cleanup = cleanup_dispatches;
+    x.q.key = cdup(&c, SYMBOL_P(key) ? rb_sym2str(key) : key);
+    x.q.status = cdup(&c, SYMBOL_P(status) ? rb_sym2str(status) : status);
+    x.q.node = cdup(&c, SYMBOL_P(node) ? rb_sym2str(node) : node);
+    return run_call(&c);
+}
+
+typedef struct cleanup_ctx {
+    int64_t before;
+    size_t limit, deleted;
+} cleanup_ctx;
+
+static int op_cleanup(kaal_backend *b, void *p, kaal_error *err)
+{
+    cleanup_ctx *x = p;
+    return b->vt->cleanup(b, x->before, x->limit, &x->deleted, err);
+}
+
+static VALUE backend_cleanup(VALUE self, VALUE before, VALUE limit)
+{
+    cleanup_ctx x;
+    call c;
+    x.before = check_i64(before, "before");
+    x.limit = check_limit(limit, "limit");
+    x.deleted = 0;
+    call_init(&c, get_backend(self), op_cleanup, &x);
+    run_call(&c);
+    return SIZET2NUM(x.deleted);
+}
+
+/* ------------------------------------------------------------------ */
+/* Enable / disable                                                    */
+
+typedef struct state_ctx {
+    const char *key;
+    int enabled;
+    kaal_state_rows rows;
+} state_ctx;
+
+static int op_set_enabled(kaal_backend *b, void *p, kaal_error *err)
+{
+    state_ctx *x = p;
+    return b->vt->set_enabled(b, x->key, x->enabled, err);
+}
+
+static VALUE backend_set_enabled(VALUE self, VALUE key, VALUE enabled)
+{
+    state_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    check_str(key, "job key", 0);
+    x.enabled = RTEST(enabled);
+    call_init(&c, get_backend(self), op_set_enabled, &x);
+    x.key = cdup(&c, SYMBOL_P(key) ? rb_sym2str(key) : key);
+    run_call(&c);
+    return enabled;
+}
+
+static int op_states(kaal_backend *b, void *p, kaal_error *err)
+{
+    return b->vt->states(b, &((state_ctx *)p)->rows, err);
+}
+
+static VALUE build_states(call *c)
+{
+    state_ctx *x = c->ctx;
+    VALUE h = rb_hash_new();
+    size_t i;
+    for (i = 0; i < x->rows.len; i++) {
+        rb_hash_aset(h, str_or_nil(x->rows.rows[i].key), x->rows.rows[i].enabled ? Qtrue : Qfalse);
+    }
+    return h;
+}
+
+static void cleanup_states(call *c) { kaal_state_rows_free(&((state_ctx *)c->ctx)->rows); }
+
+static VALUE backend_states(VALUE self)
+{
+    state_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    call_init(&c, get_backend(self), op_states, &x);
+    c.build = build_states;
+    c.cleanup = cleanup_states;
+    return run_call(&c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Delayed jobs                                                        */
+
+typedef struct delayed_ctx {
+    kaal_delayed_row job;
+    const char *job_id;
+    int64_t now_ms;
+    size_t limit, count;
+    int found;
+    kaal_delayed_rows rows;
+} delayed_ctx;
+
+static int op_delayed_add(kaal_backend *b, void *p, kaal_error *err)
+{
+    return b->vt->delayed_add(b, &((delayed_ctx *)p)->job, err);
+}
+
+static VALUE backend_delayed_add(VALUE self, VALUE job_id, VALUE run_at_ms, VALUE job_class,
+                                 VALUE queue, VALUE args_json)
+{
+    delayed_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    check_str(job_id, "job_id", 0);
+    check_str(job_class, "job_class", 0);
+    check_str(queue, "queue", 1);
+    check_str(args_json, "args_json", 0);
+    x.job.run_at_ms = check_i64(run_at_ms, "run_at_ms");
+    call_init(&c, get_backend(self), op_delayed_add, &x);
+    x.job.job_id = cdup(&c, SYMBOL_P(job_id) ? rb_sym2str(job_id) : job_id);
+    x.job.job_class = cdup(&c, SYMBOL_P(job_class) ? rb_sym2str(job_class) : job_class);
+    x.job.queue = cdup(&c, SYMBOL_P(queue) ? rb_sym2str(queue) : queue);
+    x.job.args = cdup(&c, args_json);
+    run_call(&c);
+    return Qtrue;
+}
+
+static VALUE build_delayed_rows(call *c)
+{
+    delayed_ctx *x = c->ctx;
+    VALUE out = rb_ary_new_capa((long)x->rows.len);
+    size_t i;
+    for (i = 0; i < x->rows.len; i++) {
+        const kaal_delayed_row *r = &x->rows.rows[i];
+        VALUE h = rb_hash_new();
+        rb_hash_aset(h, ID2SYM(id_job_id), str_or_nil(r->job_id));
+        rb_hash_aset(h, ID2SYM(id_run_at_ms), LL2NUM(r->run_at_ms));
+        rb_hash_aset(h, ID2SYM(id_job_class), str_or_nil(r->job_class));
+        rb_hash_aset(h, ID2SYM(id_queue), str_or_nil(r->queue));
+        rb_hash_aset(h, ID2SYM(id_args_json), str_or_nil(r->args));
+        rb_ary_push(out, h);
+    }
+    return out;
+}
+
+static void cleanup_delayed_rows(call *c) { kaal_delayed_rows_free(&((delayed_ctx *)c->ctx)->rows); }
+
+static int op_delayed_claim(kaal_backend *b, void *p, kaal_error *err)
+{
+    delayed_ctx *x = p;
+    return b->vt->delayed_claim(b, x->now_ms, x->limit, &x->rows, err);
+}
+
+static VALUE backend_delayed_claim(VALUE self, VALUE now_ms, VALUE limit)
+{
+    delayed_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    x.now_ms = check_i64(now_ms, "now_ms");
+    x.limit = check_limit(limit, "limit");
+    call_init(&c, get_backend(self), op_delayed_claim, &x);
+    c.build = build_delayed_rows;
+    c.cleanup = cleanup_delayed_rows;
+    return run_call(&c);
+}
+
+static int op_delayed_list(kaal_backend *b, void *p, kaal_error *err)
+{
+    delayed_ctx *x = p;
+    return b->vt->delayed_list(b, x->limit, &x->rows, err);
+}
+
+static VALUE backend_delayed_list(VALUE self, VALUE limit)
+{
+    delayed_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    x.limit = check_limit(limit, "limit");
+    call_init(&c, get_backend(self), op_delayed_list, &x);
+    c.build = build_delayed_rows;
+    c.cleanup = cleanup_delayed_rows;
+    return run_call(&c);
+}
+
+static int op_delayed_cancel(kaal_backend *b, void *p, kaal_error *err)
+{
+    delayed_ctx *x = p;
+    return b->vt->delayed_cancel(b, x->job_id, &x->found, err);
+}
+
+static VALUE backend_delayed_cancel(VALUE self, VALUE job_id)
+{
+    delayed_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    check_str(job_id, "job_id", 0);
+    call_init(&c, get_backend(self), op_delayed_cancel, &x);
+    x.job_id = cdup(&c, SYMBOL_P(job_id) ? rb_sym2str(job_id) : job_id);
+    run_call(&c);
+    return x.found ? Qtrue : Qfalse;
+}
+
+static int op_delayed_count(kaal_backend *b, void *p, kaal_error *err)
+{
+    delayed_ctx *x = p;
+    return b->vt->delayed_count(b, &x->count, err);
+}
+
+static VALUE backend_delayed_count(VALUE self)
+{
+    delayed_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    call_init(&c, get_backend(self), op_delayed_count, &x);
+    run_call(&c);
+    return SIZET2NUM(x.count);
+}
+
+/* ------------------------------------------------------------------ */
+/* Heartbeats                                                          */
+
+typedef struct node_ctx {
+    const char *node, *info;
+    int64_t now, ttl, since;
+    kaal_node_rows rows;
+} node_ctx;
+
+static int op_heartbeat(kaal_backend *b, void *p, kaal_error *err)
+{
+    node_ctx *x = p;
+    return b->vt->heartbeat(b, x->node, x->info, x->now, x->ttl, err);
+}
+
+static VALUE backend_heartbeat(VALUE self, VALUE node, VALUE info, VALUE now, VALUE ttl)
+{
+    node_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    check_str(node, "node", 0);
+    check_str(info, "info", 1);
+    x.now = check_i64(now, "now");
+    x.ttl = check_i64(ttl, "ttl");
+    call_init(&c, get_backend(self), op_heartbeat, &x);
+    x.node = cdup(&c, SYMBOL_P(node) ? rb_sym2str(node) : node);
+    x.info = cdup(&c, info);
+    run_call(&c);
+    return Qtrue;
+}
+
+static int op_nodes(kaal_backend *b, void *p, kaal_error *err)
+{
+    node_ctx *x = p;
+    return b->vt->nodes(b, x->since, &x->rows, err);
+}
+
+static VALUE build_nodes(call *c)
+{
+    node_ctx *x = c->ctx;
+    VALUE out = rb_ary_new_capa((long)x->rows.len);
+    size_t i;
+    for (i = 0; i < x->rows.len; i++) {
+        const kaal_node_row *r = &x->rows.rows[i];
+        VALUE h = rb_hash_new();
+        rb_hash_aset(h, ID2SYM(id_node), str_or_nil(r->node));
+        rb_hash_aset(h, ID2SYM(id_info), str_or_nil(r->info));
+        rb_hash_aset(h, ID2SYM(id_last_seen), LL2NUM(r->last_seen));
+        rb_ary_push(out, h);
+    }
+    return out;
+}
+
+static void cleanup_nodes(call *c) { kaal_node_rows_free(&((node_ctx *)c->ctx)->rows); }
+
+static VALUE backend_nodes(VALUE self, VALUE since)
+{
+    node_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    x.since = check_i64(since, "since");
+    call_init(&c, get_backend(self), op_nodes, &x);
+    c.build = build_nodes;
+    c.cleanup = cleanup_nodes;
+    return run_call(&c);
+}
+
+/* ------------------------------------------------------------------ */
+/* Kaal::Native.backends / .schema                                     */
+
+static VALUE native_backends(VALUE mod)
+{
+    VALUE out = rb_ary_new();
+    size_t i;
+    (void)mod;
+    for (i = 0; i < N_KINDS; i++) {
+        const kaal_backend_vtable *vt = kaal_backend_find(KNOWN_KINDS[i].name);
+        if (vt && vt->connect) rb_ary_push(out, rb_str_new_cstr(KNOWN_KINDS[i].name));
+    }
+    return out;
+}
+
+/* The schema arrays are defined by the SQL backend files. Declared weak so
+ * this binding links while a backend file is still being written: a missing
+ * definition reads as NULL and is reported as unavailable. */
+#ifdef KAAL_HAVE_SQLITE
+extern const char *const kaal_schema_sqlite[] __attribute__((weak));
+#endif
+#ifdef KAAL_HAVE_POSTGRES
+extern const char *const kaal_schema_postgres[] __attribute__((weak));
+#endif
+#ifdef KAAL_HAVE_MYSQL
+extern const char *const kaal_schema_mysql[] __attribute__((weak));
+#endif
+
+static const char *const *schema_for(const char *dialect)
+{
+    const char *const *volatile s = NULL;
+#ifdef KAAL_HAVE_SQLITE
+    if (strcmp(dialect, "sqlite") == 0) s = kaal_schema_sqlite;
+#endif
+#ifdef KAAL_HAVE_POSTGRES
+    if (strcmp(dialect, "postgres") == 0) s = kaal_schema_postgres;
+#endif
+#ifdef KAAL_HAVE_MYSQL
+    if (strcmp(dialect, "mysql") == 0) s = kaal_schema_mysql;
+#endif
+    (void)dialect;
+    return s;
+}
+
+static VALUE native_schema(VALUE mod, VALUE dialect)
+{
+    const char *name = kind_name(dialect);
+    const char *const *s;
+    VALUE out;
+    (void)mod;
+    if (strcmp(name, "sqlite") != 0 && strcmp(name, "postgres") != 0 && strcmp(name, "mysql") != 0) {
+        rb_raise(rb_eArgError, "unknown SQL dialect %s (sqlite, postgres or mysql)", name);
+    }
+    s = schema_for(name);
+    if (!s) raise_unavailable(name);
+    out = rb_ary_new();
+    for (; *s; s++) rb_ary_push(out, rb_obj_freeze(rb_utf8_str_new_cstr(*s)));
+    return out;
+}
+
+void kaal_init_backend(void)
+{
+    cBackend = rb_define_class_under(kaal_mNative, "Backend", rb_cObject);
+    rb_define_alloc_func(cBackend, backend_alloc);
+    rb_undef_method(cBackend, "initialize_copy");
+    rb_define_method(cBackend, "initialize", backend_initialize, 3);
+    rb_define_method(cBackend, "kind", backend_kind, 0);
+    rb_define_method(cBackend, "namespace", backend_namespace, 0);
+    rb_define_method(cBackend, "connected?", backend_connected_p, 0);
+    rb_define_private_method(cBackend, "_connect", backend_connect, 0);
+    rb_define_private_method(cBackend, "_close", backend_close, 0);
+    rb_define_private_method(cBackend, "_ping", backend_ping, 0);
+    rb_define_private_method(cBackend, "_migrate", backend_migrate, 0);
+    rb_define_private_method(cBackend, "_target", backend_target, 0);
+    rb_define_private_method(cBackend, "_claim", backend_claim, 4);
+    rb_define_private_method(cBackend, "_record", backend_record, 6);
+    rb_define_private_method(cBackend, "_dispatches", backend_dispatches, 4);
+    rb_define_private_method(cBackend, "_cleanup", backend_cleanup, 2);
+    rb_define_private_method(cBackend, "_set_enabled", backend_set_enabled, 2);
+    rb_define_private_method(cBackend, "_states", backend_states, 0);
+    rb_define_private_method(cBackend, "_delayed_add", backend_delayed_add, 5);
+    rb_define_private_method(cBackend, "_delayed_claim", backend_delayed_claim, 2);
+    rb_define_private_method(cBackend, "_delayed_cancel", backend_delayed_cancel, 1);
+    rb_define_private_method(cBackend, "_delayed_count", backend_delayed_count, 0);
+    rb_define_private_method(cBackend, "_delayed_list", backend_delayed_list, 1);
+    rb_define_private_method(cBackend, "_heartbeat", backend_heartbeat, 4);
+    rb_define_private_method(cBackend, "_nodes", backend_nodes, 1);
+
+    rb_define_module_function(kaal_mNative, "backends", native_backends, 0);
+    rb_define_module_function(kaal_mNative, "schema", native_schema, 1);
+
+    id_key = rb_intern("key");
+    id_fire_time = rb_intern("fire_time");
+    id_status = rb_intern("status");
+    id_node = rb_intern("node");
+    id_error = rb_intern("error");
+    id_claimed_at = rb_intern("claimed_at");
+    id_updated_at = rb_intern("updated_at");
+    id_job_id = rb_intern("job_id");
+    id_run_at_ms = rb_intern("run_at_ms");
+    id_job_class = rb_intern("job_class");
+    id_queue = rb_intern("queue");
+    id_args_json = rb_intern("args_json");
+    id_info = rb_intern("info");
+    id_last_seen = rb_intern("last_seen");
+}
