@@ -175,7 +175,7 @@ module Kaal
         if @seconds
           parts << unit_phrase(@seconds, "second")
           if @minutes.any?
-            parts << "of every minute" if @hours.any? && !parts[0].start_with?("every")
+            parts << "of every minute" unless @seconds.any? || @seconds.even_step
           else
             parts << during_phrase(@minutes, "minute")
             parts << "of every hour" if @hours.any?
@@ -272,7 +272,7 @@ module Kaal
           return "between #{clock(item.a, 0)} and #{clock(last, 59)}"
         end
         values = @hours.values
-        "during #{values.size == 1 ? "hour" : "hours"} #{join(values.map(&:to_s))}"
+        "in #{values.size == 1 ? "hour" : "hours"} #{join(values.map(&:to_s))}"
       end
 
       def clock(h, m, s = nil)
@@ -301,18 +301,14 @@ module Kaal
 
       # "day 1 of the month", "days 1 through 7 and the last day of the month"
       def dom_phrase
-        if @dom.star? && @dom.plain?
-          values = @dom.values
-          return "#{values.size == 1 ? "day" : "days"} #{join(values.map(&:to_s))} of the month"
-        end
-        parts = group_singles(@dom.items).map do |item|
+        parts = group_singles(short_steps_as_singles(@dom.items)).map do |item|
           next(item.size == 1 ? "day #{item[0]}" : "days #{join(item.map(&:to_s))}") if item.is_a?(Array)
 
           case item.kind
           when :range then "days #{item.a} through #{item.b}"
           when :step
             values = item.values
-            "every #{plural(item.step, "day")} from day #{values.first} through #{values.last}"
+            "every #{ordinal_unit(item.step, "day")} from day #{values.first} through #{values.last}"
           when :last then "the last day"
           when :last_offset
             item.a.zero? ? "the last day" : "the #{ordinal(item.a + 1, words: true)}-to-last day"
@@ -328,7 +324,7 @@ module Kaal
         parts = @dow.items.map do |item|
           case item.kind
           when :single then DAYS[item.a % 7]
-          when :range then "#{DAYS[item.a % 7]} through #{DAYS[item.b % 7]}"
+          when :range then weekday_range(item.a, item.b)
           when :step then join(item.values.map { |v| DAYS[v % 7] }.uniq)
           when :last_dow
             monthly = true
@@ -341,18 +337,29 @@ module Kaal
         return join(parts) unless monthly
         # "every Monday and the last Wednesday of the month": "every" keeps a
         # plain weekday from reading as "of the month" too.
-        plain = @dow.items.map { |i| %i[last_dow nth_dow].include?(i.kind) ? nil : i }
-        parts = parts.each_with_index.map { |p, i| plain[i] ? "every #{p}" : p }
-        "#{join(parts)} of the month"
+        plain, monthly_parts = parts.each_with_index.partition { |_, i| @dow.items[i].plain? }
+        "#{join(plain.map { |p, _| "every #{p}" } + monthly_parts.map(&:first))} of the month"
+      end
+
+      def weekday_range(first, last)
+        return "every day of the week" if last - first >= 6
+        return "#{DAYS[first % 7]} and #{DAYS[last % 7]}" if last == first + 1
+
+        "#{DAYS[first % 7]} through #{DAYS[last % 7]}"
       end
 
       # "a Monday", "a Monday, Wednesday or Friday", "the second Sunday of the month"
       def dow_condition
-        if @dow.plain?
-          names = @dow.values.map { |v| DAYS[v % 7] }.uniq
-          return "a #{join(names, "or")}"
+        names = @dow.items.select(&:plain?).flat_map(&:values).map { |v| v % 7 }.uniq.sort.map { |v| DAYS[v] }
+        monthly = @dow.items.filter_map do |item|
+          case item.kind
+          when :last_dow then "the last #{DAYS[item.a]} of the month"
+          when :nth_dow then "the #{NTH[item.b]} #{DAYS[item.a]} of the month"
+          end
         end
-        dow_phrase.sub(/ of the month\z/, "") + " of the month"
+        return "a #{join(names, "or")}" if monthly.empty?
+
+        join((names.empty? ? [] : ["a #{names.join(", ")}"]) + monthly, "or")
       end
 
       def month_phrase
@@ -369,6 +376,15 @@ module Kaal
       end
 
       # -- words ----------------------------------------------------------------
+
+      # Steps with few values read better as the values: "days 1, 11, 21 and 31".
+      def short_steps_as_singles(items)
+        items.flat_map do |item|
+          next [item] unless item.kind == :step && item.values.size <= 8
+
+          item.values.map { |v| Item.new(kind: :single, a: v) }
+        end
+      end
 
       # Consecutive :single items become one Array of numbers (for "days 1, 15 and 20").
       def group_singles(items)
