@@ -1,5 +1,1069 @@
-/* STUB: replaced by the postgres backend. */
+/* kaal: the PostgreSQL backend on libpq (PostgreSQL 9.5 or newer: it needs
+ * ON CONFLICT and FOR UPDATE SKIP LOCKED).
+ *
+ * Pure C, no ruby.h: every function here runs WITHOUT the GVL (the binding
+ * releases it around each vtable call), so it uses malloc/free only.
+ *
+ * Session: PQconnectdbParams with keyword arrays (the password is never put
+ * into a conninfo string), application_name "kaal", statement_timeout set to
+ * the command timeout. Every statement is sent asynchronously and waited for
+ * with poll() against a client-side deadline (statement_timeout + a grace
+ * period), so a server that stops answering cannot hang a call forever.
+ *
+ * Statements: every value is a bound parameter. The hot statements are
+ * prepared once per connection on first use (named "kaal_<n>"). A claim batch
+ * is ONE statement whatever its size:
+ *
+ *   INSERT INTO kaal_dispatches (...)
+ *   SELECT $1, k, f, 'claimed', ... FROM unnest($2::text[], $3::bigint[]) AS t(k, f)
+ *   ON CONFLICT DO NOTHING RETURNING job_key, fire_time
+ *
+ * with the keys and fire times sent as array literals built here (every
+ * element double-quoted, '"' and '\' backslash-escaped). Returned rows are
+ * mapped back to the input pairs by binary search.
+ *
+ * Delayed jobs are claimed with one DELETE ... WHERE (namespace, job_id) IN
+ * (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING ..., so concurrent claimers
+ * never wait for each other and each job goes to exactly one of them.
+ *
+ * Errors: a broken connection (PQstatus CONNECTION_BAD, SQLSTATE class 08,
+ * 57P01-57P03, or the client deadline passing) closes the session, sets
+ * b->connected = 0 and returns KAAL_ECONNECT; the binding reconnects on the
+ * next call. A unique violation (23505) on delayed_add returns
+ * KAAL_EDUPLICATE. Anything else is KAAL_EBACKEND with the server's primary
+ * message and SQLSTATE. libpq's messages never contain the password.
+ *
+ * Fork: discard() points the libpq socket at /dev/null (dup2) before
+ * PQfinish, so the Terminate message PQfinish sends goes nowhere and the
+ * parent's session, which shares the original socket, is untouched. */
 #include "backend.h"
+#include "schema.h"
+
 #ifdef KAAL_HAVE_POSTGRES
-const kaal_backend_vtable kaal_backend_postgres = {.name = "postgres"};
-#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define DEFAULT_COMMAND_TIMEOUT_MS 10000
+/* The client waits this much longer than statement_timeout, so a slow
+ * statement normally ends with the server's clean error, not a dropped
+ * connection. */
+#define CLIENT_GRACE_MS 2000
+#define MAX_CHARS 255 /* VARCHAR(255) columns */
+
+const char *const kaal_schema_postgres[] = {
+    "CREATE TABLE IF NOT EXISTS kaal_dispatches ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " job_key VARCHAR(255) NOT NULL,"
+    " fire_time BIGINT NOT NULL,"
+    " status VARCHAR(16) NOT NULL,"
+    " node VARCHAR(255),"
+    " error TEXT,"
+    " claim_token VARCHAR(64),"
+    " claimed_at BIGINT NOT NULL,"
+    " updated_at BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, job_key, fire_time))",
+    "CREATE INDEX IF NOT EXISTS index_kaal_dispatches_on_namespace_and_fire_time"
+    " ON kaal_dispatches (namespace, fire_time)",
+    "CREATE TABLE IF NOT EXISTS kaal_delayed_jobs ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " job_id VARCHAR(255) NOT NULL,"
+    " run_at_ms BIGINT NOT NULL,"
+    " job_class VARCHAR(255) NOT NULL,"
+    " queue VARCHAR(255),"
+    " args TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, job_id))",
+    "CREATE INDEX IF NOT EXISTS index_kaal_delayed_jobs_on_namespace_and_run_at_ms"
+    " ON kaal_delayed_jobs (namespace, run_at_ms)",
+    "CREATE TABLE IF NOT EXISTS kaal_job_states ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " job_key VARCHAR(255) NOT NULL,"
+    " enabled BOOLEAN NOT NULL,"
+    " updated_at BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, job_key))",
+    "CREATE TABLE IF NOT EXISTS kaal_nodes ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " node VARCHAR(255) NOT NULL,"
+    " info TEXT,"
+    " last_seen BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, node))",
+    NULL,
+};
+
+/* Prepared statements ($1 is always the namespace). */
+enum {
+    Q_CLAIM,
+    Q_RECORD,
+    Q_CLEANUP,
+    Q_SET_ENABLED,
+    Q_STATES,
+    Q_DELAYED_ADD,
+    Q_DELAYED_CLAIM,
+    Q_DELAYED_CANCEL,
+    Q_DELAYED_COUNT,
+    Q_DELAYED_LIST,
+    Q_HEARTBEAT,
+    Q_NODES,
+    Q_COUNT
+};
+
+static const char *const SQL[Q_COUNT] = {
+    [Q_CLAIM] =
+        "INSERT INTO kaal_dispatches"
+        " (namespace, job_key, fire_time, status, node, claimed_at, updated_at)"
+        " SELECT $1, t.k, t.f, 'claimed', $4, $5, $5"
+        " FROM unnest($2::text[], $3::bigint[]) AS t(k, f)"
+        " ON CONFLICT DO NOTHING RETURNING job_key, fire_time",
+    [Q_RECORD] =
+        "INSERT INTO kaal_dispatches"
+        " (namespace, job_key, fire_time, status, node, error, claimed_at, updated_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $7)"
+        " ON CONFLICT (namespace, job_key, fire_time) DO UPDATE SET"
+        " status = EXCLUDED.status, node = COALESCE(EXCLUDED.node, kaal_dispatches.node),"
+        " error = EXCLUDED.error, updated_at = EXCLUDED.updated_at",
+    [Q_CLEANUP] =
+        "DELETE FROM kaal_dispatches WHERE ctid = ANY(ARRAY("
+        " SELECT ctid FROM kaal_dispatches WHERE namespace = $1 AND fire_time < $2"
+        " ORDER BY fire_time LIMIT $3))",
+    [Q_SET_ENABLED] =
+        "INSERT INTO kaal_job_states (namespace, job_key, enabled, updated_at)"
+        " VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (namespace, job_key) DO UPDATE SET"
+        " enabled = EXCLUDED.enabled, updated_at = EXCLUDED.updated_at",
+    [Q_STATES] =
+        "SELECT job_key, enabled FROM kaal_job_states WHERE namespace = $1"
+        " ORDER BY job_key COLLATE \"C\"",
+    [Q_DELAYED_ADD] =
+        "INSERT INTO kaal_delayed_jobs"
+        " (namespace, job_id, run_at_ms, job_class, queue, args, created_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    [Q_DELAYED_CLAIM] =
+        "WITH claimed AS ("
+        " DELETE FROM kaal_delayed_jobs WHERE (namespace, job_id) IN ("
+        "  SELECT namespace, job_id FROM kaal_delayed_jobs"
+        "  WHERE namespace = $1 AND run_at_ms <= $2"
+        "  ORDER BY run_at_ms, job_id LIMIT $3 FOR UPDATE SKIP LOCKED)"
+        " RETURNING job_id, run_at_ms, job_class, queue, args)"
+        " SELECT job_id, run_at_ms, job_class, queue, args FROM claimed"
+        " ORDER BY run_at_ms, job_id COLLATE \"C\"",
+    [Q_DELAYED_CANCEL] = "DELETE FROM kaal_delayed_jobs WHERE namespace = $1 AND job_id = $2",
+    [Q_DELAYED_COUNT] = "SELECT COUNT(*) FROM kaal_delayed_jobs WHERE namespace = $1",
+    [Q_DELAYED_LIST] =
+        "SELECT job_id, run_at_ms, job_class, queue, args FROM kaal_delayed_jobs"
+        " WHERE namespace = $1 ORDER BY run_at_ms, job_id COLLATE \"C\" LIMIT $2",
+    /* The stale-node DELETE spares the node being written, so the two parts
+     * of this one statement never touch the same row. */
+    [Q_HEARTBEAT] =
+        "WITH gone AS (DELETE FROM kaal_nodes WHERE namespace = $1 AND $5::bigint > 0"
+        " AND last_seen < $4::bigint - $5::bigint AND node <> $2)"
+        " INSERT INTO kaal_nodes (namespace, node, info, last_seen) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (namespace, node) DO UPDATE SET"
+        " info = EXCLUDED.info, last_seen = EXCLUDED.last_seen",
+    [Q_NODES] =
+        "SELECT node, info, last_seen FROM kaal_nodes"
+        " WHERE namespace = $1 AND last_seen >= $2 ORDER BY node COLLATE \"C\"",
+};
+
+typedef struct pg_impl {
+    PGconn *conn;
+    unsigned prepared; /* bit q set: SQL[q] is prepared on this connection */
+    int timeout_ms;    /* statement_timeout; the client waits CLIENT_GRACE_MS more */
+} pg_impl;
+
+#define IMPL(b) ((pg_impl *)(b)->impl)
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int oom(kaal_error *err)
+{
+    return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "postgres: out of memory");
+}
+
+/* Characters in valid UTF-8 text of n bytes; -1 when it is not valid UTF-8
+ * or contains a NUL byte (PostgreSQL text can hold neither). */
+static long utf8_chars(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    long chars = 0;
+    while (p < end) {
+        unsigned c = *p;
+        size_t len, i;
+        uint32_t cp;
+        if (c == 0) return -1;
+        if (c < 0x80) {
+            p++;
+            chars++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+        else return -1;
+        if ((size_t)(end - p) < len) return -1;
+        for (i = 1; i < len; i++) {
+            if ((p[i] & 0xC0) != 0x80) return -1;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return -1;
+        p += len;
+        chars++;
+    }
+    return chars;
+}
+
+/* KAAL_EARG unless s (n bytes) fits a VARCHAR(255) column. */
+static int check_text(const char *what, const char *s, size_t n, kaal_error *err)
+{
+    long chars = utf8_chars(s, n);
+    if (chars < 0)
+        return kaal_error_set(err, KAAL_EARG, what, -1,
+                              "postgres: %s must be valid UTF-8 without NUL bytes", what);
+    if (chars > MAX_CHARS)
+        return kaal_error_set(err, KAAL_EARG, what, -1,
+                              "postgres: %s is %ld characters long; at most %d fit", what,
+                              chars, MAX_CHARS);
+    return KAAL_OK;
+}
+
+static int check_opt(const char *what, const char *s, kaal_error *err)
+{
+    return s ? check_text(what, s, strlen(s), err) : KAAL_OK;
+}
+
+static char *dup_value(const PGresult *r, int row, int col)
+{
+    if (PQgetisnull(r, row, col)) return NULL;
+    return kaal_strndup(PQgetvalue(r, row, col), (size_t)PQgetlength(r, row, col));
+}
+
+static int64_t int_value(const PGresult *r, int row, int col)
+{
+    return PQgetisnull(r, row, col) ? 0 : (int64_t)strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* A growable byte buffer (array literals, dynamic SQL). */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_put(sbuf *o, const char *s, size_t n)
+{
+    if (o->oom) return;
+    if (o->len + n + 1 > o->cap) {
+        size_t ncap = o->cap ? o->cap : 256;
+        char *np;
+        while (ncap < o->len + n + 1) ncap *= 2;
+        np = realloc(o->p, ncap);
+        if (!np) {
+            o->oom = 1;
+            return;
+        }
+        o->p = np;
+        o->cap = ncap;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+}
+
+static void sb_str(sbuf *o, const char *s) { sb_put(o, s, strlen(s)); }
+
+/* One array element, double-quoted with '"' and '\' escaped. */
+static void sb_quoted(sbuf *o, const char *s, size_t n)
+{
+    size_t i, from = 0;
+    sb_put(o, "\"", 1);
+    for (i = 0; i < n; i++) {
+        if (s[i] == '"' || s[i] == '\\') {
+            sb_put(o, s + from, i - from);
+            sb_put(o, "\\", 1);
+            from = i;
+        }
+    }
+    sb_put(o, s + from, n - from);
+    sb_put(o, "\"", 1);
+}
+
+/* ------------------------------------------------------------------ */
+/* Session                                                             */
+
+static void quiet_notices(void *arg, const char *message)
+{
+    (void)arg;
+    (void)message; /* "relation already exists, skipping" and friends */
+}
+
+static void drop_conn(kaal_backend *b)
+{
+    pg_impl *s = IMPL(b);
+    if (s && s->conn) {
+        PQfinish(s->conn);
+        s->conn = NULL;
+    }
+    if (s) s->prepared = 0;
+    b->connected = 0;
+}
+
+/* Copy libpq's message (first line, trailing newline dropped). */
+static void first_line(char *dst, size_t cap, const char *msg)
+{
+    size_t n = 0;
+    if (!msg) msg = "";
+    if (strncmp(msg, "FATAL:  ", 8) == 0 || strncmp(msg, "ERROR:  ", 8) == 0) msg += 8;
+    while (msg[n] && msg[n] != '\n' && n + 1 < cap) n++;
+    memcpy(dst, msg, n);
+    dst[n] = '\0';
+}
+
+static int lost(kaal_backend *b, kaal_error *err, const char *what, const char *detail)
+{
+    char line[200];
+    if (!detail) {
+        pg_impl *s = IMPL(b);
+        first_line(line, sizeof line,
+                   s && s->conn ? PQerrorMessage(s->conn) : "connection lost");
+        detail = line[0] ? line : "connection lost";
+    }
+    kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "postgres: %s: %s", what, detail);
+    drop_conn(b);
+    return KAAL_ECONNECT;
+}
+
+static int connection_sqlstate(const char *st)
+{
+    if (!st) return 0;
+    return strncmp(st, "08", 2) == 0 || strcmp(st, "57P01") == 0 || strcmp(st, "57P02") == 0 ||
+           strcmp(st, "57P03") == 0;
+}
+
+/* Turn a failed result into a status (and clear it). */
+static int result_error(kaal_backend *b, PGresult *r, kaal_error *err, const char *what)
+{
+    pg_impl *s = IMPL(b);
+    const char *st = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    char line[200];
+    int rc;
+
+    if (!r || !s->conn || PQstatus(s->conn) != CONNECTION_OK || connection_sqlstate(st)) {
+        if (msg) first_line(line, sizeof line, msg);
+        PQclear(r);
+        return lost(b, err, what, msg ? line : NULL);
+    }
+    first_line(line, sizeof line, msg ? msg : PQresultErrorMessage(r));
+    if (st && strcmp(st, "23505") == 0) {
+        rc = kaal_error_set(err, KAAL_EDUPLICATE, NULL, -1, "postgres: %s: %s", what, line);
+    } else if (st && strcmp(st, "42P01") == 0) {
+        rc = kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
+                            "postgres: %s: %s (run `kaal migrate` to create kaal's tables)", what,
+                            line);
+    } else {
+        rc = kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "postgres: %s: %s [%s]", what, line,
+                            st ? st : "?");
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* Wait for the statement just sent and return its result (the first error,
+ * or the last result). NULL with *rc set on failure. */
+static PGresult *wait_result(kaal_backend *b, kaal_error *err, const char *what, int *rc)
+{
+    pg_impl *s = IMPL(b);
+    PGconn *c = s->conn;
+    int64_t deadline = mono_ms() + s->timeout_ms + CLIENT_GRACE_MS;
+    PGresult *keep = NULL, *r;
+
+    for (;;) {
+        while (PQisBusy(c)) {
+            struct pollfd pfd;
+            int64_t left = deadline - mono_ms();
+            int pr;
+            if (left <= 0) {
+                PQclear(keep);
+                *rc = lost(b, err, what, "no answer within the command timeout");
+                return NULL;
+            }
+            pfd.fd = PQsocket(c);
+            pfd.events = POLLIN;
+            pfd.revents = 0;
+            pr = poll(&pfd, 1, (int)left);
+            if (pr < 0 && errno != EINTR) {
+                PQclear(keep);
+                *rc = lost(b, err, what, strerror(errno));
+                return NULL;
+            }
+            if (pr > 0 && !PQconsumeInput(c)) {
+                PQclear(keep);
+                *rc = lost(b, err, what, NULL);
+                return NULL;
+            }
+        }
+        r = PQgetResult(c);
+        if (!r) break;
+        if (!keep) {
+            keep = r;
+        } else {
+            ExecStatusType ks = PQresultStatus(keep);
+            if (ks == PGRES_FATAL_ERROR || ks == PGRES_BAD_RESPONSE) {
+                PQclear(r);
+            } else {
+                PQclear(keep);
+                keep = r;
+            }
+        }
+    }
+    if (!keep || PQresultStatus(keep) == PGRES_FATAL_ERROR ||
+        PQresultStatus(keep) == PGRES_BAD_RESPONSE || PQresultStatus(keep) == PGRES_NONFATAL_ERROR) {
+        *rc = result_error(b, keep, err, what);
+        return NULL;
+    }
+    *rc = KAAL_OK;
+    return keep;
+}
+
+static int usable(kaal_backend *b, kaal_error *err, const char *what)
+{
+    pg_impl *s = IMPL(b);
+    if (!s || !s->conn || PQstatus(s->conn) != CONNECTION_OK) {
+        return lost(b, err, what, s && s->conn ? NULL : "not connected");
+    }
+    return KAAL_OK;
+}
+
+/* Run prepared statement q with text parameters (NULL = SQL NULL). */
+static PGresult *run(kaal_backend *b, int q, int n, const char *const *vals, const int *lens,
+                     kaal_error *err, const char *what, int *rc)
+{
+    pg_impl *s = IMPL(b);
+    char name[16];
+    PGresult *r;
+
+    if ((*rc = usable(b, err, what)) != KAAL_OK) return NULL;
+    snprintf(name, sizeof name, "kaal_%d", q);
+    if (!(s->prepared & (1u << q))) {
+        if (!PQsendPrepare(s->conn, name, SQL[q], 0, NULL)) {
+            *rc = result_error(b, NULL, err, what);
+            return NULL;
+        }
+        r = wait_result(b, err, what, rc);
+        if (!r) return NULL;
+        PQclear(r);
+        s->prepared |= 1u << q;
+    }
+    if (!PQsendQueryPrepared(s->conn, name, n, vals, lens, NULL, 0)) {
+        *rc = result_error(b, NULL, err, what);
+        return NULL;
+    }
+    return wait_result(b, err, what, rc);
+}
+
+/* Run SQL text once (not prepared), text parameters. */
+static PGresult *run_sql(kaal_backend *b, const char *sql, int n, const char *const *vals,
+                         kaal_error *err, const char *what, int *rc)
+{
+    pg_impl *s = IMPL(b);
+    if ((*rc = usable(b, err, what)) != KAAL_OK) return NULL;
+    if (n == 0 ? !PQsendQuery(s->conn, sql)
+               : !PQsendQueryParams(s->conn, sql, n, NULL, vals, NULL, NULL, 0)) {
+        *rc = result_error(b, NULL, err, what);
+        return NULL;
+    }
+    return wait_result(b, err, what, rc);
+}
+
+static int exec_q(kaal_backend *b, int q, int n, const char *const *vals, kaal_error *err,
+                  const char *what, long *affected)
+{
+    int rc;
+    PGresult *r = run(b, q, n, vals, NULL, err, what, &rc);
+    if (!r) return rc;
+    if (affected) *affected = strtol(PQcmdTuples(r), NULL, 10);
+    PQclear(r);
+    return KAAL_OK;
+}
+
+/* The directory of a socket path given as ".../.s.PGSQL.<port>", else the
+ * path itself (libpq wants the directory). */
+static char *socket_dir(const char *path, int *port)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash && strncmp(slash + 1, ".s.PGSQL.", 9) == 0) {
+        if (*port <= 0) *port = atoi(slash + 10);
+        return kaal_strndup(path, slash == path ? 1 : (size_t)(slash - path));
+    }
+    return kaal_strdup(path);
+}
+
+static int pg_connect(kaal_backend *b, kaal_error *err)
+{
+    const kaal_conn_params *p = &b->params;
+    pg_impl *s = IMPL(b);
+    const char *keys[16], *vals[16];
+    char port_s[16], cto_s[16], opts[96];
+    char *sock = NULL;
+    int n = 0, port = p->port;
+    int cto = p->connect_timeout_ms > 0 ? p->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    int qto = p->command_timeout_ms > 0 ? p->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS;
+    char where[300];
+
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return oom(err);
+        b->impl = s;
+    }
+    drop_conn(b);
+    s->timeout_ms = qto;
+
+    if (p->socket && *p->socket) {
+        sock = socket_dir(p->socket, &port);
+        if (!sock) return oom(err);
+        keys[n] = "host", vals[n++] = sock;
+        snprintf(where, sizeof where, "unix:%s", sock);
+    } else {
+        const char *host = p->host && *p->host ? p->host : "127.0.0.1";
+        keys[n] = "host", vals[n++] = host;
+        snprintf(where, sizeof where, "%s:%d", host, port > 0 ? port : 5432);
+    }
+    if (port > 0) {
+        snprintf(port_s, sizeof port_s, "%d", port);
+        keys[n] = "port", vals[n++] = port_s;
+    }
+    if (p->database && *p->database) keys[n] = "dbname", vals[n++] = p->database;
+    if (p->username && *p->username) keys[n] = "user", vals[n++] = p->username;
+    if (p->password && *p->password) keys[n] = "password", vals[n++] = p->password;
+    if (p->sslmode && *p->sslmode) {
+        const char *m = p->sslmode;
+        if (strcmp(m, "required") == 0 || strcmp(m, "true") == 0) m = "require";
+        keys[n] = "sslmode", vals[n++] = m;
+    }
+    /* libpq takes whole seconds and treats 1 as 2. */
+    snprintf(cto_s, sizeof cto_s, "%d", cto < 2000 ? 2 : (cto + 999) / 1000);
+    keys[n] = "connect_timeout", vals[n++] = cto_s;
+    keys[n] = "application_name", vals[n++] = "kaal";
+    snprintf(opts, sizeof opts, "-c statement_timeout=%d -c lock_timeout=0", qto);
+    keys[n] = "options", vals[n++] = opts;
+    keys[n] = "keepalives", vals[n++] = "1";
+    keys[n] = "client_encoding", vals[n++] = "UTF8";
+    keys[n] = NULL, vals[n] = NULL;
+
+    s->conn = PQconnectdbParams(keys, vals, 0);
+    free(sock);
+    if (!s->conn) return oom(err);
+    if (PQstatus(s->conn) != CONNECTION_OK) {
+        char line[200];
+        first_line(line, sizeof line, PQerrorMessage(s->conn));
+        kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "postgres: cannot connect to %s: %s", where,
+                       line);
+        drop_conn(b);
+        return KAAL_ECONNECT;
+    }
+    PQsetNoticeProcessor(s->conn, quiet_notices, NULL);
+    if (PQserverVersion(s->conn) < 90500) {
+        kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
+                       "postgres: server %s is version %d; kaal needs PostgreSQL 9.5 or newer",
+                       where, PQserverVersion(s->conn));
+        drop_conn(b);
+        return KAAL_EBACKEND;
+    }
+    b->connected = 1;
+    return KAAL_OK;
+}
+
+static void pg_close(kaal_backend *b)
+{
+    drop_conn(b);
+    free(b->impl);
+    b->impl = NULL;
+}
+
+/* In a forked child the libpq socket is shared with the parent. PQfinish
+ * would send a Terminate message on it and end the PARENT's session, so the
+ * descriptor is first replaced by /dev/null (dup2 keeps the number): the
+ * Terminate goes nowhere, PQfinish frees libpq's memory and closes only our
+ * /dev/null copy. If /dev/null cannot be opened, the connection object is
+ * leaked instead (a one-off, bounded leak beats killing the parent's
+ * session). */
+static void pg_discard(kaal_backend *b)
+{
+    pg_impl *s = IMPL(b);
+    if (s && s->conn) {
+        int fd = PQsocket(s->conn);
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd >= 0 && devnull >= 0 && dup2(devnull, fd) >= 0) {
+            PQfinish(s->conn);
+        } else if (fd < 0) {
+            PQfinish(s->conn); /* no socket: nothing shared */
+        }
+        if (devnull >= 0) close(devnull);
+        s->conn = NULL;
+    }
+    free(s);
+    b->impl = NULL;
+    b->connected = 0;
+}
+
+/* The whole schema in one simple-query round trip: one implicit
+ * transaction, serialised between concurrent migrators by an advisory lock
+ * (concurrent CREATE TABLE IF NOT EXISTS can otherwise fail on pg_type). */
+static int pg_migrate(kaal_backend *b, kaal_error *err)
+{
+    sbuf sql = {0};
+    PGresult *r;
+    int i, rc;
+    sb_str(&sql, "SELECT pg_advisory_xact_lock(1801543020)");
+    for (i = 0; kaal_schema_postgres[i]; i++) {
+        sb_str(&sql, ";\n");
+        sb_str(&sql, kaal_schema_postgres[i]);
+    }
+    if (sql.oom) {
+        free(sql.p);
+        return oom(err);
+    }
+    r = run_sql(b, sql.p, 0, NULL, err, "migrate", &rc);
+    free(sql.p);
+    if (!r) return rc;
+    PQclear(r);
+    return KAAL_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Claims and the dispatch log                                         */
+
+static int claim_cmp3(const kaal_claim *a, const char *k, size_t kl, int64_t f)
+{
+    size_t m;
+    int c;
+    if (a->fire_time != f) return a->fire_time < f ? -1 : 1;
+    m = a->key_len < kl ? a->key_len : kl;
+    c = memcmp(a->key, k, m);
+    if (c) return c;
+    return a->key_len < kl ? -1 : a->key_len > kl ? 1 : 0;
+}
+
+static int claim_ptr_cmp(const void *pa, const void *pb)
+{
+    const kaal_claim *a = *(const kaal_claim *const *)pa, *b = *(const kaal_claim *const *)pb;
+    int c = claim_cmp3(a, b->key, b->key_len, b->fire_time);
+    if (c) return c;
+    return a < b ? -1 : a > b ? 1 : 0; /* input order among repeats */
+}
+
+static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
+                    const char *node, int64_t now, kaal_error *err)
+{
+    sbuf keys = {0}, fires = {0};
+    kaal_claim **order = NULL;
+    char now_s[24];
+    const char *vals[5];
+    PGresult *r;
+    size_t i;
+    int rc, row;
+
+    (void)lease_ms; /* a claim is a dispatch-log row: it never expires */
+    for (i = 0; i < n; i++) items[i].claimed = 0;
+    if (n == 0) return KAAL_OK;
+    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
+    sb_put(&keys, "{", 1);
+    sb_put(&fires, "{", 1);
+    for (i = 0; i < n; i++) {
+        char num[24];
+        int len;
+        if ((rc = check_text("job key", items[i].key, items[i].key_len, err)) != KAAL_OK) {
+            free(keys.p);
+            free(fires.p);
+            return rc;
+        }
+        if (i) {
+            sb_put(&keys, ",", 1);
+            sb_put(&fires, ",", 1);
+        }
+        sb_quoted(&keys, items[i].key, items[i].key_len);
+        len = snprintf(num, sizeof num, "%" PRId64, items[i].fire_time);
+        sb_put(&fires, num, (size_t)len);
+    }
+    sb_put(&keys, "}", 1);
+    sb_put(&fires, "}", 1);
+    order = malloc(n * sizeof *order);
+    if (keys.oom || fires.oom || !order) {
+        free(keys.p);
+        free(fires.p);
+        free(order);
+        return oom(err);
+    }
+    snprintf(now_s, sizeof now_s, "%" PRId64, now);
+    vals[0] = b->ns;
+    vals[1] = keys.p;
+    vals[2] = fires.p;
+    vals[3] = node;
+    vals[4] = now_s;
+    r = run(b, Q_CLAIM, 5, vals, NULL, err, "claim", &rc);
+    free(keys.p);
+    free(fires.p);
+    if (!r) {
+        free(order);
+        return rc;
+    }
+    for (i = 0; i < n; i++) order[i] = &items[i];
+    qsort(order, n, sizeof *order, claim_ptr_cmp);
+    for (row = 0; row < PQntuples(r); row++) {
+        const char *k = PQgetvalue(r, row, 0);
+        size_t kl = (size_t)PQgetlength(r, row, 0);
+        int64_t f = int_value(r, row, 1);
+        size_t lo = 0, hi = n;
+        while (lo < hi) { /* first entry >= (f, k) */
+            size_t mid = lo + (hi - lo) / 2;
+            if (claim_cmp3(order[mid], k, kl, f) < 0) lo = mid + 1;
+            else hi = mid;
+        }
+        /* the first of repeated input pairs is the one that won */
+        if (lo < n && claim_cmp3(order[lo], k, kl, f) == 0) order[lo]->claimed = 1;
+    }
+    PQclear(r);
+    free(order);
+    return KAAL_OK;
+}
+
+static int pg_record(kaal_backend *b, const char *key, int64_t fire_time, const char *status,
+                     const char *node, const char *error, int64_t now, kaal_error *err)
+{
+    char fire_s[24], now_s[24];
+    const char *vals[7];
+    int rc;
+    if (!status || (strcmp(status, "dispatched") != 0 && strcmp(status, "failed") != 0))
+        return kaal_error_set(err, KAAL_EARG, "status", -1,
+                              "status must be \"dispatched\" or \"failed\"");
+    if ((rc = check_opt("job key", key, err)) != KAAL_OK) return rc;
+    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
+    if (error && utf8_chars(error, strlen(error)) < 0)
+        return kaal_error_set(err, KAAL_EARG, "error", -1,
+                              "postgres: error text must be valid UTF-8");
+    snprintf(fire_s, sizeof fire_s, "%" PRId64, fire_time);
+    snprintf(now_s, sizeof now_s, "%" PRId64, now);
+    vals[0] = b->ns;
+    vals[1] = key;
+    vals[2] = fire_s;
+    vals[3] = status;
+    vals[4] = node;
+    vals[5] = error;
+    vals[6] = now_s;
+    return exec_q(b, Q_RECORD, 7, vals, err, "record", NULL);
+}
+
+/* Dynamic SQL with only the filters given, so the planner can use the
+ * primary key for a job key query. */
+static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
+                         kaal_error *err)
+{
+    sbuf sql = {0};
+    const char *vals[5];
+    char limit_s[24], num[8];
+    PGresult *r;
+    int n = 0, rc, row;
+
+    sb_str(&sql, "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
+                 " FROM kaal_dispatches WHERE namespace = $1");
+    vals[n++] = b->ns;
+    if (q->key) {
+        snprintf(num, sizeof num, "$%d", n + 1);
+        sb_str(&sql, " AND job_key = ");
+        sb_str(&sql, num);
+        vals[n++] = q->key;
+    }
+    if (q->status) {
+        snprintf(num, sizeof num, "$%d", n + 1);
+        sb_str(&sql, " AND status = ");
+        sb_str(&sql, num);
+        vals[n++] = q->status;
+    }
+    if (q->node) {
+        snprintf(num, sizeof num, "$%d", n + 1);
+        sb_str(&sql, " AND node = ");
+        sb_str(&sql, num);
+        vals[n++] = q->node;
+    }
+    snprintf(num, sizeof num, "$%d", n + 1);
+    sb_str(&sql, " ORDER BY fire_time DESC, job_key COLLATE \"C\" DESC LIMIT ");
+    sb_str(&sql, num);
+    snprintf(limit_s, sizeof limit_s, "%zu", q->limit);
+    vals[n++] = limit_s;
+    if (sql.oom) {
+        free(sql.p);
+        return oom(err);
+    }
+    r = run_sql(b, sql.p, n, vals, err, "dispatches", &rc);
+    free(sql.p);
+    if (!r) return rc;
+    for (row = 0; row < PQntuples(r); row++) {
+        kaal_dispatch_row *d = kaal_dispatch_rows_push(out);
+        if (!d) {
+            PQclear(r);
+            return oom(err);
+        }
+        d->key = dup_value(r, row, 0);
+        d->fire_time = int_value(r, row, 1);
+        d->status = dup_value(r, row, 2);
+        d->node = dup_value(r, row, 3);
+        d->error = dup_value(r, row, 4);
+        d->claimed_at = int_value(r, row, 5);
+        d->updated_at = int_value(r, row, 6);
+    }
+    PQclear(r);
+    return KAAL_OK;
+}
+
+static int pg_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
+                      kaal_error *err)
+{
+    char before_s[24], limit_s[24];
+    const char *vals[3];
+    long affected = 0;
+    int rc;
+    *deleted = 0;
+    if (limit == 0) return KAAL_OK;
+    snprintf(before_s, sizeof before_s, "%" PRId64, before);
+    snprintf(limit_s, sizeof limit_s, "%zu", limit);
+    vals[0] = b->ns;
+    vals[1] = before_s;
+    vals[2] = limit_s;
+    rc = exec_q(b, Q_CLEANUP, 3, vals, err, "cleanup", &affected);
+    if (rc == KAAL_OK) *deleted = (size_t)affected;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* States                                                              */
+
+static int pg_set_enabled(kaal_backend *b, const char *key, int enabled, kaal_error *err)
+{
+    char now_s[24];
+    const char *vals[4];
+    int rc;
+    if ((rc = check_opt("job key", key, err)) != KAAL_OK) return rc;
+    snprintf(now_s, sizeof now_s, "%" PRId64, (int64_t)time(NULL));
+    vals[0] = b->ns;
+    vals[1] = key;
+    vals[2] = enabled ? "true" : "false";
+    vals[3] = now_s;
+    return exec_q(b, Q_SET_ENABLED, 4, vals, err, "set_enabled", NULL);
+}
+
+static int pg_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
+{
+    const char *vals[1] = {b->ns};
+    int rc, row;
+    PGresult *r = run(b, Q_STATES, 1, vals, NULL, err, "states", &rc);
+    if (!r) return rc;
+    for (row = 0; row < PQntuples(r); row++) {
+        kaal_state_row *s = kaal_state_rows_push(out);
+        if (!s) {
+            PQclear(r);
+            return oom(err);
+        }
+        s->key = dup_value(r, row, 0);
+        s->enabled = PQgetvalue(r, row, 1)[0] == 't';
+    }
+    PQclear(r);
+    return KAAL_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Delayed jobs                                                        */
+
+static int pg_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_error *err)
+{
+    char run_s[24], now_s[24];
+    const char *vals[7];
+    int rc;
+    if (!job->job_id || !job->job_class)
+        return kaal_error_set(err, KAAL_EARG, "job_id", -1, "job_id and job_class are required");
+    if ((rc = check_opt("job_id", job->job_id, err)) != KAAL_OK) return rc;
+    if ((rc = check_opt("job_class", job->job_class, err)) != KAAL_OK) return rc;
+    if ((rc = check_opt("queue", job->queue, err)) != KAAL_OK) return rc;
+    snprintf(run_s, sizeof run_s, "%" PRId64, job->run_at_ms);
+    snprintf(now_s, sizeof now_s, "%" PRId64, (int64_t)time(NULL));
+    vals[0] = b->ns;
+    vals[1] = job->job_id;
+    vals[2] = run_s;
+    vals[3] = job->job_class;
+    vals[4] = job->queue;
+    vals[5] = job->args ? job->args : "[]";
+    vals[6] = now_s;
+    rc = exec_q(b, Q_DELAYED_ADD, 7, vals, err, "delayed_add", NULL);
+    if (rc == KAAL_EDUPLICATE)
+        return kaal_error_set(err, KAAL_EDUPLICATE, "job_id", -1,
+                              "delayed job %.160s is already pending", job->job_id);
+    return rc;
+}
+
+static int read_delayed(PGresult *r, kaal_delayed_rows *out, kaal_error *err)
+{
+    int row;
+    for (row = 0; row < PQntuples(r); row++) {
+        kaal_delayed_row *d = kaal_delayed_rows_push(out);
+        if (!d) return oom(err);
+        d->job_id = dup_value(r, row, 0);
+        d->run_at_ms = int_value(r, row, 1);
+        d->job_class = dup_value(r, row, 2);
+        d->queue = dup_value(r, row, 3);
+        d->args = dup_value(r, row, 4);
+    }
+    return KAAL_OK;
+}
+
+static int pg_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, kaal_delayed_rows *out,
+                            kaal_error *err)
+{
+    char now_s[24], limit_s[24];
+    const char *vals[3];
+    PGresult *r;
+    int rc;
+    if (limit == 0) return KAAL_OK;
+    snprintf(now_s, sizeof now_s, "%" PRId64, now_ms);
+    snprintf(limit_s, sizeof limit_s, "%zu", limit);
+    vals[0] = b->ns;
+    vals[1] = now_s;
+    vals[2] = limit_s;
+    r = run(b, Q_DELAYED_CLAIM, 3, vals, NULL, err, "delayed_claim", &rc);
+    if (!r) return rc;
+    rc = read_delayed(r, out, err);
+    PQclear(r);
+    return rc;
+}
+
+static int pg_delayed_cancel(kaal_backend *b, const char *job_id, int *found, kaal_error *err)
+{
+    const char *vals[2];
+    long affected = 0;
+    int rc;
+    *found = 0;
+    if (!job_id || utf8_chars(job_id, strlen(job_id)) < 0) return KAAL_OK; /* cannot be stored */
+    vals[0] = b->ns;
+    vals[1] = job_id;
+    rc = exec_q(b, Q_DELAYED_CANCEL, 2, vals, err, "delayed_cancel", &affected);
+    if (rc == KAAL_OK) *found = affected > 0;
+    return rc;
+}
+
+static int pg_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    const char *vals[1] = {b->ns};
+    int rc;
+    PGresult *r = run(b, Q_DELAYED_COUNT, 1, vals, NULL, err, "delayed_count", &rc);
+    *count = 0;
+    if (!r) return rc;
+    if (PQntuples(r) == 1) *count = (size_t)int_value(r, 0, 0);
+    PQclear(r);
+    return KAAL_OK;
+}
+
+static int pg_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out, kaal_error *err)
+{
+    char limit_s[24];
+    const char *vals[2];
+    PGresult *r;
+    int rc;
+    if (limit == 0) return KAAL_OK;
+    snprintf(limit_s, sizeof limit_s, "%zu", limit);
+    vals[0] = b->ns;
+    vals[1] = limit_s;
+    r = run(b, Q_DELAYED_LIST, 2, vals, NULL, err, "delayed_list", &rc);
+    if (!r) return rc;
+    rc = read_delayed(r, out, err);
+    PQclear(r);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Nodes                                                               */
+
+static int pg_heartbeat(kaal_backend *b, const char *node, const char *info, int64_t now,
+                        int64_t ttl, kaal_error *err)
+{
+    char now_s[24], ttl_s[24];
+    const char *vals[5];
+    int rc;
+    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
+    if (!node) return kaal_error_set(err, KAAL_EARG, "node", -1, "node is required");
+    if (info && utf8_chars(info, strlen(info)) < 0)
+        return kaal_error_set(err, KAAL_EARG, "info", -1, "postgres: info must be valid UTF-8");
+    snprintf(now_s, sizeof now_s, "%" PRId64, now);
+    snprintf(ttl_s, sizeof ttl_s, "%" PRId64, ttl > 0 ? ttl : 0);
+    vals[0] = b->ns;
+    vals[1] = node;
+    vals[2] = info;
+    vals[3] = now_s;
+    vals[4] = ttl_s;
+    return exec_q(b, Q_HEARTBEAT, 5, vals, err, "heartbeat", NULL);
+}
+
+static int pg_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err)
+{
+    char since_s[24];
+    const char *vals[2];
+    PGresult *r;
+    int rc, row;
+    snprintf(since_s, sizeof since_s, "%" PRId64, since);
+    vals[0] = b->ns;
+    vals[1] = since_s;
+    r = run(b, Q_NODES, 2, vals, NULL, err, "nodes", &rc);
+    if (!r) return rc;
+    for (row = 0; row < PQntuples(r); row++) {
+        kaal_node_row *d = kaal_node_rows_push(out);
+        if (!d) {
+            PQclear(r);
+            return oom(err);
+        }
+        d->node = dup_value(r, row, 0);
+        d->info = dup_value(r, row, 1);
+        d->last_seen = int_value(r, row, 2);
+    }
+    PQclear(r);
+    return KAAL_OK;
+}
+
+const kaal_backend_vtable kaal_backend_postgres = {
+    .name = "postgres",
+    .connect = pg_connect,
+    .close = pg_close,
+    .discard = pg_discard,
+    .migrate = pg_migrate,
+    .claim = pg_claim,
+    .record = pg_record,
+    .dispatches = pg_dispatches,
+    .cleanup = pg_cleanup,
+    .set_enabled = pg_set_enabled,
+    .states = pg_states,
+    .delayed_add = pg_delayed_add,
+    .delayed_claim = pg_delayed_claim,
+    .delayed_cancel = pg_delayed_cancel,
+    .delayed_count = pg_delayed_count,
+    .delayed_list = pg_delayed_list,
+    .heartbeat = pg_heartbeat,
+    .nodes = pg_nodes,
+};
+
+#endif /* KAAL_HAVE_POSTGRES */
