@@ -1,0 +1,267 @@
+# frozen_string_literal: true
+
+require "time"
+
+# Differential test of the cron engine (C, through Kaal::Cron) against the
+# independent oracle in spec/support/cron_oracle.rb: its own parser, a brute
+# force walk over calendar days, and the operating system's zone rules (Ruby's
+# Time under TZ=<zone>, one subprocess per zone, two at a time).
+#
+# The expressions and start times are random; the seed is printed with every
+# failure. Reproduce with KAAL_CRON_SEED=<seed> bundle exec rspec <this file>.
+RSpec.describe "Kaal::Cron against an independent oracle" do
+  zones = %w[
+    UTC America/New_York Europe/London Europe/Berlin Europe/Dublin Asia/Kolkata Asia/Kathmandu
+    Australia/Sydney Australia/Lord_Howe Pacific/Chatham Pacific/Apia Africa/Casablanca
+    America/St_Johns America/Santiago America/Sao_Paulo America/Nuuk
+  ].freeze
+  fixed = ["*/15 * * * *", "0 9 * * 1", "30 2 * * *", "0 0 L * *", "5 4 * * SUN#2",
+           "0 0 29 2 *", "0 30 1 * * *", "15,45 1-3 * * *"].freeze
+  never = ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 */9 * MON#5", "0 0 31W 2 *", "0 0 30W feb ?",
+           "0 0 L-29 FEB *", "0 0 */10 2 MON#5", "0 0 30,31 2 ?"].freeze
+  random_count = 1200
+  zones_per_expression = 3
+  fixed_transition_starts = 10
+  fixed_random_starts = 3
+  chained = 3
+  trailing_zone_share = 0.1
+
+  iso = lambda do |pair|
+    pair ? Time.at(pair[0], in: pair[1]).iso8601 : "nil"
+  end
+  iso_time = ->(time) { time.is_a?(Time) ? time.iso8601 : time.to_s }
+
+  before(:context) do
+    @seed = Integer(ENV.fetch("KAAL_CRON_SEED", Random.new_seed % (2**31)))
+    rng = Random.new(@seed)
+
+    @random_exprs = []
+    @never_exprs = never.dup
+    while @random_exprs.size < random_count
+      text = CronOracle::Generator.expression(rng)
+      (CronOracle::Expr.new(text).fires? ? @random_exprs : @never_exprs) << text
+    end
+    @never_exprs.uniq!
+
+    cases = zones.to_h { |zone| [zone, []] }
+    zones.each do |zone|
+      fixed.each do |text|
+        fixed_transition_starts.times { cases[zone] << [text, "transition"] }
+        fixed_random_starts.times { cases[zone] << [text, "random"] }
+      end
+    end
+    @random_exprs.each do |text|
+      zones.sample(zones_per_expression, random: rng).each do |zone|
+        cases[zone] << [text, "transition"] << [text, "random"]
+      end
+    end
+    requests = zones.each_with_index.map do |zone, i|
+      { "zone" => zone, "seed" => @seed + 7919 * i, "count" => chained, "cases" => cases[zone] }
+    end
+    started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    @replies = CronOracle.run_workers(requests, parallel: 2)
+    @oracle_seconds = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+
+    @problems = Hash.new { |h, k| h[k] = [] }
+    @checks = Hash.new(0)
+    crons = {}
+    @replies.each do |reply|
+      zone = reply.fetch("zone")
+      reply.fetch("results").each do |res|
+        text = res.fetch("expr")
+        from = res.fetch("from")
+        where = "#{text.inspect} zone=#{zone} from=#{Time.at(from).utc.iso8601} (#{from})"
+        if res["error"]
+          @problems[:oracle] << "#{where}: #{res['error']}"
+          next
+        end
+
+        cron = crons.fetch([text, zone]) do
+          crons[[text, zone]] = begin
+            if zone != "UTC" && !text.start_with?("@") && rng.rand < trailing_zone_share
+              Kaal::Cron.parse("#{text} #{zone}", time_zone: "UTC")
+            else
+              Kaal::Cron.parse(text, time_zone: zone)
+            end
+          rescue StandardError => e
+            e
+          end
+        end
+        @checks[:parse] += 1
+        if cron.is_a?(Exception)
+          @problems[:parse] << "#{where}: rejected with #{cron.class}: #{cron.message}"
+          next
+        end
+
+        expected = res.fetch("next")
+        @checks[:next] += 1
+        got = []
+        at = Time.at(from)
+        begin
+          expected.size.times do
+            at = cron.next_time(at)
+            got << at
+          end
+        rescue StandardError => e
+          got << "raised #{e.class}: #{e.message}"
+        end
+        got_pairs = got.map { |t| t.is_a?(Time) ? [t.to_i, t.utc_offset] : t }
+        if got_pairs != expected
+          @problems[:next] << "#{where}: expected #{expected.map(&iso).join(', ')}; " \
+                              "got #{got.map(&iso_time).join(', ')}"
+        end
+
+        expected_prev = res.fetch("previous")
+        @checks[:previous] += 1
+        got_prev = begin
+          cron.previous_time(Time.at(from))
+        rescue StandardError => e
+          "raised #{e.class}: #{e.message}"
+        end
+        got_prev_pair = got_prev.is_a?(Time) ? [got_prev.to_i, got_prev.utc_offset] : got_prev
+        if got_prev_pair != expected_prev
+          @problems[:previous] << "#{where}: expected #{iso.call(expected_prev)}; got #{iso_time.call(got_prev)}"
+        end
+
+        expected.each_with_index do |(t, _), i|
+          probes = [[t, true]]
+          probes << [t + 1, false] if expected[i + 1] && t + 1 < expected[i + 1][0]
+          probes.each do |probe, want|
+            @checks[:match] += 1
+            answer = begin
+              cron.match?(Time.at(probe))
+            rescue StandardError => e
+              "raised #{e.class}: #{e.message}"
+            end
+            next if answer == want
+
+            @problems[:match] << "#{text.inspect} zone=#{zone} match?(#{Time.at(probe).utc.iso8601} (#{probe})): " \
+                                 "expected #{want}, got #{answer.inspect}"
+          end
+        end
+      end
+    end
+  end
+
+  def report(kind, what, shown = 25)
+    list = @problems[kind]
+    "seed #{@seed} (rerun with KAAL_CRON_SEED=#{@seed}): #{list.size} disagreements in " \
+      "#{@checks[what]} #{what} checks; first ones (expression, zone, from, expected, got):\n  " +
+      list.first(shown).join("\n  ")
+  end
+
+  it "runs the oracle over at least #{random_count} random expressions and the fixed cases in every zone" do
+    expect(@random_exprs.size).to be >= 1000
+    expect(@replies.map { |r| r["zone"] }).to eq(zones)
+    expect(@replies.map { |r| r["results"].size }.sum).to be > 8000
+    expect(@problems[:oracle]).to be_empty, report(:oracle, :parse)
+    # Every zone that changes its clocks in 1970-2100 was seen doing so.
+    transitions = @replies.to_h { |r| [r["zone"], r["transitions"]] }
+    expect(transitions.reject { |_, n| n.positive? }.keys).to contain_exactly("UTC", "Asia/Kolkata")
+  end
+
+  it "accepts every expression the oracle accepts" do
+    expect(@problems[:parse]).to be_empty, report(:parse, :parse)
+  end
+
+  it "agrees on next_time (#{chained} chained calls, instant and UTC offset)" do
+    expect(@checks[:next]).to be > 8000
+    expect(@problems[:next]).to be_empty, report(:next, :next)
+  end
+
+  it "agrees on previous_time (instant and UTC offset)" do
+    expect(@checks[:previous]).to be > 8000
+    expect(@problems[:previous]).to be_empty, report(:previous, :previous)
+  end
+
+  it "agrees on match? at each fire time and the second after it" do
+    expect(@problems[:match]).to be_empty, report(:match, :match)
+  end
+
+  it "rejects expressions the oracle proves never fire (400-year Gregorian cycle)" do
+    accepted = @never_exprs.reject do |text|
+      expect(CronOracle::Expr.new(text).fires?).to be(false)
+      Kaal::Cron.parse(text, time_zone: "UTC")
+    rescue Kaal::CronSyntaxError
+      true
+    end
+    expect(accepted).to be_empty, "seed #{@seed}: accepted never-firing expressions: #{accepted.inspect}"
+  end
+
+  describe "the oracle itself" do
+    def days(text, year, month)
+      CronOracle::Expr.new(text).month_days(year, month)
+    end
+
+    it "matches days by the contract's calendar rules" do
+      expect(days("0 0 LW * *", 2026, 2)).to eq([27])          # Feb 28 2026 is a Saturday
+      expect(days("0 0 LW * *", 2026, 8)).to eq([31])
+      expect(days("0 0 15W * *", 2026, 8)).to eq([14])         # Aug 15 is a Saturday
+      expect(days("0 0 1W * *", 2026, 8)).to eq([3])           # never back into July
+      expect(days("0 0 1W * *", 2026, 11)).to eq([2])          # Nov 1 is a Sunday
+      expect(days("0 0 31W * *", 2026, 5)).to eq([29])         # May 31 is a Sunday
+      expect(days("0 0 31W * *", 2026, 2)).to eq([])           # month shorter than 31
+      expect(days("0 0 L-2 * *", 2026, 2)).to eq([26])
+      expect(days("0 0 * * 5L", 2026, 7)).to eq([31])
+      expect(days("0 0 13 * FRI", 2026, 1)).to eq([2, 9, 13, 16, 23, 30]) # OR rule
+      expect(days("0 0 */10 * MON", 2026, 8)).to eq([31])                 # AND rule
+      expect(days("0 0 * * MON-SUN", 2026, 8)).to eq((1..31).to_a)
+      expect(days("0 0 ? * 7", 2026, 3)).to eq([1, 8, 15, 22, 29])
+      expect(days("0 0 * * */2", 2026, 3).map { |d| Date.new(2026, 3, d).wday }.uniq.sort).to eq([0, 2, 4, 6])
+      expect(CronOracle::Expr.new("0 0 */9 * MON#5").fires?).to be(false)
+      expect(CronOracle::Expr.new("0 0 29 2 *").fires?).to be(true)
+    end
+
+    it "gives the hand-checked answers around DST changes and skipped days" do
+      known = {
+        "America/New_York" => [
+          ["30 2 * * *", "2026-03-07T12:00:00-05:00",
+           %w[2026-03-08T03:30:00-04:00 2026-03-09T02:30:00-04:00 2026-03-10T02:30:00-04:00], "2026-03-07T02:30:00-05:00"],
+          ["30 1 * * *", "2026-10-31T12:00:00-04:00",
+           %w[2026-11-01T01:30:00-04:00 2026-11-02T01:30:00-05:00 2026-11-03T01:30:00-05:00], "2026-10-31T01:30:00-04:00"],
+          ["*/30 1 * * *", "2026-11-01T01:45:00-04:00",
+           %w[2026-11-01T01:00:00-05:00 2026-11-01T01:30:00-05:00 2026-11-02T01:00:00-05:00], "2026-11-01T01:30:00-04:00"],
+          ["* * * * * *", "2026-11-01T01:59:58-04:00",
+           %w[2026-11-01T01:59:59-04:00 2026-11-01T01:00:00-05:00 2026-11-01T01:00:01-05:00], "2026-11-01T01:59:57-04:00"],
+          ["5 4 * * SUN#2", "2026-03-01T00:00:00-05:00",
+           %w[2026-03-08T04:05:00-04:00 2026-04-12T04:05:00-04:00 2026-05-10T04:05:00-04:00], "2026-02-08T04:05:00-05:00"],
+          ["0 0 29 2 *", "2026-03-01T00:00:00-05:00",
+           %w[2028-02-29T00:00:00-05:00 2032-02-29T00:00:00-05:00 2036-02-29T00:00:00-05:00], "2024-02-29T00:00:00-05:00"]
+        ],
+        "Pacific/Apia" => [
+          ["0 0 30 12 *", "2011-12-01T00:00:00Z",
+           %w[2011-12-31T00:00:00+14:00 2012-12-30T00:00:00+14:00 2013-12-30T00:00:00+14:00], "2010-12-30T00:00:00-10:00"],
+          ["30 2 * * *", "2011-12-29T00:00:00Z",
+           %w[2011-12-29T02:30:00-10:00 2011-12-31T02:30:00+14:00 2012-01-01T02:30:00+14:00], "2011-12-28T02:30:00-10:00"]
+        ],
+        "Australia/Lord_Howe" => [
+          ["15 2 * * *", "2026-10-03T00:00:00+10:30",
+           %w[2026-10-03T02:15:00+10:30 2026-10-04T02:45:00+11:00 2026-10-05T02:15:00+11:00], "2026-10-02T02:15:00+10:30"]
+        ],
+        "Europe/Dublin" => [
+          ["30 1 * * *", "2026-03-28T12:00:00Z",
+           %w[2026-03-29T02:30:00+01:00 2026-03-30T01:30:00+01:00 2026-03-31T01:30:00+01:00], "2026-03-28T01:30:00+00:00"],
+          ["30 1 * * *", "2026-10-24T12:00:00Z",
+           %w[2026-10-25T01:30:00+01:00 2026-10-26T01:30:00+00:00 2026-10-27T01:30:00+00:00], "2026-10-24T01:30:00+01:00"]
+        ],
+        "Pacific/Chatham" => [
+          ["0 3 * * *", "2026-09-26T00:00:00+12:45",
+           %w[2026-09-26T03:00:00+12:45 2026-09-27T04:00:00+13:45 2026-09-28T03:00:00+13:45], "2026-09-25T03:00:00+12:45"]
+        ],
+        "Asia/Kathmandu" => [
+          ["10 0 * * *", "1985-12-31T12:00:00+05:30",
+           %w[1986-01-01T00:25:00+05:45 1986-01-02T00:10:00+05:45 1986-01-03T00:10:00+05:45], "1985-12-31T00:10:00+05:30"]
+        ]
+      }
+      requests = known.map do |zone, list|
+        { "zone" => zone, "seed" => 1, "count" => 3, "cases" => list.map { |text, from| [text, Time.iso8601(from).to_i] } }
+      end
+      replies = CronOracle.run_workers(requests, parallel: 2)
+      got = replies.to_h do |reply|
+        [reply["zone"], reply["results"].map { |r| [r["expr"], r["next"].map(&iso), iso.call(r["previous"])] }]
+      end
+      want = known.transform_values { |list| list.map { |text, _, nexts, prev| [text, nexts, prev] } }
+      expect(got).to eq(want)
+    end
+  end
+end
