@@ -61,8 +61,9 @@ static inline const char *kt_fmt(char *buf, int64_t t, int32_t off)
     int64_t w = t + off, days = kaal_floor_div(w, KAAL_DAY), y;
     int sod = (int)(w - days * KAAL_DAY), m, d, a = off < 0 ? -off : off;
     kaal_civil_from_days(days, &y, &m, &d);
-    snprintf(buf, 40, "%04lld-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", (long long)y, m, d,
-             sod / 3600, sod / 60 % 60, sod % 60, off < 0 ? '-' : '+', a / 3600, a / 60 % 60);
+    snprintf(buf, 40, "%04lld-%02d-%02dT%02d:%02d:%02d%c%02d:%02d", (long long)y, m % 100,
+             d % 100, sod / 3600 % 100, sod / 60 % 60, sod % 60, off < 0 ? '-' : '+',
+             a / 3600 % 100, a / 60 % 60);
     return buf;
 }
 
