@@ -129,10 +129,12 @@ static VALUE cron_s_parse(VALUE klass, VALUE expr, VALUE zone)
     return obj;
 }
 
-/* from -> whole seconds. round_up: ceil for fractional Times (previous),
- * floor otherwise (next), so results stay strictly after/before `from`. */
-static int64_t from_epoch(VALUE from, int round_up)
+/* from (Integer Unix seconds, Time, or anything with #to_time) -> seconds
+ * and nanoseconds (nsec 0 for an Integer). */
+static int64_t to_instant(VALUE from, long *nsec)
 {
+    struct timespec ts;
+    *nsec = 0;
     if (RB_INTEGER_TYPE_P(from)) return NUM2LL(from);
     if (!rb_obj_is_kind_of(from, rb_cTime)) {
         if (!rb_respond_to(from, id_to_time))
@@ -145,12 +147,18 @@ static int64_t from_epoch(VALUE from, int round_up)
             rb_raise(rb_eTypeError, "to_time returned %" PRIsVALUE ", not a Time",
                      rb_obj_class(from));
     }
-    {
-        struct timespec ts = rb_time_timespec(from);
-        int64_t s = (int64_t)ts.tv_sec;
-        if (round_up && ts.tv_nsec > 0) s++;
-        return s;
-    }
+    ts = rb_time_timespec(from);
+    *nsec = ts.tv_nsec;
+    return (int64_t)ts.tv_sec;
+}
+
+/* from -> whole seconds. round_up: ceil for fractional Times (previous),
+ * floor otherwise (next), so results stay strictly after/before `from`. */
+static int64_t from_epoch(VALUE from, int round_up)
+{
+    long nsec;
+    int64_t s = to_instant(from, &nsec);
+    return (round_up && nsec > 0) ? s + 1 : s;
 }
 
 static VALUE make_time(const cron_obj *c, int64_t t)
@@ -229,12 +237,10 @@ static VALUE cron_previous_epoch(VALUE self, VALUE from)
 static VALUE cron_match(VALUE self, VALUE time)
 {
     const cron_obj *c = get_cron(self);
-    int64_t lo = from_epoch(time, 0), hi;
-    if (!RB_INTEGER_TYPE_P(time)) {
-        hi = from_epoch(time, 1);
-        if (hi != lo) return Qfalse;
-    }
-    return kaal_cron_match(&c->cron, c->tz, lo) ? Qtrue : Qfalse;
+    long nsec;
+    int64_t t = to_instant(time, &nsec);
+    if (nsec != 0) return Qfalse;
+    return kaal_cron_match(&c->cron, c->tz, t) ? Qtrue : Qfalse;
 }
 
 static VALUE cron_offset_at(VALUE self, VALUE t)
