@@ -15,8 +15,8 @@ module Kaal
   #   1. an entry in COMMANDS: its usage line, a one-line summary and its
   #      options (OptionParser switch specs; the value lands in opts under the
   #      long name, "--time-zone ZONE" -> opts[:time_zone]);
-  #   2. a method `cmd_<name>(args, opts)` that returns the exit status (or
-  #      nil for 0). It writes to @out; it raises UsageError (or a
+  #   2. a method `cmd_<name>(args, opts)` that returns the exit status (an
+  #      Integer; anything else means 0). It writes to @out; it raises UsageError (or a
   #      Kaal::ConfigurationError / Kaal::CronSyntaxError) for exit 2.
   #
   # Global options (--config, --env, --require, --json) are accepted before
@@ -75,7 +75,10 @@ module Kaal
       return @out.puts(parser.help) || 0 if opts[:help]
 
       opts[:require].each { |file| require_file(file) }
-      send("cmd_#{name}", args, opts) || 0
+      status = send("cmd_#{name}", args, opts)
+      status.is_a?(Integer) ? status : 0
+    rescue Errno::EPIPE
+      0 # the reader went away (`kaal next ... | head -1`): nothing left to say
     rescue UsageError, OptionParser::ParseError => e
       fail_with(2, e.message)
     rescue Kaal::CronSyntaxError, Kaal::ConfigurationError => e
