@@ -1,7 +1,251 @@
 # frozen_string_literal: true
 
+require_relative "backend/connection_params"
+
 module Kaal
-  # Placeholder: replaced by the backend binding work.
+  # Where the scheduler keeps its shared state: claims, the dispatch log,
+  # enable/disable overrides, delayed jobs and node heartbeats.
+  #
+  #   backend = Kaal::Backend.build(:redis, namespace: "my-app", config: { url: "redis://..." })
+  #   backend.claim([["report", 1_767_225_600]], lease_ms: 125_000, node: "web-1", now: Time.now)
+  #   # => [true]
+  #
+  # The handle is a Kaal::Native::Backend (C). It connects lazily, reconnects
+  # after a lost connection or a fork, is safe to share between threads (calls
+  # are serialised per handle) and releases the GVL while it waits on the
+  # server. See Kaal::Native::Backend for the methods.
   module Backend
+    module_function
+
+    # kind: :memory, :redis, :sqlite, :postgres or :mysql (aliases such as
+    # :postgresql, :mysql2, :sqlite3 are accepted). config: see
+    # Kaal::Backend::ConnectionParams.from. Nothing is connected yet.
+    def build(kind, namespace:, config: {})
+      kind = ConnectionParams.normalize_kind(kind)
+      unless namespace.is_a?(String) || namespace.is_a?(Symbol)
+        raise ConfigurationError, "namespace must be a String, got #{namespace.class}"
+      end
+      if namespace.to_s.empty? || namespace.to_s.include?("\0")
+        raise ConfigurationError, "namespace must be a non-empty String without NUL bytes"
+      end
+
+      params = ConnectionParams.from(kind, config)
+      Native::Backend.new(kind.to_s, namespace.to_s, params)
+    end
+
+    # Names of the backends compiled into this build, as Symbols.
+    def available
+      Native.backends.map(&:to_sym)
+    end
+  end
+
+  module Native
+    # One handle on a backend (see Kaal::Backend.build). Times are whole Unix
+    # seconds (an Integer, or a Time which is truncated) unless the name ends
+    # in _ms (Unix milliseconds). Results carry Integers, never Time objects.
+    class Backend
+      STATUSES = %w[claimed dispatched failed].freeze
+      OUTCOMES = %w[dispatched failed].freeze
+      MAX_ERROR_BYTES = 4000
+
+      # Opens the session now (otherwise the first call does). Returns self.
+      def connect
+        _connect
+      end
+
+      # Closes the session; the next call reconnects. The memory backend keeps
+      # its data (it lives as long as the handle).
+      def close
+        _close
+        nil
+      end
+
+      # Connects if needed and asks the server something trivial. true, or
+      # Kaal::ConnectionError when it cannot be reached.
+      def ping
+        _ping
+      end
+
+      # Creates the tables (SQL; nothing to do for Redis and memory). Idempotent.
+      def migrate
+        _migrate
+        self
+      end
+
+      # pairs: [[job key String, fire time], ...]. Returns one Boolean per pair,
+      # in order: true when this call won the pair. A pair already claimed or
+      # recorded in the dispatch log is never won again.
+      def claim(pairs, lease_ms:, node:, now:)
+        raise ArgumentError, "pairs must be an Array of [key, fire_time], got #{pairs.class}" unless pairs.is_a?(Array)
+        return [] if pairs.empty?
+
+        checked = pairs.each_with_index.map do |pair, i|
+          unless pair.is_a?(Array) && pair.size == 2
+            raise ArgumentError, "pairs[#{i}] must be [key, fire_time], got #{pair.inspect}"
+          end
+
+          [key_arg(pair[0], "pairs[#{i}] key"), seconds(pair[1], "pairs[#{i}] fire_time")]
+        end
+        _claim(checked, positive_int(lease_ms, "lease_ms"), text(node, "node"), seconds(now, "now"))
+      end
+
+      # Sets the outcome of a pair: status "dispatched" or "failed" (Symbols
+      # accepted). error: a message or an Exception (stored as "Class: message").
+      def record(key, fire_time, status, node:, error: nil, now:)
+        status = status.to_s if status.is_a?(Symbol)
+        unless OUTCOMES.include?(status)
+          raise ArgumentError, "status must be \"dispatched\" or \"failed\", got #{status.inspect}"
+        end
+
+        _record(key_arg(key, "key"), seconds(fire_time, "fire_time"), status, text(node, "node"),
+                error_text(error), seconds(now, "now"))
+        nil
+      end
+
+      # The dispatch log, newest first: [{key:, fire_time:, status:, node:,
+      # error:, claimed_at:, updated_at:}]. Filters are exact matches.
+      def dispatches(key: nil, status: nil, node: nil, limit: 100)
+        status = status.to_s if status.is_a?(Symbol)
+        if status && !STATUSES.include?(status)
+          raise ArgumentError, "status must be one of #{STATUSES.join(", ")}, got #{status.inspect}"
+        end
+
+        _dispatches(key.nil? ? nil : key_arg(key, "key"), status, node.nil? ? nil : text(node, "node"),
+                    positive_int(limit, "limit"))
+      end
+
+      # "claimed", "dispatched", "failed", or nil when the log has no row.
+      def dispatch_status(key, fire_time)
+        key = key_arg(key, "key")
+        fire = seconds(fire_time, "fire_time")
+        limit = 100
+        loop do
+          rows = _dispatches(key, nil, nil, limit)
+          row = rows.find { |r| r[:fire_time] == fire }
+          return row[:status] if row
+          # Newest first: once past the fire time, or out of rows, it is absent.
+          return nil if rows.size < limit || rows.last[:fire_time] < fire
+
+          limit *= 4
+        end
+      end
+
+      # Deletes at most limit log rows whose fire time is before `before`.
+      # Returns how many it deleted.
+      def cleanup(before:, limit: 1000)
+        _cleanup(seconds(before, "before"), positive_int(limit, "limit"))
+      end
+
+      # Persists an enable/disable override for a job key, seen by every node.
+      def set_enabled(key, enabled)
+        unless enabled == true || enabled == false
+          raise ArgumentError, "enabled must be true or false, got #{enabled.inspect}"
+        end
+
+        _set_enabled(key_arg(key, "key"), enabled)
+        enabled
+      end
+
+      # {job key => true/false} for every key ever set.
+      def states
+        _states
+      end
+
+      # Stores a delayed job. Kaal::DuplicateJobError when job_id is pending.
+      def delayed_add(job_id:, run_at_ms:, job_class:, args_json:, queue: nil)
+        _delayed_add(key_arg(job_id, "job_id"), integer(run_at_ms, "run_at_ms"),
+                     key_arg(job_class, "job_class"), queue.nil? ? nil : text(queue, "queue"),
+                     text(args_json, "args_json", allow_empty: false))
+      end
+
+      # Removes and returns up to limit due jobs (run_at_ms <= now_ms), oldest
+      # first: [{job_id:, run_at_ms:, job_class:, queue:, args_json:}]. Each job
+      # is returned to exactly one caller.
+      def delayed_claim(now_ms:, limit:)
+        _delayed_claim(integer(now_ms, "now_ms"), positive_int(limit, "limit"))
+      end
+
+      # true when a pending job was removed.
+      def delayed_cancel(job_id)
+        _delayed_cancel(key_arg(job_id, "job_id"))
+      end
+
+      def delayed_count
+        _delayed_count
+      end
+
+      # Pending jobs, soonest first (for status pages).
+      def delayed_list(limit: 100)
+        _delayed_list(positive_int(limit, "limit"))
+      end
+
+      # Records that node is alive at now (info: JSON text or nil). Nodes not
+      # seen for longer than ttl seconds may be forgotten.
+      def heartbeat(node, info_json, now:, ttl:)
+        _heartbeat(text(node, "node"), info_json.nil? ? nil : text(info_json, "info_json", allow_empty: true),
+                   seconds(now, "now"), integer(ttl, "ttl"))
+        nil
+      end
+
+      # [{node:, info:, last_seen:}] for nodes seen at or after since, by node id.
+      def nodes(since:)
+        _nodes(seconds(since, "since"))
+      end
+
+      def inspect
+        target = _target.map { |k, v| "#{k}=#{v}" }.join(" ")
+        parts = ["#{self.class} #{kind}", "namespace=#{namespace.inspect}"]
+        parts << target unless target.empty?
+        parts << (connected? ? "connected" : "not connected")
+        "#<#{parts.join(" ")}>"
+      end
+      alias to_s inspect
+
+      private
+
+      def key_arg(value, what)
+        value = value.to_s if value.is_a?(Symbol)
+        text(value, what)
+      end
+
+      def text(value, what, allow_empty: false)
+        raise ArgumentError, "#{what} must be a String, got #{value.class}" unless value.is_a?(String)
+        raise ArgumentError, "#{what} must not be empty" if value.empty? && !allow_empty
+        raise ArgumentError, "#{what} must not contain NUL bytes" if value.include?("\0")
+
+        value
+      end
+
+      def seconds(value, what)
+        case value
+        when Integer then value
+        when Time then value.to_i
+        else
+          raise ArgumentError, "#{what} must be a Time or an Integer (Unix seconds), got #{value.class}"
+        end
+      end
+
+      def integer(value, what)
+        return value if value.is_a?(Integer)
+
+        raise ArgumentError, "#{what} must be an Integer, got #{value.class}"
+      end
+
+      def positive_int(value, what)
+        integer(value, what)
+        raise ArgumentError, "#{what} must be > 0, got #{value}" unless value.positive?
+
+        value
+      end
+
+      def error_text(error)
+        return nil if error.nil?
+
+        msg = error.is_a?(Exception) ? "#{error.class}: #{error.message}" : error.to_s
+        msg = msg.delete("\0")
+        msg = msg.byteslice(0, MAX_ERROR_BYTES).scrub("") if msg.bytesize > MAX_ERROR_BYTES
+        msg
+      end
+    end
   end
 end
