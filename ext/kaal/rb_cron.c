@@ -315,6 +315,10 @@ static VALUE cron_hash(VALUE self)
 
 void kaal_init_cron(void)
 {
+    /* Kaal::Cron is immutable and its C functions touch no mutable global
+     * state (zones are cached under a mutex in tz.c), so its methods may run
+     * in any Ractor. Scoped to the methods defined here. */
+    rb_ext_ractor_safe(true);
     id_to_time = rb_intern("to_time");
     cCron = rb_define_class_under(kaal_mKaal, "Cron", rb_cObject);
     rb_undef_alloc_func(cCron);
@@ -333,4 +337,5 @@ void kaal_init_cron(void)
     rb_define_method(cCron, "==", cron_eq, 1);
     rb_define_method(cCron, "eql?", cron_eq, 1);
     rb_define_method(cCron, "hash", cron_hash, 0);
+    rb_ext_ractor_safe(false);
 }

@@ -23,6 +23,21 @@ RSpec.describe Kaal::Cron do
       expect(cron.time_zone).to be_frozen
     end
 
+    it "can be used inside another Ractor" do
+      lib = File.expand_path("../../lib", __dir__)
+      script = <<~RUBY
+        Warning[:experimental] = false
+        cron = Kaal::Cron.parse("30 2 * * *", time_zone: "America/New_York")
+        ractor = Ractor.new(cron) do |c|
+          [c.next_epoch(0), c.next_time(0).utc_offset, c.explain, Kaal::Cron.parse("0 9 * * 1").time_zone]
+        end
+        p ractor.take
+      RUBY
+      out, err, status = Open3.capture3(RbConfig.ruby, "-w", "-I", lib, "-rkaal", "-e", script)
+      expect([err, status.success?]).to eq(["", true])
+      expect(out).to eq(%([27000, -18000, "At 02:30 every day (America/New_York)", "UTC"]\n))
+    end
+
     it "keeps the expression and the zone name" do
       cron = parse("30 2 * * *", time_zone: "America/New_York")
       expect(cron.expression).to eq("30 2 * * *")
