@@ -19,17 +19,15 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
            "0 0 29 2 *", "0 30 1 * * *", "15,45 1-3 * * *"].freeze
   never = ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 */9 * MON#5", "0 0 31W 2 *", "0 0 30W feb ?",
            "0 0 L-29 FEB *", "0 0 */10 2 MON#5", "0 0 30,31 2 ?"].freeze
-  random_count = 1200
-  zones_per_expression = 3
+  random_count = 1500
+  zones_per_expression = 4
   fixed_transition_starts = 10
   fixed_random_starts = 3
   chained = 3
   trailing_zone_share = 0.1
+  fractional_share = 0.1
 
-  iso = lambda do |pair|
-    pair ? Time.at(pair[0], in: pair[1]).iso8601 : "nil"
-  end
-  iso_time = ->(time) { time.is_a?(Time) ? time.iso8601 : time.to_s }
+  iso = ->(pair) { pair ? Time.at(pair[0], in: pair[1]).iso8601 : "nil" }
 
   before(:context) do
     @seed = Integer(ENV.fetch("KAAL_CRON_SEED", Random.new_seed % (2**31)))
@@ -52,7 +50,7 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
     end
     @random_exprs.each do |text|
       zones.sample(zones_per_expression, random: rng).each do |zone|
-        cases[zone] << [text, "transition"] << [text, "random"]
+        cases[zone] << [text, "transition"] << [text, "transition"] << [text, "random"]
       end
     end
     requests = zones.each_with_index.map do |zone, i|
@@ -68,77 +66,94 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
     @replies.each do |reply|
       zone = reply.fetch("zone")
       reply.fetch("results").each do |res|
-        text = res.fetch("expr")
-        from = res.fetch("from")
-        where = "#{text.inspect} zone=#{zone} from=#{Time.at(from).utc.iso8601} (#{from})"
+        res.fetch("dst", []).each { |rule| @checks[rule.to_sym] += 1 }
+        where = "#{res.fetch('expr').inspect} zone=#{zone} from=#{Time.at(res.fetch('from')).utc.iso8601} " \
+                "(#{res.fetch('from')})"
         if res["error"]
           @problems[:oracle] << "#{where}: #{res['error']}"
           next
         end
 
-        cron = crons.fetch([text, zone]) do
-          crons[[text, zone]] = begin
-            if zone != "UTC" && !text.start_with?("@") && rng.rand < trailing_zone_share
-              Kaal::Cron.parse("#{text} #{zone}", time_zone: "UTC")
-            else
-              Kaal::Cron.parse(text, time_zone: zone)
-            end
-          rescue StandardError => e
-            e
+        text = res.fetch("expr")
+        cron = crons[[text, zone]] ||= engine do
+          if zone != "UTC" && !text.start_with?("@") && rng.rand < trailing_zone_share
+            Kaal::Cron.parse("#{text} #{zone}", time_zone: "UTC") # the trailing zone overrides
+          else
+            Kaal::Cron.parse(text, time_zone: zone)
           end
         end
         @checks[:parse] += 1
-        if cron.is_a?(Exception)
-          @problems[:parse] << "#{where}: rejected with #{cron.class}: #{cron.message}"
+        if cron.is_a?(String)
+          @problems[:parse] << "#{where}: #{cron}"
           next
         end
 
-        expected = res.fetch("next")
-        @checks[:next] += 1
-        got = []
-        at = Time.at(from)
-        begin
-          expected.size.times do
-            at = cron.next_time(at)
-            got << at
-          end
-        rescue StandardError => e
-          got << "raised #{e.class}: #{e.message}"
-        end
-        got_pairs = got.map { |t| t.is_a?(Time) ? [t.to_i, t.utc_offset] : t }
-        if got_pairs != expected
-          @problems[:next] << "#{where}: expected #{expected.map(&iso).join(', ')}; " \
-                              "got #{got.map(&iso_time).join(', ')}"
-        end
+        compare(cron, res, where, rng.rand < fractional_share)
+      end
+    end
+  end
 
-        expected_prev = res.fetch("previous")
-        @checks[:previous] += 1
-        got_prev = begin
-          cron.previous_time(Time.at(from))
-        rescue StandardError => e
-          "raised #{e.class}: #{e.message}"
-        end
-        got_prev_pair = got_prev.is_a?(Time) ? [got_prev.to_i, got_prev.utc_offset] : got_prev
-        if got_prev_pair != expected_prev
-          @problems[:previous] << "#{where}: expected #{iso.call(expected_prev)}; got #{iso_time.call(got_prev)}"
-        end
+  # The block's value, or "raised <class>: <message>" when it raises.
+  def engine
+    yield
+  rescue StandardError => e
+    "raised #{e.class}: #{e.message}"
+  end
 
-        expected.each_with_index do |(t, _), i|
-          probes = [[t, true]]
-          probes << [t + 1, false] if expected[i + 1] && t + 1 < expected[i + 1][0]
-          probes.each do |probe, want|
-            @checks[:match] += 1
-            answer = begin
-              cron.match?(Time.at(probe))
-            rescue StandardError => e
-              "raised #{e.class}: #{e.message}"
-            end
-            next if answer == want
+  def pair(time)
+    time.is_a?(Time) ? [time.to_i, time.utc_offset] : time
+  end
 
-            @problems[:match] << "#{text.inspect} zone=#{zone} match?(#{Time.at(probe).utc.iso8601} (#{probe})): " \
-                                 "expected #{want}, got #{answer.inspect}"
-          end
-        end
+  def show(pair)
+    pair.is_a?(Array) ? Time.at(pair[0], in: pair[1]).iso8601 : pair.inspect
+  end
+
+  # Checks one oracle answer against the engine: next_time chained from
+  # `from`, next_times, previous_time, and match? at each expected fire time
+  # and the second after it. With `fractional`, `from` is moved by half a
+  # second where that cannot change the answer (+0.5 s for next, -0.5 s for
+  # previous): results are whole seconds strictly after/before `from`.
+  def compare(cron, res, where, fractional)
+    from = res.fetch("from")
+    expected = res.fetch("next")
+    after = fractional ? Time.at(Rational(2 * from + 1, 2)) : Time.at(from)
+    before = fractional ? Time.at(Rational(2 * from - 1, 2)) : Time.at(from)
+    where += " (shifted by half a second)" if fractional
+
+    @checks[:next] += 1
+    got = []
+    at = after
+    expected.size.times do
+      at = engine { cron.next_time(at) }
+      got << pair(at)
+      break unless at.is_a?(Time)
+    end
+    unless got == expected
+      @problems[:next] << "#{where}: next_time chained: expected #{expected.map { |x| show(x) }.join(', ')}; " \
+                          "got #{got.map { |x| show(x) }.join(', ')}"
+    end
+    listed = engine { cron.next_times(after, count: expected.size) }
+    listed = listed.map { |t| pair(t) } if listed.is_a?(Array)
+    unless listed == expected
+      @problems[:next] << "#{where}: next_times(count: #{expected.size}): expected " \
+                          "#{expected.map { |x| show(x) }.join(', ')}; got #{listed.is_a?(Array) ? listed.map { |x| show(x) }.join(', ') : listed}"
+    end
+
+    @checks[:previous] += 1
+    expected_prev = res.fetch("previous")
+    got_prev = pair(engine { cron.previous_time(before) })
+    @problems[:previous] << "#{where}: expected #{show(expected_prev)}; got #{show(got_prev)}" unless got_prev == expected_prev
+
+    expected.each_with_index do |(t, _), i|
+      probes = [[t, true]]
+      probes << [t + 1, false] if expected[i + 1] && t + 1 < expected[i + 1][0]
+      probes.each do |probe, want|
+        @checks[:match] += 1
+        answer = engine { cron.match?(Time.at(probe)) }
+        next if answer == want
+
+        @problems[:match] << "#{res['expr'].inspect} zone=#{cron.time_zone} match?(#{Time.at(probe).utc.iso8601} " \
+                             "(#{probe})): expected #{want}, got #{answer.inspect}"
       end
     end
   end
@@ -153,8 +168,11 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
   it "runs the oracle over at least #{random_count} random expressions and the fixed cases in every zone" do
     expect(@random_exprs.size).to be >= 1000
     expect(@replies.map { |r| r["zone"] }).to eq(zones)
-    expect(@replies.map { |r| r["results"].size }.sum).to be > 8000
+    expect(@replies.map { |r| r["results"].size }.sum).to be > 15_000
     expect(@problems[:oracle]).to be_empty, report(:oracle, :parse)
+    # Enough answers come from the DST-gap rule and from repeated wall times.
+    expect(@checks[:gap]).to be >= 250
+    expect(@checks[:overlap]).to be >= 250
     # Every zone that changes its clocks in 1970-2100 was seen doing so.
     transitions = @replies.to_h { |r| [r["zone"], r["transitions"]] }
     expect(transitions.reject { |_, n| n.positive? }.keys).to contain_exactly("UTC", "Asia/Kolkata")
@@ -165,12 +183,12 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
   end
 
   it "agrees on next_time (#{chained} chained calls, instant and UTC offset)" do
-    expect(@checks[:next]).to be > 8000
+    expect(@checks[:next]).to be > 15_000
     expect(@problems[:next]).to be_empty, report(:next, :next)
   end
 
   it "agrees on previous_time (instant and UTC offset)" do
-    expect(@checks[:previous]).to be > 8000
+    expect(@checks[:previous]).to be > 15_000
     expect(@problems[:previous]).to be_empty, report(:previous, :previous)
   end
 

@@ -305,8 +305,18 @@ module CronOracle
     SAMPLE = 1800      # offsets are sampled every 30 minutes around a day
     YEARS = 500        # a walk never goes further than this
 
+    # Instants produced by the DST-gap rule (:gap) or as one of two instants
+    # of a repeated wall time (:overlap) since the last reset_marks: lets the
+    # spec check that the random cases really exercise both rules.
+    attr_reader :marks
+
     def initialize
       @day_offsets = {}
+      @marks = {}
+    end
+
+    def reset_marks
+      @marks = {}
     end
 
     def offset(t)
@@ -447,6 +457,11 @@ module CronOracle
 
     def fires(expr, w, offsets)
       list = instants(w, offsets)
+      if list.size == 2
+        list.each { |t| @marks[t] ||= :overlap }
+      elsif wall(list[0]) != w
+        @marks[list[0]] ||= :gap
+      end
       expr.fixed_time ? list.first(1) : list
     end
 

@@ -12,7 +12,8 @@ module CronOracle
   # 1970-2100) or "random" (uniform over 1970-2100).
   #
   # Reply: {"zone", "transitions", "results": [{"expr", "from", "next":
-  # [[t, utc_offset], ...], "previous": [t, utc_offset] | nil, "error"}]}.
+  # [[t, utc_offset], ...], "previous": [t, utc_offset] | nil, "dst": ["gap",
+  # "overlap"] (the DST rules behind those answers), "error"}]}.
   module Worker
     RANGE_START = 0               # 1970-01-01T00:00:00Z
     RANGE_END = 4_102_444_800     # 2100-01-01T00:00:00Z
@@ -50,9 +51,12 @@ module CronOracle
     end
 
     def evaluate(oracle, expr, text, from, count)
+      oracle.reset_marks
       nexts = oracle.next_times(expr, from, count).map { |t| [t, oracle.offset(t)] }
       prev = oracle.previous_time(expr, from)
-      { "expr" => text, "from" => from, "next" => nexts, "previous" => prev && [prev, oracle.offset(prev)] }
+      dst = (nexts.map(&:first) + [prev]).filter_map { |t| oracle.marks[t] }.uniq.map(&:to_s)
+      { "expr" => text, "from" => from, "next" => nexts, "previous" => prev && [prev, oracle.offset(prev)],
+        "dst" => dst }
     rescue OracleError, InvalidExpression => e
       { "expr" => text, "from" => from, "error" => "#{e.class}: #{e.message}" }
     end
