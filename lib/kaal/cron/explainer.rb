@@ -26,7 +26,7 @@ module Kaal
       MONTH_ABBR = %w[JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC].freeze
       DAYS = %w[Sunday Monday Tuesday Wednesday Thursday Friday Saturday].freeze
       DAY_ABBR = %w[SUN MON TUE WED THU FRI SAT].freeze
-      NTH = %w[zeroth first second third fourth fifth].freeze
+      NTH = %w[zeroth first second third fourth fifth sixth seventh eighth ninth tenth].freeze
 
       # How many (hour, minute, second) combinations are listed as clock times
       # ("At 09:00, 12:00 and 17:00") before switching to a descriptive form.
@@ -261,7 +261,10 @@ module Kaal
       end
 
       def ordinal_unit(step, unit)
-        step == 2 ? "other #{unit}" : "#{ordinal(step)} #{unit}"
+        return unit if step == 1
+        return "other #{unit}" if step == 2
+
+        "#{ordinal(step)} #{unit}"
       end
 
       # The hours in which a non-fixed minute (or second) fires.
@@ -409,7 +412,7 @@ module Kaal
 
       # 2 => "second" (words: true) or "2nd"
       def ordinal(n, words: false)
-        return NTH[n] if words && n.between?(1, 5)
+        return NTH[n] if words && n.between?(1, 10)
 
         suffix = if (11..13).cover?(n % 100) then "th"
                  else { 1 => "st", 2 => "nd", 3 => "rd" }.fetch(n % 10, "th")
