@@ -17,6 +17,7 @@
  *   #__match?(time) -> true/false
  *   #__offset_at(Integer) -> Integer
  *   #__seconds?, #__zone_in_text?  (the shape of the text, for the explainer)
+ *   #__fields -> Hash of the parsed bitsets as Arrays (for tests)
  *   #expression, #time_zone, #==, #eql?, #hash  (public)
  */
 #include <string.h>
@@ -259,6 +260,40 @@ static VALUE cron_zone_in_text(VALUE self)
     return get_cron(self)->cron.zone[0] ? Qtrue : Qfalse;
 }
 
+static VALUE bits_to_ary(uint64_t bits, int lo, int hi)
+{
+    VALUE ary = rb_ary_new();
+    int i;
+    for (i = lo; i <= hi; i++)
+        if (bits & ((uint64_t)1 << i)) rb_ary_push(ary, INT2FIX(i));
+    return ary;
+}
+
+/* The parsed fields as Ruby values, for tests of the explainer:
+ * {seconds:, minutes:, hours:, days:, months:, weekdays:, last_offsets:,
+ *  nearest_weekday:, last_dow:, nth_dow: [[weekday, k], ...], last_weekday:} */
+static VALUE cron_fields(VALUE self)
+{
+    const kaal_cron *x = &get_cron(self)->cron;
+    VALUE h = rb_hash_new(), nth = rb_ary_new();
+    int d, k;
+    rb_hash_aset(h, ID2SYM(rb_intern("seconds")), bits_to_ary(x->seconds, 0, 59));
+    rb_hash_aset(h, ID2SYM(rb_intern("minutes")), bits_to_ary(x->minutes, 0, 59));
+    rb_hash_aset(h, ID2SYM(rb_intern("hours")), bits_to_ary(x->hours, 0, 23));
+    rb_hash_aset(h, ID2SYM(rb_intern("days")), bits_to_ary(x->days, 1, 31));
+    rb_hash_aset(h, ID2SYM(rb_intern("months")), bits_to_ary(x->months, 1, 12));
+    rb_hash_aset(h, ID2SYM(rb_intern("weekdays")), bits_to_ary(x->weekdays, 0, 6));
+    rb_hash_aset(h, ID2SYM(rb_intern("last_offsets")), bits_to_ary(x->last_offsets, 0, 30));
+    rb_hash_aset(h, ID2SYM(rb_intern("nearest_weekday")), bits_to_ary(x->near_weekday, 1, 31));
+    rb_hash_aset(h, ID2SYM(rb_intern("last_dow")), bits_to_ary(x->last_dow, 0, 6));
+    for (d = 0; d < 7; d++)
+        for (k = 1; k <= 5; k++)
+            if (x->nth_dow[d] & (1u << k)) rb_ary_push(nth, rb_assoc_new(INT2FIX(d), INT2FIX(k)));
+    rb_hash_aset(h, ID2SYM(rb_intern("nth_dow")), nth);
+    rb_hash_aset(h, ID2SYM(rb_intern("last_weekday")), x->last_weekday ? Qtrue : Qfalse);
+    return h;
+}
+
 static VALUE cron_expression(VALUE self)
 {
     return get_cron(self)->expression;
@@ -329,6 +364,7 @@ void kaal_init_cron(void)
     rb_define_private_method(cCron, "__match?", cron_match, 1);
     rb_define_private_method(cCron, "__offset_at", cron_offset_at, 1);
     rb_define_private_method(cCron, "__seconds?", cron_has_seconds, 0);
+    rb_define_private_method(cCron, "__fields", cron_fields, 0);
     rb_define_private_method(cCron, "__zone_in_text?", cron_zone_in_text, 0);
     rb_define_method(cCron, "next_epoch", cron_next_epoch, 1);
     rb_define_method(cCron, "previous_epoch", cron_previous_epoch, 1);

@@ -114,6 +114,34 @@ RSpec.describe Kaal::Cron, "#explain" do
       .to eq("At 02:30 every day (America/New_York)")
   end
 
+  # The explainer reads the text itself; it must understand every field the
+  # way the C parser does (names, 7 = Sunday, ranges ending in SUN, a/s, L-n...).
+  it "reads every field the way the C parser does" do
+    items = {
+      sec: ["", "0 ", "*/7 ", "5,35 ", "0-10 ", "3/20 ", "50-59/3 "],
+      min: ["*", "0", "*/15", "5,35", "10-20", "7/20", "0-30/10", "59"],
+      hour: ["*", "9", "*/6", "9-17", "8,20", "1-23/11", "?"],
+      dom: ["*", "?", "1", "L", "l-2", "15W", "LW", "1-7", "*/10", "1,L,20w", "3/9", "L-0"],
+      mon: ["*", "1", "JAN-MAR", "*/6", "2,nov", "dec", "6/2"],
+      dow: ["*", "?", "7", "MON-FRI", "sun#2", "5L", "0,6", "*/3", "1,FRI#3", "MON-SUN", "SAT-SUN", "6L,7#1",
+            "2/2", "thu"]
+    }
+    rng = Random.new(RSpec.configuration.seed)
+    checked = 0
+    800.times do
+      expr = "#{items[:sec].sample(random: rng)}" +
+             %i[min hour dom mon dow].map { |f| items[f].sample(random: rng) }.join(" ")
+      next unless described_class.valid?(expr)
+
+      cron = described_class.parse(expr)
+      explainer = Kaal::Cron::Explainer.new(cron.expression, cron.time_zone,
+                                            seconds: cron.send(:__seconds?), zone_in_text: false)
+      expect(explainer.fields).to eq(cron.send(:__fields)), expr
+      checked += 1
+    end
+    expect(checked).to be > 500
+  end
+
   # Every combination of these items parses and gets a sentence that reads
   # as one: capitalised, no gaps or leftovers, ending with the zone.
   it "produces a well-formed sentence for every valid combination of a broad item set" do

@@ -102,6 +102,22 @@ module Kaal
         @dow = field(dow, 0, 6, :dow)
       end
 
+      # What the explainer understood, in the shape of Kaal::Cron#__fields
+      # (the C parser's bitsets), so tests can check the two agree.
+      def fields
+        dom_items = @dom.items
+        dow_items = @dow.items
+        {
+          seconds: @seconds ? @seconds.values : [0], minutes: @minutes.values, hours: @hours.values,
+          days: @dom.values, months: @months.values, weekdays: @dow.values.map { |v| v % 7 }.uniq.sort,
+          last_offsets: dom_items.filter_map { |i| { last: 0, last_offset: i.a }[i.kind] }.uniq.sort,
+          nearest_weekday: dom_items.select { |i| i.kind == :nearest }.map(&:a).uniq.sort,
+          last_dow: dow_items.select { |i| i.kind == :last_dow }.map(&:a).uniq.sort,
+          nth_dow: dow_items.select { |i| i.kind == :nth_dow }.map { |i| [i.a, i.b] }.uniq.sort,
+          last_weekday: dom_items.any? { |i| i.kind == :last_weekday }
+        }
+      end
+
       def to_s
         time = time_phrase
         days = day_phrase
