@@ -34,6 +34,12 @@ module Kaal
         false
       end
 
+      # Marshal support: a Cron is rebuilt from its expression and zone.
+      def _load(data)
+        expression, zone = data.split("\0", 2)
+        parse(expression, time_zone: zone)
+      end
+
       private
 
       def zone_name(zone)
@@ -103,6 +109,12 @@ module Kaal
 
     def inspect
       "#<#{self.class} #{expression.inspect} #{time_zone}>"
+    end
+
+    private_class_method :new # use Kaal::Cron.parse
+
+    def _dump(_level)
+      "#{expression}\0#{time_zone}"
     end
 
     # Immutable: copies are the object itself.

@@ -312,6 +312,18 @@ RSpec.describe Kaal::Cron do
       expect(table[parse("0 9 * * MON")]).to eq(:weekly)
     end
 
+    it "survives Marshal with its zone" do
+      cron = parse("0 9 * * 1 Europe/Berlin")
+      copy = Marshal.load(Marshal.dump(cron))
+      expect(copy).to eq(cron)
+      expect([copy.expression, copy.time_zone]).to eq(["0 9 * * 1 Europe/Berlin", "Europe/Berlin"])
+      expect(Marshal.load(Marshal.dump(parse("0 9 * * 1", time_zone: "Asia/Tokyo"))).time_zone).to eq("Asia/Tokyo")
+    end
+
+    it "is built only by parse" do
+      expect { described_class.new }.to raise_error(NoMethodError)
+    end
+
     it "returns itself from dup and clone" do
       cron = parse("0 9 * * 1")
       expect(cron.dup).to equal(cron)
