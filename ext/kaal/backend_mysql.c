@@ -1,5 +1,1206 @@
-/* STUB: replaced by the mysql backend. */
+/* kaal: the MySQL / MariaDB backend on MariaDB Connector/C (MySQL 8.0 or
+ * MariaDB 10.3 or newer; FOR UPDATE SKIP LOCKED is used from MySQL 8.0.1 and
+ * MariaDB 10.6 on, plain FOR UPDATE before).
+ *
+ * Pure C, no ruby.h: every function here runs WITHOUT the GVL (the binding
+ * releases it around each vtable call), so it uses malloc/free only.
+ *
+ * Session: mysql_real_connect with connect/read/write timeouts, utf8mb4,
+ * autocommit on, automatic reconnect OFF (a silent reconnect would hide a
+ * lost claim); then the session is set to strict SQL mode, READ COMMITTED
+ * (fewer gap locks on the delayed-job range) and an InnoDB lock wait timeout
+ * equal to the command timeout (the client read timeout is 2 s longer, so a
+ * lock wait ends with the server's clean error first).
+ *
+ * Statements: every value is a bound parameter of a server-side prepared
+ * statement (mysql_stmt_*), prepared once per connection on first use.
+ * A claim batch is one
+ *
+ *   INSERT IGNORE INTO kaal_dispatches (...) VALUES (?,...),(?,...),...
+ *
+ * per 256 pairs (a batch is padded to the next power of two rows by repeating
+ * its last pair, so at most 9 claim statements are ever prepared), carrying a
+ * claim token of 32 random hex digits made for this call; then one
+ *
+ *   SELECT job_key, fire_time FROM kaal_dispatches
+ *   WHERE namespace = ? AND fire_time BETWEEN ? AND ? AND claim_token = ?
+ *
+ * reads back exactly the rows this call inserted (the fire-time range lets
+ * it use the (namespace, fire_time) index). INSERT IGNORE turns data errors
+ * into warnings, so keys and node ids are checked here first (valid UTF-8,
+ * no NUL, at most 255 characters): a truncated key could never collide.
+ *
+ * Delayed claim: START TRANSACTION; SELECT ... ORDER BY run_at_ms LIMIT ?
+ * FOR UPDATE [SKIP LOCKED]; DELETE those rows by primary key; COMMIT.
+ *
+ * Errors: a lost connection (2006, 2013, 2055, connect errors, 1927 killed,
+ * 1053 shutdown, 2014 out of sync) closes the session, sets b->connected = 0
+ * and returns KAAL_ECONNECT; the binding reconnects on the next call.
+ * Duplicate key 1062 on delayed_add is KAAL_EDUPLICATE. Anything else is
+ * KAAL_EBACKEND with the server's message and error number. Connector/C's
+ * messages never contain the password.
+ *
+ * Fork: discard() points the connection's socket at /dev/null (dup2) before
+ * mysql_stmt_close / mysql_close, so COM_STMT_CLOSE and COM_QUIT go nowhere
+ * and the parent's session, which shares the original socket, is untouched. */
 #include "backend.h"
+#include "schema.h"
+
 #ifdef KAAL_HAVE_MYSQL
-const kaal_backend_vtable kaal_backend_mysql = {.name = "mysql"};
-#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <errmsg.h>
+#include <mysql.h>
+
+#define DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define DEFAULT_COMMAND_TIMEOUT_MS 10000
+#define CLIENT_GRACE_MS 2000
+#define MAX_CHARS 255
+#define SLOTS 9                        /* statements for 1, 2, 4, ... 256 rows */
+#define CHUNK ((size_t)1 << (SLOTS - 1)) /* rows per multi-row statement */
+#define CELL 256                       /* result bytes read inline per column */
+
+#define TABLE_OPTIONS " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+
+/* MySQL 8 has no CREATE INDEX IF NOT EXISTS: the indexes live inside
+ * CREATE TABLE. utf8mb4_bin: job keys compare byte for byte (case matters);
+ * note that it is a PAD SPACE collation, so keys that differ only by
+ * trailing spaces are the same key here. */
+const char *const kaal_schema_mysql[] = {
+    "CREATE TABLE IF NOT EXISTS kaal_dispatches ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " job_key VARCHAR(255) NOT NULL,"
+    " fire_time BIGINT NOT NULL,"
+    " status VARCHAR(16) NOT NULL,"
+    " node VARCHAR(255) NULL,"
+    " error TEXT NULL,"
+    " claim_token VARCHAR(64) NULL,"
+    " claimed_at BIGINT NOT NULL,"
+    " updated_at BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, job_key, fire_time),"
+    " KEY index_kaal_dispatches_on_namespace_and_fire_time (namespace, fire_time))"
+    TABLE_OPTIONS,
+    "CREATE TABLE IF NOT EXISTS kaal_delayed_jobs ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " job_id VARCHAR(255) NOT NULL,"
+    " run_at_ms BIGINT NOT NULL,"
+    " job_class VARCHAR(255) NOT NULL,"
+    " queue VARCHAR(255) NULL,"
+    " args TEXT NOT NULL,"
+    " created_at BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, job_id),"
+    " KEY index_kaal_delayed_jobs_on_namespace_and_run_at_ms (namespace, run_at_ms))"
+    TABLE_OPTIONS,
+    "CREATE TABLE IF NOT EXISTS kaal_job_states ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " job_key VARCHAR(255) NOT NULL,"
+    " enabled BOOLEAN NOT NULL,"
+    " updated_at BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, job_key))"
+    TABLE_OPTIONS,
+    "CREATE TABLE IF NOT EXISTS kaal_nodes ("
+    " namespace VARCHAR(255) NOT NULL,"
+    " node VARCHAR(255) NOT NULL,"
+    " info TEXT NULL,"
+    " last_seen BIGINT NOT NULL,"
+    " PRIMARY KEY (namespace, node))"
+    TABLE_OPTIONS,
+    NULL,
+};
+
+/* Fixed statements ("?" 1 is always the namespace). Q_DISPATCHES + mask is
+ * the dispatch query with filters key (1), status (2), node (4). */
+enum {
+    Q_READBACK,
+    Q_RECORD,
+    Q_CLEANUP,
+    Q_SET_ENABLED,
+    Q_STATES,
+    Q_DELAYED_ADD,
+    Q_DELAYED_PICK_SKIP,
+    Q_DELAYED_PICK_WAIT,
+    Q_DELAYED_CANCEL,
+    Q_DELAYED_COUNT,
+    Q_DELAYED_LIST,
+    Q_HEARTBEAT,
+    Q_NODES_EXPIRE,
+    Q_NODES,
+    Q_DISPATCHES,
+    Q_COUNT = Q_DISPATCHES + 8
+};
+
+#define DELAYED_COLS "job_id, run_at_ms, job_class, queue, args"
+
+static const char *const SQL[Q_DISPATCHES] = {
+    [Q_READBACK] =
+        "SELECT job_key, fire_time FROM kaal_dispatches"
+        " WHERE namespace = ? AND fire_time BETWEEN ? AND ? AND claim_token = ?",
+    [Q_RECORD] =
+        "INSERT INTO kaal_dispatches"
+        " (namespace, job_key, fire_time, status, node, error, claimed_at, updated_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON DUPLICATE KEY UPDATE status = VALUES(status),"
+        " node = COALESCE(VALUES(node), node), error = VALUES(error),"
+        " updated_at = VALUES(updated_at)",
+    [Q_CLEANUP] =
+        "DELETE FROM kaal_dispatches WHERE namespace = ? AND fire_time < ?"
+        " ORDER BY fire_time LIMIT ?",
+    [Q_SET_ENABLED] =
+        "INSERT INTO kaal_job_states (namespace, job_key, enabled, updated_at)"
+        " VALUES (?, ?, ?, ?)"
+        " ON DUPLICATE KEY UPDATE enabled = VALUES(enabled), updated_at = VALUES(updated_at)",
+    [Q_STATES] = "SELECT job_key, enabled FROM kaal_job_states WHERE namespace = ? ORDER BY job_key",
+    [Q_DELAYED_ADD] =
+        "INSERT INTO kaal_delayed_jobs"
+        " (namespace, job_id, run_at_ms, job_class, queue, args, created_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+    [Q_DELAYED_PICK_SKIP] =
+        "SELECT " DELAYED_COLS " FROM kaal_delayed_jobs WHERE namespace = ? AND run_at_ms <= ?"
+        " ORDER BY run_at_ms, job_id LIMIT ? FOR UPDATE SKIP LOCKED",
+    [Q_DELAYED_PICK_WAIT] =
+        "SELECT " DELAYED_COLS " FROM kaal_delayed_jobs WHERE namespace = ? AND run_at_ms <= ?"
+        " ORDER BY run_at_ms, job_id LIMIT ? FOR UPDATE",
+    [Q_DELAYED_CANCEL] = "DELETE FROM kaal_delayed_jobs WHERE namespace = ? AND job_id = ?",
+    [Q_DELAYED_COUNT] = "SELECT COUNT(*) FROM kaal_delayed_jobs WHERE namespace = ?",
+    [Q_DELAYED_LIST] =
+        "SELECT " DELAYED_COLS " FROM kaal_delayed_jobs WHERE namespace = ?"
+        " ORDER BY run_at_ms, job_id LIMIT ?",
+    [Q_HEARTBEAT] =
+        "INSERT INTO kaal_nodes (namespace, node, info, last_seen) VALUES (?, ?, ?, ?)"
+        " ON DUPLICATE KEY UPDATE info = VALUES(info), last_seen = VALUES(last_seen)",
+    [Q_NODES_EXPIRE] =
+        "DELETE FROM kaal_nodes WHERE namespace = ? AND last_seen < ? AND node <> ?",
+    [Q_NODES] =
+        "SELECT node, info, last_seen FROM kaal_nodes"
+        " WHERE namespace = ? AND last_seen >= ? ORDER BY node",
+};
+
+typedef struct my_impl {
+    MYSQL *conn;
+    MYSQL_STMT *st[Q_COUNT];
+    MYSQL_STMT *claim[SLOTS];  /* claim[i] inserts 1 << i rows */
+    MYSQL_STMT *unpick[SLOTS]; /* unpick[i] deletes 1 << i delayed jobs */
+    int skip_locked;
+} my_impl;
+
+#define IMPL(b) ((my_impl *)(b)->impl)
+
+/* A bound parameter. */
+enum { P_NULL, P_STR, P_INT };
+typedef struct param {
+    int type;
+    const char *s;
+    unsigned long len;
+    long long i;
+} param;
+
+static param p_str(const char *s)
+{
+    param p;
+    p.type = s ? P_STR : P_NULL;
+    p.s = s;
+    p.len = s ? (unsigned long)strlen(s) : 0;
+    p.i = 0;
+    return p;
+}
+
+static param p_strn(const char *s, size_t n)
+{
+    param p;
+    p.type = P_STR;
+    p.s = s;
+    p.len = (unsigned long)n;
+    p.i = 0;
+    return p;
+}
+
+static param p_int(int64_t v)
+{
+    param p;
+    p.type = P_INT;
+    p.s = NULL;
+    p.len = 0;
+    p.i = (long long)v;
+    return p;
+}
+
+/* One result cell handed to a row callback (s is NUL-terminated). */
+typedef struct cell {
+    const char *s;
+    unsigned long len;
+    int null;
+} cell;
+
+typedef int (*row_fn)(void *ctx, const cell *cells);
+
+/* ------------------------------------------------------------------ */
+/* Small helpers                                                       */
+
+static int oom(kaal_error *err)
+{
+    return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "mysql: out of memory");
+}
+
+/* Characters in valid UTF-8 text of n bytes; -1 when not valid UTF-8 or
+ * containing a NUL byte. */
+static long utf8_chars(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    long chars = 0;
+    while (p < end) {
+        unsigned c = *p;
+        size_t len, i;
+        uint32_t cp;
+        if (c == 0) return -1;
+        if (c < 0x80) {
+            p++;
+            chars++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+        else return -1;
+        if ((size_t)(end - p) < len) return -1;
+        for (i = 1; i < len; i++) {
+            if ((p[i] & 0xC0) != 0x80) return -1;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return -1;
+        p += len;
+        chars++;
+    }
+    return chars;
+}
+
+static int check_text(const char *what, const char *s, size_t n, kaal_error *err)
+{
+    long chars = utf8_chars(s, n);
+    if (chars < 0)
+        return kaal_error_set(err, KAAL_EARG, what, -1,
+                              "mysql: %s must be valid UTF-8 without NUL bytes", what);
+    if (chars > MAX_CHARS)
+        return kaal_error_set(err, KAAL_EARG, what, -1,
+                              "mysql: %s is %ld characters long; at most %d fit", what, chars,
+                              MAX_CHARS);
+    return KAAL_OK;
+}
+
+static int check_opt(const char *what, const char *s, kaal_error *err)
+{
+    return s ? check_text(what, s, strlen(s), err) : KAAL_OK;
+}
+
+static char *cell_dup(const cell *c) { return c->null ? NULL : kaal_strndup(c->s, c->len); }
+
+static int64_t cell_int(const cell *c)
+{
+    return c->null ? 0 : (int64_t)strtoll(c->s, NULL, 10);
+}
+
+/* 32 random hex digits. */
+static int make_token(char out[33])
+{
+    static const char HEX[] = "0123456789abcdef";
+    unsigned char raw[16];
+    size_t got = 0;
+    int i;
+    while (got < sizeof raw) {
+        ssize_t r = getrandom(raw + got, sizeof raw - got, 0);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            break;
+        }
+        got += (size_t)r;
+    }
+    if (got < sizeof raw) { /* no getrandom (old kernel): /dev/urandom */
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return 0;
+        while (got < sizeof raw) {
+            ssize_t r = read(fd, raw + got, sizeof raw - got);
+            if (r <= 0) {
+                if (r < 0 && errno == EINTR) continue;
+                close(fd);
+                return 0;
+            }
+            got += (size_t)r;
+        }
+        close(fd);
+    }
+    for (i = 0; i < 16; i++) {
+        out[2 * i] = HEX[raw[i] >> 4];
+        out[2 * i + 1] = HEX[raw[i] & 15];
+    }
+    out[32] = '\0';
+    return 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Session and errors                                                  */
+
+static void close_stmts(my_impl *m)
+{
+    int i;
+    for (i = 0; i < Q_COUNT; i++) {
+        if (m->st[i]) mysql_stmt_close(m->st[i]);
+        m->st[i] = NULL;
+    }
+    for (i = 0; i < SLOTS; i++) {
+        if (m->claim[i]) mysql_stmt_close(m->claim[i]);
+        if (m->unpick[i]) mysql_stmt_close(m->unpick[i]);
+        m->claim[i] = m->unpick[i] = NULL;
+    }
+}
+
+static void drop_conn(kaal_backend *b)
+{
+    my_impl *m = IMPL(b);
+    if (m) {
+        if (m->conn) {
+            close_stmts(m);
+            mysql_close(m->conn);
+            m->conn = NULL;
+        }
+    }
+    b->connected = 0;
+}
+
+static int is_lost(unsigned int no)
+{
+    switch (no) {
+    case CR_CONNECTION_ERROR:
+    case CR_CONN_HOST_ERROR:
+    case CR_SERVER_GONE_ERROR:
+    case CR_SERVER_LOST:
+    case CR_SERVER_LOST_EXTENDED:
+    case CR_COMMANDS_OUT_OF_SYNC:
+    case 1053: /* ER_SERVER_SHUTDOWN */
+    case 1927: /* ER_CONNECTION_KILLED (MariaDB) */
+    case 4031: /* ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8) */
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Map an error number and message to a status; drops the session when the
+ * connection is gone. */
+static int fail(kaal_backend *b, unsigned int no, const char *msg, kaal_error *err,
+                const char *what)
+{
+    char text[200];
+    snprintf(text, sizeof text, "%s", msg && *msg ? msg : "unknown error");
+    if (no == 0 || is_lost(no)) {
+        kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "mysql: %s: %s", what,
+                       no == 0 ? "not connected" : text);
+        drop_conn(b);
+        return KAAL_ECONNECT;
+    }
+    if (no == 1062) /* ER_DUP_ENTRY */
+        return kaal_error_set(err, KAAL_EDUPLICATE, NULL, -1, "mysql: %s: %s", what, text);
+    if (no == 1146) /* ER_NO_SUCH_TABLE */
+        return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
+                              "mysql: %s: %s (run `kaal migrate` to create kaal's tables)", what,
+                              text);
+    return kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "mysql: %s: %s [%u]", what, text, no);
+}
+
+static int stmt_fail(kaal_backend *b, MYSQL_STMT *st, kaal_error *err, const char *what)
+{
+    return fail(b, mysql_stmt_errno(st), mysql_stmt_error(st), err, what);
+}
+
+static int conn_fail(kaal_backend *b, kaal_error *err, const char *what)
+{
+    my_impl *m = IMPL(b);
+    if (!m || !m->conn) return fail(b, 0, NULL, err, what);
+    return fail(b, mysql_errno(m->conn), mysql_error(m->conn), err, what);
+}
+
+/* A plain statement without values (DDL, SET, transaction control). */
+static int simple(kaal_backend *b, const char *sql, kaal_error *err, const char *what)
+{
+    my_impl *m = IMPL(b);
+    if (!m || !m->conn) return fail(b, 0, NULL, err, what);
+    if (mysql_real_query(m->conn, sql, (unsigned long)strlen(sql)) != 0)
+        return conn_fail(b, err, what);
+    /* statements here return no rows; free one defensively */
+    {
+        MYSQL_RES *res = mysql_store_result(m->conn);
+        if (res) mysql_free_result(res);
+    }
+    return KAAL_OK;
+}
+
+/* The statement in *slot, prepared from sql when not yet prepared. */
+static int prepared(kaal_backend *b, MYSQL_STMT **slot, const char *sql, kaal_error *err,
+                    const char *what)
+{
+    my_impl *m = IMPL(b);
+    MYSQL_STMT *st;
+    if (!m || !m->conn) return fail(b, 0, NULL, err, what);
+    if (*slot) return KAAL_OK;
+    st = mysql_stmt_init(m->conn);
+    if (!st) return oom(err);
+    if (mysql_stmt_prepare(st, sql, (unsigned long)strlen(sql)) != 0) {
+        unsigned int no = mysql_stmt_errno(st);
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s", mysql_stmt_error(st));
+        mysql_stmt_close(st);
+        return fail(b, no, msg, err, what);
+    }
+    *slot = st;
+    return KAAL_OK;
+}
+
+/* Bind n params and execute. */
+static int execute(kaal_backend *b, MYSQL_STMT *st, param *ps, size_t n, kaal_error *err,
+                   const char *what)
+{
+    MYSQL_BIND stack[16], *bind = n <= 16 ? stack : calloc(n, sizeof *bind);
+    size_t i;
+    int rc = KAAL_OK;
+    if (!bind) return oom(err);
+    memset(bind, 0, n * sizeof *bind);
+    for (i = 0; i < n; i++) {
+        switch (ps[i].type) {
+        case P_STR:
+            bind[i].buffer_type = MYSQL_TYPE_STRING;
+            bind[i].buffer = (void *)ps[i].s;
+            bind[i].buffer_length = ps[i].len;
+            bind[i].length = &ps[i].len;
+            break;
+        case P_INT:
+            bind[i].buffer_type = MYSQL_TYPE_LONGLONG;
+            bind[i].buffer = &ps[i].i;
+            break;
+        default:
+            bind[i].buffer_type = MYSQL_TYPE_NULL;
+            break;
+        }
+    }
+    if (mysql_stmt_bind_param(st, bind) != 0 || mysql_stmt_execute(st) != 0)
+        rc = stmt_fail(b, st, err, what);
+    if (bind != stack) free(bind);
+    return rc;
+}
+
+/* Read every row of an executed statement, every column as text. */
+static int fetch(kaal_backend *b, MYSQL_STMT *st, row_fn fn, void *ctx, kaal_error *err,
+                 const char *what)
+{
+    unsigned int ncols = mysql_stmt_field_count(st), c;
+    MYSQL_BIND *bind;
+    char (*small)[CELL + 1];
+    unsigned long *lens;
+    my_bool *nulls, *errs;
+    cell *cells;
+    char **big;
+    int frc, rc = KAAL_OK;
+
+    if (ncols == 0) return KAAL_OK;
+    bind = calloc(ncols, sizeof *bind);
+    small = calloc(ncols, sizeof *small);
+    lens = calloc(ncols, sizeof *lens);
+    nulls = calloc(ncols, sizeof *nulls);
+    errs = calloc(ncols, sizeof *errs);
+    cells = calloc(ncols, sizeof *cells);
+    big = calloc(ncols, sizeof *big);
+    if (!bind || !small || !lens || !nulls || !errs || !cells || !big) {
+        rc = oom(err);
+        goto drain;
+    }
+    for (c = 0; c < ncols; c++) {
+        bind[c].buffer_type = MYSQL_TYPE_STRING;
+        bind[c].buffer = small[c];
+        bind[c].buffer_length = CELL;
+        bind[c].length = &lens[c];
+        bind[c].is_null = &nulls[c];
+        bind[c].error = &errs[c];
+    }
+    if (mysql_stmt_bind_result(st, bind) != 0) {
+        rc = stmt_fail(b, st, err, what);
+        goto done;
+    }
+    while ((frc = mysql_stmt_fetch(st)) == 0 || frc == MYSQL_DATA_TRUNCATED) {
+        if (rc != KAAL_OK) continue; /* drain after a callback failure */
+        for (c = 0; c < ncols; c++) {
+            cells[c].null = nulls[c];
+            cells[c].len = nulls[c] ? 0 : lens[c];
+            if (!nulls[c] && lens[c] > CELL) {
+                MYSQL_BIND one;
+                unsigned long got = 0;
+                my_bool one_null = 0, one_err = 0;
+                big[c] = malloc(lens[c] + 1);
+                if (!big[c]) {
+                    rc = oom(err);
+                    break;
+                }
+                memset(&one, 0, sizeof one);
+                one.buffer_type = MYSQL_TYPE_STRING;
+                one.buffer = big[c];
+                one.buffer_length = lens[c];
+                one.length = &got;
+                one.is_null = &one_null;
+                one.error = &one_err;
+                if (mysql_stmt_fetch_column(st, &one, c, 0) != 0) {
+                    rc = stmt_fail(b, st, err, what);
+                    break;
+                }
+                big[c][lens[c]] = '\0';
+                cells[c].s = big[c];
+            } else {
+                small[c][nulls[c] ? 0 : lens[c]] = '\0';
+                cells[c].s = small[c];
+            }
+        }
+        if (rc == KAAL_OK) rc = fn(ctx, cells);
+        for (c = 0; c < ncols; c++) {
+            free(big[c]);
+            big[c] = NULL;
+        }
+        if (rc != KAAL_OK && !b->connected) goto done; /* the session is gone */
+    }
+    if (frc == 1 && rc == KAAL_OK) rc = stmt_fail(b, st, err, what);
+done:
+    if (b->connected) mysql_stmt_free_result(st);
+    goto out;
+drain:
+    if (b->connected) mysql_stmt_free_result(st);
+out:
+    free(bind);
+    free(small);
+    free(lens);
+    free(nulls);
+    free(errs);
+    free(cells);
+    free(big);
+    return rc;
+}
+
+/* Prepare (once), bind, execute statement q; rows go to fn when given. */
+static int run(kaal_backend *b, int q, param *ps, size_t n, row_fn fn, void *ctx,
+               kaal_error *err, const char *what, unsigned long long *affected)
+{
+    my_impl *m = IMPL(b);
+    int rc;
+    if (!m || !m->conn) return fail(b, 0, NULL, err, what);
+    rc = prepared(b, &m->st[q], q >= Q_DISPATCHES ? NULL : SQL[q], err, what);
+    if (rc != KAAL_OK) return rc;
+    rc = execute(b, m->st[q], ps, n, err, what);
+    if (rc != KAAL_OK) return rc;
+    if (affected) *affected = mysql_stmt_affected_rows(m->st[q]);
+    return fn ? fetch(b, m->st[q], fn, ctx, err, what) : KAAL_OK;
+}
+
+/* "5.5.5-10.11.4-MariaDB" / "8.0.36" -> 101104 / 80036 */
+static unsigned long parse_version(const char *v)
+{
+    unsigned long a = 0, bb = 0, c = 0;
+    if (!v) return 0;
+    if (strncmp(v, "5.5.5-", 6) == 0) v += 6;
+    if (sscanf(v, "%lu.%lu.%lu", &a, &bb, &c) < 2) return 0;
+    return a * 10000 + bb * 100 + c;
+}
+
+static int my_connect(kaal_backend *b, kaal_error *err)
+{
+    const kaal_conn_params *p = &b->params;
+    my_impl *m = IMPL(b);
+    int cto = p->connect_timeout_ms > 0 ? p->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    int qto = p->command_timeout_ms > 0 ? p->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS;
+    unsigned int cto_s = (unsigned int)((cto + 999) / 1000);
+    unsigned int rto_s = (unsigned int)((qto + CLIENT_GRACE_MS + 999) / 1000);
+    my_bool off = 0, on = 1;
+    const char *host = p->host && *p->host ? p->host : "127.0.0.1";
+    const char *sock = p->socket && *p->socket ? p->socket : NULL;
+    char where[300], set[160];
+    const char *info;
+    unsigned long ver;
+    int rc;
+
+    if (!m) {
+        m = calloc(1, sizeof *m);
+        if (!m) return oom(err);
+        b->impl = m;
+    }
+    drop_conn(b);
+    m->conn = mysql_init(NULL);
+    if (!m->conn) return oom(err);
+    mysql_options(m->conn, MYSQL_OPT_CONNECT_TIMEOUT, &cto_s);
+    mysql_options(m->conn, MYSQL_OPT_READ_TIMEOUT, &rto_s);
+    mysql_options(m->conn, MYSQL_OPT_WRITE_TIMEOUT, &rto_s);
+    mysql_options(m->conn, MYSQL_OPT_RECONNECT, &off);
+    mysql_options(m->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    if (p->sslmode && *p->sslmode) {
+        const char *s = p->sslmode;
+        int verify = strstr(s, "verify") != NULL;
+        if (strcmp(s, "disable") != 0 && strcmp(s, "disabled") != 0 &&
+            strcmp(s, "preferred") != 0 && strcmp(s, "prefer") != 0 && strcmp(s, "allow") != 0) {
+            mysql_options(m->conn, MYSQL_OPT_SSL_ENFORCE, &on);
+            if (verify) mysql_options(m->conn, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
+        }
+    }
+    if (sock) snprintf(where, sizeof where, "unix:%s", sock);
+    else snprintf(where, sizeof where, "%s:%d", host, p->port > 0 ? p->port : 3306);
+
+    if (!mysql_real_connect(m->conn, sock ? "localhost" : host, p->username, p->password,
+                            p->database && *p->database ? p->database : NULL,
+                            sock ? 0 : (unsigned int)(p->port > 0 ? p->port : 3306), sock, 0)) {
+        kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "mysql: cannot connect to %s: %s", where,
+                       mysql_error(m->conn));
+        drop_conn(b);
+        return KAAL_ECONNECT;
+    }
+    b->connected = 1;
+    info = mysql_get_server_info(m->conn);
+    ver = parse_version(info);
+    if (info && strstr(info, "MariaDB")) m->skip_locked = ver >= 100600;
+    else m->skip_locked = ver >= 80001;
+
+    snprintf(set, sizeof set,
+             "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION',"
+             " SESSION innodb_lock_wait_timeout = %d",
+             (qto + 999) / 1000);
+    rc = simple(b, set, err, "connect");
+    if (rc == KAAL_OK)
+        rc = simple(b, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", err, "connect");
+    if (rc == KAAL_OK && mysql_autocommit(m->conn, 1) != 0) rc = conn_fail(b, err, "connect");
+    if (rc != KAAL_OK) {
+        drop_conn(b);
+        return rc == KAAL_ECONNECT ? rc : KAAL_ECONNECT;
+    }
+    return KAAL_OK;
+}
+
+static void my_close(kaal_backend *b)
+{
+    drop_conn(b);
+    free(b->impl);
+    b->impl = NULL;
+}
+
+/* In a forked child the socket is shared with the parent. mysql_close would
+ * send COM_QUIT (and mysql_stmt_close COM_STMT_CLOSE) on it and end the
+ * PARENT's session, so the descriptor is first replaced by /dev/null (dup2
+ * keeps the number): those messages go nowhere, and closing frees only
+ * memory and our /dev/null copy. If /dev/null cannot be opened, the
+ * connection is leaked instead (bounded, and harmless to the parent). */
+static void my_discard(kaal_backend *b)
+{
+    my_impl *m = IMPL(b);
+    if (m && m->conn) {
+        int fd = (int)mysql_get_socket(m->conn);
+        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fd < 0 || (devnull >= 0 && dup2(devnull, fd) >= 0)) {
+            close_stmts(m);
+            mysql_close(m->conn);
+        }
+        if (devnull >= 0) close(devnull);
+        m->conn = NULL;
+    }
+    free(m);
+    b->impl = NULL;
+    b->connected = 0;
+}
+
+static int my_migrate(kaal_backend *b, kaal_error *err)
+{
+    int i, rc;
+    for (i = 0; kaal_schema_mysql[i]; i++) {
+        rc = simple(b, kaal_schema_mysql[i], err, "migrate");
+        if (rc != KAAL_OK) return rc;
+    }
+    return KAAL_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* Claims and the dispatch log                                         */
+
+static int claim_cmp3(const kaal_claim *a, const char *k, size_t kl, int64_t f)
+{
+    size_t m;
+    int c;
+    if (a->fire_time != f) return a->fire_time < f ? -1 : 1;
+    m = a->key_len < kl ? a->key_len : kl;
+    c = memcmp(a->key, k, m);
+    if (c) return c;
+    return a->key_len < kl ? -1 : a->key_len > kl ? 1 : 0;
+}
+
+static int claim_ptr_cmp(const void *pa, const void *pb)
+{
+    const kaal_claim *a = *(const kaal_claim *const *)pa, *b = *(const kaal_claim *const *)pb;
+    int c = claim_cmp3(a, b->key, b->key_len, b->fire_time);
+    if (c) return c;
+    return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/* The INSERT IGNORE statement for 1 << slot rows. */
+static int claim_stmt(kaal_backend *b, int slot, MYSQL_STMT **out, kaal_error *err)
+{
+    my_impl *m = IMPL(b);
+    static const char head[] =
+        "INSERT IGNORE INTO kaal_dispatches"
+        " (namespace, job_key, fire_time, status, node, claim_token, claimed_at, updated_at)"
+        " VALUES ";
+    static const char row[] = "(?, ?, ?, 'claimed', ?, ?, ?, ?)";
+    size_t rows = (size_t)1 << slot, i, len = 0;
+    char *sql;
+    int rc;
+    if (!m->claim[slot]) {
+        sql = malloc(sizeof head + rows * sizeof row + 1);
+        if (!sql) return oom(err);
+        memcpy(sql, head, sizeof head - 1);
+        len = sizeof head - 1;
+        for (i = 0; i < rows; i++) {
+            if (i) sql[len++] = ',';
+            memcpy(sql + len, row, sizeof row - 1);
+            len += sizeof row - 1;
+        }
+        sql[len] = '\0';
+        rc = prepared(b, &m->claim[slot], sql, err, "claim");
+        free(sql);
+        if (rc != KAAL_OK) return rc;
+    }
+    *out = m->claim[slot];
+    return KAAL_OK;
+}
+
+typedef struct claim_ctx {
+    kaal_claim **order;
+    size_t n;
+} claim_ctx;
+
+static int claim_row(void *vctx, const cell *cells)
+{
+    claim_ctx *x = vctx;
+    const char *k = cells[0].s;
+    size_t kl = cells[0].len, lo = 0, hi = x->n;
+    int64_t f = cell_int(&cells[1]);
+    if (cells[0].null) return KAAL_OK;
+    while (lo < hi) { /* first entry >= (f, k) */
+        size_t mid = lo + (hi - lo) / 2;
+        if (claim_cmp3(x->order[mid], k, kl, f) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    if (lo < x->n && claim_cmp3(x->order[lo], k, kl, f) == 0) x->order[lo]->claimed = 1;
+    return KAAL_OK;
+}
+
+static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
+                    const char *node, int64_t now, kaal_error *err)
+{
+    char token[33];
+    param *ps = NULL, rb[4];
+    kaal_claim **order = NULL;
+    claim_ctx ctx;
+    int64_t lo_fire, hi_fire;
+    size_t i, off;
+    int rc = KAAL_OK;
+
+    (void)lease_ms; /* a claim is a dispatch-log row: it never expires */
+    for (i = 0; i < n; i++) items[i].claimed = 0;
+    if (n == 0) return KAAL_OK;
+    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
+    lo_fire = hi_fire = items[0].fire_time;
+    for (i = 0; i < n; i++) {
+        if ((rc = check_text("job key", items[i].key, items[i].key_len, err)) != KAAL_OK)
+            return rc;
+        if (items[i].fire_time < lo_fire) lo_fire = items[i].fire_time;
+        if (items[i].fire_time > hi_fire) hi_fire = items[i].fire_time;
+    }
+    if (!make_token(token))
+        return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
+                              "mysql: claim: no random source for the claim token");
+    ps = malloc(7 * CHUNK * sizeof *ps);
+    order = malloc(n * sizeof *order);
+    if (!ps || !order) {
+        free(ps);
+        free(order);
+        return oom(err);
+    }
+    for (off = 0; rc == KAAL_OK && off < n; off += CHUNK) {
+        size_t cnt = n - off < CHUNK ? n - off : CHUNK, rows;
+        int slot = 0;
+        MYSQL_STMT *st = NULL;
+        while (((size_t)1 << slot) < cnt) slot++;
+        rows = (size_t)1 << slot;
+        rc = claim_stmt(b, slot, &st, err);
+        if (rc != KAAL_OK) break;
+        for (i = 0; i < rows; i++) {
+            /* pad with the last pair: INSERT IGNORE skips the repeats */
+            const kaal_claim *c = &items[off + (i < cnt ? i : cnt - 1)];
+            param *r = ps + 7 * i;
+            r[0] = p_str(b->ns);
+            r[1] = p_strn(c->key, c->key_len);
+            r[2] = p_int(c->fire_time);
+            r[3] = p_str(node);
+            r[4] = p_strn(token, 32);
+            r[5] = p_int(now);
+            r[6] = p_int(now);
+        }
+        rc = execute(b, st, ps, 7 * rows, err, "claim");
+    }
+    free(ps);
+    if (rc == KAAL_OK) {
+        for (i = 0; i < n; i++) order[i] = &items[i];
+        qsort(order, n, sizeof *order, claim_ptr_cmp);
+        ctx.order = order;
+        ctx.n = n;
+        rb[0] = p_str(b->ns);
+        rb[1] = p_int(lo_fire);
+        rb[2] = p_int(hi_fire);
+        rb[3] = p_strn(token, 32);
+        rc = run(b, Q_READBACK, rb, 4, claim_row, &ctx, err, "claim", NULL);
+    }
+    /* Not knowing what was won means nothing was won (fail closed). */
+    if (rc != KAAL_OK)
+        for (i = 0; i < n; i++) items[i].claimed = 0;
+    free(order);
+    return rc;
+}
+
+static int my_record(kaal_backend *b, const char *key, int64_t fire_time, const char *status,
+                     const char *node, const char *error, int64_t now, kaal_error *err)
+{
+    param ps[8];
+    int rc;
+    if (!status || (strcmp(status, "dispatched") != 0 && strcmp(status, "failed") != 0))
+        return kaal_error_set(err, KAAL_EARG, "status", -1,
+                              "status must be \"dispatched\" or \"failed\"");
+    if ((rc = check_opt("job key", key, err)) != KAAL_OK) return rc;
+    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
+    ps[0] = p_str(b->ns);
+    ps[1] = p_str(key);
+    ps[2] = p_int(fire_time);
+    ps[3] = p_str(status);
+    ps[4] = p_str(node);
+    ps[5] = p_str(error);
+    ps[6] = p_int(now);
+    ps[7] = p_int(now);
+    return run(b, Q_RECORD, ps, 8, NULL, NULL, err, "record", NULL);
+}
+
+static int dispatch_row(void *ctx, const cell *c)
+{
+    kaal_dispatch_row *d = kaal_dispatch_rows_push(ctx);
+    if (!d) return KAAL_ENOMEM;
+    d->key = cell_dup(&c[0]);
+    d->fire_time = cell_int(&c[1]);
+    d->status = cell_dup(&c[2]);
+    d->node = cell_dup(&c[3]);
+    d->error = cell_dup(&c[4]);
+    d->claimed_at = cell_int(&c[5]);
+    d->updated_at = cell_int(&c[6]);
+    return KAAL_OK;
+}
+
+static int my_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
+                         kaal_error *err)
+{
+    my_impl *m = IMPL(b);
+    int mask = (q->key ? 1 : 0) | (q->status ? 2 : 0) | (q->node ? 4 : 0), rc;
+    param ps[5];
+    size_t n = 0;
+    if (!m || !m->conn) return fail(b, 0, NULL, err, "dispatches");
+    if (!m->st[Q_DISPATCHES + mask]) {
+        char sql[400];
+        snprintf(sql, sizeof sql,
+                 "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
+                 " FROM kaal_dispatches WHERE namespace = ?%s%s%s"
+                 " ORDER BY fire_time DESC, job_key DESC LIMIT ?",
+                 mask & 1 ? " AND job_key = ?" : "", mask & 2 ? " AND status = ?" : "",
+                 mask & 4 ? " AND node = ?" : "");
+        rc = prepared(b, &m->st[Q_DISPATCHES + mask], sql, err, "dispatches");
+        if (rc != KAAL_OK) return rc;
+    }
+    ps[n++] = p_str(b->ns);
+    if (q->key) ps[n++] = p_str(q->key);
+    if (q->status) ps[n++] = p_str(q->status);
+    if (q->node) ps[n++] = p_str(q->node);
+    ps[n++] = p_int((int64_t)q->limit);
+    rc = run(b, Q_DISPATCHES + mask, ps, n, dispatch_row, out, err, "dispatches", NULL);
+    return rc == KAAL_ENOMEM ? oom(err) : rc;
+}
+
+static int my_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
+                      kaal_error *err)
+{
+    param ps[3];
+    unsigned long long affected = 0;
+    int rc;
+    *deleted = 0;
+    if (limit == 0) return KAAL_OK;
+    ps[0] = p_str(b->ns);
+    ps[1] = p_int(before);
+    ps[2] = p_int((int64_t)limit);
+    rc = run(b, Q_CLEANUP, ps, 3, NULL, NULL, err, "cleanup", &affected);
+    if (rc == KAAL_OK) *deleted = (size_t)affected;
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* States                                                              */
+
+static int my_set_enabled(kaal_backend *b, const char *key, int enabled, kaal_error *err)
+{
+    param ps[4];
+    int rc;
+    if ((rc = check_opt("job key", key, err)) != KAAL_OK) return rc;
+    ps[0] = p_str(b->ns);
+    ps[1] = p_str(key);
+    ps[2] = p_int(enabled ? 1 : 0);
+    ps[3] = p_int((int64_t)time(NULL));
+    return run(b, Q_SET_ENABLED, ps, 4, NULL, NULL, err, "set_enabled", NULL);
+}
+
+static int state_row(void *ctx, const cell *c)
+{
+    kaal_state_row *s = kaal_state_rows_push(ctx);
+    if (!s) return KAAL_ENOMEM;
+    s->key = cell_dup(&c[0]);
+    s->enabled = cell_int(&c[1]) != 0;
+    return KAAL_OK;
+}
+
+static int my_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
+{
+    param ps[1];
+    int rc;
+    ps[0] = p_str(b->ns);
+    rc = run(b, Q_STATES, ps, 1, state_row, out, err, "states", NULL);
+    return rc == KAAL_ENOMEM ? oom(err) : rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Delayed jobs                                                        */
+
+static int my_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_error *err)
+{
+    param ps[7];
+    int rc;
+    if (!job->job_id || !job->job_class)
+        return kaal_error_set(err, KAAL_EARG, "job_id", -1, "job_id and job_class are required");
+    if ((rc = check_opt("job_id", job->job_id, err)) != KAAL_OK) return rc;
+    if ((rc = check_opt("job_class", job->job_class, err)) != KAAL_OK) return rc;
+    if ((rc = check_opt("queue", job->queue, err)) != KAAL_OK) return rc;
+    ps[0] = p_str(b->ns);
+    ps[1] = p_str(job->job_id);
+    ps[2] = p_int(job->run_at_ms);
+    ps[3] = p_str(job->job_class);
+    ps[4] = p_str(job->queue);
+    ps[5] = p_str(job->args ? job->args : "[]");
+    ps[6] = p_int((int64_t)time(NULL));
+    rc = run(b, Q_DELAYED_ADD, ps, 7, NULL, NULL, err, "delayed_add", NULL);
+    if (rc == KAAL_EDUPLICATE)
+        return kaal_error_set(err, KAAL_EDUPLICATE, "job_id", -1,
+                              "delayed job %.160s is already pending", job->job_id);
+    return rc;
+}
+
+static int delayed_row(void *ctx, const cell *c)
+{
+    kaal_delayed_row *d = kaal_delayed_rows_push(ctx);
+    if (!d) return KAAL_ENOMEM;
+    d->job_id = cell_dup(&c[0]);
+    d->run_at_ms = cell_int(&c[1]);
+    d->job_class = cell_dup(&c[2]);
+    d->queue = cell_dup(&c[3]);
+    d->args = cell_dup(&c[4]);
+    return KAAL_OK;
+}
+
+static void delayed_truncate(kaal_delayed_rows *out, size_t keep)
+{
+    while (out->len > keep) {
+        kaal_delayed_row *r = &out->rows[--out->len];
+        free(r->job_id);
+        free(r->job_class);
+        free(r->queue);
+        free(r->args);
+    }
+}
+
+/* DELETE the picked jobs out[first..] by primary key, 1 << slot ids per
+ * statement (padded by repeating the last id). */
+static int unpick(kaal_backend *b, kaal_delayed_rows *out, size_t first, kaal_error *err)
+{
+    my_impl *m = IMPL(b);
+    param ps[1 + CHUNK];
+    size_t off, total = out->len - first;
+    int rc = KAAL_OK;
+    for (off = 0; rc == KAAL_OK && off < total; off += CHUNK) {
+        size_t cnt = total - off < CHUNK ? total - off : CHUNK, rows, i;
+        int slot = 0;
+        while (((size_t)1 << slot) < cnt) slot++;
+        rows = (size_t)1 << slot;
+        if (!m->unpick[slot]) {
+            static const char head[] =
+                "DELETE FROM kaal_delayed_jobs WHERE namespace = ? AND job_id IN (";
+            char *sql = malloc(sizeof head + 3 * rows + 2);
+            size_t len = sizeof head - 1;
+            if (!sql) return oom(err);
+            memcpy(sql, head, len);
+            for (i = 0; i < rows; i++) {
+                if (i) sql[len++] = ',';
+                sql[len++] = '?';
+            }
+            sql[len++] = ')';
+            sql[len] = '\0';
+            rc = prepared(b, &m->unpick[slot], sql, err, "delayed_claim");
+            free(sql);
+            if (rc != KAAL_OK) return rc;
+        }
+        ps[0] = p_str(b->ns);
+        for (i = 0; i < rows; i++)
+            ps[1 + i] = p_str(out->rows[first + off + (i < cnt ? i : cnt - 1)].job_id);
+        rc = execute(b, m->unpick[slot], ps, 1 + rows, err, "delayed_claim");
+    }
+    return rc;
+}
+
+static int my_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit,
+                            kaal_delayed_rows *out, kaal_error *err)
+{
+    my_impl *m = IMPL(b);
+    size_t first = out->len;
+    param ps[3];
+    int rc;
+    if (limit == 0) return KAAL_OK;
+    if (!m || !m->conn) return fail(b, 0, NULL, err, "delayed_claim");
+    rc = simple(b, "START TRANSACTION", err, "delayed_claim");
+    if (rc != KAAL_OK) return rc;
+    ps[0] = p_str(b->ns);
+    ps[1] = p_int(now_ms);
+    ps[2] = p_int((int64_t)limit);
+    rc = run(b, m->skip_locked ? Q_DELAYED_PICK_SKIP : Q_DELAYED_PICK_WAIT, ps, 3, delayed_row,
+             out, err, "delayed_claim", NULL);
+    if (rc == KAAL_ENOMEM) rc = oom(err);
+    if (rc == KAAL_OK && out->len > first) rc = unpick(b, out, first, err);
+    if (rc == KAAL_OK) rc = simple(b, "COMMIT", err, "delayed_claim");
+    if (rc != KAAL_OK) {
+        if (b->connected) {
+            kaal_error ignored;
+            simple(b, "ROLLBACK", &ignored, "delayed_claim");
+        }
+        delayed_truncate(out, first);
+    }
+    return rc;
+}
+
+static int my_delayed_cancel(kaal_backend *b, const char *job_id, int *found, kaal_error *err)
+{
+    param ps[2];
+    unsigned long long affected = 0;
+    int rc;
+    *found = 0;
+    if (!job_id || utf8_chars(job_id, strlen(job_id)) < 0) return KAAL_OK; /* cannot be stored */
+    ps[0] = p_str(b->ns);
+    ps[1] = p_str(job_id);
+    rc = run(b, Q_DELAYED_CANCEL, ps, 2, NULL, NULL, err, "delayed_cancel", &affected);
+    if (rc == KAAL_OK) *found = affected > 0;
+    return rc;
+}
+
+static int count_row(void *ctx, const cell *c)
+{
+    *(size_t *)ctx = (size_t)cell_int(&c[0]);
+    return KAAL_OK;
+}
+
+static int my_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    param ps[1];
+    *count = 0;
+    ps[0] = p_str(b->ns);
+    return run(b, Q_DELAYED_COUNT, ps, 1, count_row, count, err, "delayed_count", NULL);
+}
+
+static int my_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out,
+                           kaal_error *err)
+{
+    param ps[2];
+    int rc;
+    if (limit == 0) return KAAL_OK;
+    ps[0] = p_str(b->ns);
+    ps[1] = p_int((int64_t)limit);
+    rc = run(b, Q_DELAYED_LIST, ps, 2, delayed_row, out, err, "delayed_list", NULL);
+    return rc == KAAL_ENOMEM ? oom(err) : rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Nodes                                                               */
+
+static int my_heartbeat(kaal_backend *b, const char *node, const char *info, int64_t now,
+                        int64_t ttl, kaal_error *err)
+{
+    param ps[4];
+    int rc;
+    if (!node) return kaal_error_set(err, KAAL_EARG, "node", -1, "node is required");
+    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
+    ps[0] = p_str(b->ns);
+    ps[1] = p_str(node);
+    ps[2] = p_str(info);
+    ps[3] = p_int(now);
+    rc = run(b, Q_HEARTBEAT, ps, 4, NULL, NULL, err, "heartbeat", NULL);
+    if (rc != KAAL_OK || ttl <= 0) return rc;
+    ps[0] = p_str(b->ns);
+    ps[1] = p_int(now - ttl);
+    ps[2] = p_str(node);
+    return run(b, Q_NODES_EXPIRE, ps, 3, NULL, NULL, err, "heartbeat", NULL);
+}
+
+static int node_row(void *ctx, const cell *c)
+{
+    kaal_node_row *d = kaal_node_rows_push(ctx);
+    if (!d) return KAAL_ENOMEM;
+    d->node = cell_dup(&c[0]);
+    d->info = cell_dup(&c[1]);
+    d->last_seen = cell_int(&c[2]);
+    return KAAL_OK;
+}
+
+static int my_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err)
+{
+    param ps[2];
+    int rc;
+    ps[0] = p_str(b->ns);
+    ps[1] = p_int(since);
+    rc = run(b, Q_NODES, ps, 2, node_row, out, err, "nodes", NULL);
+    return rc == KAAL_ENOMEM ? oom(err) : rc;
+}
+
+const kaal_backend_vtable kaal_backend_mysql = {
+    .name = "mysql",
+    .connect = my_connect,
+    .close = my_close,
+    .discard = my_discard,
+    .migrate = my_migrate,
+    .claim = my_claim,
+    .record = my_record,
+    .dispatches = my_dispatches,
+    .cleanup = my_cleanup,
+    .set_enabled = my_set_enabled,
+    .states = my_states,
+    .delayed_add = my_delayed_add,
+    .delayed_claim = my_delayed_claim,
+    .delayed_cancel = my_delayed_cancel,
+    .delayed_count = my_delayed_count,
+    .delayed_list = my_delayed_list,
+    .heartbeat = my_heartbeat,
+    .nodes = my_nodes,
+};
+
+#endif /* KAAL_HAVE_MYSQL */
