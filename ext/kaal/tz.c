@@ -340,7 +340,9 @@ static int64_t be64(const unsigned char *p)
     return (int64_t)(((uint64_t)be32(p) << 32) | be32(p + 4));
 }
 
-/* Parse a TZif image into tz (times/offs allocated). 1 on success. */
+/* Parse a TZif image into tz (times/offs allocated). 1 on success, 0 when
+ * malformed, 2 when the file counts leap seconds (the "right/" zones: their
+ * timestamps are not Unix time, so they are refused rather than misread). */
 static int parse_tzif(const unsigned char *data, size_t size, kaal_tz *tz)
 {
     const unsigned char *p = data, *end = data + size;
@@ -381,6 +383,8 @@ static int parse_tzif(const unsigned char *data, size_t size, kaal_tz *tz)
         }
         break;
     }
+    if (leapcnt > 0)
+        return 2;
     ttimes = p + 44;
     tidx = ttimes + (size_t)timecnt * tsize;
     ttypes = tidx + timecnt;
@@ -519,6 +523,7 @@ static kaal_tz *load_file(const char *name, kaal_error *err)
     unsigned char *data;
     size_t size = 0;
     kaal_tz *tz;
+    int rc;
 
     if (!dir || !*dir)
         dir = "/usr/share/zoneinfo";
@@ -537,11 +542,18 @@ static kaal_tz *load_file(const char *name, kaal_error *err)
         kaal_error_set(err, KAAL_ENOMEM, "time zone", -1, "out of memory loading \"%s\"", name);
         return NULL;
     }
-    if (!parse_tzif(data, size, tz)) {
+    rc = parse_tzif(data, size, tz);
+    if (rc != 1) {
         free(data);
         free(tz);
-        kaal_error_set(err, KAAL_EZONE, "time zone", -1,
-                       "time zone \"%s\" is not a valid TZif file", name);
+        if (rc == 2)
+            kaal_error_set(err, KAAL_EZONE, "time zone", -1,
+                           "time zone \"%s\" counts leap seconds, which kaal does not support "
+                           "(use the zone without the right/ prefix)",
+                           name);
+        else
+            kaal_error_set(err, KAAL_EZONE, "time zone", -1,
+                           "time zone \"%s\" is not a valid TZif file", name);
         return NULL;
     }
     free(data);

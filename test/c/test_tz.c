@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "ktest.h"
 #include "tz.h"
@@ -134,6 +135,11 @@ static void test_names(void)
             KT_CHECK(err.code == KAAL_EZONE && strstr(err.message, "time zone"),
                      "zone name \"%s\": code %d message %s", bad[i], err.code, err.message);
     }
+    if (access("/usr/share/zoneinfo/right/America/New_York", R_OK) == 0 && !getenv("TZDIR")) {
+        KT_CHECK(kaal_tz_load("right/America/New_York", &err) == NULL &&
+                     strstr(err.message, "leap seconds"),
+                 "right/ zones are refused");
+    }
     KT_CHECK(kaal_tz_load("UTC", &err) == kaal_tz_utc(), "UTC is the built-in zone");
     KT_CHECK(strcmp(kaal_tz_name(kaal_tz_utc()), "UTC") == 0, "UTC name");
     KT_CHECK(kaal_tz_load("Etc/UTC", &err) != NULL, "Etc/UTC loads");
@@ -168,6 +174,171 @@ static void test_threads(void)
         pthread_join(th[i], &res[i]);
     for (i = 0; i < 4; i++)
         KT_CHECK(res[i] != NULL && res[i] == res[0], "threads see one cached Asia/Tokyo");
+}
+
+/* ------------------------------------------- synthetic TZif files */
+
+static void put32(FILE *f, uint32_t v)
+{
+    unsigned char b[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                          (unsigned char)(v >> 8), (unsigned char)v};
+    fwrite(b, 1, 4, f);
+}
+
+static void header(FILE *f, char version, uint32_t timecnt, uint32_t typecnt)
+{
+    char zero[15] = {0};
+    fwrite("TZif", 1, 4, f);
+    fputc(version, f);
+    fwrite(zero, 1, 15, f);
+    put32(f, 0);       /* isutcnt */
+    put32(f, 0);       /* isstdcnt */
+    put32(f, 0);       /* leapcnt */
+    put32(f, timecnt); /* timecnt */
+    put32(f, typecnt); /* typecnt */
+    put32(f, 4);       /* charcnt */
+}
+
+/* A zone with the given transitions (offs[idx[i]] from times[i]); version 0
+ * files hold them in 32 bits, version '2' files in 64 bits plus `footer`. */
+static void write_zone(const char *dir, const char *name, char version, int n,
+                       const int64_t *times, const unsigned char *idx, int ntypes,
+                       const int32_t *offs, const char *footer)
+{
+    char path[512];
+    FILE *f;
+    int i, pass;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    f = fopen(path, "wb");
+    if (!f) {
+        KT_CHECK(0, "cannot write %s", path);
+        return;
+    }
+    for (pass = 0; pass < (version ? 2 : 1); pass++) {
+        int wide = pass == 1;
+        header(f, version, (uint32_t)n, (uint32_t)ntypes);
+        for (i = 0; i < n; i++) {
+            if (wide)
+                put32(f, (uint32_t)((uint64_t)times[i] >> 32));
+            put32(f, (uint32_t)times[i]);
+        }
+        for (i = 0; i < n; i++)
+            fputc(idx[i], f);
+        for (i = 0; i < ntypes; i++) {
+            put32(f, (uint32_t)offs[i]);
+            fputc(i > 0, f);
+            fputc(0, f);
+        }
+        fwrite("ABC", 1, 4, f);
+    }
+    if (version)
+        fprintf(f, "\n%s\n", footer);
+    fclose(f);
+}
+
+static void test_synthetic(void)
+{
+    char dir[] = "/tmp/kaal-tz-XXXXXX";
+    const char *saved = getenv("TZDIR");
+    static const struct {
+        const char *name, *footer, *at;
+        int32_t off;
+    } cases[] = {
+        /* Julian Jn never counts Feb 29: J60 is always March 1 */
+        {"Test/Julian", "<-03>3<-02>,J60/2,J300/2", "2030-03-01T04:59:59Z", -3 * 3600},
+        {"Test/Julian", "", "2030-03-01T05:00:00Z", -2 * 3600},
+        {"Test/Julian", "", "2032-03-01T05:00:00Z", -2 * 3600},
+        {"Test/Julian", "", "2032-02-29T12:00:00Z", -3 * 3600},
+        {"Test/Julian", "", "2032-10-27T03:59:59Z", -2 * 3600},
+        {"Test/Julian", "", "2032-10-27T04:00:00Z", -3 * 3600},
+        /* zero-based n counts Feb 29: day 59 is Feb 29 in a leap year */
+        {"Test/Zero", "<+05>-5<+06>,59/0,299/0", "2032-02-28T18:59:59Z", 5 * 3600},
+        {"Test/Zero", "", "2032-02-28T19:00:00Z", 6 * 3600},
+        {"Test/Zero", "", "2031-02-27T19:00:00Z", 5 * 3600}, /* Feb 28 local */
+        {"Test/Zero", "", "2031-02-28T18:59:59Z", 5 * 3600},
+        {"Test/Zero", "", "2031-02-28T19:00:00Z", 6 * 3600}, /* Mar 1 local */
+        /* hours beyond 24 and negative */
+        {"Test/Hours", "<-02>2<-01>,M3.5.0/-1,M10.5.0/26", "2040-03-25T00:59:59Z", -2 * 3600},
+        {"Test/Hours", "", "2040-03-25T01:00:00Z", -3600},
+        {"Test/Hours", "", "2040-10-29T02:59:59Z", -3600},
+        {"Test/Hours", "", "2040-10-29T03:00:00Z", -2 * 3600},
+        /* negative DST, Dublin style */
+        {"Test/Neg", "IST-1GMT0,M10.5.0,M3.5.0/1", "2200-07-01T00:00:00Z", 3600},
+        {"Test/Neg", "", "2200-01-01T00:00:00Z", 0},
+        /* DST all year */
+        {"Test/AllYear", "<+00>0<+01>,0/0,J365/25", "2030-01-01T00:30:00Z", 3600},
+        {"Test/AllYear", "", "2030-07-01T00:00:00Z", 3600},
+        {"Test/AllYear", "", "2030-12-31T23:30:00Z", 3600},
+        /* no DST */
+        {"Test/Fixed", "<+0530>-5:30", "2100-01-01T00:00:00Z", 5 * 3600 + 1800},
+        /* US rules */
+        {"Test/US", "EST5EDT,M3.2.0,M11.1.0", "2500-03-14T06:59:59Z", -5 * 3600},
+        {"Test/US", "", "2500-03-14T07:00:00Z", -4 * 3600},
+    };
+    static const int64_t v1_times[2] = {1000000000, 1100000000};
+    static const unsigned char v1_idx[2] = {1, 0};
+    static const int32_t v1_offs[2] = {3600, 7200};
+    size_t i;
+    const char *last = "";
+
+    if (!mkdtemp(dir)) {
+        KT_CHECK(0, "mkdtemp");
+        return;
+    }
+    mkdir(strcat(strcpy((char[64]){0}, dir), "/Test"), 0700);
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (cases[i].footer[0] && strcmp(cases[i].name, last) != 0) {
+            int32_t std = 0;
+            write_zone(dir, cases[i].name, '2', 0, NULL, NULL, 1, &std, cases[i].footer);
+            last = cases[i].name;
+        }
+    }
+    write_zone(dir, "Test/V1", 0, 2, v1_times, v1_idx, 2, v1_offs, NULL);
+    write_zone(dir, "Test/Garbage", '2', 0, NULL, NULL, 1, v1_offs, "not a rule");
+    setenv("TZDIR", dir, 1);
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const kaal_tz *tz = load(cases[i].name);
+        int32_t got;
+        if (!tz)
+            continue;
+        got = kaal_tz_offset_at(tz, kt_iso(cases[i].at));
+        KT_CHECK(got == cases[i].off, "%s at %s: offset %d, expected %d", cases[i].name,
+                 cases[i].at, got, cases[i].off);
+    }
+    {
+        const kaal_tz *v1 = load("Test/V1");
+        if (v1) {
+            KT_CHECK(kaal_tz_offset_at(v1, 999999999) == 3600, "v1 before");
+            KT_CHECK(kaal_tz_offset_at(v1, 1000000000) == 7200, "v1 first");
+            KT_CHECK(kaal_tz_offset_at(v1, 1100000000) == 3600, "v1 second");
+            KT_CHECK(kaal_tz_offset_at(v1, 4000000000LL) == 3600, "v1 after");
+        }
+        /* an unparsable footer leaves the last offset in force */
+        KT_CHECK(load("Test/Garbage") && kaal_tz_offset_at(load("Test/Garbage"), 0) == 3600,
+                 "garbage footer");
+    }
+    {
+        char path[600];
+        FILE *f;
+        kaal_error err;
+        snprintf(path, sizeof path, "%s/Test/Short", dir);
+        f = fopen(path, "wb");
+        if (f) {
+            fwrite("TZif2", 1, 5, f);
+            fclose(f);
+        }
+        KT_CHECK(kaal_tz_load("Test/Short", &err) == NULL && err.code == KAAL_EZONE,
+                 "truncated file refused");
+    }
+    if (saved)
+        setenv("TZDIR", saved, 1);
+    else
+        unsetenv("TZDIR");
+    {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        KT_CHECK(system(cmd) == 0, "cleanup");
+    }
 }
 
 /* ---------------------------------------------- cross-check with libc */
@@ -287,6 +458,7 @@ int main(void)
     test_local_to_utc();
     test_names();
     test_threads();
+    test_synthetic();
     test_against_libc();
     KT_DONE();
 }
