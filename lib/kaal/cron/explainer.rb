@@ -57,7 +57,8 @@ module Kaal
           text.start_with?("*", "?")
         end
 
-        def any?
+        # "*" or "?" alone: the field does not restrict.
+        def every?
           text == "*" || text == "?"
         end
 
@@ -190,19 +191,19 @@ module Kaal
         parts = []
         if @seconds
           parts << unit_phrase(@seconds, "second")
-          if @minutes.any?
-            parts << "of every minute" unless @seconds.any? || @seconds.even_step
+          if @minutes.every?
+            parts << "of every minute" unless @seconds.every? || @seconds.even_step
           else
             parts << during_phrase(@minutes, "minute")
-            parts << "of every hour" if @hours.any?
+            parts << "of every hour" if @hours.every?
           end
         else
           parts << unit_phrase(@minutes, "minute")
-          if @hours.any? && !@minutes.even_step && !@minutes.any?
+          if @hours.every? && !@minutes.even_step && !@minutes.every?
             parts << (parts[0].start_with?("at") ? "past every hour" : "of every hour")
           end
         end
-        parts << hour_window unless @hours.any?
+        parts << hour_window unless @hours.every?
         parts.join(" ")
       end
 
@@ -225,7 +226,7 @@ module Kaal
       def fixed_minute_phrase
         m = @minutes.items[0].a
         s = @seconds&.items&.first&.a
-        if @hours.any?
+        if @hours.every?
           return "at minute #{m} past every hour" unless s
 
           return "at second #{s} of minute #{m} of every hour"
@@ -246,7 +247,7 @@ module Kaal
 
       # "every 15 minutes", "at minutes 0 and 30", "at minutes 10 through 20"
       def unit_phrase(field, unit)
-        return "every #{unit}" if field.any?
+        return "every #{unit}" if field.every?
         return "every #{plural(field.even_step, unit)}" if field.even_step
 
         items = group_singles(field.items)
@@ -304,8 +305,8 @@ module Kaal
       def day_phrase
         return "on #{MONTHS[@months.items[0].a - 1]} #{@dom.items[0].a}" if calendar_date?
 
-        dom = @dom.any? ? nil : dom_phrase
-        dow = @dow.any? ? nil : dow_phrase
+        dom = @dom.every? ? nil : dom_phrase
+        dow = @dow.every? ? nil : dow_phrase
         return nil if dom.nil? && dow.nil?
         return "on #{dom || dow}" if dom.nil? || dow.nil?
         return "on #{dom} or on #{dow}" unless @dom.star? || @dow.star?
@@ -315,7 +316,7 @@ module Kaal
 
       # One day of one month, every weekday: "on January 1" (and no month phrase).
       def calendar_date?
-        @dom.single? && !@dom.star? && @months.single? && @dow.any?
+        @dom.single? && !@dom.star? && @months.single? && @dow.every?
       end
 
       # "day 1 of the month", "days 1 through 7 and the last day of the month"
@@ -382,7 +383,7 @@ module Kaal
       end
 
       def month_phrase
-        return nil if @months.any? || calendar_date?
+        return nil if @months.every? || calendar_date?
 
         parts = @months.items.map do |item|
           case item.kind
