@@ -4,6 +4,7 @@ require "optparse"
 require "json"
 require "time"
 require "kaal"
+require "kaal/cli/runtime"
 
 module Kaal
   # The `kaal` command line. Kaal::CLI.start(ARGV) runs one command and
@@ -42,6 +43,25 @@ module Kaal
         summary: "describe a cron expression in English",
         options: [["-z", "--time-zone ZONE", String, "IANA zone name (default UTC; a zone in EXPR wins)"]]
       ),
+      "init" => Command.new(
+        usage: "init [--backend=memory|redis] [--force]",
+        summary: "write config/kaal.yml and config/kaal-scheduler.yml",
+        options: [["-b", "--backend NAME", String, "memory (default) or redis"],
+                  ["-f", "--force", "overwrite existing files"]]
+      ),
+      "start" => Command.new(
+        usage: "start",
+        summary: "run the scheduler in the foreground (TERM/INT stop it gracefully)",
+        options: []
+      ),
+      "status" => Command.new(
+        usage: "status",
+        summary: "show settings, jobs, live nodes and recent dispatches (exit 1: backend down, 2: bad config)",
+        options: []
+      ),
+      "tick" => Command.new(usage: "tick", summary: "run one scheduler tick and print what it dispatched", options: []),
+      "validate" => Command.new(usage: "validate", summary: "check the configuration and scheduler files", options: []),
+      "migrate" => Command.new(usage: "migrate", summary: "create the backend's tables (idempotent)", options: []),
       "version" => Command.new(usage: "version", summary: "print the kaal version", options: []),
       "help" => Command.new(usage: "help [COMMAND]", summary: "print this help, or a command's", options: [])
     }.freeze
@@ -54,6 +74,8 @@ module Kaal
     ].freeze
 
     MAX_COUNT = 100_000
+
+    include Runtime # init, start, status, tick, validate, migrate (lib/kaal/cli/runtime.rb)
 
     def self.start(argv, out: $stdout, err: $stderr)
       new(out: out, err: err).run(argv.dup)

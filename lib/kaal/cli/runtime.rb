@@ -1,0 +1,340 @@
+# frozen_string_literal: true
+
+require "fileutils"
+require "json"
+
+module Kaal
+  class CLI
+    # The runtime commands of the CLI: init, start, status, tick, validate,
+    # migrate. Included into Kaal::CLI (their COMMANDS entries live there).
+    module Runtime
+      INIT_BACKENDS = %w[memory redis].freeze
+      SQL_BACKENDS = %w[sqlite postgres mysql].freeze
+
+      private
+
+      # -- init ------------------------------------------------------------------
+
+      def cmd_init(args, opts)
+        no_arguments(args, "init")
+        backend = (opts[:backend] || "memory").to_s.downcase
+        if SQL_BACKENDS.include?(backend)
+          raise UsageError, "init: kaal init does not provision SQL adapter setups (#{backend}); write " \
+                            "config/kaal.yml yourself (backend: #{backend}, backend_config: url: ...) and run " \
+                            "`kaal migrate`, or use your framework's install generator (kaal-rails: " \
+                            "`rails generate kaal:install --backend=#{backend}`)"
+        end
+        unless INIT_BACKENDS.include?(backend)
+          raise UsageError, "init: --backend must be memory or redis, got #{backend.inspect}"
+        end
+
+        config_path = opts[:config] || "config/kaal.yml"
+        scheduler_path = File.join(File.dirname(config_path), "kaal-scheduler.yml")
+        existing = [config_path, scheduler_path].select { |p| File.exist?(p) }
+        if existing.any? && !opts[:force]
+          raise UsageError, "init: #{existing.join(" and ")} already exist#{"s" if existing.size == 1} " \
+                            "(nothing written; pass --force to overwrite)"
+        end
+
+        FileUtils.mkdir_p(File.dirname(config_path))
+        File.write(config_path, init_config(backend, scheduler_path))
+        File.write(scheduler_path, INIT_SCHEDULER)
+        @out.puts "wrote #{config_path} (backend #{backend})"
+        @out.puts "wrote #{scheduler_path} (uncomment the example job, then `kaal start --require ./jobs.rb`)"
+        0
+      end
+
+      def init_config(backend, scheduler_path)
+        backend_config = if backend == "redis"
+                           "  backend_config:\n    url: redis://127.0.0.1:6379/0\n"
+                         else
+                           "  backend_config: {}\n"
+                         end
+        <<~YAML
+          # kaal configuration. `defaults:` apply in every environment; the section
+          # named by KAAL_ENV, RAILS_ENV, RACK_ENV or APP_ENV (else development) is
+          # merged over them. ERB works (<%= ENV["..."] %>). Every option can also be
+          # set in the environment as KAAL_<OPTION> (KAAL_TICK_INTERVAL=1), and
+          # KAAL_BACKEND_URL overrides backend_config.url.
+          defaults:
+            backend: #{backend}
+            scheduler_config_path: #{scheduler_path}
+          #{backend_config.chomp}
+            namespace: kaal
+            # tick_interval: 5          # seconds between two ticks
+            # window_lookback: 120      # seconds a recovering node looks back
+            # lease_ttl: 125            # >= window_lookback + tick_interval
+            # time_zone: UTC            # default zone of the cron expressions
+            # catch_up: latest          # missed runs at start: latest | all | none
+            # worker_threads: 5         # threads running plain Ruby jobs
+            # shutdown_timeout: 30      # seconds `kaal start` waits for running jobs on TERM
+            # delayed_job_allowed_class_prefixes: [MyApp::Jobs]
+
+          development: {}
+
+          test: {}
+
+          production: {}
+        YAML
+      end
+
+      INIT_SCHEDULER = <<~YAML
+        # Recurring jobs. Each job fires at most once per (key, fire time) across
+        # every node running `kaal start` against the same backend.
+        #
+        # Placeholders in args/kwargs are filled at dispatch: {{idempotency_key}},
+        # {{key}}, {{fire_time.iso8601}}, {{fire_time.unix}} (an Integer when it is
+        # the whole value). A kwargs idempotency_key: "" is filled with the key too.
+        defaults:
+          jobs: []
+          # jobs:
+          #   - key: "reports:weekly_summary"
+          #     cron: "0 9 * * 1"            # 5 fields, or 6 with seconds first
+          #     job_class: "WeeklySummaryJob"
+          #     enabled: true
+          #     queue: "default"
+          #     time_zone: "UTC"
+          #     catch_up: latest             # latest | all | none
+          #     args: ["{{fire_time.iso8601}}"]
+          #     kwargs:
+          #       idempotency_key: ""
+
+        development: {}
+
+        test: {}
+
+        production: {}
+      YAML
+
+      # -- start -----------------------------------------------------------------
+
+      def cmd_start(args, opts)
+        no_arguments(args, "start")
+        boot(opts, load_jobs: :if_present)
+        reader, writer = IO.pipe
+        previous = %w[TERM INT].to_h do |sig|
+          [sig, trap(sig) { writer.write_nonblock(sig[0], exception: false) }]
+        end
+        Kaal.start!
+        @err.flush
+        wait_for_signal(reader)
+        stop_gracefully(reader)
+      ensure
+        previous&.each { |sig, handler| trap(sig, handler || "DEFAULT") }
+        reader&.close
+        writer&.close
+      end
+
+      # Blocks until TERM/INT (the trap handlers only write to the pipe) or
+      # the scheduler thread dies.
+      def wait_for_signal(reader)
+        loop do
+          ready = IO.select([reader], nil, nil, 1)
+          if ready
+            sig = reader.read_nonblock(1, exception: false)
+            Kaal.logger.info("received #{sig == "T" ? "TERM" : "INT"}: finishing the current tick and running jobs " \
+                             "(send it again to exit at once)")
+            return
+          end
+          raise Kaal::Error, "the scheduler thread stopped unexpectedly" unless Kaal.running?
+        end
+      end
+
+      def stop_gracefully(reader)
+        result = nil
+        stopper = Thread.new { result = Kaal.stop! }
+        until stopper.join(0.1)
+          next unless IO.select([reader], nil, nil, 0)
+
+          Kaal.logger.warn("second signal: exiting now")
+          @out.flush
+          exit!(1)
+        end
+        Kaal.logger.info(result ? "stopped cleanly" : "stopped; some jobs were still running at the shutdown timeout")
+        0
+      end
+
+      # -- status ----------------------------------------------------------------
+
+      def cmd_status(args, opts)
+        no_arguments(args, "status")
+        boot(opts, load_jobs: :if_present)
+        quiet_logger
+        config = Kaal.configuration
+        report = {
+          version: Kaal::VERSION, environment: ConfigFile.environment(opts[:env]), node: Kaal.node_id,
+          settings: config.to_h, jobs: job_rows, backend: nil
+        }
+        begin
+          backend = Kaal.backend
+          backend.ping
+          now = Kaal::Clock.now.floor
+          report[:backend] = {
+            reachable: true,
+            nodes: backend.nodes(since: now - config.heartbeat_ttl.ceil).map { |n| node_row(n) },
+            recent_dispatches: backend.dispatches(limit: 10).map { |d| dispatch_row(d) },
+            claimed_not_dispatched: backend.dispatches(status: "claimed", limit: 10)
+                                           .select { |d| d[:claimed_at].to_i < now - config.lease_ttl }
+                                           .map { |d| dispatch_row(d) },
+            delayed_pending: backend.delayed_count
+          }
+        rescue Kaal::BackendError => e
+          report[:backend] = { reachable: false, error: e.message }
+        end
+        opts[:json] ? @out.puts(JSON.pretty_generate(report)) : print_status(report)
+        return 0 if report[:backend][:reachable]
+
+        @err.puts "kaal: backend #{config.backend} unreachable: #{report[:backend][:error]}"
+        1
+      end
+
+      def job_rows
+        Kaal.jobs.map do |j|
+          j.merge(next_fire_time: j[:next_fire_time]&.iso8601)
+        end
+      rescue Kaal::BackendError
+        []
+      end
+
+      def node_row(row)
+        info = begin
+          row[:info] ? JSON.parse(row[:info]) : {}
+        rescue JSON::ParserError
+          {}
+        end
+        { node: row[:node], last_seen: iso(row[:last_seen]), info: info }
+      end
+
+      def dispatch_row(row)
+        { key: row[:key], fire_time: iso(row[:fire_time]), status: row[:status], node: row[:node],
+          error: row[:error] }.compact
+      end
+
+      def iso(value)
+        case value
+        when Integer then Time.at(value).utc.iso8601
+        when Time then value.utc.iso8601
+        else value
+        end
+      end
+
+      def print_status(report)
+        @out.puts "kaal #{report[:version]} (environment #{report[:environment]}, node #{report[:node]})"
+        @out.puts "", "Settings:"
+        width = report[:settings].keys.map(&:size).max
+        report[:settings].each do |k, v|
+          @out.puts format("  %-#{width}s  %s", k, v.is_a?(String) ? v : v.inspect)
+        end
+        @out.puts "", "Jobs (#{report[:jobs].size}):"
+        if report[:jobs].empty?
+          @out.puts "  (none)"
+        else
+          rows = report[:jobs].map do |j|
+            [j[:key], j[:cron], j[:time_zone], j[:next_fire_time], j[:enabled] ? "enabled" : "disabled", j[:job_class].to_s]
+          end
+          table(rows, %w[KEY CRON ZONE NEXT_FIRE_TIME STATE CLASS])
+        end
+        b = report[:backend]
+        unless b[:reachable]
+          @out.puts "", "Backend: UNREACHABLE (#{b[:error]})"
+          return
+        end
+        @out.puts "", "Live nodes (#{b[:nodes].size}):"
+        b[:nodes].each { |n| @out.puts "  #{n[:node]}  last seen #{n[:last_seen]}" }
+        @out.puts "", "Recent dispatches:"
+        @out.puts "  (none)" if b[:recent_dispatches].empty?
+        b[:recent_dispatches].each do |d|
+          @out.puts "  #{d[:key]} @ #{d[:fire_time]}  #{d[:status]}  #{d[:node]}#{"  #{d[:error]}" if d[:error]}"
+        end
+        unless b[:claimed_not_dispatched].empty?
+          @out.puts "", "Claimed but never dispatched (the claiming node died):"
+          b[:claimed_not_dispatched].each { |d| @out.puts "  #{d[:key]} @ #{d[:fire_time]}  #{d[:node]}" }
+        end
+        @out.puts "", "Delayed jobs pending: #{b[:delayed_pending]}"
+      end
+
+      def table(rows, header)
+        all = [header] + rows
+        widths = header.each_index.map { |i| all.map { |r| r[i].to_s.size }.max }
+        all.each { |r| @out.puts "  #{r.each_with_index.map { |c, i| c.to_s.ljust(widths[i]) }.join("  ").rstrip}" }
+      end
+
+      # -- tick ------------------------------------------------------------------
+
+      def cmd_tick(args, opts)
+        no_arguments(args, "tick")
+        boot(opts, load_jobs: :if_present)
+        quiet_logger if opts[:json]
+        dispatches = Kaal.tick!
+        failed = Kaal.scheduler.failures.positive?
+        if opts[:json]
+          @out.puts JSON.generate(dispatches: dispatches.map(&:to_h), backend_ok: !failed)
+        elsif dispatches.empty?
+          @out.puts(failed ? "nothing dispatched: the backend is unreachable" : "nothing due")
+        else
+          dispatches.each do |d|
+            what = d.recurring? ? "#{d.key} @ #{d.fire_time.getutc.iso8601}" : "delayed #{d.job_id}"
+            @out.puts "#{what}  #{d.status}#{"  #{d.error}" if d.error}"
+          end
+        end
+        failed ? 1 : 0
+      ensure
+        Kaal.stop!(timeout: 5)
+      end
+
+      # -- validate / migrate ----------------------------------------------------
+
+      def cmd_validate(args, opts)
+        no_arguments(args, "validate")
+        config_path = opts[:config] || "config/kaal.yml"
+        Kaal.load_config_file!(config_path, env: opts[:env])
+        jobs = Kaal.load_scheduler_file!(nil, env: opts[:env])
+        scheduler_path = Kaal.registry.file_path
+        if opts[:json]
+          @out.puts JSON.generate(ok: true, config: config_path, scheduler: scheduler_path,
+                                  backend: Kaal.configuration.backend, jobs: jobs.map(&:to_h))
+        else
+          @out.puts "ok: #{config_path} (backend #{Kaal.configuration.backend}), #{scheduler_path} (#{jobs.size} " \
+                    "job#{"s" unless jobs.size == 1})"
+        end
+        0
+      end
+
+      def cmd_migrate(args, opts)
+        no_arguments(args, "migrate")
+        boot(opts, load_jobs: false)
+        config = Kaal.configuration
+        Kaal.backend.migrate
+        @out.puts "migrated: backend #{config.backend}, namespace #{config.namespace}"
+        0
+      end
+
+      # -- shared ----------------------------------------------------------------
+
+      # Boots the app (config/environment.rb in a Rails directory), loads the
+      # configuration file and, per +load_jobs+, the scheduler file.
+      def boot(opts, load_jobs:)
+        boot_rails
+        config_path = opts[:config] || "config/kaal.yml"
+        if opts[:config] || File.exist?(config_path) || !Kaal.configured?
+          Kaal.load_config_file!(config_path, env: opts[:env])
+        end
+        return unless load_jobs
+
+        path = Kaal.scheduler_file_path
+        Kaal.load_scheduler_file!(path, env: opts[:env]) if File.exist?(path)
+      end
+
+      def boot_rails
+        return unless File.exist?("config/environment.rb")
+        return if defined?(::Rails) && ::Rails.respond_to?(:application) && ::Rails.application&.initialized?
+
+        require File.expand_path("config/environment.rb")
+      end
+
+      def quiet_logger
+        Kaal.logger = Kaal::Log.build(@err).tap { |l| l.level = Logger::WARN }
+      end
+    end
+  end
+end

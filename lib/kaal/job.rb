@@ -1,0 +1,173 @@
+# frozen_string_literal: true
+
+module Kaal
+  # One recurring job: a key, a cron expression and what to run (a job class
+  # or a callable). Built from the scheduler file or Kaal.register; every
+  # mistake raises ConfigurationError starting with +location+ (the file and
+  # the job key) and naming the field.
+  class Job
+    CONSTANT_PATH = /\A(::)?[A-Z]\w*(::[A-Z]\w*)*\z/.freeze
+    FIELDS = %w[key cron job_class enabled queue args kwargs time_zone catch_up].freeze
+
+    attr_reader :key, :cron, :job_class, :callable, :queue, :args, :kwargs, :catch_up, :enabled,
+                :source, :location, :call_keywords
+
+    # Scheduler state (owned by Kaal::Scheduler): the next fire epoch.
+    attr_accessor :next_epoch
+
+    def initialize(key:, cron:, location:, source:, job_class: nil, callable: nil, queue: nil, args: [],
+                   kwargs: {}, time_zone: nil, catch_up: nil, enabled: true, default_time_zone: "UTC")
+      @location = location
+      @source = source
+      @key = check_key(key)
+      @location = "#{location} (job #{@key.inspect})" unless location.include?(@key.inspect)
+      @job_class = check_job_class(job_class, callable)
+      @callable = callable
+      @call_keywords = callable && accepted_keywords(callable)
+      @queue = check_queue(queue)
+      @args = check_args(args)
+      @kwargs = check_kwargs(kwargs)
+      @templated = Placeholders.check(@args, "args") | Placeholders.check(@kwargs, "kwargs")
+      @templated ||= @kwargs[:idempotency_key] == ""
+      @catch_up = check_catch_up(catch_up)
+      @enabled = check_boolean(enabled, "enabled")
+      @cron = check_cron(cron, time_zone || default_time_zone)
+      @next_epoch = nil
+    rescue ArgumentError => e
+      raise ConfigurationError, "#{@location}: #{e.message}"
+    end
+
+    def file?
+      source == :file
+    end
+
+    def expression
+      cron.expression
+    end
+
+    # The positional arguments and keyword arguments for the run at
+    # +fire_epoch+, placeholders filled.
+    def arguments_for(fire_epoch, idempotency_key)
+      return [@args, @kwargs] unless @templated
+
+      values = {
+        "idempotency_key" => idempotency_key,
+        "key" => key,
+        "fire_time.iso8601" => fire_time(fire_epoch).iso8601,
+        "fire_time.unix" => fire_epoch
+      }
+      kwargs = Placeholders.fill(@kwargs, values)
+      kwargs = kwargs.merge(idempotency_key: idempotency_key) if kwargs[:idempotency_key] == ""
+      [Placeholders.fill(@args, values), kwargs]
+    end
+
+    # The fire time as a Time with the job zone's offset.
+    def fire_time(fire_epoch)
+      Time.at(fire_epoch).localtime(cron.utc_offset_at(fire_epoch))
+    end
+
+    def to_h
+      { key: key, cron: expression, time_zone: cron.time_zone, job_class: job_class_name, queue: queue,
+        catch_up: catch_up&.to_s, enabled: enabled, source: source.to_s }
+    end
+
+    def job_class_name
+      case job_class
+      when nil then callable ? "(block)" : nil
+      when Module then job_class.name
+      else job_class
+      end
+    end
+
+    private
+
+    def check_key(key)
+      key = key.to_s if key.is_a?(Symbol)
+      raise ConfigurationError, "#{@location}: key: must be a non-empty String, got #{key.inspect}" unless key.is_a?(String) && !key.strip.empty?
+      raise ConfigurationError, "#{@location}: key: must be valid UTF-8, got #{key.inspect}" unless key.dup.force_encoding(Encoding::UTF_8).valid_encoding?
+
+      key.dup.freeze
+    end
+
+    def check_job_class(job_class, callable)
+      if callable && job_class
+        raise ArgumentError, "job_class: give either a job class or a block/callable, not both"
+      end
+      if callable
+        raise ArgumentError, "callable: must respond to #call, got #{callable.class}" unless callable.respond_to?(:call)
+
+        return nil
+      end
+      case job_class
+      when nil then raise ArgumentError, "job_class: missing (give a class name, a class, or a block)"
+      when Module
+        raise ArgumentError, "job_class: anonymous classes cannot be scheduled (give the class a name)" if job_class.name.nil?
+
+        job_class
+      when String, Symbol
+        name = job_class.to_s.strip
+        raise ArgumentError, "job_class: #{job_class.to_s.inspect} is not a constant name (like \"Reports::WeeklyJob\")" unless CONSTANT_PATH.match?(name)
+
+        name.freeze
+      else
+        raise ArgumentError, "job_class: must be a class name String or a Class/Module, got #{job_class.class}"
+      end
+    end
+
+    def check_queue(queue)
+      return nil if queue.nil?
+      raise ArgumentError, "queue: must be a String, got #{queue.inspect} (#{queue.class})" unless queue.is_a?(String) || queue.is_a?(Symbol)
+
+      queue.to_s.freeze
+    end
+
+    def check_args(args)
+      args = [] if args.nil?
+      raise ArgumentError, "args: must be a list (positional arguments), got #{args.class}" unless args.is_a?(Array)
+
+      args.dup.freeze
+    end
+
+    def check_kwargs(kwargs)
+      kwargs = {} if kwargs.nil?
+      raise ArgumentError, "kwargs: must be a mapping of keyword arguments, got #{kwargs.class}" unless kwargs.is_a?(Hash)
+
+      kwargs.each_with_object({}) do |(k, v), h|
+        raise ArgumentError, "kwargs: keys must be names, got #{k.inspect}" unless k.is_a?(String) || k.is_a?(Symbol)
+
+        h[k.to_sym] = v
+      end.freeze
+    end
+
+    def check_catch_up(value)
+      return nil if value.nil?
+
+      sym = value.is_a?(String) ? value.strip.downcase.to_sym : value
+      raise ArgumentError, "catch_up: must be one of latest, all, none, got #{value.inspect}" unless Configuration::CATCH_UP.include?(sym)
+
+      sym
+    end
+
+    def check_boolean(value, field)
+      raise ArgumentError, "#{field}: must be true or false, got #{value.inspect}" unless [true, false].include?(value)
+
+      value
+    end
+
+    def check_cron(expression, zone)
+      raise ArgumentError, "cron: must be a String, got #{expression.inspect}" unless expression.is_a?(String)
+      raise ArgumentError, "time_zone: must be a zone name String, got #{zone.inspect}" unless zone.is_a?(String) || zone.is_a?(Symbol) || zone.respond_to?(:tzinfo) || zone.respond_to?(:identifier)
+
+      Cron.parse(expression, time_zone: zone)
+    rescue CronSyntaxError => e
+      raise ArgumentError, "cron: #{expression.inspect}: #{e.message}"
+    end
+
+    def accepted_keywords(callable)
+      params = callable.is_a?(Proc) || callable.is_a?(Method) ? callable.parameters : callable.method(:call).parameters
+      return :all if params.any? { |type, _| type == :keyrest }
+
+      params.select { |type, _| %i[key keyreq].include?(type) }.map(&:last)
+    end
+  end
+end

@@ -1,0 +1,57 @@
+# frozen_string_literal: true
+
+module Kaal
+  # The {{...}} placeholders of a recurring job's args and kwargs, filled at
+  # dispatch. A String that is exactly one placeholder takes the value's own
+  # type ("{{fire_time.unix}}" becomes an Integer); inside longer text the
+  # value is interpolated. Checked once, when the job is defined.
+  module Placeholders
+    PATTERN = /\{\{\s*([^{}]*?)\s*\}\}/.freeze
+    WHOLE = /\A\{\{\s*([^{}]*?)\s*\}\}\z/.freeze
+    NAMES = %w[idempotency_key key fire_time.iso8601 fire_time.unix].freeze
+
+    module_function
+
+    # Raises ArgumentError naming +where+ ("args[0]", "kwargs.report_id") for
+    # an unknown placeholder anywhere in +value+. Returns true when +value+
+    # contains at least one placeholder.
+    def check(value, where)
+      case value
+      when String
+        found = false
+        value.scan(PATTERN) do |(name)|
+          unless NAMES.include?(name)
+            raise ArgumentError, "#{where}: unknown placeholder {{#{name}}} (known: #{NAMES.map { |n| "{{#{n}}}" }.join(", ")})"
+          end
+
+          found = true
+        end
+        found
+      when Array
+        value.each_with_index.map { |v, i| check(v, "#{where}[#{i}]") }.any?
+      when Hash
+        value.map { |k, v| check(v, "#{where}.#{k}") }.any?
+      else
+        false
+      end
+    end
+
+    # A copy of +value+ with every placeholder filled from +values+ (a Hash
+    # from placeholder name to value).
+    def fill(value, values)
+      case value
+      when String
+        if (m = WHOLE.match(value))
+          values.fetch(m[1])
+        elsif value.include?("{{")
+          value.gsub(PATTERN) { values.fetch(Regexp.last_match(1)).to_s }
+        else
+          value
+        end
+      when Array then value.map { |v| fill(v, values) }
+      when Hash then value.transform_values { |v| fill(v, values) }
+      else value
+      end
+    end
+  end
+end

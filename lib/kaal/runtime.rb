@@ -1,0 +1,354 @@
+# frozen_string_literal: true
+
+module Kaal
+  # The public entry points (DESIGN section 4a). State lives in this module:
+  # one configuration, one registry, one backend handle and one scheduler
+  # per process, guarded by a lock.
+  @lock = Monitor.new
+  @configuration = nil
+  @registry = Registry.new
+  @backend = nil
+  @scheduler = nil
+  @logger = nil
+  @env_name = nil
+  @config_path = nil
+  @scheduler_file_mtime = nil
+
+  class << self
+    # -- configuration ---------------------------------------------------------
+
+    def configuration
+      @lock.synchronize { @configuration ||= Configuration.new.apply_env }
+    end
+
+    # true once Kaal.configure or Kaal.load_config_file! ran.
+    def configured?
+      !@configuration.nil?
+    end
+
+    # Yields the configuration to change it; checks the cross-option rules.
+    # Drops the backend handle and scheduler so the next use picks up the new
+    # settings. Raises ConfigurationError while the scheduler runs.
+    def configure
+      @lock.synchronize do
+        refuse_while_running("configure")
+        config = configuration.dup
+        yield config if block_given?
+        config.validate!
+        install(config)
+      end
+    end
+
+    # Loads config/kaal.yml: ERB, `defaults:` + the environment's section,
+    # then KAAL_<OPTION> variables and KAAL_BACKEND_URL. Returns the
+    # configuration.
+    def load_config_file!(path = "config/kaal.yml", env: nil)
+      @lock.synchronize do
+        refuse_while_running("load_config_file!")
+        env_name = ConfigFile.environment(env)
+        data = ConfigFile.load(path, env_name, what: "configuration file")
+        config = Configuration.new
+        config.apply(data, source: path)
+        config.apply_env
+        config.validate!(source: path)
+        @env_name = env_name
+        @config_path = path
+        install(config)
+      end
+    end
+
+    # Loads the scheduler file (default: configuration.scheduler_config_path)
+    # and replaces the jobs it defined before. Returns the loaded jobs.
+    def load_scheduler_file!(path = nil, env: nil)
+      @lock.synchronize do
+        path ||= scheduler_file_path
+        env_name = env ? ConfigFile.environment(env) : (@env_name || ConfigFile.environment)
+        jobs = SchedulerFile.load(path, env_name, default_time_zone: configuration.time_zone)
+        @registry.replace_file_jobs(jobs, path, policy: configuration.scheduler_conflict_policy)
+        @scheduler_file_mtime = File.mtime(path)
+        jobs
+      end
+    end
+
+    # The scheduler file path: scheduler_config_path, relative to the current
+    # directory, or to the application root of the loaded config/kaal.yml.
+    def scheduler_file_path
+      path = configuration.scheduler_config_path
+      return path if File.absolute_path?(path) || File.exist?(path) || @config_path.nil?
+
+      dir = File.dirname(File.expand_path(@config_path))
+      root = File.basename(dir) == "config" ? File.dirname(dir) : dir
+      candidate = File.join(root, path)
+      File.exist?(candidate) ? candidate : path
+    end
+
+    # -- jobs ------------------------------------------------------------------
+
+    # Registers a recurring job in code: a job_class (name or class) or a
+    # block/callable, called with the keywords it accepts among fire_time:,
+    # idempotency_key: and key:.
+    def register(key:, cron:, job_class: nil, queue: nil, args: [], kwargs: {}, time_zone: nil, catch_up: nil,
+                 enabled: true, callable: nil, &block)
+      raise ConfigurationError, "Kaal.register(key: #{key.inspect}): give a callable or a block, not both" if callable && block
+
+      job = Job.new(key: key, cron: cron, job_class: job_class, callable: callable || block, queue: queue,
+                    args: args, kwargs: kwargs, time_zone: time_zone, catch_up: catch_up, enabled: enabled,
+                    location: "Kaal.register(key: #{key.inspect})", source: :code,
+                    default_time_zone: configuration.time_zone)
+      @registry.register(job, policy: configuration.scheduler_conflict_policy)
+    end
+
+    # Removes a job registered in code. Returns true when there was one.
+    def unregister(key)
+      @registry.unregister(key, policy: configuration.scheduler_conflict_policy)
+    end
+
+    # Turns a job on/off for every node (persisted in the backend).
+    def enable(key)
+      set_enabled(key, true)
+    end
+
+    def disable(key)
+      set_enabled(key, false)
+    end
+
+    # The registered jobs: [{key:, cron:, time_zone:, next_fire_time:, enabled:, job_class:, ...}].
+    def jobs(now: nil)
+      states = begin
+        backend.states
+      rescue BackendError
+        {}
+      end
+      from = (now || Clock.now).to_i
+      @registry.jobs.values.sort_by(&:key).map do |job|
+        enabled = states.fetch(job.key, job.enabled)
+        epoch = job.cron.next_epoch(from)
+        job.to_h.merge(enabled: enabled, next_fire_time: job.fire_time(epoch))
+      end
+    end
+
+    def registry
+      @registry
+    end
+
+    # -- running ---------------------------------------------------------------
+
+    # Starts the tick loop in a background thread (loading the scheduler file
+    # first when it exists and has not been loaded). Returns the scheduler.
+    def start!
+      @lock.synchronize do
+        return @scheduler if @scheduler&.running?
+
+        path = scheduler_file_path
+        if @registry.file_path.nil? && File.exist?(path)
+          load_scheduler_file!(path)
+        elsif @registry.jobs.empty?
+          logger.warn("no jobs: #{path} does not exist and none were registered in code")
+        end
+        scheduler.start
+      end
+    end
+
+    # Stops the tick loop after the current tick and waits for running jobs
+    # up to +timeout+ seconds. Returns true when everything finished.
+    def stop!(timeout: configuration.shutdown_timeout)
+      sched = @lock.synchronize { @scheduler }
+      return true if sched.nil?
+
+      finished = sched.stop(timeout: timeout)
+      @lock.synchronize { @scheduler = nil if @scheduler.equal?(sched) }
+      finished
+    end
+
+    def running?
+      !@scheduler.nil? && @scheduler.running?
+    end
+
+    # One tick at +now+. Returns the Dispatches it started, after waiting
+    # for jobs on the worker pool (pass wait: false not to).
+    def tick!(now: Clock.now, wait: true)
+      scheduler.tick(now, wait: wait)
+    end
+
+    # Reloads the scheduler file when it changed on disk (called by the
+    # loop). Keeps the old jobs and logs when the new file is invalid.
+    def reload_scheduler_file_if_changed
+      path = @registry.file_path
+      return false if path.nil? || !File.exist?(path) || File.mtime(path) == @scheduler_file_mtime
+
+      load_scheduler_file!(path)
+      logger.info("reloaded #{path}: #{@registry.jobs.size} jobs")
+      true
+    rescue ConfigurationError => e
+      @scheduler_file_mtime = File.mtime(path)
+      logger.error("kept the previous jobs: #{e.message}")
+      false
+    end
+
+    # -- delayed jobs --------------------------------------------------------------
+
+    # Stores a one-off job to run at +at+. job_id is unique while pending
+    # (DuplicateJobError otherwise, nothing changes). args are positional and
+    # must survive a JSON round trip (checked now). With connection: (an
+    # Active Record connection or Sequel database on an SQL backend) the row
+    # is inserted through it, inside the caller's transaction.
+    def enqueue_at(at:, job_class:, job_id:, args: [], queue: nil, connection: nil)
+      run_at_ms = Delayed.run_at_ms(at)
+      job_id = Delayed.job_id(job_id)
+      name = Delayed.job_class_name(job_class)
+      queue = Delayed.queue(queue)
+      args_json = Delayed.args_json(args)
+      config = configuration
+      check_allowed_prefix!(name, config)
+      if connection
+        enqueue_through(connection, config, job_id, run_at_ms, name, queue, args_json)
+      else
+        backend.delayed_add(job_id: job_id, run_at_ms: run_at_ms, job_class: name, queue: queue, args_json: args_json)
+      end
+      job_id
+    end
+
+    # Removes a pending delayed job. Returns true when it was pending.
+    def cancel(job_id)
+      backend.delayed_cancel(Delayed.job_id(job_id))
+    end
+
+    # -- dispatch log ----------------------------------------------------------------
+
+    # Lowercase hex SHA-256 of the canonical (namespace, key, fire epoch).
+    def idempotency_key(key, fire_time, namespace: configuration.namespace)
+      raise ArgumentError, "key: must be a String, got #{key.inspect}" unless key.is_a?(String) || key.is_a?(Symbol)
+      raise ArgumentError, "namespace: must be a String, got #{namespace.inspect}" unless namespace.is_a?(String) || namespace.is_a?(Symbol)
+
+      Native.idempotency_key(namespace.to_s, key.to_s, epoch_of(fire_time))
+    end
+
+    # true when the dispatch log records (key, fire_time) as dispatched.
+    def dispatched?(key, fire_time)
+      backend.dispatch_status(key.to_s, epoch_of(fire_time)) == "dispatched"
+    end
+
+    def dispatches(key: nil, status: nil, node: nil, limit: 100)
+      backend.dispatches(key: key&.to_s, status: status&.to_s, node: node, limit: limit)
+    end
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    # The backend handle of the configuration in force (built on first use).
+    def backend
+      @lock.synchronize do
+        @backend ||= begin
+          config = configuration
+          Backend.build(config.backend, namespace: config.namespace, config: config.backend_options)
+        end
+      end
+    end
+
+    def scheduler
+      @lock.synchronize do
+        @scheduler ||= Scheduler.new(config: configuration, registry: @registry, backend: backend,
+                                     logger: method(:log_event),
+                                     before_tick: method(:reload_scheduler_file_if_changed))
+      end
+    end
+
+    def logger
+      @lock.synchronize do
+        @logger ||= (configuration.logger || Log.build).tap { |l| l.level = Log.level(configuration.log_level) }
+      end
+    end
+
+    def logger=(logger)
+      @lock.synchronize { @logger = logger }
+    end
+
+    def node_id
+      configuration.node_id || NodeId.current
+    end
+
+    # Test helper: stops the scheduler, forgets jobs, configuration, backend
+    # handle and logger.
+    def reset!
+      stop!(timeout: 5) if @scheduler
+      @lock.synchronize do
+        @registry.clear
+        close_backend
+        @scheduler = nil
+        @configuration = nil
+        @logger = nil
+        @env_name = nil
+        @config_path = nil
+        @scheduler_file_mtime = nil
+      end
+      nil
+    end
+
+    private
+
+    def install(config)
+      close_backend
+      @scheduler = nil
+      @logger = nil
+      @configuration = config
+    end
+
+    def close_backend
+      @backend&.close
+    rescue StandardError
+      nil
+    ensure
+      @backend = nil
+    end
+
+    def refuse_while_running(what)
+      return unless running?
+
+      raise ConfigurationError, "#{what}: the scheduler is running; call Kaal.stop! first"
+    end
+
+    def set_enabled(key, value)
+      key = key.to_s
+      raise ConfigurationError, "no job registered with key #{key.inspect} (known: #{@registry.jobs.keys.sort.first(20).join(", ")})" unless @registry[key]
+
+      backend.set_enabled(key, value)
+      @scheduler&.refresh_states
+      value
+    end
+
+    def epoch_of(fire_time)
+      case fire_time
+      when Integer then fire_time
+      when Time then fire_time.to_i
+      when Float, Rational then fire_time.floor
+      else
+        raise ArgumentError, "fire_time: must be a Time or Unix seconds, got #{fire_time.inspect}" unless fire_time.respond_to?(:to_time)
+
+        fire_time.to_time.to_i
+      end
+    end
+
+    def check_allowed_prefix!(name, config)
+      prefixes = config.delayed_job_allowed_class_prefixes
+      return if prefixes.nil? || prefixes.empty? || prefixes.any? { |p| name.start_with?(p.delete_prefix("::")) }
+
+      raise ArgumentError, "job_class: #{name} is outside delayed_job_allowed_class_prefixes (#{prefixes.join(", ")})"
+    end
+
+    def enqueue_through(connection, config, job_id, run_at_ms, name, queue, args_json)
+      unless %w[sqlite postgres mysql].include?(config.backend)
+        raise ConfigurationError, "enqueue_at(connection:) needs an SQL backend (sqlite, postgres, mysql); " \
+                                  "the configured backend is #{config.backend}"
+      end
+      unless defined?(Backend::Schema) && Backend::Schema.respond_to?(:enqueue_through)
+        raise ConfigurationError, "enqueue_at(connection:) is not available in this build (Kaal::Backend::Schema is missing)"
+      end
+
+      Backend::Schema.enqueue_through(connection, dialect: config.backend, namespace: config.namespace, job_id: job_id,
+                                                  run_at_ms: run_at_ms, job_class: name, queue: queue, args_json: args_json)
+    end
+
+    def log_event(level, message)
+      logger.public_send(level, message)
+    end
+  end
+end

@@ -1,0 +1,414 @@
+# frozen_string_literal: true
+
+require "json"
+
+module Kaal
+  # The tick loop of one node (DESIGN section 5).
+  #
+  # Every tick computes the (job key, fire time) pairs due in the window
+  # (cursor .. now + window_lookahead], claims them all in one backend call,
+  # and dispatches only what this node won, in fire-time order. Jobs sit in
+  # a heap by next fire time, so a tick touches only the due jobs. When the
+  # backend fails the tick dispatches nothing (fail closed), the cursor
+  # stays, and the loop retries with exponential back-off; the next good
+  # tick catches up from max(cursor, now - window_lookback).
+  #
+  # The first tick (start) also looks back recovery_window for runs missed
+  # while no node was running, per job's catch_up: latest (the last missed
+  # run only), all (up to max_catch_up_runs) or none. Claims make sure
+  # nothing the dispatch log records runs again.
+  class Scheduler
+    CLEANUP_EVERY = 60 # seconds between two dispatch-log cleanups
+
+    attr_reader :config, :node, :pool, :cursor, :failures
+
+    def initialize(config:, registry:, backend:, logger:, before_tick: nil)
+      @before_tick = before_tick
+      @config = config
+      @registry = registry
+      @backend = backend
+      @logger = logger
+      @node = config.node_id || NodeId.current
+      @pool = WorkerPool.new(config.worker_threads)
+      @dispatcher = Dispatcher.new(pool: @pool, allowed_prefixes: config.delayed_job_allowed_class_prefixes,
+                                   logger: method(:log))
+      @queue = JobQueue.new
+      @generation = nil
+      @cursor = nil
+      @states = {}
+      @failures = 0
+      @last_cleanup = nil
+      @tick_lock = Mutex.new
+      @stop_lock = Mutex.new
+      @wakeup = ConditionVariable.new
+      @stopping = false
+      @thread = nil
+      @started_at = nil
+    end
+
+    # -- the loop ------------------------------------------------------------
+
+    def start
+      @stop_lock.synchronize do
+        return self if @thread&.alive?
+
+        @stopping = false
+        @started_at = Time.now.utc
+        @thread = Thread.new { run_loop }
+        @thread.name = "kaal-scheduler"
+        @thread.report_on_exception = true
+      end
+      log(:info, "scheduler started: node #{@node}, backend #{@config.backend} (namespace #{@config.namespace}), " \
+                 "#{@registry.jobs.size} jobs, tick every #{@config.tick_interval}s")
+      self
+    end
+
+    def running?
+      !@thread.nil? && @thread.alive?
+    end
+
+    # Finishes the current tick, stops the loop and waits for running jobs
+    # up to +timeout+ seconds. Returns true when everything finished.
+    def stop(timeout: @config.shutdown_timeout)
+      deadline = Clock.monotonic + timeout
+      thread = @stop_lock.synchronize do
+        @stopping = true
+        @wakeup.broadcast
+        @thread
+      end
+      thread&.join unless thread == Thread.current
+      finished = @pool.shutdown([deadline - Clock.monotonic, 0].max)
+      log(:warn, "stopped with jobs still running after #{timeout}s (shutdown_timeout)") unless finished
+      log(:info, "scheduler stopped (node #{@node})") if thread
+      @stop_lock.synchronize { @thread = nil }
+      finished
+    end
+
+    # Runs one tick at +now+ (Float/Integer Unix seconds or a Time).
+    # Returns the Dispatches it started; with +wait+, waits for the worker
+    # pool first so their status is final.
+    def tick(now = Clock.now, wait: false)
+      dispatches = @tick_lock.synchronize { tick_locked(now_seconds(now)) }
+      @pool.wait_idle(@config.shutdown_timeout) if wait && dispatches.any? { |d| d.status == "pending" }
+      dispatches
+    end
+
+    # The job's next fire time as this scheduler sees it (nil if unknown).
+    def next_fire_epoch(job)
+      job.next_epoch || job.cron.next_epoch(now_seconds(Clock.now).floor)
+    end
+
+    def enabled?(job)
+      @states.fetch(job.key, job.enabled)
+    end
+
+    # States refreshed from the backend (key => enabled).
+    def refresh_states
+      @states = @backend.states
+    end
+
+    private
+
+    def run_loop
+      interval = @config.tick_interval.to_f
+      next_at = nil
+      until @stop_lock.synchronize { @stopping }
+        ok = begin
+          @before_tick&.call
+          tick
+          @failures.zero?
+        rescue StandardError => e
+          log(:error, "tick failed: #{e.class}: #{e.message}")
+          false
+        end
+        now = Clock.now
+        next_at = if ok
+                    ((now / interval).floor + 1) * interval
+                  else
+                    now + backoff
+                  end
+        sleep_until(next_at)
+      end
+    end
+
+    def backoff
+      [@config.tick_interval.to_f * (2**[@failures - 1, 10].min), @config.max_backoff.to_f].min
+    end
+
+    def sleep_until(at)
+      @stop_lock.synchronize do
+        loop do
+          break if @stopping
+
+          left = at - Clock.now
+          break if left <= 0
+
+          @wakeup.wait(@stop_lock, left + 0.002)
+        end
+      end
+    end
+
+    # -- one tick ------------------------------------------------------------
+
+    def now_seconds(now)
+      case now
+      when Integer, Float then now
+      when Time then now.to_r.to_f
+      when Rational then now.to_f
+      else
+        raise ArgumentError, "now: must be a Time or Unix seconds, got #{now.class}" unless now.respond_to?(:to_time)
+
+        now.to_time.to_r.to_f
+      end
+    end
+
+    def tick_locked(now_f)
+      now_i = now_f.floor
+      hi = now_i + @config.window_lookahead.floor
+      begin
+        refresh_states
+        sync_jobs
+        pairs, popped = collect(now_i, hi)
+        won = pairs.empty? ? [] : claim(pairs, now_i)
+      rescue BackendError => e
+        restore(popped) if popped
+        @failures += 1
+        log(:warn, "backend #{@config.backend} unavailable, nothing dispatched (fail closed); retrying in " \
+                   "#{backoff.round(1)}s: #{e.message}")
+        return []
+      end
+      commit(popped)
+      @cursor = hi
+      if @failures.positive?
+        log(:info, "backend #{@config.backend} is back after #{@failures} failed attempts")
+        @failures = 0
+      end
+
+      dispatches = []
+      pairs.each_with_index do |(job, epoch), i|
+        dispatches << dispatch(job, epoch, now_i) if won[i]
+      end
+      dispatches.concat(sweep_delayed(now_f))
+      housekeeping(now_i)
+      dispatches
+    end
+
+    def claim(pairs, now_i)
+      list = pairs.map { |job, epoch| [job.key, epoch] }
+      @backend.claim(list, lease_ms: (@config.lease_ttl * 1000).to_i, node: @node, now: now_i)
+    end
+
+    # Rebuilds the heap when the registered jobs changed (keeps the next
+    # fire time of jobs that stayed; new jobs start after the cursor).
+    def sync_jobs
+      generation = @registry.generation
+      return if generation == @generation
+
+      jobs = @registry.jobs
+      kept = {}
+      @queue.each { |job| kept[job.key] = job if jobs[job.key].equal?(job) }
+      @queue.clear
+      jobs.each_value do |job|
+        if @cursor.nil?
+          job.next_epoch = nil # the first tick places it
+        elsif !kept.key?(job.key) || job.next_epoch.nil?
+          job.next_epoch = job.cron.next_epoch(@cursor)
+        end
+        @queue.push(job) if job.next_epoch
+      end
+      @pending_start = jobs.values.select { |j| j.next_epoch.nil? }
+      @generation = generation
+    end
+
+    # [[job, epoch], ...] sorted by fire time, and the popped jobs with
+    # their previous next_epoch (to put back if the claim fails).
+    def collect(now_i, hi)
+      pairs = []
+      popped = []
+      start_jobs(now_i, hi, pairs, popped) if @pending_start&.any?
+
+      lo = @cursor || (now_i - @config.tick_interval.ceil)
+      lo = [lo, now_i - @config.window_lookback.ceil].max
+      return [sort(pairs), popped] if hi <= lo && pairs.empty?
+
+      cap = @config.max_catch_up_runs
+      while (job = @queue.peek) && job.next_epoch <= hi
+        @queue.pop
+        previous = job.next_epoch
+        popped << [job, previous]
+        cron = job.cron
+        epoch = previous > lo ? previous : cron.next_epoch(lo)
+        fires = nil
+        while epoch <= hi
+          (fires ||= []) << epoch
+          epoch = cron.next_epoch(epoch)
+        end
+        job.next_epoch = epoch
+        next if fires.nil? || !enabled?(job)
+
+        fires = fires.last(cap) if fires.size > cap
+        fires.each { |f| pairs << [job, f] }
+      end
+      [sort(pairs), popped]
+    end
+
+    # First placement of jobs (the start tick, or jobs added before any
+    # tick): the runs due now plus missed runs per catch_up policy.
+    def start_jobs(now_i, hi, pairs, popped)
+      regular_lo = now_i - @config.tick_interval.ceil
+      floor = now_i - @config.recovery_window.floor
+      @pending_start.each do |job|
+        popped << [job, nil]
+        cron = job.cron
+        epoch = cron.next_epoch(regular_lo)
+        fires = []
+        while epoch <= hi
+          fires << epoch
+          epoch = cron.next_epoch(epoch)
+        end
+        job.next_epoch = epoch
+        next unless enabled?(job)
+
+        missed_runs(job, regular_lo, floor).each { |f| pairs << [job, f] }
+        fires.each { |f| pairs << [job, f] }
+      end
+      @pending_start = nil
+    end
+
+    def missed_runs(job, before, floor)
+      return [] unless @config.enable_dispatch_recovery && before > floor
+
+      policy = job.catch_up || @config.catch_up
+      cron = job.cron
+      case policy
+      when :none then []
+      when :latest
+        epoch = cron.previous_epoch(before + 1)
+        epoch > floor ? [epoch] : []
+      else
+        runs = []
+        epoch = before + 1
+        while runs.size < @config.max_catch_up_runs
+          epoch = cron.previous_epoch(epoch)
+          break if epoch <= floor
+
+          runs << epoch
+        end
+        runs.reverse
+      end
+    rescue RangeError, ArgumentError
+      []
+    end
+
+    def sort(pairs)
+      pairs.sort_by! { |job, epoch| [epoch, job.key] }
+    end
+
+    def commit(popped)
+      popped.each { |job, _| @queue.push(job) }
+    end
+
+    def restore(popped)
+      popped.each do |job, previous|
+        if previous.nil?
+          job.next_epoch = nil
+          (@pending_start ||= []) << job
+        else
+          job.next_epoch = previous
+          @queue.push(job)
+        end
+      end
+    end
+
+    # -- dispatch ------------------------------------------------------------
+
+    def dispatch(job, epoch, _now_i)
+      idem = Native.idempotency_key(@config.namespace, job.key, epoch)
+      fire_time = job.fire_time(epoch)
+      args, kwargs = job.arguments_for(epoch, idem)
+      d = Dispatch.new(key: job.key, fire_time: fire_time, idempotency_key: idem, job_class: job.job_class_name,
+                       queue: job.queue, node: @node)
+      target = job.callable || job.job_class
+      @dispatcher.call(d, target, args, kwargs, call_keywords: job.call_keywords) do |done|
+        record(done, epoch)
+        log_dispatch(done)
+      end
+    rescue StandardError => e
+      d ||= Dispatch.new(key: job.key, node: @node)
+      d.status = "failed"
+      d.error = Dispatcher.describe_error(e)
+      record(d, epoch)
+      log_dispatch(d)
+      d
+    end
+
+    def record(dispatch, epoch)
+      return unless @config.enable_log_dispatch_registry
+
+      @backend.record(dispatch.key, epoch, dispatch.status, node: @node, error: dispatch.error,
+                                                             now: Clock.now.floor)
+    rescue StandardError => e
+      log(:warn, "could not record #{dispatch.key} @ #{epoch} as #{dispatch.status}: #{e.class}: #{e.message}")
+    end
+
+    def log_dispatch(d)
+      what = d.recurring? ? "#{d.key} @ #{d.fire_time&.getutc&.iso8601}" : "delayed #{d.job_id} (#{d.job_class})"
+      idem = d.idempotency_key ? ", idempotency #{d.idempotency_key[0, 12]}" : ""
+      ms = d.duration ? format("%.1f ms", d.duration * 1000) : "-"
+      if d.status == "failed"
+        log(:error, "#{what} failed in #{ms} (node #{@node}#{idem}): #{d.error}")
+      else
+        log(:info, "#{what} dispatched in #{ms} (node #{@node}#{idem})")
+      end
+    end
+
+    # -- delayed jobs ----------------------------------------------------------
+
+    def sweep_delayed(now_f)
+      now_ms = (now_f * 1000).floor
+      limit = @config.delayed_batch_size
+      out = []
+      loop do
+        batch = @backend.delayed_claim(now_ms: now_ms, limit: limit)
+        batch.each { |row| out << dispatch_delayed(row) }
+        break if batch.size < limit
+      end
+      out
+    rescue BackendError => e
+      log(:warn, "delayed jobs not swept this tick: #{e.message}")
+      out
+    end
+
+    def dispatch_delayed(row)
+      d = Dispatch.new(job_id: row[:job_id], job_class: row[:job_class], queue: row[:queue], node: @node,
+                       fire_time: Time.at(Rational(row[:run_at_ms], 1000)).utc)
+      args = JSON.parse(row[:args_json])
+      raise ArgumentError, "stored args are not a JSON array" unless args.is_a?(Array)
+
+      @dispatcher.call(d, row[:job_class], args, {}) { |done| log_dispatch(done) }
+    rescue StandardError => e
+      d.status = "failed"
+      d.error = Dispatcher.describe_error(e)
+      log_dispatch(d)
+      d
+    end
+
+    # -- heartbeat and cleanup ------------------------------------------------
+
+    def housekeeping(now_i)
+      info = JSON.generate(pid: Process.pid, version: VERSION, jobs: @registry.jobs.size,
+                           started_at: @started_at&.iso8601, tick_interval: @config.tick_interval)
+      @backend.heartbeat(@node, info, now: now_i, ttl: @config.heartbeat_ttl.ceil)
+      return if @last_cleanup && now_i - @last_cleanup < CLEANUP_EVERY
+
+      @last_cleanup = now_i
+      @backend.cleanup(before: now_i - @config.dispatch_log_retention.ceil, limit: @config.cleanup_batch_size)
+    rescue BackendError => e
+      log(:warn, "heartbeat/cleanup failed: #{e.message}")
+    end
+
+    def log(level, message)
+      @logger.call(level, message)
+    end
+  end
+end

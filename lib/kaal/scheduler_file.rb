@@ -1,0 +1,96 @@
+# frozen_string_literal: true
+
+module Kaal
+  # config/kaal-scheduler.yml: a `jobs:` list under `defaults:` and under
+  # environment sections. A job in the environment section with the key of a
+  # default job is merged over it (so `enabled: false` in production turns a
+  # default job off); other jobs are added.
+  module SchedulerFile
+    module_function
+
+    # Returns the Jobs of +path+ for +env_name+. Raises ConfigurationError
+    # naming the file, the job and the field.
+    def load(path, env_name, default_time_zone:)
+      entries = ConfigFile.load(path, env_name, what: "scheduler file") do |defaults, current|
+        check_top(defaults, path, "defaults")
+        check_top(current, path, env_name)
+        merge_jobs(jobs_of(defaults, path, "defaults"), jobs_of(current, path, env_name), path)
+      end
+      unless entries.is_a?(Array) # a file without sections
+        check_top(entries, path, nil)
+        entries = jobs_of(entries, path, nil)
+      end
+      entries.map do |index, entry|
+        build(entry, index, path, default_time_zone)
+      end
+    end
+
+    def check_top(section, path, name)
+      section.each_key do |k|
+        next if k == "jobs"
+
+        where = name ? "section #{name}: " : ""
+        raise ConfigurationError, "#{path}: #{where}unknown key #{k.to_s.inspect} (valid keys: jobs)"
+      end
+    end
+
+    # [[label, Hash], ...] of one section, with duplicate keys refused.
+    def jobs_of(section, path, name)
+      list = section["jobs"]
+      return [] if list.nil?
+
+      where = name ? "section #{name}: " : ""
+      raise ConfigurationError, "#{path}: #{where}jobs: must be a list of jobs, got #{list.class}" unless list.is_a?(Array)
+
+      seen = {}
+      list.each_with_index.map do |entry, i|
+        label = "#{where}jobs[#{i}]"
+        raise ConfigurationError, "#{path}: #{label}: must be a mapping with key, cron, job_class, ..., got #{entry.class}" unless entry.is_a?(Hash)
+
+        unknown = entry.keys.map(&:to_s) - Job::FIELDS
+        unless unknown.empty?
+          raise ConfigurationError, "#{path}: #{label}#{key_label(entry)}: unknown field #{unknown.first.inspect} " \
+                                    "(valid fields: #{Job::FIELDS.join(", ")})"
+        end
+        key = entry["key"]
+        if key.is_a?(String) || key.is_a?(Symbol)
+          if seen.key?(key.to_s)
+            raise ConfigurationError, "#{path}: #{label} (job #{key.to_s.inspect}): key: duplicate job key " \
+                                      "(also jobs[#{seen[key.to_s]}])"
+          end
+          seen[key.to_s] = i
+        end
+        [label, entry]
+      end
+    end
+
+    def merge_jobs(defaults, current, _path)
+      merged = defaults.dup
+      current.each do |label, entry|
+        idx = merged.index { |_, e| e["key"].to_s == entry["key"].to_s && !entry["key"].nil? }
+        if idx
+          merged[idx] = [label, merged[idx][1].merge(entry)]
+        else
+          merged << [label, entry]
+        end
+      end
+      merged
+    end
+
+    def key_label(entry)
+      entry["key"] ? " (job #{entry["key"].to_s.inspect})" : ""
+    end
+
+    def build(entry, label, path, default_time_zone)
+      location = "#{path}: #{label}#{key_label(entry)}"
+      raise ConfigurationError, "#{location}: cron: missing" unless entry.key?("cron")
+
+      Job.new(
+        key: entry["key"], cron: entry["cron"], job_class: entry["job_class"], queue: entry["queue"],
+        args: entry["args"], kwargs: entry["kwargs"], time_zone: entry["time_zone"],
+        catch_up: entry["catch_up"], enabled: entry.fetch("enabled", true),
+        location: location, source: :file, default_time_zone: default_time_zone
+      )
+    end
+  end
+end

@@ -1,0 +1,96 @@
+# frozen_string_literal: true
+
+module Kaal
+  # A fixed number of threads running plain Ruby jobs, so a slow job never
+  # delays the tick. Threads start on first use. #shutdown waits for the
+  # queued and running work up to a timeout.
+  class WorkerPool
+    attr_reader :size
+
+    def initialize(size)
+      @size = size
+      @queue = Queue.new
+      @threads = []
+      @lock = Mutex.new
+      @idle = ConditionVariable.new
+      @pending = 0
+    end
+
+    # Runs +block+ on a pool thread. Returns false when the pool is shut down.
+    def post(&block)
+      @lock.synchronize do
+        return false if @queue.closed?
+
+        @pending += 1
+        spawn_threads
+      end
+      @queue << block
+      true
+    end
+
+    # Jobs queued or running.
+    def pending
+      @lock.synchronize { @pending }
+    end
+
+    # Waits until nothing is queued or running, up to +timeout+ seconds
+    # (nil: forever). Returns true when idle.
+    def wait_idle(timeout = nil)
+      deadline = timeout && (monotonic + timeout)
+      @lock.synchronize do
+        while @pending.positive?
+          left = deadline && (deadline - monotonic)
+          return false if left && left <= 0
+
+          @idle.wait(@lock, left)
+        end
+      end
+      true
+    end
+
+    # Stops taking work, waits up to +timeout+ for queued and running jobs,
+    # then kills the threads still busy. Returns true when all work finished.
+    def shutdown(timeout)
+      @queue.close
+      finished = wait_idle(timeout)
+      threads = @lock.synchronize { @threads.dup }
+      threads.each { |t| t.join(finished ? 1 : 0.01) || t.kill }
+      finished
+    end
+
+    def running?
+      !@queue.closed?
+    end
+
+    private
+
+    def spawn_threads
+      @threads.select!(&:alive?)
+      return if @threads.size >= @size || @threads.size >= @pending
+
+      thread = Thread.new { work }
+      thread.name = "kaal-worker-#{@threads.size + 1}"
+      thread.report_on_exception = false
+      @threads << thread
+    end
+
+    def work
+      while (job = @queue.pop)
+        begin
+          job.call
+        rescue Exception # rubocop:disable Lint/RescueException -- the job reports its own errors; keep the thread
+          nil
+        ensure
+          @lock.synchronize do
+            @pending -= 1
+            @idle.broadcast if @pending.zero?
+          end
+        end
+      end
+    end
+
+    def monotonic
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+  end
+end
