@@ -1,6 +1,20 @@
 /* kaal: cron expressions as bitsets; next/previous by jumping field by field.
  * Pure C99, no allocation: a parsed expression is a fixed-size struct. The
- * semantics are the contract in DESIGN.md section 3. */
+ * semantics are the contract in DESIGN.md section 3. Decisions where the
+ * contract is silent:
+ *  - Trailing zone: with 7 tokens the last one is the zone; with 6 tokens the
+ *    last one is a zone when it starts with a letter and either has a '/'
+ *    followed by a letter or is not a valid day-of-week field ("0 0 * * * MON"
+ *    is six fields, "0 0 * * * UTC" is five fields plus a zone). The zone is
+ *    only stored here; kaal_tz_load reports an unknown one.
+ *  - Steps run 1..field size (1-60 for minutes, 1-24 hours, 1-31 days, 1-12
+ *    months, 1-8 weekdays); larger or 0 is a syntax error. `SUN-SUN` is
+ *    Sunday only; a numeric range ending in 0 is descending (write 7 or SUN).
+ *  - The DST-gap rule applies to every missing wall time, whole skipped days
+ *    included: `0 9 30 12 *` in Pacific/Apia fires 2011-12-31T09:00+14:00
+ *    (wall 2011-12-30 09:00 taken with the offset before the jump).
+ *  - Messages name the field and quote the whole list item at fault; offset
+ *    is the byte offset of that item in the input. */
 #ifndef KAAL_CRON_H
 #define KAAL_CRON_H
 
