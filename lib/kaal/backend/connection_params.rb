@@ -56,9 +56,10 @@ module Kaal
       # config: Hash with Symbol or String keys: url, connection, redis,
       # database (a Sequel::Database), path, connect_timeout, command_timeout
       # (seconds). ENV["KAAL_BACKEND_URL"] wins over every other source.
-      def from(kind, config = {}, env: ENV)
+      # The config may also be given as keywords: from(:redis, url: "...").
+      def from(kind, config = nil, env: ENV, **options)
         kind = normalize_kind(kind)
-        config = symbolize(config || {}, "backend_config")
+        config = symbolize(config || {}, "backend_config").merge(options)
         unknown = config.keys - CONFIG_KEYS
         unless unknown.empty?
           raise ConfigurationError, "backend_config: unknown key(s) #{unknown.map(&:to_s).join(", ")} " \

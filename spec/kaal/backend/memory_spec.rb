@@ -1,0 +1,92 @@
+# frozen_string_literal: true
+
+RSpec.describe "Kaal memory backend" do
+  kaal_backend_for :memory
+  it_behaves_like "a kaal backend"
+
+  let(:now) { 1_767_225_600 }
+
+  it "is always built" do
+    expect(Kaal::Native.backends).to include("memory")
+    expect(Kaal::Backend.available).to include(:memory)
+  end
+
+  it "keeps one store per handle" do
+    a = Kaal::Backend.build(:memory, namespace: "kaal")
+    b = Kaal::Backend.build(:memory, namespace: "kaal")
+    expect(a.claim([["job", now]], lease_ms: 1000, node: "n", now: now)).to eq([true])
+    expect(b.claim([["job", now]], lease_ms: 1000, node: "n", now: now)).to eq([true])
+  end
+
+  it "claims a batch of 10k pairs in well under 10 ms" do
+    backend = Kaal::Backend.build(:memory, namespace: "bench")
+    # Warm up: 100k rows already in the log, as a busy scheduler would have.
+    backend.claim(Array.new(100_000) { |i| ["warm-#{i}", now] }, lease_ms: 1000, node: "n", now: now)
+    times = Array.new(3) do |round|
+      pairs = Array.new(10_000) { |i| ["job-#{i}", now + 60 * (round + 1)] }
+      t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      won = backend.claim(pairs, lease_ms: 1000, node: "n", now: now)
+      elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0
+      expect(won.count(true)).to eq(10_000)
+      elapsed
+    end
+    expect(times.min).to be < 0.010
+  end
+
+  it "gives a forked child a fresh store (state never crosses processes)" do
+    backend = Kaal::Backend.build(:memory, namespace: "fork")
+    backend.set_enabled("job", false)
+    reader, writer = IO.pipe
+    pid = fork do
+      reader.close
+      writer.write(backend.states.inspect)
+      writer.close
+      exit!(0)
+    end
+    writer.close
+    Process.wait(pid)
+    expect(reader.read).to eq("{}")
+    expect(backend.states).to eq("job" => false)
+  end
+
+  it "frees its store when the handle is collected" do
+    expect do
+      20.times { Kaal::Backend.build(:memory, namespace: "gc").claim([["a", 1]], lease_ms: 1, node: "n", now: 1) }
+      GC.start
+    end.not_to raise_error
+  end
+
+  it "raises BackendUnavailableError naming the package for a backend not built" do
+    missing = %w[redis sqlite postgres mysql] - Kaal::Native.backends
+    skip "every backend is built here" if missing.empty?
+
+    kind = missing.first
+    package = { "redis" => "libhiredis-dev", "sqlite" => "libsqlite3-dev", "postgres" => "libpq-dev",
+                "mysql" => "libmariadb-dev" }.fetch(kind)
+    expect { Kaal::Native::Backend.new(kind, "ns", {}) }
+      .to raise_error(Kaal::BackendUnavailableError, /#{package}.*re(install|compile)/)
+  end
+
+  it "refuses an unknown kind and bad parameters" do
+    expect { Kaal::Native::Backend.new("cassandra", "ns", {}) }.to raise_error(Kaal::ConfigurationError, /unknown backend/)
+    expect { Kaal::Native::Backend.new("memory", "", {}) }.to raise_error(ArgumentError, /namespace/)
+    expect { Kaal::Native::Backend.new("memory", "ns", { "bogus" => 1 }) }.to raise_error(ArgumentError, /bogus/)
+    expect { Kaal::Native::Backend.new("memory", "ns", { "port" => "x" }) }.to raise_error(ArgumentError, /port/)
+    expect { Kaal::Backend.build(:memory, namespace: "") }.to raise_error(Kaal::ConfigurationError, /namespace/)
+  end
+
+  it "exposes the SQL schema of each built dialect" do
+    %w[sqlite postgres mysql].each do |dialect|
+      next unless Kaal::Native.backends.include?(dialect)
+
+      begin
+        ddl = Kaal::Native.schema(dialect)
+      rescue Kaal::BackendUnavailableError
+        next # the dialect's backend file has not defined its schema yet
+      end
+      expect(ddl).to all(be_a(String).and(be_frozen))
+      expect(ddl.join("\n")).to include("kaal_dispatches").and include("kaal_delayed_jobs")
+    end
+    expect { Kaal::Native.schema("oracle") }.to raise_error(ArgumentError, /dialect/)
+  end
+end

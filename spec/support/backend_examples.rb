@@ -1,0 +1,351 @@
+# frozen_string_literal: true
+
+# "a kaal backend": the behaviour every backend must have, run against the
+# real thing (a real server for redis/postgres/mysql, a real file for sqlite).
+#
+# Usage, one spec file per backend (spec/kaal/backend/<kind>_spec.rb):
+#
+#   RSpec.describe "Kaal redis backend" do
+#     kaal_backend_for :redis          # skip/fail + backend_factory (spec/support/backends.rb)
+#     it_behaves_like "a kaal backend"
+#   end
+#
+# Without kaal_backend_for, the group must define:
+#   let(:backend_factory)  -> callable(namespace) returning a fresh, migrated
+#                             handle; for server backends every call opens a
+#                             new connection (= another node)
+#   let(:separate_handles) -> false when the backend cannot share state between
+#                             handles (memory): the factory then returns the
+#                             same handle for the same namespace, and the
+#                             "other node" examples run on that one handle
+#
+# Server-specific behaviour (GVL release while the server is slow, timeouts,
+# reconnect after the server restarts) belongs in the backend's own spec file;
+# use expect_progress_while { ... } from spec/support/backends.rb for the GVL.
+RSpec.shared_examples "a kaal backend" do
+  let(:ns) { unique_namespace }
+  let(:backend) { backend_factory.call(ns) }
+  let(:other) { backend_factory.call(ns) } # another node on the same namespace
+  let(:lease) { 60_000 }
+  let(:now) { 1_767_225_600 } # 2026-01-01T00:00:00Z
+
+  def claim(handle, pairs, node: "node-a", lease_ms: lease, at: now)
+    handle.claim(pairs, lease_ms: lease_ms, node: node, now: at)
+  end
+
+  # Runs the block in `count` threads started together, each with its own
+  # handle (another node) when the backend has separate handles, else on the
+  # one handle; returns what each thread returned.
+  def in_threads(count)
+    handles = Array.new(count) { separate_handles ? backend_factory.call(ns) : backend }
+    handles.each(&:connect)
+    gate = Queue.new
+    threads = handles.each_with_index.map do |h, i|
+      Thread.new do
+        gate.pop
+        yield h, i
+      end
+    end
+    count.times { gate << true }
+    threads.map(&:value)
+  end
+
+  describe "connection" do
+    it "connects lazily, answers ping and reports connected?" do
+      expect(backend.kind).to eq(kaal_backend_kind) if respond_to?(:kaal_backend_kind)
+      expect(backend.namespace).to eq(ns)
+      expect(backend.ping).to be(true)
+      expect(backend.connected?).to be(true)
+    end
+
+    it "reconnects after close and still has the data" do
+      expect(claim(backend, [["job", now]])).to eq([true])
+      backend.close
+      expect(backend.connected?).to be(false)
+      expect(backend.dispatch_status("job", now)).to eq("claimed")
+      expect(claim(backend, [["job", now]])).to eq([false])
+      expect(backend.connected?).to be(true)
+    end
+
+    it "runs migrate more than once" do
+      expect { backend.migrate; backend.migrate }.not_to raise_error
+    end
+
+    it "never shows a password in inspect" do
+      expect(backend.inspect).to include(ns)
+      expect(backend.inspect).not_to match(/password/i)
+      password = Kaal::Backend::ConnectionParams.from(kaal_backend_kind, url: kaal_backend_url)["password"] if
+        respond_to?(:kaal_backend_url) && kaal_backend_url
+      expect(backend.inspect).not_to include(password) if password && !password.empty?
+    end
+  end
+
+  describe "#claim" do
+    it "returns one result per pair, in order" do
+      expect(claim(backend, [["a", now], ["b", now]])).to eq([true, true])
+      expect(claim(backend, [["b", now], ["c", now], ["a", now], ["a", now + 60]]))
+        .to eq([false, true, false, true])
+    end
+
+    it "returns [] for no pairs" do
+      expect(claim(backend, [])).to eq([])
+    end
+
+    it "wins a pair repeated in one batch once" do
+      expect(claim(backend, [["a", now], ["a", now]])).to eq([true, false])
+    end
+
+    it "never wins a pair twice, from the same or another node" do
+      expect(claim(backend, [["job", now]], node: "node-a")).to eq([true])
+      expect(claim(backend, [["job", now]], node: "node-a")).to eq([false])
+      expect(claim(other, [["job", now]], node: "node-b")).to eq([false])
+      expect(backend.dispatches(key: "job").map { |r| r[:node] }).to eq(["node-a"])
+    end
+
+    it "does not win a claimed or recorded pair again after the lease expired" do
+      expect(claim(backend, [["claimed", now], ["recorded", now]], lease_ms: 1)).to eq([true, true])
+      backend.record("recorded", now, "dispatched", node: "node-a", now: now + 1)
+      sleep 0.05
+      expect(claim(other, [["claimed", now], ["recorded", now]], node: "node-b", lease_ms: 1,
+                                                                   at: now + 3600))
+        .to eq([false, false])
+    end
+
+    it "treats keys and fire times exactly (no prefix or separator confusion)" do
+      pairs = [["a:1", now], ["a", now], ["a:1:#{now}", now], ["é ☃ job", now], ["a", now + 1], ["a", -5]]
+      expect(claim(backend, pairs)).to eq([true] * pairs.size)
+      expect(claim(other, pairs, node: "node-b")).to eq([false] * pairs.size)
+      expect(backend.dispatches(key: "é ☃ job").first[:key]).to eq("é ☃ job")
+    end
+
+    it "records the claim in the dispatch log" do
+      claim(backend, [["job", now]], node: "node-a", at: now + 2)
+      row = backend.dispatches(key: "job").first
+      expect(row).to include(key: "job", fire_time: now, status: "claimed", node: "node-a", error: nil,
+                             claimed_at: now + 2)
+      expect(backend.dispatch_status("job", now)).to eq("claimed")
+    end
+
+    it "lets every pair be won exactly once under many threads and nodes" do
+      pairs = Array.new(200) { |i| ["job-#{i % 20}", now + (i / 20) * 60] }
+      results = in_threads(8) do |h, i|
+        won = []
+        pairs.shuffle(random: Random.new(i)).each_slice(25) do |slice|
+          claim(h, slice, node: "node-#{i}").zip(slice).each { |ok, pair| won << pair if ok }
+        end
+        won
+      end
+      all = results.flatten(1)
+      expect(all.size).to eq(200)
+      expect(all.uniq.size).to eq(200)
+      expect(all.sort).to eq(pairs.sort)
+    end
+  end
+
+  describe "#record, #dispatches, #dispatch_status" do
+    before do
+      claim(backend, [["a", now], ["b", now], ["a", now + 60], ["c", now + 120]], node: "node-a")
+      claim(other, [["b", now + 60]], node: "node-b")
+      backend.record("a", now, "dispatched", node: "node-a", now: now + 1)
+      backend.record("b", now, :failed, node: "node-a", error: "boom", now: now + 2)
+      other.record("b", now + 60, "dispatched", node: "node-b", now: now + 61)
+    end
+
+    it "lists the log newest first" do
+      rows = backend.dispatches
+      expect(rows.size).to eq(5)
+      expect(rows.map { |r| r[:fire_time] }).to eq([now + 120, now + 60, now + 60, now, now])
+      expect(rows.first).to eq(key: "c", fire_time: now + 120, status: "claimed", node: "node-a",
+                               error: nil, claimed_at: now, updated_at: now)
+    end
+
+    it "filters by key, status and node, and limits" do
+      expect(backend.dispatches(key: "a").map { |r| r[:fire_time] }).to eq([now + 60, now])
+      expect(backend.dispatches(status: "dispatched").map { |r| [r[:key], r[:fire_time]] })
+        .to contain_exactly(["a", now], ["b", now + 60])
+      expect(backend.dispatches(node: "node-b").map { |r| [r[:key], r[:fire_time]] }).to eq([["b", now + 60]])
+      expect(backend.dispatches(key: "b", status: :failed, node: "node-a").size).to eq(1)
+      expect(backend.dispatches(key: "a", status: "failed")).to eq([])
+      expect(backend.dispatches(key: "nope")).to eq([])
+      expect(backend.dispatches(limit: 2).map { |r| r[:fire_time] }).to eq([now + 120, now + 60])
+    end
+
+    it "keeps claimed_at, sets updated_at and the error" do
+      row = backend.dispatches(key: "b", status: "failed").first
+      expect(row).to include(status: "failed", error: "boom", node: "node-a", claimed_at: now,
+                             updated_at: now + 2)
+    end
+
+    it "answers dispatch_status" do
+      expect(backend.dispatch_status("a", now)).to eq("dispatched")
+      expect(other.dispatch_status("b", Time.at(now))).to eq("failed")
+      expect(backend.dispatch_status("a", now + 60)).to eq("claimed")
+      expect(backend.dispatch_status("a", now + 1)).to be_nil
+      expect(backend.dispatch_status("zzz", now)).to be_nil
+    end
+
+    it "rejects bad arguments with ArgumentError" do
+      expect { backend.record("a", now, "claimed", node: "n", now: now) }.to raise_error(ArgumentError, /status/)
+      expect { backend.dispatches(status: "bogus") }.to raise_error(ArgumentError, /status/)
+      expect { backend.dispatches(limit: 0) }.to raise_error(ArgumentError, /limit/)
+      expect { claim(backend, [["a"]]) }.to raise_error(ArgumentError, /pairs\[0\]/)
+      expect { claim(backend, [["a", "soon"]]) }.to raise_error(ArgumentError, /fire_time/)
+      expect { claim(backend, [["a", now]], lease_ms: 0) }.to raise_error(ArgumentError, /lease_ms/)
+    end
+  end
+
+  describe "#cleanup" do
+    it "deletes rows older than before, at most limit per call" do
+      claim(backend, Array.new(10) { |i| ["job", now + i] })
+      expect(backend.cleanup(before: now + 5, limit: 3)).to eq(3)
+      expect(backend.cleanup(before: now + 5, limit: 100)).to eq(2)
+      expect(backend.cleanup(before: now + 5)).to eq(0)
+      expect(backend.dispatches(key: "job").map { |r| r[:fire_time] }).to eq((5..9).map { |i| now + i }.reverse)
+      expect(backend.cleanup(before: Time.at(now + 100))).to eq(5)
+      expect(backend.dispatches).to eq([])
+    end
+  end
+
+  describe "#set_enabled and #states" do
+    it "persists overrides that every node sees" do
+      expect(backend.states).to eq({})
+      backend.set_enabled("a", false)
+      backend.set_enabled("b", true)
+      expect(other.states).to eq("a" => false, "b" => true)
+      other.set_enabled("a", true)
+      expect(backend.states).to eq("a" => true, "b" => true)
+    end
+  end
+
+  describe "namespaces" do
+    it "isolate claims, the log, states, delayed jobs and nodes" do
+      claim(backend, [["job", now]])
+      backend.set_enabled("job", false)
+      backend.delayed_add(job_id: "j1", run_at_ms: 1, job_class: "Job", args_json: "[]")
+      backend.heartbeat("node-a", nil, now: now, ttl: 60)
+      elsewhere = backend_factory.call(unique_namespace("other"))
+      expect(claim(elsewhere, [["job", now]])).to eq([true])
+      expect(elsewhere.dispatches.size).to eq(1)
+      expect(elsewhere.states).to eq({})
+      expect(elsewhere.delayed_count).to eq(0)
+      expect(elsewhere.delayed_claim(now_ms: 10**13, limit: 10)).to eq([])
+      expect(elsewhere.nodes(since: 0)).to eq([])
+      expect(elsewhere.cleanup(before: now + 1)).to eq(1)
+      expect(backend.dispatch_status("job", now)).to eq("claimed")
+      expect(backend.delayed_count).to eq(1)
+    end
+  end
+
+  describe "delayed jobs" do
+    def add(handle, id, run_at_ms, job_class: "Job", queue: nil, args_json: "[]")
+      handle.delayed_add(job_id: id, run_at_ms: run_at_ms, job_class: job_class, queue: queue,
+                         args_json: args_json)
+    end
+
+    it "adds, counts and lists soonest first" do
+      expect(add(backend, "late", 3000, queue: "low", args_json: '[1,"é",{"a":null}]')).to be(true)
+      add(backend, "early", 1000)
+      add(other, "mid", 2000)
+      expect(backend.delayed_count).to eq(3)
+      expect(backend.delayed_list.map { |j| j[:job_id] }).to eq(%w[early mid late])
+      expect(backend.delayed_list(limit: 2).map { |j| j[:job_id] }).to eq(%w[early mid])
+      expect(backend.delayed_list.last).to eq(job_id: "late", run_at_ms: 3000, job_class: "Job", queue: "low",
+                                              args_json: '[1,"é",{"a":null}]')
+    end
+
+    it "refuses a pending job_id with DuplicateJobError and changes nothing" do
+      add(backend, "j1", 1000, job_class: "First")
+      expect { add(other, "j1", 5, job_class: "Second") }.to raise_error(Kaal::DuplicateJobError, /j1/)
+      expect(backend.delayed_count).to eq(1)
+      expect(backend.delayed_list).to eq([{ job_id: "j1", run_at_ms: 1000, job_class: "First", queue: nil,
+                                            args_json: "[]" }])
+    end
+
+    it "claims only due jobs, oldest first, up to limit, and removes them" do
+      add(backend, "c", 3000)
+      add(backend, "a", 1000)
+      add(backend, "b", 2000)
+      add(backend, "future", 9000)
+      expect(backend.delayed_claim(now_ms: 500, limit: 10)).to eq([])
+      expect(backend.delayed_claim(now_ms: 3000, limit: 2).map { |j| j[:job_id] }).to eq(%w[a b])
+      expect(other.delayed_claim(now_ms: 3000, limit: 10).map { |j| j[:job_id] }).to eq(%w[c])
+      expect(backend.delayed_claim(now_ms: 3000, limit: 10)).to eq([])
+      expect(backend.delayed_count).to eq(1)
+      expect(backend.delayed_list.map { |j| j[:job_id] }).to eq(%w[future])
+    end
+
+    it "accepts a job_id again once the job is no longer pending" do
+      add(backend, "j1", 1000)
+      backend.delayed_claim(now_ms: 1000, limit: 1)
+      expect(add(backend, "j1", 2000)).to be(true)
+      expect(backend.delayed_list.map { |j| j[:run_at_ms] }).to eq([2000])
+    end
+
+    it "cancels a pending job" do
+      add(backend, "j1", 1000)
+      add(backend, "j2", 2000)
+      expect(other.delayed_cancel("j1")).to be(true)
+      expect(backend.delayed_cancel("j1")).to be(false)
+      expect(backend.delayed_cancel("never")).to be(false)
+      expect(backend.delayed_count).to eq(1)
+      expect(backend.delayed_claim(now_ms: 5000, limit: 10).map { |j| j[:job_id] }).to eq(%w[j2])
+    end
+
+    it "hands each due job to exactly one of many claimers" do
+      500.times { |i| add(backend, "job-#{i}", 1000 + (i % 50)) }
+      results = in_threads(8) do |h, _|
+        got = []
+        loop do
+          batch = h.delayed_claim(now_ms: 2000, limit: 25)
+          break if batch.empty?
+
+          got.concat(batch.map { |j| j[:job_id] })
+        end
+        got
+      end
+      all = results.flatten
+      expect(all.size).to eq(500)
+      expect(all.uniq.size).to eq(500)
+      expect(backend.delayed_count).to eq(0)
+    end
+  end
+
+  describe "heartbeats" do
+    it "lists nodes seen since a time, by node id, with their info" do
+      backend.heartbeat("node-b", '{"pid":2}', now: now, ttl: 3600)
+      other.heartbeat("node-a", nil, now: now + 100, ttl: 3600)
+      expect(backend.nodes(since: now + 50)).to eq([{ node: "node-a", info: nil, last_seen: now + 100 }])
+      expect(other.nodes(since: Time.at(now - 1)).map { |n| n[:node] }).to eq(%w[node-a node-b])
+      backend.heartbeat("node-b", '{"pid":3}', now: now + 200, ttl: 3600)
+      expect(backend.nodes(since: now + 150)).to eq([{ node: "node-b", info: '{"pid":3}', last_seen: now + 200 }])
+    end
+  end
+
+  describe "fork safety" do
+    it "reconnects in a forked child without disturbing the parent's session" do
+      skip "fork is not available" unless Process.respond_to?(:fork)
+
+      expect(claim(backend, [["parent", now]])).to eq([true])
+      reader, writer = IO.pipe
+      pid = fork do
+        reader.close
+        begin
+          won = claim(backend, [["child", now]], node: "child")
+          writer.write(won.inspect)
+        rescue Exception => e # rubocop:disable Lint/RescueException
+          writer.write("#{e.class}: #{e.message}")
+        ensure
+          writer.close
+          exit!(0)
+        end
+      end
+      writer.close
+      Process.wait(pid)
+      expect(reader.read).to eq("[true]")
+      reader.close
+      # The parent's session still works and is in step.
+      expect(claim(backend, [["parent", now], ["parent-2", now]])).to eq([false, true])
+      expect(backend.dispatch_status("child", now)).to eq("claimed") if separate_handles
+    end
+  end
+end
