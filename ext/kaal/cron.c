@@ -780,7 +780,7 @@ int kaal_cron_parse(const char *expr, size_t len, kaal_cron *out, kaal_error *er
             const char *z = ts[5], *sl = memchr(z, '/', tl[5]);
             memset(&scratch, 0, sizeof scratch);
             if ((sl && sl + 1 < z + tl[5] && is_alpha((unsigned char)sl[1])) ||
-                parse_field(&quiet, F_DOW, z, z + tl[5], &scratch, &b) != KAAL_OK)
+                (tl[5] >= 2 && parse_field(&quiet, F_DOW, z, z + tl[5], &scratch, &b) != KAAL_OK))
                 has_zone = 1;
         }
     }
@@ -798,11 +798,14 @@ int kaal_cron_parse(const char *expr, size_t len, kaal_cron *out, kaal_error *er
     if (ts[0][0] == '@') {
         size_t k;
         const char *exp = NULL;
-        if (nt != 1)
-            return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(ts[1] - expr),
-                                  "expression: \"%.*s\" is unexpected after %.*s in \"%.*s%s\"",
-                                  (int)(tl[1] > 40 ? 40 : tl[1]), ts[1], (int)tl[0], ts[0], elen,
+        if (nt != 1) {
+            int k = nt > 2 && zone_like(ts[1], tl[1]) ? 2 : 1; /* first token too many */
+            return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(ts[k] - expr),
+                                  "expression: \"%.*s\" is unexpected: %.*s takes only an "
+                                  "optional time zone, in \"%.*s%s\"",
+                                  (int)(tl[k] > 40 ? 40 : tl[k]), ts[k], (int)tl[0], ts[0], elen,
                                   expr, len > 100 ? "..." : "");
+        }
         for (k = 0; k < sizeof macros / sizeof macros[0]; k++) {
             size_t ml = strlen(macros[k].name), j;
             if (ml != tl[0])

@@ -199,6 +199,8 @@ static void test_reject(void)
         {"* * 5L * *", KAAL_ESYNTAX, "day of month", 4, "\"5L\""},
         {"@often", KAAL_ESYNTAX, "expression", 0, "unknown macro \"@often\""},
         {"@daily 5", KAAL_ESYNTAX, "expression", 7, "\"5\" is unexpected"},
+        {"@daily UTC x", KAAL_ESYNTAX, "expression", 11, "\"x\" is unexpected"},
+        {"0 0 * * * L", KAAL_ESYNTAX, "day of week", 10, "\"L\""},
         {"1-2-3 * * * *", KAAL_ESYNTAX, "minute", 0, "1-2-3"},
         {"0 0 30 2 *", KAAL_ENEVER, "expression", 0, "can never fire"},
         {"0 0 31 2 *", KAAL_ENEVER, "expression", 0, "can never fire"},
