@@ -150,6 +150,8 @@ module Kaal
     end
 
     def describe(value)
+      value = Kaal.redact_url(value) if value.is_a?(String) && value.include?("@")
+      value = "[a Hash]" if value.is_a?(Hash) # may hold passwords
       text = value.inspect
       text = "#{text[0, 60]}..." if text.size > 60
       "#{text} (#{value.class})"

@@ -23,7 +23,8 @@ module Kaal
           raise ConfigurationError, "#{job.location}: key: #{job.key.inspect} is already registered in code (Kaal.unregister it first)"
         end
         if @file.key?(job.key) && policy == :error
-          raise ConfigurationError, conflict_message(job.key, @file[job.key].location)
+          raise ConfigurationError, "#{job.location}: key: also defined in #{@file[job.key].location}; " \
+                                    "remove one, or set scheduler_conflict_policy to code_wins or file_wins"
         end
 
         @code[job.key] = job

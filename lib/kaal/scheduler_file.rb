@@ -39,7 +39,7 @@ module Kaal
       list = section["jobs"]
       return [] if list.nil?
 
-      where = name ? "section #{name}: " : ""
+      where = name ? "#{name}." : ""
       raise ConfigurationError, "#{path}: #{where}jobs: must be a list of jobs, got #{list.class}" unless list.is_a?(Array)
 
       seen = {}
@@ -56,7 +56,7 @@ module Kaal
         if key.is_a?(String) || key.is_a?(Symbol)
           if seen.key?(key.to_s)
             raise ConfigurationError, "#{path}: #{label} (job #{key.to_s.inspect}): key: duplicate job key " \
-                                      "(also jobs[#{seen[key.to_s]}])"
+                                      "(also #{where}jobs[#{seen[key.to_s]}])"
           end
           seen[key.to_s] = i
         end

@@ -1,0 +1,213 @@
+# frozen_string_literal: true
+
+require_relative "runtime_helper"
+
+RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
+  include KaalRuntimeHelper
+
+  around { |ex| in_tmpdir { ex.run } }
+
+  let(:path) { "config/kaal-scheduler.yml" }
+
+  def load_jobs(text, env: "development")
+    write(path, text)
+    Kaal.load_scheduler_file!(path, env: env)
+  end
+
+  def error_for(text)
+    load_jobs(text)
+    raise "expected a ConfigurationError"
+  rescue Kaal::ConfigurationError => e
+    e.message
+  end
+
+  it "loads the documented format, merging the environment section by key" do
+    jobs = load_jobs(<<~YAML, env: "production")
+      defaults:
+        jobs:
+          - key: "reports:weekly_summary"
+            cron: "0 9 * * 1"
+            job_class: "WeeklySummaryJob"
+            enabled: true
+            queue: reports
+            args: [1, "{{key}}"]
+            kwargs:
+              idempotency_key: ""
+            time_zone: Europe/Berlin
+            catch_up: all
+          - key: cleanup
+            cron: "@daily"
+            job_class: CleanupJob
+      production:
+        jobs:
+          - key: cleanup
+            enabled: false
+          - key: extra
+            cron: "*/5 * * * * *"
+            job_class: ExtraJob
+    YAML
+    expect(jobs.map(&:key)).to eq(%w[reports:weekly_summary cleanup extra])
+    weekly = jobs.first
+    expect(weekly.cron.time_zone).to eq("Europe/Berlin")
+    expect(weekly.catch_up).to eq(:all)
+    expect(weekly.queue).to eq("reports")
+    expect(jobs[1].enabled).to be(false)
+    expect(Kaal.jobs.map { |j| [j[:key], j[:enabled]] }).to contain_exactly(
+      ["reports:weekly_summary", true], ["cleanup", false], ["extra", true]
+    )
+    expect(Kaal.jobs.find { |j| j[:key] == "extra" }[:next_fire_time]).to be_a(Time)
+  end
+
+  describe "placeholders" do
+    it "fills args and kwargs at dispatch, keeping the type of a whole-string placeholder" do
+      job = load_jobs(<<~YAML).first
+        defaults:
+          jobs:
+            - key: "p"
+              cron: "0 * * * *"
+              job_class: X
+              args: ["{{fire_time.unix}}", "run {{key}} at {{fire_time.iso8601}}", ["{{idempotency_key}}"]]
+              kwargs:
+                idempotency_key: ""
+                stamp: "{{ fire_time.unix }}"
+                nested: {k: "{{key}}"}
+      YAML
+      epoch = at("2026-03-01T10:00:00")
+      idem = Kaal.idempotency_key("p", epoch)
+      args, kwargs = job.arguments_for(epoch, idem)
+      expect(args).to eq([epoch, "run p at 2026-03-01T10:00:00+00:00", [idem]])
+      expect(kwargs).to eq(idempotency_key: idem, stamp: epoch, nested: { "k" => "p" })
+    end
+
+    it "refuses an unknown placeholder at load time, naming file, job and field" do
+      msg = error_for("defaults:\n  jobs:\n    - key: a\n      cron: '* * * * *'\n      job_class: X\n      kwargs: {when: '{{fire_time.rfc2822}}'}\n")
+      expect(msg).to start_with("config/kaal-scheduler.yml: defaults.jobs[0] (job \"a\"): kwargs.when: unknown placeholder {{fire_time.rfc2822}}")
+    end
+  end
+
+  describe "errors name the file, the job and the field" do
+    it "unknown field, listing the valid ones" do
+      msg = error_for("defaults:\n  jobs:\n    - key: a\n      cron: '* * * * *'\n      job_class: X\n      class: Y\n")
+      expect(msg).to eq('config/kaal-scheduler.yml: defaults.jobs[0] (job "a"): unknown field "class" (valid fields: ' \
+                        "key, cron, job_class, enabled, queue, args, kwargs, time_zone, catch_up)")
+    end
+
+    it "duplicate key" do
+      msg = error_for("defaults:\n  jobs:\n    - {key: a, cron: '* * * * *', job_class: X}\n    - {key: a, cron: '0 * * * *', job_class: X}\n")
+      expect(msg).to eq('config/kaal-scheduler.yml: defaults.jobs[1] (job "a"): key: duplicate job key (also defaults.jobs[0])')
+    end
+
+    it "bad cron, with the cron error" do
+      msg = error_for("defaults:\n  jobs:\n    - {key: a, cron: '61 * * * *', job_class: X}\n")
+      expect(msg).to start_with('config/kaal-scheduler.yml: defaults.jobs[0] (job "a"): cron: "61 * * * *": ')
+      expect(msg).to match(/minute/i)
+    end
+
+    it "wrong types" do
+      expect(error_for("defaults:\n  jobs:\n    - {key: a, cron: '* * * * *', job_class: X, args: 5}\n"))
+        .to eq('config/kaal-scheduler.yml: defaults.jobs[0] (job "a"): args: must be a list (positional arguments), got Integer')
+      expect(error_for("defaults:\n  jobs:\n    - {key: a, cron: '* * * * *', job_class: X, enabled: 'no'}\n"))
+        .to include('(job "a"): enabled: must be true or false')
+      expect(error_for("defaults:\n  jobs:\n    - {key: a, cron: '* * * * *', job_class: 'not a class'}\n"))
+        .to include('(job "a"): job_class: "not a class" is not a constant name')
+      expect(error_for("defaults:\n  jobs:\n    - {key: a, cron: '* * * * *', job_class: X, catch_up: some}\n"))
+        .to include('(job "a"): catch_up: must be one of latest, all, none')
+      expect(error_for("defaults:\n  jobs:\n    - {cron: '* * * * *', job_class: X}\n"))
+        .to include("defaults.jobs[0]: key: must be a non-empty String")
+      expect(error_for("defaults:\n  jobs: {a: 1}\n")).to include("jobs: must be a list of jobs, got Hash")
+      expect(error_for("defaults:\n  jobz: []\n")).to include('unknown key "jobz" (valid keys: jobs)')
+    end
+
+    it "unknown time zone" do
+      expect(error_for("defaults:\n  jobs:\n    - {key: a, cron: '* * * * *', job_class: X, time_zone: Mars/Olympus}\n"))
+        .to include('(job "a"): cron: "* * * * *": ')
+    end
+
+    it "missing file" do
+      expect { Kaal.load_scheduler_file!("config/nope.yml") }
+        .to raise_error(Kaal::ConfigurationError, %r{\Aconfig/nope.yml: scheduler file not found})
+    end
+  end
+
+  it "drops a job removed from the file on the next load" do
+    load_jobs("defaults:\n  jobs:\n    - {key: a, cron: '* * * * * *', job_class: SpecRecorderJob}\n" \
+              "    - {key: b, cron: '* * * * * *', job_class: SpecRecorderJob}\n")
+    t = at("2026-01-01T00:00:00")
+    Kaal.configure { |c| c.enable_dispatch_recovery = false }
+    expect(Kaal.tick!(now: t).map(&:key)).to eq(%w[a b])
+    load_jobs("defaults:\n  jobs:\n    - {key: a, cron: '* * * * * *', job_class: SpecRecorderJob}\n")
+    expect(Kaal.tick!(now: t + 1).map(&:key)).to eq(%w[a])
+    SpecRecorderJob.drain
+  end
+
+  describe "conflict policy" do
+    let(:file) { "defaults:\n  jobs:\n    - {key: shared, cron: '0 * * * *', job_class: FileJob}\n" }
+
+    it "refuses a key both in code and in the file by default" do
+      Kaal.register(key: "shared", cron: "5 * * * *", job_class: "CodeJob")
+      expect { load_jobs(file) }.to raise_error(Kaal::ConfigurationError, /"shared" is defined both in code .* code_wins or file_wins/)
+      Kaal.unregister("shared")
+      load_jobs(file)
+      expect { Kaal.register(key: "shared", cron: "5 * * * *", job_class: "CodeJob") }
+        .to raise_error(Kaal::ConfigurationError, /\AKaal.register\(key: "shared"\): key: also defined in config\/kaal-scheduler.yml: defaults.jobs\[0\]/)
+    end
+
+    it "lets code or file win when configured" do
+      Kaal.configure { |c| c.scheduler_conflict_policy = :code_wins }
+      Kaal.register(key: "shared", cron: "5 * * * *", job_class: "CodeJob")
+      load_jobs(file)
+      expect(Kaal.jobs.map { |j| j[:job_class] }).to eq(["CodeJob"])
+
+      Kaal.reset!
+      Kaal.configure { |c| c.scheduler_conflict_policy = "file_wins" }
+      Kaal.register(key: "shared", cron: "5 * * * *", job_class: "CodeJob")
+      load_jobs(file)
+      expect(Kaal.jobs.map { |j| j[:job_class] }).to eq(["FileJob"])
+    end
+  end
+
+  describe "Kaal.register" do
+    it "validates like the file does" do
+      expect { Kaal.register(key: "x", cron: "* * *", job_class: "X") }
+        .to raise_error(Kaal::ConfigurationError, /\AKaal.register\(key: "x"\): cron: "\* \* \*": /)
+      expect { Kaal.register(key: "x", cron: "* * * * *") }
+        .to raise_error(Kaal::ConfigurationError, /job_class: missing/)
+      expect { Kaal.register(key: "x", cron: "* * * * *", job_class: Class.new) }
+        .to raise_error(Kaal::ConfigurationError, /anonymous/)
+      expect { Kaal.register(key: "x", cron: "* * * * *", job_class: "X", kwargs: { a: "{{nope}}" }) }
+        .to raise_error(Kaal::ConfigurationError, /kwargs.a: unknown placeholder \{\{nope\}\}/)
+    end
+
+    it "calls a block with the keywords it accepts" do
+      seen = Queue.new
+      Kaal.configure { |c| c.enable_dispatch_recovery = false }
+      Kaal.register(key: "blk", cron: "0 * * * *") { |fire_time:, idempotency_key:| seen << [fire_time, idempotency_key] }
+      Kaal.register(key: "all", cron: "0 * * * *") { |**kw| seen << kw.keys.sort }
+      Kaal.register(key: "none", cron: "0 * * * *") { seen << :none }
+      t = at("2026-05-01T10:00:00")
+      expect(Kaal.tick!(now: t).map(&:status)).to eq(%w[dispatched dispatched dispatched])
+      got = Array.new(3) { seen.pop }
+      expect(got).to include([Time.at(t), Kaal.idempotency_key("blk", t)], %i[fire_time idempotency_key key], :none)
+    end
+  end
+
+  describe "enable / disable" do
+    it "persists in the backend and is honoured on every tick" do
+      Kaal.configure { |c| c.enable_dispatch_recovery = false }
+      Kaal.register(key: "j", cron: "* * * * * *", job_class: SpecRecorderJob)
+      t = at("2026-01-01T00:00:00")
+      Kaal.disable("j")
+      expect(Kaal.backend.states).to eq("j" => false)
+      expect(Kaal.tick!(now: t)).to be_empty
+      expect(Kaal.jobs.first[:enabled]).to be(false)
+      # another node (same backend) turns it back on
+      Kaal.backend.set_enabled("j", true)
+      expect(Kaal.tick!(now: t + 1).map(&:key)).to eq(["j"])
+      Kaal.disable("j")
+      Kaal.enable("j")
+      expect(Kaal.tick!(now: t + 2).map(&:key)).to eq(["j"])
+      expect { Kaal.enable("nope") }.to raise_error(Kaal::ConfigurationError, /no job registered with key "nope"/)
+      SpecRecorderJob.drain
+    end
+  end
+end
