@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require_relative "backend/connection_params"
+require_relative "backend/schema"
 
 module Kaal
   # Where the scheduler keeps its shared state: claims, the dispatch log,
