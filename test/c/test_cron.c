@@ -501,7 +501,7 @@ static uint64_t rnd(void)
 
 static void random_expr(char *buf, size_t size, int rich)
 {
-    static const char *const sec[] = {"0", "*/20", "30", "*"};
+    static const char *const sec[] = {"0", "*/20", "30", "*", "15,45", "59"};
     static const char *const min[] = {"*", "*/15", "0", "30", "0,30", "5-10", "*/7", "45", "59",
                                       "*/20"};
     static const char *const hour[] = {"*", "1", "2", "0-3", "*/2", "1,2,3", "22-23", "0",
@@ -511,7 +511,7 @@ static void random_expr(char *buf, size_t size, int rich)
     static const char *const mon[] = {"*", "*", "*", "3-4,10-11", "*/2", "1,12"};
     static const char *const dow[] = {"*", "*", "*", "SUN", "MON-FRI", "0#1", "6L", "?",
                                       "SAT,SUN", "1#2", "5L"};
-    if (rich && rnd() % 3 == 0)
+    if (rich == 2 || (rich && rnd() % 3 == 0))
         snprintf(buf, size, "%s %s %s %s %s %s", PICK(sec), PICK(min), PICK(hour), PICK(dom),
                  PICK(mon), PICK(dow));
     else
@@ -522,26 +522,29 @@ static void random_expr(char *buf, size_t size, int rich)
 static int oracle_windows, oracle_fires;
 
 /* Compare kaal with a minute-by-minute walk of [a, b) (offsets from libc). */
-static void oracle_window(const char *zname, const kaal_tz *tz, int64_t a, int64_t b, int nexpr)
+/* Compare kaal with a step-by-step walk of [a, b) (offsets from libc):
+ * step 60 with 5-field expressions, step 1 with 6-field ones. */
+static void oracle_window(const char *zname, const kaal_tz *tz, int64_t a, int64_t b, int nexpr,
+                          int step)
 {
-    int nmin = (int)((b - a) / 60), i, e;
+    int nmin = (int)((b - a) / step), i, e;
     int32_t *off = malloc(sizeof *off * (size_t)(nmin + 1));
     int64_t *want = malloc(sizeof *want * (size_t)(nmin * 3 + 8));
     int64_t *got = malloc(sizeof *got * (size_t)(nmin * 3 + 8));
     for (i = 0; i <= nmin; i++)
-        off[i] = libc_off(a + 60 * (int64_t)i - 60); /* off[i] is at minute i-1 */
+        off[i] = libc_off(a + step * (int64_t)i - step); /* off[i] is at step i-1 */
     for (e = 0; e < nexpr; e++) {
         char expr[80];
         kaal_cron c;
         kaal_error err;
         int nw = 0, ng = 0, fixed, k;
         int64_t t;
-        random_expr(expr, sizeof expr, 0);
+        random_expr(expr, sizeof expr, step == 1 ? 2 : 0);
         if (parse(expr, &c, &err) != KAAL_OK)
             continue;
         fixed = (c.flags & KAAL_CRON_FIXED_TIME) != 0;
         for (i = 1; i <= nmin; i++) {
-            int64_t ti = a + 60 * (int64_t)(i - 1), w = ti + off[i];
+            int64_t ti = a + step * (int64_t)(i - 1), w = ti + off[i];
             int32_t prev = off[i - 1];
             if (wall_matches(&c, w)) {
                 int seen = 0;
@@ -556,7 +559,7 @@ static void oracle_window(const char *zname, const kaal_tz *tz, int64_t a, int64
             }
             if (off[i] > prev) { /* a gap opens at ti: walls [ti+prev, ti+off) are missing */
                 int64_t g;
-                for (g = ti + prev; g < ti + off[i]; g += 60)
+                for (g = ti + prev; g < ti + off[i]; g += step)
                     if (wall_matches(&c, g))
                         want[nw++] = g - prev;
             }
@@ -597,7 +600,7 @@ static void oracle_window(const char *zname, const kaal_tz *tz, int64_t a, int64
         }
         /* match agrees near the change in the middle of the window */
         for (i = nmin / 2 - 150, k = 0; i < nmin / 2 + 150; i++) {
-            int64_t ti = a + 60 * (int64_t)i;
+            int64_t ti = a + step * (int64_t)i;
             int in = 0;
             while (k < nw && want[k] < ti)
                 k++;
@@ -643,7 +646,9 @@ static void test_oracle(void)
             if (strcmp(zones[z], "Pacific/Apia") == 0 && w == 0)
                 at = kt_iso("2011-12-30T00:00:00-10:00");
             at -= at % 60;
-            oracle_window(zones[z], tz, at - 26 * 3600, at + 26 * 3600, 12);
+            oracle_window(zones[z], tz, at - 26 * 3600, at + 26 * 3600, 12, 60);
+            if (w < 2)
+                oracle_window(zones[z], tz, at - 5400, at + 5400, 3, 1);
         }
     }
     setenv("TZ", "UTC", 1);
