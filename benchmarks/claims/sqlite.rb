@@ -31,7 +31,7 @@ KaalBench::Claims.register("sqlite") do |c|
   end
 
   c.kaal do |pairs|
-    backend.claim(pairs, lease_ms: 60_000, node: "bench", now: Time.now).size
+    backend.claim(pairs, lease_ms: 60_000, node: "bench", now: Time.now).count(true)
   end
 
   c.raw("sqlite3 gem, same INSERT ... ON CONFLICT DO NOTHING RETURNING") do |pairs|

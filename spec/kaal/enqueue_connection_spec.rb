@@ -1,0 +1,190 @@
+# frozen_string_literal: true
+
+require "securerandom"
+require "tmpdir"
+
+# Kaal::Backend::Schema.enqueue_through writes a delayed job through the
+# application's own connection (Active Record or Sequel), so the job exists
+# exactly when the application's transaction commits. Runs on SQLite always
+# and on PostgreSQL / MySQL when their test servers are configured.
+RSpec.describe "Enqueue through the caller's connection" do
+  schema = Kaal::Backend::Schema
+
+  # [dialect, env var holding the server URL (nil: a temp SQLite file)]
+  dialects = [["sqlite", nil], ["postgres", "KAAL_TEST_POSTGRES_URL"], ["mysql", "KAAL_TEST_MYSQL_URL"]]
+
+  def self.ar_config(dialect, url, path)
+    case dialect
+    when "sqlite" then { adapter: "sqlite3", database: path }
+    when "postgres" then { url: url.sub(%r{\Apostgres(ql)?://}, "postgresql://") }
+    else { url: url.sub(%r{\A(mysql|mariadb)://}, "mysql2://") }
+    end
+  end
+
+  def self.sequel_url(dialect, url, path)
+    case dialect
+    when "sqlite" then "sqlite://#{path}"
+    when "postgres" then url.sub(%r{\Apostgresql://}, "postgres://")
+    else url.sub(%r{\A(mysql|mariadb)://}, "mysql2://")
+    end
+  end
+
+  dialects.each do |dialect, env|
+    describe "on #{dialect}" do
+      let(:namespace) { "kaal-enq-#{SecureRandom.hex(4)}" }
+      let(:url) { env && ENV.fetch(env, nil) }
+      let(:backend) do
+        config = dialect == "sqlite" ? { path: @path } : { url: url }
+        @backend = Kaal::Backend.build(dialect.to_sym, namespace: namespace, config: config)
+      end
+      let(:now_ms) { (Time.now.to_f * 1000).to_i }
+      let(:due_ms) { now_ms - 1000 }
+      let(:job) do
+        { dialect: dialect, namespace: namespace, run_at_ms: due_ms, job_class: "ReceiptJob",
+          queue: "mail", args_json: '[42,"x"]' }
+      end
+
+      around do |example|
+        Dir.mktmpdir("kaal-enq") do |dir|
+          @path = File.join(dir, "app.sqlite3")
+          example.run
+        end
+      end
+
+      before do
+        skip "#{dialect} backend not built" unless Kaal::Native.backends.include?(dialect)
+        if env && (url.nil? || url.empty?)
+          raise "#{env} is not set (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
+
+          skip "set #{env} (bin/services start #{dialect}) to run"
+        end
+        backend.migrate
+      end
+
+      after do
+        @backend&.close
+      end
+
+      def pending_ids
+        backend.delayed_list(limit: 100).map { |j| j[:job_id] }.sort
+      end
+
+      describe "with Active Record" do
+        let(:model) do
+          require "active_record"
+          klass = Class.new(ActiveRecord::Base) { self.abstract_class = true }
+          # A named abstract class: Active Record keys connection pools by name.
+          stub_const("KaalEnqueueSpecRecord#{SecureRandom.hex(4)}", klass)
+          klass.establish_connection(self.class.ar_config(dialect, url, @path))
+          @model = klass
+        end
+        let(:conn) { model.lease_connection }
+
+        after { @model&.remove_connection }
+
+        it "stores the job when the transaction commits, and kaal claims it once" do
+          model.transaction do
+            schema.enqueue_through(conn, job_id: "receipt-1", **job)
+          end
+
+          expect(pending_ids).to eq(["receipt-1"])
+          claimed = backend.delayed_claim(now_ms: now_ms, limit: 10)
+          expect(claimed.size).to eq(1)
+          expect(claimed[0]).to include(job_id: "receipt-1", job_class: "ReceiptJob",
+                                        queue: "mail", args_json: '[42,"x"]', run_at_ms: due_ms)
+          expect(backend.delayed_claim(now_ms: now_ms, limit: 10)).to be_empty
+        end
+
+        it "stores nothing when the transaction rolls back" do
+          model.transaction do
+            schema.enqueue_through(conn, job_id: "receipt-2", **job)
+            raise ActiveRecord::Rollback
+          end
+
+          expect(pending_ids).to be_empty
+          expect(backend.delayed_claim(now_ms: now_ms, limit: 10)).to be_empty
+        end
+
+        it "raises Kaal::DuplicateJobError for a pending job_id and keeps the transaction usable" do
+          schema.enqueue_through(conn, job_id: "receipt-3", **job)
+
+          model.transaction do
+            expect { schema.enqueue_through(conn, job_id: "receipt-3", **job, run_at_ms: 1) }
+              .to raise_error(Kaal::DuplicateJobError, /receipt-3/)
+            schema.enqueue_through(conn, job_id: "receipt-4", **job)
+          end
+
+          expect(pending_ids).to eq(%w[receipt-3 receipt-4])
+          expect(backend.delayed_list(limit: 10).find { |j| j[:job_id] == "receipt-3" }[:run_at_ms])
+            .to eq(due_ms)
+        end
+
+        it "accepts the model class and sees a job enqueued through kaal as a duplicate" do
+          backend.delayed_add(job_id: "from-kaal", run_at_ms: due_ms, job_class: "X", args_json: "[]")
+          expect { schema.enqueue_through(model, job_id: "from-kaal", **job) }
+            .to raise_error(Kaal::DuplicateJobError)
+          schema.enqueue_through(model, job_id: "via-class", **job, queue: nil)
+          expect(pending_ids).to eq(%w[from-kaal via-class])
+        end
+      end
+
+      describe "with Sequel" do
+        let(:db) do
+          require "sequel"
+          @db = Sequel.connect(self.class.sequel_url(dialect, url, @path))
+        end
+
+        after { @db&.disconnect }
+
+        it "stores the job when the transaction commits, and kaal claims it once" do
+          db.transaction { schema.enqueue_through(db, job_id: "s-1", **job) }
+
+          expect(pending_ids).to eq(["s-1"])
+          claimed = backend.delayed_claim(now_ms: now_ms, limit: 10)
+          expect(claimed.map { |j| j[:job_id] }).to eq(["s-1"])
+          expect(backend.delayed_claim(now_ms: now_ms, limit: 10)).to be_empty
+        end
+
+        it "stores nothing when the transaction rolls back" do
+          db.transaction do
+            schema.enqueue_through(db, job_id: "s-2", **job)
+            raise Sequel::Rollback
+          end
+
+          expect(pending_ids).to be_empty
+        end
+
+        it "raises Kaal::DuplicateJobError for a pending job_id and keeps the transaction usable" do
+          db.transaction { schema.enqueue_through(db, job_id: "s-3", **job) }
+
+          db.transaction do
+            expect { schema.enqueue_through(db, job_id: "s-3", **job) }
+              .to raise_error(Kaal::DuplicateJobError)
+            schema.enqueue_through(db, job_id: "s-4", **job)
+          end
+
+          expect(pending_ids).to eq(%w[s-3 s-4])
+        end
+
+        it "accepts the id again once the job was claimed" do
+          schema.enqueue_through(db, job_id: "s-5", **job)
+          expect(backend.delayed_claim(now_ms: now_ms, limit: 10).size).to eq(1)
+
+          schema.enqueue_through(db, job_id: "s-5", **job)
+          expect(pending_ids).to eq(["s-5"])
+        end
+      end
+    end
+  end
+
+  it "names the accepted dialects for an unknown one" do
+    expect { schema.statements(:oracle) }.to raise_error(Kaal::ConfigurationError, /sqlite, postgres, mysql/)
+  end
+
+  it "refuses an object that is not a database connection" do
+    expect do
+      schema.enqueue_through(Object.new, dialect: :sqlite, namespace: "n", job_id: "j", run_at_ms: 1,
+                                         job_class: "X", queue: nil, args_json: "[]")
+    end.to raise_error(ArgumentError, /Active Record connection or a Sequel::Database/)
+  end
+end
