@@ -31,7 +31,8 @@
  * no NUL, at most 255 characters): a truncated key could never collide.
  *
  * Delayed claim: START TRANSACTION; SELECT ... ORDER BY run_at_ms LIMIT ?
- * FOR UPDATE [SKIP LOCKED]; DELETE those rows by primary key; COMMIT.
+ * FOR UPDATE [SKIP LOCKED] (forced onto the run_at index); DELETE each of
+ * those rows by primary key; COMMIT. A deadlock victim retries (up to 5x).
  *
  * Errors: a lost connection (2006, 2013, 2055, connect errors, 1927 killed,
  * 1053 shutdown, 2014 out of sync) closes the session, sets b->connected = 0
@@ -95,7 +96,7 @@ const char *const kaal_schema_mysql[] = {
     " run_at_ms BIGINT NOT NULL,"
     " job_class VARCHAR(255) NOT NULL,"
     " queue VARCHAR(255) NULL,"
-    " args TEXT NOT NULL,"
+    " args MEDIUMTEXT NOT NULL," /* TEXT stops at 64 KiB */
     " created_at BIGINT NOT NULL,"
     " PRIMARY KEY (namespace, job_id),"
     " KEY index_kaal_delayed_jobs_on_namespace_and_run_at_ms (namespace, run_at_ms))"
@@ -139,6 +140,9 @@ enum {
 };
 
 #define DELAYED_COLS "job_id, run_at_ms, job_class, queue, args"
+/* Walk the due jobs in run_at order so only the rows returned get locked
+ * (a primary-key scan plus filesort would lock every due row). */
+#define PICK_INDEX " FORCE INDEX (index_kaal_delayed_jobs_on_namespace_and_run_at_ms)"
 
 static const char *const SQL[Q_DISPATCHES] = {
     [Q_READBACK] =
@@ -164,11 +168,11 @@ static const char *const SQL[Q_DISPATCHES] = {
         " (namespace, job_id, run_at_ms, job_class, queue, args, created_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
     [Q_DELAYED_PICK_SKIP] =
-        "SELECT " DELAYED_COLS " FROM kaal_delayed_jobs WHERE namespace = ? AND run_at_ms <= ?"
-        " ORDER BY run_at_ms, job_id LIMIT ? FOR UPDATE SKIP LOCKED",
+        "SELECT " DELAYED_COLS " FROM kaal_delayed_jobs" PICK_INDEX
+        " WHERE namespace = ? AND run_at_ms <= ? ORDER BY run_at_ms, job_id LIMIT ? FOR UPDATE SKIP LOCKED",
     [Q_DELAYED_PICK_WAIT] =
-        "SELECT " DELAYED_COLS " FROM kaal_delayed_jobs WHERE namespace = ? AND run_at_ms <= ?"
-        " ORDER BY run_at_ms, job_id LIMIT ? FOR UPDATE",
+        "SELECT " DELAYED_COLS " FROM kaal_delayed_jobs" PICK_INDEX
+        " WHERE namespace = ? AND run_at_ms <= ? ORDER BY run_at_ms, job_id LIMIT ? FOR UPDATE",
     [Q_DELAYED_CANCEL] = "DELETE FROM kaal_delayed_jobs WHERE namespace = ? AND job_id = ?",
     [Q_DELAYED_COUNT] = "SELECT COUNT(*) FROM kaal_delayed_jobs WHERE namespace = ?",
     [Q_DELAYED_LIST] =
@@ -187,9 +191,9 @@ static const char *const SQL[Q_DISPATCHES] = {
 typedef struct my_impl {
     MYSQL *conn;
     MYSQL_STMT *st[Q_COUNT];
-    MYSQL_STMT *claim[SLOTS];  /* claim[i] inserts 1 << i rows */
-    MYSQL_STMT *unpick[SLOTS]; /* unpick[i] deletes 1 << i delayed jobs */
+    MYSQL_STMT *claim[SLOTS]; /* claim[i] inserts 1 << i rows */
     int skip_locked;
+    unsigned int last_errno; /* of the last failure (deadlock retries) */
 } my_impl;
 
 #define IMPL(b) ((my_impl *)(b)->impl)
@@ -358,8 +362,7 @@ static void close_stmts(my_impl *m)
     }
     for (i = 0; i < SLOTS; i++) {
         if (m->claim[i]) mysql_stmt_close(m->claim[i]);
-        if (m->unpick[i]) mysql_stmt_close(m->unpick[i]);
-        m->claim[i] = m->unpick[i] = NULL;
+        m->claim[i] = NULL;
     }
 }
 
@@ -401,6 +404,7 @@ static int fail(kaal_backend *b, unsigned int no, const char *msg, kaal_error *e
 {
     char text[200];
     snprintf(text, sizeof text, "%s", msg && *msg ? msg : "unknown error");
+    if (IMPL(b)) IMPL(b)->last_errno = no;
     if (no == 0 || is_lost(no)) {
         kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "mysql: %s: %s", what,
                        no == 0 ? "not connected" : text);
@@ -643,6 +647,8 @@ static int my_connect(kaal_backend *b, kaal_error *err)
     mysql_options(m->conn, MYSQL_OPT_WRITE_TIMEOUT, &rto_s);
     mysql_options(m->conn, MYSQL_OPT_RECONNECT, &off);
     mysql_options(m->conn, MYSQL_SET_CHARSET_NAME, "utf8mb4");
+    /* shows up in performance_schema.session_connect_attrs */
+    mysql_optionsv(m->conn, MYSQL_OPT_CONNECT_ATTR_ADD, "program_name", "kaal");
     if (p->sslmode && *p->sslmode) {
         const char *s = p->sslmode;
         int verify = strstr(s, "verify") != NULL;
@@ -1033,46 +1039,24 @@ static void delayed_truncate(kaal_delayed_rows *out, size_t keep)
     }
 }
 
-/* DELETE the picked jobs out[first..] by primary key, 1 << slot ids per
- * statement (padded by repeating the last id). */
+/* DELETE the picked jobs out[first..] one by one, by full primary key: a
+ * const lookup that can only touch the rows this transaction holds (an IN
+ * list may be planned as a scan, which waits on other claimers' rows). */
 static int unpick(kaal_backend *b, kaal_delayed_rows *out, size_t first, kaal_error *err)
 {
-    my_impl *m = IMPL(b);
-    param ps[1 + CHUNK];
-    size_t off, total = out->len - first;
+    param ps[2];
+    size_t i;
     int rc = KAAL_OK;
-    for (off = 0; rc == KAAL_OK && off < total; off += CHUNK) {
-        size_t cnt = total - off < CHUNK ? total - off : CHUNK, rows, i;
-        int slot = 0;
-        while (((size_t)1 << slot) < cnt) slot++;
-        rows = (size_t)1 << slot;
-        if (!m->unpick[slot]) {
-            static const char head[] =
-                "DELETE FROM kaal_delayed_jobs WHERE namespace = ? AND job_id IN (";
-            char *sql = malloc(sizeof head + 3 * rows + 2);
-            size_t len = sizeof head - 1;
-            if (!sql) return oom(err);
-            memcpy(sql, head, len);
-            for (i = 0; i < rows; i++) {
-                if (i) sql[len++] = ',';
-                sql[len++] = '?';
-            }
-            sql[len++] = ')';
-            sql[len] = '\0';
-            rc = prepared(b, &m->unpick[slot], sql, err, "delayed_claim");
-            free(sql);
-            if (rc != KAAL_OK) return rc;
-        }
+    for (i = first; rc == KAAL_OK && i < out->len; i++) {
         ps[0] = p_str(b->ns);
-        for (i = 0; i < rows; i++)
-            ps[1 + i] = p_str(out->rows[first + off + (i < cnt ? i : cnt - 1)].job_id);
-        rc = execute(b, m->unpick[slot], ps, 1 + rows, err, "delayed_claim");
+        ps[1] = p_str(out->rows[i].job_id);
+        rc = run(b, Q_DELAYED_CANCEL, ps, 2, NULL, NULL, err, "delayed_claim", NULL);
     }
     return rc;
 }
 
-static int my_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit,
-                            kaal_delayed_rows *out, kaal_error *err)
+static int delayed_claim_once(kaal_backend *b, int64_t now_ms, size_t limit,
+                              kaal_delayed_rows *out, kaal_error *err)
 {
     my_impl *m = IMPL(b);
     size_t first = out->len;
@@ -1096,6 +1080,20 @@ static int my_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit,
             simple(b, "ROLLBACK", &ignored, "delayed_claim");
         }
         delayed_truncate(out, first);
+    }
+    return rc;
+}
+
+/* InnoDB may still pick a deadlock victim among concurrent claimers; the
+ * victim's transaction was rolled back whole, so trying again is safe. */
+static int my_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit,
+                            kaal_delayed_rows *out, kaal_error *err)
+{
+    int attempt, rc = KAAL_OK;
+    for (attempt = 0; attempt < 5; attempt++) {
+        rc = delayed_claim_once(b, now_ms, limit, out, err);
+        if (rc != KAAL_EBACKEND || !IMPL(b) || IMPL(b)->last_errno != 1213) break;
+        usleep((useconds_t)(1000 * (attempt + 1) + (getpid() % 7) * 300));
     }
     return rc;
 }
