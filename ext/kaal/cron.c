@@ -799,11 +799,11 @@ int kaal_cron_parse(const char *expr, size_t len, kaal_cron *out, kaal_error *er
         size_t k;
         const char *exp = NULL;
         if (nt != 1) {
-            int k = nt > 2 && zone_like(ts[1], tl[1]) ? 2 : 1; /* first token too many */
-            return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(ts[k] - expr),
+            int x = nt > 2 && zone_like(ts[1], tl[1]) ? 2 : 1; /* first token too many */
+            return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(ts[x] - expr),
                                   "expression: \"%.*s\" is unexpected: %.*s takes only an "
                                   "optional time zone, in \"%.*s%s\"",
-                                  (int)(tl[k] > 40 ? 40 : tl[k]), ts[k], (int)tl[0], ts[0], elen,
+                                  (int)(tl[x] > 40 ? 40 : tl[x]), ts[x], (int)tl[0], ts[0], elen,
                                   expr, len > 100 ? "..." : "");
         }
         for (k = 0; k < sizeof macros / sizeof macros[0]; k++) {
