@@ -9,7 +9,10 @@
  *   dispatch log  chained hash keyed by (job key, fire_time). A claim IS a log
  *                 row with status "claimed": a pair that has a row is never
  *                 won again, whatever the lease (there is no other process to
- *                 hand the pair to).
+ *                 hand the pair to). Job keys are interned (reference
+ *                 counted): a job firing every minute stores its key once,
+ *                 and a row is a fixed-size record from a pooled allocator,
+ *                 so a 10k-pair claim costs no malloc per pair.
  *   states        chained hash job key -> enabled
  *   delayed jobs  chained hash job_id -> job, plus a binary min-heap of the
  *                 same jobs ordered by (run_at_ms, insertion order); each job
@@ -134,23 +137,41 @@ static void ht_each(htab *t, void (*fn)(hent *e, void *ctx), void *ctx)
 enum { ST_CLAIMED, ST_DISPATCHED, ST_FAILED };
 static const char *const STATUS_NAMES[] = {"claimed", "dispatched", "failed"};
 
+typedef struct key_ent { /* an interned job key */
+    hent h;
+    size_t refs; /* log rows using it */
+    size_t len;
+    char s[];
+} key_ent;
+
+typedef struct key_probe {
+    const char *s;
+    size_t len;
+} key_probe;
+
 typedef struct log_ent {
     hent h;
     int64_t fire_time;
     int64_t claimed_at;
     int64_t updated_at;
+    key_ent *key;
     const char *node; /* interned, may be NULL */
     char *error;      /* may be NULL */
-    size_t key_len;
     int status;
-    char key[];
 } log_ent;
 
 typedef struct log_probe {
-    const char *key;
-    size_t key_len;
+    const key_ent *key;
     int64_t fire_time;
 } log_probe;
+
+/* Log rows come from chunks of LOG_CHUNK records; freed rows go on a free
+ * list (reusing the hash link as the list link). */
+#define LOG_CHUNK 1024
+typedef struct log_chunk {
+    struct log_chunk *next;
+    log_ent ents[LOG_CHUNK];
+} log_chunk;
 
 typedef struct str_ent { /* interned node names and state keys */
     hent h;
@@ -178,6 +199,10 @@ typedef struct node_ent {
 
 typedef struct mem_store {
     htab log;
+    htab keys;
+    log_chunk *chunks;
+    size_t chunk_used; /* records handed out from the newest chunk */
+    hent *free_ents;
     htab states;
     htab names;
     htab jobs;
@@ -193,13 +218,23 @@ static int log_eq(const hent *e, const void *probe)
 {
     const log_ent *l = (const log_ent *)e;
     const log_probe *p = probe;
-    return l->fire_time == p->fire_time && l->key_len == p->key_len &&
-           memcmp(l->key, p->key, p->key_len) == 0;
+    return l->fire_time == p->fire_time && l->key == p->key;
 }
 
-static uint64_t log_hash(const char *key, size_t len, int64_t fire_time)
+static int key_eq(const hent *e, const void *probe)
 {
-    return hash_bytes(key, len, (uint64_t)fire_time * 0x9e3779b97f4a7c15ULL);
+    const key_ent *k = (const key_ent *)e;
+    const key_probe *p = probe;
+    return k->len == p->len && memcmp(k->s, p->s, p->len) == 0;
+}
+
+static uint64_t log_hash(const key_ent *key, int64_t fire_time)
+{
+    uint64_t h = key->h.hash ^ ((uint64_t)fire_time * 0x9e3779b97f4a7c15ULL);
+    h ^= h >> 31;
+    h *= 0xbf58476d1ce4e5b9ULL;
+    h ^= h >> 29;
+    return h;
 }
 
 static int str_eq(const hent *e, const void *probe)
@@ -309,11 +344,10 @@ static void job_free(job_ent *j)
 /* ------------------------------------------------------------------ */
 /* Session                                                             */
 
-static void free_log(hent *e, void *ctx)
+static void free_log_error(hent *e, void *ctx)
 {
     (void)ctx;
     free(((log_ent *)e)->error);
-    free(e);
 }
 
 static void free_plain(hent *e, void *ctx)
@@ -338,12 +372,19 @@ static void free_node(hent *e, void *ctx)
 static void store_free(mem_store *m)
 {
     if (!m) return;
-    ht_each(&m->log, free_log, NULL);
+    ht_each(&m->log, free_log_error, NULL);
+    while (m->chunks) {
+        log_chunk *c = m->chunks;
+        m->chunks = c->next;
+        free(c);
+    }
+    ht_each(&m->keys, free_plain, NULL);
     ht_each(&m->states, free_plain, NULL);
     ht_each(&m->names, free_plain, NULL);
     ht_each(&m->jobs, free_job, NULL);
     ht_each(&m->nodes, free_node, NULL);
     free(m->log.slots);
+    free(m->keys.slots);
     free(m->states.slots);
     free(m->names.slots);
     free(m->jobs.slots);
@@ -357,7 +398,7 @@ static int mem_connect(kaal_backend *b, kaal_error *err)
     if (!b->impl) {
         mem_store *m = calloc(1, sizeof *m);
         if (!m) return oom(err);
-        if (!ht_init(&m->log, 1024) || !ht_init(&m->states, 64) || !ht_init(&m->names, 16) ||
+        if (!ht_init(&m->log, 1024) || !ht_init(&m->keys, 256) || !ht_init(&m->states, 64) || !ht_init(&m->names, 16) ||
             !ht_init(&m->jobs, 256) || !ht_init(&m->nodes, 16)) {
             store_free(m);
             return oom(err);
@@ -389,27 +430,93 @@ static int mem_migrate(kaal_backend *b, kaal_error *err)
 /* ------------------------------------------------------------------ */
 /* Claims and the dispatch log                                         */
 
-static log_ent *log_find(mem_store *m, const char *key, size_t len, int64_t fire_time)
+static key_ent *key_find(mem_store *m, const char *s, size_t len, uint64_t hash)
 {
-    log_probe p;
-    p.key = key;
-    p.key_len = len;
-    p.fire_time = fire_time;
-    return (log_ent *)ht_find(&m->log, log_hash(key, len, fire_time), log_eq, &p);
+    key_probe p;
+    p.s = s;
+    p.len = len;
+    return (key_ent *)ht_find(&m->keys, hash, key_eq, &p);
 }
 
-static log_ent *log_new(mem_store *m, const char *key, size_t len, int64_t fire_time)
+static log_ent *log_lookup(mem_store *m, const key_ent *k, int64_t fire_time)
 {
-    log_ent *e = malloc(sizeof *e + len + 1);
-    if (!e) return NULL;
+    log_probe p;
+    p.key = k;
+    p.fire_time = fire_time;
+    return (log_ent *)ht_find(&m->log, log_hash(k, fire_time), log_eq, &p);
+}
+
+static log_ent *log_find(mem_store *m, const char *key, size_t len, int64_t fire_time)
+{
+    key_ent *k = key_find(m, key, len, hash_bytes(key, len, 0));
+    return k ? log_lookup(m, k, fire_time) : NULL;
+}
+
+/* A zeroed record from the pool, or NULL. */
+static log_ent *ent_alloc(mem_store *m)
+{
+    log_ent *e;
+    if (m->free_ents) {
+        e = (log_ent *)m->free_ents;
+        m->free_ents = m->free_ents->next;
+    } else {
+        if (!m->chunks || m->chunk_used == LOG_CHUNK) {
+            log_chunk *c = malloc(sizeof *c);
+            if (!c) return NULL;
+            c->next = m->chunks;
+            m->chunks = c;
+            m->chunk_used = 0;
+        }
+        e = &m->chunks->ents[m->chunk_used++];
+    }
     memset(e, 0, sizeof *e);
-    e->h.hash = log_hash(key, len, fire_time);
+    return e;
+}
+
+/* Creates the row for (key, fire_time), which must not exist. hash is
+ * hash_bytes(key, len, 0). */
+static log_ent *log_new(mem_store *m, const char *key, size_t len, uint64_t hash, int64_t fire_time)
+{
+    key_ent *k = key_find(m, key, len, hash);
+    log_ent *e;
+    if (!k) {
+        k = malloc(sizeof *k + len + 1);
+        if (!k) return NULL;
+        k->h.hash = hash;
+        k->refs = 0;
+        k->len = len;
+        memcpy(k->s, key, len);
+        k->s[len] = '\0';
+        ht_insert(&m->keys, &k->h);
+    }
+    e = ent_alloc(m);
+    if (!e) {
+        if (k->refs == 0) {
+            ht_remove(&m->keys, &k->h);
+            free(k);
+        }
+        return NULL;
+    }
+    k->refs++;
+    e->key = k;
     e->fire_time = fire_time;
-    e->key_len = len;
-    memcpy(e->key, key, len);
-    e->key[len] = '\0';
+    e->h.hash = log_hash(k, fire_time);
     ht_insert(&m->log, &e->h);
     return e;
+}
+
+/* Removes a row from the log and returns it to the pool. */
+static void log_delete(mem_store *m, log_ent *e)
+{
+    key_ent *k = e->key;
+    ht_remove(&m->log, &e->h);
+    free(e->error);
+    if (--k->refs == 0) {
+        ht_remove(&m->keys, &k->h);
+        free(k);
+    }
+    e->h.next = m->free_ents;
+    m->free_ents = &e->h;
 }
 
 static int mem_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
@@ -425,9 +532,11 @@ static int mem_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease
     nd = intern(m, node, &failed);
     if (failed) return oom(err);
     for (i = 0; i < n; i++) {
+        uint64_t kh = hash_bytes(items[i].key, items[i].key_len, 0);
+        key_ent *k = key_find(m, items[i].key, items[i].key_len, kh);
         log_ent *e;
-        if (log_find(m, items[i].key, items[i].key_len, items[i].fire_time)) continue;
-        e = log_new(m, items[i].key, items[i].key_len, items[i].fire_time);
+        if (k && log_lookup(m, k, items[i].fire_time)) continue;
+        e = log_new(m, items[i].key, items[i].key_len, kh, items[i].fire_time);
         if (!e) {
             /* Undo this batch: a pair the caller never hears it won would be
              * lost for good. */
@@ -435,10 +544,7 @@ static int mem_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease
             for (j = 0; j < i; j++) {
                 if (items[j].claimed) {
                     log_ent *x = log_find(m, items[j].key, items[j].key_len, items[j].fire_time);
-                    if (x) {
-                        ht_remove(&m->log, &x->h);
-                        free(x);
-                    }
+                    if (x) log_delete(m, x);
                     items[j].claimed = 0;
                 }
             }
@@ -481,7 +587,7 @@ static int mem_record(kaal_backend *b, const char *key, int64_t fire_time, const
     if (failed || (error && !(er = kaal_strdup(error)))) return oom(err);
     e = log_find(m, key, len, fire_time);
     if (!e) {
-        e = log_new(m, key, len, fire_time);
+        e = log_new(m, key, len, hash_bytes(key, len, 0), fire_time);
         if (!e) {
             free(er);
             return oom(err);
@@ -498,7 +604,7 @@ static int mem_record(kaal_backend *b, const char *key, int64_t fire_time, const
 
 typedef struct log_pick {
     const kaal_dispatch_query *q;
-    size_t key_len;
+    const key_ent *key; /* the interned q->key */
     int status;
     log_ent **hits;
     size_t len, cap;
@@ -510,7 +616,7 @@ static void pick_log(hent *h, void *ctx)
     log_pick *p = ctx;
     log_ent *e = (log_ent *)h;
     if (p->oom) return;
-    if (p->q->key && (e->key_len != p->key_len || memcmp(e->key, p->q->key, p->key_len) != 0)) return;
+    if (p->q->key && e->key != p->key) return;
     if (p->q->status && e->status != p->status) return;
     if (p->q->node && (!e->node || strcmp(e->node, p->q->node) != 0)) return;
     if (p->len == p->cap) {
@@ -528,10 +634,13 @@ static void pick_log(hent *h, void *ctx)
 
 static int key_cmp(const log_ent *a, const log_ent *b)
 {
-    size_t n = a->key_len < b->key_len ? a->key_len : b->key_len;
-    int c = memcmp(a->key, b->key, n);
+    const key_ent *x = a->key, *y = b->key;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c;
+    if (x == y) return 0;
+    c = memcmp(x->s, y->s, n);
     if (c) return c;
-    return a->key_len < b->key_len ? -1 : a->key_len > b->key_len;
+    return x->len < y->len ? -1 : x->len > y->len;
 }
 
 /* Newest first: fire_time descending, then key descending. */
@@ -554,9 +663,13 @@ static int mem_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_di
 
     memset(&p, 0, sizeof p);
     p.q = q;
-    p.key_len = q->key ? strlen(q->key) : 0;
     p.status = q->status ? status_code(q->status) : -1;
     if (q->limit == 0 || (q->status && p.status < 0)) return KAAL_OK;
+    if (q->key) {
+        size_t len = strlen(q->key);
+        p.key = key_find(m, q->key, len, hash_bytes(q->key, len, 0));
+        if (!p.key) return KAAL_OK;
+    }
     ht_each(&m->log, pick_log, &p);
     if (p.oom) {
         free(p.hits);
@@ -566,7 +679,7 @@ static int mem_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_di
     for (i = 0; i < p.len && i < q->limit; i++) {
         const log_ent *e = p.hits[i];
         kaal_dispatch_row *row = kaal_dispatch_rows_push(out);
-        if (!row || !(row->key = kaal_strndup(e->key, e->key_len)) ||
+        if (!row || !(row->key = kaal_strndup(e->key->s, e->key->len)) ||
             !(row->status = kaal_strdup(STATUS_NAMES[e->status])) ||
             (e->node && !(row->node = kaal_strdup(e->node))) ||
             (e->error && !(row->error = kaal_strdup(e->error)))) {
@@ -625,10 +738,7 @@ static int mem_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *de
     }
     if (p.len > limit) qsort(p.hits, p.len, sizeof *p.hits, oldest_first);
     n = p.len < limit ? p.len : limit;
-    for (i = 0; i < n; i++) {
-        ht_remove(&m->log, &p.hits[i]->h);
-        free_log(&p.hits[i]->h, NULL);
-    }
+    for (i = 0; i < n; i++) log_delete(m, p.hits[i]);
     free(p.hits);
     *deleted = n;
     return KAAL_OK;

@@ -80,7 +80,10 @@ module Kaal
         raise ArgumentError, "pairs must be an Array of [key, fire_time], got #{pairs.class}" unless pairs.is_a?(Array)
         return [] if pairs.empty?
 
-        checked = pairs.each_with_index.map do |pair, i|
+        # Fast path (the scheduler's batches): already [String, Integer]; the
+        # C side still checks types and NUL bytes.
+        checked = pairs if pairs.all? { |pair| plain_pair?(pair) }
+        checked ||= pairs.each_with_index.map do |pair, i|
           unless pair.is_a?(Array) && pair.size == 2
             raise ArgumentError, "pairs[#{i}] must be [key, fire_time], got #{pair.inspect}"
           end
@@ -203,6 +206,10 @@ module Kaal
       alias to_s inspect
 
       private
+
+      def plain_pair?(pair)
+        pair.is_a?(Array) && pair.size == 2 && pair[0].is_a?(String) && !pair[0].empty? && pair[1].is_a?(Integer)
+      end
 
       def key_arg(value, what)
         value = value.to_s if value.is_a?(Symbol)

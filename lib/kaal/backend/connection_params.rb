@@ -36,7 +36,7 @@ module Kaal
         "mysql2" => :mysql, "trilogy" => :mysql, "mysql" => :mysql, "mariadb" => :mysql
       }.freeze
 
-      CONFIG_KEYS = %i[url connection redis database path connect_timeout command_timeout].freeze
+      CONFIG_KEYS = %i[url connection redis database path connect_timeout command_timeout timeout].freeze
       SECRET_KEY = /pass(word)?|secret|token|credential/i.freeze
       REDACTED = "[REDACTED]"
 
@@ -55,7 +55,8 @@ module Kaal
       # kind: :redis, :sqlite, :postgres, :mysql or :memory (aliases allowed).
       # config: Hash with Symbol or String keys: url, connection, redis,
       # database (a Sequel::Database), path, connect_timeout, command_timeout
-      # (seconds). ENV["KAAL_BACKEND_URL"] wins over every other source.
+      # (seconds), timeout (seconds, both timeouts unless given separately, as
+      # in redis-rb). ENV["KAAL_BACKEND_URL"] wins over every other source.
       # The config may also be given as keywords: from(:redis, url: "...").
       def from(kind, config = nil, env: ENV, **options)
         kind = normalize_kind(kind)
@@ -78,6 +79,8 @@ module Kaal
           elsif present?(config[:path]) then from_url(kind, config[:path].to_s, "backend_config.path")
           else {}
           end
+        add_timeout(params, "connect_timeout_ms", config[:timeout], "timeout")
+        add_timeout(params, "command_timeout_ms", config[:timeout], "timeout")
         add_timeout(params, "connect_timeout_ms", config[:connect_timeout], "connect_timeout")
         add_timeout(params, "command_timeout_ms", config[:command_timeout], "command_timeout")
         check_sqlite(params) if kind == :sqlite

@@ -234,6 +234,8 @@ RSpec.describe Kaal::Backend::ConnectionParams do
     it "converts timeouts in seconds to milliseconds and refuses nonsense" do
       expect(from(:redis, url: "redis://h/0", connect_timeout: 1.5, command_timeout: "2"))
         .to include("connect_timeout_ms" => 1500, "command_timeout_ms" => 2000)
+      expect(from(:redis, url: "redis://h/0", timeout: 3, connect_timeout: 1))
+        .to include("connect_timeout_ms" => 1000, "command_timeout_ms" => 3000)
       expect { from(:redis, connect_timeout: "soon") }.to raise_error(Kaal::ConfigurationError, /connect_timeout/)
       expect { from(:redis, command_timeout: -1) }.to raise_error(Kaal::ConfigurationError, /command_timeout/)
     end
