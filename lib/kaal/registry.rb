@@ -28,15 +28,20 @@ module Kaal
         end
 
         @code[job.key] = job
-        rebuild(policy)
+        @effective[job.key] = job unless policy == :file_wins && @file.key?(job.key)
+        @generation += 1
       end
       job
     end
 
     def unregister(key, policy:)
       @lock.synchronize do
-        removed = @code.delete(key.to_s)
-        rebuild(policy) if removed
+        key = key.to_s
+        removed = @code.delete(key)
+        if removed
+          @file.key?(key) ? @effective[key] = @file[key] : @effective.delete(key)
+          @generation += 1
+        end
         !removed.nil?
       end
     end
@@ -59,9 +64,13 @@ module Kaal
       end
     end
 
-    # key => Job of the jobs in force.
+    # key => Job of the jobs in force (a copy).
     def jobs
-      @effective
+      @lock.synchronize { @effective.dup }
+    end
+
+    def size
+      @effective.size
     end
 
     def [](key)
@@ -81,11 +90,7 @@ module Kaal
     private
 
     def rebuild(policy)
-      @effective = if policy == :file_wins
-                     @code.merge(@file)
-                   else
-                     @file.merge(@code)
-                   end.freeze
+      @effective = policy == :file_wins ? @code.merge(@file) : @file.merge(@code)
       @generation += 1
     end
 

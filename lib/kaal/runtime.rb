@@ -142,7 +142,7 @@ module Kaal
         path = scheduler_file_path
         if @registry.file_path.nil? && File.exist?(path)
           load_scheduler_file!(path)
-        elsif @registry.jobs.empty?
+        elsif @registry.size.zero?
           logger.warn("no jobs: #{path} does not exist and none were registered in code")
         end
         scheduler.start
@@ -177,7 +177,7 @@ module Kaal
       return false if path.nil? || !File.exist?(path) || File.mtime(path) == @scheduler_file_mtime
 
       load_scheduler_file!(path)
-      logger.info("reloaded #{path}: #{@registry.jobs.size} jobs")
+      logger.info("reloaded #{path}: #{@registry.size} jobs")
       true
     rescue ConfigurationError => e
       @scheduler_file_mtime = File.mtime(path)

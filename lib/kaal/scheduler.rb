@@ -59,7 +59,7 @@ module Kaal
         @thread.report_on_exception = true
       end
       log(:info, "scheduler started: node #{@node}, backend #{@config.backend} (namespace #{@config.namespace}), " \
-                 "#{@registry.jobs.size} jobs, tick every #{@config.tick_interval}s")
+                 "#{@registry.size} jobs, tick every #{@config.tick_interval}s")
       self
     end
 
@@ -396,7 +396,7 @@ module Kaal
     # -- heartbeat and cleanup ------------------------------------------------
 
     def housekeeping(now_i)
-      info = JSON.generate(pid: Process.pid, version: VERSION, jobs: @registry.jobs.size,
+      info = JSON.generate(pid: Process.pid, version: VERSION, jobs: @registry.size,
                            started_at: @started_at&.iso8601, tick_interval: @config.tick_interval)
       @backend.heartbeat(@node, info, now: now_i, ttl: @config.heartbeat_ttl.ceil)
       return if @last_cleanup && now_i - @last_cleanup < CLEANUP_EVERY

@@ -1,0 +1,247 @@
+# frozen_string_literal: true
+
+require_relative "runtime_helper"
+
+RSpec.describe "Kaal.tick!" do
+  include KaalRuntimeHelper
+
+  let(:t0) { at("2026-06-01T12:00:00") }
+
+  def fired(dispatches)
+    dispatches.map { |d| [d.key, d.fire_time.to_i] }
+  end
+
+  def register_every_minute(key = "m", **opts)
+    Kaal.register(key: key, cron: "* * * * *", job_class: SpecRecorderJob, **opts)
+  end
+
+  after { SpecRecorderJob.drain }
+
+  describe "window" do
+    before { Kaal.configure { |c| c.enable_dispatch_recovery = false } }
+
+    it "dispatches every fire time in (last tick, now], once, in fire-time order" do
+      Kaal.register(key: "b", cron: "*/10 * * * * *", job_class: SpecRecorderJob)
+      Kaal.register(key: "a", cron: "*/15 * * * * *", job_class: SpecRecorderJob)
+      expect(fired(Kaal.tick!(now: t0))).to eq([["a", t0], ["b", t0]])
+      expect(fired(Kaal.tick!(now: t0 + 30))).to eq(
+        [["b", t0 + 10], ["a", t0 + 15], ["b", t0 + 20], ["a", t0 + 30], ["b", t0 + 30]]
+      )
+      expect(Kaal.tick!(now: t0 + 30)).to be_empty
+      expect(Kaal.tick!(now: t0 + 30.9)).to be_empty
+      expect(SpecRecorderJob.drain.size).to eq(7)
+    end
+
+    it "records each run in the dispatch log with the node id" do
+      register_every_minute
+      Kaal.tick!(now: t0)
+      expect(Kaal.dispatched?("m", Time.at(t0))).to be(true)
+      expect(Kaal.dispatched?("m", t0 + 60)).to be(false)
+      row = Kaal.dispatches(key: "m").first
+      expect(row).to include(key: "m", status: "dispatched", node: Kaal.node_id)
+    end
+
+    it "looks ahead window_lookahead seconds" do
+      Kaal.configure { |c| c.window_lookahead = 30 }
+      register_every_minute
+      expect(fired(Kaal.tick!(now: t0 + 35))).to eq([["m", t0 + 60]])
+    end
+
+    it "after a stall longer than window_lookback, catches up only the lookback window" do
+      register_every_minute
+      Kaal.tick!(now: t0)
+      expect(fired(Kaal.tick!(now: t0 + 3600))).to eq([["m", t0 + 3540], ["m", t0 + 3600]])
+    end
+
+    it "costs nothing for jobs that are not due (heap)" do
+      20_000.times { |i| Kaal.register(key: "yearly-#{i}", cron: "0 0 1 1 *", job_class: SpecRecorderJob) }
+      Kaal.tick!(now: t0)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      100.times { |i| Kaal.tick!(now: t0 + 1 + i) }
+      per_tick = (Process.clock_gettime(Process::CLOCK_MONOTONIC) - started) / 100
+      expect(per_tick).to be < 0.005 # an O(n) scan of 20k jobs costs several ms
+      expect(Kaal.registry["yearly-7"].next_epoch).to eq(at("2027-01-01T00:00:00"))
+    end
+  end
+
+  describe "claims" do
+    before { Kaal.configure { |c| c.enable_dispatch_recovery = false } }
+
+    it "dispatches only the pairs this node claimed" do
+      register_every_minute("mine")
+      register_every_minute("theirs")
+      # another node already claimed (theirs, t0)
+      expect(Kaal.backend.claim([["theirs", t0]], lease_ms: 125_000, node: "other", now: t0)).to eq([true])
+      expect(fired(Kaal.tick!(now: t0))).to eq([["mine", t0]])
+      expect(Kaal.backend.dispatch_status("theirs", t0)).to eq("claimed")
+    end
+
+    it "claims all due pairs of a tick in one backend call" do
+      flaky = SpecFlakyBackend.new(Kaal.backend)
+      registry = Kaal.registry
+      5.times { |i| register_every_minute("j#{i}") }
+      sched = Kaal::Scheduler.new(config: Kaal.configuration, registry: registry, backend: flaky,
+                                  logger: ->(*) {})
+      expect(sched.tick(t0, wait: true).size).to eq(5)
+      expect(flaky.calls[:claim]).to eq(1)
+    end
+
+    it "never runs again what the dispatch log records (a second node, same backend)" do
+      register_every_minute
+      Kaal.tick!(now: t0)
+      other = Kaal::Scheduler.new(config: Kaal.configuration, registry: Kaal.registry, backend: Kaal.backend,
+                                  logger: ->(*) {})
+      expect(other.tick(t0, wait: true)).to be_empty
+    end
+  end
+
+  describe "backend outage" do
+    let(:flaky) { SpecFlakyBackend.new(Kaal.backend) }
+    let(:logs) { [] }
+    let(:sched) do
+      Kaal::Scheduler.new(config: Kaal.configuration, registry: Kaal.registry, backend: flaky,
+                          logger: ->(level, msg) { logs << [level, msg] })
+    end
+
+    before { Kaal.configure { |c| c.enable_dispatch_recovery = false } }
+
+    it "fails closed, logs one line, backs off, then catches up from the lookback window" do
+      register_every_minute
+      expect(fired(sched.tick(t0, wait: true))).to eq([["m", t0]])
+      flaky.down!
+      expect(sched.tick(t0 + 60, wait: true)).to be_empty
+      expect(sched.tick(t0 + 90, wait: true)).to be_empty
+      expect(SpecRecorderJob.drain.size).to eq(1)
+      warnings = logs.select { |l, _| l == :warn }.map(&:last)
+      expect(warnings.size).to eq(2)
+      expect(warnings.first).to match(/backend memory unavailable, nothing dispatched \(fail closed\); retrying in 1(\.0)?s/)
+      expect(warnings.last).to match(/retrying in 2(\.0)?s/)
+      expect(sched.failures).to eq(2)
+
+      flaky.up!
+      expect(fired(sched.tick(t0 + 125, wait: true))).to eq([["m", t0 + 60], ["m", t0 + 120]])
+      expect(sched.failures).to eq(0)
+      expect(logs.map(&:last)).to include(a_string_including("is back after 2 failed attempts"))
+    end
+
+    it "backs off exponentially up to max_backoff in the loop" do
+      Kaal.configure { |c| c.max_backoff = 4 }
+      expect([1, 2, 3, 4, 5].map { |n| sched.instance_variable_set(:@failures, n) && sched.send(:backoff) })
+        .to eq([1.0, 2.0, 4.0, 4.0, 4.0])
+    end
+  end
+
+  describe "recovery at start (catch_up)" do
+    let(:now) { t0 + 30 * 60 + 30 } # 12:30:30, the node was down since before 12:00
+
+    it "latest (default): the last missed run only" do
+      register_every_minute
+      expect(fired(Kaal.tick!(now: now))).to eq([["m", t0 + 1800]])
+    end
+
+    it "all: every missed run within recovery_window, bounded by max_catch_up_runs" do
+      Kaal.configure { |c| c.max_catch_up_runs = 10 }
+      register_every_minute(catch_up: :all)
+      expect(fired(Kaal.tick!(now: now)).map(&:last)).to eq((21..30).map { |m| t0 + (m * 60) })
+    end
+
+    it "none: nothing missed, only what is due now" do
+      register_every_minute(catch_up: "none")
+      expect(Kaal.tick!(now: now)).to be_empty
+      expect(fired(Kaal.tick!(now: t0 + 1860))).to eq([["m", t0 + 1860]])
+    end
+
+    it "uses the configured default and respects recovery_window" do
+      Kaal.configure { |c| c.catch_up = :all; c.recovery_window = 125 }
+      register_every_minute
+      expect(fired(Kaal.tick!(now: now)).map(&:last)).to eq([t0 + 1740, t0 + 1800])
+    end
+
+    it "never re-runs what the dispatch log already has" do
+      Kaal.configure { |c| c.recovery_window = 200 } # missed: 12:28, 12:29, 12:30
+      register_every_minute(catch_up: :all)
+      Kaal.backend.claim([["m", t0 + 1800]], lease_ms: 1000, node: "n", now: t0 + 1800)
+      Kaal.backend.record("m", t0 + 1800, "dispatched", node: "n", now: t0 + 1800)
+      expect(fired(Kaal.tick!(now: now))).to eq([["m", t0 + 1680], ["m", t0 + 1740]])
+    end
+
+    it "does nothing missed when enable_dispatch_recovery is false" do
+      Kaal.configure { |c| c.enable_dispatch_recovery = false }
+      register_every_minute
+      expect(Kaal.tick!(now: now)).to be_empty
+    end
+  end
+
+  describe "worker pool" do
+    before { Kaal.configure { |c| c.enable_dispatch_recovery = false; c.worker_threads = 2 } }
+
+    it "runs plain jobs off the tick thread, so a slow job never delays the tick" do
+      gate = Queue.new
+      Kaal.register(key: "slow", cron: "* * * * * *") { gate.pop }
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      first = Kaal.tick!(now: t0, wait: false)
+      second = Kaal.tick!(now: t0 + 1, wait: false)
+      elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+      expect(elapsed).to be < 0.5
+      expect((first + second).map(&:status)).to eq(%w[pending pending])
+      2.times { gate << :go }
+      expect(Kaal.scheduler.pool.wait_idle(5)).to be(true)
+      expect((first + second).map(&:status)).to eq(%w[dispatched dispatched])
+    end
+
+    it "records a job that raises as failed, logs it, and goes on" do
+      Kaal.register(key: "boom", cron: "* * * * * *") { raise ArgumentError, "kaboom" }
+      Kaal.register(key: "fine", cron: "* * * * * *", job_class: SpecRecorderJob)
+      result = Kaal.tick!(now: t0)
+      expect(result.map { |d| [d.key, d.status] }).to eq([%w[boom failed], %w[fine dispatched]])
+      expect(result.first.error).to eq("ArgumentError: kaboom")
+      expect(Kaal.backend.dispatch_status("boom", t0)).to eq("failed")
+      expect(Kaal.dispatches(key: "boom").first[:error]).to include("kaboom")
+      expect(log_io.string).to match(/ERROR kaal: boom @ 2026-06-01T12:00:00Z failed in .* ms \(node .*, idempotency [0-9a-f]{12}\): ArgumentError: kaboom/)
+      expect(Kaal.tick!(now: t0 + 1).map(&:key)).to eq(%w[boom fine])
+    end
+
+    it "logs one line per dispatch: key, fire time, idempotency prefix, node, outcome, duration" do
+      register_every_minute
+      Kaal.tick!(now: t0)
+      idem = Kaal.idempotency_key("m", t0)[0, 12]
+      expect(log_io.string).to include("INFO kaal: m @ 2026-06-01T12:00:00Z dispatched in ")
+      expect(log_io.string).to match(/ ms \(node #{Regexp.escape(Kaal.node_id)}, idempotency #{idem}\)/)
+    end
+  end
+
+  describe "start! / stop!" do
+    it "ticks on its own and stops gracefully, waiting for running jobs" do
+      Kaal.configure { |c| c.tick_interval = 0.2; c.shutdown_timeout = 5; c.enable_dispatch_recovery = false }
+      done = Queue.new
+      Kaal.register(key: "s", cron: "* * * * * *") { sleep 0.3; done << :finished }
+      Kaal.start!
+      expect(Kaal.running?).to be(true)
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 3
+      sleep 0.05 until Kaal.dispatches(key: "s").any? || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      expect(Kaal.stop!(timeout: 5)).to be(true)
+      expect(Kaal.running?).to be(false)
+      expect(done.size).to be >= 1
+      expect(Kaal.dispatches(key: "s").map { |r| r[:status] }).to all(eq("dispatched"))
+    end
+
+    it "gives up on jobs still running at the timeout" do
+      Kaal.configure { |c| c.tick_interval = 0.2; c.enable_dispatch_recovery = false }
+      Kaal.register(key: "stuck", cron: "* * * * * *") { sleep 30 }
+      Kaal.start!
+      sleep 0.05 until Kaal.scheduler.pool.pending.positive?
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      expect(Kaal.stop!(timeout: 0.3)).to be(false)
+      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be < 2
+    end
+  end
+
+  it "applies KAAL_TEST_CLOCK_OFFSET to kaal's notion of now" do
+    ENV["KAAL_TEST_CLOCK_OFFSET"] = "-3600.5"
+    expect(Kaal::Clock.now).to be_within(1).of(Time.now.to_f - 3600.5)
+    ENV["KAAL_TEST_CLOCK_OFFSET"] = "soon"
+    expect { Kaal::Clock.now }.to raise_error(Kaal::ConfigurationError, /KAAL_TEST_CLOCK_OFFSET/)
+  ensure
+    ENV.delete("KAAL_TEST_CLOCK_OFFSET")
+  end
+end
