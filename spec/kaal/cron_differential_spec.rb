@@ -110,18 +110,27 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
       pair.is_a?(Array) ? Time.at(pair[0], in: pair[1]).iso8601 : pair.inspect
     end
 
+    def show_all(pairs)
+      pairs.is_a?(Array) ? pairs.map { |x| show(x) }.join(", ") : pairs.inspect
+    end
+
     # Checks one oracle answer against the engine: next_time chained from
-    # `from`, next_times, previous_time, and match? at each expected fire time
-    # and the second after it. With `fractional`, `from` is moved by half a
-    # second where that cannot change the answer (+0.5 s for next, -0.5 s for
-    # previous): results are whole seconds strictly after/before `from`.
+    # `from`, next_times, previous_time from `from` and from each later fire
+    # time, and match? at each expected fire time and the second after it.
+    # With `fractional`, `from` is moved by half a second where that cannot
+    # change the answer (+0.5 s for next, -0.5 s for previous): fire times are
+    # whole seconds strictly after/before `from`.
     def compare(cron, res, where, fractional)
       from = res.fetch("from")
-      expected = res.fetch("next")
       after = fractional ? Time.at(Rational(2 * from + 1, 2)) : Time.at(from)
       before = fractional ? Time.at(Rational(2 * from - 1, 2)) : Time.at(from)
       where += " (shifted by half a second)" if fractional
+      compare_next(cron, after, res.fetch("next"), where)
+      compare_previous(cron, before, res.fetch("previous"), res.fetch("next"), where)
+      compare_match(cron, res.fetch("next"), "#{res.fetch('expr').inspect} zone=#{cron.time_zone}")
+    end
 
+    def compare_next(cron, after, expected, where)
       @checks[:next] += 1
       got = []
       at = after
@@ -130,32 +139,42 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
         got << pair(at)
         break unless at.is_a?(Time)
       end
-      unless got == expected
-        @problems[:next] << "#{where}: next_time chained: expected #{expected.map { |x| show(x) }.join(', ')}; " \
-                            "got #{got.map { |x| show(x) }.join(', ')}"
-      end
+      @problems[:next] << "#{where}: expected #{show_all(expected)}; got #{show_all(got)}" unless got == expected
+
       listed = engine { cron.next_times(after, count: expected.size) }
       listed = listed.map { |t| pair(t) } if listed.is_a?(Array)
-      unless listed == expected
-        @problems[:next] << "#{where}: next_times(count: #{expected.size}): expected " \
-                            "#{expected.map { |x| show(x) }.join(', ')}; got #{listed.is_a?(Array) ? listed.map { |x| show(x) }.join(', ') : listed}"
-      end
+      return if listed == expected
 
+      @problems[:next] << "#{where}: next_times(count: #{expected.size}): expected #{show_all(expected)}; " \
+                          "got #{show_all(listed)}"
+    end
+
+    def compare_previous(cron, before, expected, nexts, where)
       @checks[:previous] += 1
-      expected_prev = res.fetch("previous")
-      got_prev = pair(engine { cron.previous_time(before) })
-      @problems[:previous] << "#{where}: expected #{show(expected_prev)}; got #{show(got_prev)}" unless got_prev == expected_prev
+      got = pair(engine { cron.previous_time(before) })
+      @problems[:previous] << "#{where}: expected #{show(expected)}; got #{show(got)}" unless got == expected
 
-      expected.each_with_index do |(t, _), i|
+      # Walking back from each later fire time lands on the one before it.
+      nexts.each_cons(2) do |earlier, later|
+        @checks[:previous] += 1
+        back = pair(engine { cron.previous_time(Time.at(later[0])) })
+        next if back == earlier
+
+        @problems[:previous] << "#{where}: previous_time(#{show(later)}): expected #{show(earlier)}; got #{show(back)}"
+      end
+    end
+
+    def compare_match(cron, nexts, what)
+      nexts.each_with_index do |(t, _), i|
         probes = [[t, true]]
-        probes << [t + 1, false] if expected[i + 1] && t + 1 < expected[i + 1][0]
+        probes << [t + 1, false] if nexts[i + 1] && t + 1 < nexts[i + 1][0]
         probes.each do |probe, want|
           @checks[:match] += 1
           answer = engine { cron.match?(Time.at(probe)) }
           next if answer == want
 
-          @problems[:match] << "#{res['expr'].inspect} zone=#{cron.time_zone} match?(#{Time.at(probe).utc.iso8601} " \
-                               "(#{probe})): expected #{want}, got #{answer.inspect}"
+          @problems[:match] << "#{what} match?(#{Time.at(probe).utc.iso8601} (#{probe})): expected #{want}, " \
+                               "got #{answer.inspect}"
         end
       end
     end
