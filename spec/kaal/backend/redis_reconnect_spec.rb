@@ -1,0 +1,90 @@
+# frozen_string_literal: true
+
+require "redis"
+require "securerandom"
+
+# A Redis restart or a fork never needs a new backend object: while the server
+# is gone the handle fails closed (Kaal::ConnectionError, nothing claimed), and
+# it reconnects by itself on the next call.
+RSpec.describe "Redis backend reconnect and fork" do
+  before(:all) do
+    reason =
+      if !Kaal::Native.backends.include?("redis") then "the redis backend is not compiled into this build"
+      elsif !Kaal::Spec::RedisServer.available? then "redis-server is not installed"
+      end
+    if reason
+      raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
+
+      skip reason
+    end
+    @server = Kaal::Spec::RedisServer.start
+  end
+
+  after(:all) { @server&.stop }
+
+  let(:server) { @server }
+  let(:backend) do
+    Kaal::Backend.build(:redis, namespace: "kaal-reconnect-#{SecureRandom.hex(4)}",
+                                config: { url: server.url, timeout: 1 })
+  end
+  let(:fire) { Time.now.to_i }
+
+  after { backend.close }
+
+  def claim(key, fire_time)
+    backend.claim([[key, fire_time]], lease_ms: 60_000, node: "spec", now: Time.now)
+  end
+
+  it "raises ConnectionError while the server is down and works again after a restart" do
+    expect(claim("job", fire)).to eq([true])
+
+    server.kill
+    expect { claim("job", fire + 1) }.to raise_error(Kaal::ConnectionError, /redis/)
+    expect(backend.connected?).to be(false)
+    # still down: every call tries again, fails fast and claims nothing
+    t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    expect { claim("job", fire + 2) }
+      .to raise_error(Kaal::ConnectionError, /127\.0\.0\.1:#{server.port}.*refused/i)
+    expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be < 1.0
+    expect { backend.ping }.to raise_error(Kaal::ConnectionError)
+
+    server.start # same port, empty data set (no persistence)
+    expect(claim("job", fire + 3)).to eq([true])
+    expect(claim("job", fire + 3)).to eq([false])
+    expect(backend.dispatch_status("job", fire + 3)).to eq("claimed")
+  end
+
+  it "reconnects in a forked child and leaves the parent's connection in use" do
+    skip "fork is not available" unless Process.respond_to?(:fork)
+
+    expect(claim("job", fire)).to eq([true]) # the parent is connected
+    raw = Redis.new(url: server.url)
+    connections = -> { Integer(raw.info("stats").fetch("total_connections_received")) }
+    before = connections.call
+
+    reader, writer = IO.pipe
+    pid = fork do
+      reader.close
+      result = begin
+        claim("job", fire + 1) == [true] && claim("job", fire) == [false] ? "ok" : "wrong result"
+      rescue StandardError => e
+        "#{e.class}: #{e.message}"
+      end
+      writer.write(result)
+      writer.close
+      exit!(0)
+    end
+    writer.close
+    Process.wait(pid)
+    expect(reader.read).to eq("ok")
+    reader.close
+
+    # The parent keeps its own connection (it does not reconnect) and sees the
+    # child's claim.
+    expect(claim("job", fire + 1)).to eq([false])
+    expect(claim("job", fire + 2)).to eq([true])
+    expect(connections.call - before).to eq(1) # the child's connection only
+  ensure
+    raw&.close
+  end
+end

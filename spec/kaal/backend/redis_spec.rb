@@ -1,0 +1,6 @@
+# frozen_string_literal: true
+
+RSpec.describe "Kaal redis backend" do
+  kaal_backend_for :redis
+  it_behaves_like "a kaal backend"
+end
