@@ -18,9 +18,11 @@
  *
  *   INSERT IGNORE INTO kaal_dispatches (...) VALUES (?,...),(?,...),...
  *
- * per 256 pairs (a batch is padded to the next power of two rows by repeating
- * its last pair, so at most 9 claim statements are ever prepared), carrying a
- * claim token of 32 random hex digits made for this call; then one
+ * per 256 distinct pairs, sorted by (fire time, key) so concurrent claimers
+ * lock rows in the same order (a batch is padded to the next power of two
+ * rows by repeating its last pair, so at most 9 claim statements are ever
+ * prepared), carrying a claim token of 32 random hex digits made for this
+ * call; then one
  *
  *   SELECT job_key, fire_time FROM kaal_dispatches
  *   WHERE namespace = ? AND fire_time BETWEEN ? AND ? AND claim_token = ?
@@ -805,50 +807,31 @@ static int claim_row(void *vctx, const cell *cells)
     return KAAL_OK;
 }
 
-static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
-                    const char *node, int64_t now, kaal_error *err)
+/* INSERT every distinct pair of order[0..n) (sorted) with the token. */
+static int claim_insert(kaal_backend *b, kaal_claim **order, size_t n, param *ps,
+                        const char *node, const char *token, int64_t now, kaal_error *err)
 {
-    char token[33];
-    param *ps = NULL, rb[4];
-    kaal_claim **order = NULL;
-    claim_ctx ctx;
-    int64_t lo_fire, hi_fire;
-    size_t i, off;
+    size_t i = 0;
     int rc = KAAL_OK;
-
-    (void)lease_ms; /* a claim is a dispatch-log row: it never expires */
-    for (i = 0; i < n; i++) items[i].claimed = 0;
-    if (n == 0) return KAAL_OK;
-    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
-    lo_fire = hi_fire = items[0].fire_time;
-    for (i = 0; i < n; i++) {
-        if ((rc = check_text("job key", items[i].key, items[i].key_len, err)) != KAAL_OK)
-            return rc;
-        if (items[i].fire_time < lo_fire) lo_fire = items[i].fire_time;
-        if (items[i].fire_time > hi_fire) hi_fire = items[i].fire_time;
-    }
-    if (!make_token(token))
-        return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
-                              "mysql: claim: no random source for the claim token");
-    ps = malloc(7 * CHUNK * sizeof *ps);
-    order = malloc(n * sizeof *order);
-    if (!ps || !order) {
-        free(ps);
-        free(order);
-        return oom(err);
-    }
-    for (off = 0; rc == KAAL_OK && off < n; off += CHUNK) {
-        size_t cnt = n - off < CHUNK ? n - off : CHUNK, rows;
+    while (rc == KAAL_OK && i < n) {
+        const kaal_claim *chunk[CHUNK];
+        size_t cnt = 0, rows, j;
         int slot = 0;
         MYSQL_STMT *st = NULL;
+        for (; i < n && cnt < CHUNK; i++) {
+            if (cnt && claim_cmp3(chunk[cnt - 1], order[i]->key, order[i]->key_len,
+                                  order[i]->fire_time) == 0)
+                continue; /* a repeat: insert once */
+            chunk[cnt++] = order[i];
+        }
         while (((size_t)1 << slot) < cnt) slot++;
         rows = (size_t)1 << slot;
         rc = claim_stmt(b, slot, &st, err);
         if (rc != KAAL_OK) break;
-        for (i = 0; i < rows; i++) {
+        for (j = 0; j < rows; j++) {
             /* pad with the last pair: INSERT IGNORE skips the repeats */
-            const kaal_claim *c = &items[off + (i < cnt ? i : cnt - 1)];
-            param *r = ps + 7 * i;
+            const kaal_claim *c = chunk[j < cnt ? j : cnt - 1];
+            param *r = ps + 7 * j;
             r[0] = p_str(b->ns);
             r[1] = p_strn(c->key, c->key_len);
             r[2] = p_int(c->fire_time);
@@ -859,15 +842,57 @@ static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
         }
         rc = execute(b, st, ps, 7 * rows, err, "claim");
     }
+    return rc;
+}
+
+#define CLAIM_ATTEMPTS 3
+
+static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
+                    const char *node, int64_t now, kaal_error *err)
+{
+    char token[33];
+    param *ps = NULL, rb[4];
+    kaal_claim **order = NULL;
+    claim_ctx ctx;
+    size_t i;
+    int rc = KAAL_OK, attempt;
+
+    (void)lease_ms; /* a claim is a dispatch-log row: it never expires */
+    for (i = 0; i < n; i++) items[i].claimed = 0;
+    if (n == 0) return KAAL_OK;
+    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
+    for (i = 0; i < n; i++)
+        if ((rc = check_text("job key", items[i].key, items[i].key_len, err)) != KAAL_OK)
+            return rc;
+    if (!make_token(token))
+        return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
+                              "mysql: claim: no random source for the claim token");
+    ps = malloc(7 * CHUNK * sizeof *ps);
+    order = malloc(n * sizeof *order);
+    if (!ps || !order) {
+        free(ps);
+        free(order);
+        return oom(err);
+    }
+    /* Every claimer inserts in the same (fire_time, key) order, so
+     * overlapping batches mostly queue instead of deadlocking. */
+    for (i = 0; i < n; i++) order[i] = &items[i];
+    qsort(order, n, sizeof *order, claim_ptr_cmp);
+    /* Duplicate-key checks still take gap locks, so InnoDB can pick a
+     * deadlock victim; each INSERT commits on its own and rows already
+     * inserted carry our token, so sending them all again is exact. */
+    for (attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+        rc = claim_insert(b, order, n, ps, node, token, now, err);
+        if (rc != KAAL_EBACKEND || IMPL(b)->last_errno != 1213) break;
+        usleep((useconds_t)(500 * (attempt + 1) + (getpid() % 5) * 200));
+    }
     free(ps);
     if (rc == KAAL_OK) {
-        for (i = 0; i < n; i++) order[i] = &items[i];
-        qsort(order, n, sizeof *order, claim_ptr_cmp);
         ctx.order = order;
         ctx.n = n;
         rb[0] = p_str(b->ns);
-        rb[1] = p_int(lo_fire);
-        rb[2] = p_int(hi_fire);
+        rb[1] = p_int(order[0]->fire_time);
+        rb[2] = p_int(order[n - 1]->fire_time);
         rb[3] = p_strn(token, 32);
         rc = run(b, Q_READBACK, rb, 4, claim_row, &ctx, err, "claim", NULL);
     }

@@ -19,8 +19,10 @@
  *   ON CONFLICT DO NOTHING RETURNING job_key, fire_time
  *
  * with the keys and fire times sent as array literals built here (every
- * element double-quoted, '"' and '\' backslash-escaped). Returned rows are
- * mapped back to the input pairs by binary search.
+ * element double-quoted, '"' and '\' backslash-escaped), sorted by (fire
+ * time, key) so that concurrent claimers lock rows in the same order and
+ * never deadlock each other (a deadlock victim is retried anyway). Returned
+ * rows are mapped back to the input pairs by binary search.
  *
  * Delayed jobs are claimed with one DELETE ... WHERE (namespace, job_id) IN
  * (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING ..., so concurrent claimers
@@ -179,6 +181,7 @@ typedef struct pg_impl {
     PGconn *conn;
     unsigned prepared; /* bit q set: SQL[q] is prepared on this connection */
     int timeout_ms;    /* statement_timeout; the client waits CLIENT_GRACE_MS more */
+    char sqlstate[6];  /* of the last failed statement ("" when none) */
 } pg_impl;
 
 #define IMPL(b) ((pg_impl *)(b)->impl)
@@ -368,6 +371,7 @@ static int result_error(kaal_backend *b, PGresult *r, kaal_error *err, const cha
     char line[200];
     int rc;
 
+    if (s) snprintf(s->sqlstate, sizeof s->sqlstate, "%s", st ? st : "");
     if (!r || !s->conn || PQstatus(s->conn) != CONNECTION_OK || connection_sqlstate(st)) {
         if (msg) first_line(line, sizeof line, msg);
         PQclear(r);
@@ -672,6 +676,10 @@ static int claim_ptr_cmp(const void *pa, const void *pb)
     return a < b ? -1 : a > b ? 1 : 0; /* input order among repeats */
 }
 
+/* Claim attempts when PostgreSQL picks this statement as a deadlock victim
+ * (the statement was rolled back whole, so it is safe to send again). */
+#define CLAIM_ATTEMPTS 3
+
 static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
                     const char *node, int64_t now, kaal_error *err)
 {
@@ -679,36 +687,40 @@ static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
     kaal_claim **order = NULL;
     char now_s[24];
     const char *vals[5];
-    PGresult *r;
+    PGresult *r = NULL;
     size_t i;
-    int rc, row;
+    int rc, row, attempt;
 
     (void)lease_ms; /* a claim is a dispatch-log row: it never expires */
     for (i = 0; i < n; i++) items[i].claimed = 0;
     if (n == 0) return KAAL_OK;
     if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
+    for (i = 0; i < n; i++)
+        if ((rc = check_text("job key", items[i].key, items[i].key_len, err)) != KAAL_OK) return rc;
+    order = malloc(n * sizeof *order);
+    if (!order) return oom(err);
+    /* Every claimer inserts in the same (fire_time, key) order, so two
+     * overlapping batches wait for each other instead of deadlocking. */
+    for (i = 0; i < n; i++) order[i] = &items[i];
+    qsort(order, n, sizeof *order, claim_ptr_cmp);
     sb_put(&keys, "{", 1);
     sb_put(&fires, "{", 1);
     for (i = 0; i < n; i++) {
         char num[24];
         int len;
-        if ((rc = check_text("job key", items[i].key, items[i].key_len, err)) != KAAL_OK) {
-            free(keys.p);
-            free(fires.p);
-            return rc;
-        }
+        if (i && claim_cmp3(order[i - 1], order[i]->key, order[i]->key_len, order[i]->fire_time) == 0)
+            continue; /* a repeat: insert once */
         if (i) {
             sb_put(&keys, ",", 1);
             sb_put(&fires, ",", 1);
         }
-        sb_quoted(&keys, items[i].key, items[i].key_len);
-        len = snprintf(num, sizeof num, "%" PRId64, items[i].fire_time);
+        sb_quoted(&keys, order[i]->key, order[i]->key_len);
+        len = snprintf(num, sizeof num, "%" PRId64, order[i]->fire_time);
         sb_put(&fires, num, (size_t)len);
     }
     sb_put(&keys, "}", 1);
     sb_put(&fires, "}", 1);
-    order = malloc(n * sizeof *order);
-    if (keys.oom || fires.oom || !order) {
+    if (keys.oom || fires.oom) {
         free(keys.p);
         free(fires.p);
         free(order);
@@ -720,15 +732,16 @@ static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
     vals[2] = fires.p;
     vals[3] = node;
     vals[4] = now_s;
-    r = run(b, Q_CLAIM, 5, vals, NULL, err, "claim", &rc);
+    for (attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
+        r = run(b, Q_CLAIM, 5, vals, NULL, err, "claim", &rc);
+        if (r || rc != KAAL_EBACKEND || strcmp(IMPL(b)->sqlstate, "40P01") != 0) break;
+    }
     free(keys.p);
     free(fires.p);
     if (!r) {
         free(order);
         return rc;
     }
-    for (i = 0; i < n; i++) order[i] = &items[i];
-    qsort(order, n, sizeof *order, claim_ptr_cmp);
     for (row = 0; row < PQntuples(r); row++) {
         const char *k = PQgetvalue(r, row, 0);
         size_t kl = (size_t)PQgetlength(r, row, 0);

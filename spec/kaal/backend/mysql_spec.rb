@@ -1,0 +1,6 @@
+# frozen_string_literal: true
+
+RSpec.describe "Kaal mysql backend" do
+  kaal_backend_for :mysql
+  it_behaves_like "a kaal backend"
+end

@@ -1,0 +1,6 @@
+# frozen_string_literal: true
+
+RSpec.describe "Kaal postgres backend" do
+  kaal_backend_for :postgres
+  it_behaves_like "a kaal backend"
+end
