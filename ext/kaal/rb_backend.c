@@ -56,7 +56,8 @@ static const struct known_kind {
 /* The object                                                          */
 
 typedef struct backend_obj {
-    kaal_backend *b; /* NULL until initialize */
+    kaal_backend *b;  /* NULL until initialize */
+    pid_t lock_pid;   /* process in which b->lock was last initialised */
 } backend_obj;
 
 static void backend_free(void *p)
@@ -158,6 +159,7 @@ typedef int (*op_fn)(kaal_backend *b, void *ctx, kaal_error *err);
 #define MAX_STRS 8
 
 typedef struct call {
+    backend_obj *o;
     kaal_backend *b;
     op_fn op;          /* NULL: just connect */
     void *ctx;
@@ -170,10 +172,19 @@ typedef struct call {
     void (*cleanup)(struct call *c);
 } call;
 
-static void call_init(call *c, kaal_backend *b, op_fn op, void *ctx)
+static backend_obj *get_obj(VALUE self)
+{
+    backend_obj *o;
+    TypedData_Get_Struct(self, backend_obj, &backend_type, o);
+    if (!o->b) rb_raise(rb_eTypeError, "uninitialized Kaal::Native::Backend");
+    return o;
+}
+
+static void call_init(call *c, VALUE self, op_fn op, void *ctx)
 {
     memset(c, 0, sizeof *c);
-    c->b = b;
+    c->o = get_obj(self);
+    c->b = c->o->b;
     c->op = op;
     c->ctx = ctx;
     kaal_error_clear(&c->err);
@@ -192,6 +203,22 @@ static char *cdup(call *c, VALUE s)
     }
     c->strs[c->nstrs++] = d;
     return d;
+}
+
+/* Locks b->lock. A fork can happen while another thread of the parent holds
+ * the lock (it waits on the server without the GVL); that thread does not
+ * exist in the child, so the child's copy of the mutex would stay locked
+ * forever. The first call in a new process therefore re-initialises it
+ * (right after fork only the forking thread runs). */
+static void lock_backend(backend_obj *o)
+{
+    pid_t me = getpid();
+    pid_t seen = __atomic_load_n(&o->lock_pid, __ATOMIC_ACQUIRE);
+    if (seen != me &&
+        __atomic_compare_exchange_n(&o->lock_pid, &seen, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        pthread_mutex_init(&o->b->lock, NULL);
+    }
+    pthread_mutex_lock(&o->b->lock);
 }
 
 /* Take the lock, follow a fork, (re)connect, run the op. No GVL here. */
@@ -219,7 +246,7 @@ static void *call_nogvl(void *p)
 {
     call *c = p;
     kaal_backend *b = c->b;
-    pthread_mutex_lock(&b->lock);
+    lock_backend(c->o);
     c->rc = session_ready(b, &c->err);
     if (c->rc == KAAL_OK && c->op) c->rc = c->op(b, c->ctx, &c->err);
     pthread_mutex_unlock(&b->lock);
@@ -366,6 +393,7 @@ static VALUE backend_initialize(VALUE self, VALUE kind, VALUE ns, VALUE params)
         rb_memerror();
     }
     o->b = b;
+    o->lock_pid = b->pid;
     return self;
 }
 
@@ -385,7 +413,7 @@ static VALUE backend_connected_p(VALUE self)
 static VALUE backend_connect(VALUE self)
 {
     call c;
-    call_init(&c, get_backend(self), NULL, NULL);
+    call_init(&c, self, NULL, NULL);
     run_call(&c);
     return self;
 }
@@ -395,8 +423,9 @@ static VALUE backend_connect(VALUE self)
  * same data. The store is freed with the handle. */
 static void *close_nogvl(void *p)
 {
-    kaal_backend *b = p;
-    pthread_mutex_lock(&b->lock);
+    backend_obj *o = p;
+    kaal_backend *b = o->b;
+    lock_backend(o);
     if (b->pid != getpid()) {
         if (b->vt->discard) b->vt->discard(b);
         b->pid = getpid();
@@ -410,7 +439,7 @@ static void *close_nogvl(void *p)
 
 static VALUE backend_close(VALUE self)
 {
-    rb_thread_call_without_gvl(close_nogvl, get_backend(self), RUBY_UBF_IO, NULL);
+    rb_thread_call_without_gvl(close_nogvl, get_obj(self), RUBY_UBF_IO, NULL);
     return Qnil;
 }
 
@@ -439,7 +468,7 @@ static int op_ping(kaal_backend *b, void *ctx, kaal_error *err)
 static VALUE backend_ping(VALUE self)
 {
     call c;
-    call_init(&c, get_backend(self), op_ping, NULL);
+    call_init(&c, self, op_ping, NULL);
     run_call(&c);
     return Qtrue;
 }
@@ -453,7 +482,7 @@ static int op_migrate(kaal_backend *b, void *ctx, kaal_error *err)
 static VALUE backend_migrate(VALUE self)
 {
     call c;
-    call_init(&c, get_backend(self), op_migrate, NULL);
+    call_init(&c, self, op_migrate, NULL);
     run_call(&c);
     return Qtrue;
 }
@@ -514,7 +543,6 @@ static void cleanup_claim(call *c)
 
 static VALUE backend_claim(VALUE self, VALUE pairs, VALUE lease_ms, VALUE node, VALUE now)
 {
-    kaal_backend *b = get_backend(self);
     claim_ctx x;
     call c;
     size_t i, n, total = 0, off = 0;
@@ -536,7 +564,7 @@ static VALUE backend_claim(VALUE self, VALUE pairs, VALUE lease_ms, VALUE node, 
         check_i64(RARRAY_AREF(pair, 1), "fire_time");
         total += (size_t)RSTRING_LEN(RARRAY_AREF(pair, 0)) + 1;
     }
-    call_init(&c, b, op_claim, &x);
+    call_init(&c, self, op_claim, &x);
     c.build = build_claim;
     c.cleanup = cleanup_claim;
     x.node = cdup(&c, node);
@@ -577,7 +605,6 @@ static int op_record(kaal_backend *b, void *p, kaal_error *err)
 static VALUE backend_record(VALUE self, VALUE key, VALUE fire_time, VALUE status, VALUE node,
                             VALUE error, VALUE now)
 {
-    kaal_backend *b = get_backend(self);
     record_ctx x;
     call c;
     check_str(key, "job key", 0);
@@ -586,7 +613,7 @@ static VALUE backend_record(VALUE self, VALUE key, VALUE fire_time, VALUE status
     check_str(error, "error", 1);
     x.fire_time = check_i64(fire_time, "fire_time");
     x.now = check_i64(now, "now");
-    call_init(&c, b, op_record, &x);
+    call_init(&c, self, op_record, &x);
     x.key = cdup(&c, SYMBOL_P(key) ? rb_sym2str(key) : key);
     x.status = cdup(&c, SYMBOL_P(status) ? rb_sym2str(status) : status);
     x.node = cdup(&c, SYMBOL_P(node) ? rb_sym2str(node) : node);
@@ -630,7 +657,6 @@ static void cleanup_dispatches(call *c) { kaal_dispatch_rows_free(&((dispatch_ct
 
 static VALUE backend_dispatches(VALUE self, VALUE key, VALUE status, VALUE node, VALUE limit)
 {
-    kaal_backend *b = get_backend(self);
     dispatch_ctx x;
     call c;
     memset(&x, 0, sizeof x);
@@ -638,7 +664,7 @@ static VALUE backend_dispatches(VALUE self, VALUE key, VALUE status, VALUE node,
     check_str(status, "status", 1);
     check_str(node, "node", 1);
     x.q.limit = check_limit(limit, "limit");
-    call_init(&c, b, op_dispatches, &x);
+    call_init(&c, self, op_dispatches, &x);
     c.build = build_dispatches;
     c.cleanup = cleanup_dispatches;
     x.q.key = cdup(&c, SYMBOL_P(key) ? rb_sym2str(key) : key);
@@ -665,7 +691,7 @@ static VALUE backend_cleanup(VALUE self, VALUE before, VALUE limit)
     x.before = check_i64(before, "before");
     x.limit = check_limit(limit, "limit");
     x.deleted = 0;
-    call_init(&c, get_backend(self), op_cleanup, &x);
+    call_init(&c, self, op_cleanup, &x);
     run_call(&c);
     return SIZET2NUM(x.deleted);
 }
@@ -692,7 +718,7 @@ static VALUE backend_set_enabled(VALUE self, VALUE key, VALUE enabled)
     memset(&x, 0, sizeof x);
     check_str(key, "job key", 0);
     x.enabled = RTEST(enabled);
-    call_init(&c, get_backend(self), op_set_enabled, &x);
+    call_init(&c, self, op_set_enabled, &x);
     x.key = cdup(&c, SYMBOL_P(key) ? rb_sym2str(key) : key);
     run_call(&c);
     return enabled;
@@ -721,7 +747,7 @@ static VALUE backend_states(VALUE self)
     state_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    call_init(&c, get_backend(self), op_states, &x);
+    call_init(&c, self, op_states, &x);
     c.build = build_states;
     c.cleanup = cleanup_states;
     return run_call(&c);
@@ -755,7 +781,7 @@ static VALUE backend_delayed_add(VALUE self, VALUE job_id, VALUE run_at_ms, VALU
     check_str(queue, "queue", 1);
     check_str(args_json, "args_json", 0);
     x.job.run_at_ms = check_i64(run_at_ms, "run_at_ms");
-    call_init(&c, get_backend(self), op_delayed_add, &x);
+    call_init(&c, self, op_delayed_add, &x);
     x.job.job_id = cdup(&c, SYMBOL_P(job_id) ? rb_sym2str(job_id) : job_id);
     x.job.job_class = cdup(&c, SYMBOL_P(job_class) ? rb_sym2str(job_class) : job_class);
     x.job.queue = cdup(&c, SYMBOL_P(queue) ? rb_sym2str(queue) : queue);
@@ -797,7 +823,7 @@ static VALUE backend_delayed_claim(VALUE self, VALUE now_ms, VALUE limit)
     memset(&x, 0, sizeof x);
     x.now_ms = check_i64(now_ms, "now_ms");
     x.limit = check_limit(limit, "limit");
-    call_init(&c, get_backend(self), op_delayed_claim, &x);
+    call_init(&c, self, op_delayed_claim, &x);
     c.build = build_delayed_rows;
     c.cleanup = cleanup_delayed_rows;
     return run_call(&c);
@@ -815,7 +841,7 @@ static VALUE backend_delayed_list(VALUE self, VALUE limit)
     call c;
     memset(&x, 0, sizeof x);
     x.limit = check_limit(limit, "limit");
-    call_init(&c, get_backend(self), op_delayed_list, &x);
+    call_init(&c, self, op_delayed_list, &x);
     c.build = build_delayed_rows;
     c.cleanup = cleanup_delayed_rows;
     return run_call(&c);
@@ -833,7 +859,7 @@ static VALUE backend_delayed_cancel(VALUE self, VALUE job_id)
     call c;
     memset(&x, 0, sizeof x);
     check_str(job_id, "job_id", 0);
-    call_init(&c, get_backend(self), op_delayed_cancel, &x);
+    call_init(&c, self, op_delayed_cancel, &x);
     x.job_id = cdup(&c, SYMBOL_P(job_id) ? rb_sym2str(job_id) : job_id);
     run_call(&c);
     return x.found ? Qtrue : Qfalse;
@@ -850,7 +876,7 @@ static VALUE backend_delayed_count(VALUE self)
     delayed_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    call_init(&c, get_backend(self), op_delayed_count, &x);
+    call_init(&c, self, op_delayed_count, &x);
     run_call(&c);
     return SIZET2NUM(x.count);
 }
@@ -879,7 +905,7 @@ static VALUE backend_heartbeat(VALUE self, VALUE node, VALUE info, VALUE now, VA
     check_str(info, "info", 1);
     x.now = check_i64(now, "now");
     x.ttl = check_i64(ttl, "ttl");
-    call_init(&c, get_backend(self), op_heartbeat, &x);
+    call_init(&c, self, op_heartbeat, &x);
     x.node = cdup(&c, SYMBOL_P(node) ? rb_sym2str(node) : node);
     x.info = cdup(&c, info);
     run_call(&c);
@@ -916,7 +942,7 @@ static VALUE backend_nodes(VALUE self, VALUE since)
     call c;
     memset(&x, 0, sizeof x);
     x.since = check_i64(since, "since");
-    call_init(&c, get_backend(self), op_nodes, &x);
+    call_init(&c, self, op_nodes, &x);
     c.build = build_nodes;
     c.cleanup = cleanup_nodes;
     return run_call(&c);
