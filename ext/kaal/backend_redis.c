@@ -464,7 +464,9 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
                 memcpy(r->sha[i], rep->str, 40);
                 r->sha[i][40] = '\0';
             } else if (rep->type == REDIS_REPLY_ERROR) {
-                rc = reply_error(rep, err, "SCRIPT LOAD");
+                /* NOAUTH, NOPERM, LOADING...: this session cannot be used. */
+                rc = kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: cannot use %s: %.*s", where,
+                                    (int)(rep->len > 160 ? 160 : rep->len), rep->str);
             } else {
                 rc = kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
                                     "redis: SCRIPT LOAD: unexpected reply type %d", rep->type);

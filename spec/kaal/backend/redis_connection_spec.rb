@@ -1,0 +1,194 @@
+# frozen_string_literal: true
+
+require "redis"
+require "securerandom"
+
+# Redis-specific behaviour on a private redis-server (password, ACL user,
+# databases, Unix socket, timeouts, error replies, what the keys look like).
+RSpec.describe "Redis backend connection and storage" do
+  before(:all) do
+    reason =
+      if !Kaal::Native.backends.include?("redis") then "the redis backend is not compiled into this build"
+      elsif !Kaal::Spec::RedisServer.available? then "redis-server is not installed"
+      end
+    if reason
+      raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
+
+      skip reason
+    end
+    @password = "pw-#{SecureRandom.hex(8)}"
+    @server = Kaal::Spec::RedisServer.start("--requirepass", @password, "--databases", "4")
+    @server.command(["AUTH", @password], ["ACL", "SETUSER", "kaal-user", "on", ">user-secret", "~*", "+@all"])
+  end
+
+  after(:all) { @server&.stop }
+
+  let(:server) { @server }
+  let(:password) { @password }
+  let(:ns) { "kaal-conn-#{SecureRandom.hex(4)}" }
+  let(:now) { 1_767_225_600 }
+  let(:handles) { [] }
+  let(:raw) { Redis.new(host: "127.0.0.1", port: server.port, password: password) }
+
+  after do
+    handles.each(&:close)
+    raw.close
+  end
+
+  def build(namespace: ns, **config)
+    Kaal::Backend.build(:redis, namespace: namespace, config: config).tap { |b| handles << b }
+  end
+
+  def url(userinfo = ":#{password}", db = 0)
+    "redis://#{userinfo}@127.0.0.1:#{server.port}/#{db}"
+  end
+
+  describe "authentication" do
+    it "connects with the password from the URL" do
+      expect(build(url: url).claim([["job", now]], lease_ms: 1000, node: "n", now: now)).to eq([true])
+    end
+
+    it "connects as a Redis 6 ACL user" do
+      b = build(url: url("kaal-user:user-secret"))
+      expect(b.ping).to be(true)
+      expect(raw.call("CLIENT", "LIST")).to include("user=kaal-user")
+    end
+
+    it "raises ConnectionError for a wrong password, naming the host but never the password" do
+      b = build(url: url(":wrong-#{password}"))
+      expect { b.ping }.to raise_error(Kaal::ConnectionError) { |e|
+        expect(e.message).to include("127.0.0.1:#{server.port}")
+        expect(e.message).to match(/WRONGPASS|invalid/i)
+        expect(e.message).not_to include(password)
+      }
+    end
+
+    it "raises ConnectionError without a password (NOAUTH)" do
+      b = build(url: "redis://127.0.0.1:#{server.port}/0")
+      expect { b.claim([["job", now]], lease_ms: 1000, node: "n", now: now) }
+        .to raise_error(Kaal::ConnectionError, /127\.0\.0\.1:#{server.port}: NOAUTH/)
+      expect(b.connected?).to be(false)
+    end
+
+    it "takes the settings of a redis-rb object" do
+      b = build(redis: Redis.new(host: "127.0.0.1", port: server.port, password: password, db: 2))
+      b.set_enabled("job", false)
+      raw.select(2)
+      expect(raw.hgetall("#{ns}:states")).to eq("job" => "0")
+    end
+  end
+
+  describe "databases and sockets" do
+    it "selects the database from the URL" do
+      build(url: url(":#{password}", 3)).set_enabled("job", true)
+      raw.select(3)
+      expect(raw.hget("#{ns}:states", "job")).to eq("1")
+      raw.select(0)
+      expect(raw.exists?("#{ns}:states")).to be(false)
+    end
+
+    it "raises ConfigurationError for a database the server does not have" do
+      b = build(url: url(":#{password}", 9))
+      expect { b.ping }.to raise_error(Kaal::ConfigurationError, /SELECT 9.*out of range/)
+    end
+
+    it "connects over a Unix socket" do
+      b = build(url: "unix://#{server.socket_path}?db=1&password=#{password}")
+      b.set_enabled("job", false)
+      raw.select(1)
+      expect(raw.hget("#{ns}:states", "job")).to eq("0")
+    end
+
+    it "refuses rediss:// with ConfigurationError: this build has no TLS" do
+      b = build(url: "rediss://:#{password}@127.0.0.1:#{server.port}/0")
+      expect { b.ping }.to raise_error(Kaal::ConfigurationError, /no TLS support/) { |e|
+        expect(e.message).not_to include(password)
+      }
+    end
+  end
+
+  describe "timeouts and errors" do
+    it "drops the connection after a command timeout and works again on the next call" do
+      b = build(url: url, timeout: 0.3)
+      b.connect
+      server.command(["AUTH", password], ["CLIENT", "PAUSE", "1000"])
+      t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      expect { b.claim([["job", now]], lease_ms: 1000, node: "n", now: now) }
+        .to raise_error(Kaal::ConnectionError, /timed out/)
+      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be_between(0.25, 0.9)
+      expect(b.connected?).to be(false)
+      sleep 0.8 # the pause ends
+      # The timed-out claim may or may not have run on the server; either way
+      # the reconnected handle is in step and the pair is won at most once.
+      first = b.claim([["job", now]], lease_ms: 1000, node: "n", now: now)
+      expect(b.claim([["job", now], ["other", now]], lease_ms: 1000, node: "n", now: now)).to eq([false, true])
+      expect(first.size).to eq(1)
+    end
+
+    it "raises BackendError with the server's message for an error reply, and keeps working" do
+      b = build(url: url)
+      raw.set("#{ns}:states", "not a hash")
+      expect { b.set_enabled("job", true) }.to raise_error(Kaal::BackendError, /WRONGTYPE/) { |e|
+        expect(e).not_to be_a(Kaal::ConnectionError)
+      }
+      expect(b.connected?).to be(true)
+      expect(b.claim([["job", now]], lease_ms: 1000, node: "n", now: now)).to eq([true])
+    end
+
+    it "keeps working after SCRIPT FLUSH (NOSCRIPT falls back to EVAL)" do
+      b = build(url: url)
+      expect(b.claim([["job", now]], lease_ms: 1000, node: "n", now: now)).to eq([true])
+      raw.script(:flush)
+      expect(b.claim([["job", now], ["job", now + 1]], lease_ms: 1000, node: "n", now: now)).to eq([false, true])
+      expect(b.dispatches(key: "job").map { |r| r[:fire_time] }).to eq([now + 1, now])
+    end
+  end
+
+  describe "storage" do
+    it "keeps every key under the namespace, with a lease on claims and a retention on the log" do
+      b = build(url: url)
+      b.claim([["a:b", now]], lease_ms: 30_000, node: "n", now: now)
+      b.record("a:b", now, "dispatched", node: "n", now: now + 1)
+      b.set_enabled("a:b", true)
+      b.delayed_add(job_id: "j", run_at_ms: 5, job_class: "Job", args_json: "[]")
+      b.heartbeat("n", '{"pid":1}', now: now, ttl: 60)
+      keys = raw.keys("*").select { |k| k.include?(ns) }
+      expect(keys).to all(start_with("#{ns}:"))
+      expect(keys).to contain_exactly(
+        "#{ns}:claim:#{now}:a:b", "#{ns}:log:#{now}:a:b", "#{ns}:log-index", "#{ns}:log-index:a:b",
+        "#{ns}:states", "#{ns}:delayed", "#{ns}:delayed-due", "#{ns}:nodes", "#{ns}:node-info"
+      )
+      expect(raw.pttl("#{ns}:claim:#{now}:a:b")).to be_between(1, 30_000)
+      expect(raw.ttl("#{ns}:log:#{now}:a:b")).to be_between(172_000, 172_800)
+      expect(raw.ttl("#{ns}:log-index")).to eq(-1)
+    end
+
+    it "cleans up the log entry and both indexes" do
+      b = build(url: url)
+      b.claim([["a", now], ["a", now + 10], ["b", now]], lease_ms: 1000, node: "n", now: now)
+      expect(b.cleanup(before: now + 5, limit: 10)).to eq(2)
+      expect(raw.zrange("#{ns}:log-index", 0, -1)).to eq(["#{now + 10}:a"])
+      expect(raw.zrange("#{ns}:log-index:a", 0, -1)).to eq([(now + 10).to_s])
+      expect(raw.exists?("#{ns}:log-index:b")).to be(false)
+      expect(raw.exists?("#{ns}:log:#{now}:a")).to be(false)
+    end
+
+    it "skips log entries that expired while their index entry remains" do
+      b = build(url: url)
+      b.claim([["a", now], ["a", now + 1]], lease_ms: 1000, node: "n", now: now)
+      raw.del("#{ns}:log:#{now + 1}:a")
+      expect(b.dispatches.map { |r| r[:fire_time] }).to eq([now])
+      expect(b.dispatches(key: "a", limit: 1).map { |r| r[:fire_time] }).to eq([now])
+    end
+
+    it "finds old rows behind many newer ones when filtering" do
+      b = build(url: url)
+      b.claim([["old", now]], lease_ms: 1000, node: "n", now: now)
+      b.record("old", now, "failed", node: "n", error: "x", now: now)
+      b.claim(Array.new(1200) { |i| ["new-#{i % 7}", now + 1 + i] }, lease_ms: 1000, node: "n", now: now)
+      expect(b.dispatches(status: "failed").map { |r| r[:key] }).to eq(["old"])
+      expect(b.dispatches(limit: 1000).size).to eq(1000)
+      expect(b.dispatch_status("old", now)).to eq("failed")
+    end
+  end
+end
