@@ -72,6 +72,11 @@ module KaalBackendSpec
   # Returns the block's value.
   #
   #   result = expect_progress_while { backend.claim(pairs, ...) }   # while the server sleeps
+  #
+  # Ways to make a server slow from another connection: Redis
+  # `CLIENT PAUSE 500` (DEBUG SLEEP is disabled by default since Redis 7),
+  # PostgreSQL `SELECT pg_sleep(0.5)` holding a row lock, MySQL `SELECT SLEEP(0.5)`
+  # inside a transaction holding a lock.
   def expect_progress_while(min_ticks: 5, interval: 0.005)
     clock = -> { Process.clock_gettime(Process::CLOCK_MONOTONIC) }
     ticks = []
