@@ -1,0 +1,195 @@
+# frozen_string_literal: true
+
+require_relative "runtime_helper"
+require "open3"
+require "rbconfig"
+require "json"
+
+RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
+  include KaalRuntimeHelper
+
+  bin = File.expand_path("../../bin/kaal", __dir__)
+  lib = File.expand_path("../../lib", __dir__)
+  define_method(:bin) { bin }
+  define_method(:lib) { lib }
+
+  around { |ex| in_tmpdir { ex.run } }
+
+  def kaal(*args, env: {})
+    out, err, status = Open3.capture3({ "KAAL_ENV" => nil, "RAILS_ENV" => nil, "RACK_ENV" => nil }.merge(env),
+                                      RbConfig.ruby, "-I", lib, bin, *args)
+    [out, err, status.exitstatus]
+  end
+
+  def app(tick_interval: 1)
+    _, err, code = kaal("init", "--backend=memory")
+    raise "init failed: #{err}" unless code.zero?
+
+    File.write("config/kaal.yml", File.read("config/kaal.yml").sub("  namespace: kaal\n", "  namespace: kaal\n  tick_interval: #{tick_interval}\n"))
+    write("jobs.rb", <<~RUBY)
+      class EchoJob
+        def self.perform(key, unix)
+          $stdout.puts "ECHO \#{key} \#{unix}"
+          $stdout.flush
+        end
+      end
+    RUBY
+    write("config/kaal-scheduler.yml", <<~YAML)
+      defaults:
+        jobs:
+          - key: echo
+            cron: "* * * * * *"
+            job_class: EchoJob
+            args: ["{{key}}", "{{fire_time.unix}}"]
+    YAML
+  end
+
+  describe "init" do
+    it "writes both files, refuses to overwrite without --force, and explains SQL" do
+      out, _, code = kaal("init", "--backend=memory")
+      expect(code).to eq(0)
+      expect(out).to include("wrote config/kaal.yml (backend memory)")
+      expect(YAML.safe_load(File.read("config/kaal.yml"))["defaults"]).to include("backend" => "memory")
+      expect(File.read("config/kaal-scheduler.yml")).to include('#   - key: "reports:weekly_summary"')
+
+      _, err, code = kaal("init", "--backend=redis")
+      expect(code).to eq(2)
+      expect(err).to include("already exist (nothing written; pass --force to overwrite)")
+      expect(File.read("config/kaal.yml")).to include("backend: memory")
+
+      _, _, code = kaal("init", "--backend=redis", "--force")
+      expect(code).to eq(0)
+      expect(YAML.safe_load(File.read("config/kaal.yml"))["defaults"]["backend_config"]).to eq("url" => "redis://127.0.0.1:6379/0")
+
+      _, err, code = kaal("init", "--backend=postgres")
+      expect(code).to eq(2)
+      expect(err).to include("kaal init does not provision SQL adapter setups")
+      _, _, code = kaal("validate")
+      expect(code).to eq(0)
+    end
+  end
+
+  describe "validate" do
+    it "checks both files, exit 2 naming the file on a mistake" do
+      app
+      out, _, code = kaal("validate")
+      expect([out, code]).to eq(["ok: config/kaal.yml (backend memory), config/kaal-scheduler.yml (1 job)\n", 0])
+      out, = kaal("validate", "--json")
+      expect(JSON.parse(out)).to include("ok" => true, "backend" => "memory")
+
+      File.write("config/kaal-scheduler.yml", "defaults:\n  jobs:\n    - {key: x, cron: '* * *', job_class: X}\n")
+      _, err, code = kaal("validate")
+      expect(code).to eq(2)
+      expect(err).to start_with('kaal: config/kaal-scheduler.yml: defaults.jobs[0] (job "x"): cron: "* * *": ')
+    end
+  end
+
+  describe "tick" do
+    it "runs one tick and prints what it dispatched" do
+      app
+      out, err, code = kaal("tick", "--require", "./jobs.rb", "--json")
+      expect(code).to eq(0), err
+      data = JSON.parse(out.lines.last)
+      expect(data["backend_ok"]).to be(true)
+      expect(data["dispatches"].map { |d| d["key"] }.uniq).to eq(["echo"])
+      expect(data["dispatches"].map { |d| d["status"] }.uniq).to eq(["dispatched"])
+      expect(out).to include("ECHO echo ")
+
+      out, _, code = kaal("tick", "--require", "./jobs.rb")
+      expect(code).to eq(0)
+      expect(out).to match(/^echo @ \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ  dispatched$/)
+    end
+  end
+
+  describe "status" do
+    it "lists settings, jobs with next fire time and state; exit 2 naming a broken file" do
+      app
+      out, err, code = kaal("status", "--require", "./jobs.rb")
+      expect(code).to eq(0), err
+      expect(out).to include("backend", "memory", "Jobs (1):", "Delayed jobs pending: 0")
+      expect(out).to match(/^  echo\s+\* \* \* \* \* \*\s+UTC\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00\s+enabled\s+EchoJob$/)
+
+      out, = kaal("status", "--json")
+      data = JSON.parse(out)
+      expect(data["jobs"].first).to include("key" => "echo", "enabled" => true)
+      expect(data["backend"]["reachable"]).to be(true)
+
+      File.write("config/kaal.yml", "defaults:\n  backend: memory\n  tick_interval: [1\n")
+      out, err, code = kaal("status")
+      expect(code).to eq(2)
+      expect(err).to start_with("kaal: config/kaal.yml: line ")
+      expect(out).to be_empty
+
+      File.write("config/kaal.yml", "defaults:\n  backend: memory\n  tick_intervall: 1\n")
+      _, err, code = kaal("status")
+      expect(code).to eq(2)
+      expect(err).to include("config/kaal.yml: tick_intervall: unknown option")
+    end
+
+    it "redacts passwords and exits 1 when the backend is unreachable" do
+      skip "redis backend not built" unless Kaal::Native.backends.include?("redis")
+
+      write("config/kaal.yml", "defaults:\n  backend: redis\n  backend_config:\n    url: redis://:hunter2@127.0.0.1:1/0\n    connect_timeout: 0.5\n")
+      write("config/kaal-scheduler.yml", "defaults:\n  jobs: []\n")
+      out, err, code = kaal("status")
+      expect(code).to eq(1)
+      expect(out + err).not_to include("hunter2")
+      expect(out).to include("Backend: UNREACHABLE")
+      expect(err).to include("backend redis unreachable")
+    end
+
+    it "reports a missing configuration file with exit 2" do
+      _, err, code = kaal("status")
+      expect(code).to eq(2)
+      expect(err).to include("config/kaal.yml: configuration file not found")
+    end
+  end
+
+  describe "start" do
+    it "fires a 6-field job every second, and TERM exits 0 after the current tick" do
+      app
+      stdin, out, wait = Open3.popen2e(RbConfig.ruby, "-I", lib, bin, "start", "--require", "./jobs.rb")
+      stdin.close
+      lines = []
+      reader = Thread.new { out.each_line { |l| lines << l } }
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+      sleep 0.1 until lines.grep(/^ECHO/).size >= 4 || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      Process.kill("TERM", wait.pid)
+      expect(wait.value.exitstatus).to eq(0)
+      reader.join(5)
+      runs = lines.grep(/^ECHO echo (\d+)/) { Regexp.last_match(1).to_i }
+      expect(runs.size).to be >= 4
+      expect(runs).to eq(runs.uniq)
+      steady = runs.drop(2) # the first tick may include a catch-up run
+      expect(steady.each_cons(2).map { |a, b| b - a }).to all(eq(1))
+      expect(lines.join).to include("received TERM", "stopped cleanly")
+    end
+
+    it "exits at once on a second signal while a job is still running" do
+      app
+      write("jobs.rb", "class EchoJob\n  def self.perform(*)\n    $stdout.puts 'SLOW'\n    $stdout.flush\n    sleep 60\n  end\nend\n")
+      stdin, out, wait = Open3.popen2e(RbConfig.ruby, "-I", lib, bin, "start", "--require", "./jobs.rb")
+      stdin.close
+      lines = []
+      reader = Thread.new { out.each_line { |l| lines << l } }
+      sleep 0.1 until lines.grep(/SLOW/).any? || !wait.alive?
+      Process.kill("INT", wait.pid)
+      sleep 0.5
+      expect(wait.alive?).to be(true) # waiting for the slow job (shutdown_timeout 30)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      Process.kill("INT", wait.pid)
+      expect(wait.value.exitstatus).to eq(1)
+      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - started).to be < 3
+      reader.join(5)
+      expect(lines.join).to include("second signal: exiting now")
+    end
+  end
+
+  describe "migrate" do
+    it "runs the backend's migrate" do
+      app
+      out, err, code = kaal("migrate")
+      expect([out, err, code]).to eq(["migrated: backend memory, namespace kaal\n", "", 0])
+    end
+  end
+end
