@@ -16,7 +16,8 @@
  *   the next power of two and padded by repeating the last pair (a repeated
  *   pair conflicts with itself and is returned once), so at most
  *   log2(CLAIM_CHUNK)+1 claim statements are ever prepared per connection.
- *   Several chunks run inside one BEGIN IMMEDIATE transaction.
+ *   A batch that would need much padding is split (next_chunk); several
+ *   chunks run inside one BEGIN IMMEDIATE transaction.
  * - Delayed claims are one DELETE ... RETURNING inside BEGIN IMMEDIATE: the
  *   write lock is held from the selection of due rows to the commit, so each
  *   job goes to exactly one caller.
@@ -37,8 +38,8 @@
 
 #include "schema.h"
 
-#define CLAIM_CHUNK 512 /* pairs per INSERT: 2 * 512 + 3 variables */
-#define CLAIM_SLOTS 10  /* statements for 1, 2, 4, ... 512 rows */
+#define CLAIM_CHUNK 4096 /* pairs per INSERT: 2 * 4096 + 3 variables */
+#define CLAIM_SLOTS 13  /* statements for 1, 2, 4, ... 4096 rows */
 #define DEFAULT_BUSY_MS 5000
 
 const char *const kaal_schema_sqlite[] = {
@@ -510,21 +511,37 @@ static int claim_chunk(kaal_backend *b, kaal_claim *items, size_t n, claim_ref *
     return KAAL_OK;
 }
 
+/* How many of `rem` pairs the next statement takes. A statement is padded to
+ * a power of two rows; when padding would waste more than a quarter of the
+ * rows (and more than 32), take the largest power of two below rem instead
+ * and leave the rest to the following statements. */
+static size_t next_chunk(size_t rem)
+{
+    size_t p2 = 1;
+    if (rem >= CLAIM_CHUNK) return CLAIM_CHUNK;
+    while (p2 < rem) p2 <<= 1;
+    if (p2 - rem <= 32 || p2 - rem <= rem / 4) return rem;
+    return p2 >> 1;
+}
+
 static int sqlite_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
                         const char *node, int64_t now, kaal_error *err)
 {
     claim_ref *refs;
-    size_t off, chunk = n < CLAIM_CHUNK ? n : CLAIM_CHUNK;
-    int multi = n > CLAIM_CHUNK, rc = KAAL_OK;
+    size_t off, first;
+    int multi, rc = KAAL_OK;
 
     (void)lease_ms;
     if (n == 0) return KAAL_OK;
-    refs = malloc(chunk * sizeof *refs);
+    first = next_chunk(n);
+    multi = first < n;
+    refs = malloc(first * sizeof *refs); /* the first chunk is the largest */
     if (!refs) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
     if (multi) rc = exec_q(b, Q_BEGIN, "claim", err);
-    for (off = 0; rc == KAAL_OK && off < n; off += CLAIM_CHUNK) {
-        size_t m = n - off < CLAIM_CHUNK ? n - off : CLAIM_CHUNK;
+    for (off = 0; rc == KAAL_OK && off < n;) {
+        size_t m = next_chunk(n - off);
         rc = claim_chunk(b, items + off, m, refs, node, now, err);
+        off += m;
     }
     if (multi && rc == KAAL_OK) rc = exec_q(b, Q_COMMIT, "claim", err);
     if (rc != KAAL_OK) {
