@@ -20,6 +20,11 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
            "0 0 29 2 *", "0 30 1 * * *", "15,45 1-3 * * *"].freeze
   never = ["0 0 30 2 *", "0 0 31 4,6,9,11 *", "0 0 */9 * MON#5", "0 0 31W 2 *", "0 0 30W feb ?",
            "0 0 L-29 FEB *", "0 0 */10 2 MON#5", "0 0 30,31 2 ?"].freeze
+  # Fixed starts in every zone: leap days across 2100 (not a leap year), the
+  # 32-bit time_t limit, the end of the tested range, walks back before 1970.
+  explicit = [["0 0 29 2 *", "2096-03-01T00:00:00Z"], ["0 0 29 2 *", "2104-03-01T00:00:00Z"],
+              ["*/7 * * * *", "2038-01-19T03:00:00Z"], ["0 0 L * *", "2099-12-31T12:00:00Z"],
+              ["0 0 1 1 *", "1970-01-01T00:00:00Z"], ["@hourly", "1970-01-01T00:30:00Z"]].freeze
   random_count = 1500
   zones_per_expression = 4
   fixed_transition_starts = 10
@@ -49,6 +54,7 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
           fixed_transition_starts.times { cases[zone] << [text, "transition"] }
           fixed_random_starts.times { cases[zone] << [text, "random"] }
         end
+        explicit.each { |text, from| cases[zone] << [text, Time.iso8601(from).to_i] }
       end
       @random_exprs.each do |text|
         zones.sample(zones_per_expression, random: rng).each do |zone|
