@@ -13,6 +13,7 @@ module Kaal
   @env_name = nil
   @config_path = nil
   @scheduler_file_mtime = nil
+  @start_hooks = []
 
   class << self
     # -- configuration ---------------------------------------------------------
@@ -145,8 +146,20 @@ module Kaal
         elsif @registry.size.zero?
           logger.warn("no jobs: #{path} does not exist and none were registered in code")
         end
-        scheduler.start
+        sched = scheduler
+        @start_hooks.each { |hook| hook.call }
+        sched.start
       end
+    end
+
+    # Runs +block+ each time Kaal.start! starts the scheduler, after the
+    # configuration and backend are in place and before the first tick
+    # (e.g. to enqueue a delayed job from a file loaded with --require).
+    def on_start(&block)
+      raise ArgumentError, "on_start needs a block" unless block
+
+      @lock.synchronize { @start_hooks << block }
+      block
     end
 
     # Stops the tick loop after the current tick and waits for running jobs
@@ -272,6 +285,7 @@ module Kaal
       stop!(timeout: 5) if @scheduler
       @lock.synchronize do
         @registry.clear
+        @start_hooks = []
         close_backend
         @scheduler = nil
         @configuration = nil
