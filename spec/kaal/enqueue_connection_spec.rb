@@ -177,6 +177,54 @@ RSpec.describe "Enqueue through the caller's connection" do
     end
   end
 
+  describe "Kaal.enqueue_at(connection:) on the sqlite backend" do
+    around do |example|
+      Dir.mktmpdir("kaal-enq-api") do |dir|
+        @path = File.join(dir, "app.sqlite3")
+        example.run
+      ensure
+        Kaal.reset!
+      end
+    end
+
+    before do
+      skip "sqlite backend not built" unless Kaal::Native.backends.include?("sqlite")
+      require "active_record"
+      stub_const("KaalEnqueueApiJob", Class.new { def self.perform(*args) = (@ran ||= []) << args })
+      Kaal.configure do |c|
+        c.backend = :sqlite
+        c.backend_config = { path: @path }
+        c.namespace = "kaal-enq-api-#{SecureRandom.hex(3)}"
+        c.logger = Logger.new(File::NULL)
+      end
+      Kaal::Backend.build(:sqlite, namespace: "x", config: { path: @path }).migrate.close
+      @model = stub_const("KaalEnqueueApiRecord", Class.new(ActiveRecord::Base) { self.abstract_class = true })
+      @model.establish_connection(adapter: "sqlite3", database: @path)
+    end
+
+    after { @model&.remove_connection }
+
+    it "runs a job committed with the caller's transaction, and never one rolled back" do
+      @model.transaction do
+        Kaal.enqueue_at(at: Time.now - 1, job_class: "KaalEnqueueApiJob", args: [7, "a"], job_id: "kept",
+                        connection: @model.lease_connection)
+      end
+      @model.transaction do
+        Kaal.enqueue_at(at: Time.now - 1, job_class: "KaalEnqueueApiJob", args: [8], job_id: "dropped",
+                        connection: @model.lease_connection)
+        raise ActiveRecord::Rollback
+      end
+      expect do
+        Kaal.enqueue_at(at: Time.now + 60, job_class: "KaalEnqueueApiJob", job_id: "kept",
+                        connection: @model.lease_connection)
+      end.to raise_error(Kaal::DuplicateJobError)
+
+      Kaal.tick!(now: Time.now)
+
+      expect(KaalEnqueueApiJob.instance_variable_get(:@ran)).to eq([[7, "a"]])
+    end
+  end
+
   it "names the accepted dialects for an unknown one" do
     expect { schema.statements(:oracle) }.to raise_error(Kaal::ConfigurationError, /sqlite, postgres, mysql/)
   end
