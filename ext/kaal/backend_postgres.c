@@ -5,8 +5,8 @@
  * releases it around each vtable call), so it uses malloc/free only.
  *
  * Session: PQconnectdbParams with keyword arrays (the password is never put
- * into a conninfo string), application_name "kaal", statement_timeout set to
- * the command timeout. Every statement is sent asynchronously and waited for
+ * into a conninfo string), application_name "kaal", then SET statement_timeout
+ * to the command timeout. Every statement is sent asynchronously and waited for
  * with poll() against a client-side deadline (statement_timeout + a grace
  * period), so a server that stops answering cannot hang a call forever.
  *
@@ -527,7 +527,9 @@ static int pg_connect(kaal_backend *b, kaal_error *err)
     const kaal_conn_params *p = &b->params;
     pg_impl *s = IMPL(b);
     const char *keys[16], *vals[16];
-    char port_s[16], cto_s[16], opts[96];
+    char port_s[16], cto_s[16], set[64];
+    PGresult *r;
+    int rc;
     char *sock = NULL;
     int n = 0, port = p->port;
     int cto = p->connect_timeout_ms > 0 ? p->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
@@ -568,8 +570,6 @@ static int pg_connect(kaal_backend *b, kaal_error *err)
     snprintf(cto_s, sizeof cto_s, "%d", cto < 2000 ? 2 : (cto + 999) / 1000);
     keys[n] = "connect_timeout", vals[n++] = cto_s;
     keys[n] = "application_name", vals[n++] = "kaal";
-    snprintf(opts, sizeof opts, "-c statement_timeout=%d -c lock_timeout=0", qto);
-    keys[n] = "options", vals[n++] = opts;
     keys[n] = "keepalives", vals[n++] = "1";
     keys[n] = "client_encoding", vals[n++] = "UTF8";
     keys[n] = NULL, vals[n] = NULL;
@@ -594,6 +594,15 @@ static int pg_connect(kaal_backend *b, kaal_error *err)
         return KAAL_EBACKEND;
     }
     b->connected = 1;
+    /* A SET rather than the startup "options" parameter, which PgBouncer
+     * refuses. */
+    snprintf(set, sizeof set, "SET statement_timeout = %d", qto);
+    r = run_sql(b, set, 0, NULL, err, "connect", &rc);
+    if (!r) {
+        drop_conn(b);
+        return rc == KAAL_ECONNECT ? rc : KAAL_ECONNECT;
+    }
+    PQclear(r);
     return KAAL_OK;
 }
 

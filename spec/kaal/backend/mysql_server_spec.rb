@@ -241,6 +241,20 @@ RSpec.describe "MySQL backend against a server" do
       expect(backend.delayed_list.map { |j| j[:job_id] }).to eq(["later"])
     end
 
+    it "skips a due job another transaction has locked instead of waiting for it" do
+      %w[a b c].each_with_index do |id, i|
+        backend.delayed_add(job_id: id, run_at_ms: 100 + i, job_class: "Work", args_json: "[]")
+      end
+      raw.query("BEGIN")
+      raw.query("SELECT 1 FROM kaal_delayed_jobs WHERE namespace = '#{raw.escape(ns)}' AND job_id = 'a' FOR UPDATE").to_a
+      t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      got = backend.delayed_claim(now_ms: 1_000, limit: 10).map { |j| j[:job_id] }
+      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be < 0.5
+      expect(got).to eq(%w[b c])
+      raw.query("ROLLBACK")
+      expect(backend.delayed_claim(now_ms: 1_000, limit: 10).map { |j| j[:job_id] }).to eq(%w[a])
+    end
+
     it "returns large args intact and accepts a job inserted through the application's own connection" do
       big = "[\"#{"x" * 70_000}\"]"
       backend.delayed_add(job_id: "big", run_at_ms: 1, job_class: "Work", args_json: big)

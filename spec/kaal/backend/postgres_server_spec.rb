@@ -243,6 +243,20 @@ RSpec.describe "PostgreSQL backend against a server" do
       expect(backend.delayed_list.map { |j| j[:job_id] }).to eq(["later"])
     end
 
+    it "skips a due job another transaction has locked instead of waiting for it" do
+      %w[a b c].each_with_index do |id, i|
+        backend.delayed_add(job_id: id, run_at_ms: 100 + i, job_class: "Work", args_json: "[]")
+      end
+      raw.exec("BEGIN")
+      raw.exec_params("SELECT 1 FROM kaal_delayed_jobs WHERE namespace = $1 AND job_id = 'a' FOR UPDATE", [ns])
+      t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+      got = backend.delayed_claim(now_ms: 1_000, limit: 10).map { |j| j[:job_id] }
+      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be < 0.5
+      expect(got).to eq(%w[b c])
+      raw.exec("ROLLBACK")
+      expect(backend.delayed_claim(now_ms: 1_000, limit: 10).map { |j| j[:job_id] }).to eq(%w[a])
+    end
+
     it "accepts a job inserted through the application's own connection (docs/sql.md columns)" do
       raw.exec_params("INSERT INTO kaal_delayed_jobs (namespace, job_id, run_at_ms, job_class, queue, args, created_at)" \
                       " VALUES ($1, 'from-app', 5, 'Mailer', 'mail', '[\"a\"]', 0)", [ns])
