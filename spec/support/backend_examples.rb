@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "socket"
+
 # "a kaal backend": the behaviour every backend must have, run against the
 # real thing (a real server for redis/postgres/mysql, a real file for sqlite).
 #
@@ -67,6 +69,25 @@ RSpec.shared_examples "a kaal backend" do
       expect(backend.connected?).to be(true)
     end
 
+    # Server backends only (kaal_backend_for records the kind in the metadata).
+    unless %i[memory sqlite].include?(metadata[:kaal_backend])
+      it "raises Kaal::ConnectionError from ping when the server cannot be reached" do
+        url = respond_to?(:kaal_backend_url) ? kaal_backend_url : nil
+        skip "not a server backend" unless url
+
+        port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] } # nobody listens there
+        params = Kaal::Backend::ConnectionParams.from(kaal_backend_kind, url: url)
+        skip "the test URL names no port" unless params["port"]
+
+        dead_url = url.sub(/:#{params["port"]}\b/, ":#{port}")
+        dead = Kaal::Backend.build(kaal_backend_kind, namespace: ns, config: { url: dead_url, connect_timeout: 2 })
+        expect { dead.ping }.to raise_error(Kaal::ConnectionError)
+        expect(dead.connected?).to be(false)
+      ensure
+        dead&.close
+      end
+    end
+
     it "runs migrate more than once" do
       expect { backend.migrate; backend.migrate }.not_to raise_error
     end
@@ -116,6 +137,12 @@ RSpec.shared_examples "a kaal backend" do
       expect(claim(backend, pairs)).to eq([true] * pairs.size)
       expect(claim(other, pairs, node: "node-b")).to eq([false] * pairs.size)
       expect(backend.dispatches(key: "é ☃ job").first[:key]).to eq("é ☃ job")
+    end
+
+    it "claims a large batch in one call" do
+      pairs = Array.new(3000) { |i| ["job-#{i % 300}", now + (i / 300) * 60] }
+      expect(claim(backend, pairs)).to eq([true] * 3000)
+      expect(claim(other, pairs.reverse, node: "node-b")).to eq([false] * 3000)
     end
 
     it "records the claim in the dispatch log" do
