@@ -51,6 +51,24 @@ RSpec.describe "Kaal memory backend" do
     expect(backend.states).to eq("job" => false)
   end
 
+  it "keeps working under GC stress and compaction" do
+    backend = Kaal::Backend.build(:memory, namespace: "gc")
+    begin
+      GC.stress = true
+      expect(backend.claim([["a", 1], [+"b", 2]], lease_ms: 10, node: "n", now: 1)).to eq([true, true])
+      backend.record("a", 1, :failed, node: "n", error: RuntimeError.new("boom"), now: 2)
+      backend.delayed_add(job_id: "j", run_at_ms: 1, job_class: "Job", args_json: "[]")
+      rows = backend.dispatches
+      jobs = backend.delayed_claim(now_ms: 5, limit: 3)
+    ensure
+      GC.stress = false
+    end
+    GC.compact if GC.respond_to?(:compact)
+    expect(rows.map { |r| r[:key] }).to eq(%w[b a])
+    expect(jobs.map { |j| j[:job_id] }).to eq(["j"])
+    expect(backend.dispatch_status("a", 1)).to eq("failed")
+  end
+
   it "frees its store when the handle is collected" do
     expect do
       20.times { Kaal::Backend.build(:memory, namespace: "gc").claim([["a", 1]], lease_ms: 1, node: "n", now: 1) }
