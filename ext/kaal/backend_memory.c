@@ -137,9 +137,12 @@ static void ht_each(htab *t, void (*fn)(hent *e, void *ctx), void *ctx)
 enum { ST_CLAIMED, ST_DISPATCHED, ST_FAILED };
 static const char *const STATUS_NAMES[] = {"claimed", "dispatched", "failed"};
 
+struct log_ent;
+
 typedef struct key_ent { /* an interned job key */
     hent h;
-    size_t refs; /* log rows using it */
+    struct log_ent *rows; /* its log rows (a list), so queries by key skip the rest */
+    size_t refs;          /* log rows using it */
     size_t len;
     char s[];
 } key_ent;
@@ -155,6 +158,7 @@ typedef struct log_ent {
     int64_t claimed_at;
     int64_t updated_at;
     key_ent *key;
+    struct log_ent *next_k, *prev_k; /* the key's list */
     const char *node; /* interned, may be NULL */
     char *error;      /* may be NULL */
     int status;
@@ -483,6 +487,7 @@ static log_ent *log_new(mem_store *m, const char *key, size_t len, uint64_t hash
         k = malloc(sizeof *k + len + 1);
         if (!k) return NULL;
         k->h.hash = hash;
+        k->rows = NULL;
         k->refs = 0;
         k->len = len;
         memcpy(k->s, key, len);
@@ -499,6 +504,9 @@ static log_ent *log_new(mem_store *m, const char *key, size_t len, uint64_t hash
     }
     k->refs++;
     e->key = k;
+    e->next_k = k->rows;
+    if (k->rows) k->rows->prev_k = e;
+    k->rows = e;
     e->fire_time = fire_time;
     e->h.hash = log_hash(k, fire_time);
     ht_insert(&m->log, &e->h);
@@ -511,6 +519,9 @@ static void log_delete(mem_store *m, log_ent *e)
     key_ent *k = e->key;
     ht_remove(&m->log, &e->h);
     free(e->error);
+    if (e->prev_k) e->prev_k->next_k = e->next_k;
+    else k->rows = e->next_k;
+    if (e->next_k) e->next_k->prev_k = e->prev_k;
     if (--k->refs == 0) {
         ht_remove(&m->keys, &k->h);
         free(k);
@@ -602,36 +613,6 @@ static int mem_record(kaal_backend *b, const char *key, int64_t fire_time, const
     return KAAL_OK;
 }
 
-typedef struct log_pick {
-    const kaal_dispatch_query *q;
-    const key_ent *key; /* the interned q->key */
-    int status;
-    log_ent **hits;
-    size_t len, cap;
-    int oom;
-} log_pick;
-
-static void pick_log(hent *h, void *ctx)
-{
-    log_pick *p = ctx;
-    log_ent *e = (log_ent *)h;
-    if (p->oom) return;
-    if (p->q->key && e->key != p->key) return;
-    if (p->q->status && e->status != p->status) return;
-    if (p->q->node && (!e->node || strcmp(e->node, p->q->node) != 0)) return;
-    if (p->len == p->cap) {
-        size_t ncap = p->cap ? p->cap * 2 : 64;
-        log_ent **n = realloc(p->hits, ncap * sizeof *n);
-        if (!n) {
-            p->oom = 1;
-            return;
-        }
-        p->hits = n;
-        p->cap = ncap;
-    }
-    p->hits[p->len++] = e;
-}
-
 static int key_cmp(const log_ent *a, const log_ent *b)
 {
     const key_ent *x = a->key, *y = b->key;
@@ -649,6 +630,71 @@ static int newest_first(const void *pa, const void *pb)
     const log_ent *a = *(log_ent *const *)pa, *b = *(log_ent *const *)pb;
     if (a->fire_time != b->fire_time) return a->fire_time > b->fire_time ? -1 : 1;
     return -key_cmp(a, b);
+}
+
+/* The query keeps the `limit` newest matches in a heap whose root is the
+ * oldest of those kept, so a short query over a big log costs O(n log limit)
+ * and no full sort. */
+typedef struct log_pick {
+    const kaal_dispatch_query *q;
+    const key_ent *key; /* the interned q->key */
+    int status;
+    log_ent **hits;
+    size_t len, cap;
+    int oom;
+} log_pick;
+
+static int newer(const log_ent *a, const log_ent *b) { return newest_first(&a, &b) < 0; }
+
+static void pick_sift_down(log_pick *p, size_t i)
+{
+    log_ent *x = p->hits[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= p->len) break;
+        if (c + 1 < p->len && newer(p->hits[c], p->hits[c + 1])) c++; /* the older child */
+        if (!newer(x, p->hits[c])) break;
+        p->hits[i] = p->hits[c];
+        i = c;
+    }
+    p->hits[i] = x;
+}
+
+static void pick_log(hent *h, void *ctx)
+{
+    log_pick *p = ctx;
+    log_ent *e = (log_ent *)h;
+    size_t i;
+    if (p->oom) return;
+    if (p->q->key && e->key != p->key) return;
+    if (p->q->status && e->status != p->status) return;
+    if (p->q->node && (!e->node || strcmp(e->node, p->q->node) != 0)) return;
+    if (p->len == p->q->limit) {
+        if (newer(e, p->hits[0])) {
+            p->hits[0] = e;
+            pick_sift_down(p, 0);
+        }
+        return;
+    }
+    if (p->len == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 64;
+        log_ent **n;
+        if (ncap > p->q->limit) ncap = p->q->limit;
+        n = realloc(p->hits, ncap * sizeof *n);
+        if (!n) {
+            p->oom = 1;
+            return;
+        }
+        p->hits = n;
+        p->cap = ncap;
+    }
+    /* sift up: parents are older than their children */
+    i = p->len++;
+    while (i > 0 && newer(p->hits[(i - 1) / 2], e)) {
+        p->hits[i] = p->hits[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    p->hits[i] = e;
 }
 
 static int oldest_first(const void *pa, const void *pb) { return newest_first(pb, pa); }
@@ -670,7 +716,12 @@ static int mem_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_di
         p.key = key_find(m, q->key, len, hash_bytes(q->key, len, 0));
         if (!p.key) return KAAL_OK;
     }
-    ht_each(&m->log, pick_log, &p);
+    if (p.key) {
+        log_ent *e;
+        for (e = p.key->rows; e && !p.oom; e = e->next_k) pick_log(&e->h, &p);
+    } else {
+        ht_each(&m->log, pick_log, &p);
+    }
     if (p.oom) {
         free(p.hits);
         return oom(err);
