@@ -3,18 +3,52 @@
 module Kaal
   # One dispatch, recurring (key + fire_time) or delayed (job_id). Returned
   # by Kaal.tick!. status: "pending" (queued on the worker pool),
-  # "dispatched" or "failed"; error: "Class: message" when failed; duration
-  # in seconds.
-  Dispatch = Struct.new(:key, :fire_time, :idempotency_key, :job_id, :job_class, :queue, :status, :error,
-                        :duration, :node, keyword_init: true) do
+  # "dispatched" or "failed"; error: "Class: message" when failed; duration:
+  # seconds. fire_time and idempotency_key are computed on first use.
+  class Dispatch
+    attr_reader :key, :fire_epoch, :job_id, :job_class, :queue, :node
+    attr_accessor :status, :error, :duration
+
+    def initialize(key: nil, fire_epoch: nil, job: nil, namespace: nil, job_id: nil, job_class: nil, queue: nil,
+                   node: nil, fire_time: nil)
+      @key = key
+      @fire_epoch = fire_epoch
+      @job = job
+      @namespace = namespace
+      @job_id = job_id
+      @job_class = job_class
+      @queue = queue
+      @node = node
+      @fire_time = fire_time
+      @idempotency_key = nil
+      @status = nil
+      @error = nil
+      @duration = nil
+    end
+
     def recurring?
       job_id.nil?
     end
 
+    # The fire time (Time with the job zone's offset); for a delayed job, its run_at.
+    def fire_time
+      @fire_time ||= @job&.fire_time(@fire_epoch)
+    end
+
+    # The run's idempotency key (recurring jobs only).
+    def idempotency_key
+      return nil unless @job
+
+      @idempotency_key ||= Native.idempotency_key(@namespace, @key, @fire_epoch)
+    end
+
     def to_h
-      h = super
-      h[:fire_time] = fire_time&.iso8601
-      h.compact
+      { key: key, fire_time: fire_time&.iso8601, idempotency_key: idempotency_key, job_id: job_id,
+        job_class: job_class, queue: queue, status: status, error: error, duration: duration, node: node }.compact
+    end
+
+    def inspect
+      "#<#{self.class} #{recurring? ? "#{key} @ #{fire_time&.iso8601}" : "delayed #{job_id}"} #{status}>"
     end
   end
 
@@ -49,26 +83,59 @@ module Kaal
       @logger = logger
     end
 
-    # Runs +target+ for +dispatch+. Calls +done+ with the finished dispatch
-    # (status set) on whichever thread finished it. Never raises.
-    def call(dispatch, target, args, kwargs, call_keywords: nil, &done)
-      started = Clock.monotonic
-      if target.respond_to?(:call) && !target.is_a?(Module)
-        return run_later(dispatch, started, done) { call_callable(target, dispatch, call_keywords) }
-      end
+    # How to run +target+ (a class name, a Class/Module or a callable):
+    # [:callable, target], [:active_job, klass], [:sidekiq, klass],
+    # [:perform, klass], [:instance, klass] or [:refused, error]. A String is
+    # constantized now; the scheduler plans once per tick and class name.
+    def plan(target)
+      return [:callable, target] if target.respond_to?(:call) && !target.is_a?(Module)
 
       klass = resolve(target)
-      if active_job?(klass)
-        enqueue_active_job(klass, dispatch.queue, args, kwargs)
-      elsif sidekiq?(klass)
-        enqueue_sidekiq(klass, dispatch.queue, args, kwargs)
+      if active_job?(klass) then [:active_job, klass]
+      elsif sidekiq?(klass) then [:sidekiq, klass]
+      elsif klass.respond_to?(:perform) then [:perform, klass]
+      elsif klass.is_a?(Class) && klass.public_method_defined?(:perform) then [:instance, klass]
       else
-        runner = plain_runner(klass)
-        return run_later(dispatch, started, done) { runner.call(args, kwargs) }
+        [:refused, Refused.new("#{klass} does not respond to perform, perform_later or perform_async " \
+                               "(and its instances do not respond to perform)")]
       end
-      finish(dispatch, started, nil, done)
     rescue StandardError, ScriptError => e
-      finish(dispatch, started, e, done)
+      [:refused, e]
+    end
+
+    # Runs +target+ for +dispatch+ (see #call).
+    def call(dispatch, target, arguments, call_keywords: nil, &done)
+      execute(dispatch, plan(target), arguments, call_keywords, done)
+    end
+
+    # Runs a planned dispatch. +arguments+ is [args, kwargs], or a Proc
+    # returning them (evaluated on the thread that runs the job). Calls
+    # done.call(dispatch) with the status set, on whichever thread finished
+    # it. Enqueues (ActiveJob, Sidekiq) happen now; plain jobs and callables
+    # go to the worker pool. Never raises.
+    def execute(dispatch, plan, arguments, call_keywords, done)
+      kind, subject = plan
+      case kind
+      when :perform, :instance, :callable
+        dispatch.status = "pending"
+        return dispatch if @pool&.post { run(dispatch, kind, subject, arguments, call_keywords, done) }
+
+        run(dispatch, kind, subject, arguments, call_keywords, done)
+      when :refused
+        dispatch.duration = 0.0
+        complete(dispatch, subject, done)
+      else
+        started = Clock.monotonic
+        error = nil
+        begin
+          args, kwargs = expand(arguments)
+          kind == :active_job ? enqueue_active_job(subject, dispatch.queue, args, kwargs) : enqueue_sidekiq(subject, dispatch.queue, args, kwargs)
+        rescue StandardError, ScriptError => e
+          error = e
+        end
+        dispatch.duration = Clock.monotonic - started
+        complete(dispatch, error, done)
+      end
     end
 
     # The class for +name+ (String or Module). Raises Refused.
@@ -98,6 +165,10 @@ module Kaal
 
     private
 
+    def expand(arguments)
+      arguments.is_a?(Proc) ? arguments.call : arguments
+    end
+
     def active_job?(klass)
       klass.respond_to?(:perform_later)
     end
@@ -121,15 +192,22 @@ module Kaal
       target.perform_async(*args)
     end
 
-    def plain_runner(klass)
-      if klass.respond_to?(:perform)
-        ->(args, kwargs) { klass.perform(*args, **kwargs) }
-      elsif klass.is_a?(Class) && klass.public_method_defined?(:perform)
-        ->(args, kwargs) { klass.new.perform(*args, **kwargs) }
-      else
-        raise Refused, "#{klass} does not respond to perform, perform_later or perform_async " \
-                       "(and its instances do not respond to perform)"
+    # On a pool thread (or inline without a pool).
+    def run(dispatch, kind, subject, arguments, call_keywords, done)
+      started = Clock.monotonic
+      error = nil
+      begin
+        if kind == :callable
+          call_callable(subject, dispatch, call_keywords)
+        else
+          args, kwargs = expand(arguments)
+          (kind == :perform ? subject : subject.new).perform(*args, **kwargs)
+        end
+      rescue StandardError, ScriptError => e
+        error = e
       end
+      dispatch.duration = Clock.monotonic - started
+      complete(dispatch, error, done)
     end
 
     def call_callable(callable, dispatch, keywords)
@@ -141,28 +219,7 @@ module Kaal
       end
     end
 
-    def run_later(dispatch, started, done, &work)
-      dispatch.status = "pending"
-      runner = lambda do
-        error = nil
-        started = Clock.monotonic
-        begin
-          work.call
-        rescue StandardError, ScriptError => e
-          error = e
-        end
-        finish(dispatch, started, error, done)
-      end
-      if @pool&.post { runner.call }
-        dispatch
-      else
-        runner.call
-        dispatch
-      end
-    end
-
-    def finish(dispatch, started, error, done)
-      dispatch.duration = Clock.monotonic - started
+    def complete(dispatch, error, done)
       if error
         dispatch.status = "failed"
         dispatch.error = Dispatcher.describe_error(error)

@@ -41,6 +41,11 @@ module Kaal
       source == :file
     end
 
+    # true when args/kwargs hold placeholders to fill at dispatch.
+    def templated?
+      @templated
+    end
+
     def expression
       cron.expression
     end
@@ -50,12 +55,14 @@ module Kaal
     def arguments_for(fire_epoch, idempotency_key)
       return [@args, @kwargs] unless @templated
 
-      values = {
-        "idempotency_key" => idempotency_key,
-        "key" => key,
-        "fire_time.iso8601" => fire_time(fire_epoch).iso8601,
-        "fire_time.unix" => fire_epoch
-      }
+      values = Hash.new do |h, name|
+        h[name] = case name
+                  when "idempotency_key" then idempotency_key
+                  when "key" then key
+                  when "fire_time.iso8601" then fire_time(fire_epoch).iso8601
+                  when "fire_time.unix" then fire_epoch
+                  end
+      end
       kwargs = Placeholders.fill(@kwargs, values)
       kwargs = kwargs.merge(idempotency_key: idempotency_key) if kwargs[:idempotency_key] == ""
       [Placeholders.fill(@args, values), kwargs]

@@ -42,9 +42,9 @@ module Kaal
       case value
       when String
         if (m = WHOLE.match(value))
-          values.fetch(m[1])
+          values[m[1]]
         elsif value.include?("{{")
-          value.gsub(PATTERN) { values.fetch(Regexp.last_match(1)).to_s }
+          value.gsub(PATTERN) { values[Regexp.last_match(1)].to_s }
         else
           value
         end

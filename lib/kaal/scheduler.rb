@@ -184,11 +184,11 @@ module Kaal
         @failures = 0
       end
 
-      dispatches = []
-      pairs.each_with_index do |(job, epoch), i|
-        dispatches << dispatch(job, epoch, now_i) if won[i]
+      dispatches = nil
+      @pool.batch do
+        dispatches = dispatch_claimed(pairs, won)
+        dispatches.concat(sweep_delayed(now_f))
       end
-      dispatches.concat(sweep_delayed(now_f))
       housekeeping(now_i)
       dispatches
     end
@@ -232,22 +232,22 @@ module Kaal
       return [sort(pairs), popped] if hi <= lo && pairs.empty?
 
       cap = @config.max_catch_up_runs
-      while (job = @queue.peek) && job.next_epoch <= hi
-        @queue.pop
+      queue = @queue
+      states = @states
+      while (job = queue.peek) && job.next_epoch <= hi
+        queue.pop
         previous = job.next_epoch
-        popped << [job, previous]
+        popped << job << previous
         cron = job.cron
         epoch = previous > lo ? previous : cron.next_epoch(lo)
-        fires = nil
+        on = states.empty? ? job.enabled : states.fetch(job.key, job.enabled)
+        first = pairs.size
         while epoch <= hi
-          (fires ||= []) << epoch
+          pairs << [job, epoch] if on
           epoch = cron.next_epoch(epoch)
         end
         job.next_epoch = epoch
-        next if fires.nil? || !enabled?(job)
-
-        fires = fires.last(cap) if fires.size > cap
-        fires.each { |f| pairs << [job, f] }
+        pairs.slice!(first, pairs.size - first - cap) if pairs.size - first > cap # keep the latest runs
       end
       [sort(pairs), popped]
     end
@@ -258,7 +258,7 @@ module Kaal
       regular_lo = now_i - @config.tick_interval.ceil
       floor = now_i - @config.recovery_window.floor
       @pending_start.each do |job|
-        popped << [job, nil]
+        popped << job << nil
         cron = job.cron
         epoch = cron.next_epoch(regular_lo)
         fires = []
@@ -300,16 +300,21 @@ module Kaal
       []
     end
 
+    # Fire-time order; ties in key order.
     def sort(pairs)
-      pairs.sort_by! { |job, epoch| [epoch, job.key] }
+      return pairs if pairs.size < 2
+
+      groups = pairs.group_by(&:last)
+      groups.keys.sort.flat_map { |epoch| groups[epoch].sort_by! { |job, _| job.key } }
     end
 
+    # popped: [job, previous next_epoch, job, previous, ...]
     def commit(popped)
-      popped.each { |job, _| @queue.push(job) }
+      popped.each_slice(2) { |job, _| @queue.push(job) }
     end
 
     def restore(popped)
-      popped.each do |job, previous|
+      popped.each_slice(2) do |job, previous|
         if previous.nil?
           job.next_epoch = nil
           (@pending_start ||= []) << job
@@ -322,24 +327,28 @@ module Kaal
 
     # -- dispatch ------------------------------------------------------------
 
-    def dispatch(job, epoch, _now_i)
-      idem = Native.idempotency_key(@config.namespace, job.key, epoch)
-      fire_time = job.fire_time(epoch)
-      args, kwargs = job.arguments_for(epoch, idem)
-      d = Dispatch.new(key: job.key, fire_time: fire_time, idempotency_key: idem, job_class: job.job_class_name,
-                       queue: job.queue, node: @node)
-      target = job.callable || job.job_class
-      @dispatcher.call(d, target, args, kwargs, call_keywords: job.call_keywords) do |done|
-        record(done, epoch)
-        log_dispatch(done)
+    # Dispatches the claimed pairs; class names are resolved once per tick.
+    def dispatch_claimed(pairs, won)
+      plans = {}
+      done = @recurring_done ||= method(:recurring_done)
+      namespace = @config.namespace
+      out = []
+      pairs.each_with_index do |(job, epoch), i|
+        next unless won[i]
+
+        d = Dispatch.new(key: job.key, fire_epoch: epoch, job: job, namespace: namespace,
+                         job_class: job.job_class_name, queue: job.queue, node: @node)
+        target = job.callable || job.job_class
+        plan = plans[target] ||= @dispatcher.plan(target)
+        arguments = job.templated? ? -> { job.arguments_for(epoch, d.idempotency_key) } : [job.args, job.kwargs]
+        out << @dispatcher.execute(d, plan, arguments, job.call_keywords, done)
       end
-    rescue StandardError => e
-      d ||= Dispatch.new(key: job.key, node: @node)
-      d.status = "failed"
-      d.error = Dispatcher.describe_error(e)
-      record(d, epoch)
-      log_dispatch(d)
-      d
+      out
+    end
+
+    def recurring_done(dispatch)
+      record(dispatch, dispatch.fire_epoch)
+      log_dispatch(dispatch)
     end
 
     def record(dispatch, epoch)
@@ -385,8 +394,8 @@ module Kaal
       args = JSON.parse(row[:args_json])
       raise ArgumentError, "stored args are not a JSON array" unless args.is_a?(Array)
 
-      @dispatcher.call(d, row[:job_class], args, {}) { |done| log_dispatch(done) }
-    rescue StandardError => e
+      @dispatcher.call(d, row[:job_class], [args, {}]) { |done| log_dispatch(done) }
+    rescue StandardError, ScriptError => e
       d.status = "failed"
       d.error = Dispatcher.describe_error(e)
       log_dispatch(d)

@@ -17,7 +17,13 @@ module Kaal
     end
 
     # Runs +block+ on a pool thread. Returns false when the pool is shut down.
+    # Inside #batch the work is held back until the batch ends.
     def post(&block)
+      held = Thread.current[:kaal_pool_batch]
+      if held && held[0].equal?(self) && !@queue.closed?
+        held[1] << block
+        return true
+      end
       @lock.synchronize do
         return false if @queue.closed?
 
@@ -26,6 +32,23 @@ module Kaal
       end
       @queue << block
       true
+    end
+
+    # Holds back the work posted by this thread during the block and hands
+    # it to the workers at the end, so they do not compete with the caller
+    # for the GVL while it is still dispatching (the tick).
+    def batch
+      outer = Thread.current[:kaal_pool_batch]
+      return yield if outer
+
+      held = [self, []]
+      Thread.current[:kaal_pool_batch] = held
+      begin
+        yield
+      ensure
+        Thread.current[:kaal_pool_batch] = nil
+        release(held[1])
+      end
     end
 
     # Jobs queued or running.
@@ -63,6 +86,22 @@ module Kaal
     end
 
     private
+
+    # Hands held work to the workers (runs it here if the pool closed).
+    def release(blocks)
+      return if blocks.empty?
+
+      closed = @lock.synchronize do
+        next true if @queue.closed?
+
+        @pending += blocks.size
+        spawn_threads
+        false
+      end
+      return blocks.each(&:call) if closed
+
+      blocks.each { |b| @queue << b }
+    end
 
     def spawn_threads
       @threads.select!(&:alive?)
