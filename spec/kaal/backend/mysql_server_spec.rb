@@ -76,6 +76,23 @@ RSpec.describe "MySQL backend against a server" do
     end
   end
 
+  describe "connecting" do
+    it "works from an Active Record style hash, over TCP and over the Unix socket" do
+      u = URI.parse(kaal_backend_url)
+      socket = raw.query("SELECT @@socket AS s").first["s"]
+      configs = [
+        { adapter: "mysql2", host: u.host, port: u.port, database: u.path.delete_prefix("/"), username: u.user },
+        { adapter: "mysql2", socket: socket, database: u.path.delete_prefix("/"), username: u.user }
+      ]
+      configs.each_with_index do |conn, i|
+        handle = Kaal::Backend.build(:mysql, namespace: ns, config: { connection: conn })
+        expect(claim(handle, [["via-#{i}", fire]])).to eq([true])
+        handle.close
+      end
+      expect(claim(backend, [["via-0", fire], ["via-1", fire]])).to eq([false, false])
+    end
+  end
+
   describe "claims" do
     it "maps every won row back to its pair, whatever characters the key holds" do
       keys = ["plain", "quo\"te", "back\\slash", "it's", "comma,{brace}", "ünïcödé ✓", "emoji 🚀", "Case", "case"]

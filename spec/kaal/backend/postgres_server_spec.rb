@@ -2,6 +2,7 @@
 
 require "pg"
 require "securerandom"
+require "uri"
 
 # What the PostgreSQL backend does against a real server beyond the shared
 # examples: it waits without the GVL, fails closed and reconnects when its
@@ -71,6 +72,23 @@ RSpec.describe "PostgreSQL backend against a server" do
       end
       statuses = pids.map { |pid| Process.wait2(pid).last }
       expect(statuses).to all(be_success)
+    end
+  end
+
+  describe "connecting" do
+    it "works from an Active Record style hash, over TCP and over the Unix socket" do
+      u = URI.parse(kaal_backend_url)
+      socket_dir = raw.exec("SHOW unix_socket_directories").getvalue(0, 0).split(",").first.strip
+      configs = [
+        { adapter: "postgresql", host: u.host, port: u.port, database: u.path.delete_prefix("/"), username: u.user },
+        { adapter: "postgresql", host: socket_dir, port: u.port, database: u.path.delete_prefix("/"), username: u.user }
+      ]
+      configs.each_with_index do |conn, i|
+        handle = Kaal::Backend.build(:postgres, namespace: ns, config: { connection: conn })
+        expect(claim(handle, [["via-#{i}", fire]])).to eq([true])
+        handle.close
+      end
+      expect(claim(backend, [["via-0", fire], ["via-1", fire]])).to eq([false, false])
     end
   end
 
