@@ -159,6 +159,7 @@ typedef struct log_ent {
     int64_t updated_at;
     key_ent *key;
     struct log_ent *next_k, *prev_k; /* the key's list */
+    size_t fslot;                    /* index in the by-fire-time heap */
     const char *node; /* interned, may be NULL */
     char *error;      /* may be NULL */
     int status;
@@ -205,6 +206,8 @@ typedef struct mem_store {
     htab log;
     htab keys;
     log_chunk *chunks;
+    log_ent **by_fire; /* min-heap of every row by fire_time (cleanup order) */
+    size_t fire_len, fire_cap;
     size_t chunk_used; /* records handed out from the newest chunk */
     hent *free_ents;
     htab states;
@@ -394,6 +397,7 @@ static void store_free(mem_store *m)
     free(m->jobs.slots);
     free(m->nodes.slots);
     free(m->heap);
+    free(m->by_fire);
     free(m);
 }
 
@@ -456,6 +460,48 @@ static log_ent *log_find(mem_store *m, const char *key, size_t len, int64_t fire
     return k ? log_lookup(m, k, fire_time) : NULL;
 }
 
+/* The by-fire-time heap. Fire times mostly grow, so a new row rarely moves
+ * far; cleanup pops the oldest rows without looking at the others. */
+static void fire_set(mem_store *m, size_t i, log_ent *e)
+{
+    m->by_fire[i] = e;
+    e->fslot = i;
+}
+
+static void fire_up(mem_store *m, size_t i)
+{
+    log_ent *e = m->by_fire[i];
+    while (i > 0 && m->by_fire[(i - 1) / 2]->fire_time > e->fire_time) {
+        fire_set(m, i, m->by_fire[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    fire_set(m, i, e);
+}
+
+static void fire_down(mem_store *m, size_t i)
+{
+    log_ent *e = m->by_fire[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= m->fire_len) break;
+        if (c + 1 < m->fire_len && m->by_fire[c + 1]->fire_time < m->by_fire[c]->fire_time) c++;
+        if (m->by_fire[c]->fire_time >= e->fire_time) break;
+        fire_set(m, i, m->by_fire[c]);
+        i = c;
+    }
+    fire_set(m, i, e);
+}
+
+static void fire_remove(mem_store *m, log_ent *e)
+{
+    size_t i = e->fslot;
+    log_ent *last = m->by_fire[--m->fire_len];
+    if (last == e) return;
+    fire_set(m, i, last);
+    fire_up(m, i);
+    fire_down(m, last->fslot);
+}
+
 /* A zeroed record from the pool, or NULL. */
 static log_ent *ent_alloc(mem_store *m)
 {
@@ -481,8 +527,16 @@ static log_ent *ent_alloc(mem_store *m)
  * hash_bytes(key, len, 0). */
 static log_ent *log_new(mem_store *m, const char *key, size_t len, uint64_t hash, int64_t fire_time)
 {
-    key_ent *k = key_find(m, key, len, hash);
+    key_ent *k;
     log_ent *e;
+    if (m->fire_len == m->fire_cap) {
+        size_t ncap = m->fire_cap ? m->fire_cap * 2 : 1024;
+        log_ent **n = realloc(m->by_fire, ncap * sizeof *n);
+        if (!n) return NULL;
+        m->by_fire = n;
+        m->fire_cap = ncap;
+    }
+    k = key_find(m, key, len, hash);
     if (!k) {
         k = malloc(sizeof *k + len + 1);
         if (!k) return NULL;
@@ -510,6 +564,9 @@ static log_ent *log_new(mem_store *m, const char *key, size_t len, uint64_t hash
     e->fire_time = fire_time;
     e->h.hash = log_hash(k, fire_time);
     ht_insert(&m->log, &e->h);
+    m->by_fire[m->fire_len] = e;
+    e->fslot = m->fire_len++;
+    fire_up(m, e->fslot);
     return e;
 }
 
@@ -518,6 +575,7 @@ static void log_delete(mem_store *m, log_ent *e)
 {
     key_ent *k = e->key;
     ht_remove(&m->log, &e->h);
+    fire_remove(m, e);
     free(e->error);
     if (e->prev_k) e->prev_k->next_k = e->next_k;
     else k->rows = e->next_k;
@@ -697,7 +755,6 @@ static void pick_log(hent *h, void *ctx)
     p->hits[i] = e;
 }
 
-static int oldest_first(const void *pa, const void *pb) { return newest_first(pb, pa); }
 
 static int mem_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
                           kaal_error *err)
@@ -745,52 +802,17 @@ static int mem_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_di
     return rc;
 }
 
-typedef struct old_pick {
-    int64_t before;
-    log_ent **hits;
-    size_t len, cap;
-    int oom;
-} old_pick;
-
-static void pick_old(hent *h, void *ctx)
-{
-    old_pick *p = ctx;
-    log_ent *e = (log_ent *)h;
-    if (p->oom || e->fire_time >= p->before) return;
-    if (p->len == p->cap) {
-        size_t ncap = p->cap ? p->cap * 2 : 64;
-        log_ent **n = realloc(p->hits, ncap * sizeof *n);
-        if (!n) {
-            p->oom = 1;
-            return;
-        }
-        p->hits = n;
-        p->cap = ncap;
-    }
-    p->hits[p->len++] = e;
-}
-
 /* Deletes the oldest rows first, like the server backends. */
 static int mem_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
                        kaal_error *err)
 {
     mem_store *m = store_of(b);
-    old_pick p;
-    size_t i, n;
-
-    *deleted = 0;
-    if (limit == 0) return KAAL_OK;
-    memset(&p, 0, sizeof p);
-    p.before = before;
-    ht_each(&m->log, pick_old, &p);
-    if (p.oom) {
-        free(p.hits);
-        return oom(err);
+    size_t n = 0;
+    (void)err;
+    while (n < limit && m->fire_len > 0 && m->by_fire[0]->fire_time < before) {
+        log_delete(m, m->by_fire[0]);
+        n++;
     }
-    if (p.len > limit) qsort(p.hits, p.len, sizeof *p.hits, oldest_first);
-    n = p.len < limit ? p.len : limit;
-    for (i = 0; i < n; i++) log_delete(m, p.hits[i]);
-    free(p.hits);
     *deleted = n;
     return KAAL_OK;
 }
