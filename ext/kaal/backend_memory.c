@@ -12,7 +12,10 @@
  *                 hand the pair to). Job keys are interned (reference
  *                 counted): a job firing every minute stores its key once,
  *                 and a row is a fixed-size record from a pooled allocator,
- *                 so a 10k-pair claim costs no malloc per pair.
+ *                 so a 10k-pair claim costs no malloc per pair. Each key
+ *                 lists its rows (queries by key, dispatch_status), and a
+ *                 min-heap by fire_time orders every row for cleanup. A
+ *                 bounded query keeps its `limit` newest matches in a heap.
  *   states        chained hash job key -> enabled
  *   delayed jobs  chained hash job_id -> job, plus a binary min-heap of the
  *                 same jobs ordered by (run_at_ms, insertion order); each job
