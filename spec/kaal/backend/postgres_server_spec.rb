@@ -167,7 +167,7 @@ RSpec.describe "PostgreSQL backend against a server" do
       pid = session_pid(backend)
       expect(claim(backend, [["job", fire]])).to eq([true])
       raw.exec_params("SELECT pg_terminate_backend($1)", [pid])
-      sleep 0.1 until kaal_pids.none?(pid)
+      100.times { kaal_pids.include?(pid) ? sleep(0.05) : break }
 
       expect { claim(backend, [["job", fire + 1]]) }.to raise_error(Kaal::ConnectionError, /postgres/)
       expect(backend.connected?).to be(false)
