@@ -23,9 +23,10 @@
  *   job goes to exactly one caller.
  * - lease_ms is not used: on SQL stores the claim is the dispatch-log row,
  *   kept until cleanup removes it.
- * - discard (forked child) leaks the parent's sqlite3 handle on purpose:
- *   closing it in the child could checkpoint or unlink the WAL the parent is
- *   using. Only our own small structs are freed. */
+ * - discard (forked child) never calls sqlite3_close on the parent's handle
+ *   (that could checkpoint or unlink the WAL the parent is using): it closes
+ *   the inherited files through the VFS and leaks the rest (see
+ *   close_inherited_files). */
 #include "backend.h"
 
 #ifdef KAAL_HAVE_SQLITE
@@ -280,9 +281,40 @@ static void sqlite_close(kaal_backend *b)
     b->connected = 0;
 }
 
+/* Close, in a forked child, the files under the parent's connection without
+ * going through sqlite3_close (which could checkpoint, truncate or delete the
+ * WAL the parent is using). SQLite keeps lock state per file per process; as
+ * long as the inherited connection's files stay open, a new connection in the
+ * child would share that state, take no real locks of its own, and the parent
+ * could delete the WAL under it (tested in sqlite_fork_spec.rb). Closing
+ * through the VFS releases only this process's view: POSIX locks are
+ * per-process and the child holds none of the parent's. */
+static void close_inherited_files(sqlite3 *db)
+{
+    sqlite3_file *f = NULL;
+    if (!db) return;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_JOURNAL_POINTER, &f) == SQLITE_OK && f &&
+        f->pMethods) {
+        f->pMethods->xClose(f); /* the WAL (or rollback journal) */
+        f->pMethods = NULL;
+    }
+    f = NULL;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_FILE_POINTER, &f) == SQLITE_OK && f &&
+        f->pMethods) {
+        if (f->pMethods->iVersion >= 2 && f->pMethods->xShmUnmap)
+            f->pMethods->xShmUnmap(f, 0); /* unmap the wal-index; never delete it */
+        f->pMethods->xClose(f);
+        f->pMethods = NULL;
+    }
+}
+
 static void sqlite_discard(kaal_backend *b)
 {
-    impl_free(IMPL(b), 0); /* the parent's sqlite3 handle is leaked on purpose */
+    sqlite_impl *s = IMPL(b);
+    /* The sqlite3 handle and its statements are leaked on purpose (one small
+     * leak per fork): freeing them would run sqlite3_close. */
+    if (s) close_inherited_files(s->db);
+    impl_free(s, 0);
     b->impl = NULL;
     b->connected = 0;
 }
