@@ -236,6 +236,49 @@ RSpec.describe "Kaal.tick!" do
     end
   end
 
+  describe "housekeeping" do
+    before { Kaal.configure { |c| c.enable_dispatch_recovery = false; c.dispatch_log_retention = 3600; c.cleanup_batch_size = 2 } }
+
+    it "heartbeats every tick and cleans the dispatch log in bounded batches" do
+      b = Kaal.backend
+      4.times do |i|
+        b.claim([["old", t0 - 7200 + i]], lease_ms: 1000, node: "n", now: t0 - 7200)
+        b.record("old", t0 - 7200 + i, "dispatched", node: "n", now: t0 - 7200)
+      end
+      register_every_minute
+      Kaal.tick!(now: t0)
+      expect(b.nodes(since: t0 - 1).map { |n| n[:node] }).to eq([Kaal.node_id])
+      expect(JSON.parse(b.nodes(since: t0 - 1).first[:info])).to include("pid" => Process.pid, "jobs" => 1)
+      expect(b.dispatches(key: "old").size).to eq(2) # one batch of 2
+      Kaal.tick!(now: t0 + 30)
+      expect(b.dispatches(key: "old").size).to eq(2) # at most once a minute
+      Kaal.tick!(now: t0 + 61)
+      expect(b.dispatches(key: "old")).to be_empty
+      expect(b.dispatches(key: "m").size).to eq(2) # recent rows stay
+    end
+  end
+
+  it "reloads a changed scheduler file while running; a removed job stops firing" do
+    in_tmpdir do
+      write("config/kaal-scheduler.yml", "defaults:\n  jobs:\n    - {key: a, cron: '* * * * * *', job_class: SpecRecorderJob}\n" \
+                                          "    - {key: b, cron: '* * * * * *', job_class: SpecRecorderJob}\n")
+      Kaal.configure { |c| c.tick_interval = 0.2; c.enable_dispatch_recovery = false }
+      Kaal.start!
+      expect(Kaal.registry.jobs.keys.sort).to eq(%w[a b])
+      write("config/kaal-scheduler.yml", "defaults:\n  jobs:\n    - {key: a, cron: '* * * * * *', job_class: SpecRecorderJob}\n")
+      File.utime(Time.now + 5, Time.now + 5, "config/kaal-scheduler.yml")
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 5
+      sleep 0.05 until Kaal.registry.jobs.keys == %w[a] || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      expect(Kaal.registry.jobs.keys).to eq(%w[a])
+      expect(log_io.string).to include("reloaded config/kaal-scheduler.yml: 1 jobs")
+      since = Kaal::Clock.now.floor + 1 # a tick already under way may still finish b's current second
+      sleep 2.3
+      Kaal.stop!
+      expect(Kaal.dispatches(key: "b", limit: 100).map { |r| r[:fire_time] }.select { |f| f >= since }).to be_empty
+      expect(Kaal.dispatches(key: "a", limit: 100).map { |r| r[:fire_time] }.select { |f| f >= since }).not_to be_empty
+    end
+  end
+
   it "applies KAAL_TEST_CLOCK_OFFSET to kaal's notion of now" do
     ENV["KAAL_TEST_CLOCK_OFFSET"] = "-3600.5"
     expect(Kaal::Clock.now).to be_within(1).of(Time.now.to_f - 3600.5)
