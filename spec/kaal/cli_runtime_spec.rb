@@ -185,6 +185,35 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
     end
   end
 
+  describe "global options" do
+    it "--config PATH finds the scheduler file from the app root, --env picks the section" do
+      Dir.mkdir("app")
+      Dir.chdir("app") { app }
+      File.write("app/config/kaal.yml", File.read("app/config/kaal.yml").sub("production: {}", "production:\n  namespace: prod-ns"))
+      out, err, code = kaal("status", "--config", "app/config/kaal.yml", "--env", "production", "--require", "./app/jobs.rb", "--json")
+      expect(code).to eq(0), err
+      data = JSON.parse(out)
+      expect(data["settings"]["namespace"]).to eq("prod-ns")
+      expect(data["environment"]).to eq("production")
+      expect(data["jobs"].map { |j| j["key"] }).to eq(["echo"])
+    end
+
+    it "boots a Rails-style app from config/environment.rb" do
+      app
+      File.delete("jobs.rb")
+      write("config/environment.rb", <<~RUBY)
+        class EchoJob
+          def self.perform(key, unix)
+            $stdout.puts "BOOTED \#{key} \#{unix}"
+          end
+        end
+      RUBY
+      out, err, code = kaal("tick")
+      expect(code).to eq(0), err
+      expect(out).to include("BOOTED echo ")
+    end
+  end
+
   describe "migrate" do
     it "runs the backend's migrate" do
       app
