@@ -36,6 +36,35 @@ RSpec.describe "kaal start on Redis with nodes killed at random", :integration d
     expect(result.coverage).to be >= 90.0, -> { explain(result) }
   end
 
+  # Redis itself dies (SIGKILL) for a few seconds under running nodes. With
+  # appendfsync always it comes back with its data: the nodes must survive,
+  # run nothing while it is gone (fail closed), catch up the missed seconds
+  # from the lookback window once it is back, and still run no pair twice.
+  it "fails closed while Redis is down and catches up without duplicates when it returns" do
+    skip "redis-server is not installed" unless Kaal::Spec::RedisServer.available?
+
+    server = Kaal::Spec::RedisServer.start("--appendonly", "yes", "--appendfsync", "always")
+    result = Kaal::Spec::MultiProcess.run(
+      backend: "redis", backend_config: { "url" => server.url }, nodes: 2, jobs: 3, duration: 20,
+      kill_every: nil, events: [[7, "redis killed", -> { server.kill }], [11, "redis restarted", -> { server.start }]]
+    )
+    down = result.events.to_h
+    puts "\n  outage: #{result.summary}"
+
+    expect(result.crashes).to be_empty, -> { explain(result) }
+    expect(result.duplicates).to be_empty, -> { explain(result) }
+    ran_while_down = result.records.select do |*, ran_at|
+      ran_at > down.fetch("redis killed").to_f + 1.0 && ran_at < down.fetch("redis restarted").to_f
+    end
+    expect(ran_while_down).to be_empty
+    missed = result.records.select { |_, fire, *| fire.between?(down["redis killed"].to_i + 1, down["redis restarted"].to_i - 1) }
+    expect(missed).not_to be_empty # the outage's seconds were caught up ...
+    expect(missed.map(&:last).min).to be >= down["redis restarted"].to_f # ... after the restart
+    expect(result.coverage).to be >= 90.0, -> { explain(result) }
+  ensure
+    server&.stop
+  end
+
   # The control: with the memory backend every process has its own store, so
   # every node runs every job. If the harness could not see that, the example
   # above would prove nothing.

@@ -21,7 +21,7 @@ module Kaal
     #   puts result.summary
     #
     # Every job fires every second (`* * * * * *`, tick_interval 1) and its
-    # class appends "key fire_time_unix node pid\n" to one shared file with
+    # class appends "key fire_time_unix node pid ran_at\n" to one shared file with
     # O_APPEND: one write(2) per line shorter than PIPE_BUF, so lines from
     # different processes never interleave. Expected pairs are every second of
     # the run window for every job, leaving out a margin after the first
@@ -33,7 +33,7 @@ module Kaal
 
       Result = Struct.new(
         :nodes, :jobs, :duration, :kills, :dispatches, :duplicates, :expected, :covered,
-        :window, :crashes, :dir, :node_logs,
+        :window, :crashes, :dir, :node_logs, :records, :events,
         keyword_init: true
       ) do
         def coverage
@@ -131,10 +131,13 @@ module Kaal
 
       # backend: "redis" | "postgres" | "mysql" | "sqlite"; backend_config: the
       # `backend_config` hash for config/kaal.yml (string keys). kill_every:
-      # range of seconds between two SIGKILLs. margin: seconds left out at the
-      # start and end of the window.
+      # range of seconds between two SIGKILLs (nil: no kills). margin: seconds
+      # left out at the start and end of the window. events: [[seconds after
+      # start, label, callable], ...] run once each during the run (say, stop
+      # the backend's server); result.events has [label, Time] of each.
+      # result.records: every run as [key, fire_time, node, pid, ran_at (Float)].
       def run(backend:, backend_config:, nodes: 3, jobs: 5, duration: 30, kill_every: 3.0..6.0,
-              restart_after: 0.2..1.0, margin: 3, seed: Random.new_seed, keep_dir: false)
+              restart_after: 0.2..1.0, margin: 3, seed: Random.new_seed, keep_dir: false, events: [])
         rng = Random.new(seed)
         dir = Dir.mktmpdir("kaal-mp-")
         record = File.join(dir, "record.txt")
@@ -143,13 +146,21 @@ module Kaal
         children = Array.new(nodes) { |i| Node.new("node-#{i}", dir, env) }
         crashes = []
         kills = 0
+        pending = events.sort_by(&:first)
+        happened = []
         started_at = Time.now
+        t0 = monotonic
         children.each(&:start)
-        deadline = monotonic + duration
+        deadline = t0 + duration
         quiet = [5.0, duration / 4.0].min
-        next_kill = monotonic + rng.rand(kill_every)
+        next_kill = kill_every ? monotonic + rng.rand(kill_every) : Float::INFINITY
         while monotonic < deadline
           sleep 0.1
+          while pending.any? && monotonic - t0 >= pending.first[0]
+            _, label, action = pending.shift
+            action.call
+            happened << [label, Time.now]
+          end
           children.each do |n|
             next if n.alive?
 
@@ -166,6 +177,10 @@ module Kaal
           victim.start
           next_kill = monotonic + rng.rand(kill_every)
         end
+        pending.each do |_, label, action|
+          action.call
+          happened << [label, Time.now]
+        end
         stopped_at = Time.now
         children.each { |n| n.signal("TERM") }
         children.each do |n|
@@ -181,7 +196,7 @@ module Kaal
         end
         analyse(record, jobs, started_at, stopped_at, margin).merge!(
           nodes: nodes, jobs: jobs, duration: (stopped_at - started_at).round(1), kills: kills,
-          crashes: crashes, dir: keep_dir ? dir : nil,
+          crashes: crashes, dir: keep_dir ? dir : nil, events: happened,
           node_logs: children.to_h { |n| [n.name, n.log_tail(40)] }
         ).then { |h| Result.new(**h) }
       ensure
@@ -219,7 +234,7 @@ module Kaal
             NODE = ENV.fetch("KAAL_MP_NODE")
 
             def self.perform(key, fire_time)
-              line = "\#{key} \#{Integer(fire_time)} \#{NODE} \#{Process.pid}\\n"
+              line = format("%s %d %s %d %.3f\\n", key, Integer(fire_time), NODE, Process.pid, Time.now.to_f)
               File.open(RECORD, File::WRONLY | File::APPEND | File::CREAT, 0o644) do |f|
                 f.syswrite(line)
               end
@@ -231,7 +246,9 @@ module Kaal
       # Figures from the record: every line is one run.
       def analyse(record, jobs, started_at, stopped_at, margin)
         lines = File.exist?(record) ? File.readlines(record, chomp: true) : []
-        runs = lines.map(&:split).select { |f| f.size == 4 }.map { |k, t, _n, _p| [k, Integer(t)] }
+        records = lines.map(&:split).select { |f| f.size == 5 }
+                       .map { |k, t, n, pid, at| [k, Integer(t), n, Integer(pid), Float(at)] }
+        runs = records.map { |k, t, _n, _pid, _at| [k, t] }
         counts = runs.tally
         duplicates = counts.select { |_, c| c > 1 }.map { |(k, t), c| "#{k} #{t} (#{c} runs)" }
         first = runs.map(&:last).select { |t| t >= started_at.to_i }.min
@@ -250,7 +267,7 @@ module Kaal
           end
         end
         { dispatches: runs.size, duplicates: duplicates, expected: expected, covered: covered,
-          window: window }
+          window: window, records: records }
       end
 
       def monotonic
