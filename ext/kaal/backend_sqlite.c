@@ -23,10 +23,12 @@
  *   job goes to exactly one caller.
  * - lease_ms is not used: on SQL stores the claim is the dispatch-log row,
  *   kept until cleanup removes it.
- * - discard (forked child) never calls sqlite3_close on the parent's handle
- *   (that could checkpoint or unlink the WAL the parent is using): it closes
- *   the inherited files through the VFS and leaks the rest (see
- *   close_inherited_files). */
+ * - Fork: a connection inherited from the parent is never sqlite3_close'd in
+ *   the child (that could checkpoint or unlink the WAL the parent is using);
+ *   its files are closed through the VFS and the rest is leaked (see
+ *   close_inherited_files). The first connect in a child does this for every
+ *   inherited session, also of handles the child never uses (see the
+ *   open-session registry). */
 #include "backend.h"
 
 #ifdef KAAL_HAVE_SQLITE
@@ -36,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "schema.h"
 
@@ -161,6 +164,9 @@ typedef struct sqlite_impl {
     sqlite3_stmt *stmt[Q_COUNT];
     sqlite3_stmt *claim[CLAIM_SLOTS]; /* claim[i] inserts 1 << i rows */
     int busy_ms;
+    pid_t pid;                        /* process that opened db */
+    int listed;                       /* in the open-session registry */
+    struct sqlite_impl *prev, *next;
 } sqlite_impl;
 
 #define IMPL(b) ((sqlite_impl *)(b)->impl)
@@ -262,10 +268,82 @@ static char *col_text(sqlite3_stmt *st, int i)
 
 /* -------------------------------------------------------------- lifecycle */
 
+/* ------------------------------------------------ open-session registry
+ *
+ * The one piece of mutable global state in this file: the list of sessions
+ * this process opened, guarded by registry_lock. It exists for fork(): SQLite
+ * keeps lock state per file per process, so a connection inherited from the
+ * parent must have its files closed before the child opens a connection of
+ * its own, even when the child never touches the inherited handle again
+ * (close_inherited_files explains why). sqlite_connect does that for every
+ * listed session whose pid is not ours. pthread_atfork handlers hold
+ * registry_lock across fork() so the child always sees a consistent list. */
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t registry_once = PTHREAD_ONCE_INIT;
+static sqlite_impl *registry_head;
+
+static void registry_prefork(void) { pthread_mutex_lock(&registry_lock); }
+static void registry_postfork(void) { pthread_mutex_unlock(&registry_lock); }
+static void registry_init(void)
+{
+    pthread_atfork(registry_prefork, registry_postfork, registry_postfork);
+}
+
+static void registry_unlink_locked(sqlite_impl *s)
+{
+    if (!s->listed) return;
+    if (s->prev) s->prev->next = s->next;
+    else registry_head = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->prev = s->next = NULL;
+    s->listed = 0;
+}
+
+static void registry_add(sqlite_impl *s)
+{
+    pthread_once(&registry_once, registry_init);
+    pthread_mutex_lock(&registry_lock);
+    s->prev = NULL;
+    s->next = registry_head;
+    if (registry_head) registry_head->prev = s;
+    registry_head = s;
+    s->listed = 1;
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void registry_remove(sqlite_impl *s)
+{
+    if (!s->listed) return;
+    pthread_mutex_lock(&registry_lock);
+    registry_unlink_locked(s);
+    pthread_mutex_unlock(&registry_lock);
+}
+
+static void close_inherited_files(sqlite3 *db);
+
+/* In a forked child: close the files of every session inherited from an
+ * ancestor. Their memory stays until the owning handle is discarded. */
+static void registry_close_inherited(void)
+{
+    pid_t me = getpid();
+    sqlite_impl *s, *next;
+    pthread_once(&registry_once, registry_init);
+    pthread_mutex_lock(&registry_lock);
+    for (s = registry_head; s; s = next) {
+        next = s->next;
+        if (s->pid != me) {
+            close_inherited_files(s->db);
+            registry_unlink_locked(s);
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+}
+
 static void impl_free(sqlite_impl *s, int close_db)
 {
     size_t i;
     if (!s) return;
+    registry_remove(s);
     if (close_db) {
         for (i = 0; i < Q_COUNT; i++) sqlite3_finalize(s->stmt[i]);
         for (i = 0; i < CLAIM_SLOTS; i++) sqlite3_finalize(s->claim[i]);
@@ -274,8 +352,14 @@ static void impl_free(sqlite_impl *s, int close_db)
     free(s);
 }
 
+static void sqlite_discard(kaal_backend *b);
+
 static void sqlite_close(kaal_backend *b)
 {
+    if (IMPL(b) && IMPL(b)->pid != getpid()) { /* inherited: never sqlite3_close it */
+        sqlite_discard(b);
+        return;
+    }
     impl_free(IMPL(b), 1);
     b->impl = NULL;
     b->connected = 0;
@@ -311,10 +395,20 @@ static void close_inherited_files(sqlite3 *db)
 static void sqlite_discard(kaal_backend *b)
 {
     sqlite_impl *s = IMPL(b);
-    /* The sqlite3 handle and its statements are leaked on purpose (one small
-     * leak per fork): freeing them would run sqlite3_close. */
-    if (s) close_inherited_files(s->db);
-    impl_free(s, 0);
+    if (s) {
+        /* Under the registry lock: another handle's connect may be closing
+         * the same inherited files right now (registry_close_inherited). A
+         * session no longer listed has had its files closed already. The
+         * sqlite3 handle and its statements are leaked on purpose (a few
+         * kilobytes per fork): freeing them would run sqlite3_close. */
+        pthread_mutex_lock(&registry_lock);
+        if (s->listed) {
+            close_inherited_files(s->db);
+            registry_unlink_locked(s);
+        }
+        pthread_mutex_unlock(&registry_lock);
+        free(s);
+    }
     b->impl = NULL;
     b->connected = 0;
 }
@@ -388,10 +482,12 @@ static int sqlite_connect(kaal_backend *b, kaal_error *err)
                               "sqlite: an in-memory database cannot be shared between "
                               "processes or connections; give a file path");
 
+    registry_close_inherited();
     s = calloc(1, sizeof *s);
     if (!s) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
     s->busy_ms = b->params.command_timeout_ms > 0 ? b->params.command_timeout_ms
                                                   : DEFAULT_BUSY_MS;
+    s->pid = getpid();
     b->impl = s;
 
     rc = sqlite3_open_v2(path, &s->db,
@@ -404,6 +500,7 @@ static int sqlite_connect(kaal_backend *b, kaal_error *err)
         sqlite_close(b);
         return KAAL_ECONNECT;
     }
+    registry_add(s);
     sqlite3_extended_result_codes(s->db, 1);
     sqlite3_busy_timeout(s->db, s->busy_ms);
 

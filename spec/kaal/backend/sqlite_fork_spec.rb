@@ -15,7 +15,9 @@ RSpec.describe "SQLite backend across fork" do
 
   let(:ns) { unique_namespace }
 
-  it "keeps every claim the child made after the parent closed its connection" do
+  # use_inherited: the child goes on with the parent's handle (which then
+  # reconnects); otherwise it builds a new handle and never touches the old one.
+  def run_fork_scenario(use_inherited:)
     backend = backend_factory.call(ns)
     expect(backend.claim([["parent", 1]], lease_ms: 1000, node: "parent", now: 1)).to eq([true])
 
@@ -24,6 +26,7 @@ RSpec.describe "SQLite backend across fork" do
     pid = fork do
       step_r.close
       go_w.close
+      backend = backend_factory.call(ns) unless use_inherited
       ok = backend.claim(Array.new(20) { |i| ["child-a", 100 + i] }, lease_ms: 1000, node: "child", now: 2)
       step_w.write(ok.all? ? "a" : "x")
       step_w.close
@@ -40,7 +43,14 @@ RSpec.describe "SQLite backend across fork" do
     expect($?.exitstatus).to eq(0)
 
     reopened = backend_factory.call(ns)
-    keys = reopened.dispatches(limit: 100).map { |r| r[:key] }.tally
-    expect(keys).to eq("parent" => 1, "child-a" => 20, "child-b" => 20)
+    reopened.dispatches(limit: 100).map { |r| r[:key] }.tally
+  end
+
+  it "keeps every claim the child made on the inherited handle after the parent closed" do
+    expect(run_fork_scenario(use_inherited: true)).to eq("parent" => 1, "child-a" => 20, "child-b" => 20)
+  end
+
+  it "keeps every claim the child made on a new handle while the inherited one sat unused" do
+    expect(run_fork_scenario(use_inherited: false)).to eq("parent" => 1, "child-a" => 20, "child-b" => 20)
   end
 end
