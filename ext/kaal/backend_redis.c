@@ -43,9 +43,11 @@
 #include <hiredis/hiredis.h>
 
 /* A dispatch-log entry lives this long after its last write (or the lease,
- * when that is longer). Longer than the default recovery window (24 h), so a
- * catch-up never finds a fire time the log has already forgotten. */
-#define RETENTION_S 172800
+ * when that is longer): 7 days, the default of the scheduler's
+ * dispatch_log_retention, whose cleanup removes entries sooner when it is set
+ * shorter. Far longer than the default recovery window (24 h), so a catch-up
+ * never finds a fire time the log has already forgotten. */
+#define RETENTION_S 604800
 #define DEFAULT_PORT 6379
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_COMMAND_TIMEOUT_MS 5000

@@ -159,7 +159,7 @@ RSpec.describe "Redis backend connection and storage" do
         "#{ns}:states", "#{ns}:delayed", "#{ns}:delayed-due", "#{ns}:nodes", "#{ns}:node-info"
       )
       expect(raw.pttl("#{ns}:claim:#{now}:a:b")).to be_between(1, 30_000)
-      expect(raw.ttl("#{ns}:log:#{now}:a:b")).to be_between(172_000, 172_800)
+      expect(raw.ttl("#{ns}:log:#{now}:a:b")).to be_between(604_000, 604_800)
       expect(raw.ttl("#{ns}:log-index")).to eq(-1)
     end
 
