@@ -4,13 +4,14 @@ module Kaal
   # One dispatch, recurring (key + fire_time) or delayed (job_id). Returned
   # by Kaal.tick!. status: "pending" (queued on the worker pool),
   # "dispatched" or "failed"; error: "Class: message" when failed; duration:
-  # seconds. fire_time and idempotency_key are computed on first use.
+  # seconds. fire_time, idempotency_key and the arguments are computed on
+  # first use (on the worker thread for plain jobs, off the tick).
   class Dispatch
     attr_reader :key, :fire_epoch, :job_id, :job_class, :queue, :node
     attr_accessor :status, :error, :duration
 
     def initialize(key: nil, fire_epoch: nil, job: nil, namespace: nil, job_id: nil, job_class: nil, queue: nil,
-                   node: nil, fire_time: nil)
+                   node: nil, fire_time: nil, arguments: nil)
       @key = key
       @fire_epoch = fire_epoch
       @job = job
@@ -20,10 +21,12 @@ module Kaal
       @queue = queue
       @node = node
       @fire_time = fire_time
+      @arguments = arguments
       @idempotency_key = nil
       @status = nil
       @error = nil
       @duration = nil
+      @runner = nil
     end
 
     def recurring?
@@ -42,6 +45,31 @@ module Kaal
       @idempotency_key ||= Native.idempotency_key(@namespace, @key, @fire_epoch)
     end
 
+    # [args, kwargs] for the run, placeholders filled.
+    def arguments
+      @arguments ||= if @job.nil? then [[], {}]
+                     elsif @job.templated? then @job.arguments_for(@fire_epoch, idempotency_key)
+                     else [@job.args, @job.kwargs]
+                     end
+    end
+
+    # Keywords a callable job accepts (see Job#call_keywords).
+    def call_keywords
+      @job&.call_keywords
+    end
+
+    # Runs the planned dispatch (called by the worker pool).
+    def call
+      dispatcher, plan, done = @runner
+      @runner = nil
+      dispatcher.run(self, plan, done)
+    end
+
+    def prepare(dispatcher, plan, done) # :nodoc:
+      @runner = [dispatcher, plan, done]
+      self
+    end
+
     def to_h
       { key: key, fire_time: fire_time&.iso8601, idempotency_key: idempotency_key, job_id: job_id,
         job_class: job_class, queue: queue, status: status, error: error, duration: duration, node: node }.compact
@@ -55,9 +83,9 @@ module Kaal
   # Turns a job (class name, class or callable) plus arguments into a run,
   # following one set of rules for recurring and delayed jobs alike:
   #
-  # - a String class name is constantized now (only constant paths; with
-  #   delayed_job_allowed_class_prefixes set, a name outside them is refused);
-  #   a Class/Module is used as given;
+  # - a String class name is constantized at dispatch (only constant paths;
+  #   with delayed_job_allowed_class_prefixes set, a name outside them is
+  #   refused); a Class/Module is used as given;
   # - ActiveJob-like (responds to perform_later): set(queue:).perform_later(*args, **kwargs);
   # - Sidekiq-like (includes Sidekiq::Job/Worker or responds to perform_async):
   #   set(queue:).perform_async(*args) (kwargs, if any, go last as a Hash
@@ -103,24 +131,23 @@ module Kaal
       [:refused, e]
     end
 
-    # Runs +target+ for +dispatch+ (see #call).
-    def call(dispatch, target, arguments, call_keywords: nil, &done)
-      execute(dispatch, plan(target), arguments, call_keywords, done)
+    # Plans and runs +target+ for +dispatch+; +done+ (or the block) is called
+    # with the finished dispatch.
+    def call(dispatch, target, done = nil, &block)
+      execute(dispatch, plan(target), done || block)
     end
 
-    # Runs a planned dispatch. +arguments+ is [args, kwargs], or a Proc
-    # returning them (evaluated on the thread that runs the job). Calls
-    # done.call(dispatch) with the status set, on whichever thread finished
-    # it. Enqueues (ActiveJob, Sidekiq) happen now; plain jobs and callables
-    # go to the worker pool. Never raises.
-    def execute(dispatch, plan, arguments, call_keywords, done)
+    # Runs a planned dispatch and calls done.call(dispatch) with the status
+    # set, on whichever thread finished it. Enqueues (ActiveJob, Sidekiq)
+    # happen now; plain jobs and callables go to the worker pool. Never raises.
+    def execute(dispatch, plan, done)
       kind, subject = plan
       case kind
       when :perform, :instance, :callable
         dispatch.status = "pending"
-        return dispatch if @pool&.post { run(dispatch, kind, subject, arguments, call_keywords, done) }
+        return dispatch if @pool&.post(dispatch.prepare(self, plan, done))
 
-        run(dispatch, kind, subject, arguments, call_keywords, done)
+        run(dispatch, plan, done)
       when :refused
         dispatch.duration = 0.0
         complete(dispatch, subject, done)
@@ -128,14 +155,37 @@ module Kaal
         started = Clock.monotonic
         error = nil
         begin
-          args, kwargs = expand(arguments)
-          kind == :active_job ? enqueue_active_job(subject, dispatch.queue, args, kwargs) : enqueue_sidekiq(subject, dispatch.queue, args, kwargs)
+          args, kwargs = dispatch.arguments
+          if kind == :active_job
+            enqueue_active_job(subject, dispatch.queue, args, kwargs)
+          else
+            enqueue_sidekiq(subject, dispatch.queue, args, kwargs)
+          end
         rescue StandardError, ScriptError => e
           error = e
         end
         dispatch.duration = Clock.monotonic - started
         complete(dispatch, error, done)
       end
+    end
+
+    # Runs a plain job or callable (on a pool thread, or inline without a pool).
+    def run(dispatch, plan, done)
+      kind, subject = plan
+      started = Clock.monotonic
+      error = nil
+      begin
+        if kind == :callable
+          call_callable(subject, dispatch)
+        else
+          args, kwargs = dispatch.arguments
+          (kind == :perform ? subject : subject.new).perform(*args, **kwargs)
+        end
+      rescue StandardError, ScriptError => e
+        error = e
+      end
+      dispatch.duration = Clock.monotonic - started
+      complete(dispatch, error, done)
     end
 
     # The class for +name+ (String or Module). Raises Refused.
@@ -165,10 +215,6 @@ module Kaal
 
     private
 
-    def expand(arguments)
-      arguments.is_a?(Proc) ? arguments.call : arguments
-    end
-
     def active_job?(klass)
       klass.respond_to?(:perform_later)
     end
@@ -192,31 +238,12 @@ module Kaal
       target.perform_async(*args)
     end
 
-    # On a pool thread (or inline without a pool).
-    def run(dispatch, kind, subject, arguments, call_keywords, done)
-      started = Clock.monotonic
-      error = nil
-      begin
-        if kind == :callable
-          call_callable(subject, dispatch, call_keywords)
-        else
-          args, kwargs = expand(arguments)
-          (kind == :perform ? subject : subject.new).perform(*args, **kwargs)
-        end
-      rescue StandardError, ScriptError => e
-        error = e
-      end
-      dispatch.duration = Clock.monotonic - started
-      complete(dispatch, error, done)
-    end
+    def call_callable(callable, dispatch)
+      keywords = dispatch.call_keywords
+      return callable.call if keywords.nil? || keywords == []
 
-    def call_callable(callable, dispatch, keywords)
       all = { fire_time: dispatch.fire_time, idempotency_key: dispatch.idempotency_key, key: dispatch.key }
-      case keywords
-      when :all then callable.call(**all)
-      when nil, [] then callable.call
-      else callable.call(**all.slice(*keywords))
-      end
+      keywords == :all ? callable.call(**all) : callable.call(**all.slice(*keywords))
     end
 
     def complete(dispatch, error, done)

@@ -339,9 +339,7 @@ module Kaal
         d = Dispatch.new(key: job.key, fire_epoch: epoch, job: job, namespace: namespace,
                          job_class: job.job_class_name, queue: job.queue, node: @node)
         target = job.callable || job.job_class
-        plan = plans[target] ||= @dispatcher.plan(target)
-        arguments = job.templated? ? -> { job.arguments_for(epoch, d.idempotency_key) } : [job.args, job.kwargs]
-        out << @dispatcher.execute(d, plan, arguments, job.call_keywords, done)
+        out << @dispatcher.execute(d, plans[target] ||= @dispatcher.plan(target), done)
       end
       out
     end
@@ -389,13 +387,14 @@ module Kaal
     end
 
     def dispatch_delayed(row)
-      d = Dispatch.new(job_id: row[:job_id], job_class: row[:job_class], queue: row[:queue], node: @node,
-                       fire_time: Time.at(Rational(row[:run_at_ms], 1000)).utc)
       args = JSON.parse(row[:args_json])
+      d = Dispatch.new(job_id: row[:job_id], job_class: row[:job_class], queue: row[:queue], node: @node,
+                       fire_time: Time.at(Rational(row[:run_at_ms], 1000)).utc, arguments: [args, {}])
       raise ArgumentError, "stored args are not a JSON array" unless args.is_a?(Array)
 
-      @dispatcher.call(d, row[:job_class], [args, {}]) { |done| log_dispatch(done) }
+      @dispatcher.call(d, row[:job_class], @delayed_done ||= method(:log_dispatch))
     rescue StandardError, ScriptError => e
+      d ||= Dispatch.new(job_id: row[:job_id], job_class: row[:job_class], queue: row[:queue], node: @node)
       d.status = "failed"
       d.error = Dispatcher.describe_error(e)
       log_dispatch(d)

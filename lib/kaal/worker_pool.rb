@@ -16,9 +16,11 @@ module Kaal
       @pending = 0
     end
 
-    # Runs +block+ on a pool thread. Returns false when the pool is shut down.
-    # Inside #batch the work is held back until the batch ends.
-    def post(&block)
+    # Runs +work+ (anything responding to #call, or the block) on a pool
+    # thread. Returns false when the pool is shut down. Inside #batch the
+    # work is held back until the batch ends.
+    def post(work = nil, &block)
+      block = work || block
       held = Thread.current[:kaal_pool_batch]
       if held && held[0].equal?(self) && !@queue.closed?
         held[1] << block
