@@ -313,7 +313,6 @@ static void registry_add(sqlite_impl *s)
 
 static void registry_remove(sqlite_impl *s)
 {
-    if (!s->listed) return;
     pthread_mutex_lock(&registry_lock);
     registry_unlink_locked(s);
     pthread_mutex_unlock(&registry_lock);
