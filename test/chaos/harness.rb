@@ -1,0 +1,558 @@
+# frozen_string_literal: true
+
+require "fileutils"
+require "json"
+require "rbconfig"
+require "securerandom"
+require "tmpdir"
+require "yaml"
+
+require_relative "server"
+
+module Kaal
+  module Chaos
+    ROOT = File.expand_path("../..", __dir__)
+    BIN_KAAL = File.join(ROOT, "bin", "kaal")
+    LIB = File.join(ROOT, "lib")
+    JOBS_RB = File.join(__dir__, "jobs.rb")
+    BACKENDS = %w[redis postgres mysql sqlite].freeze
+
+    # What one run does (bin/chaos options).
+    Options = Struct.new(
+      :backend, :nodes, :jobs, :duration, :seed, :skew, :server_restart, :url, :json, :dir,
+      :kill_every, :restart_after, :outage, :outages, :margin, :window_lookback, :quiet,
+      keyword_init: true
+    ) do
+      def self.defaults
+        new(backend: "redis", nodes: 5, jobs: 100, duration: 60, seed: nil, skew: 2.0, server_restart: true,
+            url: nil, json: false, dir: nil, kill_every: 3.0..8.0, restart_after: 0.2..2.0, outage: 3.0..6.0,
+            outages: nil, margin: 3, window_lookback: 15, quiet: 6.0)
+      end
+
+      # The claim must outlive the window a node looks back over, also as
+      # seen from a node whose clock is `skew` seconds off in either
+      # direction: lease_ttl >= window_lookback + tick_interval + 2 * skew.
+      def lease_ttl
+        window_lookback + 1 + (2 * skew).ceil
+      end
+    end
+
+    # One `kaal start` process. Each (re)start is a new incarnation with its
+    # own node id ("node-2.3": node 2, third start), so the dispatch log
+    # says which incarnation claimed a pair.
+    class Node
+      attr_reader :index, :pid, :incarnation, :offset, :started_mono, :last_status
+
+      def initialize(index, run)
+        @index = index
+        @run = run
+        @generation = 0
+        @pid = nil
+      end
+
+      def name
+        "node-#{@index}"
+      end
+
+      def start(offset)
+        @generation += 1
+        @offset = offset
+        @incarnation = "#{name}.#{@generation}"
+        env = {
+          "KAAL_ENV" => "chaos",
+          "KAAL_NODE_ID" => @incarnation,
+          "KAAL_CHAOS_NODE" => @incarnation,
+          "KAAL_CHAOS_RECORD_DIR" => @run.record_dir,
+          "KAAL_TEST_CLOCK_OFFSET" => format("%.3f", offset)
+        }
+        log = File.join(@run.log_dir, "#{name}.log")
+        File.open(log, "a") { |f| f.puts "==== chaos: start #{@incarnation} clock offset #{format("%+.3f", offset)}s" }
+        @started_mono = Chaos.monotonic
+        @pid = Process.spawn(env, RbConfig.ruby, "-I", LIB, BIN_KAAL, "start", "--require", JOBS_RB,
+                             chdir: @run.dir, in: File::NULL, out: [log, "a"], err: [log, "a"], pgroup: true)
+      end
+
+      def alive?
+        return false unless @pid
+
+        done, status = Process.waitpid2(@pid, Process::WNOHANG)
+        return true unless done
+
+        @last_status = status
+        @pid = nil
+        false
+      rescue Errno::ECHILD
+        @pid = nil
+        false
+      end
+
+      def signal(sig)
+        Process.kill(sig, @pid) if @pid
+      rescue Errno::ESRCH
+        nil
+      end
+
+      # SIGKILL and reap; true when it was running.
+      def kill!
+        return false unless alive?
+
+        signal("KILL")
+        reap(10)
+        true
+      end
+
+      # Exit status, or nil when it is still running after +seconds+.
+      def reap(seconds)
+        return @last_status unless @pid
+
+        deadline = Chaos.monotonic + seconds
+        loop do
+          done, status = Process.waitpid2(@pid, Process::WNOHANG)
+          if done
+            @pid = nil
+            return @last_status = status
+          end
+          return nil if Chaos.monotonic > deadline
+
+          sleep 0.05
+        end
+      rescue Errno::ECHILD
+        @pid = nil
+        @last_status
+      end
+
+      def log_tail(lines = 30)
+        path = File.join(@run.log_dir, "#{name}.log")
+        File.exist?(path) ? File.readlines(path).last(lines).join : ""
+      end
+    end
+
+    # Makes the SQLite file unavailable: another process holds an exclusive
+    # write lock on it (BEGIN EXCLUSIVE) for a few seconds, so every claim
+    # fails with SQLITE_BUSY after the backend's busy timeout.
+    class SqliteLock
+      SCRIPT = <<~'RUBY'
+        require "sqlite3"
+        db = SQLite3::Database.new(ARGV[0])
+        db.busy_timeout = 30_000
+        db.execute("BEGIN EXCLUSIVE")
+        $stdout.puts "locked"
+        $stdout.flush
+        sleep Float(ARGV[1])
+        db.execute("ROLLBACK")
+        db.close
+        $stdout.puts "unlocked"
+      RUBY
+
+      def self.hold(path, seconds)
+        reader, writer = IO.pipe
+        pid = Process.spawn(RbConfig.ruby, "-e", SCRIPT, path, seconds.to_s, out: writer, in: File::NULL)
+        writer.close
+        line = reader.gets
+        raise "sqlite lock holder failed to take the lock" unless line == "locked\n"
+
+        [pid, reader]
+      end
+    end
+
+    def self.monotonic
+      Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    end
+
+    # One chaos run: N nodes on one backend, nodes SIGKILLed and restarted,
+    # the backend's server crashed and restarted, skewed clocks; then the
+    # analysis of the jobs' own records against the dispatch log.
+    class Run
+      attr_reader :opts, :dir, :record_dir, :log_dir, :events, :namespace
+
+      # SQLite waits busy_timeout (5 s by default) for a lock: hold it longer,
+      # so the claims fail and the nodes must fail closed, not merely wait.
+      SQLITE_OUTAGE = 7.0..10.0
+
+      def initialize(opts, progress: $stderr)
+        @opts = opts
+        @opts.outage = SQLITE_OUTAGE if opts.backend == "sqlite" && opts.outage == Options.defaults.outage
+        @opts.seed ||= Random.new_seed % 1_000_000
+        @rng = Random.new(@opts.seed)
+        @progress = progress
+        @events = []
+        @crashes = []
+        @hangs = []
+        @kills = 0
+        @outages = []
+        @namespace = "kaal-chaos-#{SecureRandom.hex(5)}"
+      end
+
+      def run
+        setup_dirs
+        @server = start_server
+        @backend_config = backend_config
+        migrate
+        write_app
+        @nodes = Array.new(@opts.nodes) { |i| Node.new(i, self) }
+        @started_at = Time.now
+        @t0 = Chaos.monotonic
+        @nodes.each { |n| start_node(n, initial_offset(n.index)) }
+        drive
+        @stopped_at = Time.now
+        stop_nodes
+        report = analyse
+        File.write(File.join(@dir, "report.json"), JSON.pretty_generate(report))
+        File.write(File.join(@dir, "report.txt"), Report.text(report))
+        report
+      ensure
+        @nodes&.each { |n| n.kill! if n.pid }
+        @lock_pid && (Process.kill("KILL", @lock_pid) rescue nil) && (Process.wait(@lock_pid) rescue nil)
+        @server&.stop
+      end
+
+      private
+
+      def say(message)
+        @progress&.puts(format("chaos: t+%6.1fs %s", @t0 ? Chaos.monotonic - @t0 : 0.0, message))
+        @progress&.flush
+      end
+
+      def event(kind, **data)
+        t = @t0 ? (Chaos.monotonic - @t0).round(2) : 0.0
+        @events << { t: t, at: Time.now.to_f.round(3), kind: kind }.merge(data)
+      end
+
+      def setup_dirs
+        @dir = @opts.dir || Dir.mktmpdir("kaal-chaos-#{@opts.backend}-")
+        FileUtils.mkdir_p(@dir)
+        File.chmod(0o755, @dir) # PostgreSQL runs as the postgres user under it
+        @record_dir = File.join(@dir, "records")
+        @log_dir = File.join(@dir, "logs")
+        FileUtils.mkdir_p([@record_dir, @log_dir, File.join(@dir, "config")])
+      end
+
+      def start_server
+        return nil if @opts.backend == "sqlite" || @opts.url
+
+        server = Server.new(@opts.backend, File.join(@dir, "services"))
+        server.start
+        say "private #{@opts.backend} server on 127.0.0.1:#{server.port} (#{server.dir})"
+        server
+      end
+
+      def url
+        @opts.url || @server&.url
+      end
+
+      def sqlite_path
+        @sqlite_path ||= @opts.url || File.join(@dir, "kaal.sqlite3")
+      end
+
+      def backend_config
+        @opts.backend == "sqlite" ? { "path" => sqlite_path } : { "url" => url }
+      end
+
+      def handle
+        @handle ||= Kaal::Backend.build(@opts.backend, namespace: @namespace,
+                                                       config: @backend_config.transform_keys(&:to_sym))
+      end
+
+      def migrate
+        handle.migrate
+        handle.close
+      end
+
+      def write_app
+        config = {
+          "backend" => @opts.backend,
+          "backend_config" => @backend_config,
+          "namespace" => @namespace,
+          "tick_interval" => 1,
+          "window_lookback" => @opts.window_lookback,
+          "lease_ttl" => @opts.lease_ttl,
+          "max_backoff" => 2,
+          "shutdown_timeout" => 10,
+          "scheduler_config_path" => "config/kaal-scheduler.yml"
+        }
+        File.write(File.join(@dir, "config", "kaal.yml"), YAML.dump("defaults" => config))
+        jobs = Array.new(@opts.jobs) do |i|
+          { "key" => Chaos.job_key(i), "cron" => "* * * * * *", "job_class" => "KaalChaosJob",
+            "args" => ["{{key}}", "{{fire_time.unix}}"] }
+        end
+        File.write(File.join(@dir, "config", "kaal-scheduler.yml"), YAML.dump("defaults" => { "jobs" => jobs }))
+      end
+
+      # Node 0 keeps the true time; the others start at +skew and -skew
+      # (alternating), and draw a random offset in [-skew, +skew] at each
+      # restart.
+      def initial_offset(index)
+        return 0.0 if index.zero? || @opts.skew.zero?
+
+        index.odd? ? @opts.skew : -@opts.skew
+      end
+
+      def random_offset(index)
+        return 0.0 if index.zero? || @opts.skew.zero?
+
+        (@rng.rand * 2 - 1) * @opts.skew
+      end
+
+      def start_node(node, offset)
+        node.start(offset)
+        event("start", node: node.incarnation, pid: node.pid, offset: offset.round(3))
+      end
+
+      # Outage start times (seconds after t0), spread over the middle of the
+      # run, none in the last quiet seconds.
+      def outage_plan
+        return [] unless @opts.server_restart
+        return [] if @opts.url && @opts.backend != "sqlite" # not our server
+
+        count = @opts.outages || [1, (@opts.duration / 120.0).round].max
+        span_lo = [@opts.duration * 0.2, 4].max
+        span_hi = @opts.duration - @opts.quiet - @opts.outage.max - 1
+        if span_hi <= span_lo
+          say "WARNING: --duration #{@opts.duration} is too short for a backend outage (no server restart)"
+          return []
+        end
+
+        slot = (span_hi - span_lo) / count
+        Array.new(count) { |i| span_lo + slot * i + @rng.rand * slot * 0.5 }
+      end
+
+      def drive
+        deadline = @t0 + @opts.duration
+        plan = outage_plan
+        say "#{@opts.nodes} nodes, #{@opts.jobs} jobs every second, #{@opts.duration}s, seed #{@opts.seed}, " \
+            "skew +-#{@opts.skew}s, window_lookback #{@opts.window_lookback}s, lease_ttl #{@opts.lease_ttl}s, " \
+            "outages at #{plan.map { |t| "t+#{t.round}s" }.join(", ").then { |s| s.empty? ? "none" : s }}; " \
+            "run dir #{@dir}"
+        next_kill = Chaos.monotonic + @rng.rand(@opts.kill_every)
+        restarts = {} # node => monotonic time to start it again
+        outage = nil  # [restart_at, kind]
+        while Chaos.monotonic < deadline
+          sleep 0.1
+          now = Chaos.monotonic
+          if outage.nil? && plan.any? && now - @t0 >= plan.first
+            plan.shift
+            outage = begin_outage
+          elsif outage && now >= outage
+            end_outage
+            outage = nil
+          end
+          restarts.select { |_, at| now >= at }.each_key do |n|
+            restarts.delete(n)
+            start_node(n, random_offset(n.index))
+          end
+          @nodes.each do |n|
+            next if restarts.key?(n) || n.alive?
+
+            @crashes << { node: n.incarnation, status: n.last_status.inspect, log_tail: n.log_tail }
+            event("crash", node: n.incarnation, status: n.last_status.inspect)
+            say "#{n.incarnation} exited on its own (#{n.last_status.inspect}); restarting"
+            start_node(n, random_offset(n.index))
+          end
+          next unless now >= next_kill && now < deadline - @opts.quiet
+
+          victim = @nodes.reject { |n| restarts.key?(n) }.sample(random: @rng)
+          if victim
+            pid = victim.pid
+            if victim.kill!
+              @kills += 1
+              event("kill", node: victim.incarnation, pid: pid)
+              say "SIGKILL #{victim.incarnation} (pid #{pid})"
+            end
+            restarts[victim] = Chaos.monotonic + @rng.rand(@opts.restart_after)
+          end
+          next_kill = Chaos.monotonic + @rng.rand(@opts.kill_every)
+        end
+        end_outage if outage
+        restarts.each_key { |n| start_node(n, random_offset(n.index)) }
+      end
+
+      # Returns the monotonic time the outage ends.
+      def begin_outage
+        length = @rng.rand(@opts.outage)
+        started = Time.now.to_f
+        if @opts.backend == "sqlite"
+          @lock_pid, @lock_reader = SqliteLock.hold(sqlite_path, length)
+          what = "exclusive lock on #{File.basename(sqlite_path)} held by pid #{@lock_pid}"
+        else
+          pid = @server.crash
+          what = "#{@opts.backend} server pid #{pid} #{@opts.backend == "postgres" ? "SIGQUIT (immediate shutdown)" : "SIGKILL"}"
+        end
+        @outages << { down_at: started, planned: length.round(2), what: what }
+        event("outage_start", what: what)
+        say "backend outage: #{what}, for ~#{length.round(1)}s"
+        Chaos.monotonic + length
+      end
+
+      def end_outage
+        if @opts.backend == "sqlite"
+          @lock_reader.gets # "unlocked"
+          Process.wait(@lock_pid)
+          @lock_reader.close
+          @lock_pid = nil
+          what = "lock released"
+        else
+          @server.restart
+          what = "#{@opts.backend} restarted on port #{@server.port}"
+        end
+        @outages.last[:up_at] = Time.now.to_f
+        event("outage_end", what: what)
+        say "backend back: #{what} (down #{(@outages.last[:up_at] - @outages.last[:down_at]).round(1)}s)"
+      end
+
+      def stop_nodes
+        say "TERM to all nodes"
+        @nodes.each { |n| n.signal("TERM") }
+        @nodes.each do |n|
+          status = n.reap(30)
+          if status.nil?
+            @hangs << { node: n.incarnation, log_tail: n.log_tail }
+            say "#{n.incarnation} did not stop within 30s of TERM: SIGKILL"
+            n.kill!
+          elsif !status.success? && !(status.termsig && Chaos.monotonic - n.started_mono < 8)
+            @crashes << { node: n.incarnation, status: status.inspect, log_tail: n.log_tail }
+          end
+        end
+      end
+
+      # -- analysis --------------------------------------------------------------
+
+      def read_records
+        Dir[File.join(@record_dir, "*.rec")].flat_map do |path|
+          File.readlines(path, chomp: true).filter_map do |line|
+            k, f, n, pid, at = line.split
+            next unless at
+
+            [k, Integer(f), n, Integer(pid), Float(at)]
+          end
+        end
+      end
+
+      def analyse
+        records = read_records
+        by_pair = records.group_by { |k, f, *| [k, f] }
+        duplicates = by_pair.select { |_, rs| rs.size > 1 }.map do |(k, f), rs|
+          { key: k, fire_time: f, runs: rs.map { |_, _, n, pid, at| { node: n, pid: pid, written_at: at } } }
+        end
+        keys = Array.new(@opts.jobs) { |i| Chaos.job_key(i) }
+        first = records.map { |_, f, *| f }.select { |f| f >= @started_at.to_i }.min
+        window = nil
+        expected = 0
+        missing = []
+        if first
+          window = [first + @opts.margin, @stopped_at.to_i - @opts.margin]
+          (window[0]..window[1]).each do |f|
+            keys.each do |k|
+              expected += 1
+              missing << [k, f] unless by_pair.key?([k, f])
+            end
+          end
+        end
+        claimed_rows = begin
+          handle.dispatches(status: "claimed", limit: 1_000_000).select { |r| r[:key].start_with?("chaos-") }
+        rescue Kaal::Error => e
+          @log_error = "#{e.class}: #{e.message}"
+          []
+        end
+        claimed = claimed_rows.to_h { |r| [[r[:key], r[:fire_time]], r] }
+        never = claimed.reject { |pair, _| by_pair.key?(pair) }
+        outcome_unrecorded = claimed.size - never.size
+        lost = missing.map { |k, f| explain(k, f, claimed[[k, f]]) }
+        lost_by_reason = lost.group_by { |l| l[:reason] }.transform_values(&:size)
+        lateness = records.map { |_, f, _, _, at| at - f }.sort
+        handle.close
+        {
+          backend: @opts.backend, nodes: @opts.nodes, jobs: @opts.jobs, duration: (@stopped_at - @started_at).round(1),
+          seed: @opts.seed, skew: @opts.skew, namespace: @namespace, dir: @dir,
+          settings: { tick_interval: 1, window_lookback: @opts.window_lookback, lease_ttl: @opts.lease_ttl, max_backoff: 2 },
+          kills: @kills, outages: @outages, crashes: @crashes, hangs: @hangs,
+          dispatches: records.size, duplicates: duplicates,
+          window: window, expected: expected, covered: expected - missing.size,
+          coverage: expected.zero? ? 0.0 : (100.0 * (expected - missing.size) / expected).round(3),
+          claimed_never_dispatched: never.map { |(k, f), r| { key: k, fire_time: f, node: r[:node], claimed_at: r[:claimed_at] } },
+          claimed_outcome_unrecorded: outcome_unrecorded,
+          log_error: @log_error,
+          lost: lost, lost_by_reason: lost_by_reason,
+          lateness: percentiles(lateness),
+          events: @events
+        }
+      end
+
+      def percentiles(sorted)
+        return {} if sorted.empty?
+
+        pick = ->(q) { sorted[[(q * sorted.size).ceil - 1, 0].max].round(3) }
+        { min: sorted.first.round(3), p50: pick.(0.50), p95: pick.(0.95), p99: pick.(0.99), max: sorted.last.round(3) }
+      end
+
+      # Why (key, fire) never ran. row: its "claimed" dispatch-log row, if any.
+      def explain(key, fire, row)
+        if row
+          kill = @events.find { |e| e[:kind] == "kill" && e[:node] == row[:node] }
+          if kill
+            return { key: key, fire_time: fire, reason: "claimed, node killed before dispatch",
+                     detail: "claimed by #{row[:node]} at #{row[:claimed_at]}, which was SIGKILLed at " \
+                             "#{kill[:at].round(1)} (#{(kill[:at] - fire).round(1)}s after the fire time)" }
+          end
+          if @outages.any? { |o| row[:claimed_at].to_i.between?(o[:down_at].floor - 3, (o[:up_at] || Float::INFINITY).ceil) }
+            return { key: key, fire_time: fire, reason: "claimed, dispatch lost in backend outage",
+                     detail: "claimed by #{row[:node]} at #{row[:claimed_at]} just before the backend went down" }
+          end
+          return { key: key, fire_time: fire, reason: "UNEXPLAINED: claimed, never dispatched",
+                   detail: "claimed by #{row[:node]} at #{row[:claimed_at]}, node not killed" }
+        end
+
+        reach = @opts.window_lookback - @opts.skew
+        outage = @outages.find { |o| fire.between?(o[:down_at].floor - 2, (o[:up_at] || Float::INFINITY).ceil + 4) }
+        if outage
+          down = ((outage[:up_at] || outage[:down_at]) - outage[:down_at]).round(1)
+          return { key: key, fire_time: fire, reason: "never claimed: backend outage",
+                   detail: "fire time within the #{down}s outage from #{outage[:down_at].round(1)} (lookback reach #{reach}s)" }
+        end
+        status = (handle.dispatch_status(key, fire) rescue "unknown")
+        { key: key, fire_time: fire, reason: status ? "UNEXPLAINED: log says #{status}, no record" : "UNEXPLAINED: never claimed",
+          detail: "" }
+      end
+    end
+
+    def self.job_key(index)
+      format("chaos-%03d", index)
+    end
+
+    # The human-readable report.
+    module Report
+      module_function
+
+      def text(r)
+        out = []
+        out << "kaal chaos: backend #{r[:backend]}, #{r[:nodes]} nodes, #{r[:jobs]} jobs/s, #{r[:duration]}s, " \
+               "seed #{r[:seed]}, skew +-#{r[:skew]}s (#{r[:settings].map { |k, v| "#{k} #{v}" }.join(", ")})"
+        out << "  SIGKILLs: #{r[:kills]}; backend outages: #{r[:outages].size}" \
+               "#{r[:outages].map { |o| " [#{o[:what]}, down #{((o[:up_at] || o[:down_at]) - o[:down_at]).round(1)}s]" }.join}"
+        out << "  dispatches: #{r[:dispatches]}"
+        out << "  duplicate pairs: #{r[:duplicates].size}"
+        r[:duplicates].first(50).each do |d|
+          out << "    DUPLICATE #{d[:key]} @ #{d[:fire_time]}: #{d[:runs].map { |x| "#{x[:node]} (pid #{x[:pid]}) at #{x[:written_at]}" }.join(", ")}"
+        end
+        w = r[:window] ? "#{r[:window][0]}..#{r[:window][1]}" : "none"
+        out << "  expected pairs: #{r[:expected]} (fire times #{w}), covered #{r[:covered]}: #{r[:coverage]}% coverage"
+        out << "  claimed but never dispatched: #{r[:claimed_never_dispatched].size} " \
+               "(plus #{r[:claimed_outcome_unrecorded]} dispatched whose outcome write did not reach the log)"
+        out << "    dispatch log unreadable: #{r[:log_error]}" if r[:log_error]
+        out << "  lost pairs: #{r[:lost].size}#{r[:lost_by_reason].map { |why, n| "\n    #{n} x #{why}" }.join}"
+        r[:lost].group_by { |l| [l[:reason], l[:detail]] }.first(20).each do |(why, detail), ls|
+          out << "      #{why}: #{detail} (#{ls.size} pairs, e.g. #{ls.first[:key]} @ #{ls.first[:fire_time]})"
+        end
+        l = r[:lateness]
+        unless l.empty?
+          out << format("  lateness (record write - fire time, s): min %<min>.3f p50 %<p50>.3f p95 %<p95>.3f " \
+                        "p99 %<p99>.3f max %<max>.3f", l)
+        end
+        out << "  node crashes: #{r[:crashes].size}, hangs on TERM: #{r[:hangs].size}"
+        (r[:crashes] + r[:hangs]).first(5).each { |c| out << "    #{c[:node]} #{c[:status]}\n#{c[:log_tail].gsub(/^/, "      ")}" }
+        out << "  run dir: #{r[:dir]} (logs/, records/, report.json)"
+        out << (r[:duplicates].empty? ? "  RESULT: 0 duplicates" : "  RESULT: DUPLICATES FOUND")
+        out.join("\n")
+      end
+    end
+  end
+end
