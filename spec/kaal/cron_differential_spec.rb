@@ -25,6 +25,16 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
   explicit = [["0 0 29 2 *", "2096-03-01T00:00:00Z"], ["0 0 29 2 *", "2104-03-01T00:00:00Z"],
               ["*/7 * * * *", "2038-01-19T03:00:00Z"], ["0 0 L * *", "2099-12-31T12:00:00Z"],
               ["0 0 1 1 *", "1970-01-01T00:00:00Z"], ["@hourly", "1970-01-01T00:30:00Z"]].freeze
+  # Invalid tokens per field (DESIGN.md section 3, "Errors"), swapped into
+  # random valid expressions: both sides must reject the result.
+  corruptions = {
+    "second" => %w[60 5-1 */0 1,,2 ,1 x 1- */ L 1W ?],
+    "minute" => %w[60 59-0 */0 1,,2 7, - 0-60 L ? MON],
+    "hour" => %w[24 23-1 */0 1,,2 JAN 0-24 ?],
+    "day of month" => %w[0 32 L-31 32W 0W W L- 15-10 */0 1,,2 JAN],
+    "month" => %w[0 13 JANUARY DEC-JAN ? */0 1,,2 L],
+    "day of week" => %w[8 MON#6 MON#0 8L SAT-MON FOO #1 1# */0 1,,2 MON-8]
+  }.freeze
   random_count = 1500
   zones_per_expression = 4
   fixed_transition_starts = 10
@@ -221,6 +231,38 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
 
     it "agrees on match? at each fire time and the second after it" do
       expect(@problems[:match]).to be_empty, report(:match, :match)
+    end
+
+    it "rejects what the oracle rejects, naming the field (corrupted random expressions)" do
+      rng = Random.new(@seed)
+      checked = 0
+      wrong = []
+      @random_exprs.reject { |text| text.start_with?("@") }.first(400).each do |text|
+        fields = text.split
+        names = corruptions.keys
+        names = names.drop(1) if fields.size == 5
+        index = rng.rand(fields.size)
+        field = names[index]
+        fields[index] = corruptions[field].sample(random: rng)
+        bad = fields.join(" ")
+        expect { CronOracle::Expr.new(bad) }.to raise_error(CronOracle::InvalidExpression), bad
+        checked += 1
+        begin
+          Kaal::Cron.parse(bad, time_zone: "UTC")
+          wrong << "#{bad.inspect}: accepted"
+        rescue Kaal::CronSyntaxError => e
+          # A bad last token may be read as a trailing zone name instead.
+          next if index == fields.size - 1 || e.message.include?(field)
+
+          wrong << "#{bad.inspect}: message does not name the #{field} field: #{e.message}"
+        end
+      end
+      %w[1 2 3 4 7].each do |n|
+        bad = Array.new(n.to_i, "1").join(" ")
+        wrong << "#{bad.inspect}: accepted" if Kaal::Cron.valid?(bad)
+      end
+      expect(checked).to eq(400)
+      expect(wrong).to be_empty, "seed #{@seed}: #{wrong.size} disagreements:\n  #{wrong.first(25).join("\n  ")}"
     end
 
     it "rejects expressions the oracle proves never fire (400-year Gregorian cycle)" do

@@ -233,7 +233,7 @@ module CronOracle
         raise InvalidExpression, "descending range #{item}" if from > to
       else
         from = value(kind, base)
-        to = step ? top : from
+        to = step ? [top, from].max : from # "7/2" in day of week: 7 is written, so Sunday
       end
       [from, to, step || 1]
     end
@@ -303,6 +303,7 @@ module CronOracle
   class Zone
     MARGIN = 16 * 3600 # larger than any UTC offset since 1900
     SAMPLE = 1800      # offsets are sampled every 30 minutes around a day
+                       # (no zone changes its offset twice within 30 minutes)
     YEARS = 500        # a walk never goes further than this
 
     # Instants produced by the DST-gap rule (:gap) or as one of two instants
@@ -311,7 +312,7 @@ module CronOracle
     attr_reader :marks
 
     def initialize
-      @day_offsets = {}
+      @regimes = {}
       @marks = {}
     end
 
@@ -386,12 +387,17 @@ module CronOracle
       end
     end
 
-    # The instants at which wall time `w` fires: every instant whose wall
-    # clock is w (two in an overlap, earlier first); in a gap, w minus the
-    # offset in force before the gap.
-    def instants(w, offsets)
-      found = offsets.map { |o| w - o }.select { |t| wall(t) == w }.uniq.sort
-      found.empty? ? [gap_instant(w)] : found
+    # The instants at which wall time `w` fires, given the regimes around it:
+    # every instant whose wall clock (from Time.at) is w, two in an overlap,
+    # earlier first; in a gap, w minus the offset in force before the gap.
+    def instants(w, regimes)
+      found = regimes.map { |_, _, o| w - o }.uniq.select { |t| wall(t) == w }.sort
+      return found unless found.empty?
+
+      regimes.each_cons(2) do |(_, _, before), (start, _, after)|
+        return [w - before] if after > before && w >= start + before && w < start + after
+      end
+      raise OracleError, "wall time #{w} neither exists nor falls in a gap"
     end
 
     # Transitions (instant, offset before, offset after) between two instants,
@@ -424,39 +430,46 @@ module CronOracle
       found.size >= n && found[n - 1] < day * 86_400 - MARGIN
     end
 
-    # Distinct offsets in force at any instant whose wall time can fall on
-    # day `dn`.
-    def offsets_for(dn)
-      @day_offsets.clear if @day_offsets.size > 4096
-      @day_offsets[dn] ||= begin
-        offs = Set.new
-        t = dn * 86_400 - MARGIN - SAMPLE
-        stop = (dn + 1) * 86_400 + MARGIN + SAMPLE
-        while t <= stop
-          offs << offset(t)
-          t += SAMPLE
+    # The zone's regimes [first instant, last instant, offset] over every
+    # instant whose wall time can fall on day `dn`: offsets sampled every
+    # SAMPLE seconds with Time.at, changes pinned down by bisection.
+    def regimes_for(dn)
+      @regimes.clear if @regimes.size > 4096
+      @regimes[dn] ||= begin
+        from = dn * 86_400 - MARGIN - SAMPLE
+        to = (dn + 1) * 86_400 + MARGIN + SAMPLE
+        list = []
+        start = from
+        transitions(from, to, SAMPLE).each do |at, before, _|
+          list << [start, at - 1, before].freeze
+          start = at
         end
-        offs.to_a.sort.freeze
+        list << [start, to, offset(to)].freeze
+        list.freeze
       end
     end
 
-    def gap_instant(w)
-      lo = w - MARGIN
-      hi = w + MARGIN
-      raise OracleError, "no gap around wall #{w}" unless wall(lo) < w && wall(hi) > w
+    # The earliest and latest instant at which any wall time in [a, b] fires
+    # (an existing wall time at its instants, a gap wall time at the gap
+    # rule's instant); nil when none does.
+    def bounds(regimes, a, b)
+      lo = hi = nil
+      widen = lambda do |x, y, o|
+        return if x > y
 
-      while hi - lo > 1
-        mid = (lo + hi) / 2
-        x = wall(mid)
-        raise OracleError, "offset sampling missed wall #{w} at #{mid}" if x == w
-
-        x < w ? lo = mid : hi = mid
+        lo = x - o if lo.nil? || x - o < lo
+        hi = y - o if hi.nil? || y - o > hi
       end
-      w - offset(lo)
+      regimes.each_with_index do |(first, last, o), i|
+        widen.call([a, first + o].max, [b, last + o].min, o)
+        before = i.positive? ? regimes[i - 1][2] : o
+        widen.call([a, first + before].max, [b, first + o - 1].min, before) if o > before
+      end
+      [lo, hi]
     end
 
-    def fires(expr, w, offsets)
-      list = instants(w, offsets)
+    def fires(expr, w, regimes)
+      list = instants(w, regimes)
       if list.size == 2
         list.each { |t| @marks[t] ||= :overlap }
       elsif wall(list[0]) != w
@@ -465,27 +478,28 @@ module CronOracle
       expr.fixed_time ? list.first(1) : list
     end
 
+    # Adds to `found` (sorted) the fire times after `from` of day `dn`,
+    # stopping once every later wall time of the day fires after found[n - 1].
     def walk_day_next(expr, dn, from, found, n)
-      offsets = offsets_for(dn)
-      lo = offsets.first
-      hi = offsets.last
+      regimes = regimes_for(dn)
       base = dn * 86_400
+      day_end = base + 86_399
+      beyond = ->(a) { found.size >= n && bounds(regimes, a, day_end)[0] > found[n - 1] }
       expr.hours.each do |h|
         hb = base + h * 3600
-        next if hb + 3599 - lo <= from
-        break if found.size >= n && hb - hi > found[n - 1]
+        next if bounds(regimes, hb, hb + 3599)[1] <= from
+        break if beyond.call(hb)
 
         expr.minutes.each do |m|
           mb = hb + m * 60
-          next if mb + 59 - lo <= from
-          break if found.size >= n && mb - hi > found[n - 1]
+          next if bounds(regimes, mb, mb + 59)[1] <= from
+          break if beyond.call(mb)
 
           expr.seconds.each do |s|
             w = mb + s
-            next if w - lo <= from
-            break if found.size >= n && w - hi > found[n - 1]
+            break if beyond.call(w)
 
-            fires(expr, w, offsets).each do |t|
+            fires(expr, w, regimes).each do |t|
               next if t <= from || found.include?(t)
 
               found << t
@@ -496,27 +510,27 @@ module CronOracle
       end
     end
 
+    # The latest fire time before `from` of day `dn`, or `best` when none is
+    # later than it.
     def walk_day_previous(expr, dn, from, best)
-      offsets = offsets_for(dn)
-      lo = offsets.first
-      hi = offsets.last
+      regimes = regimes_for(dn)
       base = dn * 86_400
+      below = ->(b) { best && bounds(regimes, base, b)[1] <= best }
       expr.hours.reverse_each do |h|
         hb = base + h * 3600
-        next if hb - hi >= from
-        break if best && hb + 3599 - lo <= best
+        next if bounds(regimes, hb, hb + 3599)[0] >= from
+        break if below.call(hb + 3599)
 
         expr.minutes.reverse_each do |m|
           mb = hb + m * 60
-          next if mb - hi >= from
-          break if best && mb + 59 - lo <= best
+          next if bounds(regimes, mb, mb + 59)[0] >= from
+          break if below.call(mb + 59)
 
           expr.seconds.reverse_each do |s|
             w = mb + s
-            next if w - hi >= from
-            break if best && w - lo <= best
+            break if below.call(w)
 
-            fires(expr, w, offsets).each do |t|
+            fires(expr, w, regimes).each do |t|
               best = t if t < from && (best.nil? || t > best)
             end
           end

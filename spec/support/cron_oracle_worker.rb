@@ -50,11 +50,17 @@ module CronOracle
       rng.rand(RANGE_START...RANGE_END)
     end
 
+    SLOW = 5 # seconds: a case this slow is reported (the walk is meant to be cheap)
+
     def evaluate(oracle, expr, text, from, count)
+      started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       oracle.reset_marks
       nexts = oracle.next_times(expr, from, count).map { |t| [t, oracle.offset(t)] }
       prev = oracle.previous_time(expr, from)
       dst = (nexts.map(&:first) + [prev]).filter_map { |t| oracle.marks[t] }.uniq.map(&:to_s)
+      took = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
+      raise OracleError, format("the oracle took %.1f s", took) if took > SLOW
+
       { "expr" => text, "from" => from, "next" => nexts, "previous" => prev && [prev, oracle.offset(prev)],
         "dst" => dst }
     rescue OracleError, InvalidExpression => e
