@@ -19,7 +19,9 @@ module Kaal
 
                   at
                 else
-                  raise ArgumentError, "at: must be a Time or Unix seconds, got #{at.inspect} (#{at.class})" unless at.respond_to?(:to_time)
+                  unless at.respond_to?(:to_time) && !at.is_a?(String)
+                    raise ArgumentError, "at: must be a Time or Unix seconds, got #{at.inspect} (#{at.class})"
+                  end
 
                   at.to_time.to_r
                 end

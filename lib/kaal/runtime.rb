@@ -335,7 +335,9 @@ module Kaal
       when Time then fire_time.to_i
       when Float, Rational then fire_time.floor
       else
-        raise ArgumentError, "fire_time: must be a Time or Unix seconds, got #{fire_time.inspect}" unless fire_time.respond_to?(:to_time)
+        unless fire_time.respond_to?(:to_time) && !fire_time.is_a?(String)
+          raise ArgumentError, "fire_time: must be a Time or Unix seconds, got #{fire_time.inspect}"
+        end
 
         fire_time.to_time.to_i
       end

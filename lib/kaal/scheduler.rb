@@ -54,6 +54,7 @@ module Kaal
 
         @stopping = false
         @started_at = Time.now.utc
+        @node = @config.node_id || NodeId.current # a new name after fork
         @thread = Thread.new { run_loop }
         @thread.name = "kaal-scheduler"
         @thread.report_on_exception = true
@@ -156,7 +157,9 @@ module Kaal
       when Time then now.to_r.to_f
       when Rational then now.to_f
       else
-        raise ArgumentError, "now: must be a Time or Unix seconds, got #{now.class}" unless now.respond_to?(:to_time)
+        unless now.respond_to?(:to_time) && !now.is_a?(String)
+          raise ArgumentError, "now: must be a Time or Unix seconds, got #{now.class}"
+        end
 
         now.to_time.to_r.to_f
       end
