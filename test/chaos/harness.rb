@@ -459,6 +459,8 @@ module Kaal
         lost = missing.map { |k, f| explain(k, f, claimed[[k, f]]) }
         lost_by_reason = lost.group_by { |l| l[:reason] }.transform_values(&:size)
         lateness = records.map { |_, f, _, _, at| at - f }.sort
+        offsets = @events.select { |e| e[:kind] == "start" }.to_h { |e| [e[:node], e[:offset]] }
+        node_lateness = records.map { |_, f, n, _, at| at + offsets.fetch(n, 0.0) - f }.sort
         handle.close
         {
           backend: @opts.backend, nodes: @opts.nodes, jobs: @opts.jobs, duration: (@stopped_at - @started_at).round(1),
@@ -472,7 +474,7 @@ module Kaal
           claimed_outcome_unrecorded: outcome_unrecorded,
           log_error: @log_error,
           lost: lost, lost_by_reason: lost_by_reason,
-          lateness: percentiles(lateness),
+          lateness: percentiles(lateness), node_lateness: percentiles(node_lateness),
           events: @events
         }
       end
@@ -546,6 +548,11 @@ module Kaal
         unless l.empty?
           out << format("  lateness (record write - fire time, s): min %<min>.3f p50 %<p50>.3f p95 %<p95>.3f " \
                         "p99 %<p99>.3f max %<max>.3f", l)
+        end
+        l = r[:node_lateness]
+        unless l.nil? || l.empty?
+          out << format("  lateness on the dispatching node's own (skewed) clock, s: min %<min>.3f p50 %<p50>.3f " \
+                        "p95 %<p95>.3f p99 %<p99>.3f max %<max>.3f", l)
         end
         out << "  node crashes: #{r[:crashes].size}, hangs on TERM: #{r[:hangs].size}"
         (r[:crashes] + r[:hangs]).first(5).each { |c| out << "    #{c[:node]} #{c[:status]}\n#{c[:log_tail].gsub(/^/, "      ")}" }
