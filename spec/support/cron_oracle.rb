@@ -307,8 +307,10 @@ module CronOracle
     YEARS = 500        # a walk never goes further than this
 
     # Instants produced by the DST-gap rule (:gap) or as one of two instants
-    # of a repeated wall time (:overlap) since the last reset_marks: lets the
-    # spec check that the random cases really exercise both rules.
+    # of a repeated wall time (:overlap), and later instants of a repeated
+    # wall time that a fixed-time expression does not fire at (:skipped),
+    # since the last reset_marks: lets the spec check that the random cases
+    # exercise these rules.
     attr_reader :marks
 
     def initialize
@@ -472,6 +474,7 @@ module CronOracle
       list = instants(w, regimes)
       if list.size == 2
         list.each { |t| @marks[t] ||= :overlap }
+        @marks[list[1]] = :skipped if expr.fixed_time
       elsif wall(list[0]) != w
         @marks[list[0]] ||= :gap
       end

@@ -13,7 +13,9 @@ module CronOracle
   #
   # Reply: {"zone", "transitions", "results": [{"expr", "from", "next":
   # [[t, utc_offset], ...], "previous": [t, utc_offset] | nil, "dst": ["gap",
-  # "overlap"] (the DST rules behind those answers), "error"}]}.
+  # "overlap"] (the DST rules behind those answers), "skipped": [t, ...]
+  # (second instants of repeated wall times a fixed-time expression must not
+  # fire at, met on the way), "error"}]}.
   module Worker
     RANGE_START = 0               # 1970-01-01T00:00:00Z
     RANGE_END = 4_102_444_800     # 2100-01-01T00:00:00Z
@@ -61,8 +63,9 @@ module CronOracle
       took = Process.clock_gettime(Process::CLOCK_MONOTONIC) - started
       raise OracleError, format("the oracle took %.1f s", took) if took > SLOW
 
+      skipped = oracle.marks.select { |_, mark| mark == :skipped }.keys.sort
       { "expr" => text, "from" => from, "next" => nexts, "previous" => prev && [prev, oracle.offset(prev)],
-        "dst" => dst }
+        "dst" => dst, "skipped" => skipped }
     rescue OracleError, InvalidExpression => e
       { "expr" => text, "from" => from, "error" => "#{e.class}: #{e.message}" }
     end
