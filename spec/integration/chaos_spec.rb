@@ -117,4 +117,19 @@ RSpec.describe "bin/chaos short runs", :integration do
       FileUtils.rm_rf(dir)
     end
   end
+
+  # The control: on the memory backend every node has its own store, so
+  # every node runs every job. If bin/chaos could not see that (and fail),
+  # the examples above would prove nothing.
+  it "reports the duplicates and exits 1 when the nodes do not share a backend (harness control)" do
+    Dir.mktmpdir("kaal-chaos-spec-control-") do |dir|
+      out, err, status = Open3.capture3(KaalChaosShort::BIN, "--backend", "memory", "--nodes", "2", "--jobs", "3",
+                                        "--duration", "10", "--dir", dir, "--json")
+      report = JSON.parse(out, symbolize_names: true)
+
+      expect(status.exitstatus).to eq(1), err
+      expect(report[:duplicates].size).to be >= 6, err
+      expect(report[:duplicates].first[:runs].map { |r| r[:node] }.uniq.size).to be >= 2
+    end
+  end
 end

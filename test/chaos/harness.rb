@@ -16,6 +16,9 @@ module Kaal
     LIB = File.join(ROOT, "lib")
     JOBS_RB = File.join(__dir__, "jobs.rb")
     BACKENDS = %w[redis postgres mysql sqlite].freeze
+    # memory is the harness control: every node has its own store, so every
+    # node runs every job and the report must show duplicates.
+    CONTROL = "memory"
 
     # What one run does (bin/chaos options).
     Options = Struct.new(
@@ -228,7 +231,7 @@ module Kaal
       end
 
       def start_server
-        return nil if @opts.backend == "sqlite" || @opts.url
+        return nil if %w[sqlite memory].include?(@opts.backend) || @opts.url
 
         server = Server.new(@opts.backend, File.join(@dir, "services"))
         server.start
@@ -245,7 +248,11 @@ module Kaal
       end
 
       def backend_config
-        @opts.backend == "sqlite" ? { "path" => sqlite_path } : { "url" => url }
+        case @opts.backend
+        when "sqlite" then { "path" => sqlite_path }
+        when "memory" then {}
+        else { "url" => url }
+        end
       end
 
       def handle
@@ -301,7 +308,7 @@ module Kaal
       # Outage start times (seconds after t0), spread over the middle of the
       # run, none in the last quiet seconds.
       def outage_plan
-        return [] unless @opts.server_restart
+        return [] unless @opts.server_restart && @opts.backend != CONTROL
         return [] if @opts.url && @opts.backend != "sqlite" # not our server
 
         count = @opts.outages || [1, (@opts.duration / 120.0).round].max
