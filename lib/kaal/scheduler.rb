@@ -260,6 +260,9 @@ module Kaal
     def start_jobs(now_i, hi, pairs, popped)
       regular_lo = now_i - @config.tick_interval.ceil
       floor = now_i - @config.recovery_window.floor
+      # A namespace whose dispatch log is empty has never run: nothing was
+      # missed (a first deploy does not fire last week's report at once).
+      recover = @config.enable_dispatch_recovery && regular_lo > floor && @backend.dispatches(limit: 1).any?
       @pending_start.each do |job|
         popped << job << nil
         cron = job.cron
@@ -272,15 +275,13 @@ module Kaal
         job.next_epoch = epoch
         next unless enabled?(job)
 
-        missed_runs(job, regular_lo, floor).each { |f| pairs << [job, f] }
+        missed_runs(job, regular_lo, floor).each { |f| pairs << [job, f] } if recover
         fires.each { |f| pairs << [job, f] }
       end
       @pending_start = nil
     end
 
     def missed_runs(job, before, floor)
-      return [] unless @config.enable_dispatch_recovery && before > floor
-
       policy = job.catch_up || @config.catch_up
       cron = job.cron
       case policy

@@ -134,6 +134,20 @@ RSpec.describe "Kaal.tick!" do
   describe "recovery at start (catch_up)" do
     let(:now) { t0 + 30 * 60 + 30 } # 12:30:30, the node was down since before 12:00
 
+    # The namespace has run before: its dispatch log is not empty.
+    def seed_history
+      Kaal.backend.claim([["earlier-job", t0 - 86_000]], lease_ms: 1000, node: "old", now: t0 - 86_000)
+      Kaal.backend.record("earlier-job", t0 - 86_000, "dispatched", node: "old", now: t0 - 86_000)
+    end
+
+    before { |ex| seed_history unless ex.metadata[:fresh] }
+
+    it "catches up nothing in a namespace that never ran (first deploy)", :fresh do
+      register_every_minute(catch_up: :all)
+      expect(Kaal.tick!(now: now)).to be_empty
+      expect(fired(Kaal.tick!(now: t0 + 1860))).to eq([["m", t0 + 1860]])
+    end
+
     it "latest (default): the last missed run only" do
       register_every_minute
       expect(fired(Kaal.tick!(now: now))).to eq([["m", t0 + 1800]])
@@ -141,6 +155,7 @@ RSpec.describe "Kaal.tick!" do
 
     it "all: every missed run within recovery_window, bounded by max_catch_up_runs" do
       Kaal.configure { |c| c.max_catch_up_runs = 10 }
+      seed_history
       register_every_minute(catch_up: :all)
       expect(fired(Kaal.tick!(now: now)).map(&:last)).to eq((21..30).map { |m| t0 + (m * 60) })
     end
@@ -153,12 +168,14 @@ RSpec.describe "Kaal.tick!" do
 
     it "uses the configured default and respects recovery_window" do
       Kaal.configure { |c| c.catch_up = :all; c.recovery_window = 125 }
+      seed_history
       register_every_minute
       expect(fired(Kaal.tick!(now: now)).map(&:last)).to eq([t0 + 1740, t0 + 1800])
     end
 
     it "never re-runs what the dispatch log already has" do
       Kaal.configure { |c| c.recovery_window = 200 } # missed: 12:28, 12:29, 12:30
+      seed_history
       register_every_minute(catch_up: :all)
       Kaal.backend.claim([["m", t0 + 1800]], lease_ms: 1000, node: "n", now: t0 + 1800)
       Kaal.backend.record("m", t0 + 1800, "dispatched", node: "n", now: t0 + 1800)
