@@ -7,11 +7,26 @@ module Kaal
   # seconds. fire_time, idempotency_key and the arguments are computed on
   # first use (on the worker thread for plain jobs, off the tick).
   class Dispatch
-    attr_reader :key, :fire_epoch, :job_id, :job_class, :queue, :node
+    attr_reader :key, :fire_epoch, :job_id, :queue, :node
     attr_accessor :status, :error, :duration
+
+    # A recurring run (the tick's hot path: positional, nothing computed yet).
+    def self.recurring(job, fire_epoch, namespace, node)
+      d = allocate
+      d.__send__(:setup, job.key, fire_epoch, job, namespace, nil, nil, job.queue, node, nil, nil)
+      d
+    end
 
     def initialize(key: nil, fire_epoch: nil, job: nil, namespace: nil, job_id: nil, job_class: nil, queue: nil,
                    node: nil, fire_time: nil, arguments: nil)
+      setup(key, fire_epoch, job, namespace, job_id, job_class, queue, node, fire_time, arguments)
+    end
+
+    def job_class
+      @job_class ||= @job&.job_class_name
+    end
+
+    private def setup(key, fire_epoch, job, namespace, job_id, job_class, queue, node, fire_time, arguments)
       @key = key
       @fire_epoch = fire_epoch
       @job = job

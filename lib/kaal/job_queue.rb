@@ -1,72 +1,97 @@
 # frozen_string_literal: true
 
 module Kaal
-  # A binary min-heap of jobs ordered by Job#next_epoch (Integer Unix
-  # seconds), so a tick only touches the jobs that are due: O(due · log n).
+  # The jobs by next fire time (Job#next_epoch, Integer Unix seconds): a
+  # bucket of jobs per epoch plus a binary min-heap of the distinct epochs.
+  # Jobs often share fire times (every hour at :00), so taking the due jobs
+  # costs O(due + distinct due epochs · log e) and a tick with nothing due
+  # only looks at the heap's top.
   class JobQueue
-    def initialize
-      @heap = []
-    end
+    attr_reader :size
 
-    def size
-      @heap.size
+    def initialize
+      @buckets = {}
+      @epochs = []
+      @size = 0
     end
 
     def empty?
-      @heap.empty?
+      @size.zero?
     end
 
     def clear
-      @heap.clear
+      @buckets.clear
+      @epochs.clear
+      @size = 0
     end
 
     def each(&block)
-      @heap.each(&block)
+      @buckets.each_value { |jobs| jobs.each(&block) }
     end
 
-    # The job that fires first (nil when empty).
-    def peek
-      @heap[0]
+    # The earliest next fire epoch (nil when empty).
+    def next_epoch
+      @epochs[0]
     end
 
     def push(job)
-      heap = @heap
-      heap << job
-      i = heap.size - 1
       epoch = job.next_epoch
+      if (bucket = @buckets[epoch])
+        bucket << job
+      else
+        @buckets[epoch] = [job]
+        heap_push(epoch)
+      end
+      @size += 1
+      self
+    end
+
+    # Removes the jobs whose next epoch is <= +hi+ and yields (epoch, jobs)
+    # per epoch, earliest first.
+    def pop_due(hi)
+      while (epoch = @epochs[0]) && epoch <= hi
+        heap_pop
+        jobs = @buckets.delete(epoch)
+        @size -= jobs.size
+        yield epoch, jobs
+      end
+    end
+
+    private
+
+    def heap_push(epoch)
+      heap = @epochs
+      heap << epoch
+      i = heap.size - 1
       while i.positive?
         parent = (i - 1) >> 1
-        break if heap[parent].next_epoch <= epoch
+        break if heap[parent] <= epoch
 
         heap[i] = heap[parent]
         i = parent
       end
-      heap[i] = job
-      self
+      heap[i] = epoch
     end
 
-    def pop
-      heap = @heap
-      top = heap[0]
+    def heap_pop
+      heap = @epochs
       last = heap.pop
-      return top if heap.empty?
+      return if heap.empty?
 
       size = heap.size
-      epoch = last.next_epoch
       i = 0
       loop do
         child = (2 * i) + 1
         break if child >= size
 
         right = child + 1
-        child = right if right < size && heap[right].next_epoch < heap[child].next_epoch
-        break if heap[child].next_epoch >= epoch
+        child = right if right < size && heap[right] < heap[child]
+        break if heap[child] >= last
 
         heap[i] = heap[child]
         i = child
       end
       heap[i] = last
-      top
     end
   end
 end

@@ -232,25 +232,24 @@ module Kaal
 
       lo = @cursor || (now_i - @config.tick_interval.ceil)
       lo = [lo, now_i - @config.window_lookback.ceil].max
-      return [sort(pairs), popped] if hi <= lo && pairs.empty?
+      return [sort(pairs), popped] if hi <= lo
 
       cap = @config.max_catch_up_runs
-      queue = @queue
       states = @states
-      while (job = queue.peek) && job.next_epoch <= hi
-        queue.pop
-        previous = job.next_epoch
-        popped << job << previous
-        cron = job.cron
-        epoch = previous > lo ? previous : cron.next_epoch(lo)
-        on = states.empty? ? job.enabled : states.fetch(job.key, job.enabled)
-        first = pairs.size
-        while epoch <= hi
-          pairs << [job, epoch] if on
-          epoch = cron.next_epoch(epoch)
+      @queue.pop_due(hi) do |previous, jobs|
+        jobs.each do |job|
+          popped << job << previous
+          cron = job.cron
+          epoch = previous > lo ? previous : cron.next_epoch(lo)
+          on = states.empty? ? job.enabled : states.fetch(job.key, job.enabled)
+          first = pairs.size
+          while epoch <= hi
+            pairs << [job, epoch] if on
+            epoch = cron.next_epoch(epoch)
+          end
+          job.next_epoch = epoch
+          pairs.slice!(first, pairs.size - first - cap) if pairs.size - first > cap # keep the latest runs
         end
-        job.next_epoch = epoch
-        pairs.slice!(first, pairs.size - first - cap) if pairs.size - first > cap # keep the latest runs
       end
       [sort(pairs), popped]
     end
@@ -314,7 +313,12 @@ module Kaal
 
     # popped: [job, previous next_epoch, job, previous, ...]
     def commit(popped)
-      popped.each_slice(2) { |job, _| @queue.push(job) }
+      queue = @queue
+      i = 0
+      while i < popped.size
+        queue.push(popped[i])
+        i += 2
+      end
     end
 
     def restore(popped)
@@ -340,8 +344,7 @@ module Kaal
       pairs.each_with_index do |(job, epoch), i|
         next unless won[i]
 
-        d = Dispatch.new(key: job.key, fire_epoch: epoch, job: job, namespace: namespace,
-                         job_class: job.job_class_name, queue: job.queue, node: @node)
+        d = Dispatch.recurring(job, epoch, namespace, @node)
         target = job.callable || job.job_class
         out << @dispatcher.execute(d, plans[target] ||= @dispatcher.plan(target), done)
       end
