@@ -23,13 +23,13 @@ module Kaal
     # What one run does (bin/chaos options).
     Options = Struct.new(
       :backend, :nodes, :jobs, :duration, :seed, :skew, :server_restart, :url, :json, :dir,
-      :kill_every, :restart_after, :outage, :outages, :margin, :window_lookback, :quiet,
+      :kill_every, :restart_after, :outage, :outages, :margin, :window_lookback, :quiet, :lossy,
       keyword_init: true
     ) do
       def self.defaults
         new(backend: "redis", nodes: 5, jobs: 100, duration: 60, seed: nil, skew: 2.0, server_restart: true,
             url: nil, json: false, dir: nil, kill_every: 3.0..8.0, restart_after: 0.2..2.0, outage: 3.0..6.0,
-            outages: nil, margin: 3, window_lookback: 15, quiet: 6.0)
+            outages: nil, margin: 3, window_lookback: 15, quiet: 6.0, lossy: false)
       end
 
       # The claim must outlive the window a node looks back over, also as
@@ -233,7 +233,7 @@ module Kaal
       def start_server
         return nil if %w[sqlite memory].include?(@opts.backend) || @opts.url
 
-        server = Server.new(@opts.backend, File.join(@dir, "services"))
+        server = Server.new(@opts.backend, File.join(@dir, "services"), durable: !@opts.lossy)
         server.start
         say "private #{@opts.backend} server on 127.0.0.1:#{server.port} (#{server.dir})"
         server
@@ -471,7 +471,7 @@ module Kaal
         handle.close
         {
           backend: @opts.backend, nodes: @opts.nodes, jobs: @opts.jobs, duration: (@stopped_at - @started_at).round(1),
-          seed: @opts.seed, skew: @opts.skew, namespace: @namespace, dir: @dir,
+          seed: @opts.seed, skew: @opts.skew, namespace: @namespace, dir: @dir, lossy_server: @opts.lossy,
           settings: { tick_interval: 1, window_lookback: @opts.window_lookback, lease_ttl: @opts.lease_ttl, max_backoff: 2 },
           kills: @kills, outages: @outages, crashes: @crashes, hangs: @hangs,
           dispatches: records.size, duplicates: duplicates,
@@ -534,7 +534,8 @@ module Kaal
       def text(r)
         out = []
         out << "kaal chaos: backend #{r[:backend]}, #{r[:nodes]} nodes, #{r[:jobs]} jobs/s, #{r[:duration]}s, " \
-               "seed #{r[:seed]}, skew +-#{r[:skew]}s (#{r[:settings].map { |k, v| "#{k} #{v}" }.join(", ")})"
+               "seed #{r[:seed]}, skew +-#{r[:skew]}s (#{r[:settings].map { |k, v| "#{k} #{v}" }.join(", ")})" \
+               "#{", LOSSY server (no persistence: a crash loses claims)" if r[:lossy_server]}"
         out << "  SIGKILLs: #{r[:kills]}; backend outages: #{r[:outages].size}" \
                "#{r[:outages].map { |o| " [#{o[:what]}, down #{((o[:up_at] || o[:down_at]) - o[:down_at]).round(1)}s]" }.join}"
         out << "  dispatches: #{r[:dispatches]}"
