@@ -44,7 +44,7 @@ module KaalChaosShort
   def run(backend)
     dir = Dir.mktmpdir("kaal-chaos-spec-#{backend}-")
     out, err, status = Open3.capture3(BIN, "--backend", backend, "--nodes", "3", "--jobs", "20",
-                                      "--duration", seconds.to_s, "--skew", "2.0", "--dir", dir, "--json")
+                                      "--duration", seconds.to_s, "--skew", "2.0", "--spare-node0", "--dir", dir, "--json")
     report = begin
       JSON.parse(out, symbolize_names: true)
     rescue JSON::ParserError

@@ -23,13 +23,13 @@ module Kaal
     # What one run does (bin/chaos options).
     Options = Struct.new(
       :backend, :nodes, :jobs, :duration, :seed, :skew, :server_restart, :url, :json, :dir,
-      :kill_every, :restart_after, :outage, :outages, :margin, :window_lookback, :quiet, :lossy,
+      :kill_every, :restart_after, :outage, :outages, :margin, :window_lookback, :quiet, :lossy, :spare_node0,
       keyword_init: true
     ) do
       def self.defaults
         new(backend: "redis", nodes: 5, jobs: 100, duration: 60, seed: nil, skew: 2.0, server_restart: true,
             url: nil, json: false, dir: nil, kill_every: 3.0..8.0, restart_after: 0.2..2.0, outage: 3.0..6.0,
-            outages: nil, margin: 3, window_lookback: 15, quiet: 6.0, lossy: false)
+            outages: nil, margin: 3, window_lookback: 15, quiet: 6.0, lossy: false, spare_node0: false)
       end
 
       # The claim must outlive the window a node looks back over, also as
@@ -357,7 +357,12 @@ module Kaal
           end
           next unless now >= next_kill && now < deadline - @opts.quiet
 
-          victim = @nodes.reject { |n| restarts.key?(n) }.sample(random: @rng)
+          candidates = @nodes.reject { |n| restarts.key?(n) }
+          # spare_node0: node 0 keeps running through an outage and its
+          # catch-up, so a short run's coverage does not hinge on whether
+          # every node happened to be restarted while the backend was down
+          candidates.reject! { |n| n.index.zero? } if @opts.spare_node0 && (outage || recently_down?)
+          victim = candidates.sample(random: @rng)
           if victim
             pid = victim.pid
             if victim.kill!
@@ -371,6 +376,11 @@ module Kaal
         end
         end_outage if outage
         restarts.each_key { |n| start_node(n, random_offset(n.index)) }
+      end
+
+      def recently_down?
+        last = @outages.last
+        !last.nil? && last[:up_at] && Time.now.to_f - last[:up_at] < 5
       end
 
       # Returns the monotonic time the outage ends.
