@@ -130,7 +130,7 @@ static VALUE cron_s_parse(VALUE klass, VALUE expr, VALUE zone)
     return obj;
 }
 
-/* from (Integer Unix seconds, Time, or anything with #to_time) -> seconds
+/* from (Integer Unix seconds, Time, or anything but a String with #to_time) -> seconds
  * and nanoseconds (nsec 0 for an Integer). */
 static int64_t to_instant(VALUE from, long *nsec)
 {
@@ -138,6 +138,13 @@ static int64_t to_instant(VALUE from, long *nsec)
     *nsec = 0;
     if (RB_INTEGER_TYPE_P(from)) return NUM2LL(from);
     if (!rb_obj_is_kind_of(from, rb_cTime)) {
+        /* A String is refused even when ActiveSupport gives it #to_time:
+         * that parse silently assumes the process zone. */
+        if (RB_TYPE_P(from, T_STRING))
+            rb_raise(rb_eTypeError,
+                     "expected a Time or an Integer (Unix seconds), got a String; parse it "
+                     "first, e.g. Time.iso8601(%" PRIsVALUE ")",
+                     rb_inspect(from));
         if (!rb_respond_to(from, id_to_time))
             rb_raise(rb_eTypeError,
                      "expected a Time, an Integer (Unix seconds) or an object responding to "

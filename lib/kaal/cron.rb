@@ -63,7 +63,7 @@ module Kaal
     end
 
     # The first fire time strictly after +from+ (a Time, an Integer of Unix
-    # seconds, or anything responding to #to_time). The result is a whole-second
+    # seconds, or anything but a String responding to #to_time). The result is a whole-second
     # Time whose utc_offset is the zone's offset at that instant.
     def next_time(from = Time.now)
       __next_time(from)

@@ -98,6 +98,8 @@ RSpec.describe Kaal::Cron, "errors" do
   it "rejects from arguments that are not times" do
     cron = described_class.parse("* * * * *")
     expect { cron.next_time("2026-01-01") }.to raise_error(TypeError, /Time/)
+    with_to_time = Class.new(String) { def to_time = Time.at(0) }
+    expect { cron.next_time(with_to_time.new("2026-01-01")) }.to raise_error(TypeError, /String/)
     expect { cron.next_epoch(1.5) }.to raise_error(TypeError, /Integer/)
     expect { cron.next_times(0, count: -1) }.to raise_error(ArgumentError, /count/)
     expect { cron.next_times(0, count: "3") }.to raise_error(ArgumentError, /count/)
