@@ -113,6 +113,14 @@ module Kaal
                       "must be >= window_lookback + tick_interval (#{window_lookback} + #{tick_interval}), " \
                       "got #{lease_ttl}: a claim must outlive the window a recovering node looks back over")
       end
+      looked_back = [window_lookback, enable_dispatch_recovery ? recovery_window : 0].max
+      if dispatch_log_retention <= looked_back
+        raise ConfigurationError,
+              located(source, :dispatch_log_retention,
+                      "must be > #{enable_dispatch_recovery ? 'recovery_window' : 'window_lookback'} " \
+                      "(#{looked_back}), got #{dispatch_log_retention}: a run whose log row was cleaned up " \
+                      "could be claimed and dispatched again")
+      end
       self
     end
 

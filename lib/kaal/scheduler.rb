@@ -35,6 +35,7 @@ module Kaal
       @queue = JobQueue.new
       @generation = nil
       @cursor = nil
+      @start_lo = nil # lower bound of a start tick that has not succeeded yet
       @states = {}
       @failures = 0
       @last_cleanup = nil
@@ -168,6 +169,7 @@ module Kaal
     def tick_locked(now_f)
       now_i = now_f.floor
       hi = now_i + @config.window_lookahead.floor
+      @start_lo ||= now_i - @config.tick_interval.ceil if @cursor.nil?
       begin
         refresh_states
         sync_jobs
@@ -182,6 +184,7 @@ module Kaal
       end
       commit(popped)
       @cursor = hi
+      @start_lo = nil
       if @failures.positive?
         log(:info, "backend #{@config.backend} is back after #{@failures} failed attempts")
         @failures = 0
@@ -257,7 +260,11 @@ module Kaal
     # First placement of jobs (the start tick, or jobs added before any
     # tick): the runs due now plus missed runs per catch_up policy.
     def start_jobs(now_i, hi, pairs, popped)
-      regular_lo = now_i - @config.tick_interval.ceil
+      # A start tick that failed (backend down) keeps its lower bound, so the
+      # runs due while the backend was away are caught up within
+      # window_lookback when it returns, as for a node that was running.
+      latest_lo = now_i - @config.tick_interval.ceil
+      regular_lo = [[@start_lo || latest_lo, now_i - @config.window_lookback.ceil].max, latest_lo].min
       floor = now_i - @config.recovery_window.floor
       # A namespace whose dispatch log is empty has never run: nothing was
       # missed (a first deploy does not fire last week's report at once).
@@ -275,7 +282,7 @@ module Kaal
         next unless enabled?(job)
 
         missed_runs(job, regular_lo, floor).each { |f| pairs << [job, f] } if recover
-        fires.each { |f| pairs << [job, f] }
+        fires.last(@config.max_catch_up_runs).each { |f| pairs << [job, f] }
       end
       @pending_start = nil
     end

@@ -32,6 +32,15 @@ RSpec.describe Kaal::Configuration do
       .to raise_error(Kaal::ConfigurationError, /backend: unknown backend "cassandra" \(valid backends: memory, redis, sqlite, postgres, mysql\)/)
   end
 
+  it "refuses a dispatch_log_retention that does not outlive recovery_window" do
+    expect { Kaal.configure { |c| c.dispatch_log_retention = 3600 } }
+      .to raise_error(Kaal::ConfigurationError,
+                      /dispatch_log_retention: must be > recovery_window \(86400\), got 3600: .*dispatched again/)
+    expect { Kaal.configure { |c| c.dispatch_log_retention = 3600; c.recovery_window = 600 } }.not_to raise_error
+    expect { Kaal.configure { |c| c.enable_dispatch_recovery = false; c.dispatch_log_retention = 60 } }
+      .to raise_error(Kaal::ConfigurationError, /must be > window_lookback \(120\), got 60/)
+  end
+
   it "refuses lease_ttl below window_lookback + tick_interval" do
     expect { Kaal.configure { |c| c.window_lookback = 300 } }
       .to raise_error(Kaal::ConfigurationError, /lease_ttl: must be >= window_lookback \+ tick_interval \(300 \+ 1\), got 125/)

@@ -18,21 +18,13 @@ RSpec.describe "Kaal memory backend" do
     expect(b.claim([["job", now]], lease_ms: 1000, node: "n", now: now)).to eq([true])
   end
 
-  # CPU time of this thread (the claim runs in it, without the GVL), so that
-  # other processes on a busy machine do not decide the result.
-  it "claims a batch of 10k pairs in well under 10 ms" do
+  # Its speed is measured by benchmarks/tick.rb and benchmarks/claims.rb.
+  it "claims a batch of 10k pairs against a log of 100k rows, each pair exactly once" do
     backend = Kaal::Backend.build(:memory, namespace: "bench")
-    # Warm up: 100k rows already in the log, as a busy scheduler would have.
     backend.claim(Array.new(100_000) { |i| ["warm-#{i}", now] }, lease_ms: 1000, node: "n", now: now)
-    times = Array.new(3) do |round|
-      pairs = Array.new(10_000) { |i| ["job-#{i}", now + 60 * (round + 1)] }
-      t0 = Process.clock_gettime(Process::CLOCK_THREAD_CPUTIME_ID)
-      won = backend.claim(pairs, lease_ms: 1000, node: "n", now: now)
-      elapsed = Process.clock_gettime(Process::CLOCK_THREAD_CPUTIME_ID) - t0
-      expect(won.count(true)).to eq(10_000)
-      elapsed
-    end
-    expect(times.min).to be < 0.010
+    pairs = Array.new(10_000) { |i| ["job-#{i}", now + 60] }
+    expect(backend.claim(pairs, lease_ms: 1000, node: "n", now: now).count(true)).to eq(10_000)
+    expect(backend.claim(pairs, lease_ms: 1000, node: "m", now: now).count(true)).to eq(0)
   end
 
   it "gives a forked child a fresh store (state never crosses processes)" do

@@ -115,7 +115,7 @@ RSpec.describe "Redis backend connection and storage" do
       t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       expect { b.claim([["job", now]], lease_ms: 1000, node: "n", now: now) }
         .to raise_error(Kaal::ConnectionError, /timed out/)
-      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be_between(0.25, 0.9)
+      expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be_between(0.25, 2.0) # the 0.3 s timeout fired, not a hang
       expect(b.connected?).to be(false)
       sleep 0.8 # the pause ends
       # The timed-out claim may or may not have run on the server; either way
