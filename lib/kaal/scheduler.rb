@@ -125,12 +125,20 @@ module Kaal
         end
         now = Clock.now
         next_at = if ok
-                    ((now / interval).floor + 1) * interval
+                    [((now / interval).floor + 1) * interval, next_due_at].compact.min
                   else
                     now + backoff
                   end
         sleep_until(next_at)
       end
+    end
+
+    # When the next recurring run is due before the next aligned tick (a
+    # job every second with tick_interval 5), the loop wakes for it, so runs
+    # are not late by up to a tick_interval.
+    def next_due_at
+      epoch = @tick_lock.synchronize { @queue.next_epoch }
+      epoch && (epoch - @config.window_lookahead.floor)
     end
 
     def backoff

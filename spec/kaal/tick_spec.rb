@@ -265,6 +265,22 @@ RSpec.describe "Kaal.tick!" do
   end
 
   describe "start! / stop!" do
+    it "wakes for a run due before the next aligned tick (every second with tick_interval 5)" do
+      Kaal.configure { |c| c.tick_interval = 5; c.enable_dispatch_recovery = false }
+      ran = Queue.new
+      Kaal.register(key: "s", cron: "* * * * * *") { |fire_time:, **| ran << [fire_time.to_i, Time.now.to_f] }
+      started = Time.now.to_i
+      Kaal.start!
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+      sleep 0.05 until ran.size >= 8 || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      Kaal.stop!(timeout: 5)
+      runs = Array.new(ran.size) { ran.pop }
+      # the start tick also takes the runs of the tick_interval before it
+      lateness = runs.select { |fire, _| fire > started }.map { |fire, at| at - fire }
+      expect(lateness.size).to be >= 3
+      expect(lateness.max).to be < 2.5 # far below the 5 s a tick_interval-bound loop would show
+    end
+
     it "ticks on its own and stops gracefully, waiting for running jobs" do
       Kaal.configure { |c| c.tick_interval = 0.2; c.shutdown_timeout = 5; c.enable_dispatch_recovery = false }
       done = Queue.new
