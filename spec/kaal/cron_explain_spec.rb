@@ -46,6 +46,8 @@ RSpec.describe Kaal::Cron, "#explain" do
     "0 0 * * sat-sun" => "At 00:00 on Saturday and Sunday (UTC)",
     "0 8 * * 6,0" => "At 08:00 on Saturday and Sunday (UTC)",
     "0 0 * * MON-SUN" => "At 00:00 on every day of the week (UTC)",
+    "0 9 * * SUN-SUN" => "At 09:00 on Sunday (UTC)",
+    "0 0 * * 7/2" => "At 00:00 on Sunday (UTC)",
     "0 0 * * 1-5/2" => "At 00:00 on Monday, Wednesday and Friday (UTC)",
     "0 0 ? * mon" => "At 00:00 on Monday (UTC)",
     "5 4 * * SUN#2" => "At 04:05 on the second Sunday of the month (UTC)",
@@ -123,7 +125,7 @@ RSpec.describe Kaal::Cron, "#explain" do
       hour: ["*", "9", "*/6", "9-17", "8,20", "1-23/11", "?"],
       dom: ["*", "?", "1", "L", "l-2", "15W", "LW", "1-7", "*/10", "1,L,20w", "3/9", "L-0"],
       mon: ["*", "1", "JAN-MAR", "*/6", "2,nov", "dec", "6/2"],
-      dow: ["*", "?", "7", "MON-FRI", "sun#2", "5L", "0,6", "*/3", "1,FRI#3", "MON-SUN", "SAT-SUN", "6L,7#1",
+      dow: ["*", "?", "7", "MON-FRI", "sun#2", "5L", "0,6", "*/3", "1,FRI#3", "MON-SUN", "SAT-SUN", "SUN-SUN", "0-SUN", "7/2", "5/1", "6L,7#1",
             "2/2", "thu"]
     }
     rng = Random.new(RSpec.configuration.seed)

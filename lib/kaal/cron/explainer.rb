@@ -163,10 +163,10 @@ module Kaal
           first, last = range.split("-", 2)
           a = number(first, kind)
           b = number(last, kind)
-          b = 7 if kind == :dow && last == "SUN"
+          b = 7 if kind == :dow && last == "SUN" && a.positive? # MON-SUN ends on Sunday; SUN-SUN is Sunday
         else
           a = number(range, kind)
-          b = step ? max : a
+          b = step ? [max, a].max : a # 7/2 in day of week: 7 is Sunday, the step goes nowhere
         end
         return Item.new(kind: :step, a: a, b: b, step: step, star: star) if step
         return Item.new(kind: :range, a: a, b: b, star: star) if star || a != b
