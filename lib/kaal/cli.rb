@@ -44,9 +44,9 @@ module Kaal
         options: [["-z", "--time-zone ZONE", String, "IANA zone name (default UTC; a zone in EXPR wins)"]]
       ),
       "init" => Command.new(
-        usage: "init [--backend=memory|redis] [--force]",
+        usage: "init [--backend=memory|redis|sqlite|postgres|mysql] [--force]",
         summary: "write config/kaal.yml and config/kaal-scheduler.yml",
-        options: [["-b", "--backend NAME", String, "memory (default) or redis"],
+        options: [["-b", "--backend NAME", String, "memory (default), redis, sqlite, postgres or mysql"],
                   ["-f", "--force", "overwrite existing files"]]
       ),
       "start" => Command.new(

@@ -61,11 +61,25 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
       expect(code).to eq(0)
       expect(YAML.safe_load(File.read("config/kaal.yml"))["defaults"]["backend_config"]).to eq("url" => "redis://127.0.0.1:6379/0")
 
-      _, err, code = kaal("init", "--backend=postgres")
-      expect(code).to eq(2)
-      expect(err).to include("kaal init does not provision SQL adapter setups")
+      out, _, code = kaal("init", "--backend=postgres", "--force")
+      expect(code).to eq(0)
+      expect(out).to include("then run `kaal migrate`")
+      expect(YAML.safe_load(File.read("config/kaal.yml"))["defaults"]["backend_config"])
+        .to eq("url" => "postgres://127.0.0.1:5432/my_app")
       _, _, code = kaal("validate")
       expect(code).to eq(0)
+
+      _, err, code = kaal("init", "--backend=oracle", "--force")
+      expect([err, code]).to eq([%(kaal: init: --backend must be one of memory, redis, sqlite, postgres, mysql, got "oracle"\n), 2])
+    end
+
+    it "sets up SQLite in db/kaal.sqlite3, ready to start" do
+      out, _, code = kaal("init", "--backend=sqlite")
+      expect(code).to eq(0)
+      expect(out).to include("db/kaal.sqlite3 and its tables are created on first use")
+      _, err, code = kaal("tick")
+      expect([err, code]).to eq(["", 0])
+      expect(File.exist?("db/kaal.sqlite3")).to be(true)
     end
   end
 

@@ -8,8 +8,15 @@ module Kaal
     # The runtime commands of the CLI: init, start, status, tick, validate,
     # migrate. Included into Kaal::CLI (their COMMANDS entries live there).
     module Runtime
-      INIT_BACKENDS = %w[memory redis].freeze
-      SQL_BACKENDS = %w[sqlite postgres mysql].freeze
+      # backend_config written by `kaal init --backend=NAME`.
+      INIT_BACKEND_CONFIG = {
+        "memory" => " {}",
+        "redis" => "\n    url: redis://127.0.0.1:6379/0",
+        "sqlite" => "\n    url: db/kaal.sqlite3",
+        "postgres" => "\n    url: postgres://127.0.0.1:5432/my_app",
+        "mysql" => "\n    url: mysql2://127.0.0.1:3306/my_app"
+      }.freeze
+      INIT_BACKENDS = INIT_BACKEND_CONFIG.keys.freeze
 
       private
 
@@ -18,14 +25,8 @@ module Kaal
       def cmd_init(args, opts)
         no_arguments(args, "init")
         backend = (opts[:backend] || "memory").to_s.downcase
-        if SQL_BACKENDS.include?(backend)
-          raise UsageError, "init: kaal init does not provision SQL adapter setups (#{backend}); write " \
-                            "config/kaal.yml yourself (backend: #{backend}, backend_config: url: ...) and run " \
-                            "`kaal migrate`, or use your framework's install generator (kaal-rails: " \
-                            "`rails generate kaal:install --backend=#{backend}`)"
-        end
         unless INIT_BACKENDS.include?(backend)
-          raise UsageError, "init: --backend must be memory or redis, got #{backend.inspect}"
+          raise UsageError, "init: --backend must be one of #{INIT_BACKENDS.join(", ")}, got #{backend.inspect}"
         end
 
         config_path = opts[:config] || "config/kaal.yml"
@@ -41,15 +42,17 @@ module Kaal
         File.write(scheduler_path, INIT_SCHEDULER)
         @out.puts "wrote #{config_path} (backend #{backend})"
         @out.puts "wrote #{scheduler_path} (uncomment the example job, then `kaal start --require ./jobs.rb`)"
+        if %w[postgres mysql].include?(backend)
+          @out.puts "next: point backend_config.url (or KAAL_BACKEND_URL) at your database, then run `kaal migrate` " \
+                    "once to create the kaal tables"
+        elsif backend == "sqlite"
+          FileUtils.mkdir_p("db")
+          @out.puts "the SQLite file db/kaal.sqlite3 and its tables are created on first use"
+        end
         0
       end
 
       def init_config(backend, scheduler_path)
-        backend_config = if backend == "redis"
-                           "  backend_config:\n    url: redis://127.0.0.1:6379/0\n"
-                         else
-                           "  backend_config: {}\n"
-                         end
         <<~YAML
           # kaal configuration. `defaults:` apply in every environment; the section
           # named by KAAL_ENV, RAILS_ENV, RACK_ENV or APP_ENV (else development) is
@@ -59,7 +62,7 @@ module Kaal
           defaults:
             backend: #{backend}
             scheduler_config_path: #{scheduler_path}
-          #{backend_config.chomp}
+            backend_config:#{INIT_BACKEND_CONFIG.fetch(backend)}
             namespace: kaal
             # tick_interval: 5          # seconds between two ticks
             # window_lookback: 120      # seconds a recovering node looks back
