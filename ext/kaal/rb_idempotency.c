@@ -5,6 +5,7 @@
 static VALUE native_idempotency_key(VALUE self, VALUE ns, VALUE key, VALUE epoch)
 {
     char out[KAAL_IDEMPOTENCY_KEY_LEN + 1];
+    (void)self;
     StringValue(ns);
     StringValue(key);
     kaal_idempotency_key(RSTRING_PTR(ns), (size_t)RSTRING_LEN(ns), RSTRING_PTR(key),
