@@ -2,6 +2,7 @@
 
 require "erb"
 require "yaml"
+require_relative "yaml_loader"
 
 module Kaal
   # Reads one of kaal's YAML files: ERB first, then YAML, then the
@@ -41,7 +42,7 @@ module Kaal
 
     def parse(text, path)
       rendered = ERB.new(text, trim_mode: "-").result(TOPLEVEL_BINDING.dup)
-      data = YAML.safe_load(rendered, aliases: true, filename: path)
+      data = YamlLoader.load(rendered, filename: path)
       data = {} if data.nil?
       raise ConfigurationError, "#{path}: expected a mapping at the top of the file, got #{data.class}" unless data.is_a?(Hash)
 
