@@ -199,11 +199,13 @@ module Kaal
       end
 
       dispatches = nil
+      # Workers start on the batch's end, after the tick's own backend calls,
+      # so they do not compete with the tick for the GVL.
       @pool.batch do
         dispatches = dispatch_claimed(pairs, won)
         dispatches.concat(sweep_delayed(now_f))
+        housekeeping(now_i)
       end
-      housekeeping(now_i)
       dispatches
     end
 
@@ -247,11 +249,18 @@ module Kaal
 
       cap = @config.max_catch_up_runs
       states = @states
+      # Buckets come in fire-time order with sorted keys: while every job
+      # gives one pair at its bucket's time, the pairs are already in order.
+      ordered = pairs.empty?
       @queue.pop_due(hi) do |previous, jobs|
+        # Sorted once; put back in this order, the bucket stays sorted and
+        # the pairs need no sort on the next ticks.
+        jobs.sort_by!(&:key) unless keys_sorted?(jobs)
         jobs.each do |job|
           popped << job << previous
           cron = job.cron
           epoch = previous > lo ? previous : cron.next_epoch(lo)
+          ordered = false unless epoch == previous
           on = states.empty? ? job.enabled : states.fetch(job.key, job.enabled)
           first = pairs.size
           while epoch <= hi
@@ -259,10 +268,11 @@ module Kaal
             epoch = cron.next_epoch(epoch)
           end
           job.next_epoch = epoch
+          ordered = false if pairs.size - first > 1
           pairs.slice!(first, pairs.size - first - cap) if pairs.size - first > cap # keep the latest runs
         end
       end
-      [sort(pairs), popped]
+      [ordered ? pairs : sort(pairs), popped]
     end
 
     # First placement of jobs (the start tick, or jobs added before any
@@ -316,6 +326,16 @@ module Kaal
       end
     rescue RangeError, ArgumentError
       []
+    end
+
+    def keys_sorted?(jobs)
+      i = 1
+      while i < jobs.size
+        return false if (jobs[i].key <=> jobs[i - 1].key).negative?
+
+        i += 1
+      end
+      true
     end
 
     # Fire-time order; ties in key order.

@@ -41,6 +41,19 @@ RSpec.describe "Kaal.tick!" do
       expect(SpecRecorderJob.drain.size).to eq(7)
     end
 
+    it "keeps fire-time order, ties in key order, over many ticks and mixed schedules" do
+      crons = ["* * * * * *", "*/2 * * * * *", "*/3 * * * * *", "*/7 * * * * *"]
+      (0...60).to_a.shuffle(random: Random.new(7)).each do |i|
+        Kaal.register(key: "k#{i}", cron: crons[i % 4], job_class: SpecRecorderJob)
+      end
+      [0, 1, 2, 5, 6, 7, 20, 21, 22].each do |s|
+        got = fired(Kaal.tick!(now: t0 + s))
+        expect(got).to eq(got.sort_by { |key, epoch| [epoch, key] })
+        expect(got.map(&:last).uniq).to all(be <= t0 + s)
+      end
+      SpecRecorderJob.drain
+    end
+
     it "records each run in the dispatch log with the node id" do
       register_every_minute
       Kaal.tick!(now: t0)
