@@ -158,6 +158,31 @@ module KaalBackendSpec
     def unique_namespace(prefix = "spec")
       KaalBackendSpec.unique_namespace(prefix)
     end
+
+    # Runs the block in a forked child and returns what it returned, as a
+    # String (the child writes it to a pipe), or "Class: message" when it raised.
+    #
+    #   expect(in_fork { backend.claim(...).inspect }).to eq("[true]")
+    def in_fork
+      reader, writer = IO.pipe
+      pid = fork do
+        reader.close
+        result =
+          begin
+            yield.to_s
+          rescue Exception => e # rubocop:disable Lint/RescueException -- report anything, then exit!
+            "#{e.class}: #{e.message}"
+          end
+        writer.write(result)
+        writer.close
+        exit!(0)
+      end
+      writer.close
+      Process.wait(pid)
+      reader.read
+    ensure
+      reader&.close
+    end
   end
 end
 
