@@ -106,6 +106,17 @@ module KaalBackendSpec
 
   # Example group methods (RSpec `extend`).
   module GroupMethods
+    # Gives each example @path: a SQLite file name (name) in a fresh
+    # temporary directory (prefix), removed after the example.
+    def temp_sqlite_file(prefix, name = "kaal.sqlite3")
+      around do |example|
+        Dir.mktmpdir(prefix) do |dir|
+          @path = File.join(dir, name)
+          example.run
+        end
+      end
+    end
+
     # Sets up the group for one backend kind; see the top of this file.
     def kaal_backend_for(kind)
       kind = kind.to_sym
