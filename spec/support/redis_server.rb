@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "fileutils"
+require "securerandom"
 require "socket"
 require "tmpdir"
 
@@ -144,6 +145,17 @@ module Kaal
         after(:all) { @server&.stop }
 
         let(:server) { @server }
+      end
+
+      # let(:backend): a handle on the private server in a fresh namespace
+      # (prefix-<hex>), with more config (say, timeout:); closed after each example.
+      def private_redis_backend(prefix, **config)
+        let(:backend) do
+          Kaal::Backend.build(:redis, namespace: "#{prefix}-#{SecureRandom.hex(4)}",
+                                      config: { url: server.url, **config })
+        end
+
+        after { backend.close }
       end
     end
   end

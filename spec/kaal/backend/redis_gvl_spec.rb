@@ -1,19 +1,12 @@
 # frozen_string_literal: true
 
-require "securerandom"
-
 # While a call waits on a slow Redis, other Ruby threads keep running: the
 # backend waits without the GVL.
 RSpec.describe "Redis backend and the GVL" do
   private_redis_server
+  private_redis_backend "kaal-gvl", timeout: 5
 
-  let(:backend) do
-    Kaal::Backend.build(:redis, namespace: "kaal-gvl-#{SecureRandom.hex(4)}",
-                                config: { url: server.url, timeout: 5 })
-  end
   let(:now) { Time.now.to_i }
-
-  after { backend.close }
 
   it "lets another thread run while a claim waits on a paused server" do
     backend.connect

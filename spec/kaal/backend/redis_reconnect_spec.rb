@@ -1,21 +1,15 @@
 # frozen_string_literal: true
 
 require "redis"
-require "securerandom"
 
 # A Redis restart or a fork never needs a new backend object: while the server
 # is gone the handle fails closed (Kaal::ConnectionError, nothing claimed), and
 # it reconnects by itself on the next call.
 RSpec.describe "Redis backend reconnect and fork" do
   private_redis_server
+  private_redis_backend "kaal-reconnect", timeout: 1
 
-  let(:backend) do
-    Kaal::Backend.build(:redis, namespace: "kaal-reconnect-#{SecureRandom.hex(4)}",
-                                config: { url: server.url, timeout: 1 })
-  end
   let(:fire) { Time.now.to_i }
-
-  after { backend.close }
 
   def claim(key, fire_time)
     backend.claim([[key, fire_time]], lease_ms: 60_000, node: "spec", now: Time.now)
