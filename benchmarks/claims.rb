@@ -11,11 +11,14 @@
 # loaded by this frame, containing
 #
 #   KaalBench::Claims.register("redis") do |c|
-#     c.skip "set KAAL_TEST_REDIS_URL" unless ENV["KAAL_TEST_REDIS_URL"]  # optional
-#     c.setup { |ns| ... }           # optional, once, before timing; ns: a fresh namespace
-#     c.kaal { |pairs| ... }         # claim every pair through kaal
+#     url = c.needs("redis", "redis", url_env: "KAAL_TEST_REDIS_URL")  # skip unless built, gem, URL
+#     c.setup { |ns| c.backend = ...; ... }  # once, before timing; ns: a fresh namespace
+#                                            # (c.raw_namespace: one for the raw side)
+#     c.kaal { |pairs| ... }         # optional: claim every pair through kaal
+#                                    # (default: c.backend.claim, counting the wins)
 #     c.raw("redis-rb pipelined SET NX PX") { |pairs| ... }  # the same work, raw client
-#     c.teardown { ... }             # optional, always run (remove what the run wrote)
+#     c.teardown { ... }             # optional, always run (remove what the run wrote);
+#                                    # then the frame closes c.backend
 #   end
 #
 # `pairs` is an Array of [job_key (String), fire_time (Integer Unix seconds)],
@@ -33,10 +36,12 @@ module KaalBench
     SECONDS = Float(ENV.fetch("KAAL_BENCH_SECONDS", "3"))
     BATCH = Integer(ENV.fetch("KAAL_BENCH_BATCH", "100"))
     KEYS = 50 # distinct job keys per batch round robin
+    LEASE_MS = 60_000
 
     # One registered backend.
     class Case
-      attr_reader :name, :raw_label, :skip_reason
+      attr_reader :name, :raw_label, :skip_reason, :namespace, :raw_namespace
+      attr_accessor :backend # kaal's handle, built by setup
 
       def initialize(name)
         @name = name
@@ -49,6 +54,20 @@ module KaalBench
         @skip_reason ||= reason
       end
 
+      # Skips the case unless the kind backend is built, the gems load and
+      # (a server backend) the url_env variable is set; returns its URL.
+      def needs(kind, *gems, url_env: nil)
+        url = url_env && ENV.fetch(url_env, "")
+        skip "set #{url_env} (bin/services start #{kind})" if url&.empty?
+        skip "#{kind} backend not built" unless Kaal::Native.backends.include?(kind)
+        gems.each do |gem|
+          require gem
+        rescue LoadError
+          skip "gem #{gem} not installed"
+        end
+        url
+      end
+
       def setup(&blk) = (@setup = blk)
       def teardown(&blk) = (@teardown = blk)
       def kaal(&blk) = (@kaal = blk)
@@ -58,13 +77,29 @@ module KaalBench
         @raw = blk
       end
 
-      def run_setup(ns) = @setup&.call(ns)
-      def run_teardown = @teardown&.call
-      def call_kaal(pairs) = @kaal.call(pairs)
+      def run_setup(ns)
+        @namespace = ns
+        @raw_namespace = "#{ns}-raw"
+        @setup&.call(ns)
+      end
+
+      def run_teardown
+        @teardown&.call
+      ensure
+        @backend&.close
+        @backend = nil
+      end
+
+      def call_kaal(pairs)
+        return @kaal.call(pairs) if @kaal
+
+        backend.claim(pairs, lease_ms: LEASE_MS, node: "bench", now: Time.now).count(true)
+      end
+
       def call_raw(pairs) = @raw.call(pairs)
 
       def complete?
-        @kaal && @raw
+        (@kaal || @setup) && @raw
       end
     end
 
@@ -93,7 +128,7 @@ module KaalBench
           puts format("%-10s skipped: %s", c.name, c.skip_reason)
           return
         end
-        raise "#{c.name}: register both c.kaal and c.raw" unless c.complete?
+        raise "#{c.name}: register c.raw and c.kaal (or c.setup setting c.backend)" unless c.complete?
 
         kaal_rate, raw_rate = measure(c)
         puts format("%-10s %14.0f %14.0f %7.1f%%   %s", c.name, kaal_rate, raw_rate,
@@ -127,9 +162,9 @@ module KaalBench
       end
 
       def timed(c, side, batch)
-        t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+        t0 = Kaal::Clock.monotonic
         won = side == :kaal ? c.call_kaal(batch) : c.call_raw(batch)
-        elapsed = Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0
+        elapsed = Kaal::Clock.monotonic - t0
         if won.is_a?(Integer) && won != batch.size
           raise "#{c.name} #{side}: won #{won} of #{batch.size} fresh pairs"
         end

@@ -5,47 +5,31 @@
 # C) against the pg gem sending the same prepared statement, with the arrays
 # encoded by PG::TextEncoder::Array, and counting the returned rows.
 KaalBench::Claims.register("postgres") do |c|
-  url = ENV.fetch("KAAL_TEST_POSTGRES_URL", "")
-  c.skip "set KAAL_TEST_POSTGRES_URL (bin/services start postgres)" if url.empty?
-  c.skip "postgres backend not built" unless Kaal::Native.backends.include?("postgres")
-  begin
-    require "pg"
-  rescue LoadError
-    c.skip "gem pg not installed"
-  end
-
+  url = c.needs("postgres", "pg", url_env: "KAAL_TEST_POSTGRES_URL")
   sql = "INSERT INTO kaal_dispatches (namespace, job_key, fire_time, status, node, claimed_at, updated_at)" \
         " SELECT $1, t.k, t.f, 'claimed', $4, $5, $5 FROM unnest($2::text[], $3::bigint[]) AS t(k, f)" \
         " ON CONFLICT DO NOTHING RETURNING job_key, fire_time"
-  backend = raw = raw_ns = kaal_ns = nil
-  text_array = int_array = nil
+  raw = text_array = int_array = nil
 
   c.setup do |ns|
-    kaal_ns = ns
-    raw_ns = "#{ns}-raw"
-    backend = Kaal::Backend.build(:postgres, namespace: ns, config: { url: url })
-    backend.migrate
+    c.backend = Kaal::Backend.build(:postgres, namespace: ns, config: { url: url }).tap(&:migrate)
     raw = PG.connect(url)
     raw.prepare("claim", sql)
     text_array = PG::TextEncoder::Array.new(elements_type: PG::TextEncoder::String.new)
     int_array = PG::TextEncoder::Array.new(elements_type: PG::TextEncoder::Integer.new)
   end
 
-  c.kaal do |pairs|
-    backend.claim(pairs, lease_ms: 60_000, node: "bench", now: Time.now).count(true)
-  end
-
   c.raw("pg gem, same prepared INSERT ... unnest ... RETURNING") do |pairs|
     keys = text_array.encode(pairs.map(&:first))
     fires = int_array.encode(pairs.map(&:last))
-    raw.exec_prepared("claim", [raw_ns, keys, fires, "bench", Time.now.to_i]).ntuples
+    raw.exec_prepared("claim", [c.raw_namespace, keys, fires, "bench", Time.now.to_i]).ntuples
   end
 
   c.teardown do
     if raw
-      raw.exec_params("DELETE FROM kaal_dispatches WHERE namespace = $1 OR namespace = $2", [kaal_ns, raw_ns])
+      raw.exec_params("DELETE FROM kaal_dispatches WHERE namespace = $1 OR namespace = $2",
+                      [c.namespace, c.raw_namespace])
       raw.close
     end
-    backend&.close
   end
 end

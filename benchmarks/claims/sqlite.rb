@@ -8,30 +8,18 @@
 require "tmpdir"
 
 KaalBench::Claims.register("sqlite") do |c|
-  c.skip "sqlite backend not built" unless Kaal::Native.backends.include?("sqlite")
-  begin
-    require "sqlite3"
-  rescue LoadError
-    c.skip "gem sqlite3 not installed"
-  end
-
-  dir = backend = raw = raw_ns = nil
+  c.needs("sqlite", "sqlite3")
+  dir = raw = nil
   statements = {}
 
   c.setup do |ns|
     dir = Dir.mktmpdir("kaal-bench-sqlite")
     path = File.join(dir, "kaal.sqlite3")
-    backend = Kaal::Backend.build(:sqlite, namespace: ns, config: { path: path })
-    backend.migrate
-    raw_ns = "#{ns}-raw"
+    c.backend = Kaal::Backend.build(:sqlite, namespace: ns, config: { path: path }).tap(&:migrate)
     raw = SQLite3::Database.new(path)
     raw.busy_timeout = 5000
     raw.execute("PRAGMA journal_mode=WAL")
     raw.execute("PRAGMA synchronous=NORMAL")
-  end
-
-  c.kaal do |pairs|
-    backend.claim(pairs, lease_ms: 60_000, node: "bench", now: Time.now).count(true)
   end
 
   c.raw("sqlite3 gem, same INSERT ... ON CONFLICT DO NOTHING RETURNING") do |pairs|
@@ -43,14 +31,15 @@ KaalBench::Claims.register("sqlite") do |c|
     )
     now = Time.now.to_i
     binds = []
-    pairs.each { |key, fire| binds.push(raw_ns, key, fire, "bench", now, now) }
+    pairs.each { |key, fire| binds.push(c.raw_namespace, key, fire, "bench", now, now) }
     stmt.execute(*binds).to_a.size
   end
 
   c.teardown do
     statements.each_value(&:close)
     raw&.close
-    backend&.close
+    c.backend&.close # before the directory goes
+    c.backend = nil
     FileUtils.rm_rf(dir) if dir
   end
 end

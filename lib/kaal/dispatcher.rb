@@ -167,40 +167,28 @@ module Kaal
         dispatch.duration = 0.0
         complete(dispatch, subject, done)
       else
-        started = Clock.monotonic
-        error = nil
-        begin
+        timed(dispatch, done) do
           args, kwargs = dispatch.arguments
           if kind == :active_job
             enqueue_active_job(subject, dispatch.queue, args, kwargs)
           else
             enqueue_sidekiq(subject, dispatch.queue, args, kwargs)
           end
-        rescue StandardError, ScriptError => e
-          error = e
         end
-        dispatch.duration = Clock.monotonic - started
-        complete(dispatch, error, done)
       end
     end
 
     # Runs a plain job or callable (on a pool thread, or inline without a pool).
     def run(dispatch, plan, done)
       kind, subject = plan
-      started = Clock.monotonic
-      error = nil
-      begin
+      timed(dispatch, done) do
         if kind == :callable
           call_callable(subject, dispatch)
         else
           args, kwargs = dispatch.arguments
           (kind == :perform ? subject : subject.new).perform(*args, **kwargs)
         end
-      rescue StandardError, ScriptError => e
-        error = e
       end
-      dispatch.duration = Clock.monotonic - started
-      complete(dispatch, error, done)
     end
 
     # The class for +name+ (String or Module). Raises Refused.
@@ -229,6 +217,20 @@ module Kaal
     end
 
     private
+
+    # Runs the block, sets dispatch.duration to the time it took, and
+    # completes the dispatch with the error it raised (nil when none).
+    def timed(dispatch, done)
+      started = Clock.monotonic
+      error = nil
+      begin
+        yield
+      rescue StandardError, ScriptError => e
+        error = e
+      end
+      dispatch.duration = Clock.monotonic - started
+      complete(dispatch, error, done)
+    end
 
     def active_job?(klass)
       klass.respond_to?(:perform_later)

@@ -61,10 +61,10 @@ module Kaal
     # Waits until nothing is queued or running, up to +timeout+ seconds
     # (nil: forever). Returns true when idle.
     def wait_idle(timeout = nil)
-      deadline = timeout && (monotonic + timeout)
+      deadline = timeout && (Clock.monotonic + timeout)
       @lock.synchronize do
         while @pending.positive?
-          left = deadline && (deadline - monotonic)
+          left = deadline && (deadline - Clock.monotonic)
           return false if left && left <= 0
 
           @idle.wait(@lock, left)
@@ -128,10 +128,6 @@ module Kaal
           end
         end
       end
-    end
-
-    def monotonic
-      Process.clock_gettime(Process::CLOCK_MONOTONIC)
     end
   end
 end

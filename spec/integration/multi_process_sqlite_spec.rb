@@ -1,36 +1,17 @@
 # frozen_string_literal: true
 
-require "tmpdir"
-
 # Three real `kaal start` processes sharing one SQLite file, one of them
 # SIGKILLed and restarted every few seconds: no (job key, fire time) may run
 # twice, and nearly every second of every job must still run. A SIGKILL in
 # the middle of a write transaction must neither corrupt the file nor leave
 # a lock that stops the others (WAL recovery on the next open).
 RSpec.describe "kaal start on SQLite with nodes killed at random", :integration do
-  before do
-    skip "sqlite backend not built" unless Kaal::Native.backends.include?("sqlite")
-  end
-
-  around do |example|
-    Dir.mktmpdir("kaal-mp-sqlite") do |dir|
-      @path = File.join(dir, "kaal.sqlite3")
-      example.run
-    end
-  end
+  include Kaal::Spec::MultiProcess::Examples
+  kaal_backend_for :sqlite
+  temp_sqlite_file "kaal-mp-sqlite"
 
   it "runs every (key, fire time) at most once and keeps >= 90% coverage" do
-    result = Kaal::Spec::MultiProcess.run(
-      backend: "sqlite", backend_config: { "path" => @path },
-      nodes: 3, jobs: 5, duration: Float(ENV.fetch("KAAL_MP_SECONDS", "30"))
-    )
-    puts "\n  #{result.summary}"
-
-    expect(result.crashes).to be_empty, -> { result.crashes.join("\n---\n") }
-    expect(result.kills).to be >= 3
-    expect(result.duplicates).to be_empty
-    expect(result.dispatches).to be > 0, -> { result.node_logs.map { |n, l| "#{n}:\n#{l}" }.join("\n") }
-    expect(result.coverage).to be >= 90.0
+    expect_random_kills_survived("sqlite", { "path" => @path }, min_kills: 3)
 
     # The file survived the kills intact.
     require "sqlite3"

@@ -44,12 +44,7 @@ RSpec.describe "Enqueue through the caller's connection" do
           queue: "mail", args_json: '[42,"x"]' }
       end
 
-      around do |example|
-        Dir.mktmpdir("kaal-enq") do |dir|
-          @path = File.join(dir, "app.sqlite3")
-          example.run
-        end
-      end
+      temp_sqlite_file "kaal-enq", "app.sqlite3"
 
       before do
         skip "#{dialect} backend not built" unless Kaal::Native.backends.include?(dialect)
@@ -69,6 +64,54 @@ RSpec.describe "Enqueue through the caller's connection" do
         backend.delayed_list(limit: 100).map { |j| j[:job_id] }.sort
       end
 
+      # The same through either library. The group defines conn (what
+      # enqueue_through gets), in_transaction { ... } (a transaction on it) and
+      # rollback (the exception that rolls one back quietly).
+      shared_examples "enqueue through the application's connection" do |id|
+        it "stores the job when the transaction commits, and kaal claims it once" do
+          in_transaction { schema.enqueue_through(conn, job_id: "#{id}-1", **job) }
+
+          expect(pending_ids).to eq(["#{id}-1"])
+          claimed = backend.delayed_claim(now_ms: now_ms, limit: 10)
+          expect(claimed.size).to eq(1)
+          expect(claimed[0]).to include(job_id: "#{id}-1", job_class: "ReceiptJob",
+                                        queue: "mail", args_json: '[42,"x"]', run_at_ms: due_ms)
+          expect(backend.delayed_claim(now_ms: now_ms, limit: 10)).to be_empty
+        end
+
+        it "stores nothing when the transaction rolls back" do
+          in_transaction do
+            schema.enqueue_through(conn, job_id: "#{id}-2", **job)
+            raise rollback
+          end
+
+          expect(pending_ids).to be_empty
+          expect(backend.delayed_claim(now_ms: now_ms, limit: 10)).to be_empty
+        end
+
+        it "raises Kaal::DuplicateJobError for a pending job_id and keeps the transaction usable" do
+          schema.enqueue_through(conn, job_id: "#{id}-3", **job)
+
+          in_transaction do
+            expect { schema.enqueue_through(conn, job_id: "#{id}-3", **job, run_at_ms: 1) }
+              .to raise_error(Kaal::DuplicateJobError, /#{id}-3/)
+            schema.enqueue_through(conn, job_id: "#{id}-4", **job)
+          end
+
+          expect(pending_ids).to eq(["#{id}-3", "#{id}-4"])
+          expect(backend.delayed_list(limit: 10).find { |j| j[:job_id] == "#{id}-3" }[:run_at_ms])
+            .to eq(due_ms)
+        end
+
+        it "accepts the id again once the job was claimed" do
+          schema.enqueue_through(conn, job_id: "#{id}-5", **job)
+          expect(backend.delayed_claim(now_ms: now_ms, limit: 10).size).to eq(1)
+
+          schema.enqueue_through(conn, job_id: "#{id}-5", **job)
+          expect(pending_ids).to eq(["#{id}-5"])
+        end
+      end
+
       describe "with Active Record" do
         let(:model) do
           require "active_record"
@@ -79,45 +122,13 @@ RSpec.describe "Enqueue through the caller's connection" do
           @model = klass
         end
         let(:conn) { model.lease_connection }
+        let(:rollback) { ActiveRecord::Rollback }
 
         after { @model&.remove_connection }
 
-        it "stores the job when the transaction commits, and kaal claims it once" do
-          model.transaction do
-            schema.enqueue_through(conn, job_id: "receipt-1", **job)
-          end
+        def in_transaction(&block) = model.transaction(&block)
 
-          expect(pending_ids).to eq(["receipt-1"])
-          claimed = backend.delayed_claim(now_ms: now_ms, limit: 10)
-          expect(claimed.size).to eq(1)
-          expect(claimed[0]).to include(job_id: "receipt-1", job_class: "ReceiptJob",
-                                        queue: "mail", args_json: '[42,"x"]', run_at_ms: due_ms)
-          expect(backend.delayed_claim(now_ms: now_ms, limit: 10)).to be_empty
-        end
-
-        it "stores nothing when the transaction rolls back" do
-          model.transaction do
-            schema.enqueue_through(conn, job_id: "receipt-2", **job)
-            raise ActiveRecord::Rollback
-          end
-
-          expect(pending_ids).to be_empty
-          expect(backend.delayed_claim(now_ms: now_ms, limit: 10)).to be_empty
-        end
-
-        it "raises Kaal::DuplicateJobError for a pending job_id and keeps the transaction usable" do
-          schema.enqueue_through(conn, job_id: "receipt-3", **job)
-
-          model.transaction do
-            expect { schema.enqueue_through(conn, job_id: "receipt-3", **job, run_at_ms: 1) }
-              .to raise_error(Kaal::DuplicateJobError, /receipt-3/)
-            schema.enqueue_through(conn, job_id: "receipt-4", **job)
-          end
-
-          expect(pending_ids).to eq(%w[receipt-3 receipt-4])
-          expect(backend.delayed_list(limit: 10).find { |j| j[:job_id] == "receipt-3" }[:run_at_ms])
-            .to eq(due_ms)
-        end
+        it_behaves_like "enqueue through the application's connection", "receipt"
 
         it "accepts the model class and sees a job enqueued through kaal as a duplicate" do
           backend.delayed_add(job_id: "from-kaal", run_at_ms: due_ms, job_class: "X", args_json: "[]")
@@ -129,63 +140,24 @@ RSpec.describe "Enqueue through the caller's connection" do
       end
 
       describe "with Sequel" do
-        let(:db) do
+        let(:conn) do
           require "sequel"
           @db = Sequel.connect(self.class.sequel_url(dialect, url, @path))
         end
+        let(:rollback) { Sequel::Rollback }
 
         after { @db&.disconnect }
 
-        it "stores the job when the transaction commits, and kaal claims it once" do
-          db.transaction { schema.enqueue_through(db, job_id: "s-1", **job) }
+        def in_transaction(&block) = conn.transaction(&block)
 
-          expect(pending_ids).to eq(["s-1"])
-          claimed = backend.delayed_claim(now_ms: now_ms, limit: 10)
-          expect(claimed.map { |j| j[:job_id] }).to eq(["s-1"])
-          expect(backend.delayed_claim(now_ms: now_ms, limit: 10)).to be_empty
-        end
-
-        it "stores nothing when the transaction rolls back" do
-          db.transaction do
-            schema.enqueue_through(db, job_id: "s-2", **job)
-            raise Sequel::Rollback
-          end
-
-          expect(pending_ids).to be_empty
-        end
-
-        it "raises Kaal::DuplicateJobError for a pending job_id and keeps the transaction usable" do
-          db.transaction { schema.enqueue_through(db, job_id: "s-3", **job) }
-
-          db.transaction do
-            expect { schema.enqueue_through(db, job_id: "s-3", **job) }
-              .to raise_error(Kaal::DuplicateJobError)
-            schema.enqueue_through(db, job_id: "s-4", **job)
-          end
-
-          expect(pending_ids).to eq(%w[s-3 s-4])
-        end
-
-        it "accepts the id again once the job was claimed" do
-          schema.enqueue_through(db, job_id: "s-5", **job)
-          expect(backend.delayed_claim(now_ms: now_ms, limit: 10).size).to eq(1)
-
-          schema.enqueue_through(db, job_id: "s-5", **job)
-          expect(pending_ids).to eq(["s-5"])
-        end
+        it_behaves_like "enqueue through the application's connection", "s"
       end
     end
   end
 
   describe "Kaal.enqueue_at(connection:) on the sqlite backend" do
-    around do |example|
-      Dir.mktmpdir("kaal-enq-api") do |dir|
-        @path = File.join(dir, "app.sqlite3")
-        example.run
-      ensure
-        Kaal.reset!
-      end
-    end
+    temp_sqlite_file "kaal-enq-api", "app.sqlite3"
+    after { Kaal.reset! }
 
     before do
       skip "sqlite backend not built" unless Kaal::Native.backends.include?("sqlite")

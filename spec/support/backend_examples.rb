@@ -353,23 +353,7 @@ RSpec.shared_examples "a kaal backend" do
       skip "fork is not available" unless Process.respond_to?(:fork)
 
       expect(claim(backend, [["parent", now]])).to eq([true])
-      reader, writer = IO.pipe
-      pid = fork do
-        reader.close
-        begin
-          won = claim(backend, [["child", now]], node: "child")
-          writer.write(won.inspect)
-        rescue Exception => e # rubocop:disable Lint/RescueException
-          writer.write("#{e.class}: #{e.message}")
-        ensure
-          writer.close
-          exit!(0)
-        end
-      end
-      writer.close
-      Process.wait(pid)
-      expect(reader.read).to eq("[true]")
-      reader.close
+      expect(in_fork { claim(backend, [["child", now]], node: "child").inspect }).to eq("[true]")
       # The parent's session still works and is in step.
       expect(claim(backend, [["parent", now], ["parent-2", now]])).to eq([false, true])
       expect(backend.dispatch_status("child", now)).to eq("claimed") if separate_handles

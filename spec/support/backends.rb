@@ -106,6 +106,17 @@ module KaalBackendSpec
 
   # Example group methods (RSpec `extend`).
   module GroupMethods
+    # Gives each example @path: a SQLite file name (name) in a fresh
+    # temporary directory (prefix), removed after the example.
+    def temp_sqlite_file(prefix, name = "kaal.sqlite3")
+      around do |example|
+        Dir.mktmpdir(prefix) do |dir|
+          @path = File.join(dir, name)
+          example.run
+        end
+      end
+    end
+
     # Sets up the group for one backend kind; see the top of this file.
     def kaal_backend_for(kind)
       kind = kind.to_sym
@@ -157,6 +168,31 @@ module KaalBackendSpec
 
     def unique_namespace(prefix = "spec")
       KaalBackendSpec.unique_namespace(prefix)
+    end
+
+    # Runs the block in a forked child and returns what it returned, as a
+    # String (the child writes it to a pipe), or "Class: message" when it raised.
+    #
+    #   expect(in_fork { backend.claim(...).inspect }).to eq("[true]")
+    def in_fork
+      reader, writer = IO.pipe
+      pid = fork do
+        reader.close
+        result =
+          begin
+            yield.to_s
+          rescue Exception => e # rubocop:disable Lint/RescueException -- report anything, then exit!
+            "#{e.class}: #{e.message}"
+          end
+        writer.write(result)
+        writer.close
+        exit!(0)
+      end
+      writer.close
+      Process.wait(pid)
+      reader.read
+    ensure
+      reader&.close
     end
   end
 end

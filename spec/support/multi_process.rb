@@ -63,7 +63,7 @@ module Kaal
         end
 
         def start
-          @started_at = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+          @started_at = Clock.monotonic
           @pid = Process.spawn(
             @env.merge("KAAL_MP_NODE" => name),
             RbConfig.ruby, "-I", LIB, BIN_KAAL, "start", "--require", "./jobs.rb",
@@ -104,11 +104,11 @@ module Kaal
         def reap(timeout)
           return nil unless @pid
 
-          deadline = monotonic + timeout
+          deadline = Clock.monotonic + timeout
           loop do
             done, status = Process.waitpid2(@pid, Process::WNOHANG)
             return @last_status = status if done
-            return nil if monotonic > deadline
+            return nil if Clock.monotonic > deadline
 
             sleep 0.05
           end
@@ -118,12 +118,6 @@ module Kaal
 
         def log_tail(lines = 20)
           File.exist?(@log) ? File.readlines(@log).last(lines).join : ""
-        end
-
-        private
-
-        def monotonic
-          Process.clock_gettime(Process::CLOCK_MONOTONIC)
         end
       end
 
@@ -149,14 +143,14 @@ module Kaal
         pending = events.sort_by(&:first)
         happened = []
         started_at = Time.now
-        t0 = monotonic
+        t0 = Clock.monotonic
         children.each(&:start)
         deadline = t0 + duration
         quiet = [5.0, duration / 4.0].min
-        next_kill = kill_every ? monotonic + rng.rand(kill_every) : Float::INFINITY
-        while monotonic < deadline
+        next_kill = kill_every ? Clock.monotonic + rng.rand(kill_every) : Float::INFINITY
+        while Clock.monotonic < deadline
           sleep 0.1
-          while pending.any? && monotonic - t0 >= pending.first[0]
+          while pending.any? && Clock.monotonic - t0 >= pending.first[0]
             _, label, action = pending.shift
             action.call
             happened << [label, Time.now]
@@ -169,13 +163,13 @@ module Kaal
           end
           # no kill in the last seconds: a node restarted then may still be
           # booting when the TERM comes
-          next unless monotonic >= next_kill && monotonic < deadline - quiet
+          next unless Clock.monotonic >= next_kill && Clock.monotonic < deadline - quiet
 
           victim = children[rng.rand(children.size)]
           kills += 1 if victim.kill!
           sleep rng.rand(restart_after)
           victim.start
-          next_kill = monotonic + rng.rand(kill_every)
+          next_kill = Clock.monotonic + rng.rand(kill_every)
         end
         pending.each do |_, label, action|
           action.call
@@ -188,7 +182,7 @@ module Kaal
           if status.nil?
             crashes << "#{n.name}: did not stop within 20 s of TERM\n#{n.log_tail}"
             n.kill!
-          elsif !status.success? && !(status.termsig == Signal.list["TERM"] && monotonic - n.started_at < 8)
+          elsif !status.success? && !(status.termsig == Signal.list["TERM"] && Clock.monotonic - n.started_at < 8)
             # (a TERM that arrives before kaal installed its handler kills a
             # node that is still booting: not a failure of kaal)
             crashes << "#{n.name}: did not exit 0 on TERM: #{status.inspect}\n#{n.log_tail}"
@@ -202,6 +196,59 @@ module Kaal
       ensure
         children&.each { |n| n.kill! if n.alive? }
         FileUtils.rm_rf(dir) if dir && !keep_dir
+      end
+
+      # Example methods for the multi-process specs (RSpec `include`): the
+      # two runs every shared backend must pass.
+      module Examples
+        def explain(result)
+          ([result.summary] + result.crashes + result.node_logs.map { |n, log| "#{n}:\n#{log}" }).join("\n---\n")
+        end
+
+        # 3 nodes, 5 jobs, one node SIGKILLed and restarted every few seconds
+        # for KAAL_MP_SECONDS (default 30): expects no crash, at least
+        # min_kills kills, no pair run twice and >= 90% coverage. Returns the
+        # result.
+        def expect_random_kills_survived(backend, backend_config, duration: Float(ENV.fetch("KAAL_MP_SECONDS", "30")),
+                                         min_kills: [(duration / 8).floor, 1].max)
+          result = MultiProcess.run(backend: backend, backend_config: backend_config,
+                                    nodes: 3, jobs: 5, duration: duration)
+          puts "\n  #{result.summary}"
+
+          expect(result.crashes).to be_empty, -> { explain(result) }
+          expect(result.kills).to be >= min_kills
+          expect(result.dispatches).to be > 0, -> { explain(result) }
+          expect(result.duplicates).to be_empty, -> { explain(result) }
+          expect(result.coverage).to be >= 90.0, -> { explain(result) }
+          result
+        end
+
+        # 2 nodes, 3 jobs, 20 s, no kills; the backend goes away 7 s in
+        # (down: [label, callable]) and returns 4 s later (up: the same).
+        # Expects the nodes to survive, run nothing while it is gone (fail
+        # closed; 1 s of grace for runs already under way), catch the missed
+        # seconds up from the lookback window once it is back, and run no pair
+        # twice. Returns the result.
+        def expect_outage_survived(backend, backend_config, down:, up:)
+          result = MultiProcess.run(
+            backend: backend, backend_config: backend_config, nodes: 2, jobs: 3, duration: 20,
+            kill_every: nil, events: [[7, *down], [11, *up]]
+          )
+          happened = result.events.to_h
+          down_at = happened.fetch(down.first)
+          up_at = happened.fetch(up.first)
+          puts "\n  outage: #{result.summary}"
+
+          expect(result.crashes).to be_empty, -> { explain(result) }
+          expect(result.duplicates).to be_empty, -> { explain(result) }
+          ran_while_down = result.records.select { |*, ran_at| ran_at > down_at.to_f + 1.0 && ran_at < up_at.to_f }
+          expect(ran_while_down).to be_empty, -> { explain(result) }
+          missed = result.records.select { |_, fire, *| fire.between?(down_at.to_i + 1, up_at.to_i - 1) }
+          expect(missed).not_to be_empty, -> { explain(result) } # the outage's seconds were caught up ...
+          expect(missed.map(&:last).min).to be >= up_at.to_f # ... after it came back
+          expect(result.coverage).to be >= 90.0, -> { explain(result) }
+          result
+        end
       end
 
       def job_key(index)
@@ -268,10 +315,6 @@ module Kaal
         end
         { dispatches: runs.size, duplicates: duplicates, expected: expected, covered: covered,
           window: window, records: records }
-      end
-
-      def monotonic
-        Process.clock_gettime(Process::CLOCK_MONOTONIC)
       end
     end
   end

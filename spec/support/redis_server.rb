@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "fileutils"
+require "securerandom"
 require "socket"
 require "tmpdir"
 
@@ -116,5 +117,48 @@ module Kaal
         s&.close
       end
     end
+
+    # Example group methods (RSpec `extend`) for specs that need their own
+    # redis-server:
+    #
+    #   private_redis_server                                  # server, started once for the group
+    #   private_redis_server("--requirepass", pw) { |s| ... } # more arguments; the block runs after the start
+    module PrivateRedisServer
+      # Skips the group when the redis backend is not built or redis-server is
+      # not installed (fails instead under KAAL_REQUIRE_SERVICES=1); otherwise
+      # starts the server before the group's examples and stops it after them.
+      def private_redis_server(*extra, &after_start)
+        before(:all) do
+          reason =
+            if !Kaal::Native.backends.include?("redis") then "the redis backend is not compiled into this build"
+            elsif !RedisServer.available? then "redis-server is not installed"
+            end
+          if reason
+            raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
+
+            skip reason
+          end
+          @server = RedisServer.start(*extra)
+          after_start&.call(@server)
+        end
+
+        after(:all) { @server&.stop }
+
+        let(:server) { @server }
+      end
+
+      # let(:backend): a handle on the private server in a fresh namespace
+      # (prefix-<hex>), with more config (say, timeout:); closed after each example.
+      def private_redis_backend(prefix, **config)
+        let(:backend) do
+          Kaal::Backend.build(:redis, namespace: "#{prefix}-#{SecureRandom.hex(4)}",
+                                      config: { url: server.url, **config })
+        end
+
+        after { backend.close }
+      end
+    end
   end
 end
+
+RSpec.configure { |config| config.extend Kaal::Spec::PrivateRedisServer }

@@ -70,7 +70,7 @@ module Kaal
         }
         log = File.join(@run.log_dir, "#{name}.log")
         File.open(log, "a") { |f| f.puts "==== chaos: start #{@incarnation} clock offset #{format("%+.3f", offset)}s" }
-        @started_mono = Chaos.monotonic
+        @started_mono = Clock.monotonic
         @pid = Process.spawn(env, RbConfig.ruby, "-I", LIB, BIN_KAAL, "start", "--require", JOBS_RB,
                              chdir: @run.dir, in: File::NULL, out: [log, "a"], err: [log, "a"], pgroup: true)
       end
@@ -108,14 +108,14 @@ module Kaal
       def reap(seconds)
         return @last_status unless @pid
 
-        deadline = Chaos.monotonic + seconds
+        deadline = Clock.monotonic + seconds
         loop do
           done, status = Process.waitpid2(@pid, Process::WNOHANG)
           if done
             @pid = nil
             return @last_status = status
           end
-          return nil if Chaos.monotonic > deadline
+          return nil if Clock.monotonic > deadline
 
           sleep 0.05
         end
@@ -158,10 +158,6 @@ module Kaal
       end
     end
 
-    def self.monotonic
-      Process.clock_gettime(Process::CLOCK_MONOTONIC)
-    end
-
     # One chaos run: N nodes on one backend, nodes SIGKILLed and restarted,
     # the backend's server crashed and restarted, skewed clocks; then the
     # analysis of the jobs' own records against the dispatch log.
@@ -194,7 +190,7 @@ module Kaal
         write_app
         @nodes = Array.new(@opts.nodes) { |i| Node.new(i, self) }
         @started_at = Time.now
-        @t0 = Chaos.monotonic
+        @t0 = Clock.monotonic
         @nodes.each { |n| start_node(n, initial_offset(n.index)) }
         drive
         @stopped_at = Time.now
@@ -212,12 +208,12 @@ module Kaal
       private
 
       def say(message)
-        @progress&.puts(format("chaos: t+%6.1fs %s", @t0 ? Chaos.monotonic - @t0 : 0.0, message))
+        @progress&.puts(format("chaos: t+%6.1fs %s", @t0 ? Clock.monotonic - @t0 : 0.0, message))
         @progress&.flush
       end
 
       def event(kind, **data)
-        t = @t0 ? (Chaos.monotonic - @t0).round(2) : 0.0
+        t = @t0 ? (Clock.monotonic - @t0).round(2) : 0.0
         @events << { t: t, at: Time.now.to_f.round(3), kind: kind }.merge(data)
       end
 
@@ -330,12 +326,12 @@ module Kaal
             "skew +-#{@opts.skew}s, window_lookback #{@opts.window_lookback}s, lease_ttl #{@opts.lease_ttl}s, " \
             "outages at #{plan.map { |t| "t+#{t.round}s" }.join(", ").then { |s| s.empty? ? "none" : s }}; " \
             "run dir #{@dir}"
-        next_kill = Chaos.monotonic + @rng.rand(@opts.kill_every)
+        next_kill = Clock.monotonic + @rng.rand(@opts.kill_every)
         restarts = {} # node => monotonic time to start it again
         outage = nil  # [restart_at, kind]
-        while Chaos.monotonic < deadline
+        while Clock.monotonic < deadline
           sleep 0.1
-          now = Chaos.monotonic
+          now = Clock.monotonic
           if outage.nil? && plan.any? && now - @t0 >= plan.first
             plan.shift
             outage = begin_outage
@@ -370,9 +366,9 @@ module Kaal
               event("kill", node: victim.incarnation, pid: pid)
               say "SIGKILL #{victim.incarnation} (pid #{pid})"
             end
-            restarts[victim] = Chaos.monotonic + @rng.rand(@opts.restart_after)
+            restarts[victim] = Clock.monotonic + @rng.rand(@opts.restart_after)
           end
-          next_kill = Chaos.monotonic + @rng.rand(@opts.kill_every)
+          next_kill = Clock.monotonic + @rng.rand(@opts.kill_every)
         end
         end_outage if outage
         restarts.each_key { |n| start_node(n, random_offset(n.index)) }
@@ -397,7 +393,7 @@ module Kaal
         @outages << { down_at: started, planned: length.round(2), what: what }
         event("outage_start", what: what)
         say "backend outage: #{what}, for ~#{length.round(1)}s"
-        Chaos.monotonic + length
+        Clock.monotonic + length
       end
 
       def end_outage
@@ -425,7 +421,7 @@ module Kaal
             @hangs << { node: n.incarnation, log_tail: n.log_tail }
             say "#{n.incarnation} did not stop within 30s of TERM: SIGKILL"
             n.kill!
-          elsif !status.success? && !(status.termsig && Chaos.monotonic - n.started_mono < 8)
+          elsif !status.success? && !(status.termsig && Clock.monotonic - n.started_mono < 8)
             @crashes << { node: n.incarnation, status: status.inspect, log_tail: n.log_tail }
           end
         end

@@ -30,16 +30,7 @@ RSpec.describe "Kaal memory backend" do
   it "gives a forked child a fresh store (state never crosses processes)" do
     backend = Kaal::Backend.build(:memory, namespace: "fork")
     backend.set_enabled("job", false)
-    reader, writer = IO.pipe
-    pid = fork do
-      reader.close
-      writer.write(backend.states.inspect)
-      writer.close
-      exit!(0)
-    end
-    writer.close
-    Process.wait(pid)
-    expect(reader.read).to eq("{}")
+    expect(in_fork { backend.states.inspect }).to eq("{}")
     expect(backend.states).to eq("job" => false)
   end
 

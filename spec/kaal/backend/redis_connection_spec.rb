@@ -6,25 +6,12 @@ require "securerandom"
 # Redis-specific behaviour on a private redis-server (password, ACL user,
 # databases, Unix socket, timeouts, error replies, what the keys look like).
 RSpec.describe "Redis backend connection and storage" do
-  before(:all) do
-    reason =
-      if !Kaal::Native.backends.include?("redis") then "the redis backend is not compiled into this build"
-      elsif !Kaal::Spec::RedisServer.available? then "redis-server is not installed"
-      end
-    if reason
-      raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
-
-      skip reason
-    end
-    @password = "pw-#{SecureRandom.hex(8)}"
-    @server = Kaal::Spec::RedisServer.start("--requirepass", @password, "--databases", "4")
-    @server.command(["AUTH", @password], ["ACL", "SETUSER", "kaal-user", "on", ">user-secret", "~*", "+@all"])
+  secret = "pw-#{SecureRandom.hex(8)}"
+  private_redis_server("--requirepass", secret, "--databases", "4") do |server|
+    server.command(["AUTH", secret], ["ACL", "SETUSER", "kaal-user", "on", ">user-secret", "~*", "+@all"])
   end
 
-  after(:all) { @server&.stop }
-
-  let(:server) { @server }
-  let(:password) { @password }
+  let(:password) { secret }
   let(:ns) { "kaal-conn-#{SecureRandom.hex(4)}" }
   let(:now) { 1_767_225_600 }
   let(:handles) { [] }

@@ -1,36 +1,16 @@
 # frozen_string_literal: true
 
-require "securerandom"
-
 # While a call waits on a slow Redis, other Ruby threads keep running: the
 # backend waits without the GVL.
 RSpec.describe "Redis backend and the GVL" do
-  before(:all) do
-    reason =
-      if !Kaal::Native.backends.include?("redis") then "the redis backend is not compiled into this build"
-      elsif !Kaal::Spec::RedisServer.available? then "redis-server is not installed"
-      end
-    if reason
-      raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
+  private_redis_server
+  private_redis_backend "kaal-gvl", timeout: 5
 
-      skip reason
-    end
-    @server = Kaal::Spec::RedisServer.start
-  end
-
-  after(:all) { @server&.stop }
-
-  let(:backend) do
-    Kaal::Backend.build(:redis, namespace: "kaal-gvl-#{SecureRandom.hex(4)}",
-                                config: { url: @server.url, timeout: 5 })
-  end
   let(:now) { Time.now.to_i }
-
-  after { backend.close }
 
   it "lets another thread run while a claim waits on a paused server" do
     backend.connect
-    expect(@server.command("CLIENT", "PAUSE", "800")).to start_with("+OK")
+    expect(server.command("CLIENT", "PAUSE", "800")).to start_with("+OK")
     t0 = Process.clock_gettime(Process::CLOCK_MONOTONIC)
     won = expect_progress_while(min_ticks: 20) do
       backend.claim([["job", now]], lease_ms: 60_000, node: "spec", now: now)
@@ -43,7 +23,7 @@ RSpec.describe "Redis backend and the GVL" do
     backend.delayed_add(job_id: "j1", run_at_ms: 1, job_class: "Job", args_json: "[]")
     # A Lua busy loop on another connection blocks the server for ~0.6 s.
     busy = Thread.new do
-      @server.command("EVAL", "local t = redis.call('TIME'); local s = t[1] + t[2] / 1e6; " \
+      server.command("EVAL", "local t = redis.call('TIME'); local s = t[1] + t[2] / 1e6; " \
                               "repeat t = redis.call('TIME') until t[1] + t[2] / 1e6 > s + 0.6; return 1", "0")
     end
     sleep 0.1

@@ -1,35 +1,15 @@
 # frozen_string_literal: true
 
 require "redis"
-require "securerandom"
 
 # A Redis restart or a fork never needs a new backend object: while the server
 # is gone the handle fails closed (Kaal::ConnectionError, nothing claimed), and
 # it reconnects by itself on the next call.
 RSpec.describe "Redis backend reconnect and fork" do
-  before(:all) do
-    reason =
-      if !Kaal::Native.backends.include?("redis") then "the redis backend is not compiled into this build"
-      elsif !Kaal::Spec::RedisServer.available? then "redis-server is not installed"
-      end
-    if reason
-      raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
+  private_redis_server
+  private_redis_backend "kaal-reconnect", timeout: 1
 
-      skip reason
-    end
-    @server = Kaal::Spec::RedisServer.start
-  end
-
-  after(:all) { @server&.stop }
-
-  let(:server) { @server }
-  let(:backend) do
-    Kaal::Backend.build(:redis, namespace: "kaal-reconnect-#{SecureRandom.hex(4)}",
-                                config: { url: server.url, timeout: 1 })
-  end
   let(:fire) { Time.now.to_i }
-
-  after { backend.close }
 
   def claim(key, fire_time)
     backend.claim([[key, fire_time]], lease_ms: 60_000, node: "spec", now: Time.now)
@@ -62,22 +42,10 @@ RSpec.describe "Redis backend reconnect and fork" do
     connections = -> { Integer(raw.info("stats").fetch("total_connections_received")) }
     before = connections.call
 
-    reader, writer = IO.pipe
-    pid = fork do
-      reader.close
-      result = begin
-        claim("job", fire + 1) == [true] && claim("job", fire) == [false] ? "ok" : "wrong result"
-      rescue StandardError => e
-        "#{e.class}: #{e.message}"
-      end
-      writer.write(result)
-      writer.close
-      exit!(0)
+    in_child = in_fork do
+      claim("job", fire + 1) == [true] && claim("job", fire) == [false] ? "ok" : "wrong result"
     end
-    writer.close
-    Process.wait(pid)
-    expect(reader.read).to eq("ok")
-    reader.close
+    expect(in_child).to eq("ok")
 
     # The parent keeps its own connection (it does not reconnect) and sees the
     # child's claim.

@@ -9,12 +9,7 @@ require "tmpdir"
 RSpec.describe "SQLite backend across processes" do
   let(:namespace) { "kaal-conc-#{SecureRandom.hex(4)}" }
 
-  around do |example|
-    Dir.mktmpdir("kaal-sqlite-conc") do |dir|
-      @path = File.join(dir, "kaal.sqlite3")
-      example.run
-    end
-  end
+  temp_sqlite_file "kaal-sqlite-conc"
 
   before do
     skip "sqlite backend not built" unless Kaal::Native.backends.include?("sqlite")
