@@ -60,6 +60,58 @@ void kaal_conn_params_free(kaal_conn_params *p)
     memset(p, 0, sizeof *p);
 }
 
+long kaal_utf8_chars(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    long chars = 0;
+    while (p < end) {
+        unsigned c = *p;
+        size_t len, i;
+        uint32_t cp;
+        if (c == 0) return -1;
+        if (c < 0x80) {
+            p++;
+            chars++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+        else return -1;
+        if ((size_t)(end - p) < len) return -1;
+        for (i = 1; i < len; i++) {
+            if ((p[i] & 0xC0) != 0x80) return -1;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return -1;
+        p += len;
+        chars++;
+    }
+    return chars;
+}
+
+int kaal_check_varchar(const char *backend, const char *what, const char *s, size_t n,
+                       kaal_error *err)
+{
+    long chars = kaal_utf8_chars(s, n);
+    if (chars < 0)
+        return kaal_error_set(err, KAAL_EARG, what, -1,
+                              "%s: %s must be valid UTF-8 without NUL bytes", backend, what);
+    if (chars > KAAL_VARCHAR_CHARS)
+        return kaal_error_set(err, KAAL_EARG, what, -1,
+                              "%s: %s is %ld characters long; at most %d fit", backend, what,
+                              chars, KAAL_VARCHAR_CHARS);
+    return KAAL_OK;
+}
+
+int kaal_check_varchar_opt(const char *backend, const char *what, const char *s,
+                           kaal_error *err)
+{
+    return s ? kaal_check_varchar(backend, what, s, strlen(s), err) : KAAL_OK;
+}
+
 static void *rows_grow(void **rows, size_t *len, size_t *cap, size_t size)
 {
     char *slot;

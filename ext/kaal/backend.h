@@ -173,6 +173,19 @@ char *kaal_strdup(const char *s);
 char *kaal_strndup(const char *s, size_t n);
 void kaal_conn_params_free(kaal_conn_params *p);
 
+/* Text checks of the SQL backends (messages start with "<backend>: ").
+ * kaal_utf8_chars: the characters in valid UTF-8 text of n bytes; -1 when it
+ * is not valid UTF-8 or contains a NUL byte (a SQL text column can hold
+ * neither). kaal_check_varchar: KAAL_EARG unless s (n bytes) fits a
+ * VARCHAR(255) column; kaal_check_varchar_opt: the same for a NUL-terminated
+ * s, and NULL passes. */
+#define KAAL_VARCHAR_CHARS 255
+long kaal_utf8_chars(const char *s, size_t n);
+int kaal_check_varchar(const char *backend, const char *what, const char *s, size_t n,
+                       kaal_error *err);
+int kaal_check_varchar_opt(const char *backend, const char *what, const char *s,
+                           kaal_error *err);
+
 /* Append one zeroed row and return it (NULL on ENOMEM). */
 kaal_dispatch_row *kaal_dispatch_rows_push(kaal_dispatch_rows *r);
 kaal_delayed_row *kaal_delayed_rows_push(kaal_delayed_rows *r);

@@ -67,7 +67,6 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_COMMAND_TIMEOUT_MS 10000
 #define CLIENT_GRACE_MS 2000
-#define MAX_CHARS 255
 #define SLOTS 9                        /* statements for 1, 2, 4, ... 256 rows */
 #define CHUNK ((size_t)1 << (SLOTS - 1)) /* rows per multi-row statement */
 #define CELL 256                       /* result bytes read inline per column */
@@ -256,56 +255,14 @@ static int oom(kaal_error *err)
     return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "mysql: out of memory");
 }
 
-/* Characters in valid UTF-8 text of n bytes; -1 when not valid UTF-8 or
- * containing a NUL byte. */
-static long utf8_chars(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    long chars = 0;
-    while (p < end) {
-        unsigned c = *p;
-        size_t len, i;
-        uint32_t cp;
-        if (c == 0) return -1;
-        if (c < 0x80) {
-            p++;
-            chars++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
-        else return -1;
-        if ((size_t)(end - p) < len) return -1;
-        for (i = 1; i < len; i++) {
-            if ((p[i] & 0xC0) != 0x80) return -1;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return -1;
-        p += len;
-        chars++;
-    }
-    return chars;
-}
-
 static int check_text(const char *what, const char *s, size_t n, kaal_error *err)
 {
-    long chars = utf8_chars(s, n);
-    if (chars < 0)
-        return kaal_error_set(err, KAAL_EARG, what, -1,
-                              "mysql: %s must be valid UTF-8 without NUL bytes", what);
-    if (chars > MAX_CHARS)
-        return kaal_error_set(err, KAAL_EARG, what, -1,
-                              "mysql: %s is %ld characters long; at most %d fit", what, chars,
-                              MAX_CHARS);
-    return KAAL_OK;
+    return kaal_check_varchar("mysql", what, s, n, err);
 }
 
 static int check_opt(const char *what, const char *s, kaal_error *err)
 {
-    return s ? check_text(what, s, strlen(s), err) : KAAL_OK;
+    return kaal_check_varchar_opt("mysql", what, s, err);
 }
 
 static char *cell_dup(const cell *c) { return c->null ? NULL : kaal_strndup(c->s, c->len); }
@@ -1129,7 +1086,7 @@ static int my_delayed_cancel(kaal_backend *b, const char *job_id, int *found, ka
     unsigned long long affected = 0;
     int rc;
     *found = 0;
-    if (!job_id || utf8_chars(job_id, strlen(job_id)) < 0) return KAAL_OK; /* cannot be stored */
+    if (!job_id || kaal_utf8_chars(job_id, strlen(job_id)) < 0) return KAAL_OK; /* cannot be stored */
     ps[0] = p_str(b->ns);
     ps[1] = p_str(job_id);
     rc = run(b, Q_DELAYED_CANCEL, ps, 2, NULL, NULL, err, "delayed_cancel", &affected);

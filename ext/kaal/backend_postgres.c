@@ -61,7 +61,6 @@
  * statement normally ends with the server's clean error, not a dropped
  * connection. */
 #define CLIENT_GRACE_MS 2000
-#define MAX_CHARS 255 /* VARCHAR(255) columns */
 
 const char *const kaal_schema_postgres[] = {
     "CREATE TABLE IF NOT EXISTS kaal_dispatches ("
@@ -201,57 +200,14 @@ static int oom(kaal_error *err)
     return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "postgres: out of memory");
 }
 
-/* Characters in valid UTF-8 text of n bytes; -1 when it is not valid UTF-8
- * or contains a NUL byte (PostgreSQL text can hold neither). */
-static long utf8_chars(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    long chars = 0;
-    while (p < end) {
-        unsigned c = *p;
-        size_t len, i;
-        uint32_t cp;
-        if (c == 0) return -1;
-        if (c < 0x80) {
-            p++;
-            chars++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
-        else return -1;
-        if ((size_t)(end - p) < len) return -1;
-        for (i = 1; i < len; i++) {
-            if ((p[i] & 0xC0) != 0x80) return -1;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return -1;
-        p += len;
-        chars++;
-    }
-    return chars;
-}
-
-/* KAAL_EARG unless s (n bytes) fits a VARCHAR(255) column. */
 static int check_text(const char *what, const char *s, size_t n, kaal_error *err)
 {
-    long chars = utf8_chars(s, n);
-    if (chars < 0)
-        return kaal_error_set(err, KAAL_EARG, what, -1,
-                              "postgres: %s must be valid UTF-8 without NUL bytes", what);
-    if (chars > MAX_CHARS)
-        return kaal_error_set(err, KAAL_EARG, what, -1,
-                              "postgres: %s is %ld characters long; at most %d fit", what,
-                              chars, MAX_CHARS);
-    return KAAL_OK;
+    return kaal_check_varchar("postgres", what, s, n, err);
 }
 
 static int check_opt(const char *what, const char *s, kaal_error *err)
 {
-    return s ? check_text(what, s, strlen(s), err) : KAAL_OK;
+    return kaal_check_varchar_opt("postgres", what, s, err);
 }
 
 static char *dup_value(const PGresult *r, int row, int col)
@@ -780,7 +736,7 @@ static int pg_record(kaal_backend *b, const char *key, int64_t fire_time, const 
                               "status must be \"dispatched\" or \"failed\"");
     if ((rc = check_opt("job key", key, err)) != KAAL_OK) return rc;
     if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
-    if (error && utf8_chars(error, strlen(error)) < 0)
+    if (error && kaal_utf8_chars(error, strlen(error)) < 0)
         return kaal_error_set(err, KAAL_EARG, "error", -1,
                               "postgres: error text must be valid UTF-8");
     snprintf(fire_s, sizeof fire_s, "%" PRId64, fire_time);
@@ -982,7 +938,7 @@ static int pg_delayed_cancel(kaal_backend *b, const char *job_id, int *found, ka
     long affected = 0;
     int rc;
     *found = 0;
-    if (!job_id || utf8_chars(job_id, strlen(job_id)) < 0) return KAAL_OK; /* cannot be stored */
+    if (!job_id || kaal_utf8_chars(job_id, strlen(job_id)) < 0) return KAAL_OK; /* cannot be stored */
     vals[0] = b->ns;
     vals[1] = job_id;
     rc = exec_q(b, Q_DELAYED_CANCEL, 2, vals, err, "delayed_cancel", &affected);
@@ -1030,7 +986,7 @@ static int pg_heartbeat(kaal_backend *b, const char *node, const char *info, int
     int rc;
     if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
     if (!node) return kaal_error_set(err, KAAL_EARG, "node", -1, "node is required");
-    if (info && utf8_chars(info, strlen(info)) < 0)
+    if (info && kaal_utf8_chars(info, strlen(info)) < 0)
         return kaal_error_set(err, KAAL_EARG, "info", -1, "postgres: info must be valid UTF-8");
     snprintf(now_s, sizeof now_s, "%" PRId64, now);
     snprintf(ttl_s, sizeof ttl_s, "%" PRId64, ttl > 0 ? ttl : 0);
