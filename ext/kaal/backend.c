@@ -1,7 +1,9 @@
 #include "backend.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const kaal_backend_vtable *kaal_backend_find(const char *name)
 {
@@ -60,6 +62,16 @@ void kaal_conn_params_free(kaal_conn_params *p)
     memset(p, 0, sizeof *p);
 }
 
+int kaal_silence_inherited_socket(int fd)
+{
+    int devnull, ok;
+    if (fd < 0) return 1;
+    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    ok = devnull >= 0 && dup2(devnull, fd) >= 0;
+    if (devnull >= 0) close(devnull);
+    return ok;
+}
+
 long kaal_utf8_chars(const char *s, size_t n)
 {
     const unsigned char *p = (const unsigned char *)s, *end = p + n;
@@ -112,6 +124,57 @@ int kaal_check_varchar_opt(const char *backend, const char *what, const char *s,
     return s ? kaal_check_varchar(backend, what, s, strlen(s), err) : KAAL_OK;
 }
 
+int kaal_check_claims(const char *backend, const kaal_claim *items, size_t n, const char *node,
+                      kaal_error *err)
+{
+    size_t i;
+    int rc = kaal_check_varchar_opt(backend, "node", node, err);
+    for (i = 0; rc == KAAL_OK && i < n; i++)
+        rc = kaal_check_varchar(backend, "job key", items[i].key, items[i].key_len, err);
+    return rc;
+}
+
+int kaal_claim_cmp(const kaal_claim *a, const char *k, size_t kl, int64_t f)
+{
+    size_t m;
+    int c;
+    if (a->fire_time != f) return a->fire_time < f ? -1 : 1;
+    m = a->key_len < kl ? a->key_len : kl;
+    c = memcmp(a->key, k, m);
+    if (c) return c;
+    return a->key_len < kl ? -1 : a->key_len > kl ? 1 : 0;
+}
+
+static int claim_ptr_cmp(const void *pa, const void *pb)
+{
+    const kaal_claim *a = *(const kaal_claim *const *)pa, *b = *(const kaal_claim *const *)pb;
+    int c = kaal_claim_cmp(a, b->key, b->key_len, b->fire_time);
+    if (c) return c;
+    return a < b ? -1 : a > b ? 1 : 0; /* input order among repeats */
+}
+
+kaal_claim **kaal_claims_sorted(kaal_claim *items, size_t n)
+{
+    kaal_claim **order = malloc((n ? n : 1) * sizeof *order);
+    size_t i;
+    if (!order) return NULL;
+    for (i = 0; i < n; i++) order[i] = &items[i];
+    qsort(order, n, sizeof *order, claim_ptr_cmp);
+    return order;
+}
+
+void kaal_claims_won(kaal_claim *const *order, size_t n, const char *k, size_t kl, int64_t f)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) { /* first entry >= (f, k) */
+        size_t mid = lo + (hi - lo) / 2;
+        if (kaal_claim_cmp(order[mid], k, kl, f) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    /* the first of repeated input pairs is the one that won */
+    if (lo < n && kaal_claim_cmp(order[lo], k, kl, f) == 0) order[lo]->claimed = 1;
+}
+
 static void *rows_grow(void **rows, size_t *len, size_t *cap, size_t size)
 {
     char *slot;
@@ -148,15 +211,20 @@ void kaal_dispatch_rows_free(kaal_dispatch_rows *r)
     memset(r, 0, sizeof *r);
 }
 
+void kaal_delayed_rows_truncate(kaal_delayed_rows *r, size_t keep)
+{
+    while (r->len > keep) {
+        kaal_delayed_row *d = &r->rows[--r->len];
+        free(d->job_id);
+        free(d->job_class);
+        free(d->queue);
+        free(d->args);
+    }
+}
+
 void kaal_delayed_rows_free(kaal_delayed_rows *r)
 {
-    size_t i;
-    for (i = 0; i < r->len; i++) {
-        free(r->rows[i].job_id);
-        free(r->rows[i].job_class);
-        free(r->rows[i].queue);
-        free(r->rows[i].args);
-    }
+    kaal_delayed_rows_truncate(r, 0);
     free(r->rows);
     memset(r, 0, sizeof *r);
 }

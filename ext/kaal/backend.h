@@ -173,6 +173,14 @@ char *kaal_strdup(const char *s);
 char *kaal_strndup(const char *s, size_t n);
 void kaal_conn_params_free(kaal_conn_params *p);
 
+/* In a forked child, before a client library closes a connection whose
+ * socket fd the parent still uses: points fd at /dev/null (dup2 keeps the
+ * number), so whatever the library sends on closing goes nowhere. 1 when
+ * the connection may now be closed (also when fd < 0: nothing is shared), 0
+ * when /dev/null cannot be had and the connection must be leaked instead (a
+ * one-off, bounded leak beats ending the parent's session). */
+int kaal_silence_inherited_socket(int fd);
+
 /* Text checks of the SQL backends (messages start with "<backend>: ").
  * kaal_utf8_chars: the characters in valid UTF-8 text of n bytes; -1 when it
  * is not valid UTF-8 or contains a NUL byte (a SQL text column can hold
@@ -186,11 +194,29 @@ int kaal_check_varchar(const char *backend, const char *what, const char *s, siz
 int kaal_check_varchar_opt(const char *backend, const char *what, const char *s,
                            kaal_error *err);
 
+/* Claim batches on the SQL stores.
+ * kaal_check_claims: the node and every job key fit a VARCHAR(255) column.
+ * kaal_claim_cmp: the order of pair a against (fire time f, key k of kl
+ * bytes): by fire time, then key bytes.
+ * kaal_claims_sorted: a malloc'd array of pointers to items[0..n) in that
+ * order, repeats in input order (NULL on ENOMEM). Every claimer inserts in
+ * this order, so overlapping batches wait for each other rather than
+ * deadlock.
+ * kaal_claims_won: marks the first pair of sorted order[0..n) equal to
+ * (f, k), a row the store says this call inserted, as claimed. */
+int kaal_check_claims(const char *backend, const kaal_claim *items, size_t n, const char *node,
+                      kaal_error *err);
+int kaal_claim_cmp(const kaal_claim *a, const char *k, size_t kl, int64_t f);
+kaal_claim **kaal_claims_sorted(kaal_claim *items, size_t n);
+void kaal_claims_won(kaal_claim *const *order, size_t n, const char *k, size_t kl, int64_t f);
+
 /* Append one zeroed row and return it (NULL on ENOMEM). */
 kaal_dispatch_row *kaal_dispatch_rows_push(kaal_dispatch_rows *r);
 kaal_delayed_row *kaal_delayed_rows_push(kaal_delayed_rows *r);
 kaal_node_row *kaal_node_rows_push(kaal_node_rows *r);
 kaal_state_row *kaal_state_rows_push(kaal_state_rows *r);
+/* Free the rows appended after the first `keep` (a failed call returns none). */
+void kaal_delayed_rows_truncate(kaal_delayed_rows *r, size_t keep);
 void kaal_dispatch_rows_free(kaal_dispatch_rows *r);
 void kaal_delayed_rows_free(kaal_delayed_rows *r);
 void kaal_node_rows_free(kaal_node_rows *r);

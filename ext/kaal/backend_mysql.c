@@ -255,11 +255,6 @@ static int oom(kaal_error *err)
     return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "mysql: out of memory");
 }
 
-static int check_text(const char *what, const char *s, size_t n, kaal_error *err)
-{
-    return kaal_check_varchar("mysql", what, s, n, err);
-}
-
 static int check_opt(const char *what, const char *s, kaal_error *err)
 {
     return kaal_check_varchar_opt("mysql", what, s, err);
@@ -658,21 +653,17 @@ static void my_close(kaal_backend *b)
 
 /* In a forked child the socket is shared with the parent. mysql_close would
  * send COM_QUIT (and mysql_stmt_close COM_STMT_CLOSE) on it and end the
- * PARENT's session, so the descriptor is first replaced by /dev/null (dup2
- * keeps the number): those messages go nowhere, and closing frees only
- * memory and our /dev/null copy. If /dev/null cannot be opened, the
- * connection is leaked instead (bounded, and harmless to the parent). */
+ * PARENT's session, so the descriptor is first pointed at /dev/null: those
+ * messages go nowhere, and closing frees only memory and our /dev/null
+ * copy. */
 static void my_discard(kaal_backend *b)
 {
     my_impl *m = IMPL(b);
     if (m && m->conn) {
-        int fd = (int)mysql_get_socket(m->conn);
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (fd < 0 || (devnull >= 0 && dup2(devnull, fd) >= 0)) {
+        if (kaal_silence_inherited_socket((int)mysql_get_socket(m->conn))) {
             close_stmts(m);
             mysql_close(m->conn);
         }
-        if (devnull >= 0) close(devnull);
         m->conn = NULL;
     }
     free(m);
@@ -692,25 +683,6 @@ static int my_migrate(kaal_backend *b, kaal_error *err)
 
 /* ------------------------------------------------------------------ */
 /* Claims and the dispatch log                                         */
-
-static int claim_cmp3(const kaal_claim *a, const char *k, size_t kl, int64_t f)
-{
-    size_t m;
-    int c;
-    if (a->fire_time != f) return a->fire_time < f ? -1 : 1;
-    m = a->key_len < kl ? a->key_len : kl;
-    c = memcmp(a->key, k, m);
-    if (c) return c;
-    return a->key_len < kl ? -1 : a->key_len > kl ? 1 : 0;
-}
-
-static int claim_ptr_cmp(const void *pa, const void *pb)
-{
-    const kaal_claim *a = *(const kaal_claim *const *)pa, *b = *(const kaal_claim *const *)pb;
-    int c = claim_cmp3(a, b->key, b->key_len, b->fire_time);
-    if (c) return c;
-    return a < b ? -1 : a > b ? 1 : 0;
-}
 
 /* The INSERT IGNORE statement for 1 << slot rows. */
 static int claim_stmt(kaal_backend *b, int slot, MYSQL_STMT **out, kaal_error *err)
@@ -751,16 +723,8 @@ typedef struct claim_ctx {
 static int claim_row(void *vctx, const cell *cells)
 {
     claim_ctx *x = vctx;
-    const char *k = cells[0].s;
-    size_t kl = cells[0].len, lo = 0, hi = x->n;
-    int64_t f = cell_int(&cells[1]);
-    if (cells[0].null) return KAAL_OK;
-    while (lo < hi) { /* first entry >= (f, k) */
-        size_t mid = lo + (hi - lo) / 2;
-        if (claim_cmp3(x->order[mid], k, kl, f) < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    if (lo < x->n && claim_cmp3(x->order[lo], k, kl, f) == 0) x->order[lo]->claimed = 1;
+    if (!cells[0].null)
+        kaal_claims_won(x->order, x->n, cells[0].s, cells[0].len, cell_int(&cells[1]));
     return KAAL_OK;
 }
 
@@ -776,7 +740,7 @@ static int claim_insert(kaal_backend *b, kaal_claim **order, size_t n, param *ps
         int slot = 0;
         MYSQL_STMT *st = NULL;
         for (; i < n && cnt < CHUNK; i++) {
-            if (cnt && claim_cmp3(chunk[cnt - 1], order[i]->key, order[i]->key_len,
+            if (cnt && kaal_claim_cmp(chunk[cnt - 1], order[i]->key, order[i]->key_len,
                                   order[i]->fire_time) == 0)
                 continue; /* a repeat: insert once */
             chunk[cnt++] = order[i];
@@ -817,24 +781,17 @@ static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
     (void)lease_ms; /* a claim is a dispatch-log row: it never expires */
     for (i = 0; i < n; i++) items[i].claimed = 0;
     if (n == 0) return KAAL_OK;
-    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
-    for (i = 0; i < n; i++)
-        if ((rc = check_text("job key", items[i].key, items[i].key_len, err)) != KAAL_OK)
-            return rc;
+    if ((rc = kaal_check_claims("mysql", items, n, node, err)) != KAAL_OK) return rc;
     if (!make_token(token))
         return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
                               "mysql: claim: no random source for the claim token");
     ps = malloc(7 * CHUNK * sizeof *ps);
-    order = malloc(n * sizeof *order);
+    order = kaal_claims_sorted(items, n);
     if (!ps || !order) {
         free(ps);
         free(order);
         return oom(err);
     }
-    /* Every claimer inserts in the same (fire_time, key) order, so
-     * overlapping batches mostly queue instead of deadlocking. */
-    for (i = 0; i < n; i++) order[i] = &items[i];
-    qsort(order, n, sizeof *order, claim_ptr_cmp);
     /* Duplicate-key checks still take gap locks, so InnoDB can pick a
      * deadlock victim; each INSERT commits on its own and rows already
      * inserted carry our token, so sending them all again is exact. */
@@ -1010,17 +967,6 @@ static int delayed_row(void *ctx, const cell *c)
     return KAAL_OK;
 }
 
-static void delayed_truncate(kaal_delayed_rows *out, size_t keep)
-{
-    while (out->len > keep) {
-        kaal_delayed_row *r = &out->rows[--out->len];
-        free(r->job_id);
-        free(r->job_class);
-        free(r->queue);
-        free(r->args);
-    }
-}
-
 /* DELETE the picked jobs out[first..] one by one, by full primary key: a
  * const lookup that can only touch the rows this transaction holds (an IN
  * list may be planned as a scan, which waits on other claimers' rows). */
@@ -1061,7 +1007,7 @@ static int delayed_claim_once(kaal_backend *b, int64_t now_ms, size_t limit,
             kaal_error ignored;
             simple(b, "ROLLBACK", &ignored, "delayed_claim");
         }
-        delayed_truncate(out, first);
+        kaal_delayed_rows_truncate(out, first);
     }
     return rc;
 }

@@ -44,14 +44,12 @@
 #ifdef KAAL_HAVE_POSTGRES
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -198,11 +196,6 @@ static int64_t mono_ms(void)
 static int oom(kaal_error *err)
 {
     return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "postgres: out of memory");
-}
-
-static int check_text(const char *what, const char *s, size_t n, kaal_error *err)
-{
-    return kaal_check_varchar("postgres", what, s, n, err);
 }
 
 static int check_opt(const char *what, const char *s, kaal_error *err)
@@ -571,23 +564,13 @@ static void pg_close(kaal_backend *b)
 
 /* In a forked child the libpq socket is shared with the parent. PQfinish
  * would send a Terminate message on it and end the PARENT's session, so the
- * descriptor is first replaced by /dev/null (dup2 keeps the number): the
- * Terminate goes nowhere, PQfinish frees libpq's memory and closes only our
- * /dev/null copy. If /dev/null cannot be opened, the connection object is
- * leaked instead (a one-off, bounded leak beats killing the parent's
- * session). */
+ * descriptor is first pointed at /dev/null: the Terminate goes nowhere,
+ * PQfinish frees libpq's memory and closes only our /dev/null copy. */
 static void pg_discard(kaal_backend *b)
 {
     pg_impl *s = IMPL(b);
     if (s && s->conn) {
-        int fd = PQsocket(s->conn);
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (fd >= 0 && devnull >= 0 && dup2(devnull, fd) >= 0) {
-            PQfinish(s->conn);
-        } else if (fd < 0) {
-            PQfinish(s->conn); /* no socket: nothing shared */
-        }
-        if (devnull >= 0) close(devnull);
+        if (kaal_silence_inherited_socket(PQsocket(s->conn))) PQfinish(s->conn);
         s->conn = NULL;
     }
     free(s);
@@ -622,25 +605,6 @@ static int pg_migrate(kaal_backend *b, kaal_error *err)
 /* ------------------------------------------------------------------ */
 /* Claims and the dispatch log                                         */
 
-static int claim_cmp3(const kaal_claim *a, const char *k, size_t kl, int64_t f)
-{
-    size_t m;
-    int c;
-    if (a->fire_time != f) return a->fire_time < f ? -1 : 1;
-    m = a->key_len < kl ? a->key_len : kl;
-    c = memcmp(a->key, k, m);
-    if (c) return c;
-    return a->key_len < kl ? -1 : a->key_len > kl ? 1 : 0;
-}
-
-static int claim_ptr_cmp(const void *pa, const void *pb)
-{
-    const kaal_claim *a = *(const kaal_claim *const *)pa, *b = *(const kaal_claim *const *)pb;
-    int c = claim_cmp3(a, b->key, b->key_len, b->fire_time);
-    if (c) return c;
-    return a < b ? -1 : a > b ? 1 : 0; /* input order among repeats */
-}
-
 /* Claim attempts when PostgreSQL picks this statement as a deadlock victim
  * (the statement was rolled back whole, so it is safe to send again). */
 #define CLAIM_ATTEMPTS 3
@@ -659,21 +623,15 @@ static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
     (void)lease_ms; /* a claim is a dispatch-log row: it never expires */
     for (i = 0; i < n; i++) items[i].claimed = 0;
     if (n == 0) return KAAL_OK;
-    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
-    for (i = 0; i < n; i++)
-        if ((rc = check_text("job key", items[i].key, items[i].key_len, err)) != KAAL_OK) return rc;
-    order = malloc(n * sizeof *order);
+    if ((rc = kaal_check_claims("postgres", items, n, node, err)) != KAAL_OK) return rc;
+    order = kaal_claims_sorted(items, n);
     if (!order) return oom(err);
-    /* Every claimer inserts in the same (fire_time, key) order, so two
-     * overlapping batches wait for each other instead of deadlocking. */
-    for (i = 0; i < n; i++) order[i] = &items[i];
-    qsort(order, n, sizeof *order, claim_ptr_cmp);
     sb_put(&keys, "{", 1);
     sb_put(&fires, "{", 1);
     for (i = 0; i < n; i++) {
         char num[24];
         int len;
-        if (i && claim_cmp3(order[i - 1], order[i]->key, order[i]->key_len, order[i]->fire_time) == 0)
+        if (i && kaal_claim_cmp(order[i - 1], order[i]->key, order[i]->key_len, order[i]->fire_time) == 0)
             continue; /* a repeat: insert once */
         if (i) {
             sb_put(&keys, ",", 1);
@@ -707,19 +665,9 @@ static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
         free(order);
         return rc;
     }
-    for (row = 0; row < PQntuples(r); row++) {
-        const char *k = PQgetvalue(r, row, 0);
-        size_t kl = (size_t)PQgetlength(r, row, 0);
-        int64_t f = int_value(r, row, 1);
-        size_t lo = 0, hi = n;
-        while (lo < hi) { /* first entry >= (f, k) */
-            size_t mid = lo + (hi - lo) / 2;
-            if (claim_cmp3(order[mid], k, kl, f) < 0) lo = mid + 1;
-            else hi = mid;
-        }
-        /* the first of repeated input pairs is the one that won */
-        if (lo < n && claim_cmp3(order[lo], k, kl, f) == 0) order[lo]->claimed = 1;
-    }
+    for (row = 0; row < PQntuples(r); row++)
+        kaal_claims_won(order, n, PQgetvalue(r, row, 0), (size_t)PQgetlength(r, row, 0),
+                        int_value(r, row, 1));
     PQclear(r);
     free(order);
     return KAAL_OK;

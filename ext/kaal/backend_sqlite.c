@@ -816,18 +816,6 @@ static int delayed_cmp(const void *pa, const void *pb)
     return strcmp(a->job_id ? a->job_id : "", b->job_id ? b->job_id : "");
 }
 
-/* Drop rows appended after `keep` (a failed claim returns nothing). */
-static void delayed_rows_truncate(kaal_delayed_rows *out, size_t keep)
-{
-    while (out->len > keep) {
-        kaal_delayed_row *r = &out->rows[--out->len];
-        free(r->job_id);
-        free(r->job_class);
-        free(r->queue);
-        free(r->args);
-    }
-}
-
 static int sqlite_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit,
                                 kaal_delayed_rows *out, kaal_error *err)
 {
@@ -860,7 +848,7 @@ static int sqlite_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit,
     if (rc == KAAL_OK) rc = exec_q(b, Q_COMMIT, "delayed_claim", err);
     if (rc != KAAL_OK) {
         if (b->connected) rollback(b);
-        delayed_rows_truncate(out, first);
+        kaal_delayed_rows_truncate(out, first);
         return rc;
     }
     /* RETURNING order is unspecified: oldest run_at first. */
