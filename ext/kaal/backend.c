@@ -1,4 +1,5 @@
 #include "backend.h"
+#include "schema.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -247,3 +248,88 @@ void kaal_state_rows_free(kaal_state_rows *r)
     free(r->rows);
     memset(r, 0, sizeof *r);
 }
+
+/* ------------------------------------------------------------------ */
+/* The SQL schema (schema.h): every table written out once, with the    */
+/* spellings that differ between dialects as parameters:                */
+/*   NUL    follows the type of a nullable column ("" or " NULL")        */
+/*   INDEX  an index declared inside CREATE TABLE (", KEY ..."), or ""   */
+/*          where a CREATE INDEX statement follows                       */
+/*   ARGS   the type of kaal_delayed_jobs.args                           */
+/*   OPTS   follows the closing parenthesis (table options)              */
+
+#define DISPATCHES_INDEX "index_kaal_dispatches_on_namespace_and_fire_time"
+#define DISPATCHES_INDEX_COLS "(namespace, fire_time)"
+#define DELAYED_INDEX "index_kaal_delayed_jobs_on_namespace_and_run_at_ms"
+#define DELAYED_INDEX_COLS "(namespace, run_at_ms)"
+
+#define DDL_DISPATCHES(NUL, INDEX, OPTS)                                                      \
+    "CREATE TABLE IF NOT EXISTS kaal_dispatches ("                                             \
+    " namespace VARCHAR(255) NOT NULL,"                                                        \
+    " job_key VARCHAR(255) NOT NULL,"                                                          \
+    " fire_time BIGINT NOT NULL,"                                                              \
+    " status VARCHAR(16) NOT NULL,"                                                            \
+    " node VARCHAR(255)" NUL ","                                                               \
+    " error TEXT" NUL ","                                                                      \
+    " claim_token VARCHAR(64)" NUL ","                                                         \
+    " claimed_at BIGINT NOT NULL,"                                                             \
+    " updated_at BIGINT NOT NULL,"                                                             \
+    " PRIMARY KEY (namespace, job_key, fire_time)" INDEX ")" OPTS
+
+#define DDL_DELAYED_JOBS(NUL, ARGS, INDEX, OPTS)                                              \
+    "CREATE TABLE IF NOT EXISTS kaal_delayed_jobs ("                                           \
+    " namespace VARCHAR(255) NOT NULL,"                                                        \
+    " job_id VARCHAR(255) NOT NULL,"                                                           \
+    " run_at_ms BIGINT NOT NULL,"                                                              \
+    " job_class VARCHAR(255) NOT NULL,"                                                        \
+    " queue VARCHAR(255)" NUL ","                                                              \
+    " args " ARGS " NOT NULL,"                                                                 \
+    " created_at BIGINT NOT NULL,"                                                             \
+    " PRIMARY KEY (namespace, job_id)" INDEX ")" OPTS
+
+#define DDL_JOB_STATES(OPTS)                                                                  \
+    "CREATE TABLE IF NOT EXISTS kaal_job_states ("                                             \
+    " namespace VARCHAR(255) NOT NULL,"                                                        \
+    " job_key VARCHAR(255) NOT NULL,"                                                          \
+    " enabled BOOLEAN NOT NULL,"                                                               \
+    " updated_at BIGINT NOT NULL,"                                                             \
+    " PRIMARY KEY (namespace, job_key))" OPTS
+
+#define DDL_NODES(NUL, OPTS)                                                                  \
+    "CREATE TABLE IF NOT EXISTS kaal_nodes ("                                                  \
+    " namespace VARCHAR(255) NOT NULL,"                                                        \
+    " node VARCHAR(255) NOT NULL,"                                                             \
+    " info TEXT" NUL ","                                                                       \
+    " last_seen BIGINT NOT NULL,"                                                              \
+    " PRIMARY KEY (namespace, node))" OPTS
+
+/* SQLite and PostgreSQL: the same statements, indexes by CREATE INDEX. */
+#define SCHEMA_WITH_CREATE_INDEX                                                              \
+    DDL_DISPATCHES("", "", ""),                                                               \
+    "CREATE INDEX IF NOT EXISTS " DISPATCHES_INDEX " ON kaal_dispatches " DISPATCHES_INDEX_COLS, \
+    DDL_DELAYED_JOBS("", "TEXT", "", ""),                                                     \
+    "CREATE INDEX IF NOT EXISTS " DELAYED_INDEX " ON kaal_delayed_jobs " DELAYED_INDEX_COLS,  \
+    DDL_JOB_STATES(""), DDL_NODES("", ""), NULL
+
+#ifdef KAAL_HAVE_SQLITE
+const char *const kaal_schema_sqlite[] = {SCHEMA_WITH_CREATE_INDEX};
+#endif
+#ifdef KAAL_HAVE_POSTGRES
+const char *const kaal_schema_postgres[] = {SCHEMA_WITH_CREATE_INDEX};
+#endif
+#ifdef KAAL_HAVE_MYSQL
+/* MySQL 8 has no CREATE INDEX IF NOT EXISTS: the indexes live inside
+ * CREATE TABLE. MEDIUMTEXT: TEXT stops at 64 KiB. utf8mb4_bin: job keys
+ * compare byte for byte (case matters); note that it is a PAD SPACE
+ * collation, so keys that differ only by trailing spaces are the same key
+ * there. */
+#define MYSQL_TABLE " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+const char *const kaal_schema_mysql[] = {
+    DDL_DISPATCHES(" NULL", ", KEY " DISPATCHES_INDEX " " DISPATCHES_INDEX_COLS, MYSQL_TABLE),
+    DDL_DELAYED_JOBS(" NULL", "MEDIUMTEXT", ", KEY " DELAYED_INDEX " " DELAYED_INDEX_COLS,
+                     MYSQL_TABLE),
+    DDL_JOB_STATES(MYSQL_TABLE),
+    DDL_NODES(" NULL", MYSQL_TABLE),
+    NULL,
+};
+#endif

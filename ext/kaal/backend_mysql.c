@@ -71,54 +71,6 @@
 #define CHUNK ((size_t)1 << (SLOTS - 1)) /* rows per multi-row statement */
 #define CELL 256                       /* result bytes read inline per column */
 
-#define TABLE_OPTIONS " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
-
-/* MySQL 8 has no CREATE INDEX IF NOT EXISTS: the indexes live inside
- * CREATE TABLE. utf8mb4_bin: job keys compare byte for byte (case matters);
- * note that it is a PAD SPACE collation, so keys that differ only by
- * trailing spaces are the same key here. */
-const char *const kaal_schema_mysql[] = {
-    "CREATE TABLE IF NOT EXISTS kaal_dispatches ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_key VARCHAR(255) NOT NULL,"
-    " fire_time BIGINT NOT NULL,"
-    " status VARCHAR(16) NOT NULL,"
-    " node VARCHAR(255) NULL,"
-    " error TEXT NULL,"
-    " claim_token VARCHAR(64) NULL,"
-    " claimed_at BIGINT NOT NULL,"
-    " updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_key, fire_time),"
-    " KEY index_kaal_dispatches_on_namespace_and_fire_time (namespace, fire_time))"
-    TABLE_OPTIONS,
-    "CREATE TABLE IF NOT EXISTS kaal_delayed_jobs ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_id VARCHAR(255) NOT NULL,"
-    " run_at_ms BIGINT NOT NULL,"
-    " job_class VARCHAR(255) NOT NULL,"
-    " queue VARCHAR(255) NULL,"
-    " args MEDIUMTEXT NOT NULL," /* TEXT stops at 64 KiB */
-    " created_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_id),"
-    " KEY index_kaal_delayed_jobs_on_namespace_and_run_at_ms (namespace, run_at_ms))"
-    TABLE_OPTIONS,
-    "CREATE TABLE IF NOT EXISTS kaal_job_states ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_key VARCHAR(255) NOT NULL,"
-    " enabled BOOLEAN NOT NULL,"
-    " updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_key))"
-    TABLE_OPTIONS,
-    "CREATE TABLE IF NOT EXISTS kaal_nodes ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " node VARCHAR(255) NOT NULL,"
-    " info TEXT NULL,"
-    " last_seen BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, node))"
-    TABLE_OPTIONS,
-    NULL,
-};
-
 /* Fixed statements ("?" 1 is always the namespace). Q_DISPATCHES + mask is
  * the dispatch query with filters key (1), status (2), node (4). */
 enum {

@@ -46,46 +46,6 @@
 #define CLAIM_SLOTS 13  /* statements for 1, 2, 4, ... 4096 rows */
 #define DEFAULT_BUSY_MS 5000
 
-const char *const kaal_schema_sqlite[] = {
-    "CREATE TABLE IF NOT EXISTS kaal_dispatches ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_key VARCHAR(255) NOT NULL,"
-    " fire_time BIGINT NOT NULL,"
-    " status VARCHAR(16) NOT NULL,"
-    " node VARCHAR(255),"
-    " error TEXT,"
-    " claim_token VARCHAR(64),"
-    " claimed_at BIGINT NOT NULL,"
-    " updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_key, fire_time))",
-    "CREATE INDEX IF NOT EXISTS index_kaal_dispatches_on_namespace_and_fire_time"
-    " ON kaal_dispatches (namespace, fire_time)",
-    "CREATE TABLE IF NOT EXISTS kaal_delayed_jobs ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_id VARCHAR(255) NOT NULL,"
-    " run_at_ms BIGINT NOT NULL,"
-    " job_class VARCHAR(255) NOT NULL,"
-    " queue VARCHAR(255),"
-    " args TEXT NOT NULL,"
-    " created_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_id))",
-    "CREATE INDEX IF NOT EXISTS index_kaal_delayed_jobs_on_namespace_and_run_at_ms"
-    " ON kaal_delayed_jobs (namespace, run_at_ms)",
-    "CREATE TABLE IF NOT EXISTS kaal_job_states ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_key VARCHAR(255) NOT NULL,"
-    " enabled BOOLEAN NOT NULL,"
-    " updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_key))",
-    "CREATE TABLE IF NOT EXISTS kaal_nodes ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " node VARCHAR(255) NOT NULL,"
-    " info TEXT,"
-    " last_seen BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, node))",
-    NULL,
-};
-
 /* Cached statements (prepared on first use, finalised on close). */
 enum {
     Q_BEGIN,
