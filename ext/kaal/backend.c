@@ -212,6 +212,51 @@ void kaal_dispatch_rows_free(kaal_dispatch_rows *r)
     memset(r, 0, sizeof *r);
 }
 
+int kaal_read_dispatch_row(void *out, const kaal_columns *c)
+{
+    kaal_dispatch_row *d = kaal_dispatch_rows_push(out);
+    if (!d) return KAAL_ENOMEM;
+    d->key = c->text(c->src, 0);
+    d->fire_time = c->num(c->src, 1);
+    d->status = c->text(c->src, 2);
+    d->node = c->text(c->src, 3);
+    d->error = c->text(c->src, 4);
+    d->claimed_at = c->num(c->src, 5);
+    d->updated_at = c->num(c->src, 6);
+    return KAAL_OK;
+}
+
+int kaal_read_delayed_row(void *out, const kaal_columns *c)
+{
+    kaal_delayed_row *d = kaal_delayed_rows_push(out);
+    if (!d) return KAAL_ENOMEM;
+    d->job_id = c->text(c->src, 0);
+    d->run_at_ms = c->num(c->src, 1);
+    d->job_class = c->text(c->src, 2);
+    d->queue = c->text(c->src, 3);
+    d->args = c->text(c->src, 4);
+    return KAAL_OK;
+}
+
+int kaal_read_state_row(void *out, const kaal_columns *c)
+{
+    kaal_state_row *d = kaal_state_rows_push(out);
+    if (!d) return KAAL_ENOMEM;
+    d->key = c->text(c->src, 0);
+    d->enabled = c->num(c->src, 1) != 0;
+    return KAAL_OK;
+}
+
+int kaal_read_node_row(void *out, const kaal_columns *c)
+{
+    kaal_node_row *d = kaal_node_rows_push(out);
+    if (!d) return KAAL_ENOMEM;
+    d->node = c->text(c->src, 0);
+    d->info = c->text(c->src, 1);
+    d->last_seen = c->num(c->src, 2);
+    return KAAL_OK;
+}
+
 void kaal_delayed_rows_truncate(kaal_delayed_rows *r, size_t keep)
 {
     while (r->len > keep) {

@@ -210,6 +210,27 @@ int kaal_claim_cmp(const kaal_claim *a, const char *k, size_t kl, int64_t f);
 kaal_claim **kaal_claims_sorted(kaal_claim *items, size_t n);
 void kaal_claims_won(kaal_claim *const *order, size_t n, const char *k, size_t kl, int64_t f);
 
+/* Result rows of the SQL backends. Every SQL backend SELECTs a row type's
+ * columns in the order its reader below lists them, and hands the reader
+ * the current result row as a kaal_columns: text(src, i) is a malloc'd copy
+ * of column i (NULL for SQL NULL), num(src, i) its integer value (0 for SQL
+ * NULL). A reader appends one row to out (the kaal_*_rows it names) and
+ * returns KAAL_ENOMEM when it cannot. */
+typedef struct kaal_columns {
+    char *(*text)(const void *src, int col);
+    int64_t (*num)(const void *src, int col);
+    const void *src;
+} kaal_columns;
+typedef int (*kaal_row_reader)(void *out, const kaal_columns *c);
+/* kaal_dispatch_rows: job_key, fire_time, status, node, error, claimed_at, updated_at */
+int kaal_read_dispatch_row(void *out, const kaal_columns *c);
+/* kaal_delayed_rows: job_id, run_at_ms, job_class, queue, args */
+int kaal_read_delayed_row(void *out, const kaal_columns *c);
+/* kaal_state_rows: job_key, enabled (an integer, 0 = disabled) */
+int kaal_read_state_row(void *out, const kaal_columns *c);
+/* kaal_node_rows: node, info, last_seen */
+int kaal_read_node_row(void *out, const kaal_columns *c);
+
 /* Append one zeroed row and return it (NULL on ENOMEM). */
 kaal_dispatch_row *kaal_dispatch_rows_push(kaal_dispatch_rows *r);
 kaal_delayed_row *kaal_delayed_rows_push(kaal_delayed_rows *r);

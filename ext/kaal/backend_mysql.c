@@ -190,14 +190,13 @@ static param p_int(int64_t v)
     return p;
 }
 
-/* One result cell handed to a row callback (s is NUL-terminated). */
+/* One result cell (s is NUL-terminated). fetch hands a row reader
+ * (backend.h) the row's cells as its kaal_columns src. */
 typedef struct cell {
     const char *s;
     unsigned long len;
     int null;
 } cell;
-
-typedef int (*row_fn)(void *ctx, const cell *cells);
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
@@ -212,12 +211,18 @@ static int check_opt(const char *what, const char *s, kaal_error *err)
     return kaal_check_varchar_opt("mysql", what, s, err);
 }
 
-static char *cell_dup(const cell *c) { return c->null ? NULL : kaal_strndup(c->s, c->len); }
-
 static int64_t cell_int(const cell *c)
 {
     return c->null ? 0 : (int64_t)strtoll(c->s, NULL, 10);
 }
+
+static char *cells_text(const void *src, int col)
+{
+    const cell *c = (const cell *)src + col;
+    return c->null ? NULL : kaal_strndup(c->s, c->len);
+}
+
+static int64_t cells_num(const void *src, int col) { return cell_int((const cell *)src + col); }
 
 /* 32 random hex digits. */
 static int make_token(char out[33])
@@ -407,8 +412,8 @@ static int execute(kaal_backend *b, MYSQL_STMT *st, param *ps, size_t n, kaal_er
 }
 
 /* Read every row of an executed statement, every column as text. */
-static int fetch(kaal_backend *b, MYSQL_STMT *st, row_fn fn, void *ctx, kaal_error *err,
-                 const char *what)
+static int fetch(kaal_backend *b, MYSQL_STMT *st, kaal_row_reader fn, void *ctx,
+                 kaal_error *err, const char *what)
 {
     unsigned int ncols = mysql_stmt_field_count(st), c;
     MYSQL_BIND *bind;
@@ -416,6 +421,7 @@ static int fetch(kaal_backend *b, MYSQL_STMT *st, row_fn fn, void *ctx, kaal_err
     unsigned long *lens;
     my_bool *nulls, *errs;
     cell *cells;
+    kaal_columns cols;
     char **big;
     int frc, rc = KAAL_OK;
 
@@ -431,6 +437,9 @@ static int fetch(kaal_backend *b, MYSQL_STMT *st, row_fn fn, void *ctx, kaal_err
         rc = oom(err);
         goto drain;
     }
+    cols.text = cells_text;
+    cols.num = cells_num;
+    cols.src = cells;
     for (c = 0; c < ncols; c++) {
         bind[c].buffer_type = MYSQL_TYPE_STRING;
         bind[c].buffer = small[c];
@@ -475,7 +484,7 @@ static int fetch(kaal_backend *b, MYSQL_STMT *st, row_fn fn, void *ctx, kaal_err
                 cells[c].s = small[c];
             }
         }
-        if (rc == KAAL_OK) rc = fn(ctx, cells);
+        if (rc == KAAL_OK) rc = fn(ctx, &cols);
         for (c = 0; c < ncols; c++) {
             free(big[c]);
             big[c] = NULL;
@@ -500,7 +509,7 @@ out:
 }
 
 /* Prepare (once), bind, execute statement q; rows go to fn when given. */
-static int run(kaal_backend *b, int q, param *ps, size_t n, row_fn fn, void *ctx,
+static int run(kaal_backend *b, int q, param *ps, size_t n, kaal_row_reader fn, void *ctx,
                kaal_error *err, const char *what, unsigned long long *affected)
 {
     my_impl *m = IMPL(b);
@@ -672,9 +681,10 @@ typedef struct claim_ctx {
     size_t n;
 } claim_ctx;
 
-static int claim_row(void *vctx, const cell *cells)
+static int claim_row(void *vctx, const kaal_columns *cols)
 {
     claim_ctx *x = vctx;
+    const cell *cells = cols->src;
     if (!cells[0].null)
         kaal_claims_won(x->order, x->n, cells[0].s, cells[0].len, cell_int(&cells[1]));
     return KAAL_OK;
@@ -790,20 +800,6 @@ static int my_record(kaal_backend *b, const char *key, int64_t fire_time, const 
     return run(b, Q_RECORD, ps, 8, NULL, NULL, err, "record", NULL);
 }
 
-static int dispatch_row(void *ctx, const cell *c)
-{
-    kaal_dispatch_row *d = kaal_dispatch_rows_push(ctx);
-    if (!d) return KAAL_ENOMEM;
-    d->key = cell_dup(&c[0]);
-    d->fire_time = cell_int(&c[1]);
-    d->status = cell_dup(&c[2]);
-    d->node = cell_dup(&c[3]);
-    d->error = cell_dup(&c[4]);
-    d->claimed_at = cell_int(&c[5]);
-    d->updated_at = cell_int(&c[6]);
-    return KAAL_OK;
-}
-
 static int my_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
                          kaal_error *err)
 {
@@ -828,7 +824,7 @@ static int my_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
     if (q->status) ps[n++] = p_str(q->status);
     if (q->node) ps[n++] = p_str(q->node);
     ps[n++] = p_int((int64_t)q->limit);
-    rc = run(b, Q_DISPATCHES + mask, ps, n, dispatch_row, out, err, "dispatches", NULL);
+    rc = run(b, Q_DISPATCHES + mask, ps, n, kaal_read_dispatch_row, out, err, "dispatches", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 
@@ -863,21 +859,12 @@ static int my_set_enabled(kaal_backend *b, const char *key, int enabled, kaal_er
     return run(b, Q_SET_ENABLED, ps, 4, NULL, NULL, err, "set_enabled", NULL);
 }
 
-static int state_row(void *ctx, const cell *c)
-{
-    kaal_state_row *s = kaal_state_rows_push(ctx);
-    if (!s) return KAAL_ENOMEM;
-    s->key = cell_dup(&c[0]);
-    s->enabled = cell_int(&c[1]) != 0;
-    return KAAL_OK;
-}
-
 static int my_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
 {
     param ps[1];
     int rc;
     ps[0] = p_str(b->ns);
-    rc = run(b, Q_STATES, ps, 1, state_row, out, err, "states", NULL);
+    rc = run(b, Q_STATES, ps, 1, kaal_read_state_row, out, err, "states", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 
@@ -905,18 +892,6 @@ static int my_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_err
         return kaal_error_set(err, KAAL_EDUPLICATE, "job_id", -1,
                               "delayed job %.160s is already pending", job->job_id);
     return rc;
-}
-
-static int delayed_row(void *ctx, const cell *c)
-{
-    kaal_delayed_row *d = kaal_delayed_rows_push(ctx);
-    if (!d) return KAAL_ENOMEM;
-    d->job_id = cell_dup(&c[0]);
-    d->run_at_ms = cell_int(&c[1]);
-    d->job_class = cell_dup(&c[2]);
-    d->queue = cell_dup(&c[3]);
-    d->args = cell_dup(&c[4]);
-    return KAAL_OK;
 }
 
 /* DELETE the picked jobs out[first..] one by one, by full primary key: a
@@ -949,8 +924,8 @@ static int delayed_claim_once(kaal_backend *b, int64_t now_ms, size_t limit,
     ps[0] = p_str(b->ns);
     ps[1] = p_int(now_ms);
     ps[2] = p_int((int64_t)limit);
-    rc = run(b, m->skip_locked ? Q_DELAYED_PICK_SKIP : Q_DELAYED_PICK_WAIT, ps, 3, delayed_row,
-             out, err, "delayed_claim", NULL);
+    rc = run(b, m->skip_locked ? Q_DELAYED_PICK_SKIP : Q_DELAYED_PICK_WAIT, ps, 3,
+             kaal_read_delayed_row, out, err, "delayed_claim", NULL);
     if (rc == KAAL_ENOMEM) rc = oom(err);
     if (rc == KAAL_OK && out->len > first) rc = unpick(b, out, first, err);
     if (rc == KAAL_OK) rc = simple(b, "COMMIT", err, "delayed_claim");
@@ -992,9 +967,9 @@ static int my_delayed_cancel(kaal_backend *b, const char *job_id, int *found, ka
     return rc;
 }
 
-static int count_row(void *ctx, const cell *c)
+static int count_row(void *ctx, const kaal_columns *c)
 {
-    *(size_t *)ctx = (size_t)cell_int(&c[0]);
+    *(size_t *)ctx = (size_t)c->num(c->src, 0);
     return KAAL_OK;
 }
 
@@ -1014,7 +989,7 @@ static int my_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out
     if (limit == 0) return KAAL_OK;
     ps[0] = p_str(b->ns);
     ps[1] = p_int((int64_t)limit);
-    rc = run(b, Q_DELAYED_LIST, ps, 2, delayed_row, out, err, "delayed_list", NULL);
+    rc = run(b, Q_DELAYED_LIST, ps, 2, kaal_read_delayed_row, out, err, "delayed_list", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 
@@ -1040,23 +1015,13 @@ static int my_heartbeat(kaal_backend *b, const char *node, const char *info, int
     return run(b, Q_NODES_EXPIRE, ps, 3, NULL, NULL, err, "heartbeat", NULL);
 }
 
-static int node_row(void *ctx, const cell *c)
-{
-    kaal_node_row *d = kaal_node_rows_push(ctx);
-    if (!d) return KAAL_ENOMEM;
-    d->node = cell_dup(&c[0]);
-    d->info = cell_dup(&c[1]);
-    d->last_seen = cell_int(&c[2]);
-    return KAAL_OK;
-}
-
 static int my_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err)
 {
     param ps[2];
     int rc;
     ps[0] = p_str(b->ns);
     ps[1] = p_int(since);
-    rc = run(b, Q_NODES, ps, 2, node_row, out, err, "nodes", NULL);
+    rc = run(b, Q_NODES, ps, 2, kaal_read_node_row, out, err, "nodes", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 

@@ -101,7 +101,7 @@ static const char *const SQL[Q_COUNT] = {
         " ON CONFLICT (namespace, job_key) DO UPDATE SET"
         " enabled = EXCLUDED.enabled, updated_at = EXCLUDED.updated_at",
     [Q_STATES] =
-        "SELECT job_key, enabled FROM kaal_job_states WHERE namespace = $1"
+        "SELECT job_key, enabled::int FROM kaal_job_states WHERE namespace = $1"
         " ORDER BY job_key COLLATE \"C\"",
     [Q_DELAYED_ADD] =
         "INSERT INTO kaal_delayed_jobs"
@@ -172,6 +172,37 @@ static char *dup_value(const PGresult *r, int row, int col)
 static int64_t int_value(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? 0 : (int64_t)strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* The result rows of r through the shared row readers (backend.h). */
+typedef struct pg_row {
+    const PGresult *r;
+    int row;
+} pg_row;
+
+static char *pg_text(const void *src, int col)
+{
+    const pg_row *x = src;
+    return dup_value(x->r, x->row, col);
+}
+
+static int64_t pg_num(const void *src, int col)
+{
+    const pg_row *x = src;
+    return int_value(x->r, x->row, col);
+}
+
+static int read_rows(const PGresult *r, kaal_row_reader read, void *out, kaal_error *err)
+{
+    pg_row x;
+    kaal_columns c;
+    c.text = pg_text;
+    c.num = pg_num;
+    c.src = &x;
+    x.r = r;
+    for (x.row = 0; x.row < PQntuples(r); x.row++)
+        if (read(out, &c) != KAAL_OK) return oom(err);
+    return KAAL_OK;
 }
 
 /* A growable byte buffer (array literals, dynamic SQL). */
@@ -417,6 +448,18 @@ static int exec_q(kaal_backend *b, int q, int n, const char *const *vals, kaal_e
     if (affected) *affected = strtol(PQcmdTuples(r), NULL, 10);
     PQclear(r);
     return KAAL_OK;
+}
+
+/* Run prepared statement q and append its rows to out with read. */
+static int query_rows(kaal_backend *b, int q, int n, const char *const *vals, const char *what,
+                      kaal_row_reader read, void *out, kaal_error *err)
+{
+    int rc;
+    PGresult *r = run(b, q, n, vals, NULL, err, what, &rc);
+    if (!r) return rc;
+    rc = read_rows(r, read, out, err);
+    PQclear(r);
+    return rc;
 }
 
 /* The directory of a socket path given as ".../.s.PGSQL.<port>", else the
@@ -668,7 +711,7 @@ static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
     const char *vals[5];
     char limit_s[24], num[8];
     PGresult *r;
-    int n = 0, rc, row;
+    int n = 0, rc;
 
     sb_str(&sql, "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
                  " FROM kaal_dispatches WHERE namespace = $1");
@@ -703,22 +746,9 @@ static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
     r = run_sql(b, sql.p, n, vals, err, "dispatches", &rc);
     free(sql.p);
     if (!r) return rc;
-    for (row = 0; row < PQntuples(r); row++) {
-        kaal_dispatch_row *d = kaal_dispatch_rows_push(out);
-        if (!d) {
-            PQclear(r);
-            return oom(err);
-        }
-        d->key = dup_value(r, row, 0);
-        d->fire_time = int_value(r, row, 1);
-        d->status = dup_value(r, row, 2);
-        d->node = dup_value(r, row, 3);
-        d->error = dup_value(r, row, 4);
-        d->claimed_at = int_value(r, row, 5);
-        d->updated_at = int_value(r, row, 6);
-    }
+    rc = read_rows(r, kaal_read_dispatch_row, out, err);
     PQclear(r);
-    return KAAL_OK;
+    return rc;
 }
 
 static int pg_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
@@ -760,20 +790,7 @@ static int pg_set_enabled(kaal_backend *b, const char *key, int enabled, kaal_er
 static int pg_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
 {
     const char *vals[1] = {b->ns};
-    int rc, row;
-    PGresult *r = run(b, Q_STATES, 1, vals, NULL, err, "states", &rc);
-    if (!r) return rc;
-    for (row = 0; row < PQntuples(r); row++) {
-        kaal_state_row *s = kaal_state_rows_push(out);
-        if (!s) {
-            PQclear(r);
-            return oom(err);
-        }
-        s->key = dup_value(r, row, 0);
-        s->enabled = PQgetvalue(r, row, 1)[0] == 't';
-    }
-    PQclear(r);
-    return KAAL_OK;
+    return query_rows(b, Q_STATES, 1, vals, "states", kaal_read_state_row, out, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -805,39 +822,19 @@ static int pg_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_err
     return rc;
 }
 
-static int read_delayed(PGresult *r, kaal_delayed_rows *out, kaal_error *err)
-{
-    int row;
-    for (row = 0; row < PQntuples(r); row++) {
-        kaal_delayed_row *d = kaal_delayed_rows_push(out);
-        if (!d) return oom(err);
-        d->job_id = dup_value(r, row, 0);
-        d->run_at_ms = int_value(r, row, 1);
-        d->job_class = dup_value(r, row, 2);
-        d->queue = dup_value(r, row, 3);
-        d->args = dup_value(r, row, 4);
-    }
-    return KAAL_OK;
-}
-
 static int pg_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, kaal_delayed_rows *out,
                             kaal_error *err)
 {
     char now_s[24], limit_s[24];
     const char *vals[3];
-    PGresult *r;
-    int rc;
     if (limit == 0) return KAAL_OK;
     snprintf(now_s, sizeof now_s, "%" PRId64, now_ms);
     snprintf(limit_s, sizeof limit_s, "%zu", limit);
     vals[0] = b->ns;
     vals[1] = now_s;
     vals[2] = limit_s;
-    r = run(b, Q_DELAYED_CLAIM, 3, vals, NULL, err, "delayed_claim", &rc);
-    if (!r) return rc;
-    rc = read_delayed(r, out, err);
-    PQclear(r);
-    return rc;
+    return query_rows(b, Q_DELAYED_CLAIM, 3, vals, "delayed_claim", kaal_read_delayed_row, out,
+                      err);
 }
 
 static int pg_delayed_cancel(kaal_backend *b, const char *job_id, int *found, kaal_error *err)
@@ -870,17 +867,11 @@ static int pg_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out
 {
     char limit_s[24];
     const char *vals[2];
-    PGresult *r;
-    int rc;
     if (limit == 0) return KAAL_OK;
     snprintf(limit_s, sizeof limit_s, "%zu", limit);
     vals[0] = b->ns;
     vals[1] = limit_s;
-    r = run(b, Q_DELAYED_LIST, 2, vals, NULL, err, "delayed_list", &rc);
-    if (!r) return rc;
-    rc = read_delayed(r, out, err);
-    PQclear(r);
-    return rc;
+    return query_rows(b, Q_DELAYED_LIST, 2, vals, "delayed_list", kaal_read_delayed_row, out, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -910,25 +901,10 @@ static int pg_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_er
 {
     char since_s[24];
     const char *vals[2];
-    PGresult *r;
-    int rc, row;
     snprintf(since_s, sizeof since_s, "%" PRId64, since);
     vals[0] = b->ns;
     vals[1] = since_s;
-    r = run(b, Q_NODES, 2, vals, NULL, err, "nodes", &rc);
-    if (!r) return rc;
-    for (row = 0; row < PQntuples(r); row++) {
-        kaal_node_row *d = kaal_node_rows_push(out);
-        if (!d) {
-            PQclear(r);
-            return oom(err);
-        }
-        d->node = dup_value(r, row, 0);
-        d->info = dup_value(r, row, 1);
-        d->last_seen = int_value(r, row, 2);
-    }
-    PQclear(r);
-    return KAAL_OK;
+    return query_rows(b, Q_NODES, 2, vals, "nodes", kaal_read_node_row, out, err);
 }
 
 const kaal_backend_vtable kaal_backend_postgres = {
