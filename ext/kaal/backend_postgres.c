@@ -702,6 +702,16 @@ static int pg_record(kaal_backend *b, const char *key, int64_t fire_time, const 
     return exec_q(b, Q_RECORD, 7, vals, err, "record", NULL);
 }
 
+/* Appends text and the next placeholder ($n) to sql, binding v to it. */
+static void add_param(sbuf *sql, const char *text, const char *v, const char **vals, int *n)
+{
+    char num[16];
+    snprintf(num, sizeof num, "$%d", *n + 1);
+    sb_str(sql, text);
+    sb_str(sql, num);
+    vals[(*n)++] = v;
+}
+
 /* Dynamic SQL with only the filters given, so the planner can use the
  * primary key for a job key query. */
 static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
@@ -709,36 +719,19 @@ static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
 {
     sbuf sql = {0};
     const char *vals[5];
-    char limit_s[24], num[8];
+    char limit_s[24];
     PGresult *r;
     int n = 0, rc;
 
     sb_str(&sql, "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
                  " FROM kaal_dispatches WHERE namespace = $1");
     vals[n++] = b->ns;
-    if (q->key) {
-        snprintf(num, sizeof num, "$%d", n + 1);
-        sb_str(&sql, " AND job_key = ");
-        sb_str(&sql, num);
-        vals[n++] = q->key;
-    }
-    if (q->status) {
-        snprintf(num, sizeof num, "$%d", n + 1);
-        sb_str(&sql, " AND status = ");
-        sb_str(&sql, num);
-        vals[n++] = q->status;
-    }
-    if (q->node) {
-        snprintf(num, sizeof num, "$%d", n + 1);
-        sb_str(&sql, " AND node = ");
-        sb_str(&sql, num);
-        vals[n++] = q->node;
-    }
-    snprintf(num, sizeof num, "$%d", n + 1);
-    sb_str(&sql, " ORDER BY fire_time DESC, job_key COLLATE \"C\" DESC LIMIT ");
-    sb_str(&sql, num);
+    if (q->key) add_param(&sql, " AND job_key = ", q->key, vals, &n);
+    if (q->status) add_param(&sql, " AND status = ", q->status, vals, &n);
+    if (q->node) add_param(&sql, " AND node = ", q->node, vals, &n);
     snprintf(limit_s, sizeof limit_s, "%zu", q->limit);
-    vals[n++] = limit_s;
+    add_param(&sql, " ORDER BY fire_time DESC, job_key COLLATE \"C\" DESC LIMIT ", limit_s, vals,
+              &n);
     if (sql.oom) {
         free(sql.p);
         return oom(err);
