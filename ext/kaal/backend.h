@@ -142,6 +142,20 @@ typedef struct kaal_backend_vtable {
     int (*nodes)(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err);
 } kaal_backend_vtable;
 
+/* The vtable of a backend whose functions are named after the members:
+ * prefix_connect, prefix_close, ... prefix_nodes. */
+#define KAAL_BACKEND_VTABLE(backend_name, prefix)                                               \
+    {                                                                                           \
+        .name = backend_name, .connect = prefix##_connect, .close = prefix##_close,             \
+        .discard = prefix##_discard, .migrate = prefix##_migrate, .claim = prefix##_claim,      \
+        .record = prefix##_record, .dispatches = prefix##_dispatches,                           \
+        .cleanup = prefix##_cleanup, .set_enabled = prefix##_set_enabled,                       \
+        .states = prefix##_states, .delayed_add = prefix##_delayed_add,                         \
+        .delayed_claim = prefix##_delayed_claim, .delayed_cancel = prefix##_delayed_cancel,     \
+        .delayed_count = prefix##_delayed_count, .delayed_list = prefix##_delayed_list,         \
+        .heartbeat = prefix##_heartbeat, .nodes = prefix##_nodes,                               \
+    }
+
 struct kaal_backend {
     const kaal_backend_vtable *vt;
     char *ns;               /* namespace, non-empty */

@@ -1065,23 +1065,4 @@ static int mem_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_e
     return KAAL_OK;
 }
 
-const kaal_backend_vtable kaal_backend_memory = {
-    .name = "memory",
-    .connect = mem_connect,
-    .close = mem_close,
-    .discard = mem_discard,
-    .migrate = mem_migrate,
-    .claim = mem_claim,
-    .record = mem_record,
-    .dispatches = mem_dispatches,
-    .cleanup = mem_cleanup,
-    .set_enabled = mem_set_enabled,
-    .states = mem_states,
-    .delayed_add = mem_delayed_add,
-    .delayed_claim = mem_delayed_claim,
-    .delayed_cancel = mem_delayed_cancel,
-    .delayed_count = mem_delayed_count,
-    .delayed_list = mem_delayed_list,
-    .heartbeat = mem_heartbeat,
-    .nodes = mem_nodes,
-};
+const kaal_backend_vtable kaal_backend_memory = KAAL_BACKEND_VTABLE("memory", mem);

@@ -1025,25 +1025,6 @@ static int my_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_er
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 
-const kaal_backend_vtable kaal_backend_mysql = {
-    .name = "mysql",
-    .connect = my_connect,
-    .close = my_close,
-    .discard = my_discard,
-    .migrate = my_migrate,
-    .claim = my_claim,
-    .record = my_record,
-    .dispatches = my_dispatches,
-    .cleanup = my_cleanup,
-    .set_enabled = my_set_enabled,
-    .states = my_states,
-    .delayed_add = my_delayed_add,
-    .delayed_claim = my_delayed_claim,
-    .delayed_cancel = my_delayed_cancel,
-    .delayed_count = my_delayed_count,
-    .delayed_list = my_delayed_list,
-    .heartbeat = my_heartbeat,
-    .nodes = my_nodes,
-};
+const kaal_backend_vtable kaal_backend_mysql = KAAL_BACKEND_VTABLE("mysql", my);
 
 #endif /* KAAL_HAVE_MYSQL */

@@ -900,25 +900,6 @@ static int pg_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_er
     return query_rows(b, Q_NODES, 2, vals, "nodes", kaal_read_node_row, out, err);
 }
 
-const kaal_backend_vtable kaal_backend_postgres = {
-    .name = "postgres",
-    .connect = pg_connect,
-    .close = pg_close,
-    .discard = pg_discard,
-    .migrate = pg_migrate,
-    .claim = pg_claim,
-    .record = pg_record,
-    .dispatches = pg_dispatches,
-    .cleanup = pg_cleanup,
-    .set_enabled = pg_set_enabled,
-    .states = pg_states,
-    .delayed_add = pg_delayed_add,
-    .delayed_claim = pg_delayed_claim,
-    .delayed_cancel = pg_delayed_cancel,
-    .delayed_count = pg_delayed_count,
-    .delayed_list = pg_delayed_list,
-    .heartbeat = pg_heartbeat,
-    .nodes = pg_nodes,
-};
+const kaal_backend_vtable kaal_backend_postgres = KAAL_BACKEND_VTABLE("postgres", pg);
 
 #endif /* KAAL_HAVE_POSTGRES */

@@ -881,25 +881,6 @@ static int sqlite_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaa
     return read_rows(b, st, kaal_read_node_row, out, "nodes", err);
 }
 
-const kaal_backend_vtable kaal_backend_sqlite = {
-    .name = "sqlite",
-    .connect = sqlite_connect,
-    .close = sqlite_close,
-    .discard = sqlite_discard,
-    .migrate = sqlite_migrate,
-    .claim = sqlite_claim,
-    .record = sqlite_record,
-    .dispatches = sqlite_dispatches,
-    .cleanup = sqlite_cleanup,
-    .set_enabled = sqlite_set_enabled,
-    .states = sqlite_states,
-    .delayed_add = sqlite_delayed_add,
-    .delayed_claim = sqlite_delayed_claim,
-    .delayed_cancel = sqlite_delayed_cancel,
-    .delayed_count = sqlite_delayed_count,
-    .delayed_list = sqlite_delayed_list,
-    .heartbeat = sqlite_heartbeat,
-    .nodes = sqlite_nodes,
-};
+const kaal_backend_vtable kaal_backend_sqlite = KAAL_BACKEND_VTABLE("sqlite", sqlite);
 
 #endif /* KAAL_HAVE_SQLITE */
