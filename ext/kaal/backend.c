@@ -1,7 +1,10 @@
 #include "backend.h"
+#include "schema.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 const kaal_backend_vtable *kaal_backend_find(const char *name)
 {
@@ -60,6 +63,119 @@ void kaal_conn_params_free(kaal_conn_params *p)
     memset(p, 0, sizeof *p);
 }
 
+int kaal_silence_inherited_socket(int fd)
+{
+    int devnull, ok;
+    if (fd < 0) return 1;
+    devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
+    ok = devnull >= 0 && dup2(devnull, fd) >= 0;
+    if (devnull >= 0) close(devnull);
+    return ok;
+}
+
+long kaal_utf8_chars(const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s, *end = p + n;
+    long chars = 0;
+    while (p < end) {
+        unsigned c = *p;
+        size_t len, i;
+        uint32_t cp;
+        if (c == 0) return -1;
+        if (c < 0x80) {
+            p++;
+            chars++;
+            continue;
+        }
+        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
+        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
+        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
+        else return -1;
+        if ((size_t)(end - p) < len) return -1;
+        for (i = 1; i < len; i++) {
+            if ((p[i] & 0xC0) != 0x80) return -1;
+            cp = (cp << 6) | (p[i] & 0x3F);
+        }
+        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return -1;
+        p += len;
+        chars++;
+    }
+    return chars;
+}
+
+int kaal_check_varchar(const char *backend, const char *what, const char *s, size_t n,
+                       kaal_error *err)
+{
+    long chars = kaal_utf8_chars(s, n);
+    if (chars < 0)
+        return kaal_error_set(err, KAAL_EARG, what, -1,
+                              "%s: %s must be valid UTF-8 without NUL bytes", backend, what);
+    if (chars > KAAL_VARCHAR_CHARS)
+        return kaal_error_set(err, KAAL_EARG, what, -1,
+                              "%s: %s is %ld characters long; at most %d fit", backend, what,
+                              chars, KAAL_VARCHAR_CHARS);
+    return KAAL_OK;
+}
+
+int kaal_check_varchar_opt(const char *backend, const char *what, const char *s,
+                           kaal_error *err)
+{
+    return s ? kaal_check_varchar(backend, what, s, strlen(s), err) : KAAL_OK;
+}
+
+int kaal_check_claims(const char *backend, const kaal_claim *items, size_t n, const char *node,
+                      kaal_error *err)
+{
+    size_t i;
+    int rc = kaal_check_varchar_opt(backend, "node", node, err);
+    for (i = 0; rc == KAAL_OK && i < n; i++)
+        rc = kaal_check_varchar(backend, "job key", items[i].key, items[i].key_len, err);
+    return rc;
+}
+
+int kaal_claim_cmp(const kaal_claim *a, const char *k, size_t kl, int64_t f)
+{
+    size_t m;
+    int c;
+    if (a->fire_time != f) return a->fire_time < f ? -1 : 1;
+    m = a->key_len < kl ? a->key_len : kl;
+    c = memcmp(a->key, k, m);
+    if (c) return c;
+    return a->key_len < kl ? -1 : a->key_len > kl ? 1 : 0;
+}
+
+static int claim_ptr_cmp(const void *pa, const void *pb)
+{
+    const kaal_claim *a = *(const kaal_claim *const *)pa, *b = *(const kaal_claim *const *)pb;
+    int c = kaal_claim_cmp(a, b->key, b->key_len, b->fire_time);
+    if (c) return c;
+    return a < b ? -1 : a > b ? 1 : 0; /* input order among repeats */
+}
+
+kaal_claim **kaal_claims_sorted(kaal_claim *items, size_t n)
+{
+    kaal_claim **order = malloc((n ? n : 1) * sizeof *order);
+    size_t i;
+    if (!order) return NULL;
+    for (i = 0; i < n; i++) order[i] = &items[i];
+    qsort(order, n, sizeof *order, claim_ptr_cmp);
+    return order;
+}
+
+void kaal_claims_won(kaal_claim *const *order, size_t n, const char *k, size_t kl, int64_t f)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) { /* first entry >= (f, k) */
+        size_t mid = lo + (hi - lo) / 2;
+        if (kaal_claim_cmp(order[mid], k, kl, f) < 0) lo = mid + 1;
+        else hi = mid;
+    }
+    /* the first of repeated input pairs is the one that won */
+    if (lo < n && kaal_claim_cmp(order[lo], k, kl, f) == 0) order[lo]->claimed = 1;
+}
+
 static void *rows_grow(void **rows, size_t *len, size_t *cap, size_t size)
 {
     char *slot;
@@ -96,15 +212,65 @@ void kaal_dispatch_rows_free(kaal_dispatch_rows *r)
     memset(r, 0, sizeof *r);
 }
 
+int kaal_read_dispatch_row(void *out, const kaal_columns *c)
+{
+    kaal_dispatch_row *d = kaal_dispatch_rows_push(out);
+    if (!d) return KAAL_ENOMEM;
+    d->key = c->text(c->src, 0);
+    d->fire_time = c->num(c->src, 1);
+    d->status = c->text(c->src, 2);
+    d->node = c->text(c->src, 3);
+    d->error = c->text(c->src, 4);
+    d->claimed_at = c->num(c->src, 5);
+    d->updated_at = c->num(c->src, 6);
+    return KAAL_OK;
+}
+
+int kaal_read_delayed_row(void *out, const kaal_columns *c)
+{
+    kaal_delayed_row *d = kaal_delayed_rows_push(out);
+    if (!d) return KAAL_ENOMEM;
+    d->job_id = c->text(c->src, 0);
+    d->run_at_ms = c->num(c->src, 1);
+    d->job_class = c->text(c->src, 2);
+    d->queue = c->text(c->src, 3);
+    d->args = c->text(c->src, 4);
+    return KAAL_OK;
+}
+
+int kaal_read_state_row(void *out, const kaal_columns *c)
+{
+    kaal_state_row *d = kaal_state_rows_push(out);
+    if (!d) return KAAL_ENOMEM;
+    d->key = c->text(c->src, 0);
+    d->enabled = c->num(c->src, 1) != 0;
+    return KAAL_OK;
+}
+
+int kaal_read_node_row(void *out, const kaal_columns *c)
+{
+    kaal_node_row *d = kaal_node_rows_push(out);
+    if (!d) return KAAL_ENOMEM;
+    d->node = c->text(c->src, 0);
+    d->info = c->text(c->src, 1);
+    d->last_seen = c->num(c->src, 2);
+    return KAAL_OK;
+}
+
+void kaal_delayed_rows_truncate(kaal_delayed_rows *r, size_t keep)
+{
+    while (r->len > keep) {
+        kaal_delayed_row *d = &r->rows[--r->len];
+        free(d->job_id);
+        free(d->job_class);
+        free(d->queue);
+        free(d->args);
+    }
+}
+
 void kaal_delayed_rows_free(kaal_delayed_rows *r)
 {
-    size_t i;
-    for (i = 0; i < r->len; i++) {
-        free(r->rows[i].job_id);
-        free(r->rows[i].job_class);
-        free(r->rows[i].queue);
-        free(r->rows[i].args);
-    }
+    kaal_delayed_rows_truncate(r, 0);
     free(r->rows);
     memset(r, 0, sizeof *r);
 }
@@ -127,3 +293,88 @@ void kaal_state_rows_free(kaal_state_rows *r)
     free(r->rows);
     memset(r, 0, sizeof *r);
 }
+
+/* ------------------------------------------------------------------ */
+/* The SQL schema (schema.h): every table written out once, with the    */
+/* spellings that differ between dialects as parameters:                */
+/*   NUL    follows the type of a nullable column ("" or " NULL")        */
+/*   INDEX  an index declared inside CREATE TABLE (", KEY ..."), or ""   */
+/*          where a CREATE INDEX statement follows                       */
+/*   ARGS   the type of kaal_delayed_jobs.args                           */
+/*   OPTS   follows the closing parenthesis (table options)              */
+
+#define DISPATCHES_INDEX "index_kaal_dispatches_on_namespace_and_fire_time"
+#define DISPATCHES_INDEX_COLS "(namespace, fire_time)"
+#define DELAYED_INDEX "index_kaal_delayed_jobs_on_namespace_and_run_at_ms"
+#define DELAYED_INDEX_COLS "(namespace, run_at_ms)"
+
+#define DDL_DISPATCHES(NUL, INDEX, OPTS)                                                      \
+    "CREATE TABLE IF NOT EXISTS kaal_dispatches ("                                             \
+    " namespace VARCHAR(255) NOT NULL,"                                                        \
+    " job_key VARCHAR(255) NOT NULL,"                                                          \
+    " fire_time BIGINT NOT NULL,"                                                              \
+    " status VARCHAR(16) NOT NULL,"                                                            \
+    " node VARCHAR(255)" NUL ","                                                               \
+    " error TEXT" NUL ","                                                                      \
+    " claim_token VARCHAR(64)" NUL ","                                                         \
+    " claimed_at BIGINT NOT NULL,"                                                             \
+    " updated_at BIGINT NOT NULL,"                                                             \
+    " PRIMARY KEY (namespace, job_key, fire_time)" INDEX ")" OPTS
+
+#define DDL_DELAYED_JOBS(NUL, ARGS, INDEX, OPTS)                                              \
+    "CREATE TABLE IF NOT EXISTS kaal_delayed_jobs ("                                           \
+    " namespace VARCHAR(255) NOT NULL,"                                                        \
+    " job_id VARCHAR(255) NOT NULL,"                                                           \
+    " run_at_ms BIGINT NOT NULL,"                                                              \
+    " job_class VARCHAR(255) NOT NULL,"                                                        \
+    " queue VARCHAR(255)" NUL ","                                                              \
+    " args " ARGS " NOT NULL,"                                                                 \
+    " created_at BIGINT NOT NULL,"                                                             \
+    " PRIMARY KEY (namespace, job_id)" INDEX ")" OPTS
+
+#define DDL_JOB_STATES(OPTS)                                                                  \
+    "CREATE TABLE IF NOT EXISTS kaal_job_states ("                                             \
+    " namespace VARCHAR(255) NOT NULL,"                                                        \
+    " job_key VARCHAR(255) NOT NULL,"                                                          \
+    " enabled BOOLEAN NOT NULL,"                                                               \
+    " updated_at BIGINT NOT NULL,"                                                             \
+    " PRIMARY KEY (namespace, job_key))" OPTS
+
+#define DDL_NODES(NUL, OPTS)                                                                  \
+    "CREATE TABLE IF NOT EXISTS kaal_nodes ("                                                  \
+    " namespace VARCHAR(255) NOT NULL,"                                                        \
+    " node VARCHAR(255) NOT NULL,"                                                             \
+    " info TEXT" NUL ","                                                                       \
+    " last_seen BIGINT NOT NULL,"                                                              \
+    " PRIMARY KEY (namespace, node))" OPTS
+
+/* SQLite and PostgreSQL: the same statements, indexes by CREATE INDEX. */
+#define SCHEMA_WITH_CREATE_INDEX                                                              \
+    DDL_DISPATCHES("", "", ""),                                                               \
+    "CREATE INDEX IF NOT EXISTS " DISPATCHES_INDEX " ON kaal_dispatches " DISPATCHES_INDEX_COLS, \
+    DDL_DELAYED_JOBS("", "TEXT", "", ""),                                                     \
+    "CREATE INDEX IF NOT EXISTS " DELAYED_INDEX " ON kaal_delayed_jobs " DELAYED_INDEX_COLS,  \
+    DDL_JOB_STATES(""), DDL_NODES("", ""), NULL
+
+#ifdef KAAL_HAVE_SQLITE
+const char *const kaal_schema_sqlite[] = {SCHEMA_WITH_CREATE_INDEX};
+#endif
+#ifdef KAAL_HAVE_POSTGRES
+const char *const kaal_schema_postgres[] = {SCHEMA_WITH_CREATE_INDEX};
+#endif
+#ifdef KAAL_HAVE_MYSQL
+/* MySQL 8 has no CREATE INDEX IF NOT EXISTS: the indexes live inside
+ * CREATE TABLE. MEDIUMTEXT: TEXT stops at 64 KiB. utf8mb4_bin: job keys
+ * compare byte for byte (case matters); note that it is a PAD SPACE
+ * collation, so keys that differ only by trailing spaces are the same key
+ * there. */
+#define MYSQL_TABLE " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
+const char *const kaal_schema_mysql[] = {
+    DDL_DISPATCHES(" NULL", ", KEY " DISPATCHES_INDEX " " DISPATCHES_INDEX_COLS, MYSQL_TABLE),
+    DDL_DELAYED_JOBS(" NULL", "MEDIUMTEXT", ", KEY " DELAYED_INDEX " " DELAYED_INDEX_COLS,
+                     MYSQL_TABLE),
+    DDL_JOB_STATES(MYSQL_TABLE),
+    DDL_NODES(" NULL", MYSQL_TABLE),
+    NULL,
+};
+#endif

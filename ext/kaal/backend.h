@@ -142,6 +142,20 @@ typedef struct kaal_backend_vtable {
     int (*nodes)(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err);
 } kaal_backend_vtable;
 
+/* The vtable of a backend whose functions are named after the members:
+ * prefix_connect, prefix_close, ... prefix_nodes. */
+#define KAAL_BACKEND_VTABLE(backend_name, prefix)                                               \
+    {                                                                                           \
+        .name = backend_name, .connect = prefix##_connect, .close = prefix##_close,             \
+        .discard = prefix##_discard, .migrate = prefix##_migrate, .claim = prefix##_claim,      \
+        .record = prefix##_record, .dispatches = prefix##_dispatches,                           \
+        .cleanup = prefix##_cleanup, .set_enabled = prefix##_set_enabled,                       \
+        .states = prefix##_states, .delayed_add = prefix##_delayed_add,                         \
+        .delayed_claim = prefix##_delayed_claim, .delayed_cancel = prefix##_delayed_cancel,     \
+        .delayed_count = prefix##_delayed_count, .delayed_list = prefix##_delayed_list,         \
+        .heartbeat = prefix##_heartbeat, .nodes = prefix##_nodes,                               \
+    }
+
 struct kaal_backend {
     const kaal_backend_vtable *vt;
     char *ns;               /* namespace, non-empty */
@@ -173,11 +187,71 @@ char *kaal_strdup(const char *s);
 char *kaal_strndup(const char *s, size_t n);
 void kaal_conn_params_free(kaal_conn_params *p);
 
+/* In a forked child, before a client library closes a connection whose
+ * socket fd the parent still uses: points fd at /dev/null (dup2 keeps the
+ * number), so whatever the library sends on closing goes nowhere. 1 when
+ * the connection may now be closed (also when fd < 0: nothing is shared), 0
+ * when /dev/null cannot be had and the connection must be leaked instead (a
+ * one-off, bounded leak beats ending the parent's session). */
+int kaal_silence_inherited_socket(int fd);
+
+/* Text checks of the SQL backends (messages start with "<backend>: ").
+ * kaal_utf8_chars: the characters in valid UTF-8 text of n bytes; -1 when it
+ * is not valid UTF-8 or contains a NUL byte (a SQL text column can hold
+ * neither). kaal_check_varchar: KAAL_EARG unless s (n bytes) fits a
+ * VARCHAR(255) column; kaal_check_varchar_opt: the same for a NUL-terminated
+ * s, and NULL passes. */
+#define KAAL_VARCHAR_CHARS 255
+long kaal_utf8_chars(const char *s, size_t n);
+int kaal_check_varchar(const char *backend, const char *what, const char *s, size_t n,
+                       kaal_error *err);
+int kaal_check_varchar_opt(const char *backend, const char *what, const char *s,
+                           kaal_error *err);
+
+/* Claim batches on the SQL stores.
+ * kaal_check_claims: the node and every job key fit a VARCHAR(255) column.
+ * kaal_claim_cmp: the order of pair a against (fire time f, key k of kl
+ * bytes): by fire time, then key bytes.
+ * kaal_claims_sorted: a malloc'd array of pointers to items[0..n) in that
+ * order, repeats in input order (NULL on ENOMEM). Every claimer inserts in
+ * this order, so overlapping batches wait for each other rather than
+ * deadlock.
+ * kaal_claims_won: marks the first pair of sorted order[0..n) equal to
+ * (f, k), a row the store says this call inserted, as claimed. */
+int kaal_check_claims(const char *backend, const kaal_claim *items, size_t n, const char *node,
+                      kaal_error *err);
+int kaal_claim_cmp(const kaal_claim *a, const char *k, size_t kl, int64_t f);
+kaal_claim **kaal_claims_sorted(kaal_claim *items, size_t n);
+void kaal_claims_won(kaal_claim *const *order, size_t n, const char *k, size_t kl, int64_t f);
+
+/* Result rows of the SQL backends. Every SQL backend SELECTs a row type's
+ * columns in the order its reader below lists them, and hands the reader
+ * the current result row as a kaal_columns: text(src, i) is a malloc'd copy
+ * of column i (NULL for SQL NULL), num(src, i) its integer value (0 for SQL
+ * NULL). A reader appends one row to out (the kaal_*_rows it names) and
+ * returns KAAL_ENOMEM when it cannot. */
+typedef struct kaal_columns {
+    char *(*text)(const void *src, int col);
+    int64_t (*num)(const void *src, int col);
+    const void *src;
+} kaal_columns;
+typedef int (*kaal_row_reader)(void *out, const kaal_columns *c);
+/* kaal_dispatch_rows: job_key, fire_time, status, node, error, claimed_at, updated_at */
+int kaal_read_dispatch_row(void *out, const kaal_columns *c);
+/* kaal_delayed_rows: job_id, run_at_ms, job_class, queue, args */
+int kaal_read_delayed_row(void *out, const kaal_columns *c);
+/* kaal_state_rows: job_key, enabled (an integer, 0 = disabled) */
+int kaal_read_state_row(void *out, const kaal_columns *c);
+/* kaal_node_rows: node, info, last_seen */
+int kaal_read_node_row(void *out, const kaal_columns *c);
+
 /* Append one zeroed row and return it (NULL on ENOMEM). */
 kaal_dispatch_row *kaal_dispatch_rows_push(kaal_dispatch_rows *r);
 kaal_delayed_row *kaal_delayed_rows_push(kaal_delayed_rows *r);
 kaal_node_row *kaal_node_rows_push(kaal_node_rows *r);
 kaal_state_row *kaal_state_rows_push(kaal_state_rows *r);
+/* Free the rows appended after the first `keep` (a failed call returns none). */
+void kaal_delayed_rows_truncate(kaal_delayed_rows *r, size_t keep);
 void kaal_dispatch_rows_free(kaal_dispatch_rows *r);
 void kaal_delayed_rows_free(kaal_delayed_rows *r);
 void kaal_node_rows_free(kaal_node_rows *r);

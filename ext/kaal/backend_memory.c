@@ -28,6 +28,7 @@
  * and discard free it. */
 #include "backend.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,6 +136,86 @@ static void ht_each(htab *t, void (*fn)(hent *e, void *ctx), void *ctx)
 }
 
 /* ------------------------------------------------------------------ */
+/* A binary min-heap of pointers                                       */
+
+/* The store keeps three: delayed jobs by (run_at_ms, seq), log rows by
+ * fire_time (cleanup order), and a query's newest matches (root: the oldest
+ * kept). An element of a heap with a slot records its index there, so it
+ * can be removed from the middle in O(log n). */
+#define NO_SLOT ((size_t)-1)
+
+typedef struct pheap {
+    void **at;
+    size_t len, cap;
+    size_t slot_off;                             /* offsetof the element's size_t slot, or NO_SLOT */
+    int (*before)(const void *a, const void *b); /* a sorts nearer the root than b */
+} pheap;
+
+static void ph_set(pheap *h, size_t i, void *e)
+{
+    h->at[i] = e;
+    if (h->slot_off != NO_SLOT) *(size_t *)((char *)e + h->slot_off) = i;
+}
+
+static void ph_up(pheap *h, size_t i)
+{
+    void *e = h->at[i];
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (!h->before(e, h->at[parent])) break;
+        ph_set(h, i, h->at[parent]);
+        i = parent;
+    }
+    ph_set(h, i, e);
+}
+
+static void ph_down(pheap *h, size_t i)
+{
+    void *e = h->at[i];
+    for (;;) {
+        size_t c = 2 * i + 1;
+        if (c >= h->len) break;
+        if (c + 1 < h->len && h->before(h->at[c + 1], h->at[c])) c++;
+        if (!h->before(h->at[c], e)) break;
+        ph_set(h, i, h->at[c]);
+        i = c;
+    }
+    ph_set(h, i, e);
+}
+
+/* Room for one more element (0 on ENOMEM), so that ph_push cannot fail. The
+ * array starts at `first` entries, then doubles, to at most `most`. */
+static int ph_reserve(pheap *h, size_t first, size_t most)
+{
+    if (h->len == h->cap) {
+        size_t ncap = h->cap ? h->cap * 2 : first;
+        void **n;
+        if (ncap > most) ncap = most;
+        n = realloc(h->at, ncap * sizeof *n);
+        if (!n) return 0;
+        h->at = n;
+        h->cap = ncap;
+    }
+    return 1;
+}
+
+static void ph_push(pheap *h, void *e)
+{
+    ph_set(h, h->len++, e);
+    ph_up(h, h->len - 1);
+}
+
+/* Removes the element at index i. */
+static void ph_remove_at(pheap *h, size_t i)
+{
+    void *last = h->at[--h->len];
+    if (i == h->len) return;
+    ph_set(h, i, last);
+    ph_up(h, i);
+    if (h->at[i] == last) ph_down(h, i);
+}
+
+/* ------------------------------------------------------------------ */
 /* Entries                                                             */
 
 enum { ST_CLAIMED, ST_DISPATCHED, ST_FAILED };
@@ -162,7 +243,7 @@ typedef struct log_ent {
     int64_t updated_at;
     key_ent *key;
     struct log_ent *next_k, *prev_k; /* the key's list */
-    size_t fslot;                    /* index in the by-fire-time heap */
+    size_t fslot;                    /* index in by_fire */
     const char *node; /* interned, may be NULL */
     char *error;      /* may be NULL */
     int status;
@@ -191,7 +272,7 @@ typedef struct job_ent {
     hent h;
     int64_t run_at_ms;
     uint64_t seq;
-    size_t slot; /* index in the heap */
+    size_t slot; /* index in by_run */
     char *job_id;
     char *job_class;
     char *queue;
@@ -209,16 +290,14 @@ typedef struct mem_store {
     htab log;
     htab keys;
     log_chunk *chunks;
-    log_ent **by_fire; /* min-heap of every row by fire_time (cleanup order) */
-    size_t fire_len, fire_cap;
+    pheap by_fire; /* every row by fire_time (cleanup order) */
     size_t chunk_used; /* records handed out from the newest chunk */
     hent *free_ents;
     htab states;
     htab names;
     htab jobs;
     htab nodes;
-    job_ent **heap;
-    size_t heap_len, heap_cap;
+    pheap by_run; /* every delayed job by (run_at_ms, seq) */
     uint64_t next_seq;
 } mem_store;
 
@@ -245,6 +324,13 @@ static uint64_t log_hash(const key_ent *key, int64_t fire_time)
     h *= 0xbf58476d1ce4e5b9ULL;
     h ^= h >> 29;
     return h;
+}
+
+/* The by_fire order. Fire times mostly grow, so a new row rarely moves far;
+ * cleanup pops the oldest rows without looking at the others. */
+static int fire_before(const void *a, const void *b)
+{
+    return ((const log_ent *)a)->fire_time < ((const log_ent *)b)->fire_time;
 }
 
 static int str_eq(const hent *e, const void *probe)
@@ -293,53 +379,12 @@ static const char *intern(mem_store *m, const char *s, int *failed)
 }
 
 /* ------------------------------------------------------------------ */
-/* The delayed-job heap, ordered by (run_at_ms, seq)                   */
+/* Delayed jobs                                                        */
 
-static int job_before(const job_ent *a, const job_ent *b)
+static int job_before(const void *pa, const void *pb)
 {
+    const job_ent *a = pa, *b = pb;
     return a->run_at_ms < b->run_at_ms || (a->run_at_ms == b->run_at_ms && a->seq < b->seq);
-}
-
-static void heap_set(mem_store *m, size_t i, job_ent *j)
-{
-    m->heap[i] = j;
-    j->slot = i;
-}
-
-static void heap_up(mem_store *m, size_t i)
-{
-    job_ent *j = m->heap[i];
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!job_before(j, m->heap[parent])) break;
-        heap_set(m, i, m->heap[parent]);
-        i = parent;
-    }
-    heap_set(m, i, j);
-}
-
-static void heap_down(mem_store *m, size_t i)
-{
-    job_ent *j = m->heap[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= m->heap_len) break;
-        if (c + 1 < m->heap_len && job_before(m->heap[c + 1], m->heap[c])) c++;
-        if (!job_before(m->heap[c], j)) break;
-        heap_set(m, i, m->heap[c]);
-        i = c;
-    }
-    heap_set(m, i, j);
-}
-
-static void heap_remove(mem_store *m, job_ent *j)
-{
-    size_t i = j->slot;
-    job_ent *last = m->heap[--m->heap_len];
-    if (last == j) return;
-    heap_set(m, i, last);
-    heap_up(m, i);
-    heap_down(m, last->slot);
 }
 
 static void job_free(job_ent *j)
@@ -399,8 +444,8 @@ static void store_free(mem_store *m)
     free(m->names.slots);
     free(m->jobs.slots);
     free(m->nodes.slots);
-    free(m->heap);
-    free(m->by_fire);
+    free(m->by_run.at);
+    free(m->by_fire.at);
     free(m);
 }
 
@@ -414,6 +459,10 @@ static int mem_connect(kaal_backend *b, kaal_error *err)
             store_free(m);
             return oom(err);
         }
+        m->by_run.slot_off = offsetof(job_ent, slot);
+        m->by_run.before = job_before;
+        m->by_fire.slot_off = offsetof(log_ent, fslot);
+        m->by_fire.before = fire_before;
         b->impl = m;
     }
     b->connected = 1;
@@ -463,48 +512,6 @@ static log_ent *log_find(mem_store *m, const char *key, size_t len, int64_t fire
     return k ? log_lookup(m, k, fire_time) : NULL;
 }
 
-/* The by-fire-time heap. Fire times mostly grow, so a new row rarely moves
- * far; cleanup pops the oldest rows without looking at the others. */
-static void fire_set(mem_store *m, size_t i, log_ent *e)
-{
-    m->by_fire[i] = e;
-    e->fslot = i;
-}
-
-static void fire_up(mem_store *m, size_t i)
-{
-    log_ent *e = m->by_fire[i];
-    while (i > 0 && m->by_fire[(i - 1) / 2]->fire_time > e->fire_time) {
-        fire_set(m, i, m->by_fire[(i - 1) / 2]);
-        i = (i - 1) / 2;
-    }
-    fire_set(m, i, e);
-}
-
-static void fire_down(mem_store *m, size_t i)
-{
-    log_ent *e = m->by_fire[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= m->fire_len) break;
-        if (c + 1 < m->fire_len && m->by_fire[c + 1]->fire_time < m->by_fire[c]->fire_time) c++;
-        if (m->by_fire[c]->fire_time >= e->fire_time) break;
-        fire_set(m, i, m->by_fire[c]);
-        i = c;
-    }
-    fire_set(m, i, e);
-}
-
-static void fire_remove(mem_store *m, log_ent *e)
-{
-    size_t i = e->fslot;
-    log_ent *last = m->by_fire[--m->fire_len];
-    if (last == e) return;
-    fire_set(m, i, last);
-    fire_up(m, i);
-    fire_down(m, last->fslot);
-}
-
 /* A zeroed record from the pool, or NULL. */
 static log_ent *ent_alloc(mem_store *m)
 {
@@ -532,13 +539,7 @@ static log_ent *log_new(mem_store *m, const char *key, size_t len, uint64_t hash
 {
     key_ent *k;
     log_ent *e;
-    if (m->fire_len == m->fire_cap) {
-        size_t ncap = m->fire_cap ? m->fire_cap * 2 : 1024;
-        log_ent **n = realloc(m->by_fire, ncap * sizeof *n);
-        if (!n) return NULL;
-        m->by_fire = n;
-        m->fire_cap = ncap;
-    }
+    if (!ph_reserve(&m->by_fire, 1024, SIZE_MAX)) return NULL;
     k = key_find(m, key, len, hash);
     if (!k) {
         k = malloc(sizeof *k + len + 1);
@@ -567,9 +568,7 @@ static log_ent *log_new(mem_store *m, const char *key, size_t len, uint64_t hash
     e->fire_time = fire_time;
     e->h.hash = log_hash(k, fire_time);
     ht_insert(&m->log, &e->h);
-    m->by_fire[m->fire_len] = e;
-    e->fslot = m->fire_len++;
-    fire_up(m, e->fslot);
+    ph_push(&m->by_fire, e);
     return e;
 }
 
@@ -578,7 +577,7 @@ static void log_delete(mem_store *m, log_ent *e)
 {
     key_ent *k = e->key;
     ht_remove(&m->log, &e->h);
-    fire_remove(m, e);
+    ph_remove_at(&m->by_fire, e->fslot);
     free(e->error);
     if (e->prev_k) e->prev_k->next_k = e->next_k;
     else k->rows = e->next_k;
@@ -686,12 +685,19 @@ static int key_cmp(const log_ent *a, const log_ent *b)
 }
 
 /* Newest first: fire_time descending, then key descending. */
-static int newest_first(const void *pa, const void *pb)
+static int newest_cmp(const log_ent *a, const log_ent *b)
 {
-    const log_ent *a = *(log_ent *const *)pa, *b = *(log_ent *const *)pb;
     if (a->fire_time != b->fire_time) return a->fire_time > b->fire_time ? -1 : 1;
     return -key_cmp(a, b);
 }
+
+static int newest_first(const void *pa, const void *pb)
+{
+    return newest_cmp(*(void *const *)pa, *(void *const *)pb);
+}
+
+/* The order of a query's heap: the oldest match kept is the root. */
+static int older(const void *a, const void *b) { return newest_cmp(a, b) > 0; }
 
 /* The query keeps the `limit` newest matches in a heap whose root is the
  * oldest of those kept, so a short query over a big log costs O(n log limit)
@@ -700,62 +706,30 @@ typedef struct log_pick {
     const kaal_dispatch_query *q;
     const key_ent *key; /* the interned q->key */
     int status;
-    log_ent **hits;
-    size_t len, cap;
+    pheap hits; /* ordered by older() */
     int oom;
 } log_pick;
-
-static int newer(const log_ent *a, const log_ent *b) { return newest_first(&a, &b) < 0; }
-
-static void pick_sift_down(log_pick *p, size_t i)
-{
-    log_ent *x = p->hits[i];
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= p->len) break;
-        if (c + 1 < p->len && newer(p->hits[c], p->hits[c + 1])) c++; /* the older child */
-        if (!newer(x, p->hits[c])) break;
-        p->hits[i] = p->hits[c];
-        i = c;
-    }
-    p->hits[i] = x;
-}
 
 static void pick_log(hent *h, void *ctx)
 {
     log_pick *p = ctx;
     log_ent *e = (log_ent *)h;
-    size_t i;
     if (p->oom) return;
     if (p->q->key && e->key != p->key) return;
     if (p->q->status && e->status != p->status) return;
     if (p->q->node && (!e->node || strcmp(e->node, p->q->node) != 0)) return;
-    if (p->len == p->q->limit) {
-        if (newer(e, p->hits[0])) {
-            p->hits[0] = e;
-            pick_sift_down(p, 0);
+    if (p->hits.len == p->q->limit) {
+        if (older(p->hits.at[0], e)) { /* e replaces the oldest kept */
+            p->hits.at[0] = e;
+            ph_down(&p->hits, 0);
         }
         return;
     }
-    if (p->len == p->cap) {
-        size_t ncap = p->cap ? p->cap * 2 : 64;
-        log_ent **n;
-        if (ncap > p->q->limit) ncap = p->q->limit;
-        n = realloc(p->hits, ncap * sizeof *n);
-        if (!n) {
-            p->oom = 1;
-            return;
-        }
-        p->hits = n;
-        p->cap = ncap;
+    if (!ph_reserve(&p->hits, 64, p->q->limit)) {
+        p->oom = 1;
+        return;
     }
-    /* sift up: parents are older than their children */
-    i = p->len++;
-    while (i > 0 && newer(p->hits[(i - 1) / 2], e)) {
-        p->hits[i] = p->hits[(i - 1) / 2];
-        i = (i - 1) / 2;
-    }
-    p->hits[i] = e;
+    ph_push(&p->hits, e);
 }
 
 
@@ -769,6 +743,8 @@ static int mem_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_di
 
     memset(&p, 0, sizeof p);
     p.q = q;
+    p.hits.slot_off = NO_SLOT;
+    p.hits.before = older;
     p.status = q->status ? status_code(q->status) : -1;
     if (q->limit == 0 || (q->status && p.status < 0)) return KAAL_OK;
     if (q->key) {
@@ -783,12 +759,12 @@ static int mem_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_di
         ht_each(&m->log, pick_log, &p);
     }
     if (p.oom) {
-        free(p.hits);
+        free(p.hits.at);
         return oom(err);
     }
-    if (p.len > 1) qsort(p.hits, p.len, sizeof *p.hits, newest_first);
-    for (i = 0; i < p.len && i < q->limit; i++) {
-        const log_ent *e = p.hits[i];
+    if (p.hits.len > 1) qsort(p.hits.at, p.hits.len, sizeof *p.hits.at, newest_first);
+    for (i = 0; i < p.hits.len && i < q->limit; i++) {
+        const log_ent *e = p.hits.at[i];
         kaal_dispatch_row *row = kaal_dispatch_rows_push(out);
         if (!row || !(row->key = kaal_strndup(e->key->s, e->key->len)) ||
             !(row->status = kaal_strdup(STATUS_NAMES[e->status])) ||
@@ -801,7 +777,7 @@ static int mem_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_di
         row->claimed_at = e->claimed_at;
         row->updated_at = e->updated_at;
     }
-    free(p.hits);
+    free(p.hits.at);
     return rc;
 }
 
@@ -812,8 +788,9 @@ static int mem_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *de
     mem_store *m = store_of(b);
     size_t n = 0;
     (void)err;
-    while (n < limit && m->fire_len > 0 && m->by_fire[0]->fire_time < before) {
-        log_delete(m, m->by_fire[0]);
+    while (n < limit && m->by_fire.len > 0 &&
+           ((log_ent *)m->by_fire.at[0])->fire_time < before) {
+        log_delete(m, m->by_fire.at[0]);
         n++;
     }
     *deleted = n;
@@ -892,13 +869,7 @@ static int mem_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_er
         return kaal_error_set(err, KAAL_EDUPLICATE, "job_id", -1, "job_id %.200s is already pending",
                               job->job_id);
     }
-    if (m->heap_len == m->heap_cap) {
-        size_t ncap = m->heap_cap ? m->heap_cap * 2 : 64;
-        job_ent **n = realloc(m->heap, ncap * sizeof *n);
-        if (!n) return oom(err);
-        m->heap = n;
-        m->heap_cap = ncap;
-    }
+    if (!ph_reserve(&m->by_run, 64, SIZE_MAX)) return oom(err);
     j = calloc(1, sizeof *j);
     if (!j || !(j->job_id = kaal_strdup(job->job_id)) ||
         !(j->job_class = kaal_strdup(job->job_class)) || !(j->args = kaal_strdup(job->args)) ||
@@ -910,9 +881,7 @@ static int mem_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_er
     j->run_at_ms = job->run_at_ms;
     j->seq = m->next_seq++;
     ht_insert(&m->jobs, &j->h);
-    m->heap[m->heap_len] = j;
-    j->slot = m->heap_len++;
-    heap_up(m, j->slot);
+    ph_push(&m->by_run, j);
     return KAAL_OK;
 }
 
@@ -932,15 +901,16 @@ static int mem_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, kaal
                              kaal_error *err)
 {
     mem_store *m = store_of(b);
-    size_t want = limit < m->heap_len ? limit : m->heap_len;
+    size_t want = limit < m->by_run.len ? limit : m->by_run.len;
 
     /* Reserve first: once a job leaves the heap it must reach the caller. */
     if (want == 0) return KAAL_OK;
     if (!reserve_delayed(out, want)) return oom(err);
-    while (limit > 0 && m->heap_len > 0 && m->heap[0]->run_at_ms <= now_ms) {
-        job_ent *j = m->heap[0];
+    while (limit > 0 && m->by_run.len > 0 &&
+           ((job_ent *)m->by_run.at[0])->run_at_ms <= now_ms) {
+        job_ent *j = m->by_run.at[0];
         kaal_delayed_row *row = kaal_delayed_rows_push(out); /* never reallocates here */
-        heap_remove(m, j);
+        ph_remove_at(&m->by_run, 0);
         ht_remove(&m->jobs, &j->h);
         row->job_id = j->job_id;
         row->run_at_ms = j->run_at_ms;
@@ -960,7 +930,7 @@ static int mem_delayed_cancel(kaal_backend *b, const char *job_id, int *found, k
     (void)err;
     *found = j != NULL;
     if (j) {
-        heap_remove(m, j);
+        ph_remove_at(&m->by_run, j->slot);
         ht_remove(&m->jobs, &j->h);
         job_free(j);
     }
@@ -970,7 +940,7 @@ static int mem_delayed_cancel(kaal_backend *b, const char *job_id, int *found, k
 static int mem_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
 {
     (void)err;
-    *count = store_of(b)->heap_len;
+    *count = store_of(b)->by_run.len;
     return KAAL_OK;
 }
 
@@ -987,12 +957,12 @@ static int mem_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *ou
     size_t i;
     int rc = KAAL_OK;
 
-    if (limit == 0 || m->heap_len == 0) return KAAL_OK;
-    all = malloc(m->heap_len * sizeof *all);
+    if (limit == 0 || m->by_run.len == 0) return KAAL_OK;
+    all = malloc(m->by_run.len * sizeof *all);
     if (!all) return oom(err);
-    memcpy(all, m->heap, m->heap_len * sizeof *all);
-    qsort(all, m->heap_len, sizeof *all, soonest_first);
-    for (i = 0; i < m->heap_len && i < limit; i++) {
+    for (i = 0; i < m->by_run.len; i++) all[i] = m->by_run.at[i];
+    qsort(all, m->by_run.len, sizeof *all, soonest_first);
+    for (i = 0; i < m->by_run.len && i < limit; i++) {
         const job_ent *j = all[i];
         kaal_delayed_row *row = kaal_delayed_rows_push(out);
         if (!row || !(row->job_id = kaal_strdup(j->job_id)) ||
@@ -1095,23 +1065,4 @@ static int mem_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_e
     return KAAL_OK;
 }
 
-const kaal_backend_vtable kaal_backend_memory = {
-    .name = "memory",
-    .connect = mem_connect,
-    .close = mem_close,
-    .discard = mem_discard,
-    .migrate = mem_migrate,
-    .claim = mem_claim,
-    .record = mem_record,
-    .dispatches = mem_dispatches,
-    .cleanup = mem_cleanup,
-    .set_enabled = mem_set_enabled,
-    .states = mem_states,
-    .delayed_add = mem_delayed_add,
-    .delayed_claim = mem_delayed_claim,
-    .delayed_cancel = mem_delayed_cancel,
-    .delayed_count = mem_delayed_count,
-    .delayed_list = mem_delayed_list,
-    .heartbeat = mem_heartbeat,
-    .nodes = mem_nodes,
-};
+const kaal_backend_vtable kaal_backend_memory = KAAL_BACKEND_VTABLE("memory", mem);

@@ -67,58 +67,9 @@
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_COMMAND_TIMEOUT_MS 10000
 #define CLIENT_GRACE_MS 2000
-#define MAX_CHARS 255
 #define SLOTS 9                        /* statements for 1, 2, 4, ... 256 rows */
 #define CHUNK ((size_t)1 << (SLOTS - 1)) /* rows per multi-row statement */
 #define CELL 256                       /* result bytes read inline per column */
-
-#define TABLE_OPTIONS " ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin"
-
-/* MySQL 8 has no CREATE INDEX IF NOT EXISTS: the indexes live inside
- * CREATE TABLE. utf8mb4_bin: job keys compare byte for byte (case matters);
- * note that it is a PAD SPACE collation, so keys that differ only by
- * trailing spaces are the same key here. */
-const char *const kaal_schema_mysql[] = {
-    "CREATE TABLE IF NOT EXISTS kaal_dispatches ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_key VARCHAR(255) NOT NULL,"
-    " fire_time BIGINT NOT NULL,"
-    " status VARCHAR(16) NOT NULL,"
-    " node VARCHAR(255) NULL,"
-    " error TEXT NULL,"
-    " claim_token VARCHAR(64) NULL,"
-    " claimed_at BIGINT NOT NULL,"
-    " updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_key, fire_time),"
-    " KEY index_kaal_dispatches_on_namespace_and_fire_time (namespace, fire_time))"
-    TABLE_OPTIONS,
-    "CREATE TABLE IF NOT EXISTS kaal_delayed_jobs ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_id VARCHAR(255) NOT NULL,"
-    " run_at_ms BIGINT NOT NULL,"
-    " job_class VARCHAR(255) NOT NULL,"
-    " queue VARCHAR(255) NULL,"
-    " args MEDIUMTEXT NOT NULL," /* TEXT stops at 64 KiB */
-    " created_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_id),"
-    " KEY index_kaal_delayed_jobs_on_namespace_and_run_at_ms (namespace, run_at_ms))"
-    TABLE_OPTIONS,
-    "CREATE TABLE IF NOT EXISTS kaal_job_states ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_key VARCHAR(255) NOT NULL,"
-    " enabled BOOLEAN NOT NULL,"
-    " updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_key))"
-    TABLE_OPTIONS,
-    "CREATE TABLE IF NOT EXISTS kaal_nodes ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " node VARCHAR(255) NOT NULL,"
-    " info TEXT NULL,"
-    " last_seen BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, node))"
-    TABLE_OPTIONS,
-    NULL,
-};
 
 /* Fixed statements ("?" 1 is always the namespace). Q_DISPATCHES + mask is
  * the dispatch query with filters key (1), status (2), node (4). */
@@ -239,14 +190,13 @@ static param p_int(int64_t v)
     return p;
 }
 
-/* One result cell handed to a row callback (s is NUL-terminated). */
+/* One result cell (s is NUL-terminated). fetch hands a row reader
+ * (backend.h) the row's cells as its kaal_columns src. */
 typedef struct cell {
     const char *s;
     unsigned long len;
     int null;
 } cell;
-
-typedef int (*row_fn)(void *ctx, const cell *cells);
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
@@ -256,64 +206,23 @@ static int oom(kaal_error *err)
     return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "mysql: out of memory");
 }
 
-/* Characters in valid UTF-8 text of n bytes; -1 when not valid UTF-8 or
- * containing a NUL byte. */
-static long utf8_chars(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    long chars = 0;
-    while (p < end) {
-        unsigned c = *p;
-        size_t len, i;
-        uint32_t cp;
-        if (c == 0) return -1;
-        if (c < 0x80) {
-            p++;
-            chars++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
-        else return -1;
-        if ((size_t)(end - p) < len) return -1;
-        for (i = 1; i < len; i++) {
-            if ((p[i] & 0xC0) != 0x80) return -1;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return -1;
-        p += len;
-        chars++;
-    }
-    return chars;
-}
-
-static int check_text(const char *what, const char *s, size_t n, kaal_error *err)
-{
-    long chars = utf8_chars(s, n);
-    if (chars < 0)
-        return kaal_error_set(err, KAAL_EARG, what, -1,
-                              "mysql: %s must be valid UTF-8 without NUL bytes", what);
-    if (chars > MAX_CHARS)
-        return kaal_error_set(err, KAAL_EARG, what, -1,
-                              "mysql: %s is %ld characters long; at most %d fit", what, chars,
-                              MAX_CHARS);
-    return KAAL_OK;
-}
-
 static int check_opt(const char *what, const char *s, kaal_error *err)
 {
-    return s ? check_text(what, s, strlen(s), err) : KAAL_OK;
+    return kaal_check_varchar_opt("mysql", what, s, err);
 }
-
-static char *cell_dup(const cell *c) { return c->null ? NULL : kaal_strndup(c->s, c->len); }
 
 static int64_t cell_int(const cell *c)
 {
     return c->null ? 0 : (int64_t)strtoll(c->s, NULL, 10);
 }
+
+static char *cells_text(const void *src, int col)
+{
+    const cell *c = (const cell *)src + col;
+    return c->null ? NULL : kaal_strndup(c->s, c->len);
+}
+
+static int64_t cells_num(const void *src, int col) { return cell_int((const cell *)src + col); }
 
 /* 32 random hex digits. */
 static int make_token(char out[33])
@@ -503,8 +412,8 @@ static int execute(kaal_backend *b, MYSQL_STMT *st, param *ps, size_t n, kaal_er
 }
 
 /* Read every row of an executed statement, every column as text. */
-static int fetch(kaal_backend *b, MYSQL_STMT *st, row_fn fn, void *ctx, kaal_error *err,
-                 const char *what)
+static int fetch(kaal_backend *b, MYSQL_STMT *st, kaal_row_reader fn, void *ctx,
+                 kaal_error *err, const char *what)
 {
     unsigned int ncols = mysql_stmt_field_count(st), c;
     MYSQL_BIND *bind;
@@ -512,6 +421,7 @@ static int fetch(kaal_backend *b, MYSQL_STMT *st, row_fn fn, void *ctx, kaal_err
     unsigned long *lens;
     my_bool *nulls, *errs;
     cell *cells;
+    kaal_columns cols;
     char **big;
     int frc, rc = KAAL_OK;
 
@@ -527,6 +437,9 @@ static int fetch(kaal_backend *b, MYSQL_STMT *st, row_fn fn, void *ctx, kaal_err
         rc = oom(err);
         goto drain;
     }
+    cols.text = cells_text;
+    cols.num = cells_num;
+    cols.src = cells;
     for (c = 0; c < ncols; c++) {
         bind[c].buffer_type = MYSQL_TYPE_STRING;
         bind[c].buffer = small[c];
@@ -571,7 +484,7 @@ static int fetch(kaal_backend *b, MYSQL_STMT *st, row_fn fn, void *ctx, kaal_err
                 cells[c].s = small[c];
             }
         }
-        if (rc == KAAL_OK) rc = fn(ctx, cells);
+        if (rc == KAAL_OK) rc = fn(ctx, &cols);
         for (c = 0; c < ncols; c++) {
             free(big[c]);
             big[c] = NULL;
@@ -596,7 +509,7 @@ out:
 }
 
 /* Prepare (once), bind, execute statement q; rows go to fn when given. */
-static int run(kaal_backend *b, int q, param *ps, size_t n, row_fn fn, void *ctx,
+static int run(kaal_backend *b, int q, param *ps, size_t n, kaal_row_reader fn, void *ctx,
                kaal_error *err, const char *what, unsigned long long *affected)
 {
     my_impl *m = IMPL(b);
@@ -701,21 +614,17 @@ static void my_close(kaal_backend *b)
 
 /* In a forked child the socket is shared with the parent. mysql_close would
  * send COM_QUIT (and mysql_stmt_close COM_STMT_CLOSE) on it and end the
- * PARENT's session, so the descriptor is first replaced by /dev/null (dup2
- * keeps the number): those messages go nowhere, and closing frees only
- * memory and our /dev/null copy. If /dev/null cannot be opened, the
- * connection is leaked instead (bounded, and harmless to the parent). */
+ * PARENT's session, so the descriptor is first pointed at /dev/null: those
+ * messages go nowhere, and closing frees only memory and our /dev/null
+ * copy. */
 static void my_discard(kaal_backend *b)
 {
     my_impl *m = IMPL(b);
     if (m && m->conn) {
-        int fd = (int)mysql_get_socket(m->conn);
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (fd < 0 || (devnull >= 0 && dup2(devnull, fd) >= 0)) {
+        if (kaal_silence_inherited_socket((int)mysql_get_socket(m->conn))) {
             close_stmts(m);
             mysql_close(m->conn);
         }
-        if (devnull >= 0) close(devnull);
         m->conn = NULL;
     }
     free(m);
@@ -735,25 +644,6 @@ static int my_migrate(kaal_backend *b, kaal_error *err)
 
 /* ------------------------------------------------------------------ */
 /* Claims and the dispatch log                                         */
-
-static int claim_cmp3(const kaal_claim *a, const char *k, size_t kl, int64_t f)
-{
-    size_t m;
-    int c;
-    if (a->fire_time != f) return a->fire_time < f ? -1 : 1;
-    m = a->key_len < kl ? a->key_len : kl;
-    c = memcmp(a->key, k, m);
-    if (c) return c;
-    return a->key_len < kl ? -1 : a->key_len > kl ? 1 : 0;
-}
-
-static int claim_ptr_cmp(const void *pa, const void *pb)
-{
-    const kaal_claim *a = *(const kaal_claim *const *)pa, *b = *(const kaal_claim *const *)pb;
-    int c = claim_cmp3(a, b->key, b->key_len, b->fire_time);
-    if (c) return c;
-    return a < b ? -1 : a > b ? 1 : 0;
-}
 
 /* The INSERT IGNORE statement for 1 << slot rows. */
 static int claim_stmt(kaal_backend *b, int slot, MYSQL_STMT **out, kaal_error *err)
@@ -791,19 +681,12 @@ typedef struct claim_ctx {
     size_t n;
 } claim_ctx;
 
-static int claim_row(void *vctx, const cell *cells)
+static int claim_row(void *vctx, const kaal_columns *cols)
 {
     claim_ctx *x = vctx;
-    const char *k = cells[0].s;
-    size_t kl = cells[0].len, lo = 0, hi = x->n;
-    int64_t f = cell_int(&cells[1]);
-    if (cells[0].null) return KAAL_OK;
-    while (lo < hi) { /* first entry >= (f, k) */
-        size_t mid = lo + (hi - lo) / 2;
-        if (claim_cmp3(x->order[mid], k, kl, f) < 0) lo = mid + 1;
-        else hi = mid;
-    }
-    if (lo < x->n && claim_cmp3(x->order[lo], k, kl, f) == 0) x->order[lo]->claimed = 1;
+    const cell *cells = cols->src;
+    if (!cells[0].null)
+        kaal_claims_won(x->order, x->n, cells[0].s, cells[0].len, cell_int(&cells[1]));
     return KAAL_OK;
 }
 
@@ -819,7 +702,7 @@ static int claim_insert(kaal_backend *b, kaal_claim **order, size_t n, param *ps
         int slot = 0;
         MYSQL_STMT *st = NULL;
         for (; i < n && cnt < CHUNK; i++) {
-            if (cnt && claim_cmp3(chunk[cnt - 1], order[i]->key, order[i]->key_len,
+            if (cnt && kaal_claim_cmp(chunk[cnt - 1], order[i]->key, order[i]->key_len,
                                   order[i]->fire_time) == 0)
                 continue; /* a repeat: insert once */
             chunk[cnt++] = order[i];
@@ -860,24 +743,17 @@ static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
     (void)lease_ms; /* a claim is a dispatch-log row: it never expires */
     for (i = 0; i < n; i++) items[i].claimed = 0;
     if (n == 0) return KAAL_OK;
-    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
-    for (i = 0; i < n; i++)
-        if ((rc = check_text("job key", items[i].key, items[i].key_len, err)) != KAAL_OK)
-            return rc;
+    if ((rc = kaal_check_claims("mysql", items, n, node, err)) != KAAL_OK) return rc;
     if (!make_token(token))
         return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
                               "mysql: claim: no random source for the claim token");
     ps = malloc(7 * CHUNK * sizeof *ps);
-    order = malloc(n * sizeof *order);
+    order = kaal_claims_sorted(items, n);
     if (!ps || !order) {
         free(ps);
         free(order);
         return oom(err);
     }
-    /* Every claimer inserts in the same (fire_time, key) order, so
-     * overlapping batches mostly queue instead of deadlocking. */
-    for (i = 0; i < n; i++) order[i] = &items[i];
-    qsort(order, n, sizeof *order, claim_ptr_cmp);
     /* Duplicate-key checks still take gap locks, so InnoDB can pick a
      * deadlock victim; each INSERT commits on its own and rows already
      * inserted carry our token, so sending them all again is exact. */
@@ -924,20 +800,6 @@ static int my_record(kaal_backend *b, const char *key, int64_t fire_time, const 
     return run(b, Q_RECORD, ps, 8, NULL, NULL, err, "record", NULL);
 }
 
-static int dispatch_row(void *ctx, const cell *c)
-{
-    kaal_dispatch_row *d = kaal_dispatch_rows_push(ctx);
-    if (!d) return KAAL_ENOMEM;
-    d->key = cell_dup(&c[0]);
-    d->fire_time = cell_int(&c[1]);
-    d->status = cell_dup(&c[2]);
-    d->node = cell_dup(&c[3]);
-    d->error = cell_dup(&c[4]);
-    d->claimed_at = cell_int(&c[5]);
-    d->updated_at = cell_int(&c[6]);
-    return KAAL_OK;
-}
-
 static int my_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
                          kaal_error *err)
 {
@@ -962,7 +824,7 @@ static int my_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
     if (q->status) ps[n++] = p_str(q->status);
     if (q->node) ps[n++] = p_str(q->node);
     ps[n++] = p_int((int64_t)q->limit);
-    rc = run(b, Q_DISPATCHES + mask, ps, n, dispatch_row, out, err, "dispatches", NULL);
+    rc = run(b, Q_DISPATCHES + mask, ps, n, kaal_read_dispatch_row, out, err, "dispatches", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 
@@ -997,21 +859,12 @@ static int my_set_enabled(kaal_backend *b, const char *key, int enabled, kaal_er
     return run(b, Q_SET_ENABLED, ps, 4, NULL, NULL, err, "set_enabled", NULL);
 }
 
-static int state_row(void *ctx, const cell *c)
-{
-    kaal_state_row *s = kaal_state_rows_push(ctx);
-    if (!s) return KAAL_ENOMEM;
-    s->key = cell_dup(&c[0]);
-    s->enabled = cell_int(&c[1]) != 0;
-    return KAAL_OK;
-}
-
 static int my_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
 {
     param ps[1];
     int rc;
     ps[0] = p_str(b->ns);
-    rc = run(b, Q_STATES, ps, 1, state_row, out, err, "states", NULL);
+    rc = run(b, Q_STATES, ps, 1, kaal_read_state_row, out, err, "states", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 
@@ -1039,29 +892,6 @@ static int my_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_err
         return kaal_error_set(err, KAAL_EDUPLICATE, "job_id", -1,
                               "delayed job %.160s is already pending", job->job_id);
     return rc;
-}
-
-static int delayed_row(void *ctx, const cell *c)
-{
-    kaal_delayed_row *d = kaal_delayed_rows_push(ctx);
-    if (!d) return KAAL_ENOMEM;
-    d->job_id = cell_dup(&c[0]);
-    d->run_at_ms = cell_int(&c[1]);
-    d->job_class = cell_dup(&c[2]);
-    d->queue = cell_dup(&c[3]);
-    d->args = cell_dup(&c[4]);
-    return KAAL_OK;
-}
-
-static void delayed_truncate(kaal_delayed_rows *out, size_t keep)
-{
-    while (out->len > keep) {
-        kaal_delayed_row *r = &out->rows[--out->len];
-        free(r->job_id);
-        free(r->job_class);
-        free(r->queue);
-        free(r->args);
-    }
 }
 
 /* DELETE the picked jobs out[first..] one by one, by full primary key: a
@@ -1094,8 +924,8 @@ static int delayed_claim_once(kaal_backend *b, int64_t now_ms, size_t limit,
     ps[0] = p_str(b->ns);
     ps[1] = p_int(now_ms);
     ps[2] = p_int((int64_t)limit);
-    rc = run(b, m->skip_locked ? Q_DELAYED_PICK_SKIP : Q_DELAYED_PICK_WAIT, ps, 3, delayed_row,
-             out, err, "delayed_claim", NULL);
+    rc = run(b, m->skip_locked ? Q_DELAYED_PICK_SKIP : Q_DELAYED_PICK_WAIT, ps, 3,
+             kaal_read_delayed_row, out, err, "delayed_claim", NULL);
     if (rc == KAAL_ENOMEM) rc = oom(err);
     if (rc == KAAL_OK && out->len > first) rc = unpick(b, out, first, err);
     if (rc == KAAL_OK) rc = simple(b, "COMMIT", err, "delayed_claim");
@@ -1104,7 +934,7 @@ static int delayed_claim_once(kaal_backend *b, int64_t now_ms, size_t limit,
             kaal_error ignored;
             simple(b, "ROLLBACK", &ignored, "delayed_claim");
         }
-        delayed_truncate(out, first);
+        kaal_delayed_rows_truncate(out, first);
     }
     return rc;
 }
@@ -1129,7 +959,7 @@ static int my_delayed_cancel(kaal_backend *b, const char *job_id, int *found, ka
     unsigned long long affected = 0;
     int rc;
     *found = 0;
-    if (!job_id || utf8_chars(job_id, strlen(job_id)) < 0) return KAAL_OK; /* cannot be stored */
+    if (!job_id || kaal_utf8_chars(job_id, strlen(job_id)) < 0) return KAAL_OK; /* cannot be stored */
     ps[0] = p_str(b->ns);
     ps[1] = p_str(job_id);
     rc = run(b, Q_DELAYED_CANCEL, ps, 2, NULL, NULL, err, "delayed_cancel", &affected);
@@ -1137,9 +967,9 @@ static int my_delayed_cancel(kaal_backend *b, const char *job_id, int *found, ka
     return rc;
 }
 
-static int count_row(void *ctx, const cell *c)
+static int count_row(void *ctx, const kaal_columns *c)
 {
-    *(size_t *)ctx = (size_t)cell_int(&c[0]);
+    *(size_t *)ctx = (size_t)c->num(c->src, 0);
     return KAAL_OK;
 }
 
@@ -1159,7 +989,7 @@ static int my_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out
     if (limit == 0) return KAAL_OK;
     ps[0] = p_str(b->ns);
     ps[1] = p_int((int64_t)limit);
-    rc = run(b, Q_DELAYED_LIST, ps, 2, delayed_row, out, err, "delayed_list", NULL);
+    rc = run(b, Q_DELAYED_LIST, ps, 2, kaal_read_delayed_row, out, err, "delayed_list", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 
@@ -1185,45 +1015,16 @@ static int my_heartbeat(kaal_backend *b, const char *node, const char *info, int
     return run(b, Q_NODES_EXPIRE, ps, 3, NULL, NULL, err, "heartbeat", NULL);
 }
 
-static int node_row(void *ctx, const cell *c)
-{
-    kaal_node_row *d = kaal_node_rows_push(ctx);
-    if (!d) return KAAL_ENOMEM;
-    d->node = cell_dup(&c[0]);
-    d->info = cell_dup(&c[1]);
-    d->last_seen = cell_int(&c[2]);
-    return KAAL_OK;
-}
-
 static int my_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err)
 {
     param ps[2];
     int rc;
     ps[0] = p_str(b->ns);
     ps[1] = p_int(since);
-    rc = run(b, Q_NODES, ps, 2, node_row, out, err, "nodes", NULL);
+    rc = run(b, Q_NODES, ps, 2, kaal_read_node_row, out, err, "nodes", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 
-const kaal_backend_vtable kaal_backend_mysql = {
-    .name = "mysql",
-    .connect = my_connect,
-    .close = my_close,
-    .discard = my_discard,
-    .migrate = my_migrate,
-    .claim = my_claim,
-    .record = my_record,
-    .dispatches = my_dispatches,
-    .cleanup = my_cleanup,
-    .set_enabled = my_set_enabled,
-    .states = my_states,
-    .delayed_add = my_delayed_add,
-    .delayed_claim = my_delayed_claim,
-    .delayed_cancel = my_delayed_cancel,
-    .delayed_count = my_delayed_count,
-    .delayed_list = my_delayed_list,
-    .heartbeat = my_heartbeat,
-    .nodes = my_nodes,
-};
+const kaal_backend_vtable kaal_backend_mysql = KAAL_BACKEND_VTABLE("mysql", my);
 
 #endif /* KAAL_HAVE_MYSQL */

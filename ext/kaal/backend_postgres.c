@@ -44,14 +44,12 @@
 #ifdef KAAL_HAVE_POSTGRES
 
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 
@@ -61,47 +59,6 @@
  * statement normally ends with the server's clean error, not a dropped
  * connection. */
 #define CLIENT_GRACE_MS 2000
-#define MAX_CHARS 255 /* VARCHAR(255) columns */
-
-const char *const kaal_schema_postgres[] = {
-    "CREATE TABLE IF NOT EXISTS kaal_dispatches ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_key VARCHAR(255) NOT NULL,"
-    " fire_time BIGINT NOT NULL,"
-    " status VARCHAR(16) NOT NULL,"
-    " node VARCHAR(255),"
-    " error TEXT,"
-    " claim_token VARCHAR(64),"
-    " claimed_at BIGINT NOT NULL,"
-    " updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_key, fire_time))",
-    "CREATE INDEX IF NOT EXISTS index_kaal_dispatches_on_namespace_and_fire_time"
-    " ON kaal_dispatches (namespace, fire_time)",
-    "CREATE TABLE IF NOT EXISTS kaal_delayed_jobs ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_id VARCHAR(255) NOT NULL,"
-    " run_at_ms BIGINT NOT NULL,"
-    " job_class VARCHAR(255) NOT NULL,"
-    " queue VARCHAR(255),"
-    " args TEXT NOT NULL,"
-    " created_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_id))",
-    "CREATE INDEX IF NOT EXISTS index_kaal_delayed_jobs_on_namespace_and_run_at_ms"
-    " ON kaal_delayed_jobs (namespace, run_at_ms)",
-    "CREATE TABLE IF NOT EXISTS kaal_job_states ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_key VARCHAR(255) NOT NULL,"
-    " enabled BOOLEAN NOT NULL,"
-    " updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_key))",
-    "CREATE TABLE IF NOT EXISTS kaal_nodes ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " node VARCHAR(255) NOT NULL,"
-    " info TEXT,"
-    " last_seen BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, node))",
-    NULL,
-};
 
 /* Prepared statements ($1 is always the namespace). */
 enum {
@@ -144,7 +101,7 @@ static const char *const SQL[Q_COUNT] = {
         " ON CONFLICT (namespace, job_key) DO UPDATE SET"
         " enabled = EXCLUDED.enabled, updated_at = EXCLUDED.updated_at",
     [Q_STATES] =
-        "SELECT job_key, enabled FROM kaal_job_states WHERE namespace = $1"
+        "SELECT job_key, enabled::int FROM kaal_job_states WHERE namespace = $1"
         " ORDER BY job_key COLLATE \"C\"",
     [Q_DELAYED_ADD] =
         "INSERT INTO kaal_delayed_jobs"
@@ -201,57 +158,9 @@ static int oom(kaal_error *err)
     return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "postgres: out of memory");
 }
 
-/* Characters in valid UTF-8 text of n bytes; -1 when it is not valid UTF-8
- * or contains a NUL byte (PostgreSQL text can hold neither). */
-static long utf8_chars(const char *s, size_t n)
-{
-    const unsigned char *p = (const unsigned char *)s, *end = p + n;
-    long chars = 0;
-    while (p < end) {
-        unsigned c = *p;
-        size_t len, i;
-        uint32_t cp;
-        if (c == 0) return -1;
-        if (c < 0x80) {
-            p++;
-            chars++;
-            continue;
-        }
-        if (c >= 0xC2 && c <= 0xDF) len = 2, cp = c & 0x1F;
-        else if (c >= 0xE0 && c <= 0xEF) len = 3, cp = c & 0x0F;
-        else if (c >= 0xF0 && c <= 0xF4) len = 4, cp = c & 0x07;
-        else return -1;
-        if ((size_t)(end - p) < len) return -1;
-        for (i = 1; i < len; i++) {
-            if ((p[i] & 0xC0) != 0x80) return -1;
-            cp = (cp << 6) | (p[i] & 0x3F);
-        }
-        if ((len == 3 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return -1;
-        p += len;
-        chars++;
-    }
-    return chars;
-}
-
-/* KAAL_EARG unless s (n bytes) fits a VARCHAR(255) column. */
-static int check_text(const char *what, const char *s, size_t n, kaal_error *err)
-{
-    long chars = utf8_chars(s, n);
-    if (chars < 0)
-        return kaal_error_set(err, KAAL_EARG, what, -1,
-                              "postgres: %s must be valid UTF-8 without NUL bytes", what);
-    if (chars > MAX_CHARS)
-        return kaal_error_set(err, KAAL_EARG, what, -1,
-                              "postgres: %s is %ld characters long; at most %d fit", what,
-                              chars, MAX_CHARS);
-    return KAAL_OK;
-}
-
 static int check_opt(const char *what, const char *s, kaal_error *err)
 {
-    return s ? check_text(what, s, strlen(s), err) : KAAL_OK;
+    return kaal_check_varchar_opt("postgres", what, s, err);
 }
 
 static char *dup_value(const PGresult *r, int row, int col)
@@ -263,6 +172,37 @@ static char *dup_value(const PGresult *r, int row, int col)
 static int64_t int_value(const PGresult *r, int row, int col)
 {
     return PQgetisnull(r, row, col) ? 0 : (int64_t)strtoll(PQgetvalue(r, row, col), NULL, 10);
+}
+
+/* The result rows of r through the shared row readers (backend.h). */
+typedef struct pg_row {
+    const PGresult *r;
+    int row;
+} pg_row;
+
+static char *pg_text(const void *src, int col)
+{
+    const pg_row *x = src;
+    return dup_value(x->r, x->row, col);
+}
+
+static int64_t pg_num(const void *src, int col)
+{
+    const pg_row *x = src;
+    return int_value(x->r, x->row, col);
+}
+
+static int read_rows(const PGresult *r, kaal_row_reader read, void *out, kaal_error *err)
+{
+    pg_row x;
+    kaal_columns c;
+    c.text = pg_text;
+    c.num = pg_num;
+    c.src = &x;
+    x.r = r;
+    for (x.row = 0; x.row < PQntuples(r); x.row++)
+        if (read(out, &c) != KAAL_OK) return oom(err);
+    return KAAL_OK;
 }
 
 /* A growable byte buffer (array literals, dynamic SQL). */
@@ -510,6 +450,18 @@ static int exec_q(kaal_backend *b, int q, int n, const char *const *vals, kaal_e
     return KAAL_OK;
 }
 
+/* Run prepared statement q and append its rows to out with read. */
+static int query_rows(kaal_backend *b, int q, int n, const char *const *vals, const char *what,
+                      kaal_row_reader read, void *out, kaal_error *err)
+{
+    int rc;
+    PGresult *r = run(b, q, n, vals, NULL, err, what, &rc);
+    if (!r) return rc;
+    rc = read_rows(r, read, out, err);
+    PQclear(r);
+    return rc;
+}
+
 /* The directory of a socket path given as ".../.s.PGSQL.<port>", else the
  * path itself (libpq wants the directory). */
 static char *socket_dir(const char *path, int *port)
@@ -615,23 +567,13 @@ static void pg_close(kaal_backend *b)
 
 /* In a forked child the libpq socket is shared with the parent. PQfinish
  * would send a Terminate message on it and end the PARENT's session, so the
- * descriptor is first replaced by /dev/null (dup2 keeps the number): the
- * Terminate goes nowhere, PQfinish frees libpq's memory and closes only our
- * /dev/null copy. If /dev/null cannot be opened, the connection object is
- * leaked instead (a one-off, bounded leak beats killing the parent's
- * session). */
+ * descriptor is first pointed at /dev/null: the Terminate goes nowhere,
+ * PQfinish frees libpq's memory and closes only our /dev/null copy. */
 static void pg_discard(kaal_backend *b)
 {
     pg_impl *s = IMPL(b);
     if (s && s->conn) {
-        int fd = PQsocket(s->conn);
-        int devnull = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (fd >= 0 && devnull >= 0 && dup2(devnull, fd) >= 0) {
-            PQfinish(s->conn);
-        } else if (fd < 0) {
-            PQfinish(s->conn); /* no socket: nothing shared */
-        }
-        if (devnull >= 0) close(devnull);
+        if (kaal_silence_inherited_socket(PQsocket(s->conn))) PQfinish(s->conn);
         s->conn = NULL;
     }
     free(s);
@@ -666,25 +608,6 @@ static int pg_migrate(kaal_backend *b, kaal_error *err)
 /* ------------------------------------------------------------------ */
 /* Claims and the dispatch log                                         */
 
-static int claim_cmp3(const kaal_claim *a, const char *k, size_t kl, int64_t f)
-{
-    size_t m;
-    int c;
-    if (a->fire_time != f) return a->fire_time < f ? -1 : 1;
-    m = a->key_len < kl ? a->key_len : kl;
-    c = memcmp(a->key, k, m);
-    if (c) return c;
-    return a->key_len < kl ? -1 : a->key_len > kl ? 1 : 0;
-}
-
-static int claim_ptr_cmp(const void *pa, const void *pb)
-{
-    const kaal_claim *a = *(const kaal_claim *const *)pa, *b = *(const kaal_claim *const *)pb;
-    int c = claim_cmp3(a, b->key, b->key_len, b->fire_time);
-    if (c) return c;
-    return a < b ? -1 : a > b ? 1 : 0; /* input order among repeats */
-}
-
 /* Claim attempts when PostgreSQL picks this statement as a deadlock victim
  * (the statement was rolled back whole, so it is safe to send again). */
 #define CLAIM_ATTEMPTS 3
@@ -703,21 +626,15 @@ static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
     (void)lease_ms; /* a claim is a dispatch-log row: it never expires */
     for (i = 0; i < n; i++) items[i].claimed = 0;
     if (n == 0) return KAAL_OK;
-    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
-    for (i = 0; i < n; i++)
-        if ((rc = check_text("job key", items[i].key, items[i].key_len, err)) != KAAL_OK) return rc;
-    order = malloc(n * sizeof *order);
+    if ((rc = kaal_check_claims("postgres", items, n, node, err)) != KAAL_OK) return rc;
+    order = kaal_claims_sorted(items, n);
     if (!order) return oom(err);
-    /* Every claimer inserts in the same (fire_time, key) order, so two
-     * overlapping batches wait for each other instead of deadlocking. */
-    for (i = 0; i < n; i++) order[i] = &items[i];
-    qsort(order, n, sizeof *order, claim_ptr_cmp);
     sb_put(&keys, "{", 1);
     sb_put(&fires, "{", 1);
     for (i = 0; i < n; i++) {
         char num[24];
         int len;
-        if (i && claim_cmp3(order[i - 1], order[i]->key, order[i]->key_len, order[i]->fire_time) == 0)
+        if (i && kaal_claim_cmp(order[i - 1], order[i]->key, order[i]->key_len, order[i]->fire_time) == 0)
             continue; /* a repeat: insert once */
         if (i) {
             sb_put(&keys, ",", 1);
@@ -751,19 +668,9 @@ static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
         free(order);
         return rc;
     }
-    for (row = 0; row < PQntuples(r); row++) {
-        const char *k = PQgetvalue(r, row, 0);
-        size_t kl = (size_t)PQgetlength(r, row, 0);
-        int64_t f = int_value(r, row, 1);
-        size_t lo = 0, hi = n;
-        while (lo < hi) { /* first entry >= (f, k) */
-            size_t mid = lo + (hi - lo) / 2;
-            if (claim_cmp3(order[mid], k, kl, f) < 0) lo = mid + 1;
-            else hi = mid;
-        }
-        /* the first of repeated input pairs is the one that won */
-        if (lo < n && claim_cmp3(order[lo], k, kl, f) == 0) order[lo]->claimed = 1;
-    }
+    for (row = 0; row < PQntuples(r); row++)
+        kaal_claims_won(order, n, PQgetvalue(r, row, 0), (size_t)PQgetlength(r, row, 0),
+                        int_value(r, row, 1));
     PQclear(r);
     free(order);
     return KAAL_OK;
@@ -780,7 +687,7 @@ static int pg_record(kaal_backend *b, const char *key, int64_t fire_time, const 
                               "status must be \"dispatched\" or \"failed\"");
     if ((rc = check_opt("job key", key, err)) != KAAL_OK) return rc;
     if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
-    if (error && utf8_chars(error, strlen(error)) < 0)
+    if (error && kaal_utf8_chars(error, strlen(error)) < 0)
         return kaal_error_set(err, KAAL_EARG, "error", -1,
                               "postgres: error text must be valid UTF-8");
     snprintf(fire_s, sizeof fire_s, "%" PRId64, fire_time);
@@ -795,6 +702,16 @@ static int pg_record(kaal_backend *b, const char *key, int64_t fire_time, const 
     return exec_q(b, Q_RECORD, 7, vals, err, "record", NULL);
 }
 
+/* Appends text and the next placeholder ($n) to sql, binding v to it. */
+static void add_param(sbuf *sql, const char *text, const char *v, const char **vals, int *n)
+{
+    char num[16];
+    snprintf(num, sizeof num, "$%d", *n + 1);
+    sb_str(sql, text);
+    sb_str(sql, num);
+    vals[(*n)++] = v;
+}
+
 /* Dynamic SQL with only the filters given, so the planner can use the
  * primary key for a job key query. */
 static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
@@ -802,36 +719,19 @@ static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
 {
     sbuf sql = {0};
     const char *vals[5];
-    char limit_s[24], num[8];
+    char limit_s[24];
     PGresult *r;
-    int n = 0, rc, row;
+    int n = 0, rc;
 
     sb_str(&sql, "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
                  " FROM kaal_dispatches WHERE namespace = $1");
     vals[n++] = b->ns;
-    if (q->key) {
-        snprintf(num, sizeof num, "$%d", n + 1);
-        sb_str(&sql, " AND job_key = ");
-        sb_str(&sql, num);
-        vals[n++] = q->key;
-    }
-    if (q->status) {
-        snprintf(num, sizeof num, "$%d", n + 1);
-        sb_str(&sql, " AND status = ");
-        sb_str(&sql, num);
-        vals[n++] = q->status;
-    }
-    if (q->node) {
-        snprintf(num, sizeof num, "$%d", n + 1);
-        sb_str(&sql, " AND node = ");
-        sb_str(&sql, num);
-        vals[n++] = q->node;
-    }
-    snprintf(num, sizeof num, "$%d", n + 1);
-    sb_str(&sql, " ORDER BY fire_time DESC, job_key COLLATE \"C\" DESC LIMIT ");
-    sb_str(&sql, num);
+    if (q->key) add_param(&sql, " AND job_key = ", q->key, vals, &n);
+    if (q->status) add_param(&sql, " AND status = ", q->status, vals, &n);
+    if (q->node) add_param(&sql, " AND node = ", q->node, vals, &n);
     snprintf(limit_s, sizeof limit_s, "%zu", q->limit);
-    vals[n++] = limit_s;
+    add_param(&sql, " ORDER BY fire_time DESC, job_key COLLATE \"C\" DESC LIMIT ", limit_s, vals,
+              &n);
     if (sql.oom) {
         free(sql.p);
         return oom(err);
@@ -839,22 +739,9 @@ static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
     r = run_sql(b, sql.p, n, vals, err, "dispatches", &rc);
     free(sql.p);
     if (!r) return rc;
-    for (row = 0; row < PQntuples(r); row++) {
-        kaal_dispatch_row *d = kaal_dispatch_rows_push(out);
-        if (!d) {
-            PQclear(r);
-            return oom(err);
-        }
-        d->key = dup_value(r, row, 0);
-        d->fire_time = int_value(r, row, 1);
-        d->status = dup_value(r, row, 2);
-        d->node = dup_value(r, row, 3);
-        d->error = dup_value(r, row, 4);
-        d->claimed_at = int_value(r, row, 5);
-        d->updated_at = int_value(r, row, 6);
-    }
+    rc = read_rows(r, kaal_read_dispatch_row, out, err);
     PQclear(r);
-    return KAAL_OK;
+    return rc;
 }
 
 static int pg_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
@@ -896,20 +783,7 @@ static int pg_set_enabled(kaal_backend *b, const char *key, int enabled, kaal_er
 static int pg_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
 {
     const char *vals[1] = {b->ns};
-    int rc, row;
-    PGresult *r = run(b, Q_STATES, 1, vals, NULL, err, "states", &rc);
-    if (!r) return rc;
-    for (row = 0; row < PQntuples(r); row++) {
-        kaal_state_row *s = kaal_state_rows_push(out);
-        if (!s) {
-            PQclear(r);
-            return oom(err);
-        }
-        s->key = dup_value(r, row, 0);
-        s->enabled = PQgetvalue(r, row, 1)[0] == 't';
-    }
-    PQclear(r);
-    return KAAL_OK;
+    return query_rows(b, Q_STATES, 1, vals, "states", kaal_read_state_row, out, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -941,39 +815,19 @@ static int pg_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_err
     return rc;
 }
 
-static int read_delayed(PGresult *r, kaal_delayed_rows *out, kaal_error *err)
-{
-    int row;
-    for (row = 0; row < PQntuples(r); row++) {
-        kaal_delayed_row *d = kaal_delayed_rows_push(out);
-        if (!d) return oom(err);
-        d->job_id = dup_value(r, row, 0);
-        d->run_at_ms = int_value(r, row, 1);
-        d->job_class = dup_value(r, row, 2);
-        d->queue = dup_value(r, row, 3);
-        d->args = dup_value(r, row, 4);
-    }
-    return KAAL_OK;
-}
-
 static int pg_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, kaal_delayed_rows *out,
                             kaal_error *err)
 {
     char now_s[24], limit_s[24];
     const char *vals[3];
-    PGresult *r;
-    int rc;
     if (limit == 0) return KAAL_OK;
     snprintf(now_s, sizeof now_s, "%" PRId64, now_ms);
     snprintf(limit_s, sizeof limit_s, "%zu", limit);
     vals[0] = b->ns;
     vals[1] = now_s;
     vals[2] = limit_s;
-    r = run(b, Q_DELAYED_CLAIM, 3, vals, NULL, err, "delayed_claim", &rc);
-    if (!r) return rc;
-    rc = read_delayed(r, out, err);
-    PQclear(r);
-    return rc;
+    return query_rows(b, Q_DELAYED_CLAIM, 3, vals, "delayed_claim", kaal_read_delayed_row, out,
+                      err);
 }
 
 static int pg_delayed_cancel(kaal_backend *b, const char *job_id, int *found, kaal_error *err)
@@ -982,7 +836,7 @@ static int pg_delayed_cancel(kaal_backend *b, const char *job_id, int *found, ka
     long affected = 0;
     int rc;
     *found = 0;
-    if (!job_id || utf8_chars(job_id, strlen(job_id)) < 0) return KAAL_OK; /* cannot be stored */
+    if (!job_id || kaal_utf8_chars(job_id, strlen(job_id)) < 0) return KAAL_OK; /* cannot be stored */
     vals[0] = b->ns;
     vals[1] = job_id;
     rc = exec_q(b, Q_DELAYED_CANCEL, 2, vals, err, "delayed_cancel", &affected);
@@ -1006,17 +860,11 @@ static int pg_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out
 {
     char limit_s[24];
     const char *vals[2];
-    PGresult *r;
-    int rc;
     if (limit == 0) return KAAL_OK;
     snprintf(limit_s, sizeof limit_s, "%zu", limit);
     vals[0] = b->ns;
     vals[1] = limit_s;
-    r = run(b, Q_DELAYED_LIST, 2, vals, NULL, err, "delayed_list", &rc);
-    if (!r) return rc;
-    rc = read_delayed(r, out, err);
-    PQclear(r);
-    return rc;
+    return query_rows(b, Q_DELAYED_LIST, 2, vals, "delayed_list", kaal_read_delayed_row, out, err);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1030,7 +878,7 @@ static int pg_heartbeat(kaal_backend *b, const char *node, const char *info, int
     int rc;
     if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
     if (!node) return kaal_error_set(err, KAAL_EARG, "node", -1, "node is required");
-    if (info && utf8_chars(info, strlen(info)) < 0)
+    if (info && kaal_utf8_chars(info, strlen(info)) < 0)
         return kaal_error_set(err, KAAL_EARG, "info", -1, "postgres: info must be valid UTF-8");
     snprintf(now_s, sizeof now_s, "%" PRId64, now);
     snprintf(ttl_s, sizeof ttl_s, "%" PRId64, ttl > 0 ? ttl : 0);
@@ -1046,46 +894,12 @@ static int pg_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_er
 {
     char since_s[24];
     const char *vals[2];
-    PGresult *r;
-    int rc, row;
     snprintf(since_s, sizeof since_s, "%" PRId64, since);
     vals[0] = b->ns;
     vals[1] = since_s;
-    r = run(b, Q_NODES, 2, vals, NULL, err, "nodes", &rc);
-    if (!r) return rc;
-    for (row = 0; row < PQntuples(r); row++) {
-        kaal_node_row *d = kaal_node_rows_push(out);
-        if (!d) {
-            PQclear(r);
-            return oom(err);
-        }
-        d->node = dup_value(r, row, 0);
-        d->info = dup_value(r, row, 1);
-        d->last_seen = int_value(r, row, 2);
-    }
-    PQclear(r);
-    return KAAL_OK;
+    return query_rows(b, Q_NODES, 2, vals, "nodes", kaal_read_node_row, out, err);
 }
 
-const kaal_backend_vtable kaal_backend_postgres = {
-    .name = "postgres",
-    .connect = pg_connect,
-    .close = pg_close,
-    .discard = pg_discard,
-    .migrate = pg_migrate,
-    .claim = pg_claim,
-    .record = pg_record,
-    .dispatches = pg_dispatches,
-    .cleanup = pg_cleanup,
-    .set_enabled = pg_set_enabled,
-    .states = pg_states,
-    .delayed_add = pg_delayed_add,
-    .delayed_claim = pg_delayed_claim,
-    .delayed_cancel = pg_delayed_cancel,
-    .delayed_count = pg_delayed_count,
-    .delayed_list = pg_delayed_list,
-    .heartbeat = pg_heartbeat,
-    .nodes = pg_nodes,
-};
+const kaal_backend_vtable kaal_backend_postgres = KAAL_BACKEND_VTABLE("postgres", pg);
 
 #endif /* KAAL_HAVE_POSTGRES */

@@ -46,46 +46,6 @@
 #define CLAIM_SLOTS 13  /* statements for 1, 2, 4, ... 4096 rows */
 #define DEFAULT_BUSY_MS 5000
 
-const char *const kaal_schema_sqlite[] = {
-    "CREATE TABLE IF NOT EXISTS kaal_dispatches ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_key VARCHAR(255) NOT NULL,"
-    " fire_time BIGINT NOT NULL,"
-    " status VARCHAR(16) NOT NULL,"
-    " node VARCHAR(255),"
-    " error TEXT,"
-    " claim_token VARCHAR(64),"
-    " claimed_at BIGINT NOT NULL,"
-    " updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_key, fire_time))",
-    "CREATE INDEX IF NOT EXISTS index_kaal_dispatches_on_namespace_and_fire_time"
-    " ON kaal_dispatches (namespace, fire_time)",
-    "CREATE TABLE IF NOT EXISTS kaal_delayed_jobs ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_id VARCHAR(255) NOT NULL,"
-    " run_at_ms BIGINT NOT NULL,"
-    " job_class VARCHAR(255) NOT NULL,"
-    " queue VARCHAR(255),"
-    " args TEXT NOT NULL,"
-    " created_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_id))",
-    "CREATE INDEX IF NOT EXISTS index_kaal_delayed_jobs_on_namespace_and_run_at_ms"
-    " ON kaal_delayed_jobs (namespace, run_at_ms)",
-    "CREATE TABLE IF NOT EXISTS kaal_job_states ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " job_key VARCHAR(255) NOT NULL,"
-    " enabled BOOLEAN NOT NULL,"
-    " updated_at BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, job_key))",
-    "CREATE TABLE IF NOT EXISTS kaal_nodes ("
-    " namespace VARCHAR(255) NOT NULL,"
-    " node VARCHAR(255) NOT NULL,"
-    " info TEXT,"
-    " last_seen BIGINT NOT NULL,"
-    " PRIMARY KEY (namespace, node))",
-    NULL,
-};
-
 /* Cached statements (prepared on first use, finalised on close). */
 enum {
     Q_BEGIN,
@@ -172,6 +132,11 @@ typedef struct sqlite_impl {
 #define IMPL(b) ((sqlite_impl *)(b)->impl)
 
 /* ------------------------------------------------------------------ errors */
+
+static int oom(kaal_error *err)
+{
+    return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+}
 
 /* Turn a sqlite3 result code into a kaal status. Errors that mean the file
  * is gone or unusable drop the session so the next call reconnects. */
@@ -264,6 +229,33 @@ static char *col_text(sqlite3_stmt *st, int i)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     return t ? kaal_strndup((const char *)t, (size_t)sqlite3_column_bytes(st, i)) : NULL;
+}
+
+static char *cols_text(const void *src, int col) { return col_text((sqlite3_stmt *)src, col); }
+
+static int64_t cols_num(const void *src, int col)
+{
+    return sqlite3_column_int64((sqlite3_stmt *)src, col);
+}
+
+/* Step st to its end, appending every row to out with read (backend.h);
+ * then reset it. */
+static int read_rows(kaal_backend *b, sqlite3_stmt *st, kaal_row_reader read, void *out,
+                     const char *what, kaal_error *err)
+{
+    kaal_columns c;
+    int rc;
+    c.text = cols_text;
+    c.num = cols_num;
+    c.src = st;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (read(out, &c) != KAAL_OK) {
+            sqlite3_reset(st);
+            return oom(err);
+        }
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, what, err);
 }
 
 /* -------------------------------------------------------------- lifecycle */
@@ -483,7 +475,7 @@ static int sqlite_connect(kaal_backend *b, kaal_error *err)
 
     registry_close_inherited();
     s = calloc(1, sizeof *s);
-    if (!s) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+    if (!s) return oom(err);
     s->busy_ms = b->params.command_timeout_ms > 0 ? b->params.command_timeout_ms
                                                   : DEFAULT_BUSY_MS;
     s->pid = getpid();
@@ -563,7 +555,7 @@ static int claim_stmt(kaal_backend *b, int slot, sqlite3_stmt **out, kaal_error 
         size_t rows = (size_t)1 << slot, i, cap = 256 + rows * 64, len;
         char *sql = malloc(cap);
         int rc;
-        if (!sql) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+        if (!sql) return oom(err);
         len = (size_t)snprintf(sql, cap,
                                "INSERT INTO kaal_dispatches (namespace, job_key, fire_time,"
                                " status, node, claimed_at, updated_at) VALUES ");
@@ -664,7 +656,7 @@ static int sqlite_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t le
     first = next_chunk(n);
     multi = first < n;
     refs = malloc(first * sizeof *refs); /* the first chunk is the largest */
-    if (!refs) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
+    if (!refs) return oom(err);
     if (multi) rc = exec_q(b, Q_BEGIN, "claim", err);
     for (off = 0; rc == KAAL_OK && off < n;) {
         size_t m = next_chunk(n - off);
@@ -709,22 +701,7 @@ static int sqlite_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal
     bind_text(st, 3, q->status);
     bind_text(st, 4, q->node);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)q->limit);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kaal_dispatch_row *r = kaal_dispatch_rows_push(out);
-        if (!r) {
-            sqlite3_reset(st);
-            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
-        }
-        r->key = col_text(st, 0);
-        r->fire_time = sqlite3_column_int64(st, 1);
-        r->status = col_text(st, 2);
-        r->node = col_text(st, 3);
-        r->error = col_text(st, 4);
-        r->claimed_at = sqlite3_column_int64(st, 5);
-        r->updated_at = sqlite3_column_int64(st, 6);
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "dispatches", err);
+    return read_rows(b, st, kaal_read_dispatch_row, out, "dispatches", err);
 }
 
 static int sqlite_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
@@ -764,17 +741,7 @@ static int sqlite_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
     int rc = stmt(b, Q_STATES, &st, err);
     if (rc != KAAL_OK) return rc;
     bind_ns(b, st);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kaal_state_row *r = kaal_state_rows_push(out);
-        if (!r) {
-            sqlite3_reset(st);
-            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
-        }
-        r->key = col_text(st, 0);
-        r->enabled = sqlite3_column_int(st, 1) != 0;
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "states", err);
+    return read_rows(b, st, kaal_read_state_row, out, "states", err);
 }
 
 /* ------------------------------------------------------------ delayed jobs */
@@ -800,32 +767,11 @@ static int sqlite_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal
     return fail(b, rc, "delayed_add", err);
 }
 
-static void delayed_row_read(sqlite3_stmt *st, kaal_delayed_row *r)
-{
-    r->job_id = col_text(st, 0);
-    r->run_at_ms = sqlite3_column_int64(st, 1);
-    r->job_class = col_text(st, 2);
-    r->queue = col_text(st, 3);
-    r->args = col_text(st, 4);
-}
-
 static int delayed_cmp(const void *pa, const void *pb)
 {
     const kaal_delayed_row *a = pa, *b = pb;
     if (a->run_at_ms != b->run_at_ms) return a->run_at_ms < b->run_at_ms ? -1 : 1;
     return strcmp(a->job_id ? a->job_id : "", b->job_id ? b->job_id : "");
-}
-
-/* Drop rows appended after `keep` (a failed claim returns nothing). */
-static void delayed_rows_truncate(kaal_delayed_rows *out, size_t keep)
-{
-    while (out->len > keep) {
-        kaal_delayed_row *r = &out->rows[--out->len];
-        free(r->job_id);
-        free(r->job_class);
-        free(r->queue);
-        free(r->args);
-    }
 }
 
 static int sqlite_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit,
@@ -842,25 +788,15 @@ static int sqlite_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit,
     if (rc != KAAL_OK) return rc;
     rc = stmt(b, Q_DELAYED_CLAIM, &st, err);
     if (rc == KAAL_OK) {
-        int src;
         bind_ns(b, st);
         sqlite3_bind_int64(st, 2, now_ms);
         sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
-        while ((src = sqlite3_step(st)) == SQLITE_ROW) {
-            kaal_delayed_row *r = kaal_delayed_rows_push(out);
-            if (!r) break;
-            delayed_row_read(st, r);
-        }
-        sqlite3_reset(st);
-        if (src == SQLITE_ROW)
-            rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
-        else if (src != SQLITE_DONE)
-            rc = fail(b, src, "delayed_claim", err);
+        rc = read_rows(b, st, kaal_read_delayed_row, out, "delayed_claim", err);
     }
     if (rc == KAAL_OK) rc = exec_q(b, Q_COMMIT, "delayed_claim", err);
     if (rc != KAAL_OK) {
         if (b->connected) rollback(b);
-        delayed_rows_truncate(out, first);
+        kaal_delayed_rows_truncate(out, first);
         return rc;
     }
     /* RETURNING order is unspecified: oldest run_at first. */
@@ -903,16 +839,7 @@ static int sqlite_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows 
     if (rc != KAAL_OK) return rc;
     bind_ns(b, st);
     sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kaal_delayed_row *r = kaal_delayed_rows_push(out);
-        if (!r) {
-            sqlite3_reset(st);
-            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
-        }
-        delayed_row_read(st, r);
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "delayed_list", err);
+    return read_rows(b, st, kaal_read_delayed_row, out, "delayed_list", err);
 }
 
 /* ------------------------------------------------------------------- nodes */
@@ -951,39 +878,9 @@ static int sqlite_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaa
     if (rc != KAAL_OK) return rc;
     bind_ns(b, st);
     sqlite3_bind_int64(st, 2, since);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        kaal_node_row *r = kaal_node_rows_push(out);
-        if (!r) {
-            sqlite3_reset(st);
-            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: out of memory");
-        }
-        r->node = col_text(st, 0);
-        r->info = col_text(st, 1);
-        r->last_seen = sqlite3_column_int64(st, 2);
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "nodes", err);
+    return read_rows(b, st, kaal_read_node_row, out, "nodes", err);
 }
 
-const kaal_backend_vtable kaal_backend_sqlite = {
-    .name = "sqlite",
-    .connect = sqlite_connect,
-    .close = sqlite_close,
-    .discard = sqlite_discard,
-    .migrate = sqlite_migrate,
-    .claim = sqlite_claim,
-    .record = sqlite_record,
-    .dispatches = sqlite_dispatches,
-    .cleanup = sqlite_cleanup,
-    .set_enabled = sqlite_set_enabled,
-    .states = sqlite_states,
-    .delayed_add = sqlite_delayed_add,
-    .delayed_claim = sqlite_delayed_claim,
-    .delayed_cancel = sqlite_delayed_cancel,
-    .delayed_count = sqlite_delayed_count,
-    .delayed_list = sqlite_delayed_list,
-    .heartbeat = sqlite_heartbeat,
-    .nodes = sqlite_nodes,
-};
+const kaal_backend_vtable kaal_backend_sqlite = KAAL_BACKEND_VTABLE("sqlite", sqlite);
 
 #endif /* KAAL_HAVE_SQLITE */

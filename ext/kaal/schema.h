@@ -1,7 +1,9 @@
-/* kaal: SQL schema, one definition per dialect. Each SQL backend file defines
- * its dialect's NULL-terminated list of idempotent DDL statements; migrate runs
- * them, and the binding exposes them as Kaal::Native.schema(dialect) so the
- * Rails generator writes migrations producing the same tables.
+/* kaal: SQL schema, one definition per dialect. backend.c builds each
+ * dialect's NULL-terminated list of idempotent DDL statements from one
+ * description of every table (the dialects differ only in spelling); the
+ * backend's migrate runs them, and the binding exposes them as
+ * Kaal::Native.schema(dialect) so the Rails generator writes migrations
+ * producing the same tables.
  *
  * Tables (every row carries its namespace; times are Unix seconds, BIGINT):
  *   kaal_dispatches   (namespace, job_key, fire_time) primary key; status
