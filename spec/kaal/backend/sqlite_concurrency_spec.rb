@@ -63,8 +63,10 @@ RSpec.describe "SQLite backend across processes" do
     rounds = 500
     base = 1_800_000_000
 
+    start_at = Time.now.to_f + 1.0 # all children start claiming together, however slow the forks
     won = in_children(4, prepare: ->(_) { build.tap(&:connect) }) do |i, backend|
       mine = []
+      sleep(start_at - Time.now.to_f) if start_at > Time.now.to_f
       rounds.times do |r|
         # Every process offers the same batch, in a different order.
         pairs = keys.map { |k| [k, base + r] }.rotate(i * 2)
