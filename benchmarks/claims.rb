@@ -117,6 +117,14 @@ module KaalBench
 
       def run(only = [])
         Dir[File.join(__dir__, "claims", "*.rb")].sort.each { |f| require f }
+        names = cases.map(&:name)
+        if only.intersect?(%w[-h --help])
+          puts "usage: bundle exec ruby benchmarks/claims.rb [#{names.join("|")} ...] " \
+               "(env: KAAL_BENCH_SECONDS, KAAL_BENCH_BATCH, KAAL_TEST_<BACKEND>_URL)"
+          return
+        end
+        unknown = only - names
+        abort "claims.rb: unknown backend #{unknown.first.inspect} (known: #{names.join(", ")})" if unknown.any?
         selected = only.empty? ? cases : cases.select { |c| only.include?(c.name) }
         puts format("claims/s, batches of %d pairs, ~%.0f s per side, interleaved", BATCH, SECONDS)
         puts format("%-10s %14s %14s %8s   %s", "backend", "kaal/s", "raw/s", "ratio", "raw side")
