@@ -261,6 +261,11 @@ static int reply_error(const redisReply *rep, kaal_error *err, const char *what)
                           (int)(rep->len > 200 ? 200 : rep->len), rep->str);
 }
 
+static int no_memory(kaal_error *err)
+{
+    return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+}
+
 static struct timeval tv_ms(int ms)
 {
     struct timeval tv;
@@ -368,11 +373,11 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
     if (!r) {
         size_t ns_len = strlen(b->ns);
         r = calloc(1, sizeof *r);
-        if (!r) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        if (!r) return no_memory(err);
         r->prefix = malloc(ns_len + 2);
         if (!r->prefix) {
             free(r);
-            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+            return no_memory(err);
         }
         memcpy(r->prefix, b->ns, ns_len);
         r->prefix[ns_len] = ':';
@@ -389,7 +394,7 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
         snprintf(where, sizeof where, "%s:%d", host, port);
         r->ctx = redisConnectWithTimeout(host, port, tv_ms(cto));
     }
-    if (!r->ctx) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+    if (!r->ctx) return no_memory(err);
     if (r->ctx->err) {
         kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: cannot connect to %s: %s", where,
                        r->ctx->errstr);
@@ -662,7 +667,7 @@ static int redis_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lea
     enc_str(&row, node);
     enc_str(&row, NULL);
     if (!argv || !lens || !fires || row.oom) {
-        rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        rc = no_memory(err);
         goto done;
     }
     snprintf(lease, sizeof lease, "%" PRId64, lease_ms);
@@ -720,7 +725,7 @@ static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, con
     enc_str(&tail, error);
     if (tail.oom) {
         free(tail.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        return no_memory(err);
     }
     snprintf(fire, sizeof fire, "%" PRId64, fire_time);
     snprintf(nows, sizeof nows, "%" PRId64, now);
@@ -765,6 +770,14 @@ static int decode_log_row(const char *member, size_t mlen, const char *v, size_t
            dec_dup(&p, end, &row->error);
 }
 
+static void free_log_row(kaal_dispatch_row *row)
+{
+    free(row->key);
+    free(row->status);
+    free(row->node);
+    free(row->error);
+}
+
 static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
                             kaal_error *err)
 {
@@ -783,7 +796,7 @@ static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_
     }
     if (index.oom) {
         free(index.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        return no_memory(err);
     }
     /* Unfiltered: the first `limit` live rows (a few more for expired
      * index entries). Filtered: scan in chunks until enough match. */
@@ -828,28 +841,19 @@ static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_
             memset(&tmp, 0, sizeof tmp);
             if (!decode_log_row(ms->element[i]->str, ms->element[i]->len, vs->element[i]->str,
                                 vs->element[i]->len, &tmp)) {
-                free(tmp.key);
-                free(tmp.status);
-                free(tmp.node);
-                free(tmp.error);
+                free_log_row(&tmp);
                 continue; /* not ours: skip rather than fail the whole query */
             }
             if ((q->status && strcmp(q->status, tmp.status) != 0) ||
                 (q->node && (!tmp.node || strcmp(q->node, tmp.node) != 0))) {
-                free(tmp.key);
-                free(tmp.status);
-                free(tmp.node);
-                free(tmp.error);
+                free_log_row(&tmp);
                 continue;
             }
             {
                 kaal_dispatch_row *row = kaal_dispatch_rows_push(out);
                 if (!row) {
-                    free(tmp.key);
-                    free(tmp.status);
-                    free(tmp.node);
-                    free(tmp.error);
-                    rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+                    free_log_row(&tmp);
+                    rc = no_memory(err);
                     break;
                 }
                 *row = tmp;
@@ -905,7 +909,7 @@ static int redis_set_enabled(kaal_backend *b, const char *key, int enabled, kaal
     buf_put(&h, "states", 6);
     if (h.oom) {
         free(h.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        return no_memory(err);
     }
     argv[0] = "HSET";
     lens[0] = 4;
@@ -934,7 +938,7 @@ static int redis_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
     buf_put(&h, "states", 6);
     if (h.oom) {
         free(h.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        return no_memory(err);
     }
     argv[0] = "HGETALL";
     lens[0] = 7;
@@ -947,7 +951,7 @@ static int redis_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
         for (i = 0; i + 1 < rep->elements; i += 2) {
             kaal_state_row *row = kaal_state_rows_push(out);
             if (!row || !(row->key = kaal_strndup(rep->element[i]->str, rep->element[i]->len))) {
-                rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+                rc = no_memory(err);
                 break;
             }
             row->enabled = rep->element[i + 1]->len == 1 && rep->element[i + 1]->str[0] == '1';
@@ -976,7 +980,7 @@ static int redis_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_
     enc_str(&row, job->args ? job->args : "[]");
     if (row.oom) {
         free(row.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        return no_memory(err);
     }
     snprintf(run_at, sizeof run_at, "%" PRId64, job->run_at_ms);
     argv[3] = r->prefix;
@@ -1010,7 +1014,7 @@ static int delayed_rows_from(redisReply *rep, kaal_delayed_rows *out, kaal_error
         kaal_delayed_row *row;
         if (id->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
         row = kaal_delayed_rows_push(out);
-        if (!row) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        if (!row) return no_memory(err);
         row->job_id = kaal_strndup(id->str, id->len);
         p = v->str;
         end = v->str + v->len;
@@ -1021,7 +1025,7 @@ static int delayed_rows_from(redisReply *rep, kaal_delayed_rows *out, kaal_error
                                   row->job_id ? row->job_id : "?");
         }
         if (!row->args && !(row->args = kaal_strdup("[]"))) {
-            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+            return no_memory(err);
         }
     }
     return KAAL_OK;
@@ -1082,7 +1086,7 @@ static int redis_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
     buf_put(&h, "delayed", 7);
     if (h.oom) {
         free(h.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        return no_memory(err);
     }
     argv[0] = "HLEN";
     lens[0] = 4;
@@ -1170,7 +1174,7 @@ static int redis_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal
             row = kaal_node_rows_push(out);
             if (!row || !(row->node = kaal_strndup(n->str, n->len)) ||
                 (inf->type == REDIS_REPLY_STRING && !(row->info = kaal_strndup(inf->str, inf->len)))) {
-                rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+                rc = no_memory(err);
                 break;
             }
             row->last_seen = (int64_t)strtod(s->str, NULL);
