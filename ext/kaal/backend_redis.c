@@ -297,8 +297,8 @@ static int command(kaal_backend *b, int argc, const char **argv, const size_t *l
     return KAAL_OK;
 }
 
-/* Run script `s` with argv[3..argc-1] as ARGV (argv[0..2] are filled here:
- * the caller leaves three slots free). */
+/* Run script `s` with argv[3..argc-1] as ARGV, whose first is always the
+ * prefix (argv[0..3] are filled here: the caller leaves four slots free). */
 static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_t *lens,
                       redisReply **out, kaal_error *err, const char *what)
 {
@@ -315,6 +315,8 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
     lens[1] = strlen(r->sha[s]);
     argv[2] = "0";
     lens[2] = 1;
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
     rep = redisCommandArgv(r->ctx, argc, argv, lens);
     if (!rep) return io_error(b, err, what);
     if (rep->type == REDIS_REPLY_ERROR && rep->len >= 8 && memcmp(rep->str, "NOSCRIPT", 8) == 0) {
@@ -334,6 +336,56 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
     }
     *out = rep;
     return KAAL_OK;
+}
+
+/* The ARGV of one script call with a fixed number of arguments: the prefix
+ * (run_script fills it in), then what the call_* functions append. Numbers
+ * are formatted into the call's own storage. */
+#define CALL_MAX_ARGS 5 /* record and heartbeat take the most */
+
+typedef struct script_call {
+    const char *argv[4 + CALL_MAX_ARGS];
+    size_t lens[4 + CALL_MAX_ARGS];
+    char num[CALL_MAX_ARGS][24];
+    int argc;
+} script_call;
+
+static void call_start(script_call *c) { c->argc = 4; }
+
+static void call_str(script_call *c, const char *s, size_t n)
+{
+    c->argv[c->argc] = s;
+    c->lens[c->argc] = n;
+    c->argc++;
+}
+
+static void call_cstr(script_call *c, const char *s) { call_str(c, s, strlen(s)); }
+
+static void call_int(script_call *c, int64_t v)
+{
+    char *d = c->num[c->argc - 4];
+    call_str(c, d, (size_t)snprintf(d, 24, "%" PRId64, v));
+}
+
+static void call_size(script_call *c, size_t v)
+{
+    char *d = c->num[c->argc - 4];
+    call_str(c, d, (size_t)snprintf(d, 24, "%zu", v));
+}
+
+/* Run script `s` with the call's arguments. On success *out is the reply;
+ * with out NULL the reply is dropped. */
+static int call_run(kaal_backend *b, script_call *c, int s, redisReply **out, kaal_error *err,
+                    const char *what)
+{
+    redisReply *rep = NULL;
+    int rc = run_script(b, s, c->argc, c->argv, c->lens, &rep, err, what);
+    if (out) {
+        *out = rep;
+    } else if (rep) {
+        freeReplyObject(rep);
+    }
+    return rc;
 }
 
 static int parse_db(const char *s, long *db)
@@ -555,6 +607,14 @@ static void buf_put(buf *o, const char *s, size_t n)
     o->p[o->len] = '\0';
 }
 
+/* For a buffer that ran out of memory: free it, fail with KAAL_ENOMEM. */
+static int buf_oom(buf *o, kaal_error *err)
+{
+    free(o->p);
+    o->p = NULL;
+    return no_memory(err);
+}
+
 static void enc_str(buf *o, const char *s)
 {
     char head[24];
@@ -641,7 +701,6 @@ static int64_t retention_s(int64_t lease_ms)
 static int redis_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
                        const char *node, int64_t now, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
     const char **argv = NULL;
     size_t *lens = NULL;
     char *fires = NULL;
@@ -672,8 +731,6 @@ static int redis_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lea
     }
     snprintf(lease, sizeof lease, "%" PRId64, lease_ms);
     snprintf(ttl, sizeof ttl, "%" PRId64, retention_s(lease_ms));
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
     argv[4] = lease;
     lens[4] = strlen(lease);
     argv[5] = ttl;
@@ -711,39 +768,22 @@ done:
 static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, const char *status,
                         const char *node, const char *error, int64_t now, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[9];
-    size_t lens[9];
-    char fire[24], nows[24], ttl[24];
+    script_call c;
     buf tail = {0};
-    redisReply *rep = NULL;
     int rc;
 
     enc_int(&tail, now);
     enc_str(&tail, status);
     enc_str(&tail, node);
     enc_str(&tail, error);
-    if (tail.oom) {
-        free(tail.p);
-        return no_memory(err);
-    }
-    snprintf(fire, sizeof fire, "%" PRId64, fire_time);
-    snprintf(nows, sizeof nows, "%" PRId64, now);
-    snprintf(ttl, sizeof ttl, "%d", RETENTION_S);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = key;
-    lens[4] = strlen(key);
-    argv[5] = fire;
-    lens[5] = strlen(fire);
-    argv[6] = nows;
-    lens[6] = strlen(nows);
-    argv[7] = ttl;
-    lens[7] = strlen(ttl);
-    argv[8] = tail.p;
-    lens[8] = tail.len;
-    rc = run_script(b, S_RECORD, 9, argv, lens, &rep, err, "record");
-    if (rep) freeReplyObject(rep);
+    if (tail.oom) return buf_oom(&tail, err);
+    call_start(&c);
+    call_cstr(&c, key);
+    call_int(&c, fire_time);
+    call_int(&c, now);
+    call_int(&c, RETENTION_S);
+    call_str(&c, tail.p, tail.len);
+    rc = call_run(b, &c, S_RECORD, NULL, err, "record");
     free(tail.p);
     return rc;
 }
@@ -794,37 +834,23 @@ static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_
         buf_put(&index, ":", 1);
         buf_put(&index, q->key, strlen(q->key));
     }
-    if (index.oom) {
-        free(index.p);
-        return no_memory(err);
-    }
+    if (index.oom) return buf_oom(&index, err);
     /* Unfiltered: the first `limit` live rows (a few more for expired
      * index entries). Filtered: scan in chunks until enough match. */
     chunk = filtered ? SCAN_CHUNK : q->limit + 16;
     if (chunk > SCAN_CHUNK * 4) chunk = SCAN_CHUNK * 4;
 
     while (out->len < q->limit) {
-        const char *argv[8];
-        size_t lens[8];
-        char s1[24], s2[24];
+        script_call c;
         redisReply *rep = NULL, *ms, *vs;
         size_t i;
 
-        snprintf(s1, sizeof s1, "%zu", start);
-        snprintf(s2, sizeof s2, "%zu", start + chunk - 1);
-        argv[3] = r->prefix;
-        lens[3] = r->prefix_len;
-        argv[4] = index.p;
-        lens[4] = index.len;
-        argv[5] = s1;
-        lens[5] = strlen(s1);
-        argv[6] = s2;
-        lens[6] = strlen(s2);
-        if (q->key) {
-            argv[7] = q->key;
-            lens[7] = strlen(q->key);
-        }
-        rc = run_script(b, S_SCAN, q->key ? 8 : 7, argv, lens, &rep, err, "dispatches");
+        call_start(&c);
+        call_str(&c, index.p, index.len);
+        call_size(&c, start);
+        call_size(&c, start + chunk - 1);
+        if (q->key) call_cstr(&c, q->key);
+        rc = call_run(b, &c, S_SCAN, &rep, err, "dispatches");
         if (rc != KAAL_OK) break;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
             rep->element[0]->type != REDIS_REPLY_ARRAY || rep->element[1]->type != REDIS_REPLY_ARRAY ||
@@ -872,23 +898,15 @@ static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_
 static int redis_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
                          kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[6];
-    size_t lens[6];
-    char bs[24], ls[24];
+    script_call c;
     redisReply *rep = NULL;
     int rc;
     *deleted = 0;
     if (limit == 0) return KAAL_OK;
-    snprintf(bs, sizeof bs, "%" PRId64, before);
-    snprintf(ls, sizeof ls, "%zu", limit);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = bs;
-    lens[4] = strlen(bs);
-    argv[5] = ls;
-    lens[5] = strlen(ls);
-    rc = run_script(b, S_CLEANUP, 6, argv, lens, &rep, err, "cleanup");
+    call_start(&c);
+    call_int(&c, before);
+    call_size(&c, limit);
+    rc = call_run(b, &c, S_CLEANUP, &rep, err, "cleanup");
     if (rc == KAAL_OK && rep->type == REDIS_REPLY_INTEGER) *deleted = (size_t)rep->integer;
     if (rep) freeReplyObject(rep);
     return rc;
@@ -966,10 +984,7 @@ static int redis_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
 
 static int redis_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[7];
-    size_t lens[7];
-    char run_at[24];
+    script_call c;
     buf row = {0};
     redisReply *rep = NULL;
     int rc;
@@ -978,20 +993,12 @@ static int redis_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_
     enc_str(&row, job->job_class);
     enc_str(&row, job->queue);
     enc_str(&row, job->args ? job->args : "[]");
-    if (row.oom) {
-        free(row.p);
-        return no_memory(err);
-    }
-    snprintf(run_at, sizeof run_at, "%" PRId64, job->run_at_ms);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = job->job_id;
-    lens[4] = strlen(job->job_id);
-    argv[5] = run_at;
-    lens[5] = strlen(run_at);
-    argv[6] = row.p;
-    lens[6] = row.len;
-    rc = run_script(b, S_DELAYED_ADD, 7, argv, lens, &rep, err, "delayed_add");
+    if (row.oom) return buf_oom(&row, err);
+    call_start(&c);
+    call_cstr(&c, job->job_id);
+    call_int(&c, job->run_at_ms);
+    call_str(&c, row.p, row.len);
+    rc = call_run(b, &c, S_DELAYED_ADD, &rep, err, "delayed_add");
     if (rc == KAAL_OK && !(rep->type == REDIS_REPLY_INTEGER && rep->integer == 1)) {
         rc = kaal_error_set(err, KAAL_EDUPLICATE, "job_id", -1,
                             "a delayed job with job_id \"%.120s\" is already pending", job->job_id);
@@ -1034,22 +1041,14 @@ static int delayed_rows_from(redisReply *rep, kaal_delayed_rows *out, kaal_error
 static int redis_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, kaal_delayed_rows *out,
                                kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[6];
-    size_t lens[6];
-    char nows[24], ls[24];
+    script_call c;
     redisReply *rep = NULL;
     int rc;
     if (limit == 0) return KAAL_OK;
-    snprintf(nows, sizeof nows, "%" PRId64, now_ms);
-    snprintf(ls, sizeof ls, "%zu", limit);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = nows;
-    lens[4] = strlen(nows);
-    argv[5] = ls;
-    lens[5] = strlen(ls);
-    rc = run_script(b, S_DELAYED_CLAIM, 6, argv, lens, &rep, err, "delayed_claim");
+    call_start(&c);
+    call_int(&c, now_ms);
+    call_size(&c, limit);
+    rc = call_run(b, &c, S_DELAYED_CLAIM, &rep, err, "delayed_claim");
     if (rc == KAAL_OK) rc = delayed_rows_from(rep, out, err);
     if (rep) freeReplyObject(rep);
     return rc;
@@ -1057,17 +1056,13 @@ static int redis_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, ka
 
 static int redis_delayed_cancel(kaal_backend *b, const char *job_id, int *found, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[5];
-    size_t lens[5];
+    script_call c;
     redisReply *rep = NULL;
     int rc;
     *found = 0;
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = job_id;
-    lens[4] = strlen(job_id);
-    rc = run_script(b, S_DELAYED_CANCEL, 5, argv, lens, &rep, err, "delayed_cancel");
+    call_start(&c);
+    call_cstr(&c, job_id);
+    rc = call_run(b, &c, S_DELAYED_CANCEL, &rep, err, "delayed_cancel");
     if (rc == KAAL_OK) *found = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
     if (rep) freeReplyObject(rep);
     return rc;
@@ -1101,19 +1096,13 @@ static int redis_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
 
 static int redis_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[5];
-    size_t lens[5];
-    char ls[24];
+    script_call c;
     redisReply *rep = NULL;
     int rc;
     if (limit == 0) return KAAL_OK;
-    snprintf(ls, sizeof ls, "%zu", limit);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = ls;
-    lens[4] = strlen(ls);
-    rc = run_script(b, S_DELAYED_LIST, 5, argv, lens, &rep, err, "delayed_list");
+    call_start(&c);
+    call_size(&c, limit);
+    rc = call_run(b, &c, S_DELAYED_LIST, &rep, err, "delayed_list");
     if (rc == KAAL_OK) rc = delayed_rows_from(rep, out, err);
     if (rep) freeReplyObject(rep);
     return rc;
@@ -1125,46 +1114,25 @@ static int redis_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *
 static int redis_heartbeat(kaal_backend *b, const char *node, const char *info, int64_t now,
                            int64_t ttl, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[9];
-    size_t lens[9];
-    char nows[24], ttls[24];
-    redisReply *rep = NULL;
-    int rc;
-    snprintf(nows, sizeof nows, "%" PRId64, now);
-    snprintf(ttls, sizeof ttls, "%" PRId64, ttl > 0 ? ttl : 0);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = node;
-    lens[4] = strlen(node);
-    argv[5] = nows;
-    lens[5] = strlen(nows);
-    argv[6] = ttls;
-    lens[6] = strlen(ttls);
-    argv[7] = info ? "1" : "0";
-    lens[7] = 1;
-    argv[8] = info ? info : "";
-    lens[8] = strlen(argv[8]);
-    rc = run_script(b, S_HEARTBEAT, 9, argv, lens, &rep, err, "heartbeat");
-    if (rep) freeReplyObject(rep);
-    return rc;
+    script_call c;
+    call_start(&c);
+    call_cstr(&c, node);
+    call_int(&c, now);
+    call_int(&c, ttl > 0 ? ttl : 0);
+    call_cstr(&c, info ? "1" : "0");
+    call_cstr(&c, info ? info : "");
+    return call_run(b, &c, S_HEARTBEAT, NULL, err, "heartbeat");
 }
 
 static int redis_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[5];
-    size_t lens[5];
-    char ss[24];
+    script_call c;
     redisReply *rep = NULL;
     size_t i;
     int rc;
-    snprintf(ss, sizeof ss, "%" PRId64, since);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = ss;
-    lens[4] = strlen(ss);
-    rc = run_script(b, S_NODES, 5, argv, lens, &rep, err, "nodes");
+    call_start(&c);
+    call_int(&c, since);
+    rc = call_run(b, &c, S_NODES, &rep, err, "nodes");
     if (rc != KAAL_OK) return rc;
     if (rep->type == REDIS_REPLY_ARRAY) {
         for (i = 0; i + 2 < rep->elements; i += 3) {
