@@ -274,41 +274,52 @@ static struct timeval tv_ms(int ms)
     return tv;
 }
 
-/* One command on a connected session. On success *out is a non-error reply
- * (free it with freeReplyObject). */
-static int command(kaal_backend *b, int argc, const char **argv, const size_t *lens,
-                   redisReply **out, kaal_error *err, const char *what)
+static int not_connected(kaal_backend *b, kaal_error *err, const char *what)
 {
-    redis_impl *r = impl_of(b);
-    redisReply *rep;
-    *out = NULL;
-    if (!r || !r->ctx) {
-        b->connected = 0;
-        return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: not connected", what);
-    }
-    rep = redisCommandArgv(r->ctx, argc, argv, lens);
+    b->connected = 0;
+    return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: not connected", what);
+}
+
+/* The end of every command: no reply is a lost connection, an error reply is
+ * KAAL_EBACKEND; otherwise *out is the reply (free it with freeReplyObject),
+ * or, with out NULL, the reply is dropped. */
+static int take_reply(kaal_backend *b, redisReply *rep, redisReply **out, kaal_error *err,
+                      const char *what)
+{
     if (!rep) return io_error(b, err, what);
     if (rep->type == REDIS_REPLY_ERROR) {
         int rc = reply_error(rep, err, what);
         freeReplyObject(rep);
         return rc;
     }
-    *out = rep;
+    if (out) {
+        *out = rep;
+    } else {
+        freeReplyObject(rep);
+    }
     return KAAL_OK;
 }
 
+/* One command on a connected session; the reply as take_reply gives it. */
+static int command(kaal_backend *b, int argc, const char **argv, const size_t *lens,
+                   redisReply **out, kaal_error *err, const char *what)
+{
+    redis_impl *r = impl_of(b);
+    if (out) *out = NULL;
+    if (!r || !r->ctx) return not_connected(b, err, what);
+    return take_reply(b, redisCommandArgv(r->ctx, argc, argv, lens), out, err, what);
+}
+
 /* Run script `s` with argv[3..argc-1] as ARGV, whose first is always the
- * prefix (argv[0..3] are filled here: the caller leaves four slots free). */
+ * prefix (argv[0..3] are filled here: the caller leaves four slots free).
+ * The reply as take_reply gives it. */
 static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_t *lens,
                       redisReply **out, kaal_error *err, const char *what)
 {
     redis_impl *r = impl_of(b);
     redisReply *rep;
-    *out = NULL;
-    if (!r || !r->ctx) {
-        b->connected = 0;
-        return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: not connected", what);
-    }
+    if (out) *out = NULL;
+    if (!r || !r->ctx) return not_connected(b, err, what);
     argv[0] = "EVALSHA";
     lens[0] = 7;
     argv[1] = r->sha[s];
@@ -318,8 +329,8 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
     argv[3] = r->prefix;
     lens[3] = r->prefix_len;
     rep = redisCommandArgv(r->ctx, argc, argv, lens);
-    if (!rep) return io_error(b, err, what);
-    if (rep->type == REDIS_REPLY_ERROR && rep->len >= 8 && memcmp(rep->str, "NOSCRIPT", 8) == 0) {
+    if (rep && rep->type == REDIS_REPLY_ERROR && rep->len >= 8 &&
+        memcmp(rep->str, "NOSCRIPT", 8) == 0) {
         /* The script cache was flushed behind our back: send the body. */
         freeReplyObject(rep);
         argv[0] = "EVAL";
@@ -327,15 +338,8 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
         argv[1] = SCRIPTS[s];
         lens[1] = strlen(SCRIPTS[s]);
         rep = redisCommandArgv(r->ctx, argc, argv, lens);
-        if (!rep) return io_error(b, err, what);
     }
-    if (rep->type == REDIS_REPLY_ERROR) {
-        int rc = reply_error(rep, err, what);
-        freeReplyObject(rep);
-        return rc;
-    }
-    *out = rep;
-    return KAAL_OK;
+    return take_reply(b, rep, out, err, what);
 }
 
 /* The ARGV of one script call with a fixed number of arguments: the prefix
@@ -373,19 +377,11 @@ static void call_size(script_call *c, size_t v)
     call_str(c, d, (size_t)snprintf(d, 24, "%zu", v));
 }
 
-/* Run script `s` with the call's arguments. On success *out is the reply;
- * with out NULL the reply is dropped. */
+/* Run script `s` with the call's arguments. */
 static int call_run(kaal_backend *b, script_call *c, int s, redisReply **out, kaal_error *err,
                     const char *what)
 {
-    redisReply *rep = NULL;
-    int rc = run_script(b, s, c->argc, c->argv, c->lens, &rep, err, what);
-    if (out) {
-        *out = rep;
-    } else if (rep) {
-        freeReplyObject(rep);
-    }
-    return rc;
+    return run_script(b, s, c->argc, c->argv, c->lens, out, err, what);
 }
 
 static int parse_db(const char *s, long *db)
@@ -695,6 +691,43 @@ static int64_t retention_s(int64_t lease_ms)
     return lease_s > RETENTION_S ? lease_s : RETENTION_S;
 }
 
+/* "<prefix><suffix>", or "<prefix><suffix>:<sub>" when sub is not NULL,
+ * into the empty buffer *k (the caller frees k->p). */
+static int ns_key(kaal_backend *b, buf *k, const char *suffix, const char *sub, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    buf_put(k, r->prefix, r->prefix_len);
+    buf_put(k, suffix, strlen(suffix));
+    if (sub) {
+        buf_put(k, ":", 1);
+        buf_put(k, sub, strlen(sub));
+    }
+    return k->oom ? buf_oom(k, err) : KAAL_OK;
+}
+
+/* `<cmd> <prefix><suffix> [a1 [a2]]`: one plain command on one namespaced
+ * key (a2 only with a1). The reply as take_reply gives it. */
+static int key_command(kaal_backend *b, const char *cmd, const char *suffix, const char *a1,
+                       const char *a2, redisReply **out, kaal_error *err, const char *what)
+{
+    buf key = {0};
+    const char *argv[4];
+    size_t lens[4];
+    int argc, i, rc;
+    if (out) *out = NULL;
+    rc = ns_key(b, &key, suffix, NULL, err);
+    if (rc != KAAL_OK) return rc;
+    argv[0] = cmd;
+    argv[1] = key.p;
+    argv[2] = a1;
+    argv[3] = a2;
+    argc = a1 ? (a2 ? 4 : 3) : 2;
+    for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    rc = command(b, argc, argv, lens, out, err, what);
+    free(key.p);
+    return rc;
+}
+
 /* ------------------------------------------------------------------ */
 /* Claims and the dispatch log                                        */
 
@@ -821,20 +854,14 @@ static void free_log_row(kaal_dispatch_row *row)
 static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
                             kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
     buf index = {0};
     size_t start = 0, chunk;
     int filtered = q->status || q->node;
-    int rc = KAAL_OK;
+    int rc;
 
     if (q->limit == 0) return KAAL_OK;
-    buf_put(&index, r->prefix, r->prefix_len);
-    buf_put(&index, "log-index", 9);
-    if (q->key) {
-        buf_put(&index, ":", 1);
-        buf_put(&index, q->key, strlen(q->key));
-    }
-    if (index.oom) return buf_oom(&index, err);
+    rc = ns_key(b, &index, "log-index", q->key, err);
+    if (rc != KAAL_OK) return rc;
     /* Unfiltered: the first `limit` live rows (a few more for expired
      * index entries). Filtered: scan in chunks until enough match. */
     chunk = filtered ? SCAN_CHUNK : q->limit + 16;
@@ -862,28 +889,24 @@ static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_
         ms = rep->element[0];
         vs = rep->element[1];
         for (i = 0; i < ms->elements && out->len < q->limit; i++) {
-            kaal_dispatch_row tmp;
+            kaal_dispatch_row tmp, *row;
             if (vs->element[i]->type != REDIS_REPLY_STRING) continue; /* expired */
             memset(&tmp, 0, sizeof tmp);
+            /* A row that is not ours is skipped rather than failing the
+             * whole query; so is one the filters leave out. */
             if (!decode_log_row(ms->element[i]->str, ms->element[i]->len, vs->element[i]->str,
-                                vs->element[i]->len, &tmp)) {
-                free_log_row(&tmp);
-                continue; /* not ours: skip rather than fail the whole query */
-            }
-            if ((q->status && strcmp(q->status, tmp.status) != 0) ||
+                                vs->element[i]->len, &tmp) ||
+                (q->status && strcmp(q->status, tmp.status) != 0) ||
                 (q->node && (!tmp.node || strcmp(q->node, tmp.node) != 0))) {
                 free_log_row(&tmp);
                 continue;
             }
-            {
-                kaal_dispatch_row *row = kaal_dispatch_rows_push(out);
-                if (!row) {
-                    free_log_row(&tmp);
-                    rc = no_memory(err);
-                    break;
-                }
-                *row = tmp;
+            if (!(row = kaal_dispatch_rows_push(out))) {
+                free_log_row(&tmp);
+                rc = no_memory(err);
+                break;
             }
+            *row = tmp;
         }
         i = ms->elements;
         freeReplyObject(rep);
@@ -917,53 +940,14 @@ static int redis_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *
 
 static int redis_set_enabled(kaal_backend *b, const char *key, int enabled, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    buf h = {0};
-    const char *argv[4];
-    size_t lens[4];
-    redisReply *rep = NULL;
-    int rc;
-    buf_put(&h, r->prefix, r->prefix_len);
-    buf_put(&h, "states", 6);
-    if (h.oom) {
-        free(h.p);
-        return no_memory(err);
-    }
-    argv[0] = "HSET";
-    lens[0] = 4;
-    argv[1] = h.p;
-    lens[1] = h.len;
-    argv[2] = key;
-    lens[2] = strlen(key);
-    argv[3] = enabled ? "1" : "0";
-    lens[3] = 1;
-    rc = command(b, 4, argv, lens, &rep, err, "set_enabled");
-    if (rep) freeReplyObject(rep);
-    free(h.p);
-    return rc;
+    return key_command(b, "HSET", "states", key, enabled ? "1" : "0", NULL, err, "set_enabled");
 }
 
 static int redis_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    buf h = {0};
-    const char *argv[2];
-    size_t lens[2];
     redisReply *rep = NULL;
     size_t i;
-    int rc;
-    buf_put(&h, r->prefix, r->prefix_len);
-    buf_put(&h, "states", 6);
-    if (h.oom) {
-        free(h.p);
-        return no_memory(err);
-    }
-    argv[0] = "HGETALL";
-    lens[0] = 7;
-    argv[1] = h.p;
-    lens[1] = h.len;
-    rc = command(b, 2, argv, lens, &rep, err, "states");
-    free(h.p);
+    int rc = key_command(b, "HGETALL", "states", NULL, NULL, &rep, err, "states");
     if (rc != KAAL_OK) return rc;
     if (rep->type == REDIS_REPLY_ARRAY) {
         for (i = 0; i + 1 < rep->elements; i += 2) {
@@ -1070,25 +1054,10 @@ static int redis_delayed_cancel(kaal_backend *b, const char *job_id, int *found,
 
 static int redis_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    buf h = {0};
-    const char *argv[2];
-    size_t lens[2];
     redisReply *rep = NULL;
     int rc;
     *count = 0;
-    buf_put(&h, r->prefix, r->prefix_len);
-    buf_put(&h, "delayed", 7);
-    if (h.oom) {
-        free(h.p);
-        return no_memory(err);
-    }
-    argv[0] = "HLEN";
-    lens[0] = 4;
-    argv[1] = h.p;
-    lens[1] = h.len;
-    rc = command(b, 2, argv, lens, &rep, err, "delayed_count");
-    free(h.p);
+    rc = key_command(b, "HLEN", "delayed", NULL, NULL, &rep, err, "delayed_count");
     if (rc == KAAL_OK && rep->type == REDIS_REPLY_INTEGER) *count = (size_t)rep->integer;
     if (rep) freeReplyObject(rep);
     return rc;
