@@ -384,6 +384,20 @@ static int call_run(kaal_backend *b, script_call *c, int s, redisReply **out, ka
     return run_script(b, s, c->argc, c->argv, c->lens, out, err, what);
 }
 
+/* Run script `s` for an integer reply: *v is its value (0 for any other
+ * reply, and when the call fails). */
+static int call_run_int(kaal_backend *b, script_call *c, int s, long long *v, kaal_error *err,
+                        const char *what)
+{
+    redisReply *rep;
+    int rc = call_run(b, c, s, &rep, err, what);
+    *v = 0;
+    if (rc != KAAL_OK) return rc;
+    if (rep->type == REDIS_REPLY_INTEGER) *v = rep->integer;
+    freeReplyObject(rep);
+    return KAAL_OK;
+}
+
 static int parse_db(const char *s, long *db)
 {
     char *end;
@@ -922,16 +936,15 @@ static int redis_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *
                          kaal_error *err)
 {
     script_call c;
-    redisReply *rep = NULL;
+    long long n;
     int rc;
     *deleted = 0;
     if (limit == 0) return KAAL_OK;
     call_start(&c);
     call_int(&c, before);
     call_size(&c, limit);
-    rc = call_run(b, &c, S_CLEANUP, &rep, err, "cleanup");
-    if (rc == KAAL_OK && rep->type == REDIS_REPLY_INTEGER) *deleted = (size_t)rep->integer;
-    if (rep) freeReplyObject(rep);
+    rc = call_run_int(b, &c, S_CLEANUP, &n, err, "cleanup");
+    if (rc == KAAL_OK) *deleted = (size_t)n;
     return rc;
 }
 
@@ -970,7 +983,7 @@ static int redis_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_
 {
     script_call c;
     buf row = {0};
-    redisReply *rep = NULL;
+    long long added;
     int rc;
 
     enc_int(&row, job->run_at_ms);
@@ -982,12 +995,11 @@ static int redis_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_
     call_cstr(&c, job->job_id);
     call_int(&c, job->run_at_ms);
     call_str(&c, row.p, row.len);
-    rc = call_run(b, &c, S_DELAYED_ADD, &rep, err, "delayed_add");
-    if (rc == KAAL_OK && !(rep->type == REDIS_REPLY_INTEGER && rep->integer == 1)) {
+    rc = call_run_int(b, &c, S_DELAYED_ADD, &added, err, "delayed_add");
+    if (rc == KAAL_OK && added != 1) {
         rc = kaal_error_set(err, KAAL_EDUPLICATE, "job_id", -1,
                             "a delayed job with job_id \"%.120s\" is already pending", job->job_id);
     }
-    if (rep) freeReplyObject(rep);
     free(row.p);
     return rc;
 }
@@ -1022,33 +1034,38 @@ static int delayed_rows_from(redisReply *rep, kaal_delayed_rows *out, kaal_error
     return KAAL_OK;
 }
 
+/* Run script `s`, whose reply is a flat {id, row, ...}, into `out`. */
+static int call_delayed_rows(kaal_backend *b, script_call *c, int s, kaal_delayed_rows *out,
+                             kaal_error *err, const char *what)
+{
+    redisReply *rep;
+    int rc = call_run(b, c, s, &rep, err, what);
+    if (rc != KAAL_OK) return rc;
+    rc = delayed_rows_from(rep, out, err);
+    freeReplyObject(rep);
+    return rc;
+}
+
 static int redis_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, kaal_delayed_rows *out,
                                kaal_error *err)
 {
     script_call c;
-    redisReply *rep = NULL;
-    int rc;
     if (limit == 0) return KAAL_OK;
     call_start(&c);
     call_int(&c, now_ms);
     call_size(&c, limit);
-    rc = call_run(b, &c, S_DELAYED_CLAIM, &rep, err, "delayed_claim");
-    if (rc == KAAL_OK) rc = delayed_rows_from(rep, out, err);
-    if (rep) freeReplyObject(rep);
-    return rc;
+    return call_delayed_rows(b, &c, S_DELAYED_CLAIM, out, err, "delayed_claim");
 }
 
 static int redis_delayed_cancel(kaal_backend *b, const char *job_id, int *found, kaal_error *err)
 {
     script_call c;
-    redisReply *rep = NULL;
+    long long removed;
     int rc;
-    *found = 0;
     call_start(&c);
     call_cstr(&c, job_id);
-    rc = call_run(b, &c, S_DELAYED_CANCEL, &rep, err, "delayed_cancel");
-    if (rc == KAAL_OK) *found = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
-    if (rep) freeReplyObject(rep);
+    rc = call_run_int(b, &c, S_DELAYED_CANCEL, &removed, err, "delayed_cancel");
+    *found = removed > 0;
     return rc;
 }
 
@@ -1066,15 +1083,10 @@ static int redis_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
 static int redis_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out, kaal_error *err)
 {
     script_call c;
-    redisReply *rep = NULL;
-    int rc;
     if (limit == 0) return KAAL_OK;
     call_start(&c);
     call_size(&c, limit);
-    rc = call_run(b, &c, S_DELAYED_LIST, &rep, err, "delayed_list");
-    if (rc == KAAL_OK) rc = delayed_rows_from(rep, out, err);
-    if (rep) freeReplyObject(rep);
-    return rc;
+    return call_delayed_rows(b, &c, S_DELAYED_LIST, out, err, "delayed_list");
 }
 
 /* ------------------------------------------------------------------ */
