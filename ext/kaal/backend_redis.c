@@ -410,6 +410,29 @@ static int parse_db(const char *s, long *db)
     return errno == 0 && *end == '\0' && *db >= 0 && *db <= 1000000;
 }
 
+/* A command while connecting (AUTH, SELECT); argv are C strings. An error
+ * reply ends the session: the call fails with `code` and
+ * "redis: <context>: <the server's text>". */
+static int setup_command(kaal_backend *b, int argc, const char **argv, kaal_status code,
+                         const char *field, const char *context, kaal_error *err)
+{
+    size_t lens[3];
+    redisReply *rep;
+    int i;
+    for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    rep = redisCommandArgv(impl_of(b)->ctx, argc, argv, lens);
+    if (!rep) return io_error(b, err, argv[0]);
+    if (rep->type == REDIS_REPLY_ERROR) {
+        kaal_error_set(err, code, field, -1, "redis: %s: %.*s", context,
+                       (int)(rep->len > 160 ? 160 : rep->len), rep->str);
+        freeReplyObject(rep);
+        drop_context(b);
+        return code;
+    }
+    freeReplyObject(rep);
+    return KAAL_OK;
+}
+
 static int redis_connect(kaal_backend *b, kaal_error *err)
 {
     redis_impl *r = impl_of(b);
@@ -418,7 +441,7 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
     int qto = p->command_timeout_ms > 0 ? p->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS;
     const char *host = p->host && *p->host ? p->host : "127.0.0.1";
     int port = p->port > 0 ? p->port : DEFAULT_PORT;
-    char where[300];
+    char where[300], context[340];
     redisReply *rep;
     long db;
     int i, rc;
@@ -470,49 +493,22 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
 
     if (p->password && *p->password) {
         const char *argv[3];
-        size_t lens[3];
         int argc = 0;
-        argv[argc] = "AUTH";
-        lens[argc++] = 4;
-        if (p->username && *p->username) {
-            argv[argc] = p->username;
-            lens[argc] = strlen(p->username);
-            argc++;
-        }
-        argv[argc] = p->password;
-        lens[argc] = strlen(p->password);
-        argc++;
-        rep = redisCommandArgv(r->ctx, argc, argv, lens);
-        if (!rep) return io_error(b, err, "AUTH");
-        if (rep->type == REDIS_REPLY_ERROR) {
-            /* The server's text names the problem, never the password. */
-            kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: authentication to %s failed: %.*s",
-                           where, (int)(rep->len > 160 ? 160 : rep->len), rep->str);
-            freeReplyObject(rep);
-            drop_context(b);
-            return KAAL_ECONNECT;
-        }
-        freeReplyObject(rep);
+        argv[argc++] = "AUTH";
+        if (p->username && *p->username) argv[argc++] = p->username;
+        argv[argc++] = p->password;
+        /* The server's text names the problem, never the password. */
+        snprintf(context, sizeof context, "authentication to %s failed", where);
+        rc = setup_command(b, argc, argv, KAAL_ECONNECT, NULL, context, err);
+        if (rc != KAAL_OK) return rc;
     }
     if (db != 0) {
         char dbs[24];
-        const char *argv[2];
-        size_t lens[2];
+        const char *argv[2] = {"SELECT", dbs};
         snprintf(dbs, sizeof dbs, "%ld", db);
-        argv[0] = "SELECT";
-        lens[0] = 6;
-        argv[1] = dbs;
-        lens[1] = strlen(dbs);
-        rep = redisCommandArgv(r->ctx, 2, argv, lens);
-        if (!rep) return io_error(b, err, "SELECT");
-        if (rep->type == REDIS_REPLY_ERROR) {
-            kaal_error_set(err, KAAL_ECONFIG, "database", -1, "redis: SELECT %ld on %s: %.*s", db,
-                           where, (int)(rep->len > 160 ? 160 : rep->len), rep->str);
-            freeReplyObject(rep);
-            drop_context(b);
-            return KAAL_ECONFIG;
-        }
-        freeReplyObject(rep);
+        snprintf(context, sizeof context, "SELECT %ld on %s", db, where);
+        rc = setup_command(b, 2, argv, KAAL_ECONFIG, "database", context, err);
+        if (rc != KAAL_OK) return rc;
     }
 
     /* Load every script in one pipelined round trip. */
@@ -551,15 +547,21 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
     return KAAL_OK;
 }
 
-static void redis_close(kaal_backend *b)
+/* Free the session state (the context must be gone already). */
+static void free_impl(kaal_backend *b)
 {
     redis_impl *r = impl_of(b);
-    drop_context(b);
     if (r) {
         free(r->prefix);
         free(r);
         b->impl = NULL;
     }
+}
+
+static void redis_close(kaal_backend *b)
+{
+    drop_context(b);
+    free_impl(b);
 }
 
 /* In a forked child: the socket is shared with the parent. Closing our copy
@@ -568,16 +570,12 @@ static void redis_close(kaal_backend *b)
 static void redis_discard(kaal_backend *b)
 {
     redis_impl *r = impl_of(b);
-    if (r) {
-        if (r->ctx) {
-            int fd = redisFreeKeepFd(r->ctx);
-            if (fd >= 0) close(fd);
-            r->ctx = NULL;
-        }
-        free(r->prefix);
-        free(r);
-        b->impl = NULL;
+    if (r && r->ctx) {
+        int fd = redisFreeKeepFd(r->ctx);
+        if (fd >= 0) close(fd);
+        r->ctx = NULL;
     }
+    free_impl(b);
     b->connected = 0;
 }
 
