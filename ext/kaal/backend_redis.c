@@ -703,6 +703,9 @@ static int64_t retention_s(int64_t lease_ms)
     return lease_s > RETENTION_S ? lease_s : RETENTION_S;
 }
 
+/* ------------------------------------------------------------------ */
+/* Namespaced keys and plain commands                                 */
+
 /* "<prefix><suffix>", or "<prefix><suffix>:<sub>" when sub is not NULL,
  * into the empty buffer *k (the caller frees k->p). */
 static int ns_key(kaal_backend *b, buf *k, const char *suffix, const char *sub, kaal_error *err)
