@@ -261,6 +261,11 @@ static int reply_error(const redisReply *rep, kaal_error *err, const char *what)
                           (int)(rep->len > 200 ? 200 : rep->len), rep->str);
 }
 
+static int no_memory(kaal_error *err)
+{
+    return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+}
+
 static struct timeval tv_ms(int ms)
 {
     struct timeval tv;
@@ -269,50 +274,63 @@ static struct timeval tv_ms(int ms)
     return tv;
 }
 
-/* One command on a connected session. On success *out is a non-error reply
- * (free it with freeReplyObject). */
-static int command(kaal_backend *b, int argc, const char **argv, const size_t *lens,
-                   redisReply **out, kaal_error *err, const char *what)
+static int not_connected(kaal_backend *b, kaal_error *err, const char *what)
 {
-    redis_impl *r = impl_of(b);
-    redisReply *rep;
-    *out = NULL;
-    if (!r || !r->ctx) {
-        b->connected = 0;
-        return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: not connected", what);
-    }
-    rep = redisCommandArgv(r->ctx, argc, argv, lens);
+    b->connected = 0;
+    return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: not connected", what);
+}
+
+/* The end of every command: no reply is a lost connection, an error reply is
+ * KAAL_EBACKEND; otherwise *out is the reply (free it with freeReplyObject),
+ * or, with out NULL, the reply is dropped. */
+static int take_reply(kaal_backend *b, redisReply *rep, redisReply **out, kaal_error *err,
+                      const char *what)
+{
     if (!rep) return io_error(b, err, what);
     if (rep->type == REDIS_REPLY_ERROR) {
         int rc = reply_error(rep, err, what);
         freeReplyObject(rep);
         return rc;
     }
-    *out = rep;
+    if (out) {
+        *out = rep;
+    } else {
+        freeReplyObject(rep);
+    }
     return KAAL_OK;
 }
 
-/* Run script `s` with argv[3..argc-1] as ARGV (argv[0..2] are filled here:
- * the caller leaves three slots free). */
+/* One command on a connected session; the reply as take_reply gives it. */
+static int command(kaal_backend *b, int argc, const char **argv, const size_t *lens,
+                   redisReply **out, kaal_error *err, const char *what)
+{
+    redis_impl *r = impl_of(b);
+    if (out) *out = NULL;
+    if (!r || !r->ctx) return not_connected(b, err, what);
+    return take_reply(b, redisCommandArgv(r->ctx, argc, argv, lens), out, err, what);
+}
+
+/* Run script `s` with argv[3..argc-1] as ARGV, whose first is always the
+ * prefix (argv[0..3] are filled here: the caller leaves four slots free).
+ * The reply as take_reply gives it. */
 static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_t *lens,
                       redisReply **out, kaal_error *err, const char *what)
 {
     redis_impl *r = impl_of(b);
     redisReply *rep;
-    *out = NULL;
-    if (!r || !r->ctx) {
-        b->connected = 0;
-        return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: not connected", what);
-    }
+    if (out) *out = NULL;
+    if (!r || !r->ctx) return not_connected(b, err, what);
     argv[0] = "EVALSHA";
     lens[0] = 7;
     argv[1] = r->sha[s];
     lens[1] = strlen(r->sha[s]);
     argv[2] = "0";
     lens[2] = 1;
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
     rep = redisCommandArgv(r->ctx, argc, argv, lens);
-    if (!rep) return io_error(b, err, what);
-    if (rep->type == REDIS_REPLY_ERROR && rep->len >= 8 && memcmp(rep->str, "NOSCRIPT", 8) == 0) {
+    if (rep && rep->type == REDIS_REPLY_ERROR && rep->len >= 8 &&
+        memcmp(rep->str, "NOSCRIPT", 8) == 0) {
         /* The script cache was flushed behind our back: send the body. */
         freeReplyObject(rep);
         argv[0] = "EVAL";
@@ -320,14 +338,63 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
         argv[1] = SCRIPTS[s];
         lens[1] = strlen(SCRIPTS[s]);
         rep = redisCommandArgv(r->ctx, argc, argv, lens);
-        if (!rep) return io_error(b, err, what);
     }
-    if (rep->type == REDIS_REPLY_ERROR) {
-        int rc = reply_error(rep, err, what);
-        freeReplyObject(rep);
-        return rc;
-    }
-    *out = rep;
+    return take_reply(b, rep, out, err, what);
+}
+
+/* The ARGV of one script call with a fixed number of arguments: the prefix
+ * (run_script fills it in), then what the call_* functions append. Numbers
+ * are formatted into the call's own storage. */
+#define CALL_MAX_ARGS 5 /* record and heartbeat take the most */
+
+typedef struct script_call {
+    const char *argv[4 + CALL_MAX_ARGS];
+    size_t lens[4 + CALL_MAX_ARGS];
+    char num[CALL_MAX_ARGS][24];
+    int argc;
+} script_call;
+
+static void call_start(script_call *c) { c->argc = 4; }
+
+static void call_str(script_call *c, const char *s, size_t n)
+{
+    c->argv[c->argc] = s;
+    c->lens[c->argc] = n;
+    c->argc++;
+}
+
+static void call_cstr(script_call *c, const char *s) { call_str(c, s, strlen(s)); }
+
+static void call_int(script_call *c, int64_t v)
+{
+    char *d = c->num[c->argc - 4];
+    call_str(c, d, (size_t)snprintf(d, 24, "%" PRId64, v));
+}
+
+static void call_size(script_call *c, size_t v)
+{
+    char *d = c->num[c->argc - 4];
+    call_str(c, d, (size_t)snprintf(d, 24, "%zu", v));
+}
+
+/* Run script `s` with the call's arguments. */
+static int call_run(kaal_backend *b, script_call *c, int s, redisReply **out, kaal_error *err,
+                    const char *what)
+{
+    return run_script(b, s, c->argc, c->argv, c->lens, out, err, what);
+}
+
+/* Run script `s` for an integer reply: *v is its value (0 for any other
+ * reply, and when the call fails). */
+static int call_run_int(kaal_backend *b, script_call *c, int s, long long *v, kaal_error *err,
+                        const char *what)
+{
+    redisReply *rep;
+    int rc = call_run(b, c, s, &rep, err, what);
+    *v = 0;
+    if (rc != KAAL_OK) return rc;
+    if (rep->type == REDIS_REPLY_INTEGER) *v = rep->integer;
+    freeReplyObject(rep);
     return KAAL_OK;
 }
 
@@ -343,6 +410,29 @@ static int parse_db(const char *s, long *db)
     return errno == 0 && *end == '\0' && *db >= 0 && *db <= 1000000;
 }
 
+/* A command while connecting (AUTH, SELECT); argv are C strings. An error
+ * reply ends the session: the call fails with `code` and
+ * "redis: <context>: <the server's text>". */
+static int setup_command(kaal_backend *b, int argc, const char **argv, kaal_status code,
+                         const char *field, const char *context, kaal_error *err)
+{
+    size_t lens[3];
+    redisReply *rep;
+    int i;
+    for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    rep = redisCommandArgv(impl_of(b)->ctx, argc, argv, lens);
+    if (!rep) return io_error(b, err, argv[0]);
+    if (rep->type == REDIS_REPLY_ERROR) {
+        kaal_error_set(err, code, field, -1, "redis: %s: %.*s", context,
+                       (int)(rep->len > 160 ? 160 : rep->len), rep->str);
+        freeReplyObject(rep);
+        drop_context(b);
+        return code;
+    }
+    freeReplyObject(rep);
+    return KAAL_OK;
+}
+
 static int redis_connect(kaal_backend *b, kaal_error *err)
 {
     redis_impl *r = impl_of(b);
@@ -351,7 +441,7 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
     int qto = p->command_timeout_ms > 0 ? p->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS;
     const char *host = p->host && *p->host ? p->host : "127.0.0.1";
     int port = p->port > 0 ? p->port : DEFAULT_PORT;
-    char where[300];
+    char where[300], context[340];
     redisReply *rep;
     long db;
     int i, rc;
@@ -368,11 +458,11 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
     if (!r) {
         size_t ns_len = strlen(b->ns);
         r = calloc(1, sizeof *r);
-        if (!r) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        if (!r) return no_memory(err);
         r->prefix = malloc(ns_len + 2);
         if (!r->prefix) {
             free(r);
-            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+            return no_memory(err);
         }
         memcpy(r->prefix, b->ns, ns_len);
         r->prefix[ns_len] = ':';
@@ -389,7 +479,7 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
         snprintf(where, sizeof where, "%s:%d", host, port);
         r->ctx = redisConnectWithTimeout(host, port, tv_ms(cto));
     }
-    if (!r->ctx) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+    if (!r->ctx) return no_memory(err);
     if (r->ctx->err) {
         kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: cannot connect to %s: %s", where,
                        r->ctx->errstr);
@@ -403,49 +493,22 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
 
     if (p->password && *p->password) {
         const char *argv[3];
-        size_t lens[3];
         int argc = 0;
-        argv[argc] = "AUTH";
-        lens[argc++] = 4;
-        if (p->username && *p->username) {
-            argv[argc] = p->username;
-            lens[argc] = strlen(p->username);
-            argc++;
-        }
-        argv[argc] = p->password;
-        lens[argc] = strlen(p->password);
-        argc++;
-        rep = redisCommandArgv(r->ctx, argc, argv, lens);
-        if (!rep) return io_error(b, err, "AUTH");
-        if (rep->type == REDIS_REPLY_ERROR) {
-            /* The server's text names the problem, never the password. */
-            kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: authentication to %s failed: %.*s",
-                           where, (int)(rep->len > 160 ? 160 : rep->len), rep->str);
-            freeReplyObject(rep);
-            drop_context(b);
-            return KAAL_ECONNECT;
-        }
-        freeReplyObject(rep);
+        argv[argc++] = "AUTH";
+        if (p->username && *p->username) argv[argc++] = p->username;
+        argv[argc++] = p->password;
+        /* The server's text names the problem, never the password. */
+        snprintf(context, sizeof context, "authentication to %s failed", where);
+        rc = setup_command(b, argc, argv, KAAL_ECONNECT, NULL, context, err);
+        if (rc != KAAL_OK) return rc;
     }
     if (db != 0) {
         char dbs[24];
-        const char *argv[2];
-        size_t lens[2];
+        const char *argv[2] = {"SELECT", dbs};
         snprintf(dbs, sizeof dbs, "%ld", db);
-        argv[0] = "SELECT";
-        lens[0] = 6;
-        argv[1] = dbs;
-        lens[1] = strlen(dbs);
-        rep = redisCommandArgv(r->ctx, 2, argv, lens);
-        if (!rep) return io_error(b, err, "SELECT");
-        if (rep->type == REDIS_REPLY_ERROR) {
-            kaal_error_set(err, KAAL_ECONFIG, "database", -1, "redis: SELECT %ld on %s: %.*s", db,
-                           where, (int)(rep->len > 160 ? 160 : rep->len), rep->str);
-            freeReplyObject(rep);
-            drop_context(b);
-            return KAAL_ECONFIG;
-        }
-        freeReplyObject(rep);
+        snprintf(context, sizeof context, "SELECT %ld on %s", db, where);
+        rc = setup_command(b, 2, argv, KAAL_ECONFIG, "database", context, err);
+        if (rc != KAAL_OK) return rc;
     }
 
     /* Load every script in one pipelined round trip. */
@@ -484,15 +547,21 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
     return KAAL_OK;
 }
 
-static void redis_close(kaal_backend *b)
+/* Free the session state (the context must be gone already). */
+static void free_impl(kaal_backend *b)
 {
     redis_impl *r = impl_of(b);
-    drop_context(b);
     if (r) {
         free(r->prefix);
         free(r);
         b->impl = NULL;
     }
+}
+
+static void redis_close(kaal_backend *b)
+{
+    drop_context(b);
+    free_impl(b);
 }
 
 /* In a forked child: the socket is shared with the parent. Closing our copy
@@ -501,16 +570,12 @@ static void redis_close(kaal_backend *b)
 static void redis_discard(kaal_backend *b)
 {
     redis_impl *r = impl_of(b);
-    if (r) {
-        if (r->ctx) {
-            int fd = redisFreeKeepFd(r->ctx);
-            if (fd >= 0) close(fd);
-            r->ctx = NULL;
-        }
-        free(r->prefix);
-        free(r);
-        b->impl = NULL;
+    if (r && r->ctx) {
+        int fd = redisFreeKeepFd(r->ctx);
+        if (fd >= 0) close(fd);
+        r->ctx = NULL;
     }
+    free_impl(b);
     b->connected = 0;
 }
 
@@ -548,6 +613,14 @@ static void buf_put(buf *o, const char *s, size_t n)
     memcpy(o->p + o->len, s, n);
     o->len += n;
     o->p[o->len] = '\0';
+}
+
+/* For a buffer that ran out of memory: free it, fail with KAAL_ENOMEM. */
+static int buf_oom(buf *o, kaal_error *err)
+{
+    free(o->p);
+    o->p = NULL;
+    return no_memory(err);
 }
 
 static void enc_str(buf *o, const char *s)
@@ -631,12 +704,51 @@ static int64_t retention_s(int64_t lease_ms)
 }
 
 /* ------------------------------------------------------------------ */
+/* Namespaced keys and plain commands                                 */
+
+/* "<prefix><suffix>", or "<prefix><suffix>:<sub>" when sub is not NULL,
+ * into the empty buffer *k (the caller frees k->p). */
+static int ns_key(kaal_backend *b, buf *k, const char *suffix, const char *sub, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    buf_put(k, r->prefix, r->prefix_len);
+    buf_put(k, suffix, strlen(suffix));
+    if (sub) {
+        buf_put(k, ":", 1);
+        buf_put(k, sub, strlen(sub));
+    }
+    return k->oom ? buf_oom(k, err) : KAAL_OK;
+}
+
+/* `<cmd> <prefix><suffix> [a1 [a2]]`: one plain command on one namespaced
+ * key (a2 only with a1). The reply as take_reply gives it. */
+static int key_command(kaal_backend *b, const char *cmd, const char *suffix, const char *a1,
+                       const char *a2, redisReply **out, kaal_error *err, const char *what)
+{
+    buf key = {0};
+    const char *argv[4];
+    size_t lens[4];
+    int argc, i, rc;
+    if (out) *out = NULL;
+    rc = ns_key(b, &key, suffix, NULL, err);
+    if (rc != KAAL_OK) return rc;
+    argv[0] = cmd;
+    argv[1] = key.p;
+    argv[2] = a1;
+    argv[3] = a2;
+    argc = a1 ? (a2 ? 4 : 3) : 2;
+    for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
+    rc = command(b, argc, argv, lens, out, err, what);
+    free(key.p);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
 /* Claims and the dispatch log                                        */
 
 static int redis_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
                        const char *node, int64_t now, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
     const char **argv = NULL;
     size_t *lens = NULL;
     char *fires = NULL;
@@ -662,13 +774,11 @@ static int redis_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lea
     enc_str(&row, node);
     enc_str(&row, NULL);
     if (!argv || !lens || !fires || row.oom) {
-        rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        rc = no_memory(err);
         goto done;
     }
     snprintf(lease, sizeof lease, "%" PRId64, lease_ms);
     snprintf(ttl, sizeof ttl, "%" PRId64, retention_s(lease_ms));
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
     argv[4] = lease;
     lens[4] = strlen(lease);
     argv[5] = ttl;
@@ -706,39 +816,22 @@ done:
 static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, const char *status,
                         const char *node, const char *error, int64_t now, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[9];
-    size_t lens[9];
-    char fire[24], nows[24], ttl[24];
+    script_call c;
     buf tail = {0};
-    redisReply *rep = NULL;
     int rc;
 
     enc_int(&tail, now);
     enc_str(&tail, status);
     enc_str(&tail, node);
     enc_str(&tail, error);
-    if (tail.oom) {
-        free(tail.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
-    }
-    snprintf(fire, sizeof fire, "%" PRId64, fire_time);
-    snprintf(nows, sizeof nows, "%" PRId64, now);
-    snprintf(ttl, sizeof ttl, "%d", RETENTION_S);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = key;
-    lens[4] = strlen(key);
-    argv[5] = fire;
-    lens[5] = strlen(fire);
-    argv[6] = nows;
-    lens[6] = strlen(nows);
-    argv[7] = ttl;
-    lens[7] = strlen(ttl);
-    argv[8] = tail.p;
-    lens[8] = tail.len;
-    rc = run_script(b, S_RECORD, 9, argv, lens, &rep, err, "record");
-    if (rep) freeReplyObject(rep);
+    if (tail.oom) return buf_oom(&tail, err);
+    call_start(&c);
+    call_cstr(&c, key);
+    call_int(&c, fire_time);
+    call_int(&c, now);
+    call_int(&c, RETENTION_S);
+    call_str(&c, tail.p, tail.len);
+    rc = call_run(b, &c, S_RECORD, NULL, err, "record");
     free(tail.p);
     return rc;
 }
@@ -765,53 +858,41 @@ static int decode_log_row(const char *member, size_t mlen, const char *v, size_t
            dec_dup(&p, end, &row->error);
 }
 
+static void free_log_row(kaal_dispatch_row *row)
+{
+    free(row->key);
+    free(row->status);
+    free(row->node);
+    free(row->error);
+}
+
 static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
                             kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
     buf index = {0};
     size_t start = 0, chunk;
     int filtered = q->status || q->node;
-    int rc = KAAL_OK;
+    int rc;
 
     if (q->limit == 0) return KAAL_OK;
-    buf_put(&index, r->prefix, r->prefix_len);
-    buf_put(&index, "log-index", 9);
-    if (q->key) {
-        buf_put(&index, ":", 1);
-        buf_put(&index, q->key, strlen(q->key));
-    }
-    if (index.oom) {
-        free(index.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
-    }
+    rc = ns_key(b, &index, "log-index", q->key, err);
+    if (rc != KAAL_OK) return rc;
     /* Unfiltered: the first `limit` live rows (a few more for expired
      * index entries). Filtered: scan in chunks until enough match. */
     chunk = filtered ? SCAN_CHUNK : q->limit + 16;
     if (chunk > SCAN_CHUNK * 4) chunk = SCAN_CHUNK * 4;
 
     while (out->len < q->limit) {
-        const char *argv[8];
-        size_t lens[8];
-        char s1[24], s2[24];
+        script_call c;
         redisReply *rep = NULL, *ms, *vs;
         size_t i;
 
-        snprintf(s1, sizeof s1, "%zu", start);
-        snprintf(s2, sizeof s2, "%zu", start + chunk - 1);
-        argv[3] = r->prefix;
-        lens[3] = r->prefix_len;
-        argv[4] = index.p;
-        lens[4] = index.len;
-        argv[5] = s1;
-        lens[5] = strlen(s1);
-        argv[6] = s2;
-        lens[6] = strlen(s2);
-        if (q->key) {
-            argv[7] = q->key;
-            lens[7] = strlen(q->key);
-        }
-        rc = run_script(b, S_SCAN, q->key ? 8 : 7, argv, lens, &rep, err, "dispatches");
+        call_start(&c);
+        call_str(&c, index.p, index.len);
+        call_size(&c, start);
+        call_size(&c, start + chunk - 1);
+        if (q->key) call_cstr(&c, q->key);
+        rc = call_run(b, &c, S_SCAN, &rep, err, "dispatches");
         if (rc != KAAL_OK) break;
         if (rep->type != REDIS_REPLY_ARRAY || rep->elements != 2 ||
             rep->element[0]->type != REDIS_REPLY_ARRAY || rep->element[1]->type != REDIS_REPLY_ARRAY ||
@@ -823,37 +904,24 @@ static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_
         ms = rep->element[0];
         vs = rep->element[1];
         for (i = 0; i < ms->elements && out->len < q->limit; i++) {
-            kaal_dispatch_row tmp;
+            kaal_dispatch_row tmp, *row;
             if (vs->element[i]->type != REDIS_REPLY_STRING) continue; /* expired */
             memset(&tmp, 0, sizeof tmp);
+            /* A row that is not ours is skipped rather than failing the
+             * whole query; so is one the filters leave out. */
             if (!decode_log_row(ms->element[i]->str, ms->element[i]->len, vs->element[i]->str,
-                                vs->element[i]->len, &tmp)) {
-                free(tmp.key);
-                free(tmp.status);
-                free(tmp.node);
-                free(tmp.error);
-                continue; /* not ours: skip rather than fail the whole query */
-            }
-            if ((q->status && strcmp(q->status, tmp.status) != 0) ||
+                                vs->element[i]->len, &tmp) ||
+                (q->status && strcmp(q->status, tmp.status) != 0) ||
                 (q->node && (!tmp.node || strcmp(q->node, tmp.node) != 0))) {
-                free(tmp.key);
-                free(tmp.status);
-                free(tmp.node);
-                free(tmp.error);
+                free_log_row(&tmp);
                 continue;
             }
-            {
-                kaal_dispatch_row *row = kaal_dispatch_rows_push(out);
-                if (!row) {
-                    free(tmp.key);
-                    free(tmp.status);
-                    free(tmp.node);
-                    free(tmp.error);
-                    rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
-                    break;
-                }
-                *row = tmp;
+            if (!(row = kaal_dispatch_rows_push(out))) {
+                free_log_row(&tmp);
+                rc = no_memory(err);
+                break;
             }
+            *row = tmp;
         }
         i = ms->elements;
         freeReplyObject(rep);
@@ -868,25 +936,16 @@ static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_
 static int redis_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
                          kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[6];
-    size_t lens[6];
-    char bs[24], ls[24];
-    redisReply *rep = NULL;
+    script_call c;
+    long long n;
     int rc;
     *deleted = 0;
     if (limit == 0) return KAAL_OK;
-    snprintf(bs, sizeof bs, "%" PRId64, before);
-    snprintf(ls, sizeof ls, "%zu", limit);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = bs;
-    lens[4] = strlen(bs);
-    argv[5] = ls;
-    lens[5] = strlen(ls);
-    rc = run_script(b, S_CLEANUP, 6, argv, lens, &rep, err, "cleanup");
-    if (rc == KAAL_OK && rep->type == REDIS_REPLY_INTEGER) *deleted = (size_t)rep->integer;
-    if (rep) freeReplyObject(rep);
+    call_start(&c);
+    call_int(&c, before);
+    call_size(&c, limit);
+    rc = call_run_int(b, &c, S_CLEANUP, &n, err, "cleanup");
+    if (rc == KAAL_OK) *deleted = (size_t)n;
     return rc;
 }
 
@@ -895,59 +954,20 @@ static int redis_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *
 
 static int redis_set_enabled(kaal_backend *b, const char *key, int enabled, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    buf h = {0};
-    const char *argv[4];
-    size_t lens[4];
-    redisReply *rep = NULL;
-    int rc;
-    buf_put(&h, r->prefix, r->prefix_len);
-    buf_put(&h, "states", 6);
-    if (h.oom) {
-        free(h.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
-    }
-    argv[0] = "HSET";
-    lens[0] = 4;
-    argv[1] = h.p;
-    lens[1] = h.len;
-    argv[2] = key;
-    lens[2] = strlen(key);
-    argv[3] = enabled ? "1" : "0";
-    lens[3] = 1;
-    rc = command(b, 4, argv, lens, &rep, err, "set_enabled");
-    if (rep) freeReplyObject(rep);
-    free(h.p);
-    return rc;
+    return key_command(b, "HSET", "states", key, enabled ? "1" : "0", NULL, err, "set_enabled");
 }
 
 static int redis_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    buf h = {0};
-    const char *argv[2];
-    size_t lens[2];
     redisReply *rep = NULL;
     size_t i;
-    int rc;
-    buf_put(&h, r->prefix, r->prefix_len);
-    buf_put(&h, "states", 6);
-    if (h.oom) {
-        free(h.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
-    }
-    argv[0] = "HGETALL";
-    lens[0] = 7;
-    argv[1] = h.p;
-    lens[1] = h.len;
-    rc = command(b, 2, argv, lens, &rep, err, "states");
-    free(h.p);
+    int rc = key_command(b, "HGETALL", "states", NULL, NULL, &rep, err, "states");
     if (rc != KAAL_OK) return rc;
     if (rep->type == REDIS_REPLY_ARRAY) {
         for (i = 0; i + 1 < rep->elements; i += 2) {
             kaal_state_row *row = kaal_state_rows_push(out);
             if (!row || !(row->key = kaal_strndup(rep->element[i]->str, rep->element[i]->len))) {
-                rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+                rc = no_memory(err);
                 break;
             }
             row->enabled = rep->element[i + 1]->len == 1 && rep->element[i + 1]->str[0] == '1';
@@ -962,37 +982,25 @@ static int redis_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
 
 static int redis_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[7];
-    size_t lens[7];
-    char run_at[24];
+    script_call c;
     buf row = {0};
-    redisReply *rep = NULL;
+    long long added;
     int rc;
 
     enc_int(&row, job->run_at_ms);
     enc_str(&row, job->job_class);
     enc_str(&row, job->queue);
     enc_str(&row, job->args ? job->args : "[]");
-    if (row.oom) {
-        free(row.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
-    }
-    snprintf(run_at, sizeof run_at, "%" PRId64, job->run_at_ms);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = job->job_id;
-    lens[4] = strlen(job->job_id);
-    argv[5] = run_at;
-    lens[5] = strlen(run_at);
-    argv[6] = row.p;
-    lens[6] = row.len;
-    rc = run_script(b, S_DELAYED_ADD, 7, argv, lens, &rep, err, "delayed_add");
-    if (rc == KAAL_OK && !(rep->type == REDIS_REPLY_INTEGER && rep->integer == 1)) {
+    if (row.oom) return buf_oom(&row, err);
+    call_start(&c);
+    call_cstr(&c, job->job_id);
+    call_int(&c, job->run_at_ms);
+    call_str(&c, row.p, row.len);
+    rc = call_run_int(b, &c, S_DELAYED_ADD, &added, err, "delayed_add");
+    if (rc == KAAL_OK && added != 1) {
         rc = kaal_error_set(err, KAAL_EDUPLICATE, "job_id", -1,
                             "a delayed job with job_id \"%.120s\" is already pending", job->job_id);
     }
-    if (rep) freeReplyObject(rep);
     free(row.p);
     return rc;
 }
@@ -1010,7 +1018,7 @@ static int delayed_rows_from(redisReply *rep, kaal_delayed_rows *out, kaal_error
         kaal_delayed_row *row;
         if (id->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING) continue;
         row = kaal_delayed_rows_push(out);
-        if (!row) return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+        if (!row) return no_memory(err);
         row->job_id = kaal_strndup(id->str, id->len);
         p = v->str;
         end = v->str + v->len;
@@ -1021,75 +1029,53 @@ static int delayed_rows_from(redisReply *rep, kaal_delayed_rows *out, kaal_error
                                   row->job_id ? row->job_id : "?");
         }
         if (!row->args && !(row->args = kaal_strdup("[]"))) {
-            return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+            return no_memory(err);
         }
     }
     return KAAL_OK;
 }
 
+/* Run script `s`, whose reply is a flat {id, row, ...}, into `out`. */
+static int call_delayed_rows(kaal_backend *b, script_call *c, int s, kaal_delayed_rows *out,
+                             kaal_error *err, const char *what)
+{
+    redisReply *rep;
+    int rc = call_run(b, c, s, &rep, err, what);
+    if (rc != KAAL_OK) return rc;
+    rc = delayed_rows_from(rep, out, err);
+    freeReplyObject(rep);
+    return rc;
+}
+
 static int redis_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, kaal_delayed_rows *out,
                                kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[6];
-    size_t lens[6];
-    char nows[24], ls[24];
-    redisReply *rep = NULL;
-    int rc;
+    script_call c;
     if (limit == 0) return KAAL_OK;
-    snprintf(nows, sizeof nows, "%" PRId64, now_ms);
-    snprintf(ls, sizeof ls, "%zu", limit);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = nows;
-    lens[4] = strlen(nows);
-    argv[5] = ls;
-    lens[5] = strlen(ls);
-    rc = run_script(b, S_DELAYED_CLAIM, 6, argv, lens, &rep, err, "delayed_claim");
-    if (rc == KAAL_OK) rc = delayed_rows_from(rep, out, err);
-    if (rep) freeReplyObject(rep);
-    return rc;
+    call_start(&c);
+    call_int(&c, now_ms);
+    call_size(&c, limit);
+    return call_delayed_rows(b, &c, S_DELAYED_CLAIM, out, err, "delayed_claim");
 }
 
 static int redis_delayed_cancel(kaal_backend *b, const char *job_id, int *found, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[5];
-    size_t lens[5];
-    redisReply *rep = NULL;
+    script_call c;
+    long long removed;
     int rc;
-    *found = 0;
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = job_id;
-    lens[4] = strlen(job_id);
-    rc = run_script(b, S_DELAYED_CANCEL, 5, argv, lens, &rep, err, "delayed_cancel");
-    if (rc == KAAL_OK) *found = rep->type == REDIS_REPLY_INTEGER && rep->integer > 0;
-    if (rep) freeReplyObject(rep);
+    call_start(&c);
+    call_cstr(&c, job_id);
+    rc = call_run_int(b, &c, S_DELAYED_CANCEL, &removed, err, "delayed_cancel");
+    *found = removed > 0;
     return rc;
 }
 
 static int redis_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    buf h = {0};
-    const char *argv[2];
-    size_t lens[2];
     redisReply *rep = NULL;
     int rc;
     *count = 0;
-    buf_put(&h, r->prefix, r->prefix_len);
-    buf_put(&h, "delayed", 7);
-    if (h.oom) {
-        free(h.p);
-        return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
-    }
-    argv[0] = "HLEN";
-    lens[0] = 4;
-    argv[1] = h.p;
-    lens[1] = h.len;
-    rc = command(b, 2, argv, lens, &rep, err, "delayed_count");
-    free(h.p);
+    rc = key_command(b, "HLEN", "delayed", NULL, NULL, &rep, err, "delayed_count");
     if (rc == KAAL_OK && rep->type == REDIS_REPLY_INTEGER) *count = (size_t)rep->integer;
     if (rep) freeReplyObject(rep);
     return rc;
@@ -1097,22 +1083,11 @@ static int redis_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
 
 static int redis_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[5];
-    size_t lens[5];
-    char ls[24];
-    redisReply *rep = NULL;
-    int rc;
+    script_call c;
     if (limit == 0) return KAAL_OK;
-    snprintf(ls, sizeof ls, "%zu", limit);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = ls;
-    lens[4] = strlen(ls);
-    rc = run_script(b, S_DELAYED_LIST, 5, argv, lens, &rep, err, "delayed_list");
-    if (rc == KAAL_OK) rc = delayed_rows_from(rep, out, err);
-    if (rep) freeReplyObject(rep);
-    return rc;
+    call_start(&c);
+    call_size(&c, limit);
+    return call_delayed_rows(b, &c, S_DELAYED_LIST, out, err, "delayed_list");
 }
 
 /* ------------------------------------------------------------------ */
@@ -1121,46 +1096,25 @@ static int redis_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *
 static int redis_heartbeat(kaal_backend *b, const char *node, const char *info, int64_t now,
                            int64_t ttl, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[9];
-    size_t lens[9];
-    char nows[24], ttls[24];
-    redisReply *rep = NULL;
-    int rc;
-    snprintf(nows, sizeof nows, "%" PRId64, now);
-    snprintf(ttls, sizeof ttls, "%" PRId64, ttl > 0 ? ttl : 0);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = node;
-    lens[4] = strlen(node);
-    argv[5] = nows;
-    lens[5] = strlen(nows);
-    argv[6] = ttls;
-    lens[6] = strlen(ttls);
-    argv[7] = info ? "1" : "0";
-    lens[7] = 1;
-    argv[8] = info ? info : "";
-    lens[8] = strlen(argv[8]);
-    rc = run_script(b, S_HEARTBEAT, 9, argv, lens, &rep, err, "heartbeat");
-    if (rep) freeReplyObject(rep);
-    return rc;
+    script_call c;
+    call_start(&c);
+    call_cstr(&c, node);
+    call_int(&c, now);
+    call_int(&c, ttl > 0 ? ttl : 0);
+    call_cstr(&c, info ? "1" : "0");
+    call_cstr(&c, info ? info : "");
+    return call_run(b, &c, S_HEARTBEAT, NULL, err, "heartbeat");
 }
 
 static int redis_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const char *argv[5];
-    size_t lens[5];
-    char ss[24];
+    script_call c;
     redisReply *rep = NULL;
     size_t i;
     int rc;
-    snprintf(ss, sizeof ss, "%" PRId64, since);
-    argv[3] = r->prefix;
-    lens[3] = r->prefix_len;
-    argv[4] = ss;
-    lens[4] = strlen(ss);
-    rc = run_script(b, S_NODES, 5, argv, lens, &rep, err, "nodes");
+    call_start(&c);
+    call_int(&c, since);
+    rc = call_run(b, &c, S_NODES, &rep, err, "nodes");
     if (rc != KAAL_OK) return rc;
     if (rep->type == REDIS_REPLY_ARRAY) {
         for (i = 0; i + 2 < rep->elements; i += 3) {
@@ -1170,7 +1124,7 @@ static int redis_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal
             row = kaal_node_rows_push(out);
             if (!row || !(row->node = kaal_strndup(n->str, n->len)) ||
                 (inf->type == REDIS_REPLY_STRING && !(row->info = kaal_strndup(inf->str, inf->len)))) {
-                rc = kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
+                rc = no_memory(err);
                 break;
             }
             row->last_seen = (int64_t)strtod(s->str, NULL);
