@@ -30,7 +30,7 @@ RSpec.describe "kaal start on Redis with nodes killed at random", :integration d
   it "detects duplicates when the nodes do not share a backend (harness control)" do
     result = Kaal::Spec::MultiProcess.run(backend: "memory", backend_config: {},
                                           nodes: 2, jobs: 2, duration: 8, kill_every: 100.0..100.0)
-    puts "\n  control, memory backend: #{result.summary}"
+    puts "\n  control: #{result.summary}"
 
     expect(result.crashes).to be_empty, -> { explain(result) }
     expect(result.duplicates.size).to be >= 4, -> { explain(result) }

@@ -32,7 +32,7 @@ module Kaal
       LIB = File.expand_path("../../lib", __dir__)
 
       Result = Struct.new(
-        :nodes, :jobs, :duration, :kills, :dispatches, :duplicates, :expected, :covered,
+        :backend, :nodes, :jobs, :duration, :kills, :dispatches, :duplicates, :expected, :covered,
         :window, :crashes, :dir, :node_logs, :records, :events,
         keyword_init: true
       ) do
@@ -41,10 +41,10 @@ module Kaal
         end
 
         def summary
-          format("multi-process %<nodes>d nodes, %<jobs>d jobs, %<dur>.1fs, %<kills>d SIGKILLs: " \
+          format("multi-process %<backend>s, %<nodes>d nodes, %<jobs>d jobs, %<dur>.1fs, %<kills>d SIGKILLs: " \
                  "%<disp>d dispatches, %<dups>d duplicate pairs, %<cov>d/%<exp>d expected pairs " \
                  "ran (%<pct>.2f%% coverage), %<crashes>d unexpected exits",
-                 nodes: nodes, jobs: jobs, dur: duration, kills: kills, disp: dispatches,
+                 backend: backend, nodes: nodes, jobs: jobs, dur: duration, kills: kills, disp: dispatches,
                  dups: duplicates.size, cov: covered, exp: expected, pct: coverage,
                  crashes: crashes.size)
         end
@@ -189,7 +189,7 @@ module Kaal
           end
         end
         analyse(record, jobs, started_at, stopped_at, margin).merge!(
-          nodes: nodes, jobs: jobs, duration: (stopped_at - started_at).round(1), kills: kills,
+          backend: backend, nodes: nodes, jobs: jobs, duration: (stopped_at - started_at).round(1), kills: kills,
           crashes: crashes, dir: keep_dir ? dir : nil, events: happened,
           node_logs: children.to_h { |n| [n.name, n.log_tail(40)] }
         ).then { |h| Result.new(**h) }
