@@ -119,6 +119,10 @@ module Kaal
           [sig, trap(sig) { writer.write_nonblock(sig[0], exception: false) }]
         end
         Kaal.start!
+        if Kaal.configuration.backend == "memory"
+          Kaal.logger.warn("backend memory keeps claims in this process only: run a single node, or use redis, " \
+                           "postgres, mysql or sqlite to share them")
+        end
         @err.flush
         wait_for_signal(reader)
         stop_gracefully(reader)
