@@ -128,12 +128,13 @@ typedef struct kaal_backend_vtable {
     /* Delayed jobs. add: KAAL_EDUPLICATE when job_id is pending. */
     int (*delayed_add)(kaal_backend *b, const kaal_delayed_row *job, kaal_error *err);
     /* Atomically remove and return up to `limit` jobs with run_at_ms <= now_ms,
-     * oldest run_at first; each job goes to exactly one caller. */
+     * oldest run_at first (equal run_at: by job_id bytes); each job goes to
+     * exactly one caller. */
     int (*delayed_claim)(kaal_backend *b, int64_t now_ms, size_t limit, kaal_delayed_rows *out,
                          kaal_error *err);
     int (*delayed_cancel)(kaal_backend *b, const char *job_id, int *found, kaal_error *err);
     int (*delayed_count)(kaal_backend *b, size_t *count, kaal_error *err);
-    /* Pending jobs, soonest first, up to limit (for `kaal status`). */
+    /* Pending jobs, soonest first (as delayed_claim), up to limit (for `kaal status`). */
     int (*delayed_list)(kaal_backend *b, size_t limit, kaal_delayed_rows *out, kaal_error *err);
 
     /* Node heartbeats: upsert (node, info, now); nodes seen at or after since. */

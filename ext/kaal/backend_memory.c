@@ -18,8 +18,9 @@
  *                 bounded query keeps its `limit` newest matches in a heap.
  *   states        chained hash job key -> enabled
  *   delayed jobs  chained hash job_id -> job, plus a binary min-heap of the
- *                 same jobs ordered by (run_at_ms, insertion order); each job
- *                 knows its heap slot, so cancel is O(log n)
+ *                 same jobs ordered by (run_at_ms, job_id bytes), the order
+ *                 of every other store; each job knows its heap slot, so
+ *                 cancel is O(log n)
  *   nodes         chained hash node -> (last_seen, info)
  *   node names    interned once (a few distinct values), shared by log rows
  *
@@ -138,7 +139,7 @@ static void ht_each(htab *t, void (*fn)(hent *e, void *ctx), void *ctx)
 /* ------------------------------------------------------------------ */
 /* A binary min-heap of pointers                                       */
 
-/* The store keeps three: delayed jobs by (run_at_ms, seq), log rows by
+/* The store keeps three: delayed jobs by (run_at_ms, job_id), log rows by
  * fire_time (cleanup order), and a query's newest matches (root: the oldest
  * kept). An element of a heap with a slot records its index there, so it
  * can be removed from the middle in O(log n). */
@@ -271,7 +272,6 @@ typedef struct str_ent { /* interned node names and state keys */
 typedef struct job_ent {
     hent h;
     int64_t run_at_ms;
-    uint64_t seq;
     size_t slot; /* index in by_run */
     char *job_id;
     char *job_class;
@@ -297,8 +297,7 @@ typedef struct mem_store {
     htab names;
     htab jobs;
     htab nodes;
-    pheap by_run; /* every delayed job by (run_at_ms, seq) */
-    uint64_t next_seq;
+    pheap by_run; /* every delayed job by (run_at_ms, job_id) */
 } mem_store;
 
 static mem_store *store_of(kaal_backend *b) { return (mem_store *)b->impl; }
@@ -381,10 +380,13 @@ static const char *intern(mem_store *m, const char *s, int *failed)
 /* ------------------------------------------------------------------ */
 /* Delayed jobs                                                        */
 
+/* Equal run_at_ms: by job_id bytes, as the SQL stores (ORDER BY run_at_ms,
+ * job_id in a binary collation) and redis (equal scores sort by member). */
 static int job_before(const void *pa, const void *pb)
 {
     const job_ent *a = pa, *b = pb;
-    return a->run_at_ms < b->run_at_ms || (a->run_at_ms == b->run_at_ms && a->seq < b->seq);
+    if (a->run_at_ms != b->run_at_ms) return a->run_at_ms < b->run_at_ms;
+    return strcmp(a->job_id, b->job_id) < 0;
 }
 
 static void job_free(job_ent *j)
@@ -879,7 +881,6 @@ static int mem_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_er
     }
     j->h.hash = h;
     j->run_at_ms = job->run_at_ms;
-    j->seq = m->next_seq++;
     ht_insert(&m->jobs, &j->h);
     ph_push(&m->by_run, j);
     return KAAL_OK;
