@@ -1,0 +1,244 @@
+/* The shared helpers of backend.c: UTF-8 and VARCHAR(255) checks, claim
+ * ordering and the search that marks won pairs, the row readers and row
+ * arrays, and the schema text of every dialect. Built with the SQL macros
+ * on (see the Rakefile) so every dialect's schema is compiled; the vtables
+ * of the stores not built here are stand-ins. */
+#include "ktest.h"
+#include "backend.h"
+#include "schema.h"
+
+const kaal_backend_vtable kaal_backend_postgres = {.name = "postgres"};
+const kaal_backend_vtable kaal_backend_mysql = {.name = "mysql"};
+const kaal_backend_vtable kaal_backend_sqlite = {.name = "sqlite"};
+
+static void test_utf8(void)
+{
+    static const struct {
+        const char *s;
+        size_t n;
+        long chars;
+    } cases[] = {
+        {"", 0, 0},
+        {"abc", 3, 3},
+        {"\xc3\xa9t\xc3\xa9", 5, 3},
+        {"\xe2\x98\x83", 3, 1},
+        {"\xf0\x9f\x98\x80", 4, 1},
+        {"\xf4\x8f\xbf\xbf", 4, 1},   /* U+10FFFF */
+        {"a\0b", 3, -1},              /* NUL */
+        {"\xc0\xaf", 2, -1},          /* overlong */
+        {"\xe0\x80\xaf", 3, -1},      /* overlong */
+        {"\xf0\x80\x80\xaf", 4, -1},  /* overlong */
+        {"\xed\xa0\x80", 3, -1},      /* surrogate */
+        {"\xf4\x90\x80\x80", 4, -1},  /* > U+10FFFF */
+        {"\xc3", 1, -1},              /* truncated */
+        {"\xe2\x98", 2, -1},          /* truncated */
+        {"\x80", 1, -1},              /* lone continuation */
+        {"\xc3\x28", 2, -1},          /* bad continuation */
+        {"\xff", 1, -1},
+    };
+    size_t i;
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        long got = kaal_utf8_chars(cases[i].s, cases[i].n);
+        KT_CHECK(got == cases[i].chars, "utf8 case %zu: %ld, want %ld", i, got, cases[i].chars);
+    }
+}
+
+static void test_varchar(void)
+{
+    char buf[1024];
+    kaal_error err;
+    size_t i;
+    memset(buf, 'x', 255);
+    KT_CHECK(kaal_check_varchar("t", "job key", buf, 255, &err) == KAAL_OK, "255 ascii");
+    buf[255] = 'x';
+    KT_CHECK(kaal_check_varchar("t", "job key", buf, 256, &err) == KAAL_EARG &&
+                 strstr(err.message, "256 characters") && strncmp(err.message, "t: ", 3) == 0 &&
+                 strcmp(err.field, "job key") == 0,
+             "256 ascii: %s", err.message);
+    for (i = 0; i < 255; i++) memcpy(buf + 3 * i, "\xe2\x98\x83", 3); /* 255 chars, 765 bytes */
+    KT_CHECK(kaal_check_varchar("t", "node", buf, 765, &err) == KAAL_OK, "255 snowmen");
+    memcpy(buf + 765, "\xe2\x98\x83", 3);
+    KT_CHECK(kaal_check_varchar("t", "node", buf, 768, &err) == KAAL_EARG, "256 snowmen");
+    KT_CHECK(kaal_check_varchar("t", "node", "a\xff", 2, &err) == KAAL_EARG &&
+                 strstr(err.message, "valid UTF-8"),
+             "invalid: %s", err.message);
+    KT_CHECK(kaal_check_varchar_opt("t", "node", NULL, &err) == KAAL_OK, "NULL passes");
+    KT_CHECK(kaal_check_varchar_opt("t", "node", "n\xc3", &err) == KAAL_EARG, "opt invalid");
+    {
+        kaal_claim items[2] = {{"ok", 2, 1, 0}, {"a\0b", 3, 1, 0}};
+        KT_CHECK(kaal_check_claims("t", items, 1, "node", &err) == KAAL_OK, "claims ok");
+        KT_CHECK(kaal_check_claims("t", items, 2, "node", &err) == KAAL_EARG, "NUL in key");
+        KT_CHECK(kaal_check_claims("t", items, 1, "\xff", &err) == KAAL_EARG &&
+                     strcmp(err.field, "node") == 0,
+                 "bad node");
+        KT_CHECK(kaal_check_claims("t", items, 0, NULL, &err) == KAAL_OK, "empty");
+    }
+}
+
+/* kaal_claims_sorted orders by (fire time, key bytes), repeats in input
+ * order; kaal_claims_won marks the first of repeats. */
+static void test_claim_order(void)
+{
+    kaal_claim items[] = {
+        {"b", 1, 10, 0}, {"a", 1, 20, 0}, {"ab", 2, 10, 0}, {"a", 1, 10, 0}, {"b", 1, 10, 0},
+        {"", 0, 10, 0},  {"a", 1, -5, 0}, {"b", 1, 10, 0},  {"\xc3\xa9", 2, 10, 0},
+    };
+    size_t n = sizeof items / sizeof items[0], i;
+    kaal_claim **order = kaal_claims_sorted(items, n);
+    static const int want[] = {6, 5, 3, 2, 0, 4, 7, 8, 1};
+    KT_CHECK(order != NULL, "sorted");
+    if (!order) return;
+    for (i = 0; i < n; i++)
+        KT_CHECK(order[i] == &items[want[i]], "order %zu: item %d, want %d", i,
+                 (int)(order[i] - items), want[i]);
+    kaal_claims_won(order, n, "b", 1, 10);
+    kaal_claims_won(order, n, "a", 1, -5);
+    kaal_claims_won(order, n, "\xc3\xa9", 2, 10);
+    kaal_claims_won(order, n, "zz", 2, 10);  /* not in the batch: nothing */
+    kaal_claims_won(order, n, "a", 1, 11);   /* not in the batch */
+    kaal_claims_won(order, n, "", 0, 10);
+    for (i = 0; i < n; i++) {
+        int w = i == 0 || i == 6 || i == 8 || i == 5;
+        KT_CHECK(items[i].claimed == w, "claimed %zu: %d", i, items[i].claimed);
+    }
+    KT_CHECK(kaal_claim_cmp(&items[1], "a", 1, 10) > 0 && kaal_claim_cmp(&items[3], "ab", 2, 10) < 0 &&
+                 kaal_claim_cmp(&items[2], "a", 1, 10) > 0 && kaal_claim_cmp(&items[3], "a", 1, 10) == 0,
+             "claim_cmp");
+    free(order);
+    order = kaal_claims_sorted(items, 0);
+    KT_CHECK(order != NULL, "sorted of none");
+    kaal_claims_won(order, 0, "a", 1, 1);
+    free(order);
+}
+
+/* A fake result row: column i is text[i] (NULL = SQL NULL) / num[i]. */
+typedef struct fake_row {
+    const char *text[8];
+    int64_t num[8];
+} fake_row;
+
+static char *fake_text(const void *src, int col)
+{
+    return kaal_strdup(((const fake_row *)src)->text[col]);
+}
+
+static int64_t fake_num(const void *src, int col) { return ((const fake_row *)src)->num[col]; }
+
+static void test_row_readers(void)
+{
+    fake_row r = {{"job", NULL, "failed", NULL, "boom", NULL, NULL}, {0, 1767225600, 0, 0, 0, 5, 6}};
+    kaal_columns c = {fake_text, fake_num, &r};
+    kaal_dispatch_rows d = {0};
+    kaal_delayed_rows j = {0};
+    kaal_state_rows s = {0};
+    kaal_node_rows nd = {0};
+    int i;
+
+    for (i = 0; i < 100; i++) KT_CHECK(kaal_read_dispatch_row(&d, &c) == KAAL_OK, "dispatch %d", i);
+    KT_CHECK(d.len == 100 && d.cap >= 100, "dispatch rows %zu", d.len);
+    KT_CHECK(strcmp(d.rows[99].key, "job") == 0 && d.rows[99].fire_time == 1767225600 &&
+                 strcmp(d.rows[99].status, "failed") == 0 && d.rows[99].node == NULL &&
+                 strcmp(d.rows[99].error, "boom") == 0 && d.rows[99].claimed_at == 5 &&
+                 d.rows[99].updated_at == 6,
+             "dispatch row");
+    kaal_dispatch_rows_free(&d);
+    KT_CHECK(d.rows == NULL && d.len == 0 && d.cap == 0, "dispatch freed");
+
+    r = (fake_row){{"id", NULL, "Job", NULL, "[]"}, {0, 1500}};
+    for (i = 0; i < 40; i++) kaal_read_delayed_row(&j, &c);
+    KT_CHECK(j.len == 40 && strcmp(j.rows[0].job_id, "id") == 0 && j.rows[0].run_at_ms == 1500 &&
+                 strcmp(j.rows[0].job_class, "Job") == 0 && j.rows[0].queue == NULL &&
+                 strcmp(j.rows[0].args, "[]") == 0,
+             "delayed row");
+    kaal_delayed_rows_truncate(&j, 10);
+    KT_CHECK(j.len == 10, "truncated to %zu", j.len);
+    kaal_delayed_rows_truncate(&j, 20); /* keep more than there are: nothing */
+    KT_CHECK(j.len == 10, "truncate past the end");
+    kaal_delayed_rows_free(&j);
+
+    r = (fake_row){{"k"}, {0, 7}};
+    kaal_read_state_row(&s, &c);
+    r.num[1] = 0;
+    kaal_read_state_row(&s, &c);
+    KT_CHECK(s.len == 2 && s.rows[0].enabled == 1 && s.rows[1].enabled == 0, "state rows");
+    kaal_state_rows_free(&s);
+
+    r = (fake_row){{"n", "{}"}, {0, 0, 99}};
+    kaal_read_node_row(&nd, &c);
+    KT_CHECK(nd.len == 1 && strcmp(nd.rows[0].node, "n") == 0 && strcmp(nd.rows[0].info, "{}") == 0 &&
+                 nd.rows[0].last_seen == 99,
+             "node row");
+    kaal_node_rows_free(&nd);
+}
+
+static size_t count_has(const char *const *schema, const char *needle)
+{
+    size_t i, n = 0;
+    for (i = 0; schema[i]; i++) n += strstr(schema[i], needle) != NULL;
+    return n;
+}
+
+static void check_schema(const char *dialect, const char *const *schema, size_t statements,
+                         size_t create_index)
+{
+    static const char *const tables[] = {"TABLE IF NOT EXISTS kaal_dispatches (",
+                                         "TABLE IF NOT EXISTS kaal_delayed_jobs (",
+                                         "TABLE IF NOT EXISTS kaal_job_states (",
+                                         "TABLE IF NOT EXISTS kaal_nodes ("};
+    size_t i, n = 0;
+    while (schema[n]) n++;
+    KT_CHECK(n == statements, "%s: %zu statements", dialect, n);
+    for (i = 0; i < n; i++)
+        KT_CHECK(strstr(schema[i], "IF NOT EXISTS") != NULL, "%s: not idempotent: %s", dialect, schema[i]);
+    for (i = 0; i < 4; i++)
+        KT_CHECK(count_has(schema, tables[i]) == 1, "%s: table %s", dialect, tables[i]);
+    KT_CHECK(count_has(schema, "CREATE INDEX") == create_index, "%s: create index", dialect);
+    KT_CHECK(count_has(schema, "index_kaal_dispatches_on_namespace_and_fire_time") == 1 &&
+                 count_has(schema, "index_kaal_delayed_jobs_on_namespace_and_run_at_ms") == 1,
+             "%s: indexes", dialect);
+    KT_CHECK(count_has(schema, "PRIMARY KEY (namespace, job_key, fire_time)") == 1 &&
+                 count_has(schema, "PRIMARY KEY (namespace, job_id)") == 1 &&
+                 count_has(schema, "PRIMARY KEY (namespace, job_key))") == 1 &&
+                 count_has(schema, "PRIMARY KEY (namespace, node))") == 1,
+             "%s: primary keys", dialect);
+}
+
+static void test_schema(void)
+{
+    check_schema("sqlite", kaal_schema_sqlite, 6, 2);
+    check_schema("postgres", kaal_schema_postgres, 6, 2);
+    check_schema("mysql", kaal_schema_mysql, 4, 0);
+    KT_CHECK(count_has(kaal_schema_mysql, "ENGINE=InnoDB") == 4 && count_has(kaal_schema_mysql, "MEDIUMTEXT") == 1,
+             "mysql options");
+    KT_CHECK(count_has(kaal_schema_sqlite, " args TEXT NOT NULL") == 1, "sqlite args");
+    KT_CHECK(kaal_backend_find("memory") == &kaal_backend_memory && kaal_backend_find("mysql") == &kaal_backend_mysql &&
+                 kaal_backend_find("nope") == NULL,
+             "backend_find");
+}
+
+static void test_strings(void)
+{
+    kaal_conn_params p = {0};
+    char *s = kaal_strndup("abcdef", 3);
+    KT_CHECK(s && strcmp(s, "abc") == 0, "strndup");
+    free(s);
+    KT_CHECK(kaal_strdup(NULL) == NULL && kaal_strndup(NULL, 3) == NULL, "NULL in, NULL out");
+    p.host = kaal_strdup("h");
+    p.password = kaal_strdup("secret");
+    p.path = kaal_strdup("/x");
+    kaal_conn_params_free(&p);
+    KT_CHECK(p.host == NULL && p.password == NULL && p.path == NULL, "params freed");
+    kaal_conn_params_free(&p); /* twice is fine */
+    KT_CHECK(kaal_silence_inherited_socket(-1) == 1, "no fd");
+}
+
+int main(void)
+{
+    test_utf8();
+    test_varchar();
+    test_claim_order();
+    test_row_readers();
+    test_schema();
+    test_strings();
+    KT_DONE();
+}
