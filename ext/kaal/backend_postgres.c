@@ -112,7 +112,7 @@ static const char *const SQL[Q_COUNT] = {
         " DELETE FROM kaal_delayed_jobs WHERE (namespace, job_id) IN ("
         "  SELECT namespace, job_id FROM kaal_delayed_jobs"
         "  WHERE namespace = $1 AND run_at_ms <= $2"
-        "  ORDER BY run_at_ms, job_id LIMIT $3 FOR UPDATE SKIP LOCKED)"
+        "  ORDER BY run_at_ms, job_id COLLATE \"C\" LIMIT $3 FOR UPDATE SKIP LOCKED)"
         " RETURNING job_id, run_at_ms, job_class, queue, args)"
         " SELECT job_id, run_at_ms, job_class, queue, args FROM claimed"
         " ORDER BY run_at_ms, job_id COLLATE \"C\"",
