@@ -301,6 +301,14 @@ RSpec.shared_examples "a kaal backend" do
       expect(backend.delayed_list.map { |j| j[:job_id] }).to eq(%w[future])
     end
 
+    it "orders jobs due at the same time by job_id, byte by byte, in list and claim" do
+      %w[b-2 B-1 a-3 é-0 a-10].each { |id| add(backend, id, 1000) }
+      expected = %w[B-1 a-10 a-3 b-2 é-0] # byte order, not a locale's
+      expect(backend.delayed_list.map { |j| j[:job_id] }).to eq(expected)
+      expect(backend.delayed_claim(now_ms: 1000, limit: 2).map { |j| j[:job_id] }).to eq(expected.first(2))
+      expect(backend.delayed_claim(now_ms: 1000, limit: 10).map { |j| j[:job_id] }).to eq(expected.drop(2))
+    end
+
     it "accepts a job_id again once the job is no longer pending" do
       add(backend, "j1", 1000)
       backend.delayed_claim(now_ms: 1000, limit: 1)
