@@ -63,6 +63,54 @@ void kaal_conn_params_free(kaal_conn_params *p)
     memset(p, 0, sizeof *p);
 }
 
+kaal_backend *kaal_backend_new(const kaal_backend_vtable *vt, const char *ns, size_t n)
+{
+    kaal_backend *b = calloc(1, sizeof *b);
+    if (!b) return NULL;
+    b->vt = vt;
+    b->pid = getpid();
+    b->ns = kaal_strndup(ns, n);
+    if (!b->ns || pthread_mutex_init(&b->lock, NULL) != 0) {
+        free(b->ns);
+        free(b);
+        return NULL;
+    }
+    return b;
+}
+
+int kaal_backend_ready(kaal_backend *b, kaal_error *err)
+{
+    pid_t pid = getpid();
+    if (b->pid != pid) {
+        if (b->vt->discard) b->vt->discard(b);
+        b->connected = 0;
+        b->pid = pid;
+    }
+    if (!b->connected) {
+        int rc = b->vt->connect(b, err);
+        if (rc != KAAL_OK) {
+            b->connected = 0;
+            return rc;
+        }
+        b->connected = 1;
+    }
+    return KAAL_OK;
+}
+
+void kaal_backend_free(kaal_backend *b)
+{
+    if (!b) return;
+    if (b->pid == getpid()) {
+        if (b->vt->close) b->vt->close(b);
+    } else if (b->vt->discard) {
+        b->vt->discard(b);
+    }
+    kaal_conn_params_free(&b->params);
+    free(b->ns);
+    pthread_mutex_destroy(&b->lock);
+    free(b);
+}
+
 int kaal_silence_inherited_socket(int fd)
 {
     int devnull, ok;

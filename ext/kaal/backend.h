@@ -188,6 +188,18 @@ char *kaal_strdup(const char *s);
 char *kaal_strndup(const char *s, size_t n);
 void kaal_conn_params_free(kaal_conn_params *p);
 
+/* Handles, shared by the Ruby binding and the C tests.
+ * kaal_backend_new: a handle for vt on namespace ns (n bytes), owned by this
+ * process, lock initialised, no params, not connected (NULL on ENOMEM).
+ * kaal_backend_ready: before every vtable call, under b->lock: in a forked
+ * child drops the parent's session without touching it, then connects when
+ * not connected.
+ * kaal_backend_free: ends the session (close in the owning process, discard
+ * in a forked child) and frees the handle and its params; NULL is ignored. */
+kaal_backend *kaal_backend_new(const kaal_backend_vtable *vt, const char *ns, size_t n);
+int kaal_backend_ready(kaal_backend *b, kaal_error *err);
+void kaal_backend_free(kaal_backend *b);
+
 /* In a forked child, before a client library closes a connection whose
  * socket fd the parent still uses: points fd at /dev/null (dup2 keeps the
  * number), so whatever the library sends on closing goes nowhere. 1 when

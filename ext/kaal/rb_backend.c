@@ -63,20 +63,9 @@ typedef struct backend_obj {
 static void backend_free(void *p)
 {
     backend_obj *o = p;
-    kaal_backend *b = o->b;
-    if (b) {
-        /* Nobody else can hold b->lock: a thread inside a call keeps the
-         * object alive. Never raise or call Ruby here. */
-        if (b->pid == getpid()) {
-            if (b->vt->close) b->vt->close(b);
-        } else if (b->vt->discard) {
-            b->vt->discard(b);
-        }
-        kaal_conn_params_free(&b->params);
-        free(b->ns);
-        pthread_mutex_destroy(&b->lock);
-        free(b);
-    }
+    /* Nobody else can hold b->lock: a thread inside a call keeps the
+     * object alive. Never raise or call Ruby here. */
+    kaal_backend_free(o->b);
     xfree(o);
 }
 
@@ -222,32 +211,12 @@ static void lock_backend(backend_obj *o)
 }
 
 /* Take the lock, follow a fork, (re)connect, run the op. No GVL here. */
-static int session_ready(kaal_backend *b, kaal_error *err)
-{
-    pid_t pid = getpid();
-    if (b->pid != pid) {
-        /* A forked child: drop the parent's session without touching it. */
-        if (b->vt->discard) b->vt->discard(b);
-        b->connected = 0;
-        b->pid = pid;
-    }
-    if (!b->connected) {
-        int rc = b->vt->connect(b, err);
-        if (rc != KAAL_OK) {
-            b->connected = 0;
-            return rc;
-        }
-        b->connected = 1;
-    }
-    return KAAL_OK;
-}
-
 static void *call_nogvl(void *p)
 {
     call *c = p;
     kaal_backend *b = c->b;
     lock_backend(c->o);
-    c->rc = session_ready(b, &c->err);
+    c->rc = kaal_backend_ready(b, &c->err);
     if (c->rc == KAAL_OK && c->op) c->rc = c->op(b, c->ctx, &c->err);
     pthread_mutex_unlock(&b->lock);
     return NULL;
@@ -368,12 +337,8 @@ static VALUE backend_initialize(VALUE self, VALUE kind, VALUE ns, VALUE params)
     rb_hash_foreach(params, check_param, Qnil);
 
     /* Everything is checked: copy without raising, then publish. */
-    b = calloc(1, sizeof *b);
+    b = kaal_backend_new(vt, RSTRING_PTR(ns), (size_t)RSTRING_LEN(ns));
     if (!b) rb_memerror();
-    b->vt = vt;
-    b->pid = getpid();
-    b->ns = kaal_strndup(RSTRING_PTR(ns), (size_t)RSTRING_LEN(ns));
-    failed = b->ns == NULL;
     for (i = 0; i < N_PARAMS; i++) {
         VALUE v = rb_hash_lookup(params, rb_str_new_cstr(PARAMS[i].name));
         char *field = (char *)&b->params + PARAMS[i].offset;
@@ -386,10 +351,8 @@ static VALUE backend_initialize(VALUE self, VALUE kind, VALUE ns, VALUE params)
             if (!*(char **)field) failed = 1;
         }
     }
-    if (failed || pthread_mutex_init(&b->lock, NULL) != 0) {
-        kaal_conn_params_free(&b->params);
-        free(b->ns);
-        free(b);
+    if (failed) {
+        kaal_backend_free(b); /* never connected: close has nothing to end */
         rb_memerror();
     }
     o->b = b;
@@ -455,7 +418,7 @@ static int op_ping(kaal_backend *b, void *ctx, kaal_error *err)
     if (rc == KAAL_ECONNECT) {
         kaal_error_clear(err);
         b->connected = 0;
-        rc = session_ready(b, err);
+        rc = kaal_backend_ready(b, err);
         if (rc == KAAL_OK) rc = b->vt->delayed_count(b, &n, err);
     }
     if (rc == KAAL_EBACKEND) {

@@ -2,14 +2,15 @@
  * (rb_backend.c) does, and the behaviour every backend must have (the C side
  * of spec/support/backend_examples.rb).
  *
- * A handle is made like backend_initialize makes one (calloc, namespace,
- * params, b->lock); kb_* calls take b->lock, connect when !b->connected
- * (session_ready), run one vtable call and unlock (call_nogvl). Each test
- * file includes ktest.h, then this header, and defines a kb_factory. */
+ * A handle is made with kaal_backend_new, as backend_initialize does; kb_*
+ * calls take b->lock, kaal_backend_ready, run one vtable call and unlock
+ * (call_nogvl). Each test file includes ktest.h, then this header, and
+ * defines a kb_factory. */
 #ifndef KAAL_KBACKEND_H
 #define KAAL_KBACKEND_H
 
 #include <pthread.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "backend.h"
@@ -20,40 +21,17 @@
 
 static kaal_backend *kb_new(const kaal_backend_vtable *vt, const char *ns, const char *path)
 {
-    kaal_backend *b = calloc(1, sizeof *b);
+    kaal_backend *b = kaal_backend_new(vt, ns, strlen(ns));
     if (!b) abort();
-    b->vt = vt;
-    b->pid = getpid();
-    b->ns = kaal_strdup(ns);
-    b->params.path = kaal_strdup(path);
-    if (!b->ns || pthread_mutex_init(&b->lock, NULL) != 0) abort();
+    if (path && !(b->params.path = kaal_strdup(path))) abort();
     return b;
-}
-
-/* backend_free */
-static void kb_free(kaal_backend *b)
-{
-    if (!b) return;
-    b->vt->close(b);
-    kaal_conn_params_free(&b->params);
-    free(b->ns);
-    pthread_mutex_destroy(&b->lock);
-    free(b);
 }
 
 static int kb_enter(kaal_backend *b, kaal_error *err)
 {
     pthread_mutex_lock(&b->lock);
     kaal_error_clear(err);
-    if (!b->connected) {
-        int rc = b->vt->connect(b, err);
-        if (rc != KAAL_OK) {
-            b->connected = 0;
-            return rc;
-        }
-        b->connected = 1;
-    }
-    return KAAL_OK;
+    return kaal_backend_ready(b, err);
 }
 
 /* Runs CALL (an expression using b and &err) as the binding does; yields its
@@ -228,7 +206,7 @@ static kaal_backend *kb_other(const kb_suite *s, kaal_backend *b, const char *ns
 
 static void kb_other_free(kaal_backend *o, kaal_backend *b)
 {
-    if (o != b) kb_free(o);
+    if (o != b) kaal_backend_free(o);
 }
 
 static void kb_test_claims(const kb_suite *s)
@@ -291,7 +269,7 @@ static void kb_test_claims(const kb_suite *s)
     KB_OK(b, b->vt->record(b, "unclaimed", NOW, "dispatched", "node-a", NULL, NOW + 5, &err));
     KT_CHECK(kb_claim1(o, "unclaimed", NOW, "node-b", NOW + 6) == 0, "recorded pair claimed");
     kb_other_free(o, b);
-    kb_free(b);
+    kaal_backend_free(b);
 }
 
 /* Every pair of a large batch is won once; the reversed batch wins nothing. */
@@ -326,7 +304,7 @@ static void kb_test_large_batch(const kb_suite *s, size_t n)
     free(won);
     free(names);
     kb_other_free(o, b);
-    kb_free(b);
+    kaal_backend_free(b);
 }
 
 static void kb_test_dispatch_log(const kb_suite *s)
@@ -418,7 +396,7 @@ static void kb_test_dispatch_log(const kb_suite *s)
     kaal_dispatch_rows_free(&rows);
 
     kb_other_free(o, b);
-    kb_free(b);
+    kaal_backend_free(b);
 }
 
 /* n rows over n/10 fire times; cleanup in bounded batches, oldest first. */
@@ -507,7 +485,7 @@ static void kb_test_cleanup(const kb_suite *s, size_t n, size_t batch)
     free(fires);
     free(won);
     free(names);
-    kb_free(b);
+    kaal_backend_free(b);
 }
 
 static void kb_test_states(const kb_suite *s)
@@ -532,7 +510,7 @@ static void kb_test_states(const kb_suite *s)
     KT_CHECK(rows.len == 3 && rows.rows[0].enabled == 1 && rows.rows[1].enabled == 1, "states 2");
     kaal_state_rows_free(&rows);
     kb_other_free(o, b);
-    kb_free(b);
+    kaal_backend_free(b);
 }
 
 static void kb_test_delayed(const kb_suite *s)
@@ -637,7 +615,7 @@ static void kb_test_delayed(const kb_suite *s)
         KT_CHECK(kb_count(b) == 0, "all claimed");
     }
     kb_other_free(o, b);
-    kb_free(b);
+    kaal_backend_free(b);
 }
 
 static void kb_test_nodes(const kb_suite *s)
@@ -679,7 +657,7 @@ static void kb_test_nodes(const kb_suite *s)
              "ttl expired node-a: %zu", rows.len);
     kaal_node_rows_free(&rows);
     kb_other_free(o, b);
-    kb_free(b);
+    kaal_backend_free(b);
 }
 
 /* close, then connect again: the data is still there */
@@ -699,7 +677,7 @@ static void kb_test_reconnect(const kb_suite *s)
     KB_OK(b, b->vt->migrate(b, &err));
     KB_OK(b, b->vt->migrate(b, &err));
     KT_CHECK(kb_claim1(b, "job", NOW, "n", NOW) == 0, "claim after migrate");
-    kb_free(b);
+    kaal_backend_free(b);
 }
 
 /* ------------------------------------------------------------------ */

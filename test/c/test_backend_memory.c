@@ -45,7 +45,7 @@ static void test_arguments(void)
     rc = KB(b, b->vt->delayed_add(b, &job, &err)); /* args missing */
     KT_CHECK(rc == KAAL_EARG, "no args: %d", rc);
     KT_CHECK(kb_count(b) == 0, "nothing added");
-    kb_free(b);
+    kaal_backend_free(b);
 }
 
 /* Handles never share a store; close frees it, disconnect keeps it. */
@@ -62,9 +62,9 @@ static void test_store_per_handle(void)
     KT_CHECK(kb_claim1(a, "job", NOW, "n", NOW) == 1, "a fresh store after close");
     KT_CHECK(kb_count(a) == 0, "fresh store has no jobs");
     /* a never-connected handle closes cleanly */
-    kb_free(kb_new(&kaal_backend_memory, "never", NULL));
-    kb_free(a);
-    kb_free(b);
+    kaal_backend_free(kb_new(&kaal_backend_memory, "never", NULL));
+    kaal_backend_free(a);
+    kaal_backend_free(b);
 }
 
 /* A store left full of rows, errors, interned nodes and keys, jobs, states
@@ -104,7 +104,7 @@ static void test_owned_strings(void)
         KT_CHECK(strcmp(kb_claim_ids(b, 2, 10, buf, sizeof buf), "job-0 job-1 job-2") == 0,
                  "claim: %s", buf);
     }
-    kb_free(b); /* the rest is freed by close (LeakSanitizer) */
+    kaal_backend_free(b); /* the rest is freed by close (LeakSanitizer) */
 }
 
 static double now_s(void)
@@ -135,7 +135,7 @@ int main(void)
      * (taken by every kb_* call, as by the binding) serialises them */
     shared = open_memory("threads");
     kb_test_threads(&shared, 1);
-    kb_free(shared);
+    kaal_backend_free(shared);
 
     printf("%s: %.2f s\n", __FILE__, now_s() - t0);
     KT_DONE();

@@ -54,17 +54,17 @@ static void test_config(void)
         kaal_backend *b = kb_new(&kaal_backend_sqlite, "cfg", bad[i]);
         int rc = KB(b, KAAL_OK);
         KT_CHECK(rc == KAAL_ECONFIG && !b->connected && b->impl == NULL, "path \"%s\": %d", bad[i], rc);
-        kb_free(b);
+        kaal_backend_free(b);
     }
     {
         kaal_backend *b = kb_new(&kaal_backend_sqlite, "cfg", "/nonexistent-dir/kaal.sqlite3");
         int rc = KB(b, KAAL_OK);
         KT_CHECK(rc == KAAL_ECONNECT && !b->connected, "missing dir: %d", rc);
-        kb_free(b);
+        kaal_backend_free(b);
     }
     {
         kaal_backend *b = kb_new(&kaal_backend_sqlite, "cfg", NULL); /* never connected */
-        kb_free(b);
+        kaal_backend_free(b);
     }
 }
 
@@ -93,8 +93,8 @@ static void test_namespaces(void)
     KT_CHECK(kb_cleanup(b, NOW + 1, 100) == 1, "b cleans its own row");
     KT_CHECK(strcmp(kb_status(a, "job", NOW), "claimed") == 0, "a keeps its row");
     KT_CHECK(kb_count(a) == 1, "a keeps its job");
-    kb_free(a);
-    kb_free(b);
+    kaal_backend_free(a);
+    kaal_backend_free(b);
 }
 
 /* Two handles on the file, each migrated twice, then a fresh handle. */
@@ -106,8 +106,8 @@ static void test_migrate_twice(void)
     KB_OK(a, b->vt->migrate(b, &err));
     KT_CHECK(kb_claim1(a, "job", NOW, "n", NOW) == 1 && kb_claim1(b, "job", NOW, "m", NOW) == 0,
              "claims after migrate");
-    kb_free(a);
-    kb_free(b);
+    kaal_backend_free(a);
+    kaal_backend_free(b);
 }
 
 /* Batches that span several INSERT statements (and one transaction), with
@@ -145,8 +145,8 @@ static void test_chunked_claims(void)
         KT_CHECK(again == 0, "batch of %zu: %zu won twice", n, again);
         base += 100000;
     }
-    kb_free(a);
-    kb_free(b);
+    kaal_backend_free(a);
+    kaal_backend_free(b);
 }
 
 static double now_s(void)
@@ -188,7 +188,7 @@ int main(void)
     /* four handles on the file (four connections), two threads each */
     for (i = 0; i < 4; i++) handles[i] = open_sqlite("threads");
     kb_test_threads(handles, 4);
-    for (i = 0; i < 4; i++) kb_free(handles[i]);
+    for (i = 0; i < 4; i++) kaal_backend_free(handles[i]);
 
     remove_db();
     printf("%s: %.2f s (sqlite %s)\n", __FILE__, now_s() - t0, sqlite3_libversion());
