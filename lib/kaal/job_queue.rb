@@ -47,17 +47,29 @@ module Kaal
     end
 
     # Removes the jobs whose next epoch is <= +hi+ and yields (epoch, jobs)
-    # per epoch, earliest first.
+    # per epoch, earliest first, the jobs in key order. (Jobs pushed back in
+    # that order keep a bucket sorted, so a steady schedule sorts only once.)
     def pop_due(hi)
       while (epoch = @epochs[0]) && epoch <= hi
         heap_pop
         jobs = @buckets.delete(epoch)
         @size -= jobs.size
+        jobs.sort_by!(&:key) unless keys_sorted?(jobs)
         yield epoch, jobs
       end
     end
 
     private
+
+    def keys_sorted?(jobs)
+      i = 1
+      while i < jobs.size
+        return false if (jobs[i].key <=> jobs[i - 1].key).negative?
+
+        i += 1
+      end
+      true
+    end
 
     def heap_push(epoch)
       heap = @epochs

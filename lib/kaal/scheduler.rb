@@ -249,13 +249,10 @@ module Kaal
 
       cap = @config.max_catch_up_runs
       states = @states
-      # Buckets come in fire-time order with sorted keys: while every job
-      # gives one pair at its bucket's time, the pairs are already in order.
+      # Buckets come in fire-time order with their jobs in key order: while
+      # every job gives one pair at its bucket's time, the pairs are in order.
       ordered = pairs.empty?
       @queue.pop_due(hi) do |previous, jobs|
-        # Sorted once; put back in this order, the bucket stays sorted and
-        # the pairs need no sort on the next ticks.
-        jobs.sort_by!(&:key) unless keys_sorted?(jobs)
         jobs.each do |job|
           popped << job << previous
           cron = job.cron
@@ -326,16 +323,6 @@ module Kaal
       end
     rescue RangeError, ArgumentError
       []
-    end
-
-    def keys_sorted?(jobs)
-      i = 1
-      while i < jobs.size
-        return false if (jobs[i].key <=> jobs[i - 1].key).negative?
-
-        i += 1
-      end
-      true
     end
 
     # Fire-time order; ties in key order.
