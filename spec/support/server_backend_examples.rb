@@ -24,12 +24,17 @@ require "uri"
 #   end
 #
 # The context gives ns, backend (a handle on ns), fire (a fresh fire time),
-# claim(handle, pairs) and session_id(handle), and deletes the namespace's
-# rows after each example; the file's own examples can use them too.
+# claim(handle, pairs) and session_id(handle), migrates before and deletes the
+# namespace's rows after each example; the file's own examples can use them too.
 RSpec.shared_context "a SQL server backend's namespace" do |prefix|
   let(:ns) { unique_namespace(prefix) }
   let(:backend) { backend_factory.call(ns) }
   let(:fire) { 1_800_000_000 + rand(1_000_000) }
+
+  # Every example starts on a migrated schema, even one that never touches
+  # `backend`: the cleanup below must not depend on which example a random
+  # order runs first against a fresh database.
+  before { backend }
 
   after do
     sql("DELETE FROM kaal_dispatches WHERE namespace = ?", ns)
