@@ -178,17 +178,21 @@ module Kaal
       now_i = now_f.floor
       hi = now_i + @config.window_lookahead.floor
       @start_lo ||= now_i - @config.tick_interval.ceil if @cursor.nil?
+      popped = []
       begin
         refresh_states
         sync_jobs
-        pairs, popped = collect(now_i, hi)
+        pairs = collect(now_i, hi, popped)
         won = pairs.empty? ? [] : claim(pairs, now_i)
       rescue BackendError => e
-        restore(popped) if popped
+        restore(popped)
         @failures += 1
         log(:warn, "backend #{@config.backend} unavailable, nothing dispatched (fail closed); retrying in " \
                    "#{backoff.round(1)}s: #{e.message}")
         return []
+      rescue StandardError
+        restore(popped) # whatever failed, the popped jobs stay scheduled
+        raise
       end
       commit(popped)
       @cursor = hi
@@ -236,16 +240,15 @@ module Kaal
       @generation = generation
     end
 
-    # [[job, epoch], ...] sorted by fire time, and the popped jobs with
-    # their previous next_epoch (to put back if the claim fails).
-    def collect(now_i, hi)
+    # [[job, epoch], ...] sorted by fire time. Adds the popped jobs with
+    # their previous next_epoch to popped (to put back if the claim fails).
+    def collect(now_i, hi, popped)
       pairs = []
-      popped = []
       start_jobs(now_i, hi, pairs, popped) if @pending_start&.any?
 
       lo = @cursor || (now_i - @config.tick_interval.ceil)
       lo = [lo, now_i - @config.window_lookback.ceil].max
-      return [sort(pairs), popped] if hi <= lo
+      return sort(pairs) if hi <= lo
 
       cap = @config.max_catch_up_runs
       states = @states
@@ -253,8 +256,8 @@ module Kaal
       # every job gives one pair at its bucket's time, the pairs are in order.
       ordered = pairs.empty?
       @queue.pop_due(hi) do |previous, jobs|
+        jobs.each { |job| popped << job << previous } # all of them first, so an error restores them all
         jobs.each do |job|
-          popped << job << previous
           cron = job.cron
           epoch = previous > lo ? previous : cron.next_epoch(lo)
           ordered = false unless epoch == previous
@@ -269,7 +272,7 @@ module Kaal
           pairs.slice!(first, pairs.size - first - cap) if pairs.size - first > cap # keep the latest runs
         end
       end
-      [ordered ? pairs : sort(pairs), popped]
+      ordered ? pairs : sort(pairs)
     end
 
     # First placement of jobs (the start tick, or jobs added before any
@@ -284,8 +287,10 @@ module Kaal
       # A namespace whose dispatch log is empty has never run: nothing was
       # missed (a first deploy does not fire last week's report at once).
       recover = @config.enable_dispatch_recovery && regular_lo > floor && @backend.dispatches(limit: 1).any?
-      @pending_start.each do |job|
-        popped << job << nil
+      pending = @pending_start
+      @pending_start = nil
+      pending.each { |job| popped << job << nil } # restore puts them all back if anything fails
+      pending.each do |job|
         cron = job.cron
         epoch = cron.next_epoch(regular_lo)
         fires = []
@@ -299,7 +304,6 @@ module Kaal
         missed_runs(job, regular_lo, floor).each { |f| pairs << [job, f] } if recover
         fires.last(@config.max_catch_up_runs).each { |f| pairs << [job, f] }
       end
-      @pending_start = nil
     end
 
     def missed_runs(job, before, floor)

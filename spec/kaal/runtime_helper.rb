@@ -63,23 +63,25 @@ class SpecRecorderJob
 end
 
 # A backend that delegates to a real memory backend until `down!`, then
-# raises Kaal::ConnectionError on every call (simulates an outage; used only
-# for the fail-closed specs).
+# raises Kaal::ConnectionError (or the given error class) on every call
+# (simulates an outage or a bug; used only for the fail-closed specs).
 class SpecFlakyBackend
   attr_reader :calls
 
   def initialize(real)
     @real = real
-    @down = false
+    @down = nil
     @calls = Hash.new(0)
   end
 
-  def down!
-    @down = true
+  # only: a method name, to fail that call alone.
+  def down!(error = Kaal::ConnectionError, only: nil)
+    @down = error
+    @only = only
   end
 
   def up!
-    @down = false
+    @down = nil
   end
 
   def respond_to_missing?(name, include_private = false)
@@ -90,7 +92,7 @@ class SpecFlakyBackend
     return super unless @real.respond_to?(name)
 
     @calls[name] += 1
-    raise Kaal::ConnectionError, "simulated outage (#{name})" if @down
+    raise @down, "simulated outage (#{name})" if @down && (@only.nil? || @only == name)
 
     @real.public_send(name, *args, **kwargs, &block)
   end

@@ -154,6 +154,23 @@ RSpec.describe "Kaal.tick!" do
       expect(logs.map(&:last)).to include(a_string_including("is back after 2 failed attempts"))
     end
 
+    it "keeps the due jobs scheduled when the claim fails with an error that is not an outage" do
+      register_every_minute
+      expect(fired(sched.tick(t0, wait: true))).to eq([["m", t0]])
+      flaky.down!(RuntimeError, only: :claim)
+      expect { sched.tick(t0 + 60, wait: true) }.to raise_error(RuntimeError, /simulated outage \(claim\)/)
+      flaky.up!
+      expect(fired(sched.tick(t0 + 61, wait: true))).to eq([["m", t0 + 60]])
+    end
+
+    it "keeps the jobs waiting for their first placement when the first tick fails with any error" do
+      register_every_minute
+      flaky.down!(RuntimeError, only: :claim)
+      expect { sched.tick(t0, wait: true) }.to raise_error(RuntimeError)
+      flaky.up!
+      expect(fired(sched.tick(t0 + 1, wait: true))).to eq([["m", t0]])
+    end
+
     it "catches up the runs missed when the backend was down at the node's very first tick" do
       Kaal.register(key: "s", cron: "*/10 * * * * *", job_class: SpecRecorderJob)
       flaky.down!
