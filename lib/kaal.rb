@@ -2,6 +2,7 @@
 
 require_relative "kaal/version"
 require_relative "kaal/errors"
+require_relative "kaal/stored_text"
 require_relative "kaal/kaal_ext"
 require_relative "kaal/cron"
 require_relative "kaal/backend"

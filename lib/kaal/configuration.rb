@@ -26,14 +26,16 @@ module Kaal
     LOG_LEVELS = %i[debug info warn error fatal].freeze
 
     # name => [type, default, description]. Types: :backend, :hash, :string,
-    # :positive (number > 0), :non_negative (number >= 0), :count (Integer
-    # >= 1), :boolean, :list (of Strings or nil), enums (Array of Symbols),
-    # :object (Ruby only, never from a file or the environment).
+    # :stored / :stored_or_nil (a String every backend can store, see
+    # Kaal::StoredText), :positive (number > 0), :non_negative (number >= 0),
+    # :count (Integer >= 1), :boolean, :list (of Strings or nil), enums
+    # (Array of Symbols), :object (Ruby only, never from a file or the
+    # environment).
     OPTIONS = {
       backend: [:backend, "memory", "memory | redis | sqlite | postgres | mysql"],
       backend_config: [:hash, {}, "url:, or an Active Record style connection: hash, ..."],
       scheduler_config_path: [:string, "config/kaal-scheduler.yml", "path of the jobs file"],
-      namespace: [:string, "kaal", "prefix of every key and row in the backend"],
+      namespace: [:stored, "kaal", "prefix of every key and row in the backend"],
       tick_interval: [:positive, 5, "seconds between two ticks"],
       window_lookback: [:non_negative, 120, "seconds a recovering node looks back"],
       window_lookahead: [:non_negative, 0, "seconds a tick looks ahead"],
@@ -55,7 +57,7 @@ module Kaal
       max_backoff: [:positive, 60, "longest wait between two attempts while the backend is down"],
       log_level: [LOG_LEVELS, :info, "debug | info | warn | error | fatal"],
       logger: [:object, nil, "a Logger (default: $stdout)"],
-      node_id: [:string_or_nil, nil, "this node's name (default hostname:pid:random)"]
+      node_id: [:stored_or_nil, nil, "this node's name (default hostname:pid:random)"]
     }.freeze
 
     TRUE_WORDS = %w[1 true yes on].freeze
@@ -192,10 +194,14 @@ module Kaal
         value = value.to_s if value.is_a?(Symbol)
         bad(source, name, "a non-empty String", value) unless value.is_a?(String) && !value.strip.empty?
         value.dup.freeze
-      when :string_or_nil
-        return nil if value.nil?
+      when :stored, :stored_or_nil
+        return nil if value.nil? && type == :stored_or_nil
 
-        coerce(name, :string, value, source)
+        text = coerce(name, :string, value, source)
+        problem = StoredText.problem(text)
+        raise ConfigurationError, located(source, name, problem) if problem
+
+        text
       when :positive, :non_negative
         ok = value.is_a?(Numeric) && !(value.is_a?(Float) && (value.nan? || value.infinite?)) &&
              (type == :positive ? value.positive? : value >= 0)

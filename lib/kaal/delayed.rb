@@ -33,7 +33,7 @@ module Kaal
         raise ArgumentError, "job_id: must be a non-empty String (the delayed job's identity), got #{job_id.inspect}"
       end
 
-      job_id
+      stored(job_id, "job_id")
     end
 
     # The stored class name; refuses anonymous classes and non-constant names.
@@ -43,14 +43,14 @@ module Kaal
         name = job_class.name
         raise ArgumentError, "job_class: anonymous classes cannot be stored (give the class a name)" if name.nil?
 
-        name
+        stored(name, "job_class")
       when String, Symbol
         name = job_class.to_s
         unless Job::CONSTANT_PATH.match?(name)
           raise ArgumentError, "job_class: #{name.inspect} is not a constant name (like \"ReminderJob\")"
         end
 
-        name.delete_prefix("::")
+        stored(name.delete_prefix("::"), "job_class")
       else
         raise ArgumentError, "job_class: must be a class name String or a Class/Module, got #{job_class.inspect}"
       end
@@ -60,7 +60,15 @@ module Kaal
       return nil if queue.nil?
       raise ArgumentError, "queue: must be a String, got #{queue.inspect}" unless queue.is_a?(String) || queue.is_a?(Symbol)
 
-      queue.to_s
+      stored(queue.to_s, "queue")
+    end
+
+    # text, when every backend can store it (Kaal::StoredText).
+    def stored(text, what)
+      problem = StoredText.problem(text)
+      raise ArgumentError, "#{what}: #{problem}" if problem
+
+      text
     end
 
     # JSON text of +args+; raises ArgumentError naming the first value that

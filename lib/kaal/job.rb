@@ -93,6 +93,9 @@ module Kaal
       raise ConfigurationError, "#{@location}: key: must be a non-empty String, got #{key.inspect}" unless key.is_a?(String) && !key.strip.empty?
       raise ConfigurationError, "#{@location}: key: must be valid UTF-8, got #{key.inspect}" unless key.dup.force_encoding(Encoding::UTF_8).valid_encoding?
 
+      problem = StoredText.problem(key)
+      raise ConfigurationError, "#{@location}: key: #{problem}" if problem
+
       key.dup.freeze
     end
 

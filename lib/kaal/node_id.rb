@@ -4,7 +4,8 @@ require "securerandom"
 require "socket"
 
 module Kaal
-  # This process's node name: hostname:pid:random (a new one after fork).
+  # This process's node name: hostname:pid:random (a new one after fork),
+  # short enough for the backends' 255-character node columns.
   module NodeId
     @lock = Mutex.new
     @pid = nil
@@ -17,7 +18,7 @@ module Kaal
       @lock.synchronize do
         if @pid != pid
           @pid = pid
-          @value = "#{Socket.gethostname}:#{pid}:#{SecureRandom.hex(3)}".freeze
+          @value = "#{Socket.gethostname[0, 200]}:#{pid}:#{SecureRandom.hex(3)}".freeze
         end
         @value
       end

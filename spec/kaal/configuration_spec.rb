@@ -27,6 +27,15 @@ RSpec.describe Kaal::Configuration do
     expect { config.worker_threads = 0 }.to raise_error(Kaal::ConfigurationError, /worker_threads: must be an Integer >= 1/)
   end
 
+  it "refuses a namespace or node_id that a backend column cannot hold" do
+    expect { config.namespace = "n" * 256 }
+      .to raise_error(Kaal::ConfigurationError, /namespace: is 256 characters long; at most 255 fit a backend's column/)
+    expect { config.node_id = "web\0" }.to raise_error(Kaal::ConfigurationError, /node_id: must not contain NUL bytes/)
+    expect { config.node_id = "\xff".b }.to raise_error(Kaal::ConfigurationError, /node_id: must be valid UTF-8/)
+    config.node_id = nil
+    expect(config.node_id).to be_nil
+  end
+
   it "refuses an unknown backend listing the valid ones" do
     expect { config.backend = :cassandra }
       .to raise_error(Kaal::ConfigurationError, /backend: unknown backend "cassandra" \(valid backends: memory, redis, sqlite, postgres, mysql\)/)

@@ -93,6 +93,15 @@ RSpec.describe "Delayed jobs (Kaal.enqueue_at)" do
       expect { enqueue(job_id: "") }.to raise_error(ArgumentError, /job_id: must be a non-empty String/)
       expect { enqueue(at: "tomorrow") }.to raise_error(ArgumentError, /at: must be a Time/)
     end
+
+    it "refuses a job_id, class name or queue that a backend column cannot hold" do
+      expect { enqueue(job_id: "j" * 256) }.to raise_error(ArgumentError, /job_id: is 256 characters long; at most 255/)
+      expect { enqueue(job_id: "a\0b") }.to raise_error(ArgumentError, /job_id: must not contain NUL bytes/)
+      expect { enqueue(job_id: "\xff".b) }.to raise_error(ArgumentError, /job_id: must be valid UTF-8/)
+      expect { enqueue(queue: "q" * 256) }.to raise_error(ArgumentError, /queue: is 256 characters long/)
+      expect { enqueue(job_class: "A#{"b" * 255}") }.to raise_error(ArgumentError, /job_class: is 256 characters long/)
+      expect(Kaal.backend.delayed_count).to eq(0)
+    end
   end
 
   describe "delayed_job_allowed_class_prefixes" do

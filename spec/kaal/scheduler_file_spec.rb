@@ -118,6 +118,15 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       expect(error_for("defaults:\n  jobz: []\n")).to include('unknown key "jobz" (valid keys: jobs)')
     end
 
+    it "a key no backend column can hold (over 255 characters, or a NUL byte)" do
+      long = "k" * 256
+      expect(error_for("defaults:\n  jobs:\n    - {key: #{long}, cron: '* * * * *', job_class: X}\n"))
+        .to end_with("key: is 256 characters long; at most 255 fit a backend's column")
+      expect(error_for("defaults:\n  jobs:\n    - {key: \"a\\0b\", cron: '* * * * *', job_class: X}\n"))
+        .to end_with("key: must not contain NUL bytes")
+      expect(load_jobs("defaults:\n  jobs:\n    - {key: #{"é" * 255}, cron: '* * * * *', job_class: X}\n").size).to eq(1)
+    end
+
     it "unknown time zone" do
       expect(error_for("defaults:\n  jobs:\n    - {key: a, cron: '* * * * *', job_class: X, time_zone: Mars/Olympus}\n"))
         .to include('(job "a"): cron: "* * * * *": ')
