@@ -125,6 +125,23 @@ static VALUE check_str(VALUE v, const char *what, int nullable)
     return v;
 }
 
+/* A String for a VARCHAR(255) column (job keys, node names, delayed job ids,
+ * class and queue names): as check_str, and valid UTF-8 of at most 255
+ * characters. Checked here for every backend, so a name that works on one
+ * works on all (memory and Redis have no column, SQLite does not enforce it). */
+static VALUE check_name(VALUE self, VALUE v, const char *what, int nullable)
+{
+    kaal_error err;
+    v = check_str(v, what, nullable);
+    if (NIL_P(v)) return v;
+    memset(&err, 0, sizeof err);
+    if (kaal_check_varchar(get_backend(self)->vt->name, what, RSTRING_PTR(v),
+                           (size_t)RSTRING_LEN(v), &err) != KAAL_OK) {
+        rb_raise(rb_eArgError, "%s", err.message);
+    }
+    return v;
+}
+
 static int64_t check_i64(VALUE v, const char *what)
 {
     if (!RB_INTEGER_TYPE_P(v)) {
@@ -515,7 +532,7 @@ static VALUE backend_claim(VALUE self, VALUE pairs, VALUE lease_ms, VALUE node, 
     x.lease_ms = check_i64(lease_ms, "lease_ms");
     if (x.lease_ms <= 0) rb_raise(rb_eArgError, "lease_ms must be > 0");
     x.now = check_i64(now, "now");
-    check_str(node, "node", 1);
+    check_name(self, node, "node", 1);
     n = (size_t)RARRAY_LEN(pairs);
     /* Check everything first (this may raise), copy afterwards (cannot). */
     for (i = 0; i < n; i++) {
@@ -523,7 +540,7 @@ static VALUE backend_claim(VALUE self, VALUE pairs, VALUE lease_ms, VALUE node, 
         if (!RB_TYPE_P(pair, T_ARRAY) || RARRAY_LEN(pair) != 2) {
             rb_raise(rb_eArgError, "claim pair %zu must be [key, fire_time]", i);
         }
-        check_str(RARRAY_AREF(pair, 0), "job key", 0);
+        check_name(self, RARRAY_AREF(pair, 0), "job key", 0);
         check_i64(RARRAY_AREF(pair, 1), "fire_time");
         total += (size_t)RSTRING_LEN(RARRAY_AREF(pair, 0)) + 1;
     }
@@ -570,9 +587,9 @@ static VALUE backend_record(VALUE self, VALUE key, VALUE fire_time, VALUE status
 {
     record_ctx x;
     call c;
-    check_str(key, "job key", 0);
+    check_name(self, key, "job key", 0);
     check_str(status, "status", 0);
-    check_str(node, "node", 1);
+    check_name(self, node, "node", 1);
     check_str(error, "error", 1);
     x.fire_time = check_i64(fire_time, "fire_time");
     x.now = check_i64(now, "now");
@@ -679,7 +696,7 @@ static VALUE backend_set_enabled(VALUE self, VALUE key, VALUE enabled)
     state_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    check_str(key, "job key", 0);
+    check_name(self, key, "job key", 0);
     x.enabled = RTEST(enabled);
     call_init(&c, self, op_set_enabled, &x);
     x.key = cdup(&c, SYMBOL_P(key) ? rb_sym2str(key) : key);
@@ -739,9 +756,9 @@ static VALUE backend_delayed_add(VALUE self, VALUE job_id, VALUE run_at_ms, VALU
     delayed_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    check_str(job_id, "job_id", 0);
-    check_str(job_class, "job_class", 0);
-    check_str(queue, "queue", 1);
+    check_name(self, job_id, "job_id", 0);
+    check_name(self, job_class, "job_class", 0);
+    check_name(self, queue, "queue", 1);
     check_str(args_json, "args_json", 0);
     x.job.run_at_ms = check_i64(run_at_ms, "run_at_ms");
     call_init(&c, self, op_delayed_add, &x);
@@ -864,7 +881,7 @@ static VALUE backend_heartbeat(VALUE self, VALUE node, VALUE info, VALUE now, VA
     node_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    check_str(node, "node", 0);
+    check_name(self, node, "node", 0);
     check_str(info, "info", 1);
     x.now = check_i64(now, "now");
     x.ttl = check_i64(ttl, "ttl");

@@ -169,6 +169,30 @@ RSpec.shared_examples "a kaal backend" do
     end
   end
 
+  describe "names" do
+    # The SQL backends store these in VARCHAR(255) columns; every backend
+    # refuses what one of them could not hold, so a name never works on one
+    # backend and fails after a switch to another.
+    it "refuses keys, node names and delayed job names over 255 characters or not UTF-8, storing nothing" do
+      long = "x" * 256
+      expect { claim(backend, [["ok", now], [long, now]]) }.to raise_error(ArgumentError, /job key is 256 characters long/)
+      expect { claim(backend, [["bad \xFF".b, now]]) }.to raise_error(ArgumentError, /job key must be valid UTF-8/)
+      expect { claim(backend, [["ok", now]], node: long) }.to raise_error(ArgumentError, /node is 256/)
+      expect { backend.record(long, now, "failed", node: "n", now: now) }.to raise_error(ArgumentError, /job key/)
+      expect { backend.set_enabled(long, false) }.to raise_error(ArgumentError, /job key/)
+      expect { backend.heartbeat(long, nil, now: now, ttl: 60) }.to raise_error(ArgumentError, /node/)
+      %i[job_id job_class queue].each do |field|
+        args = { job_id: "j", run_at_ms: now * 1000, job_class: "Job", queue: "q", args_json: "[]" }
+        expect { backend.delayed_add(**args, field => long) }.to raise_error(ArgumentError, /#{field} is 256/)
+      end
+      expect(backend.dispatches).to be_empty
+      expect(backend.states).to be_empty
+      expect(backend.delayed_count).to eq(0)
+      expect(backend.nodes(since: 0)).to be_empty
+      expect(claim(backend, [["ok", now], ["x" * 255, now], ["é" * 255, now]], node: "é" * 255)).to eq([true] * 3)
+    end
+  end
+
   describe "#record, #dispatches, #dispatch_status" do
     before do
       claim(backend, [["a", now], ["b", now], ["a", now + 60], ["c", now + 120]], node: "node-a")
