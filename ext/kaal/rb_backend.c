@@ -126,14 +126,15 @@ static VALUE check_str(VALUE v, const char *what, int nullable)
 }
 
 /* A String for a VARCHAR(255) column (job keys, node names, delayed job ids,
- * class and queue names): as check_str, and valid UTF-8 of at most 255
- * characters. Checked here for every backend, so a name that works on one
+ * class and queue names): as check_str, not empty, and valid UTF-8 of at
+ * most 255 characters. Checked here for every backend, so a name that works on one
  * works on all (memory and Redis have no column, SQLite does not enforce it). */
 static VALUE check_name(VALUE self, VALUE v, const char *what, int nullable)
 {
     kaal_error err;
     v = check_str(v, what, nullable);
     if (NIL_P(v)) return v;
+    if (RSTRING_LEN(v) == 0) rb_raise(rb_eArgError, "%s must not be empty", what);
     memset(&err, 0, sizeof err);
     if (kaal_check_varchar(get_backend(self)->vt->name, what, RSTRING_PTR(v),
                            (size_t)RSTRING_LEN(v), &err) != KAAL_OK) {
@@ -521,28 +522,50 @@ static void cleanup_claim(call *c)
     x->keys = NULL;
 }
 
-static VALUE backend_claim(VALUE self, VALUE pairs, VALUE lease_ms, VALUE node, VALUE now)
+/* Claim i's key and fire time: pairs[i] = [key, fire_time] (fires is nil),
+ * or keys[i] and fires[i] (the column form). */
+static void claim_arg(VALUE a, VALUE fires, size_t i, VALUE *key, VALUE *fire)
+{
+    if (NIL_P(fires)) {
+        VALUE pair = RARRAY_AREF(a, (long)i);
+        if (!RB_TYPE_P(pair, T_ARRAY) || RARRAY_LEN(pair) != 2) {
+            rb_raise(rb_eArgError, "claim pair %zu must be [key, fire_time]", i);
+        }
+        *key = RARRAY_AREF(pair, 0);
+        *fire = RARRAY_AREF(pair, 1);
+    } else {
+        *key = RARRAY_AREF(a, (long)i);
+        *fire = RARRAY_AREF(fires, (long)i);
+    }
+}
+
+static VALUE claim_common(VALUE self, VALUE a, VALUE fires, VALUE lease_ms, VALUE node, VALUE now)
 {
     claim_ctx x;
     call c;
     size_t i, n, total = 0, off = 0;
+    VALUE key, fire;
 
-    Check_Type(pairs, T_ARRAY);
+    Check_Type(a, T_ARRAY);
+    if (!NIL_P(fires)) {
+        Check_Type(fires, T_ARRAY);
+        if (RARRAY_LEN(fires) != RARRAY_LEN(a)) {
+            rb_raise(rb_eArgError, "keys and fire_times must have one size, got %ld and %ld",
+                     RARRAY_LEN(a), RARRAY_LEN(fires));
+        }
+    }
     memset(&x, 0, sizeof x);
     x.lease_ms = check_i64(lease_ms, "lease_ms");
     if (x.lease_ms <= 0) rb_raise(rb_eArgError, "lease_ms must be > 0");
     x.now = check_i64(now, "now");
     check_name(self, node, "node", 1);
-    n = (size_t)RARRAY_LEN(pairs);
+    n = (size_t)RARRAY_LEN(a);
     /* Check everything first (this may raise), copy afterwards (cannot). */
     for (i = 0; i < n; i++) {
-        VALUE pair = RARRAY_AREF(pairs, (long)i);
-        if (!RB_TYPE_P(pair, T_ARRAY) || RARRAY_LEN(pair) != 2) {
-            rb_raise(rb_eArgError, "claim pair %zu must be [key, fire_time]", i);
-        }
-        check_name(self, RARRAY_AREF(pair, 0), "job key", 0);
-        check_i64(RARRAY_AREF(pair, 1), "fire_time");
-        total += (size_t)RSTRING_LEN(RARRAY_AREF(pair, 0)) + 1;
+        claim_arg(a, fires, i, &key, &fire);
+        key = check_name(self, key, "job key", 0);
+        check_i64(fire, "fire_time");
+        total += (size_t)RSTRING_LEN(key) + 1;
     }
     call_init(&c, self, op_claim, &x);
     c.build = build_claim;
@@ -554,21 +577,31 @@ static VALUE backend_claim(VALUE self, VALUE pairs, VALUE lease_ms, VALUE node, 
         if (!x.items || !x.keys) c.oom = 1;
     }
     for (i = 0; i < n && !c.oom; i++) {
-        VALUE pair = RARRAY_AREF(pairs, (long)i);
-        VALUE key = RARRAY_AREF(pair, 0);
         size_t len;
+        claim_arg(a, fires, i, &key, &fire);
         if (SYMBOL_P(key)) key = rb_sym2str(key);
         len = (size_t)RSTRING_LEN(key);
         memcpy(x.keys + off, RSTRING_PTR(key), len);
         x.keys[off + len] = '\0';
         x.items[i].key = x.keys + off;
         x.items[i].key_len = len;
-        x.items[i].fire_time = (int64_t)NUM2LL(RARRAY_AREF(pair, 1));
+        x.items[i].fire_time = (int64_t)NUM2LL(fire);
         x.items[i].claimed = 0;
         off += len + 1;
     }
     x.n = n;
     return run_call(&c);
+}
+
+static VALUE backend_claim(VALUE self, VALUE pairs, VALUE lease_ms, VALUE node, VALUE now)
+{
+    return claim_common(self, pairs, Qnil, lease_ms, node, now);
+}
+
+static VALUE backend_claim_columns(VALUE self, VALUE keys, VALUE fires, VALUE lease_ms, VALUE node,
+                                   VALUE now)
+{
+    return claim_common(self, keys, fires, lease_ms, node, now);
 }
 
 typedef struct record_ctx {
@@ -1003,6 +1036,7 @@ void kaal_init_backend(void)
     rb_define_private_method(cBackend, "_migrate", backend_migrate, 0);
     rb_define_private_method(cBackend, "_target", backend_target, 0);
     rb_define_private_method(cBackend, "_claim", backend_claim, 4);
+    rb_define_private_method(cBackend, "_claim_columns", backend_claim_columns, 5);
     rb_define_private_method(cBackend, "_record", backend_record, 6);
     rb_define_private_method(cBackend, "_dispatches", backend_dispatches, 4);
     rb_define_private_method(cBackend, "_cleanup", backend_cleanup, 2);

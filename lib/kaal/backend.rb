@@ -80,17 +80,29 @@ module Kaal
         raise ArgumentError, "pairs must be an Array of [key, fire_time], got #{pairs.class}" unless pairs.is_a?(Array)
         return [] if pairs.empty?
 
-        # Fast path (the scheduler's batches): already [String, Integer]; the
-        # C side still checks types and NUL bytes.
-        checked = pairs if pairs.all? { |pair| plain_pair?(pair) }
-        checked ||= pairs.each_with_index.map do |pair, i|
-          unless pair.is_a?(Array) && pair.size == 2
-            raise ArgumentError, "pairs[#{i}] must be [key, fire_time], got #{pair.inspect}"
-          end
-
-          [key_arg(pair[0], "pairs[#{i}] key"), seconds(pair[1], "pairs[#{i}] fire_time")]
+        lease_ms = positive_int(lease_ms, "lease_ms")
+        node = text(node, "node")
+        now = seconds(now, "now")
+        begin
+          # The C side checks every pair before it claims any: plain
+          # [String, Integer] pairs go straight there.
+          return _claim(pairs, lease_ms, node, now)
+        rescue ArgumentError
+          nil # converted (Time fire times) or named (the bad pair) below
         end
-        _claim(checked, positive_int(lease_ms, "lease_ms"), text(node, "node"), seconds(now, "now"))
+        _claim(normalized_pairs(pairs), lease_ms, node, now)
+      end
+
+      # #claim for the scheduler's batches, without an Array per pair: job
+      # keys (Strings) and fire times (Integer Unix seconds) in two Arrays of
+      # one size. Same result as #claim(keys.zip(fire_times), ...).
+      def claim_columns(keys, fire_times, lease_ms:, node:, now:)
+        unless keys.is_a?(Array) && fire_times.is_a?(Array)
+          raise ArgumentError, "keys and fire_times must be Arrays, got #{keys.class} and #{fire_times.class}"
+        end
+        return [] if keys.empty? && fire_times.empty?
+
+        _claim_columns(keys, fire_times, positive_int(lease_ms, "lease_ms"), text(node, "node"), seconds(now, "now"))
       end
 
       # Sets the outcome of a pair: status "dispatched" or "failed" (Symbols
@@ -207,8 +219,14 @@ module Kaal
 
       private
 
-      def plain_pair?(pair)
-        pair.is_a?(Array) && pair.size == 2 && pair[0].is_a?(String) && !pair[0].empty? && pair[1].is_a?(Integer)
+      def normalized_pairs(pairs)
+        pairs.each_with_index.map do |pair, i|
+          unless pair.is_a?(Array) && pair.size == 2
+            raise ArgumentError, "pairs[#{i}] must be [key, fire_time], got #{pair.inspect}"
+          end
+
+          [key_arg(pair[0], "pairs[#{i}] key"), seconds(pair[1], "pairs[#{i}] fire_time")]
+        end
       end
 
       def key_arg(value, what)
