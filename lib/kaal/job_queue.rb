@@ -12,6 +12,7 @@ module Kaal
     def initialize
       @buckets = {}
       @epochs = []
+      @unsorted = {} # epochs whose bucket may not be in key order
       @size = 0
     end
 
@@ -22,6 +23,7 @@ module Kaal
     def clear
       @buckets.clear
       @epochs.clear
+      @unsorted.clear
       @size = 0
     end
 
@@ -38,6 +40,7 @@ module Kaal
       epoch = job.next_epoch
       if (bucket = @buckets[epoch])
         bucket << job
+        @unsorted[epoch] = true
       else
         @buckets[epoch] = [job]
         heap_push(epoch)
@@ -46,30 +49,49 @@ module Kaal
       self
     end
 
+    # Pushes each job at its next epoch; a run of jobs with one epoch costs
+    # one bucket lookup (a tick puts back whole buckets). jobs must be in key
+    # order (as pop_due yields them), so a bucket this call creates is too.
+    def push_all(jobs)
+      bucket = nil
+      last = nil
+      i = 0
+      n = jobs.size
+      while i < n
+        job = jobs[i]
+        epoch = job.next_epoch
+        if bucket.nil? || epoch != last
+          if (bucket = @buckets[epoch])
+            @unsorted[epoch] = true
+          else
+            bucket = @buckets[epoch] = []
+            heap_push(epoch)
+          end
+          last = epoch
+        end
+        bucket << job
+        i += 1
+      end
+      @size += n
+      self
+    end
+
     # Removes the jobs whose next epoch is <= +hi+ and yields (epoch, jobs)
-    # per epoch, earliest first, the jobs in key order. (Jobs pushed back in
-    # that order keep a bucket sorted, so a steady schedule sorts only once.)
+    # per epoch, earliest first, the jobs in key order. Only a bucket that
+    # got jobs from more than one push is sorted: jobs put back with
+    # push_all in the order they came keep their buckets in order, so a
+    # steady schedule sorts once.
     def pop_due(hi)
       while (epoch = @epochs[0]) && epoch <= hi
         heap_pop
         jobs = @buckets.delete(epoch)
         @size -= jobs.size
-        jobs.sort_by!(&:key) unless keys_sorted?(jobs)
+        jobs.sort_by!(&:key) if @unsorted.delete(epoch)
         yield epoch, jobs
       end
     end
 
     private
-
-    def keys_sorted?(jobs)
-      i = 1
-      while i < jobs.size
-        return false if (jobs[i].key <=> jobs[i - 1].key).negative?
-
-        i += 1
-      end
-      true
-    end
 
     def heap_push(epoch)
       heap = @epochs

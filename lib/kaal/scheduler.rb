@@ -20,6 +20,20 @@ module Kaal
   class Scheduler
     CLEANUP_EVERY = 60 # seconds between two dispatch-log cleanups
 
+    # The runs of one tick in parallel Arrays, without an object per run:
+    # the jobs, their keys and the fire times.
+    Due = Struct.new(:jobs, :keys, :epochs) do
+      def add(job, epoch)
+        jobs << job
+        keys << job.key
+        epochs << epoch
+      end
+
+      def empty?
+        jobs.empty?
+      end
+    end
+
     attr_reader :config, :node, :pool, :cursor, :failures
 
     def initialize(config:, registry:, backend:, logger:, before_tick: nil)
@@ -178,12 +192,12 @@ module Kaal
       now_i = now_f.floor
       hi = now_i + @config.window_lookahead.floor
       @start_lo ||= now_i - @config.tick_interval.ceil if @cursor.nil?
-      popped = []
+      popped = [] # [previous next_epoch (nil: first placement), jobs, ...]
       begin
         refresh_states
         sync_jobs
-        pairs = collect(now_i, hi, popped)
-        won = pairs.empty? ? [] : claim(pairs, now_i)
+        due = collect(now_i, hi, popped)
+        won = due.empty? ? [] : claim(due, now_i)
       rescue BackendError => e
         restore(popped)
         @failures += 1
@@ -206,16 +220,15 @@ module Kaal
       # Workers start on the batch's end, after the tick's own backend calls,
       # so they do not compete with the tick for the GVL.
       @pool.batch do
-        dispatches = dispatch_claimed(pairs, won)
+        dispatches = dispatch_claimed(due, won)
         dispatches.concat(sweep_delayed(now_f))
         housekeeping(now_i)
       end
       dispatches
     end
 
-    def claim(pairs, now_i)
-      list = pairs.map { |job, epoch| [job.key, epoch] }
-      @backend.claim(list, lease_ms: (@config.lease_ttl * 1000).to_i, node: @node, now: now_i)
+    def claim(due, now_i)
+      @backend.claim_columns(due.keys, due.epochs, lease_ms: (@config.lease_ttl * 1000).to_i, node: @node, now: now_i)
     end
 
     # Rebuilds the heap when the registered jobs changed (keeps the next
@@ -240,44 +253,57 @@ module Kaal
       @generation = generation
     end
 
-    # [[job, epoch], ...] sorted by fire time. Adds the popped jobs with
-    # their previous next_epoch to popped (to put back if the claim fails).
+    # The due runs (Due), in fire-time order with ties in key order. Adds
+    # the popped jobs to popped with their previous next_epoch, to put back
+    # if the tick fails.
     def collect(now_i, hi, popped)
-      pairs = []
-      start_jobs(now_i, hi, pairs, popped) if @pending_start&.any?
+      due = Due.new([], [], [])
+      start_jobs(now_i, hi, due, popped) if @pending_start&.any?
 
       lo = @cursor || (now_i - @config.tick_interval.ceil)
       lo = [lo, now_i - @config.window_lookback.ceil].max
-      return sort(pairs) if hi <= lo
+      return sorted(due) if hi <= lo
 
       cap = @config.max_catch_up_runs
       states = @states
+      out_jobs = due.jobs
+      out_keys = due.keys
+      out_epochs = due.epochs
       # Buckets come in fire-time order with their jobs in key order: while
-      # every job gives one pair at its bucket's time, the pairs are in order.
-      ordered = pairs.empty?
+      # every job gives one run at its bucket's time, the runs are in order.
+      ordered = out_jobs.empty?
       @queue.pop_due(hi) do |previous, jobs|
-        jobs.each { |job| popped << job << previous } # all of them first, so an error restores them all
+        popped << previous << jobs
         jobs.each do |job|
           cron = job.cron
           epoch = previous > lo ? previous : cron.next_epoch(lo)
           ordered = false unless epoch == previous
           on = states.empty? ? job.enabled : states.fetch(job.key, job.enabled)
-          first = pairs.size
+          first = out_epochs.size
           while epoch <= hi
-            pairs << [job, epoch] if on
+            if on
+              out_jobs << job
+              out_keys << job.key
+              out_epochs << epoch
+            end
             epoch = cron.next_epoch(epoch)
           end
           job.next_epoch = epoch
-          ordered = false if pairs.size - first > 1
-          pairs.slice!(first, pairs.size - first - cap) if pairs.size - first > cap # keep the latest runs
+          runs = out_epochs.size - first
+          next if runs < 2
+
+          ordered = false
+          next if runs <= cap
+
+          [out_jobs, out_keys, out_epochs].each { |a| a.slice!(first, runs - cap) } # keep the latest runs
         end
       end
-      ordered ? pairs : sort(pairs)
+      ordered ? due : sorted(due)
     end
 
     # First placement of jobs (the start tick, or jobs added before any
     # tick): the runs due now plus missed runs per catch_up policy.
-    def start_jobs(now_i, hi, pairs, popped)
+    def start_jobs(now_i, hi, due, popped)
       # A start tick that failed (backend down) keeps its lower bound, so the
       # runs due while the backend was away are caught up within
       # window_lookback when it returns, as for a node that was running.
@@ -289,7 +315,7 @@ module Kaal
       recover = @config.enable_dispatch_recovery && regular_lo > floor && @backend.dispatches(limit: 1).any?
       pending = @pending_start
       @pending_start = nil
-      pending.each { |job| popped << job << nil } # restore puts them all back if anything fails
+      popped << nil << pending # restore puts them all back if anything fails
       pending.each do |job|
         cron = job.cron
         epoch = cron.next_epoch(regular_lo)
@@ -301,8 +327,8 @@ module Kaal
         job.next_epoch = epoch
         next unless enabled?(job)
 
-        missed_runs(job, regular_lo, floor).each { |f| pairs << [job, f] } if recover
-        fires.last(@config.max_catch_up_runs).each { |f| pairs << [job, f] }
+        missed_runs(job, regular_lo, floor).each { |f| due.add(job, f) } if recover
+        fires.last(@config.max_catch_up_runs).each { |f| due.add(job, f) }
       end
     end
 
@@ -329,32 +355,32 @@ module Kaal
       []
     end
 
-    # Fire-time order; ties in key order.
-    def sort(pairs)
-      return pairs if pairs.size < 2
+    # due in fire-time order, ties in key order.
+    def sorted(due)
+      epochs = due.epochs
+      keys = due.keys
+      return due if epochs.size < 2
 
-      groups = pairs.group_by(&:last)
-      groups.keys.sort.flat_map { |epoch| groups[epoch].sort_by! { |job, _| job.key } }
+      order = (0...epochs.size).sort_by { |i| [epochs[i], keys[i]] }
+      Due.new(order.map { |i| due.jobs[i] }, order.map { |i| keys[i] }, order.map { |i| epochs[i] })
     end
 
-    # popped: [job, previous next_epoch, job, previous, ...]
+    # popped: [previous next_epoch, jobs, ...]; the jobs go back at their new next_epoch.
     def commit(popped)
-      queue = @queue
-      i = 0
+      i = 1
       while i < popped.size
-        queue.push(popped[i])
+        @queue.push_all(popped[i])
         i += 2
       end
     end
 
     def restore(popped)
-      popped.each_slice(2) do |job, previous|
+      popped.each_slice(2) do |previous, jobs|
+        jobs.each { |job| job.next_epoch = previous }
         if previous.nil?
-          job.next_epoch = nil
-          (@pending_start ||= []) << job
+          (@pending_start ||= []).concat(jobs)
         else
-          job.next_epoch = previous
-          @queue.push(job)
+          @queue.push_all(jobs)
         end
       end
     end
@@ -362,17 +388,25 @@ module Kaal
     # -- dispatch ------------------------------------------------------------
 
     # Dispatches the claimed pairs; class names are resolved once per tick.
-    def dispatch_claimed(pairs, won)
+    def dispatch_claimed(due, won)
       plans = {}
       done = @recurring_done ||= method(:recurring_done)
       namespace = @config.namespace
+      node = @node
+      dispatcher = @dispatcher
+      jobs = due.jobs
+      epochs = due.epochs
       out = []
-      pairs.each_with_index do |(job, epoch), i|
-        next unless won[i]
-
-        d = Dispatch.recurring(job, epoch, namespace, @node)
-        target = job.callable || job.job_class
-        out << @dispatcher.execute(d, plans[target] ||= @dispatcher.plan(target), done)
+      i = 0
+      n = jobs.size
+      while i < n
+        if won[i]
+          job = jobs[i]
+          d = Dispatch.recurring(job, epochs[i], namespace, node)
+          target = job.callable || job.job_class
+          out << dispatcher.execute(d, plans[target] ||= dispatcher.plan(target), done)
+        end
+        i += 1
       end
       out
     end

@@ -113,7 +113,7 @@ RSpec.describe "Kaal.tick!" do
       sched = Kaal::Scheduler.new(config: Kaal.configuration, registry: registry, backend: flaky,
                                   logger: ->(*) {})
       expect(sched.tick(t0, wait: true).size).to eq(5)
-      expect(flaky.calls[:claim]).to eq(1)
+      expect(flaky.calls[:claim_columns]).to eq(1)
     end
 
     it "never runs again what the dispatch log records (a second node, same backend)" do
@@ -157,15 +157,15 @@ RSpec.describe "Kaal.tick!" do
     it "keeps the due jobs scheduled when the claim fails with an error that is not an outage" do
       register_every_minute
       expect(fired(sched.tick(t0, wait: true))).to eq([["m", t0]])
-      flaky.down!(RuntimeError, only: :claim)
-      expect { sched.tick(t0 + 60, wait: true) }.to raise_error(RuntimeError, /simulated outage \(claim\)/)
+      flaky.down!(RuntimeError, only: :claim_columns)
+      expect { sched.tick(t0 + 60, wait: true) }.to raise_error(RuntimeError, /simulated outage \(claim_columns\)/)
       flaky.up!
       expect(fired(sched.tick(t0 + 61, wait: true))).to eq([["m", t0 + 60]])
     end
 
     it "keeps the jobs waiting for their first placement when the first tick fails with any error" do
       register_every_minute
-      flaky.down!(RuntimeError, only: :claim)
+      flaky.down!(RuntimeError, only: :claim_columns)
       expect { sched.tick(t0, wait: true) }.to raise_error(RuntimeError)
       flaky.up!
       expect(fired(sched.tick(t0 + 1, wait: true))).to eq([["m", t0]])
