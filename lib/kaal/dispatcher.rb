@@ -10,10 +10,11 @@ module Kaal
     attr_reader :key, :fire_epoch, :job_id, :queue, :node
     attr_accessor :status, :error, :duration
 
-    # A recurring run (the tick's hot path: positional, nothing computed yet).
+    # A recurring run (the tick's hot path: positional, nothing computed yet;
+    # the instance variables it does not set read as nil).
     def self.recurring(job, fire_epoch, namespace, node)
       d = allocate
-      d.__send__(:setup, job.key, fire_epoch, job, namespace, nil, nil, job.queue, node, nil, nil)
+      d.__send__(:setup_recurring, job, fire_epoch, namespace, node)
       d
     end
 
@@ -42,6 +43,15 @@ module Kaal
       @error = nil
       @duration = nil
       @runner = nil
+    end
+
+    private def setup_recurring(job, fire_epoch, namespace, node)
+      @key = job.key
+      @fire_epoch = fire_epoch
+      @job = job
+      @namespace = namespace
+      @queue = job.queue
+      @node = node
     end
 
     def recurring?
@@ -75,13 +85,15 @@ module Kaal
 
     # Runs the planned dispatch (called by the worker pool).
     def call
-      dispatcher, plan, done = @runner
+      dispatcher = @runner
       @runner = nil
-      dispatcher.run(self, plan, done)
+      dispatcher.run(self, @plan, @done)
     end
 
     def prepare(dispatcher, plan, done) # :nodoc:
-      @runner = [dispatcher, plan, done]
+      @runner = dispatcher
+      @plan = plan
+      @done = done
       self
     end
 
