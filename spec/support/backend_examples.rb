@@ -112,6 +112,23 @@ RSpec.shared_examples "a kaal backend" do
       expect(claim(backend, [])).to eq([])
     end
 
+    it "answers claim_columns (keys and fire times apart, the scheduler's form) like claim" do
+      expect(backend.claim_columns(%w[a b a], [now, now, now], lease_ms: lease, node: "node-a", now: now))
+        .to eq([true, true, false])
+      expect(claim(other, [["a", now], ["c", now]])).to eq([false, true])
+      expect(backend.claim_columns([], [], lease_ms: lease, node: "node-a", now: now)).to eq([])
+      expect { backend.claim_columns(%w[a b], [now], lease_ms: lease, node: "n", now: now) }
+        .to raise_error(ArgumentError, /one size/)
+      expect { backend.claim_columns(["d"], [Time.at(now)], lease_ms: lease, node: "n", now: now) }
+        .to raise_error(ArgumentError, /fire_time must be an Integer/)
+      expect(backend.dispatch_status("d", now)).to be_nil
+    end
+
+    it "accepts Symbol keys and Time fire times in claim" do
+      expect(claim(backend, [[:sym, Time.at(now)], ["t", Time.at(now + 0.9)]])).to eq([true, true])
+      expect(claim(other, [["sym", now], ["t", now]])).to eq([false, false])
+    end
+
     it "wins a pair repeated in one batch once" do
       expect(claim(backend, [["a", now], ["a", now]])).to eq([true, false])
     end
