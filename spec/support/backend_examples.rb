@@ -244,6 +244,18 @@ RSpec.shared_examples "a kaal backend" do
                              updated_at: now + 2)
     end
 
+    it "stores any error text as UTF-8: bad bytes replaced, NUL bytes dropped, other encodings converted" do
+      claim(backend, [["e1", now], ["e2", now], ["e3", now]])
+      backend.record("e1", now, "failed", node: "n", error: "boom \xFF\0 end".b, now: now)
+      backend.record("e2", now, "failed", node: "n", error: "caf\xE9".dup.force_encoding(Encoding::ISO_8859_1), now: now)
+      backend.record("e3", now, "failed", node: "n", error: "x" * 4100 + "é", now: now)
+      errors = %w[e1 e2 e3].map { |k| backend.dispatches(key: k).first[:error] }
+      expect(errors[0]).to eq("boom \uFFFD end")
+      expect(errors[1]).to eq("café")
+      expect(errors[2]).to eq("x" * 4000)
+      expect(errors).to all(satisfy { |e| e.encoding == Encoding::UTF_8 && e.valid_encoding? })
+    end
+
     it "answers dispatch_status" do
       expect(backend.dispatch_status("a", now)).to eq("dispatched")
       expect(other.dispatch_status("b", Time.at(now))).to eq("failed")
