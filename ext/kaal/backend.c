@@ -260,17 +260,28 @@ void kaal_dispatch_rows_free(kaal_dispatch_rows *r)
     memset(r, 0, sizeof *r);
 }
 
+/* *out = a copy of column col, or NULL for SQL NULL. Returns 1 when the
+ * copy failed (the row is then incomplete: the reader reports ENOMEM). */
+static int copy_col(const kaal_columns *c, int col, char **out)
+{
+    if (c->is_null(c->src, col)) {
+        *out = NULL;
+        return 0;
+    }
+    *out = c->text(c->src, col);
+    return *out == NULL;
+}
+
 int kaal_read_dispatch_row(void *out, const kaal_columns *c)
 {
     kaal_dispatch_row *d = kaal_dispatch_rows_push(out);
     if (!d) return KAAL_ENOMEM;
-    d->key = c->text(c->src, 0);
     d->fire_time = c->num(c->src, 1);
-    d->status = c->text(c->src, 2);
-    d->node = c->text(c->src, 3);
-    d->error = c->text(c->src, 4);
     d->claimed_at = c->num(c->src, 5);
     d->updated_at = c->num(c->src, 6);
+    if (copy_col(c, 0, &d->key) | copy_col(c, 2, &d->status) | copy_col(c, 3, &d->node) |
+        copy_col(c, 4, &d->error))
+        return KAAL_ENOMEM;
     return KAAL_OK;
 }
 
@@ -278,11 +289,10 @@ int kaal_read_delayed_row(void *out, const kaal_columns *c)
 {
     kaal_delayed_row *d = kaal_delayed_rows_push(out);
     if (!d) return KAAL_ENOMEM;
-    d->job_id = c->text(c->src, 0);
     d->run_at_ms = c->num(c->src, 1);
-    d->job_class = c->text(c->src, 2);
-    d->queue = c->text(c->src, 3);
-    d->args = c->text(c->src, 4);
+    if (copy_col(c, 0, &d->job_id) | copy_col(c, 2, &d->job_class) | copy_col(c, 3, &d->queue) |
+        copy_col(c, 4, &d->args))
+        return KAAL_ENOMEM;
     return KAAL_OK;
 }
 
@@ -290,18 +300,16 @@ int kaal_read_state_row(void *out, const kaal_columns *c)
 {
     kaal_state_row *d = kaal_state_rows_push(out);
     if (!d) return KAAL_ENOMEM;
-    d->key = c->text(c->src, 0);
     d->enabled = c->num(c->src, 1) != 0;
-    return KAAL_OK;
+    return copy_col(c, 0, &d->key) ? KAAL_ENOMEM : KAAL_OK;
 }
 
 int kaal_read_node_row(void *out, const kaal_columns *c)
 {
     kaal_node_row *d = kaal_node_rows_push(out);
     if (!d) return KAAL_ENOMEM;
-    d->node = c->text(c->src, 0);
-    d->info = c->text(c->src, 1);
     d->last_seen = c->num(c->src, 2);
+    if (copy_col(c, 0, &d->node) | copy_col(c, 1, &d->info)) return KAAL_ENOMEM;
     return KAAL_OK;
 }
 

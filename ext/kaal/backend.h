@@ -239,13 +239,16 @@ void kaal_claims_won(kaal_claim *const *order, size_t n, const char *k, size_t k
 
 /* Result rows of the SQL backends. Every SQL backend SELECTs a row type's
  * columns in the order its reader below lists them, and hands the reader
- * the current result row as a kaal_columns: text(src, i) is a malloc'd copy
- * of column i (NULL for SQL NULL), num(src, i) its integer value (0 for SQL
- * NULL). A reader appends one row to out (the kaal_*_rows it names) and
- * returns KAAL_ENOMEM when it cannot. */
+ * the current result row as a kaal_columns: is_null(src, i) tells whether
+ * column i is SQL NULL, text(src, i) is a malloc'd copy of a column that is
+ * not (NULL only when out of memory), num(src, i) its integer value (0 for
+ * SQL NULL). A reader appends one row to out (the kaal_*_rows it names) and
+ * returns KAAL_ENOMEM when it cannot, also when a copy fails: a failed copy
+ * is never mistaken for SQL NULL. */
 typedef struct kaal_columns {
     char *(*text)(const void *src, int col);
     int64_t (*num)(const void *src, int col);
+    int (*is_null)(const void *src, int col);
     const void *src;
 } kaal_columns;
 typedef int (*kaal_row_reader)(void *out, const kaal_columns *c);

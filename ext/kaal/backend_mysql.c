@@ -224,6 +224,8 @@ static char *cells_text(const void *src, int col)
 
 static int64_t cells_num(const void *src, int col) { return cell_int((const cell *)src + col); }
 
+static int cells_null(const void *src, int col) { return ((const cell *)src + col)->null; }
+
 /* 32 random hex digits. */
 static int make_token(char out[33])
 {
@@ -438,6 +440,7 @@ static int fetch(kaal_backend *b, MYSQL_STMT *st, kaal_row_reader fn, void *ctx,
         goto drain;
     }
     cols.text = cells_text;
+    cols.is_null = cells_null;
     cols.num = cells_num;
     cols.src = cells;
     for (c = 0; c < ncols; c++) {

@@ -192,11 +192,18 @@ static int64_t pg_num(const void *src, int col)
     return int_value(x->r, x->row, col);
 }
 
+static int pg_null(const void *src, int col)
+{
+    const pg_row *x = src;
+    return PQgetisnull(x->r, x->row, col);
+}
+
 static int read_rows(const PGresult *r, kaal_row_reader read, void *out, kaal_error *err)
 {
     pg_row x;
     kaal_columns c;
     c.text = pg_text;
+    c.is_null = pg_null;
     c.num = pg_num;
     c.src = &x;
     x.r = r;

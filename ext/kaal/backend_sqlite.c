@@ -238,6 +238,11 @@ static int64_t cols_num(const void *src, int col)
     return sqlite3_column_int64((sqlite3_stmt *)src, col);
 }
 
+static int cols_null(const void *src, int col)
+{
+    return sqlite3_column_type((sqlite3_stmt *)src, col) == SQLITE_NULL;
+}
+
 /* Step st to its end, appending every row to out with read (backend.h);
  * then reset it. */
 static int read_rows(kaal_backend *b, sqlite3_stmt *st, kaal_row_reader read, void *out,
@@ -246,6 +251,7 @@ static int read_rows(kaal_backend *b, sqlite3_stmt *st, kaal_row_reader read, vo
     kaal_columns c;
     int rc;
     c.text = cols_text;
+    c.is_null = cols_null;
     c.num = cols_num;
     c.src = st;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {

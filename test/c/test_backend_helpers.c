@@ -111,23 +111,28 @@ static void test_claim_order(void)
     free(order);
 }
 
-/* A fake result row: column i is text[i] (NULL = SQL NULL) / num[i]. */
+/* A fake result row: column i is text[i] (NULL = SQL NULL) / num[i]; the
+ * copy of column oom_col fails as if out of memory (-1: none does). */
 typedef struct fake_row {
     const char *text[8];
     int64_t num[8];
+    int oom_col;
 } fake_row;
 
 static char *fake_text(const void *src, int col)
 {
-    return kaal_strdup(((const fake_row *)src)->text[col]);
+    const fake_row *r = src;
+    return col == r->oom_col ? NULL : kaal_strdup(r->text[col]);
 }
 
 static int64_t fake_num(const void *src, int col) { return ((const fake_row *)src)->num[col]; }
 
+static int fake_null(const void *src, int col) { return ((const fake_row *)src)->text[col] == NULL; }
+
 static void test_row_readers(void)
 {
-    fake_row r = {{"job", NULL, "failed", NULL, "boom", NULL, NULL}, {0, 1767225600, 0, 0, 0, 5, 6}};
-    kaal_columns c = {fake_text, fake_num, &r};
+    fake_row r = {{"job", NULL, "failed", NULL, "boom", NULL, NULL}, {0, 1767225600, 0, 0, 0, 5, 6}, -1};
+    kaal_columns c = {fake_text, fake_num, fake_null, &r};
     kaal_dispatch_rows d = {0};
     kaal_delayed_rows j = {0};
     kaal_state_rows s = {0};
@@ -144,7 +149,7 @@ static void test_row_readers(void)
     kaal_dispatch_rows_free(&d);
     KT_CHECK(d.rows == NULL && d.len == 0 && d.cap == 0, "dispatch freed");
 
-    r = (fake_row){{"id", NULL, "Job", NULL, "[]"}, {0, 1500}};
+    r = (fake_row){{"id", NULL, "Job", NULL, "[]"}, {0, 1500}, -1};
     for (i = 0; i < 40; i++) kaal_read_delayed_row(&j, &c);
     KT_CHECK(j.len == 40 && strcmp(j.rows[0].job_id, "id") == 0 && j.rows[0].run_at_ms == 1500 &&
                  strcmp(j.rows[0].job_class, "Job") == 0 && j.rows[0].queue == NULL &&
@@ -156,18 +161,51 @@ static void test_row_readers(void)
     KT_CHECK(j.len == 10, "truncate past the end");
     kaal_delayed_rows_free(&j);
 
-    r = (fake_row){{"k"}, {0, 7}};
+    r = (fake_row){{"k"}, {0, 7}, -1};
     kaal_read_state_row(&s, &c);
     r.num[1] = 0;
     kaal_read_state_row(&s, &c);
     KT_CHECK(s.len == 2 && s.rows[0].enabled == 1 && s.rows[1].enabled == 0, "state rows");
     kaal_state_rows_free(&s);
 
-    r = (fake_row){{"n", "{}"}, {0, 0, 99}};
+    r = (fake_row){{"n", "{}"}, {0, 0, 99}, -1};
     kaal_read_node_row(&nd, &c);
     KT_CHECK(nd.len == 1 && strcmp(nd.rows[0].node, "n") == 0 && strcmp(nd.rows[0].info, "{}") == 0 &&
                  nd.rows[0].last_seen == 99,
              "node row");
+    kaal_node_rows_free(&nd);
+}
+
+/* A copy that fails is ENOMEM, never a NULL column: a delayed job whose
+ * queue could not be copied must not run on the default queue. */
+static void test_row_readers_oom(void)
+{
+    fake_row r = {{"job", NULL, "failed", "node", "boom"}, {0}, 3};
+    kaal_columns c = {fake_text, fake_num, fake_null, &r};
+    kaal_dispatch_rows d = {0};
+    kaal_delayed_rows j = {0};
+    kaal_state_rows s = {0};
+    kaal_node_rows nd = {0};
+    int col;
+
+    KT_CHECK(kaal_read_dispatch_row(&d, &c) == KAAL_ENOMEM, "dispatch node copy fails");
+    r.text[3] = NULL; /* a real SQL NULL in that column is fine */
+    KT_CHECK(kaal_read_dispatch_row(&d, &c) == KAAL_OK && d.rows[1].node == NULL, "dispatch NULL node");
+    kaal_dispatch_rows_free(&d);
+
+    for (col = 0; col < 5; col++) {
+        if (col == 1) continue; /* run_at_ms is a number */
+        r = (fake_row){{"id", NULL, "Job", "mail", "[]"}, {0, 1500}, col};
+        KT_CHECK(kaal_read_delayed_row(&j, &c) == KAAL_ENOMEM, "delayed column %d copy fails", col);
+    }
+    kaal_delayed_rows_free(&j);
+
+    r = (fake_row){{"k"}, {0, 1}, 0};
+    KT_CHECK(kaal_read_state_row(&s, &c) == KAAL_ENOMEM, "state key copy fails");
+    kaal_state_rows_free(&s);
+
+    r = (fake_row){{"n", "{}"}, {0}, 1};
+    KT_CHECK(kaal_read_node_row(&nd, &c) == KAAL_ENOMEM, "node info copy fails");
     kaal_node_rows_free(&nd);
 }
 
@@ -238,6 +276,7 @@ int main(void)
     test_varchar();
     test_claim_order();
     test_row_readers();
+    test_row_readers_oom();
     test_schema();
     test_strings();
     KT_DONE();
