@@ -183,6 +183,19 @@ RSpec.describe "Kaal.tick!" do
       expect(fired(sched.tick(t0 + 50, wait: true))).to eq([["s", t0 + 50]])
     end
 
+    it "catches up at most max_catch_up_runs runs per job (the latest), all jobs in fire-time order" do
+      Kaal.configure { |c| c.max_catch_up_runs = 3 }
+      Kaal.register(key: "a", cron: "*/10 * * * * *", job_class: SpecRecorderJob)
+      Kaal.register(key: "b", cron: "*/20 * * * * *", job_class: SpecRecorderJob)
+      expect(fired(sched.tick(t0, wait: true))).to eq([["a", t0], ["b", t0]])
+      flaky.down!
+      expect(sched.tick(t0 + 30, wait: true)).to be_empty
+      flaky.up!
+      expect(fired(sched.tick(t0 + 60, wait: true))).to eq(
+        [["b", t0 + 20], ["a", t0 + 40], ["b", t0 + 40], ["a", t0 + 50], ["a", t0 + 60], ["b", t0 + 60]]
+      )
+    end
+
     it "bounds that catch-up by window_lookback" do
       Kaal.register(key: "s", cron: "*/10 * * * * *", job_class: SpecRecorderJob)
       flaky.down!
