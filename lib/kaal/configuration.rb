@@ -283,6 +283,14 @@ module Kaal
   end
 
   class << self
+    # Hides every password in free text (URLs anywhere in it, password=...
+    # settings): error messages and log lines go through it.
+    def redact_text(text)
+      return text unless text.is_a?(String)
+
+      Backend::ConnectionParams.redact_text(text)
+    end
+
     # Hides the password of a connection URL ("redis://:secret@host" ->
     # "redis://:[REDACTED]@host"), using the backend binding when present.
     def redact_url(url)

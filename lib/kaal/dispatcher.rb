@@ -127,8 +127,10 @@ module Kaal
     class Refused < StandardError; end
 
     # "Class: first line of the message" (at most 500 characters).
+    # URL and key=value passwords in the message are redacted: the text goes
+    # to the log and the dispatch log.
     def self.describe_error(error)
-      text = "#{error.class}: #{error.message.to_s.lines.first&.chomp}"
+      text = Kaal.redact_text("#{error.class}: #{error.message.to_s.lines.first&.chomp}")
       text.size > 500 ? "#{text[0, 500]}..." : text
     end
 

@@ -364,7 +364,7 @@ module Kaal
     end
 
     def log_event(level, message)
-      logger.public_send(level, message)
+      logger.public_send(level, Kaal.redact_text(message))
     end
   end
 end

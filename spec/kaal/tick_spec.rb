@@ -298,6 +298,16 @@ RSpec.describe "Kaal.tick!" do
       expect(Kaal.tick!(now: t0 + 1).map(&:key)).to eq(%w[boom fine])
     end
 
+    it "keeps passwords out of the recorded error and the log line" do
+      Kaal.register(key: "db", cron: "* * * * * *") do
+        raise IOError, "cannot reach postgres://app:hunter2@db:5432/x (password=hunter2)"
+      end
+      result = Kaal.tick!(now: t0)
+      expect(result.first.error).to eq("IOError: cannot reach postgres://app:[REDACTED]@db:5432/x (password=[REDACTED])")
+      expect(Kaal.dispatches(key: "db").first[:error]).not_to include("hunter2")
+      expect(log_io.string).to include("postgres://app:[REDACTED]@db").and(satisfy { |s| !s.include?("hunter2") })
+    end
+
     it "logs one line per dispatch: key, fire time, idempotency prefix, node, outcome, duration" do
       register_every_minute
       Kaal.tick!(now: t0)

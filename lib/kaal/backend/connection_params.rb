@@ -209,6 +209,24 @@ module Kaal
         out.gsub(/([?&](?:password|pass|secret|token)=)[^&#]*/i) { "#{Regexp.last_match(1)}#{REDACTED}" }
       end
 
+      # Every password of a URL or a key=value setting anywhere in free
+      # text (an error message, a log line), replaced with [REDACTED].
+      def redact_text(text)
+        return text unless text.include?("://") || text.include?("=")
+
+        out = text.gsub(%r{([a-z][a-z0-9+.-]*://)([^@/?#\s]*)@}i) do
+          scheme = Regexp.last_match(1)
+          userinfo = Regexp.last_match(2)
+          user, sep, = userinfo.partition(":")
+          sep.empty? ? "#{scheme}#{userinfo}@" : "#{scheme}#{user}:#{REDACTED}@"
+        end
+        out.gsub(/((?:\A|[?&\s;,(])(?:password|passwd|pass|pwd|secret|token)=)("[^"]*"|'[^']*'|[^&#\s;,)]*)/i) do
+          value = Regexp.last_match(2)
+          quote = value.start_with?('"', "'") ? value[0] : ""
+          "#{Regexp.last_match(1)}#{quote}#{REDACTED}#{quote}"
+        end
+      end
+
       # ---- helpers ------------------------------------------------------
 
       def symbolize(hash, what)

@@ -251,6 +251,17 @@ RSpec.describe Kaal::Backend::ConnectionParams do
       expect(described_class.redact("db/kaal.sqlite3")).to eq("db/kaal.sqlite3")
     end
 
+    it "hides passwords anywhere in free text (redact_text), quoted or not" do
+      text = "PG::ConnectionBad: postgres://app:hunter2@db/x and redis://:hunter2@cache:6379 " \
+             "(host=db password=hunter2 sslmode=require) pwd='hunter 2', TOKEN=hunter2;next=1"
+      expect(described_class.redact_text(text)).to eq(
+        "PG::ConnectionBad: postgres://app:[REDACTED]@db/x and redis://:[REDACTED]@cache:6379 " \
+        "(host=db password=[REDACTED] sslmode=require) pwd='[REDACTED]', TOKEN=[REDACTED];next=1"
+      )
+      expect(described_class.redact_text("mail bob@example.com, a=b, https://example.com/x"))
+        .to eq("mail bob@example.com, a=b, https://example.com/x")
+    end
+
     it "hides passwords anywhere in a nested hash, with Symbol or String keys" do
       config = { url: "mysql2://r:hunter2@h/d", "connection" => { "password" => "hunter2", "host" => "h" },
                  list: [{ secret_token: "x" }] }
