@@ -268,20 +268,9 @@ module Kaal
         return nil if error.nil?
 
         msg = error.is_a?(Exception) ? "#{error.class}: #{error.message}" : error.to_s
-        msg = utf8(msg).delete("\0")
+        msg = StoredText.utf8(msg).delete("\0")
         msg = msg.byteslice(0, MAX_ERROR_BYTES).scrub("") if msg.bytesize > MAX_ERROR_BYTES
         msg
-      end
-
-      # text as valid UTF-8: binary and ASCII text taken as UTF-8, other
-      # encodings converted, bytes that are not UTF-8 replaced with U+FFFD.
-      def utf8(text)
-        text = case text.encoding
-               when Encoding::UTF_8 then text
-               when Encoding::BINARY, Encoding::US_ASCII then text.dup.force_encoding(Encoding::UTF_8)
-               else text.encode(Encoding::UTF_8, invalid: :replace, undef: :replace, replace: "\uFFFD")
-               end
-        text.valid_encoding? ? text : text.scrub("\uFFFD")
       end
     end
   end

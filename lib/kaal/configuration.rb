@@ -284,11 +284,12 @@ module Kaal
 
   class << self
     # Hides every password in free text (URLs anywhere in it, password=...
-    # settings): error messages and log lines go through it.
+    # settings): error messages and log lines go through it. The result is
+    # valid UTF-8 (see Kaal::StoredText.utf8).
     def redact_text(text)
       return text unless text.is_a?(String)
 
-      Backend::ConnectionParams.redact_text(text)
+      Backend::ConnectionParams.redact_text(StoredText.utf8(text))
     end
 
     # Hides the password of a connection URL ("redis://:secret@host" ->

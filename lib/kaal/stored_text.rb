@@ -20,5 +20,17 @@ module Kaal
       chars = utf8.length
       "is #{chars} characters long; at most #{MAX_CHARS} fit a backend's column" if chars > MAX_CHARS
     end
+
+    # text as valid UTF-8 (free text: error messages, log lines): binary and
+    # ASCII text taken as UTF-8, other encodings converted, bytes that are
+    # not UTF-8 replaced with U+FFFD.
+    def utf8(text)
+      text = case text.encoding
+             when Encoding::UTF_8 then text
+             when Encoding::BINARY, Encoding::US_ASCII then text.dup.force_encoding(Encoding::UTF_8)
+             else text.encode(Encoding::UTF_8, invalid: :replace, undef: :replace, replace: "\uFFFD")
+             end
+      text.valid_encoding? ? text : text.scrub("\uFFFD")
+    end
   end
 end

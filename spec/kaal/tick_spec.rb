@@ -325,6 +325,19 @@ RSpec.describe "Kaal.tick!" do
       expect(log_io.string).to include("postgres://app:[REDACTED]@db").and(satisfy { |s| !s.include?("hunter2") })
     end
 
+    it "records and logs a failure whose message is not valid UTF-8" do
+      Kaal.register(key: "bin", cron: "* * * * * *") { raise IOError, (+"read \xFF\xFE token=abc").force_encoding("UTF-8") }
+      Kaal.register(key: "latin", cron: "* * * * * *") { raise IOError, "caf\xE9".dup.force_encoding("ISO-8859-1") }
+      result = Kaal.tick!(now: t0)
+      expect(result.map { |d| [d.key, d.status, d.error] }).to eq(
+        [["bin", "failed", "IOError: read \uFFFD\uFFFD token=[REDACTED]"], %w[latin failed IOError:\ café]]
+      )
+      expect(Kaal.dispatches(status: "failed").map { |r| r[:error] }).to contain_exactly(
+        "IOError: read \uFFFD\uFFFD token=[REDACTED]", "IOError: café"
+      )
+      expect(log_io.string).to include("bin @ 2026-06-01T12:00:00Z failed").and include("IOError: café")
+    end
+
     it "logs one line per dispatch: key, fire time, idempotency prefix, node, outcome, duration" do
       register_every_minute
       Kaal.tick!(now: t0)
