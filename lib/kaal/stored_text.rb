@@ -15,7 +15,7 @@ module Kaal
     def problem(text)
       utf8 = text.encoding == Encoding::UTF_8 ? text : text.dup.force_encoding(Encoding::UTF_8)
       return "must be valid UTF-8" unless utf8.valid_encoding?
-      return "must not contain NUL bytes" if text.include?("\0")
+      return "must not contain NUL bytes" if utf8.include?("\0")
 
       chars = utf8.length
       "is #{chars} characters long; at most #{MAX_CHARS} fit a backend's column" if chars > MAX_CHARS
