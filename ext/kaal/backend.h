@@ -31,6 +31,7 @@ typedef struct kaal_conn_params {
     char *sslmode;    /* pg sslmode / "required" for rediss:// and mysql ssl */
     int connect_timeout_ms;
     int command_timeout_ms;
+    int log_ttl_s;    /* redis: life of a dispatch-log entry (0: 7 days) */
 } kaal_conn_params;
 
 /* One (job key, fire time) pair of a claim batch. `claimed` is the output:

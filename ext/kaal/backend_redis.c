@@ -42,12 +42,12 @@
 
 #include <hiredis/hiredis.h>
 
-/* A dispatch-log entry lives this long after its last write (or the lease,
- * when that is longer): 7 days, the default of the scheduler's
- * dispatch_log_retention, whose cleanup removes entries sooner when it is set
- * shorter. Far longer than the default recovery window (24 h), so a catch-up
- * never finds a fire time the log has already forgotten. */
-#define RETENTION_S 604800
+/* A dispatch-log entry lives the scheduler's dispatch_log_retention after its
+ * last write (params.log_ttl_s; the configuration keeps it longer than the
+ * recovery window, so a catch-up never finds a fire time the log has
+ * forgotten), or the lease when that is longer. Without it: 7 days, the
+ * retention's default. */
+#define DEFAULT_LOG_TTL_S 604800
 #define DEFAULT_PORT 6379
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_COMMAND_TIMEOUT_MS 5000
@@ -57,7 +57,7 @@
 /* ------------------------------------------------------------------ */
 /* Lua scripts. ARGV[1] is always the key prefix "<ns>:".             */
 
-/* Claim. ARGV: prefix, lease_ms, retention_s, row, claim value, then
+/* Claim. ARGV: prefix, lease_ms, log ttl (s), row, claim value, then
  * key, fire pairs. Returns one 0/1 per pair. */
 static const char LUA_CLAIM[] =
     "local p, lease, ttl, row, cv = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
@@ -78,7 +78,7 @@ static const char LUA_CLAIM[] =
     "end\n"
     "return out\n";
 
-/* Record an outcome. ARGV: prefix, key, fire, now, retention_s, row tail
+/* Record an outcome. ARGV: prefix, key, fire, now, log ttl (s), row tail
  * (updated_at, status, node, error encoded). Keeps claimed_at of an existing
  * row; creates the row (claimed_at = now) when there is none. */
 static const char LUA_RECORD[] =
@@ -697,10 +697,11 @@ static int dec_int(const char **p, const char *end, int64_t *v)
     return errno == 0 && *e == '\0';
 }
 
-static int64_t retention_s(int64_t lease_ms)
+static int64_t log_ttl_s(const kaal_backend *b, int64_t lease_ms)
 {
     int64_t lease_s = (lease_ms + 999) / 1000;
-    return lease_s > RETENTION_S ? lease_s : RETENTION_S;
+    int64_t ttl = b->params.log_ttl_s > 0 ? b->params.log_ttl_s : DEFAULT_LOG_TTL_S;
+    return lease_s > ttl ? lease_s : ttl;
 }
 
 /* ------------------------------------------------------------------ */
@@ -778,7 +779,7 @@ static int redis_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lea
         goto done;
     }
     snprintf(lease, sizeof lease, "%" PRId64, lease_ms);
-    snprintf(ttl, sizeof ttl, "%" PRId64, retention_s(lease_ms));
+    snprintf(ttl, sizeof ttl, "%" PRId64, log_ttl_s(b, lease_ms));
     argv[4] = lease;
     lens[4] = strlen(lease);
     argv[5] = ttl;
@@ -829,7 +830,7 @@ static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, con
     call_cstr(&c, key);
     call_int(&c, fire_time);
     call_int(&c, now);
-    call_int(&c, RETENTION_S);
+    call_int(&c, log_ttl_s(b, 0));
     call_str(&c, tail.p, tail.len);
     rc = call_run(b, &c, S_RECORD, NULL, err, "record");
     free(tail.p);

@@ -291,6 +291,7 @@ static const param_spec PARAMS[] = {
     {"sslmode", offsetof(kaal_conn_params, sslmode), 0},
     {"connect_timeout_ms", offsetof(kaal_conn_params, connect_timeout_ms), 1},
     {"command_timeout_ms", offsetof(kaal_conn_params, command_timeout_ms), 1},
+    {"log_ttl_s", offsetof(kaal_conn_params, log_ttl_s), 1},
 };
 #define N_PARAMS (sizeof PARAMS / sizeof PARAMS[0])
 

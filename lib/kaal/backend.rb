@@ -20,8 +20,10 @@ module Kaal
 
     # kind: :memory, :redis, :sqlite, :postgres or :mysql (aliases such as
     # :postgresql, :mysql2, :sqlite3 are accepted). config: see
-    # Kaal::Backend::ConnectionParams.from. Nothing is connected yet.
-    def build(kind, namespace:, config: {})
+    # Kaal::Backend::ConnectionParams.from. log_retention: seconds a Redis
+    # dispatch-log entry lives after its last write (the scheduler passes
+    # dispatch_log_retention; default 7 days). Nothing is connected yet.
+    def build(kind, namespace:, config: {}, log_retention: nil)
       kind = ConnectionParams.normalize_kind(kind)
       unless namespace.is_a?(String) || namespace.is_a?(Symbol)
         raise ConfigurationError, "namespace must be a String, got #{namespace.class}"
@@ -31,12 +33,21 @@ module Kaal
       end
 
       params = ConnectionParams.from(kind, config)
+      params = params.merge("log_ttl_s" => log_ttl_s(log_retention)) if log_retention && kind == :redis
       Native::Backend.new(kind.to_s, namespace.to_s, params)
     end
 
     # Names of the backends compiled into this build, as Symbols.
     def available
       Native.backends.map(&:to_sym)
+    end
+
+    def log_ttl_s(seconds)
+      unless seconds.is_a?(Numeric) && seconds.positive? && seconds < 2**31
+        raise ConfigurationError, "log_retention must be a number of seconds > 0 (below 2**31), got #{seconds.inspect}"
+      end
+
+      seconds.ceil
     end
   end
 

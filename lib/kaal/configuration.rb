@@ -19,8 +19,6 @@ module Kaal
   # from the environment as KAAL_<OPTION> (KAAL_TICK_INTERVAL=1).
   class Configuration
     BACKENDS = %w[memory redis sqlite postgres mysql].freeze
-    # Seconds a Redis dispatch-log entry lives (RETENTION_S in backend_redis.c).
-    REDIS_LOG_TTL = 7 * 86_400
     CATCH_UP = %i[latest all none].freeze
     CONFLICT_POLICIES = %i[error code_wins file_wins].freeze
     LOG_LEVELS = %i[debug info warn error fatal].freeze
@@ -124,12 +122,6 @@ module Kaal
                       "must be > #{enable_dispatch_recovery ? 'recovery_window' : 'window_lookback'} " \
                       "(#{looked_back}), got #{dispatch_log_retention}: a run whose log row was cleaned up " \
                       "could be claimed and dispatched again")
-      end
-      if backend == "redis" && looked_back >= REDIS_LOG_TTL
-        raise ConfigurationError,
-              located(source, enable_dispatch_recovery ? :recovery_window : :window_lookback,
-                      "must be < #{REDIS_LOG_TTL} on the redis backend (its dispatch-log entries expire after " \
-                      "7 days), got #{looked_back}")
       end
       self
     end

@@ -252,7 +252,8 @@ module Kaal
       @lock.synchronize do
         @backend ||= begin
           config = configuration
-          Backend.build(config.backend, namespace: config.namespace, config: config.backend_options)
+          Backend.build(config.backend, namespace: config.namespace, config: config.backend_options,
+                                        log_retention: config.dispatch_log_retention)
         end
       end
     end

@@ -22,8 +22,9 @@ RSpec.describe "Redis backend connection and storage" do
     raw.close
   end
 
-  def build(namespace: ns, **config)
-    Kaal::Backend.build(:redis, namespace: namespace, config: config).tap { |b| handles << b }
+  def build(namespace: ns, log_retention: nil, **config)
+    Kaal::Backend.build(:redis, namespace: namespace, config: config, log_retention: log_retention)
+                 .tap { |b| handles << b }
   end
 
   def url(userinfo = ":#{password}", db = 0)
@@ -148,6 +149,32 @@ RSpec.describe "Redis backend connection and storage" do
       expect(raw.pttl("#{ns}:claim:#{now}:a:b")).to be_between(1, 30_000)
       expect(raw.ttl("#{ns}:log:#{now}:a:b")).to be_between(604_000, 604_800)
       expect(raw.ttl("#{ns}:log-index")).to eq(-1)
+    end
+
+    it "keeps a log entry dispatch_log_retention after its last write (log_retention), at least the lease" do
+      b = build(url: url, log_retention: 30 * 86_400)
+      b.claim([["long", now]], lease_ms: 30_000, node: "n", now: now)
+      expect(raw.ttl("#{ns}:log:#{now}:long")).to be_between(30 * 86_400 - 5, 30 * 86_400)
+      short = build(url: url, log_retention: 3600)
+      short.record("long", now, "dispatched", node: "n", now: now + 1)
+      expect(raw.ttl("#{ns}:log:#{now}:long")).to be_between(3595, 3600)
+      short.claim([["lease", now]], lease_ms: 7_200_000, node: "n", now: now)
+      expect(raw.ttl("#{ns}:log:#{now}:lease")).to be_between(7195, 7200)
+      expect { build(url: url, log_retention: 0) }.to raise_error(Kaal::ConfigurationError, /log_retention/)
+    end
+
+    it "takes dispatch_log_retention from the configuration, also beyond 7 days" do
+      Kaal.configure do |c|
+        c.backend = "redis"
+        c.backend_config = { url: url }
+        c.namespace = ns
+        c.recovery_window = 10 * 86_400
+        c.dispatch_log_retention = 14 * 86_400
+      end
+      Kaal.backend.claim([["cfg", now]], lease_ms: 1000, node: "n", now: now)
+      expect(raw.ttl("#{ns}:log:#{now}:cfg")).to be_between(14 * 86_400 - 5, 14 * 86_400)
+    ensure
+      Kaal.reset!
     end
 
     it "cleans up the log entry and both indexes" do
