@@ -183,6 +183,14 @@ module Kaal
       scheduler.tick(now, wait: wait)
     end
 
+    # Reloads the loaded scheduler file now, changed or not (SIGHUP in
+    # `kaal start`). Keeps the old jobs and logs when the new file is
+    # invalid. Returns true when it reloaded.
+    def reload_scheduler_file!
+      @lock.synchronize { @scheduler_file_mtime = nil }
+      reload_scheduler_file_if_changed
+    end
+
     # Reloads the scheduler file when it changed on disk (called by the
     # loop). Keeps the old jobs and logs when the new file is invalid.
     def reload_scheduler_file_if_changed

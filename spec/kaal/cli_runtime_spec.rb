@@ -179,6 +179,38 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
       expect(lines.join).to include("received TERM", "stopped cleanly")
     end
 
+    it "reloads the scheduler file on HUP, keeps the jobs when the new file is broken, and goes on" do
+      app
+      stdin, out, wait = Open3.popen2e(RbConfig.ruby, "-I", lib, bin, "start", "--require", "./jobs.rb")
+      stdin.close
+      lines = []
+      reader = Thread.new { out.each_line { |l| lines << l } }
+      wait_for = lambda do |pattern|
+        deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+        sleep 0.05 until lines.grep(pattern).any? || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+        expect(lines.grep(pattern)).not_to be_empty, "no #{pattern.inspect} in:\n#{lines.join}"
+      end
+      wait_for.call(/^ECHO echo /)
+      # A new job, with the file's old mtime: only the HUP can make the scheduler see it.
+      mtime = File.mtime("config/kaal-scheduler.yml")
+      File.write("config/kaal-scheduler.yml", File.read("config/kaal-scheduler.yml").gsub("key: echo", "key: other"))
+      File.utime(mtime, mtime, "config/kaal-scheduler.yml")
+      Process.kill("HUP", wait.pid)
+      wait_for.call(/^ECHO other /)
+      expect(lines.join).to include("received HUP: reloading", "config/kaal-scheduler.yml: 1 jobs")
+      File.write("config/kaal-scheduler.yml", "defaults:\n  jobs: [\n")
+      File.utime(mtime, mtime, "config/kaal-scheduler.yml")
+      Process.kill("HUP", wait.pid)
+      wait_for.call(/kept the previous jobs/)
+      seen = lines.grep(/^ECHO other /).size
+      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
+      sleep 0.05 until lines.grep(/^ECHO other /).size >= seen + 2 || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      expect(lines.grep(/^ECHO other /).size).to be >= seen + 2 # the previous jobs still fire
+      Process.kill("TERM", wait.pid)
+      expect(wait.value.exitstatus).to eq(0)
+      reader.join(5)
+    end
+
     it "exits at once on a second signal while a job is still running" do
       app
       write("jobs.rb", "class EchoJob\n  def self.perform(*)\n    $stdout.puts 'SLOW'\n    $stdout.flush\n    sleep 60\n  end\nend\n")

@@ -115,7 +115,7 @@ module Kaal
         no_arguments(args, "start")
         boot(opts, load_jobs: :if_present)
         reader, writer = IO.pipe
-        previous = %w[TERM INT].to_h do |sig|
+        previous = %w[TERM INT HUP].to_h do |sig|
           [sig, trap(sig) { writer.write_nonblock(sig[0], exception: false) }]
         end
         Kaal.start!
@@ -133,12 +133,14 @@ module Kaal
       end
 
       # Blocks until TERM/INT (the trap handlers only write to the pipe) or
-      # the scheduler thread dies.
+      # the scheduler thread dies. HUP reloads the scheduler file and goes on.
       def wait_for_signal(reader)
         loop do
           ready = IO.select([reader], nil, nil, 1)
           if ready
             sig = reader.read_nonblock(1, exception: false)
+            next reload_on_hup if sig == "H"
+
             Kaal.logger.info("received #{sig == "T" ? "TERM" : "INT"}: finishing the current tick and running jobs " \
                              "(send it again to exit at once)")
             return
@@ -147,11 +149,24 @@ module Kaal
         end
       end
 
+      def reload_on_hup
+        path = Kaal.registry.file_path
+        unless path
+          Kaal.logger.warn("received HUP: no scheduler file is loaded, nothing to reload")
+          return
+        end
+        Kaal.logger.info("received HUP: reloading #{path} (config/kaal.yml is read only at start)")
+        return if Kaal.reload_scheduler_file! || File.exist?(path)
+
+        Kaal.logger.error("#{path} does not exist: kept the previous jobs")
+      end
+
       def stop_gracefully(reader)
         result = nil
         stopper = Thread.new { result = Kaal.stop! }
         until stopper.join(0.1)
           next unless IO.select([reader], nil, nil, 0)
+          next if reader.read_nonblock(1, exception: false) == "H" # no reload while stopping
 
           Kaal.logger.warn("second signal: exiting now")
           @out.flush
