@@ -160,12 +160,18 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
   end
 
   describe "start" do
-    it "fires a 6-field job every second, and TERM exits 0 after the current tick" do
-      app
+    # `kaal start --require ./jobs.rb` in the background: [its wait thread,
+    # the output lines so far (filled as they come), the reader thread].
+    def start_node
       stdin, out, wait = Open3.popen2e(RbConfig.ruby, "-I", lib, bin, "start", "--require", "./jobs.rb")
       stdin.close
       lines = []
-      reader = Thread.new { out.each_line { |l| lines << l } }
+      [wait, lines, Thread.new { out.each_line { |l| lines << l } }]
+    end
+
+    it "fires a 6-field job every second, and TERM exits 0 after the current tick" do
+      app
+      wait, lines, reader = start_node
       deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
       sleep 0.1 until lines.grep(/^ECHO/).size >= 4 || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
       Process.kill("TERM", wait.pid)
@@ -181,10 +187,7 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
 
     it "reloads the scheduler file on HUP, keeps the jobs when the new file is broken, and goes on" do
       app
-      stdin, out, wait = Open3.popen2e(RbConfig.ruby, "-I", lib, bin, "start", "--require", "./jobs.rb")
-      stdin.close
-      lines = []
-      reader = Thread.new { out.each_line { |l| lines << l } }
+      wait, lines, reader = start_node
       wait_for = lambda do |pattern|
         deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 10
         sleep 0.05 until lines.grep(pattern).any? || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
@@ -214,10 +217,7 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
     it "exits at once on a second signal while a job is still running" do
       app
       write("jobs.rb", "class EchoJob\n  def self.perform(*)\n    $stdout.puts 'SLOW'\n    $stdout.flush\n    sleep 60\n  end\nend\n")
-      stdin, out, wait = Open3.popen2e(RbConfig.ruby, "-I", lib, bin, "start", "--require", "./jobs.rb")
-      stdin.close
-      lines = []
-      reader = Thread.new { out.each_line { |l| lines << l } }
+      wait, lines, reader = start_node
       sleep 0.1 until lines.grep(/SLOW/).any? || !wait.alive?
       Process.kill("INT", wait.pid)
       sleep 0.5
