@@ -191,7 +191,7 @@ module Kaal
     def tick_locked(now_f)
       now_i = now_f.floor
       hi = now_i + @config.window_lookahead.floor
-      @start_lo ||= now_i - 1 if @cursor.nil? # the node's own runs start at its first tick
+      @start_lo ||= now_i - @config.tick_interval.ceil if @cursor.nil?
       popped = [] # [previous next_epoch (nil: first placement), jobs, ...]
       begin
         refresh_states
@@ -302,16 +302,13 @@ module Kaal
     end
 
     # First placement of jobs (the start tick, or jobs added before any
-    # tick): the runs due since the node's first tick, plus the runs missed
-    # before it per catch_up policy.
+    # tick): the runs due now plus missed runs per catch_up policy.
     def start_jobs(now_i, hi, due, popped)
-      # Runs before the first tick attempt were missed (no node of ours ran
-      # them, or another node did): only recovery brings them back, by each
-      # job's catch_up, so a restart does not fire every run of the last
-      # tick_interval at once. A start tick that failed (backend down) keeps
-      # its bound, so the runs due while the backend was away are caught up
-      # within window_lookback when it returns, as for a running node.
-      regular_lo = [@start_lo || (now_i - 1), now_i - @config.window_lookback.ceil].max
+      # A start tick that failed (backend down) keeps its lower bound, so the
+      # runs due while the backend was away are caught up within
+      # window_lookback when it returns, as for a node that was running.
+      latest_lo = now_i - @config.tick_interval.ceil
+      regular_lo = [[@start_lo || latest_lo, now_i - @config.window_lookback.ceil].max, latest_lo].min
       floor = now_i - @config.recovery_window.floor
       # A namespace whose dispatch log is empty has never run: nothing was
       # missed (a first deploy does not fire last week's report at once).
