@@ -50,6 +50,7 @@ module Kaal
       @generation = nil
       @cursor = nil
       @start_lo = nil # lower bound of a start tick that has not succeeded yet
+      @start_at = nil # and the second it was first tried
       @states = {}
       @failures = 0
       @last_cleanup = nil
@@ -191,7 +192,10 @@ module Kaal
     def tick_locked(now_f)
       now_i = now_f.floor
       hi = now_i + @config.window_lookahead.floor
-      @start_lo ||= now_i - @config.tick_interval.ceil if @cursor.nil?
+      if @cursor.nil?
+        @start_lo ||= now_i - @config.tick_interval.ceil
+        @start_at ||= now_i
+      end
       popped = [] # [previous next_epoch (nil: first placement), jobs, ...]
       begin
         refresh_states
@@ -211,6 +215,7 @@ module Kaal
       commit(popped)
       @cursor = hi
       @start_lo = nil
+      @start_at = nil
       if @failures.positive?
         log(:info, "backend #{@config.backend} is back after #{@failures} failed attempts")
         @failures = 0
@@ -313,6 +318,7 @@ module Kaal
       # A namespace whose dispatch log is empty has never run: nothing was
       # missed (a first deploy does not fire last week's report at once).
       recover = @config.enable_dispatch_recovery && regular_lo > floor && @backend.dispatches(limit: 1).any?
+      start_at = @start_at || now_i
       pending = @pending_start
       @pending_start = nil
       popped << nil << pending # restore puts them all back if anything fails
@@ -328,8 +334,22 @@ module Kaal
         next unless enabled?(job)
 
         missed_runs(job, regular_lo, floor).each { |f| due.add(job, f) } if recover
+        fires = start_slack(job, fires, start_at)
         fires.last(@config.max_catch_up_runs).each { |f| due.add(job, f) }
       end
+    end
+
+    # The start window reaches tick_interval before the first tick, for a
+    # run the tick would otherwise miss (`kaal tick` started a little late
+    # by an external cron). It gives a job at most its latest run before
+    # start_at, and none when the job has runs from start_at on, so a job
+    # firing every second does not fire a burst at start; catch_up: all
+    # keeps them all.
+    def start_slack(job, fires, start_at)
+      return fires if fires.empty? || fires.first >= start_at || (job.catch_up || @config.catch_up) == :all
+
+      from_start = fires.select { |f| f >= start_at }
+      from_start.empty? ? fires.last(1) : from_start
     end
 
     def missed_runs(job, before, floor)

@@ -234,6 +234,16 @@ RSpec.describe "Kaal.tick!" do
       expect(fired(Kaal.tick!(now: t0 + 3.5))).to eq([["m", t0]])
     end
 
+    it "takes from that window only a run the first tick would otherwise miss (no start burst)", :fresh do
+      Kaal.configure { |c| c.tick_interval = 5 }
+      Kaal.register(key: "s", cron: "* * * * * *", job_class: SpecRecorderJob)
+      Kaal.register(key: "all", cron: "* * * * * *", job_class: SpecRecorderJob, catch_up: :all)
+      Kaal.register(key: "x", cron: "58 59 11 * * *", job_class: SpecRecorderJob) # 11:59:58, before the start
+      expect(fired(Kaal.tick!(now: t0 + 1.5))).to eq(
+        [["all", t0 - 3], ["all", t0 - 2], ["x", t0 - 2], ["all", t0 - 1], ["all", t0], ["all", t0 + 1], ["s", t0 + 1]]
+      )
+    end
+
     it "latest (default): the last missed run only" do
       register_every_minute
       expect(fired(Kaal.tick!(now: now))).to eq([["m", t0 + 1800]])
