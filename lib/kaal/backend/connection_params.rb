@@ -200,12 +200,7 @@ module Kaal
       def redact_url(url)
         return url unless url.include?("://") || url.include?("?")
 
-        out = url.sub(%r{\A([a-z][a-z0-9+.-]*://)([^@/?#]*)@}i) do
-          scheme = Regexp.last_match(1)
-          userinfo = Regexp.last_match(2)
-          user, sep, = userinfo.partition(":")
-          sep.empty? ? "#{scheme}#{userinfo}@" : "#{scheme}#{user}:#{REDACTED}@"
-        end
+        out = url.sub(%r{\A([a-z][a-z0-9+.-]*://)([^@/?#]*)@}i) { without_password(Regexp.last_match) }
         out.gsub(/([?&](?:password|pass|secret|token)=)[^&#]*/i) { "#{Regexp.last_match(1)}#{REDACTED}" }
       end
 
@@ -214,12 +209,7 @@ module Kaal
       def redact_text(text)
         return text unless text.include?("://") || text.include?("=")
 
-        out = text.gsub(%r{([a-z][a-z0-9+.-]*://)([^@/?#\s]*)@}i) do
-          scheme = Regexp.last_match(1)
-          userinfo = Regexp.last_match(2)
-          user, sep, = userinfo.partition(":")
-          sep.empty? ? "#{scheme}#{userinfo}@" : "#{scheme}#{user}:#{REDACTED}@"
-        end
+        out = text.gsub(%r{([a-z][a-z0-9+.-]*://)([^@/?#\s]*)@}i) { without_password(Regexp.last_match) }
         out.gsub(/((?:\A|[?&\s;,(])(?:password|passwd|pass|pwd|secret|token)=)("[^"]*"|'[^']*'|[^&#\s;,)]*)/i) do
           value = Regexp.last_match(2)
           quote = value.start_with?('"', "'") ? value[0] : ""
@@ -228,6 +218,13 @@ module Kaal
       end
 
       # ---- helpers ------------------------------------------------------
+
+      # "scheme://user:[REDACTED]@" for a match of (scheme://)(userinfo)@.
+      def without_password(match)
+        scheme = match[1]
+        user, sep, = match[2].partition(":")
+        sep.empty? ? "#{scheme}#{match[2]}@" : "#{scheme}#{user}:#{REDACTED}@"
+      end
 
       def symbolize(hash, what)
         unless hash.is_a?(Hash)
