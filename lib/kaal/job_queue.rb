@@ -37,14 +37,7 @@ module Kaal
     end
 
     def push(job)
-      epoch = job.next_epoch
-      if (bucket = @buckets[epoch])
-        bucket << job
-        @unsorted[epoch] = true
-      else
-        @buckets[epoch] = [job]
-        heap_push(epoch)
-      end
+      bucket_for(job.next_epoch) << job
       @size += 1
       self
     end
@@ -61,12 +54,7 @@ module Kaal
         job = jobs[i]
         epoch = job.next_epoch
         if bucket.nil? || epoch != last
-          if (bucket = @buckets[epoch])
-            @unsorted[epoch] = true
-          else
-            bucket = @buckets[epoch] = []
-            heap_push(epoch)
-          end
+          bucket = bucket_for(epoch)
           last = epoch
         end
         bucket << job
@@ -92,6 +80,18 @@ module Kaal
     end
 
     private
+
+    # The bucket to add jobs to at epoch: a new one (on the heap), or the
+    # existing one, which may then lose its key order.
+    def bucket_for(epoch)
+      if (bucket = @buckets[epoch])
+        @unsorted[epoch] = true
+        bucket
+      else
+        heap_push(epoch)
+        @buckets[epoch] = []
+      end
+    end
 
     def heap_push(epoch)
       heap = @epochs
