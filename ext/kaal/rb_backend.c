@@ -128,15 +128,16 @@ static VALUE check_str(VALUE v, const char *what, int nullable)
 /* A String for a VARCHAR(255) column (job keys, node names, delayed job ids,
  * class and queue names): as check_str, not empty, and valid UTF-8 of at
  * most 255 characters. Checked here for every backend, so a name that works on one
- * works on all (memory and Redis have no column, SQLite does not enforce it). */
-static VALUE check_name(VALUE self, VALUE v, const char *what, int nullable)
+ * works on all (memory and Redis have no column, SQLite does not enforce it).
+ * kind: the backend's name, for the message (looked up once per call, not per key). */
+static VALUE check_name(const char *kind, VALUE v, const char *what, int nullable)
 {
     kaal_error err;
     v = check_str(v, what, nullable);
     if (NIL_P(v)) return v;
     if (RSTRING_LEN(v) == 0) rb_raise(rb_eArgError, "%s must not be empty", what);
     memset(&err, 0, sizeof err);
-    if (kaal_check_varchar(get_backend(self)->vt->name, what, RSTRING_PTR(v),
+    if (kaal_check_varchar(kind, what, RSTRING_PTR(v),
                            (size_t)RSTRING_LEN(v), &err) != KAAL_OK) {
         rb_raise(rb_eArgError, "%s", err.message);
     }
@@ -542,6 +543,7 @@ static void claim_arg(VALUE a, VALUE fires, size_t i, VALUE *key, VALUE *fire)
 
 static VALUE claim_common(VALUE self, VALUE a, VALUE fires, VALUE lease_ms, VALUE node, VALUE now)
 {
+    const char *kind = get_backend(self)->vt->name; /* for check_name */
     claim_ctx x;
     call c;
     size_t i, n, total = 0, off = 0;
@@ -559,12 +561,12 @@ static VALUE claim_common(VALUE self, VALUE a, VALUE fires, VALUE lease_ms, VALU
     x.lease_ms = check_i64(lease_ms, "lease_ms");
     if (x.lease_ms <= 0) rb_raise(rb_eArgError, "lease_ms must be > 0");
     x.now = check_i64(now, "now");
-    check_name(self, node, "node", 1);
+    check_name(kind, node, "node", 1);
     n = (size_t)RARRAY_LEN(a);
     /* Check everything first (this may raise), copy afterwards (cannot). */
     for (i = 0; i < n; i++) {
         claim_arg(a, fires, i, &key, &fire);
-        key = check_name(self, key, "job key", 0);
+        key = check_name(kind, key, "job key", 0);
         check_i64(fire, "fire_time");
         total += (size_t)RSTRING_LEN(key) + 1;
     }
@@ -619,11 +621,12 @@ static int op_record(kaal_backend *b, void *p, kaal_error *err)
 static VALUE backend_record(VALUE self, VALUE key, VALUE fire_time, VALUE status, VALUE node,
                             VALUE error, VALUE now)
 {
+    const char *kind = get_backend(self)->vt->name; /* for check_name */
     record_ctx x;
     call c;
-    check_name(self, key, "job key", 0);
+    check_name(kind, key, "job key", 0);
     check_str(status, "status", 0);
-    check_name(self, node, "node", 1);
+    check_name(kind, node, "node", 1);
     check_str(error, "error", 1);
     x.fire_time = check_i64(fire_time, "fire_time");
     x.now = check_i64(now, "now");
@@ -727,10 +730,11 @@ static int op_set_enabled(kaal_backend *b, void *p, kaal_error *err)
 
 static VALUE backend_set_enabled(VALUE self, VALUE key, VALUE enabled)
 {
+    const char *kind = get_backend(self)->vt->name; /* for check_name */
     state_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    check_name(self, key, "job key", 0);
+    check_name(kind, key, "job key", 0);
     x.enabled = RTEST(enabled);
     call_init(&c, self, op_set_enabled, &x);
     x.key = cdup(&c, SYMBOL_P(key) ? rb_sym2str(key) : key);
@@ -787,12 +791,13 @@ static int op_delayed_add(kaal_backend *b, void *p, kaal_error *err)
 static VALUE backend_delayed_add(VALUE self, VALUE job_id, VALUE run_at_ms, VALUE job_class,
                                  VALUE queue, VALUE args_json)
 {
+    const char *kind = get_backend(self)->vt->name; /* for check_name */
     delayed_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    check_name(self, job_id, "job_id", 0);
-    check_name(self, job_class, "job_class", 0);
-    check_name(self, queue, "queue", 1);
+    check_name(kind, job_id, "job_id", 0);
+    check_name(kind, job_class, "job_class", 0);
+    check_name(kind, queue, "queue", 1);
     check_str(args_json, "args_json", 0);
     x.job.run_at_ms = check_i64(run_at_ms, "run_at_ms");
     call_init(&c, self, op_delayed_add, &x);
@@ -912,10 +917,11 @@ static int op_heartbeat(kaal_backend *b, void *p, kaal_error *err)
 
 static VALUE backend_heartbeat(VALUE self, VALUE node, VALUE info, VALUE now, VALUE ttl)
 {
+    const char *kind = get_backend(self)->vt->name; /* for check_name */
     node_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    check_name(self, node, "node", 0);
+    check_name(kind, node, "node", 0);
     check_str(info, "info", 1);
     x.now = check_i64(now, "now");
     x.ttl = check_i64(ttl, "ttl");
