@@ -49,8 +49,7 @@ module Kaal
       @queue = JobQueue.new
       @generation = nil
       @cursor = nil
-      @start_lo = nil # lower bound of a start tick that has not succeeded yet
-      @start_at = nil # and the second it was first tried
+      @start_at = nil # the second a start tick that has not succeeded yet was first tried
       @states = {}
       @failures = 0
       @last_cleanup = nil
@@ -192,10 +191,7 @@ module Kaal
     def tick_locked(now_f)
       now_i = now_f.floor
       hi = now_i + @config.window_lookahead.floor
-      if @cursor.nil?
-        @start_lo ||= now_i - @config.tick_interval.ceil
-        @start_at ||= now_i
-      end
+      @start_at ||= now_i if @cursor.nil?
       popped = [] # [previous next_epoch (nil: first placement), jobs, ...]
       begin
         refresh_states
@@ -214,7 +210,6 @@ module Kaal
       end
       commit(popped)
       @cursor = hi
-      @start_lo = nil
       @start_at = nil
       if @failures.positive?
         log(:info, "backend #{@config.backend} is back after #{@failures} failed attempts")
@@ -286,7 +281,7 @@ module Kaal
           on = states.empty? ? job.enabled : states.fetch(job.key, job.enabled)
           first = out_epochs.size
           while epoch <= hi
-            if on
+            if on # Due#add, inlined: this loop runs once per due job
               out_jobs << job
               out_keys << job.key
               out_epochs << epoch
@@ -312,13 +307,13 @@ module Kaal
       # A start tick that failed (backend down) keeps its lower bound, so the
       # runs due while the backend was away are caught up within
       # window_lookback when it returns, as for a node that was running.
-      latest_lo = now_i - @config.tick_interval.ceil
-      regular_lo = [[@start_lo || latest_lo, now_i - @config.window_lookback.ceil].max, latest_lo].min
+      start_at = @start_at || now_i
+      interval = @config.tick_interval.ceil
+      regular_lo = [[start_at - interval, now_i - @config.window_lookback.ceil].max, now_i - interval].min
       floor = now_i - @config.recovery_window.floor
       # A namespace whose dispatch log is empty has never run: nothing was
       # missed (a first deploy does not fire last week's report at once).
       recover = @config.enable_dispatch_recovery && regular_lo > floor && @backend.dispatches(limit: 1).any?
-      start_at = @start_at || now_i
       pending = @pending_start
       @pending_start = nil
       popped << nil << pending # restore puts them all back if anything fails
