@@ -55,8 +55,13 @@ module Kaal
       max_backoff: [:positive, 60, "longest wait between two attempts while the backend is down"],
       log_level: [LOG_LEVELS, :info, "debug | info | warn | error | fatal"],
       logger: [:object, nil, "a Logger (default: $stdout)"],
+      error_handlers: [:callables, [], "callables(error, context) told of every failed job"],
+      job_wrapper: [:callable, nil, "callable that receives a block and runs each job dispatch inside it"],
       node_id: [:stored_or_nil, nil, "this node's name (default hostname:pid:random)"]
     }.freeze
+
+    # Types that only Ruby code can set (never a file or the environment).
+    RUBY_ONLY = %i[object callable callables].freeze
 
     TRUE_WORDS = %w[1 true yes on].freeze
     FALSE_WORDS = %w[0 false no off].freeze
@@ -97,7 +102,7 @@ module Kaal
     def apply_env(env = ENV)
       OPTIONS.each do |name, (type, _, _)|
         var = "KAAL_#{name.to_s.upcase}"
-        next if type == :object || !env.key?(var)
+        next if RUBY_ONLY.include?(type) || !env.key?(var)
 
         set(name, parse_env(name, type, env[var], var), source: var)
       end
@@ -133,8 +138,8 @@ module Kaal
 
     # The settings as a Hash, secrets redacted (for `kaal status` and logs).
     def to_h(redact: true)
-      OPTIONS.each_key.with_object({}) do |name, h|
-        next if name == :logger
+      OPTIONS.each.with_object({}) do |(name, (type, _, _)), h|
+        next if RUBY_ONLY.include?(type)
 
         value = public_send(name)
         value = redact_backend_config(value) if name == :backend_config && redact
@@ -217,6 +222,13 @@ module Kaal
         sym
       when :object
         value
+      when :callable
+        bad(source, name, "nil or a callable (responds to call)", value) unless value.nil? || value.respond_to?(:call)
+        value
+      when :callables
+        list = value.nil? ? [] : Array(value)
+        bad(source, name, "a list of callables (each responds to call)", value) unless list.all? { |v| v.respond_to?(:call) }
+        list.dup.freeze
       end
     end
 

@@ -134,10 +134,17 @@ module Kaal
       text.size > 500 ? "#{text[0, 500]}..." : text
     end
 
-    def initialize(pool:, allowed_prefixes:, logger:)
+    # wrapper: a callable that receives a block and runs each job dispatch
+    # inside it (kaal-rails: the Rails executor). error_handlers: callables
+    # told of every failed job with the error and a context Hash (key:,
+    # fire_time:, idempotency_key:, job_id:, job_class:, node:); one that
+    # raises is logged and the others still run.
+    def initialize(pool:, allowed_prefixes:, logger:, wrapper: nil, error_handlers: [])
       @pool = pool
       @allowed_prefixes = allowed_prefixes
       @logger = logger
+      @wrapper = wrapper
+      @error_handlers = error_handlers || []
     end
 
     # How to run +target+ (a class name, a Class/Module or a callable):
@@ -238,7 +245,7 @@ module Kaal
       started = Clock.monotonic
       error = nil
       begin
-        yield
+        @wrapper ? @wrapper.call { yield } : yield
       rescue StandardError, ScriptError => e
         error = e
       end
@@ -277,10 +284,21 @@ module Kaal
       keywords == :all ? callable.call(**all) : callable.call(**all.slice(*keywords))
     end
 
+    def report(error, dispatch)
+      context = { key: dispatch.key, fire_time: dispatch.fire_time, idempotency_key: dispatch.idempotency_key,
+                  job_id: dispatch.job_id, job_class: dispatch.job_class, node: dispatch.node }.compact
+      @error_handlers.each do |handler|
+        handler.call(error, context)
+      rescue StandardError => e
+        @logger.call(:error, "error handler #{handler.inspect} raised #{e.class}: #{e.message}")
+      end
+    end
+
     def complete(dispatch, error, done)
       if error
         dispatch.status = "failed"
         dispatch.error = Dispatcher.describe_error(error)
+        report(error, dispatch) unless @error_handlers.empty?
       else
         dispatch.status = "dispatched"
       end

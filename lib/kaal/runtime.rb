@@ -58,6 +58,20 @@ module Kaal
       end
     end
 
+    # Installs a checked Configuration as the one in force, remembering the
+    # environment and the file it came from (Kaal::Integration.setup).
+    def install_configuration(config, env_name: nil, config_path: nil)
+      raise ArgumentError, "expected a Kaal::Configuration, got #{config.class}" unless config.is_a?(Configuration)
+
+      @lock.synchronize do
+        refuse_while_running("configure")
+        config.validate!
+        @env_name = env_name
+        @config_path = config_path
+        install(config)
+      end
+    end
+
     # Loads the scheduler file (default: configuration.scheduler_config_path)
     # and replaces the jobs it defined before. Returns the loaded jobs.
     def load_scheduler_file!(path = nil, env: nil)

@@ -45,6 +45,7 @@ module Kaal
       @node = config.node_id || NodeId.current
       @pool = WorkerPool.new(config.worker_threads)
       @dispatcher = Dispatcher.new(pool: @pool, allowed_prefixes: config.delayed_job_allowed_class_prefixes,
+                                   wrapper: config.job_wrapper, error_handlers: config.error_handlers,
                                    logger: method(:log))
       @queue = JobQueue.new
       @generation = nil
