@@ -1,4 +1,4 @@
-/* kaal: cron expressions (DESIGN.md section 3).
+/* kaal: cron expressions (the dialect and DST rules: docs/cron.md).
  *
  * Parsing fills fixed-size bitsets. Searching works in two layers:
  *   - next_local/prev_local find the nearest matching *wall clock* time by

@@ -1,7 +1,7 @@
 /* kaal: cron expressions as bitsets; next/previous by jumping field by field.
  * Pure C99, no allocation: a parsed expression is a fixed-size struct. The
- * semantics are the contract in DESIGN.md section 3. Decisions where the
- * contract is silent:
+ * dialect and the DST rules are described in docs/cron.md. Decisions taken
+ * here:
  *  - Trailing zone: with 7 tokens the last one is the zone; with 6 tokens the
  *    last one is a zone when it starts with a letter and either has a '/'
  *    followed by a letter or is not a valid day-of-week field ("0 0 * * * MON"

@@ -1,4 +1,4 @@
-/* kaal: the idempotency key (DESIGN.md section 5).
+/* kaal: the idempotency key (docs/architecture.md, "The idempotency key").
  * key = lowercase hex SHA-256 of
  *   "kaal:v1:" + len(ns) + ":" + ns + ":" + len(key) + ":" + key + ":" + fire_epoch
  * with byte lengths and fire_epoch in decimal whole seconds. */

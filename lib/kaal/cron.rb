@@ -12,9 +12,9 @@ module Kaal
   #   cron.match?(Time.at(1_773_037_800))  # => true
   #   cron.explain                         # => "At 02:30 every day (America/New_York)"
   #
-  # The syntax and the DST rules are described in the README ("Cron
-  # expressions"). Anything invalid raises Kaal::CronSyntaxError naming the
-  # field and the offending token.
+  # The syntax and the DST rules are described in docs/cron.md (summary in
+  # the README, "Cron expressions"). Anything invalid raises
+  # Kaal::CronSyntaxError naming the field and the offending token.
   class Cron
     class << self
       # Parses +expression+ (5 or 6 fields, or a macro such as "@daily", with

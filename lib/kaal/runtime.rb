@@ -1,7 +1,7 @@
 # frozen_string_literal: true
 
 module Kaal
-  # The public entry points (DESIGN section 4a). State lives in this module:
+  # The public entry points (README, "Ruby API"). State lives in this module:
   # one configuration, one registry, one backend handle and one scheduler
   # per process, guarded by a lock.
   @lock = Monitor.new

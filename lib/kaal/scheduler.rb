@@ -3,7 +3,7 @@
 require "json"
 
 module Kaal
-  # The tick loop of one node (DESIGN section 5).
+  # The tick loop of one node (docs/architecture.md, "The tick").
   #
   # Every tick computes the (job key, fire time) pairs due in the window
   # (cursor .. now + window_lookahead], claims them all in one backend call,

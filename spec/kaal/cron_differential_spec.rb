@@ -25,7 +25,7 @@ RSpec.describe "Kaal::Cron against an independent oracle" do
   explicit = [["0 0 29 2 *", "2096-03-01T00:00:00Z"], ["0 0 29 2 *", "2104-03-01T00:00:00Z"],
               ["*/7 * * * *", "2038-01-19T03:00:00Z"], ["0 0 L * *", "2099-12-31T12:00:00Z"],
               ["0 0 1 1 *", "1970-01-01T00:00:00Z"], ["@hourly", "1970-01-01T00:30:00Z"]].freeze
-  # Invalid tokens per field (DESIGN.md section 3, "Errors"), swapped into
+  # Invalid tokens per field (docs/cron.md, "Errors"), swapped into
   # random valid expressions: both sides must reject the result.
   corruptions = {
     "second" => %w[60 5-1 */0 1,,2 ,1 x 1- */ L 1W ?],

@@ -235,8 +235,9 @@ RSpec.describe Kaal::Cron do
   end
 
   # An independent check: the system's localtime (Ruby's Time under ENV["TZ"]
-  # in a subprocess) walked minute by minute, with the DESIGN rules applied in
-  # plain Ruby, against kaal's own zone reader and field-jumping search.
+  # in a subprocess) walked minute by minute, with the DST rules of
+  # docs/cron.md applied in plain Ruby, against kaal's own zone reader and
+  # field-jumping search.
   describe "against a brute-force minute walk under ENV['TZ']" do
     walker = <<~RUBY
       start, stop = ARGV.map(&:to_i)
@@ -255,7 +256,7 @@ RSpec.describe Kaal::Cron do
     end
 
     # Expected fire instants of "M H * * *" (fixed time) or a minute-set job
-    # with every hour, under the DESIGN gap/overlap rules.
+    # with every hour, under the gap/overlap rules of docs/cron.md.
     def expected_fixed(rows, hour, minute)
       rows.group_by { |r| r[1..3] }.filter_map do |(y, m, d), day|
         hits = day.select { |r| r[4] == hour && r[5] == minute }

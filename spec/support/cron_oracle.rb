@@ -5,7 +5,7 @@ require "open3"
 require "rbconfig"
 require "set"
 
-# An independent model of the cron contract in DESIGN.md section 3, used by
+# An independent model of the cron dialect in docs/cron.md, used by
 # spec/kaal/cron_differential_spec.rb to check kaal's C engine. Nothing here
 # uses kaal: the parser is its own, the calendar is plain integer arithmetic,
 # and time zones come from the operating system (Ruby's Time under ENV["TZ"]).
@@ -584,7 +584,7 @@ module CronOracle
     end
 
     # A step no larger than the field's number of values (kaal rejects
-    # larger ones, e.g. "1/30" in hours; DESIGN.md does not say either way).
+    # larger ones, e.g. "1/30" in hours; see docs/cron.md, "Items").
     def step(rng, top)
       STEPS.select { |s| s <= top + 1 }.sample(random: rng)
     end
@@ -644,9 +644,9 @@ module CronOracle
            ])
     end
 
-    # A range of weekday names. Never SUN-SUN: DESIGN.md's "a range ending
-    # in SUN runs to 7" would make it every day, kaal reads it as Sundays
-    # only; the contract is ambiguous there, so it is left out.
+    # A range of weekday names. Never SUN-SUN: "a range ending in SUN runs
+    # to 7" could make it every day, kaal reads it as Sundays only
+    # (docs/cron.md, "Items"); the oracle does not model that case.
     def name_range(rng)
       a, b = span(rng, 0, 6)
       b = rng.rand(1..6) if b.zero?
