@@ -37,7 +37,9 @@ RSpec.describe "kaal start on PostgreSQL with nodes killed at random", :integrat
     if admin
       admin.exec("ALTER ROLE #{role} LOGIN")
       terminate_all&.call
-      sleep 0.2
+      wait_until("the role's sessions to end") do
+        admin.exec_params("SELECT count(*) FROM pg_stat_activity WHERE usename = $1", [role]).getvalue(0, 0).to_i.zero?
+      end
       admin.exec("REASSIGN OWNED BY #{role} TO CURRENT_USER")
       admin.exec("DROP OWNED BY #{role}")
       admin.exec("DROP ROLE IF EXISTS #{role}")

@@ -220,7 +220,7 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
       wait, lines, reader = start_node
       sleep 0.1 until lines.grep(/SLOW/).any? || !wait.alive?
       Process.kill("INT", wait.pid)
-      sleep 0.5
+      wait_until("the first INT to be handled") { lines.grep(/received INT/).any? || !wait.alive? }
       expect(wait.alive?).to be(true) # waiting for the slow job (shutdown_timeout 30)
       started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
       Process.kill("INT", wait.pid)

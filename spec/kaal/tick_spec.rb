@@ -419,12 +419,13 @@ RSpec.describe "Kaal.tick!" do
       expect(Kaal.registry.jobs.keys.sort).to eq(%w[a b])
       write("config/kaal-scheduler.yml", "defaults:\n  jobs:\n    - {key: a, cron: '* * * * * *', job_class: SpecRecorderJob}\n")
       File.utime(Time.now + 5, Time.now + 5, "config/kaal-scheduler.yml")
-      deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + 5
-      sleep 0.05 until Kaal.registry.jobs.keys == %w[a] || Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+      # The registry changes before the reload is logged: wait for the log line.
+      wait_until("the reload log line") { log_io.string.include?("reloaded config/kaal-scheduler.yml: 1 jobs") }
       expect(Kaal.registry.jobs.keys).to eq(%w[a])
-      expect(log_io.string).to include("reloaded config/kaal-scheduler.yml: 1 jobs")
       since = Kaal::Clock.now.floor + 1 # a tick already under way may still finish b's current second
-      sleep 2.3
+      wait_until("two runs of a after the reload") do
+        Kaal.dispatches(key: "a", status: "dispatched", limit: 100).count { |r| r[:fire_time] >= since } >= 2
+      end
       Kaal.stop!
       expect(Kaal.dispatches(key: "b", limit: 100).map { |r| r[:fire_time] }.select { |f| f >= since }).to be_empty
       expect(Kaal.dispatches(key: "a", limit: 100).map { |r| r[:fire_time] }.select { |f| f >= since }).not_to be_empty

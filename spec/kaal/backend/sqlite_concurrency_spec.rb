@@ -167,7 +167,7 @@ RSpec.describe "SQLite backend across processes" do
         last = now
       end
     end
-    sleep 0.05 # let the counter start
+    wait_until("the counter thread to start") { count.positive? }
 
     started = Process.clock_gettime(Process::CLOCK_MONOTONIC)
     count_before = count
