@@ -53,8 +53,8 @@ module Kaal
       delayed_batch_size: [:count, 500, "delayed jobs claimed per round trip"],
       heartbeat_ttl: [:positive, 60, "seconds a node counts as live after its heartbeat"],
       max_backoff: [:positive, 60, "longest wait between two attempts while the backend is down"],
-      log_level: [LOG_LEVELS, :info, "debug | info | warn | error | fatal"],
-      logger: [:object, nil, "a Logger (default: $stdout)"],
+      log_level: [LOG_LEVELS, :info, "level of kaal's own $stdout logger: debug | info | warn | error | fatal"],
+      logger: [:object, nil, "a Logger, used with its own level (default: $stdout at log_level)"],
       error_handlers: [:callables, [], "callables(error, context) told of every failed job"],
       job_wrapper: [:callable, nil, "callable that receives a block and runs each job dispatch inside it"],
       node_id: [:stored_or_nil, nil, "this node's name (default hostname:pid:random)"]

@@ -288,9 +288,11 @@ module Kaal
       end
     end
 
+    # The configured logger as given (its level is the application's:
+    # log_level applies only to the logger kaal builds itself on $stdout).
     def logger
       @lock.synchronize do
-        @logger ||= (configuration.logger || Log.build).tap { |l| l.level = Log.level(configuration.log_level) }
+        @logger ||= configuration.logger || Log.build.tap { |l| l.level = Log.level(configuration.log_level) }
       end
     end
 

@@ -19,6 +19,21 @@ RSpec.describe Kaal::Configuration do
     expect(config.dispatch_log_retention).to be > config.recovery_window
   end
 
+  describe "logger and log_level" do
+    it "leaves the level of a logger the application passes as it is" do
+      app_logger = Logger.new(StringIO.new)
+      app_logger.level = Logger::DEBUG
+      Kaal.configure { |c| c.logger = app_logger; c.log_level = :warn }
+      expect(Kaal.logger).to be(app_logger)
+      expect(app_logger.level).to eq(Logger::DEBUG)
+    end
+
+    it "applies log_level to the logger kaal builds itself" do
+      Kaal.configure { |c| c.logger = nil; c.log_level = :warn }
+      expect(Kaal.logger.level).to eq(Logger::WARN)
+    end
+  end
+
   it "refuses a wrong type naming the option" do
     expect { config.tick_interval = "fast" }
       .to raise_error(Kaal::ConfigurationError, /tick_interval: must be a number > 0, got "fast"/)
