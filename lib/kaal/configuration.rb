@@ -24,6 +24,7 @@ module Kaal
     LOG_LEVELS = %i[debug info warn error fatal].freeze
 
     # name => [type, default, description]. Types: :backend, :hash, :string,
+    # :zone (an IANA zone name the zone database has),
     # :stored / :stored_or_nil (a String every backend can store, see
     # Kaal::StoredText), :positive (number > 0), :non_negative (number >= 0),
     # :count (Integer >= 1), :boolean, :list (of Strings or nil), enums
@@ -40,7 +41,7 @@ module Kaal
       lease_ttl: [:positive, 125, "seconds a claim lives (>= window_lookback + tick_interval)"],
       enable_dispatch_recovery: [:boolean, true, "catch up missed runs at start"],
       enable_log_dispatch_registry: [:boolean, true, "record dispatched/failed in the dispatch log"],
-      time_zone: [:string, "UTC", "default zone of the cron expressions"],
+      time_zone: [:zone, "UTC", "default zone of the cron expressions"],
       delayed_job_allowed_class_prefixes: [:list, nil, "class name prefixes delayed jobs may use"],
       recovery_window: [:non_negative, 86_400, "seconds looked back at start for missed runs"],
       catch_up: [CATCH_UP, :latest, "default catch-up policy of the jobs"],
@@ -191,6 +192,13 @@ module Kaal
         value = value.to_s if value.is_a?(Symbol)
         bad(source, name, "a non-empty String", value) unless value.is_a?(String) && !value.strip.empty?
         value.dup.freeze
+      when :zone
+        value = coerce(name, :string, value, source) if value.is_a?(String) || value.is_a?(Symbol) || value.nil?
+        begin
+          Cron.check_zone(value).dup.freeze
+        rescue CronSyntaxError, ArgumentError => e
+          raise ConfigurationError, located(source, name, e.message)
+        end
       when :stored, :stored_or_nil
         return nil if value.nil? && type == :stored_or_nil
 

@@ -24,6 +24,33 @@ module Kaal
       # ActiveSupport::TimeZone or a TZInfo::Timezone.
       def parse(expression, time_zone: "UTC")
         __parse(expression, zone_name(time_zone))
+      rescue CronSyntaxError => e
+        hint = e.message.include?("unknown time zone") && zone_database_problem
+        raise unless hint
+
+        raise CronSyntaxError, "#{e.message}: #{hint}"
+      end
+
+      # Raises CronSyntaxError unless +time_zone+ names a zone this machine's
+      # zone database has (the message says when the database itself is
+      # missing). Returns the zone's name.
+      def check_zone(time_zone)
+        name = zone_name(time_zone)
+        parse("0 0 1 1 *", time_zone: name)
+        name
+      end
+
+      # Why zone names cannot be read here, or nil: the zone database
+      # (TZDIR, else /usr/share/zoneinfo) is missing or empty, as in slim
+      # container images without the tzdata package.
+      def zone_database_problem
+        tzdir = ENV["TZDIR"].to_s
+        dir = tzdir.empty? ? "/usr/share/zoneinfo" : tzdir
+        return nil if File.directory?(dir) && !Dir.empty?(dir)
+
+        where = tzdir.empty? ? "#{dir} (set TZDIR to use another directory)" : "#{dir} (from TZDIR)"
+        "the zone database #{where} is missing or empty; install the tzdata package " \
+          "(apt-get install tzdata, apk add tzdata) or point TZDIR at a zoneinfo directory"
       end
 
       # true when +expression+ parses (and can fire) in +time_zone+.

@@ -34,6 +34,36 @@ RSpec.describe Kaal::Configuration do
     end
   end
 
+  describe "time_zone" do
+    it "is refused where it is set when the zone does not exist" do
+      expect { Kaal.configure { |c| c.time_zone = "Mars/Base" } }
+        .to raise_error(Kaal::ConfigurationError, /time_zone: unknown time zone "Mars\/Base"/)
+      expect { config.apply_env("KAAL_TIME_ZONE" => "Mars/Base") }
+        .to raise_error(Kaal::ConfigurationError, %r{KAAL_TIME_ZONE: time_zone: unknown time zone "Mars/Base"})
+      in_tmpdir do
+        write("config/kaal.yml", "defaults:\n  time_zone: Mars/Base\n")
+        expect { Kaal.load_config_file!("config/kaal.yml") }
+          .to raise_error(Kaal::ConfigurationError, %r{\Aconfig/kaal.yml: time_zone: unknown time zone "Mars/Base"})
+      end
+      Kaal.configure { |c| c.time_zone = "Europe/Berlin" }
+      expect(Kaal.configuration.time_zone).to eq("Europe/Berlin")
+    end
+
+    it "names TZDIR and the tzdata package when the zone database is missing" do
+      script = <<~RUBY
+        begin
+          Kaal.configure { |c| c.time_zone = "America/Chicago" }
+        rescue Kaal::ConfigurationError => e
+          puts e.message
+        end
+      RUBY
+      out = IO.popen({ "TZDIR" => "/nonexistent-zoneinfo" },
+                     [RbConfig.ruby, "-I", File.expand_path("../../lib", __dir__), "-rkaal", "-e", script], &:read)
+      expect(out).to include('time_zone: unknown time zone "America/Chicago"', "/nonexistent-zoneinfo (from TZDIR)",
+                             "tzdata package", "TZDIR")
+    end
+  end
+
   it "refuses a wrong type naming the option" do
     expect { config.tick_interval = "fast" }
       .to raise_error(Kaal::ConfigurationError, /tick_interval: must be a number > 0, got "fast"/)
