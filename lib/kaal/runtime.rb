@@ -14,6 +14,8 @@ module Kaal
   @config_path = nil
   @scheduler_file_mtime = nil
   @start_hooks = []
+  NO_KEY = Object.new.freeze # "not given" for the key arguments of unregister/enable/disable
+  private_constant :NO_KEY
 
   class << self
     # -- configuration ---------------------------------------------------------
@@ -114,17 +116,19 @@ module Kaal
     end
 
     # Removes a job registered in code. Returns true when there was one.
-    def unregister(key)
-      @registry.unregister(key, policy: configuration.scheduler_conflict_policy)
+    # The key may be given positionally or as key: (Kaal.unregister("x"),
+    # Kaal.unregister(key: "x")), as for enable and disable.
+    def unregister(job_key = NO_KEY, key: NO_KEY)
+      @registry.unregister(key_argument("unregister", job_key, key), policy: configuration.scheduler_conflict_policy)
     end
 
     # Turns a job on/off for every node (persisted in the backend).
-    def enable(key)
-      set_enabled(key, true)
+    def enable(job_key = NO_KEY, key: NO_KEY)
+      set_enabled(key_argument("enable", job_key, key), true)
     end
 
-    def disable(key)
-      set_enabled(key, false)
+    def disable(job_key = NO_KEY, key: NO_KEY)
+      set_enabled(key_argument("disable", job_key, key), false)
     end
 
     # The registered jobs: [{key:, cron:, time_zone:, next_fire_time:, enabled:, job_class:, ...}].
@@ -343,6 +347,20 @@ module Kaal
       return unless running?
 
       raise ConfigurationError, "#{what}: the scheduler is running; call Kaal.stop! first"
+    end
+
+    # The job key of unregister/enable/disable, given positionally or as
+    # key: (exactly one of them), as a String.
+    def key_argument(method, positional, keyword)
+      given = [positional, keyword].reject { |v| NO_KEY.equal?(v) }
+      if given.size != 1
+        raise ArgumentError, "Kaal.#{method}: give the job key once, as Kaal.#{method}(\"key\") or " \
+                             "Kaal.#{method}(key: \"key\")#{given.empty? ? "" : ", not both"}"
+      end
+      key = given.first
+      return key.to_s if (key.is_a?(String) || key.is_a?(Symbol)) && !key.to_s.empty?
+
+      raise ArgumentError, "Kaal.#{method}: the job key must be a non-empty String or Symbol, got #{key.inspect}"
     end
 
     def set_enabled(key, value)

@@ -218,5 +218,19 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       expect { Kaal.enable("nope") }.to raise_error(Kaal::ConfigurationError, /no job registered with key "nope"/)
       SpecRecorderJob.drain
     end
+
+    it "takes the key positionally or as key:, for unregister too" do
+      Kaal.register(key: "j", cron: "0 * * * *") {}
+      expect(Kaal.disable(key: "j")).to be(false)
+      expect(Kaal.jobs.first[:enabled]).to be(false)
+      expect(Kaal.enable(key: :j)).to be(true)
+      expect(Kaal.jobs.first[:enabled]).to be(true)
+      expect { Kaal.disable("j", key: "j") }.to raise_error(ArgumentError, /give the job key once.*not both/)
+      expect { Kaal.enable }.to raise_error(ArgumentError, /Kaal.enable\(key: "key"\)/)
+      expect { Kaal.disable(key: nil) }.to raise_error(ArgumentError, /must be a non-empty String or Symbol, got nil/)
+      expect(Kaal.unregister(key: "j")).to be(true)
+      expect(Kaal.registry["j"]).to be_nil
+      expect(Kaal.unregister("j")).to be(false)
+    end
   end
 end
