@@ -89,7 +89,11 @@ module Kaal
     def run(argv)
       opts = { require: [] }
       name = extract_command(argv)
-      return usage(0) if name.nil? || %w[-h --help].include?(name)
+      return usage(0) if %w[-h --help].include?(name)
+      if name.nil?
+        usage(2, @err)
+        return 2
+      end
 
       command = COMMANDS[name] or raise UsageError, "unknown command #{name.inspect} (run `kaal help` for the list)"
       parser = parser(name, command, opts)
@@ -219,7 +223,7 @@ module Kaal
       end
     end
 
-    def usage(status)
+    def usage(status, io = @out)
       width = COMMANDS.values.map { |c| c.usage.size }.max
       lines = ["Usage: kaal COMMAND [options]", "", "Commands:"]
       COMMANDS.each_value { |c| lines << format("  %-#{width}s  %s", c.usage, c.summary) }
@@ -230,7 +234,7 @@ module Kaal
       end
       lines << "" << "Exit status: 0 ok, 1 runtime failure, 2 usage, configuration or cron error."
       lines << "Run `kaal help COMMAND` for a command's options."
-      @out.puts lines
+      io.puts lines
       status
     end
 

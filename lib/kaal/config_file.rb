@@ -57,6 +57,14 @@ module Kaal
       raise ConfigurationError, "#{path}: ERB error: #{e.message} (#{e.class})"
     end
 
+    # The environment section names of the file at +path+ (its top-level
+    # keys other than defaults; [] for a file without sections).
+    def environment_sections(path)
+      data = parse(File.read(path), path)
+      sectioned = data.key?("defaults") || WELL_KNOWN_ENVS.any? { |e| data.key?(e) }
+      sectioned ? data.keys.map(&:to_s) - ["defaults"] : []
+    end
+
     def section(data, name, path)
       value = data[name]
       return {} if value.nil?

@@ -83,6 +83,7 @@ module Kaal
         jobs = SchedulerFile.load(path, env_name, default_time_zone: configuration.time_zone)
         @registry.replace_file_jobs(jobs, path, policy: configuration.scheduler_conflict_policy)
         @scheduler_file_mtime = File.mtime(path)
+        jobs.each { |job| warn_ignored_queue(job) }
         jobs
       end
     end
@@ -113,6 +114,8 @@ module Kaal
                     location: "Kaal.register(key: #{key.inspect})", source: :code,
                     default_time_zone: configuration.time_zone)
       @registry.register(job, policy: configuration.scheduler_conflict_policy)
+      warn_ignored_queue(job)
+      job
     end
 
     # Removes a job registered in code. Returns true when there was one.
@@ -361,6 +364,20 @@ module Kaal
       return key.to_s if (key.is_a?(String) || key.is_a?(Symbol)) && !key.to_s.empty?
 
       raise ArgumentError, "Kaal.#{method}: the job key must be a non-empty String or Symbol, got #{key.inspect}"
+    end
+
+    # queue: only means something to ActiveJob and Sidekiq classes; a plain
+    # .perform class or a block runs on kaal's worker pool. Says so when the
+    # job is defined (a class name not loaded yet cannot be checked).
+    def warn_ignored_queue(job)
+      return unless job.queue
+
+      kind, = job.callable ? [:callable] : Dispatcher.new(pool: nil, allowed_prefixes: nil, logger: nil).plan(job.job_class)
+      return unless %i[callable perform instance].include?(kind)
+
+      what = kind == :callable ? "a block/callable job" : "#{job.job_class_name} (plain .perform)"
+      logger.warn("#{job.location}: queue: #{job.queue.inspect} is ignored: #{what} runs on kaal's worker pool; " \
+                  "queue applies to ActiveJob and Sidekiq classes")
     end
 
     def set_enabled(key, value)

@@ -202,8 +202,8 @@ module Kaal
       rescue BackendError => e
         restore(popped)
         @failures += 1
-        log(:warn, "backend #{@config.backend} unavailable, nothing dispatched (fail closed); retrying in " \
-                   "#{backoff.round(1)}s: #{e.message}")
+        retry_note = Thread.current.equal?(@thread) ? "; retrying in #{backoff.round(1)}s" : ""
+        log(:warn, "backend #{@config.backend} unavailable, nothing dispatched (fail closed)#{retry_note}: #{e.message}")
         return []
       rescue StandardError
         restore(popped) # whatever failed, the popped jobs stay scheduled

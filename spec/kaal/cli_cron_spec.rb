@@ -88,8 +88,8 @@ RSpec.describe "bin/kaal (cron commands)" do
     expect(JSON.parse(kaal("version", "--json")[0])).to eq("version" => Kaal::VERSION)
   end
 
-  it "prints usage for help, -h and no arguments, and per-command help" do
-    [[], ["help"], ["-h"], ["--help"]].each do |args|
+  it "prints usage for help, -h and --help, and per-command help" do
+    [["help"], ["-h"], ["--help"]].each do |args|
       out, err, status = kaal(*args)
       expect([err, status]).to eq(["", 0])
       expect(out).to start_with("Usage: kaal COMMAND").and include("next EXPR", "explain EXPR", "--config PATH")
@@ -98,6 +98,10 @@ RSpec.describe "bin/kaal (cron commands)" do
     expect(status).to eq(0)
     expect(out).to start_with("Usage: kaal next EXPR").and include("--count N", "--time-zone ZONE", "--from TIME")
     expect(kaal("next", "--help")).to eq([out, "", 0])
+    # No command is a usage error: the usage goes to stderr, exit 2.
+    out, err, status = kaal
+    expect([out, status]).to eq(["", 2])
+    expect(err).to start_with("Usage: kaal COMMAND")
   end
 
   it "accepts the global options before or after the command" do

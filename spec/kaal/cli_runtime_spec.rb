@@ -98,6 +98,59 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
     end
   end
 
+  describe "exit codes and messages" do
+    it "status and validate agree on a missing scheduler file: exit 2, unless jobs are registered in code" do
+      app
+      File.delete("config/kaal-scheduler.yml")
+      %w[status validate].each do |command|
+        out, err, code = kaal(command)
+        expect([out, code]).to eq(["", 2]), "#{command}: #{err}"
+        expect(err).to eq("kaal: config/kaal-scheduler.yml: scheduler file not found and no job is registered in code " \
+                          "(run `kaal init`, set scheduler_config_path, or pass --config PATH)\n")
+      end
+      write("code_jobs.rb", "Kaal.register(key: 'tick', cron: '@hourly') {}\n")
+      out, err, code = kaal("status", "--require", "./code_jobs.rb")
+      expect(code).to eq(0), err
+      expect(out).to include("Jobs (1):")
+      out, err, code = kaal("validate", "--require", "./code_jobs.rb")
+      expect([out, code]).to eq(["ok: config/kaal.yml (backend memory), no scheduler file, 1 job registered in code\n", 0]), err
+    end
+
+    it "refuses an --env naming no section of the files" do
+      app
+      %w[validate status tick].each do |command|
+        out, err, code = kaal(command, "-e", "nosuchenv", "--require", "./jobs.rb")
+        expect([out, code]).to eq(["", 2]), "#{command}: #{out}#{err}"
+        expect(err).to eq('kaal: --env nosuchenv: no section "nosuchenv" in config/kaal.yml or ' \
+                          "config/kaal-scheduler.yml (sections: development, test, production)\n")
+      end
+      _, err, code = kaal("validate", "-e", "production")
+      expect(code).to eq(0), err
+    end
+
+    it "warns at load that queue: does nothing for a plain .perform class" do
+      app
+      File.write("config/kaal-scheduler.yml", File.read("config/kaal-scheduler.yml") + "      queue: critical\n")
+      out, err, code = kaal("validate", "--require", "./jobs.rb")
+      expect(code).to eq(0), err
+      expect(out).to start_with("ok: ")
+      expect(err).to include('config/kaal-scheduler.yml: defaults.jobs[0] (job "echo"): queue: "critical" is ignored: ' \
+                             "EchoJob (plain .perform) runs on kaal's worker pool; queue applies to ActiveJob and Sidekiq classes")
+    end
+
+    it "tick says it gave up when the backend is down, without promising a retry" do
+      skip "redis backend not built" unless Kaal::Native.backends.include?("redis")
+
+      app
+      File.write("config/kaal.yml", File.read("config/kaal.yml").sub("backend: memory", "backend: redis")
+                                        .sub("backend_config: {}", "backend_config:\n    url: redis://127.0.0.1:1/0"))
+      out, err, code = kaal("tick", "--require", "./jobs.rb")
+      expect(code).to eq(1)
+      expect(out + err).not_to include("retrying")
+      expect(err).to include("kaal: tick gave up: backend redis unreachable; nothing was dispatched")
+    end
+  end
+
   describe "tick" do
     it "runs one tick and prints what it dispatched" do
       app

@@ -219,6 +219,12 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       SpecRecorderJob.drain
     end
 
+    it "warns when queue: is given to a job that runs on kaal's worker pool" do
+      Kaal.register(key: "blk", cron: "@hourly", queue: "low") {}
+      expect(log_io.string).to include('Kaal.register(key: "blk"): queue: "low" is ignored: a block/callable job runs ' \
+                                       "on kaal's worker pool")
+    end
+
     it "takes the key positionally or as key:, for unregister too" do
       Kaal.register(key: "j", cron: "0 * * * *") {}
       expect(Kaal.disable(key: "j")).to be(false)

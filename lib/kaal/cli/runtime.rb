@@ -180,8 +180,7 @@ module Kaal
 
       def cmd_status(args, opts)
         no_arguments(args, "status")
-        boot(opts, load_jobs: :if_present)
-        quiet_logger
+        boot(opts, load_jobs: :required, quiet: true)
         config = Kaal.configuration
         report = {
           version: Kaal::VERSION, environment: ConfigFile.environment(opts[:env]), node: Kaal.node_id,
@@ -285,8 +284,7 @@ module Kaal
 
       def cmd_tick(args, opts)
         no_arguments(args, "tick")
-        boot(opts, load_jobs: :if_present)
-        quiet_logger if opts[:json]
+        boot(opts, load_jobs: :if_present, quiet: opts[:json])
         dispatches = Kaal.tick!
         failed = Kaal.scheduler.failures.positive?
         if opts[:json]
@@ -299,7 +297,12 @@ module Kaal
             @out.puts "#{what}  #{d.status}#{"  #{d.error}" if d.error}"
           end
         end
-        failed ? 1 : 0
+        if failed
+          @err.puts "kaal: tick gave up: backend #{Kaal.configuration.backend} unreachable; nothing was dispatched " \
+                    "(kaal tick makes one attempt; run it again, or use kaal start, which retries)"
+          return 1
+        end
+        0
       ensure
         Kaal.stop!(timeout: 5)
       end
@@ -310,16 +313,46 @@ module Kaal
         no_arguments(args, "validate")
         config_path = opts[:config] || "config/kaal.yml"
         Kaal.load_config_file!(config_path, env: opts[:env])
-        jobs = Kaal.load_scheduler_file!(nil, env: opts[:env])
-        scheduler_path = Kaal.registry.file_path
+        quiet_logger
+        scheduler_path = scheduler_file!
+        check_env_option!(opts, [config_path, scheduler_path])
+        jobs = scheduler_path ? Kaal.load_scheduler_file!(scheduler_path, env: opts[:env]) : []
+        code_jobs = Kaal.registry.size - jobs.size
         if opts[:json]
           @out.puts JSON.generate(ok: true, config: config_path, scheduler: scheduler_path,
                                   backend: Kaal.configuration.backend, jobs: jobs.map(&:to_h))
         else
-          @out.puts "ok: #{config_path} (backend #{Kaal.configuration.backend}), #{scheduler_path} (#{jobs.size} " \
-                    "job#{"s" unless jobs.size == 1})"
+          file = scheduler_path ? "#{scheduler_path} (#{jobs.size} job#{"s" unless jobs.size == 1})" : "no scheduler file"
+          code = code_jobs.positive? ? ", #{code_jobs} job#{"s" unless code_jobs == 1} registered in code" : ""
+          @out.puts "ok: #{config_path} (backend #{Kaal.configuration.backend}), #{file}#{code}"
         end
         0
+      end
+
+      # The scheduler file's path, or nil when it is missing but jobs are
+      # registered in code (--require, a Rails app). Missing with no job at
+      # all is a configuration error, for validate and status alike.
+      def scheduler_file!
+        path = Kaal.scheduler_file_path
+        return path if File.exist?(path)
+        return nil if Kaal.registry.size.positive?
+
+        raise Kaal::ConfigurationError, "#{path}: scheduler file not found and no job is registered in code " \
+                                        "(run `kaal init`, set scheduler_config_path, or pass --config PATH)"
+      end
+
+      # --env NAME must name a section of the configuration or the scheduler
+      # file, when they have environment sections at all.
+      def check_env_option!(opts, paths)
+        name = opts[:env]
+        return if name.nil?
+
+        files = paths.compact.select { |p| File.file?(p) }
+        sections = files.map { |p| ConfigFile.environment_sections(p) }
+        return if sections.all?(&:empty?) || sections.any? { |s| s.include?(name) }
+
+        raise Kaal::ConfigurationError, "--env #{name}: no section #{name.inspect} in #{files.join(" or ")} " \
+                                        "(sections: #{sections.flatten.uniq.join(", ")})"
       end
 
       def cmd_migrate(args, opts)
@@ -334,17 +367,21 @@ module Kaal
       # -- shared ----------------------------------------------------------------
 
       # Boots the app (config/environment.rb in a Rails directory), loads the
-      # configuration file and, per +load_jobs+, the scheduler file.
-      def boot(opts, load_jobs:)
+      # configuration file and, per +load_jobs+, the scheduler file
+      # (:if_present, or :required: see scheduler_file!).
+      def boot(opts, load_jobs:, quiet: false)
         boot_rails
         config_path = opts[:config] || "config/kaal.yml"
         if opts[:config] || File.exist?(config_path) || !Kaal.configured?
           Kaal.load_config_file!(config_path, env: opts[:env])
         end
+        quiet_logger if quiet # warnings (to stderr) only, also those of loading the jobs
+        path = Kaal.scheduler_file_path
+        check_env_option!(opts, [config_path, path])
         return unless load_jobs
 
-        path = Kaal.scheduler_file_path
-        Kaal.load_scheduler_file!(path, env: opts[:env]) if File.exist?(path)
+        path = scheduler_file! if load_jobs == :required
+        Kaal.load_scheduler_file!(path, env: opts[:env]) if path && File.exist?(path)
       end
 
       def boot_rails
