@@ -27,7 +27,8 @@ module Kaal
     # :zone (an IANA zone name the zone database has),
     # :stored / :stored_or_nil (a String every backend can store, see
     # Kaal::StoredText), :positive (number > 0), :non_negative (number >= 0),
-    # :count (Integer >= 1), :boolean, :list (of Strings or nil), enums
+    # :count (Integer >= 1), :boolean, :list (of Strings or nil), :class_list
+    # (a :list of constant paths), enums
     # (Array of Symbols), :object (Ruby only, never from a file or the
     # environment).
     OPTIONS = {
@@ -42,7 +43,7 @@ module Kaal
       enable_dispatch_recovery: [:boolean, true, "catch up missed runs at start"],
       enable_log_dispatch_registry: [:boolean, true, "record dispatched/failed in the dispatch log"],
       time_zone: [:zone, "UTC", "default zone of the cron expressions"],
-      delayed_job_allowed_class_prefixes: [:list, nil, "class name prefixes delayed jobs may use"],
+      delayed_job_allowed_class_prefixes: [:class_list, nil, "namespaces job classes may come from (MyApp allows MyApp::*)"],
       recovery_window: [:non_negative, 86_400, "seconds looked back at start for missed runs"],
       catch_up: [CATCH_UP, :latest, "default catch-up policy of the jobs"],
       max_catch_up_runs: [:count, 100, "most runs a catch_up: all job replays at start"],
@@ -218,12 +219,16 @@ module Kaal
       when :boolean
         bad(source, name, "true or false", value) unless [true, false].include?(value)
         value
-      when :list
+      when :list, :class_list
         return nil if value.nil?
 
         list = value.is_a?(String) ? value.split(",").map(&:strip).reject(&:empty?) : value
         bad(source, name, "a list of Strings", value) unless list.is_a?(Array) && list.all? { |v| v.is_a?(String) || v.is_a?(Symbol) }
-        list.map { |v| v.to_s.dup.freeze }.freeze
+        list = list.map { |v| v.to_s.strip.dup.freeze }
+        if type == :class_list && (wrong = list.find { |v| !Job::CONSTANT_PATH.match?(v.delete_suffix("::")) })
+          raise ConfigurationError, located(source, name, "#{wrong.inspect} is not a constant path (like MyApp::Jobs)")
+        end
+        list.freeze
       when Array
         sym = value.is_a?(String) ? value.strip.downcase.to_sym : value
         bad(source, name, "one of #{type.join(", ")}", value) unless type.include?(sym)

@@ -228,13 +228,24 @@ module Kaal
     # Raises Refused unless +name+ starts with an allowed prefix (when the
     # list is set).
     def check_prefix!(name)
-      prefixes = @allowed_prefixes
-      return if prefixes.nil? || prefixes.empty?
+      return if Dispatcher.allowed_class?(name, @allowed_prefixes)
 
-      plain = name.delete_prefix("::")
-      return if prefixes.any? { |p| plain.start_with?(p.delete_prefix("::")) }
+      raise Refused, "job class #{name.delete_prefix("::")} is outside delayed_job_allowed_class_prefixes " \
+                     "(#{@allowed_prefixes.join(", ")})"
+    end
 
-      raise Refused, "job class #{plain} is outside delayed_job_allowed_class_prefixes (#{prefixes.join(", ")})"
+    # true when the class name +name+ is allowed by +prefixes+ (nil or empty:
+    # any). Prefixes match whole constant path segments: "MyApp" allows
+    # MyApp and MyApp::*, never MyAppEvil; leading and trailing "::" are
+    # ignored ("::MyApp::" is "MyApp").
+    def self.allowed_class?(name, prefixes)
+      return true if prefixes.nil? || prefixes.empty?
+
+      plain = name.to_s.delete_prefix("::")
+      prefixes.any? do |prefix|
+        base = prefix.to_s.delete_prefix("::").delete_suffix("::")
+        plain == base || plain.start_with?("#{base}::")
+      end
     end
 
     private

@@ -81,6 +81,7 @@ module Kaal
         path ||= scheduler_file_path
         env_name = env ? ConfigFile.environment(env) : (@env_name || ConfigFile.environment)
         jobs = SchedulerFile.load(path, env_name, default_time_zone: configuration.time_zone)
+        jobs.each { |job| check_recurring_class!(job) }
         @registry.replace_file_jobs(jobs, path, policy: configuration.scheduler_conflict_policy)
         @scheduler_file_mtime = File.mtime(path)
         jobs.each { |job| warn_ignored_queue(job) }
@@ -113,6 +114,7 @@ module Kaal
                     args: args, kwargs: kwargs, time_zone: time_zone, catch_up: catch_up, enabled: enabled,
                     location: "Kaal.register(key: #{key.inspect})", source: :code,
                     default_time_zone: configuration.time_zone)
+      check_recurring_class!(job)
       @registry.register(job, policy: configuration.scheduler_conflict_policy)
       warn_ignored_queue(job)
       job
@@ -167,6 +169,7 @@ module Kaal
         elsif @registry.size.zero?
           logger.warn("no jobs: #{path} does not exist and none were registered in code")
         end
+        warn_without_allow_list
         sched = scheduler
         @start_hooks.each { |hook| hook.call }
         sched.start
@@ -325,6 +328,7 @@ module Kaal
         @env_name = nil
         @config_path = nil
         @scheduler_file_mtime = nil
+        @allow_list_warned = false
       end
       nil
     end
@@ -405,9 +409,34 @@ module Kaal
 
     def check_allowed_prefix!(name, config)
       prefixes = config.delayed_job_allowed_class_prefixes
-      return if prefixes.nil? || prefixes.empty? || prefixes.any? { |p| name.start_with?(p.delete_prefix("::")) }
+      return if Dispatcher.allowed_class?(name, prefixes)
 
       raise ArgumentError, "job_class: #{name} is outside delayed_job_allowed_class_prefixes (#{prefixes.join(", ")})"
+    end
+
+    # A recurring job's String job_class must be allowed by
+    # delayed_job_allowed_class_prefixes when the job is defined, not only
+    # refused at each dispatch. (A Class given in code is used as given.)
+    def check_recurring_class!(job)
+      name = job.job_class
+      return unless name.is_a?(String)
+
+      check_allowed_prefix!(name, configuration)
+    rescue ArgumentError => e
+      raise ConfigurationError, "#{job.location}: #{e.message}"
+    end
+
+    # Once per process: a shared backend in production with no class
+    # allow-list lets anyone who can write to it run any class.
+    def warn_without_allow_list
+      config = configuration
+      return if @allow_list_warned || config.backend == "memory"
+      return unless (@env_name || ConfigFile.environment) == "production"
+      return unless config.delayed_job_allowed_class_prefixes.nil? || config.delayed_job_allowed_class_prefixes.empty?
+
+      @allow_list_warned = true
+      logger.warn("delayed_job_allowed_class_prefixes is not set: any class name stored in the shared " \
+                  "#{config.backend} backend can be run; set it to your job namespaces (e.g. [MyApp::Jobs])")
     end
 
     def enqueue_through(connection, config, job_id, run_at_ms, name, queue, args_json)

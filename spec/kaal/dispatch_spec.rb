@@ -125,14 +125,68 @@ RSpec.describe "Dispatch rules" do
   end
 
   it "refuses a class name outside delayed_job_allowed_class_prefixes, recorded as failed" do
-    Kaal.configure { |c| c.delayed_job_allowed_class_prefixes = ["SpecDispatch::Act"] }
-    d, log = run("SpecDispatch::Plain")
-    expect(log).to be_empty
+    # Registered before the allow-list was set (a job defined after it is refused at once).
+    Kaal.register(key: "k", cron: "0 8 * * *", job_class: "SpecDispatch::Plain", args: [1])
+    Kaal.configure { |c| c.delayed_job_allowed_class_prefixes = ["SpecDispatch::ActiveLike"] }
+    d = Kaal.tick!(now: t0).first
+    expect(SpecDispatch.drain).to be_empty
     expect(d.status).to eq("failed")
     expect(d.error).to include("outside delayed_job_allowed_class_prefixes")
     expect(Kaal.backend.dispatch_status("k", t0)).to eq("failed")
+    @day = 0
     _, log = run("SpecDispatch::ActiveLike")
     expect(log.size).to eq(1)
+  end
+
+  it "matches delayed_job_allowed_class_prefixes by whole constant path segments" do
+    allowed = ->(name, prefixes) { Kaal::Dispatcher.allowed_class?(name, prefixes) }
+    expect(allowed.call("MyApp", %w[MyApp])).to be(true)
+    expect(allowed.call("MyApp::Jobs::Report", %w[MyApp])).to be(true)
+    expect(allowed.call("::MyApp::Report", %w[MyApp])).to be(true)
+    expect(allowed.call("MyApp::Report", %w[::MyApp::])).to be(true)
+    expect(allowed.call("MyAppEvil", %w[MyApp])).to be(false)
+    expect(allowed.call("MyAppEvil::Job", %w[MyApp])).to be(false)
+    expect(allowed.call("MyAp", %w[MyApp])).to be(false)
+    expect(allowed.call("Other", %w[MyApp Other])).to be(true)
+    expect(allowed.call("Anything", nil)).to be(true)
+
+    Kaal.configure { |c| c.delayed_job_allowed_class_prefixes = ["SpecDispatch::Act"] }
+    # A stored name that the string prefix "SpecDispatch::Act" used to let through.
+    Kaal.backend.delayed_add(job_id: "d", run_at_ms: t0 * 1000, job_class: "SpecDispatch::ActiveLike", args_json: "[]")
+    d = Kaal.tick!(now: t0 + 1).find { |x| x.job_id == "d" }
+    expect(SpecDispatch.drain).to be_empty
+    expect(d.error).to include("outside delayed_job_allowed_class_prefixes")
+  end
+
+  it "checks a recurring String job_class against the allow-list when the job is defined" do
+    Kaal.configure { |c| c.delayed_job_allowed_class_prefixes = %w[SpecDispatch] }
+    expect { Kaal.register(key: "evil", cron: "@hourly", job_class: "SpecDispatchEvil") }
+      .to raise_error(Kaal::ConfigurationError, /Kaal.register\(key: "evil"\).*job_class: SpecDispatchEvil is outside delayed_job_allowed_class_prefixes \(SpecDispatch\)/)
+    expect(Kaal.register(key: "ok", cron: "@hourly", job_class: "SpecDispatch::Plain").key).to eq("ok")
+    in_tmpdir do
+      write("config/kaal-scheduler.yml", "defaults:\n  jobs:\n    - {key: e, cron: '@daily', job_class: SpecDispatchEvil}\n")
+      expect { Kaal.load_scheduler_file!("config/kaal-scheduler.yml") }
+        .to raise_error(Kaal::ConfigurationError, %r{\Aconfig/kaal-scheduler.yml: defaults.jobs\[0\] \(job "e"\): job_class: SpecDispatchEvil is outside})
+    end
+    expect { Kaal.configure { |c| c.delayed_job_allowed_class_prefixes = ["my_app"] } }
+      .to raise_error(Kaal::ConfigurationError, /delayed_job_allowed_class_prefixes: "my_app" is not a constant path/)
+  end
+
+  it "warns once at start when a shared backend runs in production without an allow-list" do
+    skip "sqlite backend not built" unless Kaal::Native.backends.include?("sqlite")
+
+    in_tmpdir do
+      write("config/kaal.yml", "production:\n  backend: sqlite\n  backend_config: {path: kaal.sqlite3}\n  tick_interval: 1\n")
+      Kaal.load_config_file!("config/kaal.yml", env: "production")
+      Kaal.logger = Kaal::Log.build(log_io)
+      Kaal.register(key: "k", cron: "@yearly") {}
+      2.times do
+        Kaal.start!
+        Kaal.stop!
+      end
+      expect(log_io.string.scan("delayed_job_allowed_class_prefixes is not set").size).to eq(1)
+      expect(log_io.string).to include("any class name stored in the shared sqlite backend can be run")
+    end
   end
 
   it "only constantizes valid constant paths" do
