@@ -13,27 +13,50 @@ module Kaal
     module_function
 
     # Raises ArgumentError naming +where+ ("args[0]", "kwargs.report_id") for
-    # an unknown placeholder anywhere in +value+. Returns true when +value+
-    # contains at least one placeholder.
+    # an unknown or malformed placeholder anywhere in +value+ ("{{" and "}}"
+    # only ever open and close one), and for placeholders in Hash keys, which
+    # are never filled. Returns true when +value+ contains a placeholder.
     def check(value, where)
       case value
       when String
         found = false
         value.scan(PATTERN) do |(name)|
           unless NAMES.include?(name)
-            raise ArgumentError, "#{where}: unknown placeholder {{#{name}}} (known: #{NAMES.map { |n| "{{#{n}}}" }.join(", ")})"
+            raise ArgumentError, "#{where}: unknown placeholder {{#{name}}} (known: #{known})"
           end
 
           found = true
+        end
+        rest = value.gsub(PATTERN, "")
+        if rest.include?("{{") || rest.include?("}}")
+          raise ArgumentError, "#{where}: malformed placeholder in #{value.inspect}: write {{name}} with two braces " \
+                               "on each side (known: #{known})"
         end
         found
       when Array
         value.each_with_index.map { |v, i| check(v, "#{where}[#{i}]") }.any?
       when Hash
+        value.each_key { |k| check_key(k, where) }
         value.map { |k, v| check(v, "#{where}.#{k}") }.any?
       else
         false
       end
+    end
+
+    def check_key(key, where)
+      if key.is_a?(Hash) || key.is_a?(Array)
+        raise ArgumentError, "#{where}: a key that is itself a #{key.is_a?(Hash) ? "mapping" : "list"} " \
+                             "(#{key.inspect}): an unquoted {{...}} in YAML is read as a mapping; quote it " \
+                             "(\"{{fire_time.unix}}\")"
+      end
+      return unless key.is_a?(String) || key.is_a?(Symbol)
+      return unless key.to_s.include?("{{") || key.to_s.include?("}}")
+
+      raise ArgumentError, "#{where}: placeholders are filled in values only, not in keys (key #{key.to_s.inspect})"
+    end
+
+    def known
+      NAMES.map { |n| "{{#{n}}}" }.join(", ")
     end
 
     # A copy of +value+ with every placeholder filled from +values+ (a Hash

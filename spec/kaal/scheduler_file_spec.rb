@@ -83,6 +83,22 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       msg = error_for("defaults:\n  jobs:\n    - key: a\n      cron: '* * * * *'\n      job_class: X\n      kwargs: {when: '{{fire_time.rfc2822}}'}\n")
       expect(msg).to start_with("config/kaal-scheduler.yml: defaults.jobs[0] (job \"a\"): kwargs.when: unknown placeholder {{fire_time.rfc2822}}")
     end
+
+    it "refuses malformed placeholders, placeholders in keys and unquoted placeholders at load time" do
+      job = "defaults:\n  jobs:\n    - key: a\n      cron: '* * * * *'\n      job_class: X\n"
+      where = 'config/kaal-scheduler.yml: defaults.jobs[0] (job "a"): '
+      expect(error_for("#{job}      args: ['{{fire_time.iso8601}']\n"))
+        .to start_with("#{where}args[0]: malformed placeholder in \"{{fire_time.iso8601}\": write {{name}} with two braces")
+      expect(error_for("#{job}      args: ['at {{ key }']\n")).to start_with("#{where}args[0]: malformed placeholder")
+      expect(error_for("#{job}      args: ['{key}}']\n")).to start_with("#{where}args[0]: malformed placeholder")
+      expect(error_for("#{job}      args: ['{{fire_time.nope}}']\n"))
+        .to start_with("#{where}args[0]: unknown placeholder {{fire_time.nope}}")
+      expect(error_for("#{job}      kwargs: {meta: {'{{key}}': 1}}\n"))
+        .to start_with("#{where}kwargs.meta: placeholders are filled in values only, not in keys (key \"{{key}}\")")
+      expect(error_for("#{job}      args: [{{fire_time.unix}}]\n"))
+        .to start_with("#{where}args[0]: a key that is itself a mapping").and include('quote it ("{{fire_time.unix}}")')
+      expect(load_jobs("#{job}      args: ['{{key}} at {{ fire_time.unix }}', '{{{key}}}']\n").size).to eq(1)
+    end
   end
 
   describe "errors name the file, the job and the field" do
