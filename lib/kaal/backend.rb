@@ -33,8 +33,19 @@ module Kaal
       end
 
       params = ConnectionParams.from(kind, config)
+      check_tls(kind, params)
       params = params.merge("log_ttl_s" => log_ttl_s(log_retention)) if log_retention && kind == :redis
       Native::Backend.new(kind.to_s, namespace.to_s, params)
+    end
+
+    # The Redis backend is built without TLS (hiredis_ssl is not linked): a
+    # rediss:// URL or ssl: true is refused here, where the configuration is
+    # read, rather than at every connection attempt of a running scheduler.
+    def check_tls(kind, params)
+      return unless kind == :redis && params["sslmode"] && params["sslmode"] != "disable"
+
+      raise ConfigurationError, "redis: this build has no TLS support (rediss:// or ssl); use redis:// through " \
+                                "a TLS tunnel, or a Unix socket"
     end
 
     # Names of the backends compiled into this build, as Symbols.

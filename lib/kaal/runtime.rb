@@ -167,7 +167,8 @@ module Kaal
         if @registry.file_path.nil? && File.exist?(path)
           load_scheduler_file!(path)
         elsif @registry.size.zero?
-          logger.warn("no jobs: #{path} does not exist and none were registered in code")
+          where = @registry.file_path || File.exist?(path) ? "#{@registry.file_path || path} defines none" : "#{path} does not exist"
+          logger.warn("no jobs: #{where} and none were registered in code")
         end
         warn_without_allow_list
         sched = scheduler

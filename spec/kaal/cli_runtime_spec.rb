@@ -86,7 +86,7 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
   describe "validate" do
     it "checks both files, exit 2 naming the file on a mistake" do
       app
-      out, _, code = kaal("validate")
+      out, _, code = kaal("validate", "-e", "development")
       expect([out, code]).to eq(["ok: config/kaal.yml (backend memory), config/kaal-scheduler.yml (1 job)\n", 0])
       out, = kaal("validate", "--json")
       expect(JSON.parse(out)).to include("ok" => true, "backend" => "memory")
@@ -113,7 +113,7 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
       expect(code).to eq(0), err
       expect(out).to include("Jobs (1):")
       out, err, code = kaal("validate", "--require", "./code_jobs.rb")
-      expect([out, code]).to eq(["ok: config/kaal.yml (backend memory), no scheduler file, 1 job registered in code\n", 0]), err
+      expect([out.lines.first, code]).to eq(["ok: config/kaal.yml (backend memory), no scheduler file, 1 job registered in code\n", 0]), err
     end
 
     it "refuses an --env naming no section of the files" do
@@ -148,6 +148,52 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
       expect(code).to eq(1)
       expect(out + err).not_to include("retrying")
       expect(err).to include("kaal: tick gave up: backend redis unreachable; nothing was dispatched")
+    end
+  end
+
+  describe "validate checks what start would, in every environment" do
+    it "refuses a backend URL start would refuse, in any environment section; --env narrows it" do
+      app
+      File.write("config/kaal.yml", File.read("config/kaal.yml").sub("production: {}", "production:\n  backend: redis\n  backend_config:\n    url: http://x\n"))
+      out, err, code = kaal("validate")
+      expect([out, code]).to eq(["", 2])
+      expect(err).to eq(%(kaal: backend_config.url: unknown URL scheme "http" in "http://x" (environment production)\n))
+      out, err, code = kaal("validate", "--env", "development")
+      expect([out, code]).to eq(["ok: config/kaal.yml (backend memory), config/kaal-scheduler.yml (1 job)\n", 0]), err
+      _, err, code = kaal("start", "--env", "production")
+      expect(code).to eq(2)
+      expect(err).to include('unknown URL scheme "http"')
+    end
+
+    it "refuses rediss:// (no TLS in this build) and job errors of other environments" do
+      skip "redis backend not built" unless Kaal::Native.backends.include?("redis")
+
+      app
+      original = File.read("config/kaal.yml")
+      File.write("config/kaal.yml", original.sub("test: {}", "test:\n  backend: redis\n  backend_config:\n    url: rediss://:pw@127.0.0.1:6390/0\n"))
+      _, err, code = kaal("validate")
+      expect(code).to eq(2)
+      expect(err).to include("redis: this build has no TLS support", "(environment test)")
+      expect(err).not_to include(":pw@")
+
+      File.write("config/kaal.yml", original)
+      File.write("config/kaal-scheduler.yml", File.read("config/kaal-scheduler.yml") +
+                 "production:\n  jobs:\n    - {key: nightly, cron: '0 25 * * *', job_class: EchoJob}\n")
+      out, err, code = kaal("validate")
+      expect([out, code]).to eq(["", 2])
+      expect(err).to start_with('kaal: config/kaal-scheduler.yml: production.jobs[0] (job "nightly"): cron: ').and include("(environment production)")
+      out, = kaal("validate", "-e", "development")
+      expect(out).to start_with("ok: ")
+    end
+
+    it "lists the environments it checked" do
+      app
+      out, err, code = kaal("validate")
+      expect(code).to eq(0), err
+      expect(out).to eq("ok: config/kaal.yml (backend memory), config/kaal-scheduler.yml (1 job)\n" \
+                        "also checked: environments test, production\n")
+      out, = kaal("validate", "--json")
+      expect(JSON.parse(out)["environments"]).to eq(%w[development test production])
     end
   end
 

@@ -309,24 +309,55 @@ module Kaal
 
       # -- validate / migrate ----------------------------------------------------
 
+      # Checks what `start` would, without contacting the backend: both files,
+      # the options, the backend settings (URL, TLS, compiled in) and every
+      # job, for every environment section of the files (--env: that one).
       def cmd_validate(args, opts)
         no_arguments(args, "validate")
         config_path = opts[:config] || "config/kaal.yml"
-        Kaal.load_config_file!(config_path, env: opts[:env])
+        current = ConfigFile.environment(opts[:env])
+        others = opts[:env] ? [] : validate_environments(config_path, current)
+        results = ([current] + others).map { |env| validate_environment(config_path, env, opts, named: env != current) }
+        mine = results.first
+        validate_environment(config_path, current, opts) unless others.empty? # leave the current one loaded
+        if opts[:json]
+          @out.puts JSON.generate(ok: true, config: config_path, scheduler: mine[:scheduler],
+                                  backend: mine[:backend], jobs: mine[:jobs].map(&:to_h),
+                                  environments: results.map { |r| r[:env] })
+        else
+          jobs = mine[:jobs]
+          file = mine[:scheduler] ? "#{mine[:scheduler]} (#{jobs.size} job#{"s" unless jobs.size == 1})" : "no scheduler file"
+          code = mine[:code_jobs].positive? ? ", #{mine[:code_jobs]} job#{"s" unless mine[:code_jobs] == 1} registered in code" : ""
+          @out.puts "ok: #{config_path} (backend #{mine[:backend]}), #{file}#{code}"
+          @out.puts "also checked: environment#{"s" unless others.size == 1} #{others.join(", ")}" unless others.empty?
+        end
+        0
+      end
+
+      # The environment sections of the configuration file and of the
+      # scheduler file it names, other than +current+.
+      def validate_environments(config_path, current)
+        names = File.file?(config_path) ? ConfigFile.environment_sections(config_path) : []
+        Kaal.load_config_file!(config_path, env: current) # the scheduler file path
+        path = Kaal.scheduler_file_path
+        names |= ConfigFile.environment_sections(path) if File.file?(path)
+        names - [current]
+      end
+
+      # Errors of an environment other than the current one (+named+) say which.
+      def validate_environment(config_path, env, opts, named: false)
+        Kaal.load_config_file!(config_path, env: env)
         quiet_logger
         scheduler_path = scheduler_file!
         check_env_option!(opts, [config_path, scheduler_path])
-        jobs = scheduler_path ? Kaal.load_scheduler_file!(scheduler_path, env: opts[:env]) : []
-        code_jobs = Kaal.registry.size - jobs.size
-        if opts[:json]
-          @out.puts JSON.generate(ok: true, config: config_path, scheduler: scheduler_path,
-                                  backend: Kaal.configuration.backend, jobs: jobs.map(&:to_h))
-        else
-          file = scheduler_path ? "#{scheduler_path} (#{jobs.size} job#{"s" unless jobs.size == 1})" : "no scheduler file"
-          code = code_jobs.positive? ? ", #{code_jobs} job#{"s" unless code_jobs == 1} registered in code" : ""
-          @out.puts "ok: #{config_path} (backend #{Kaal.configuration.backend}), #{file}#{code}"
-        end
-        0
+        jobs = scheduler_path ? Kaal.load_scheduler_file!(scheduler_path, env: env) : []
+        Kaal.backend # URL, TLS, compiled in: what start would refuse (nothing is connected)
+        { env: env, scheduler: scheduler_path, jobs: jobs, code_jobs: Kaal.registry.size - jobs.size,
+          backend: Kaal.configuration.backend }
+      rescue Kaal::ConfigurationError => e
+        raise unless named
+
+        raise e.class, "#{e.message} (environment #{env})"
       end
 
       # The scheduler file's path, or nil when it is missing but jobs are

@@ -87,11 +87,13 @@ RSpec.describe "Redis backend connection and storage" do
       expect(raw.hget("#{ns}:states", "job")).to eq("0")
     end
 
-    it "refuses rediss:// with ConfigurationError: this build has no TLS" do
-      b = build(url: "rediss://:#{password}@127.0.0.1:#{server.port}/0")
-      expect { b.ping }.to raise_error(Kaal::ConfigurationError, /no TLS support/) { |e|
-        expect(e.message).not_to include(password)
-      }
+    it "refuses rediss:// with ConfigurationError when the handle is built: this build has no TLS" do
+      expect { build(url: "rediss://:#{password}@127.0.0.1:#{server.port}/0") }
+        .to raise_error(Kaal::ConfigurationError, /no TLS support/) { |e| expect(e.message).not_to include(password) }
+      # The C backend refuses it as well, for parameters that did not come through Kaal::Backend.build.
+      b = Kaal::Native::Backend.new("redis", ns, { "host" => "127.0.0.1", "port" => server.port, "sslmode" => "required" })
+      handles << b
+      expect { b.ping }.to raise_error(Kaal::ConfigurationError, /no TLS support/)
     end
   end
 
