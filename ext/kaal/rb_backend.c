@@ -316,7 +316,7 @@ static int check_param(VALUE key, VALUE val, VALUE unused)
         int64_t n = check_i64(val, PARAMS[i].name);
         if (n < 0 || n > INT32_MAX) rb_raise(rb_eArgError, "%s out of range", PARAMS[i].name);
     } else {
-        check_str(val, PARAMS[i].name, 0);
+        val = check_str(val, PARAMS[i].name, 0);
     }
     return ST_CONTINUE;
 }
@@ -350,7 +350,7 @@ static VALUE backend_initialize(VALUE self, VALUE kind, VALUE ns, VALUE params)
     if (o->b) rb_raise(rb_eRuntimeError, "Kaal::Native::Backend already initialized");
     vt = kaal_backend_find(name);
     if (!vt || !vt->connect) raise_unavailable(name);
-    check_str(ns, "namespace", 0);
+    ns = check_str(ns, "namespace", 0);
     if (RSTRING_LEN(ns) == 0) rb_raise(rb_eArgError, "namespace must not be empty");
     if (NIL_P(params)) params = rb_hash_new();
     Check_Type(params, T_HASH);
@@ -561,7 +561,7 @@ static VALUE claim_common(VALUE self, VALUE a, VALUE fires, VALUE lease_ms, VALU
     x.lease_ms = check_i64(lease_ms, "lease_ms");
     if (x.lease_ms <= 0) rb_raise(rb_eArgError, "lease_ms must be > 0");
     x.now = check_i64(now, "now");
-    check_name(kind, node, "node", 1);
+    node = check_name(kind, node, "node", 1);
     n = (size_t)RARRAY_LEN(a);
     /* Check everything first (this may raise), copy afterwards (cannot). */
     for (i = 0; i < n; i++) {
@@ -582,7 +582,7 @@ static VALUE claim_common(VALUE self, VALUE a, VALUE fires, VALUE lease_ms, VALU
     for (i = 0; i < n && !c.oom; i++) {
         size_t len;
         claim_arg(a, fires, i, &key, &fire);
-        if (SYMBOL_P(key)) key = rb_sym2str(key);
+        key = check_str(key, "job key", 0); /* a Symbol becomes its String */
         len = (size_t)RSTRING_LEN(key);
         memcpy(x.keys + off, RSTRING_PTR(key), len);
         x.keys[off + len] = '\0';
@@ -624,16 +624,16 @@ static VALUE backend_record(VALUE self, VALUE key, VALUE fire_time, VALUE status
     const char *kind = get_backend(self)->vt->name; /* for check_name */
     record_ctx x;
     call c;
-    check_name(kind, key, "job key", 0);
-    check_str(status, "status", 0);
-    check_name(kind, node, "node", 1);
-    check_str(error, "error", 1);
+    key = check_name(kind, key, "job key", 0);
+    status = check_str(status, "status", 0);
+    node = check_name(kind, node, "node", 1);
+    error = check_str(error, "error", 1);
     x.fire_time = check_i64(fire_time, "fire_time");
     x.now = check_i64(now, "now");
     call_init(&c, self, op_record, &x);
-    x.key = cdup(&c, SYMBOL_P(key) ? rb_sym2str(key) : key);
-    x.status = cdup(&c, SYMBOL_P(status) ? rb_sym2str(status) : status);
-    x.node = cdup(&c, SYMBOL_P(node) ? rb_sym2str(node) : node);
+    x.key = cdup(&c, key);
+    x.status = cdup(&c, status);
+    x.node = cdup(&c, node);
     x.error = cdup(&c, error);
     run_call(&c);
     return Qtrue;
@@ -677,16 +677,16 @@ static VALUE backend_dispatches(VALUE self, VALUE key, VALUE status, VALUE node,
     dispatch_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    check_str(key, "job key", 1);
-    check_str(status, "status", 1);
-    check_str(node, "node", 1);
+    key = check_str(key, "job key", 1);
+    status = check_str(status, "status", 1);
+    node = check_str(node, "node", 1);
     x.q.limit = check_limit(limit, "limit");
     call_init(&c, self, op_dispatches, &x);
     c.build = build_dispatches;
     c.cleanup = cleanup_dispatches;
-    x.q.key = cdup(&c, SYMBOL_P(key) ? rb_sym2str(key) : key);
-    x.q.status = cdup(&c, SYMBOL_P(status) ? rb_sym2str(status) : status);
-    x.q.node = cdup(&c, SYMBOL_P(node) ? rb_sym2str(node) : node);
+    x.q.key = cdup(&c, key);
+    x.q.status = cdup(&c, status);
+    x.q.node = cdup(&c, node);
     return run_call(&c);
 }
 
@@ -734,10 +734,10 @@ static VALUE backend_set_enabled(VALUE self, VALUE key, VALUE enabled)
     state_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    check_name(kind, key, "job key", 0);
+    key = check_name(kind, key, "job key", 0);
     x.enabled = RTEST(enabled);
     call_init(&c, self, op_set_enabled, &x);
-    x.key = cdup(&c, SYMBOL_P(key) ? rb_sym2str(key) : key);
+    x.key = cdup(&c, key);
     run_call(&c);
     return enabled;
 }
@@ -795,15 +795,15 @@ static VALUE backend_delayed_add(VALUE self, VALUE job_id, VALUE run_at_ms, VALU
     delayed_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    check_name(kind, job_id, "job_id", 0);
-    check_name(kind, job_class, "job_class", 0);
-    check_name(kind, queue, "queue", 1);
-    check_str(args_json, "args_json", 0);
+    job_id = check_name(kind, job_id, "job_id", 0);
+    job_class = check_name(kind, job_class, "job_class", 0);
+    queue = check_name(kind, queue, "queue", 1);
+    args_json = check_str(args_json, "args_json", 0);
     x.job.run_at_ms = check_i64(run_at_ms, "run_at_ms");
     call_init(&c, self, op_delayed_add, &x);
-    x.job.job_id = cdup(&c, SYMBOL_P(job_id) ? rb_sym2str(job_id) : job_id);
-    x.job.job_class = cdup(&c, SYMBOL_P(job_class) ? rb_sym2str(job_class) : job_class);
-    x.job.queue = cdup(&c, SYMBOL_P(queue) ? rb_sym2str(queue) : queue);
+    x.job.job_id = cdup(&c, job_id);
+    x.job.job_class = cdup(&c, job_class);
+    x.job.queue = cdup(&c, queue);
     x.job.args = cdup(&c, args_json);
     run_call(&c);
     return Qtrue;
@@ -877,9 +877,9 @@ static VALUE backend_delayed_cancel(VALUE self, VALUE job_id)
     delayed_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    check_str(job_id, "job_id", 0);
+    job_id = check_str(job_id, "job_id", 0);
     call_init(&c, self, op_delayed_cancel, &x);
-    x.job_id = cdup(&c, SYMBOL_P(job_id) ? rb_sym2str(job_id) : job_id);
+    x.job_id = cdup(&c, job_id);
     run_call(&c);
     return x.found ? Qtrue : Qfalse;
 }
@@ -921,12 +921,12 @@ static VALUE backend_heartbeat(VALUE self, VALUE node, VALUE info, VALUE now, VA
     node_ctx x;
     call c;
     memset(&x, 0, sizeof x);
-    check_name(kind, node, "node", 0);
-    check_str(info, "info", 1);
+    node = check_name(kind, node, "node", 0);
+    info = check_str(info, "info", 1);
     x.now = check_i64(now, "now");
     x.ttl = check_i64(ttl, "ttl");
     call_init(&c, self, op_heartbeat, &x);
-    x.node = cdup(&c, SYMBOL_P(node) ? rb_sym2str(node) : node);
+    x.node = cdup(&c, node);
     x.info = cdup(&c, info);
     run_call(&c);
     return Qtrue;
