@@ -22,6 +22,7 @@ module Kaal
     CATCH_UP = %i[latest all none].freeze
     CONFLICT_POLICIES = %i[error code_wins file_wins].freeze
     LOG_LEVELS = %i[debug info warn error fatal].freeze
+    LOG_FORMATS = %i[text json].freeze
 
     # name => [type, default, description]. Types: :backend, :hash, :string,
     # :zone (an IANA zone name the zone database has),
@@ -56,8 +57,10 @@ module Kaal
       heartbeat_ttl: [:positive, 60, "seconds a node counts as live after its heartbeat"],
       max_backoff: [:positive, 60, "longest wait between two attempts while the backend is down"],
       log_level: [LOG_LEVELS, :info, "level of kaal's own $stdout logger: debug | info | warn | error | fatal"],
+      log_format: [LOG_FORMATS, :text, "text (one readable line per event) | json (one JSON object per line)"],
       logger: [:object, nil, "a Logger, used with its own level (default: $stdout at log_level)"],
-      error_handlers: [:callables, [], "callables(error, context) told of every failed job"],
+      error_handlers: [:callables, [], "callables(error, context) told of every failed job and backend error"],
+      http_bind: [:bind, nil, "HOST:PORT of the /health and /metrics listener of `kaal start` (off when unset)"],
       job_wrapper: [:callable, nil, "callable that receives a block and runs each job dispatch inside it"],
       node_id: [:stored_or_nil, nil, "this node's name (default hostname:pid:random)"]
     }.freeze
@@ -81,6 +84,14 @@ module Kaal
 
     def self.option_names
       OPTIONS.keys
+    end
+
+    # [host, port] of "HOST:PORT" ("[::1]:9394" for IPv6), or nil.
+    def self.split_bind(text)
+      m = text.match(/\A\[([0-9A-Fa-f:.]+)\]:(\d{1,5})\z/) || text.match(/\A([^\s:\[\]]+):(\d{1,5})\z/)
+      return nil unless m && m[2].to_i <= 65_535
+
+      [m[1], m[2].to_i]
     end
 
     # Sets +name+ from +value+, checked and normalised. +source+ says where
@@ -235,6 +246,13 @@ module Kaal
         sym
       when :object
         value
+      when :bind
+        return nil if value.nil? || (value.is_a?(String) && value.strip.empty?)
+
+        bad(source, name, "HOST:PORT (127.0.0.1:9394, [::1]:9394)", value) unless value.is_a?(String)
+        host, port = Configuration.split_bind(value.strip)
+        bad(source, name, "HOST:PORT with a port 0-65535 (127.0.0.1:9394, [::1]:9394)", value) unless host
+        "#{host.include?(":") ? "[#{host}]" : host}:#{port}".freeze
       when :callable
         bad(source, name, "nil or a callable (responds to call)", value) unless value.nil? || value.respond_to?(:call)
         value

@@ -9,6 +9,7 @@ module Kaal
   class Dispatch
     attr_reader :key, :fire_epoch, :job_id, :queue, :node
     attr_accessor :status, :error, :duration
+    attr_accessor :exception # the error a failed run raised (for error handlers)
 
     # A recurring run (the tick's hot path: positional, nothing computed yet;
     # the instance variables it does not set read as nil).
@@ -42,6 +43,7 @@ module Kaal
       @status = nil
       @error = nil
       @duration = nil
+      @exception = nil
       @runner = nil
     end
 
@@ -135,16 +137,14 @@ module Kaal
     end
 
     # wrapper: a callable that receives a block and runs each job dispatch
-    # inside it (kaal-rails: the Rails executor). error_handlers: callables
-    # told of every failed job with the error and a context Hash (key:,
-    # fire_time:, idempotency_key:, job_id:, job_class:, node:); one that
-    # raises is logged and the others still run.
-    def initialize(pool:, allowed_prefixes:, logger:, wrapper: nil, error_handlers: [])
+    # inside it (kaal-rails: the Rails executor). A failed run keeps its
+    # error in dispatch.exception; the scheduler emits it as a
+    # dispatch_failed event, which config.error_handlers subscribe to.
+    def initialize(pool:, allowed_prefixes:, logger:, wrapper: nil)
       @pool = pool
       @allowed_prefixes = allowed_prefixes
       @logger = logger
       @wrapper = wrapper
-      @error_handlers = error_handlers || []
     end
 
     # How to run +target+ (a class name, a Class/Module or a callable):
@@ -295,21 +295,11 @@ module Kaal
       keywords == :all ? callable.call(**all) : callable.call(**all.slice(*keywords))
     end
 
-    def report(error, dispatch)
-      context = { key: dispatch.key, fire_time: dispatch.fire_time, idempotency_key: dispatch.idempotency_key,
-                  job_id: dispatch.job_id, job_class: dispatch.job_class, node: dispatch.node }.compact
-      @error_handlers.each do |handler|
-        handler.call(error, context)
-      rescue StandardError => e
-        @logger.call(:error, "error handler #{handler.inspect} raised #{e.class}: #{e.message}")
-      end
-    end
-
     def complete(dispatch, error, done)
       if error
         dispatch.status = "failed"
         dispatch.error = Dispatcher.describe_error(error)
-        report(error, dispatch) unless @error_handlers.empty?
+        dispatch.exception = error
       else
         dispatch.status = "dispatched"
       end

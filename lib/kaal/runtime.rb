@@ -303,7 +303,8 @@ module Kaal
     # log_level applies only to the logger kaal builds itself on $stdout).
     def logger
       @lock.synchronize do
-        @logger ||= configuration.logger || Log.build.tap { |l| l.level = Log.level(configuration.log_level) }
+        @logger ||= configuration.logger ||
+                    Log.build(format: configuration.log_format).tap { |l| l.level = Log.level(configuration.log_level) }
       end
     end
 
@@ -316,11 +317,12 @@ module Kaal
     end
 
     # Test helper: stops the scheduler, forgets jobs, configuration, backend
-    # handle and logger.
+    # handle, logger and event subscriptions.
     def reset!
       stop!(timeout: 5) if @scheduler
       @lock.synchronize do
         @registry.clear
+        @events.clear
         @start_hooks = []
         close_backend
         @scheduler = nil
@@ -454,7 +456,7 @@ module Kaal
     end
 
     def log_event(level, message)
-      logger.public_send(level, Kaal.redact_text(message))
+      log_line(level, message)
     end
   end
 end

@@ -45,8 +45,8 @@ module Kaal
       @node = config.node_id || NodeId.current
       @pool = WorkerPool.new(config.worker_threads)
       @dispatcher = Dispatcher.new(pool: @pool, allowed_prefixes: config.delayed_job_allowed_class_prefixes,
-                                   wrapper: config.job_wrapper, error_handlers: config.error_handlers,
-                                   logger: method(:log))
+                                   wrapper: config.job_wrapper, logger: method(:log))
+      @events = Kaal.events
       @queue = JobQueue.new
       @generation = nil
       @cursor = nil
@@ -75,8 +75,10 @@ module Kaal
         @thread.name = "kaal-scheduler"
         @thread.report_on_exception = true
       end
-      log(:info, "scheduler started: node #{@node}, backend #{@config.backend} (namespace #{@config.namespace}), " \
-                 "#{@registry.size} jobs, tick every #{@config.tick_interval}s")
+      @events.emit(:scheduler_start) do
+        { node: @node, backend: @config.backend, namespace: @config.namespace, jobs: @registry.size,
+          tick_interval: @config.tick_interval, pid: Process.pid }
+      end
       self
     end
 
@@ -93,10 +95,10 @@ module Kaal
         @wakeup.broadcast
         @thread
       end
+      @events.emit(:scheduler_stopping) { { node: @node, timeout: timeout } } if thread
       thread&.join unless thread == Thread.current
       finished = @pool.shutdown([deadline - Clock.monotonic, 0].max)
-      log(:warn, "stopped with jobs still running after #{timeout}s (shutdown_timeout)") unless finished
-      log(:info, "scheduler stopped (node #{@node})") if thread
+      @events.emit(:scheduler_stop) { { node: @node, finished: finished, timeout: timeout, was_running: !thread.nil? } }
       @stop_lock.synchronize { @thread = nil }
       finished
     end
@@ -190,20 +192,28 @@ module Kaal
     end
 
     def tick_locked(now_f)
+      started = Clock.monotonic
       now_i = now_f.floor
       hi = now_i + @config.window_lookahead.floor
       @start_at ||= now_i if @cursor.nil?
       popped = [] # [previous next_epoch (nil: first placement), jobs, ...]
+      operation = "states" # the backend call in progress, for backend_error
       begin
         refresh_states
         sync_jobs
+        operation = "dispatches"
         due = collect(now_i, hi, popped)
+        operation = "claim"
         won = due.empty? ? [] : claim(due, now_i)
       rescue BackendError => e
         restore(popped)
         @failures += 1
-        retry_note = Thread.current.equal?(@thread) ? "; retrying in #{backoff.round(1)}s" : ""
-        log(:warn, "backend #{@config.backend} unavailable, nothing dispatched (fail closed)#{retry_note}: #{e.message}")
+        retry_in = Thread.current.equal?(@thread) ? backoff : nil
+        backend_error(operation, e, fail_closed: true, failures: @failures, retry_in: retry_in)
+        @events.emit(:tick) do
+          { node: @node, at: Time.at(now_i).utc, ok: false, duration: Clock.monotonic - started, due: 0, claimed: 0,
+            won: 0, delayed: 0 }
+        end
         return []
       rescue StandardError
         restore(popped) # whatever failed, the popped jobs stay scheduled
@@ -220,10 +230,16 @@ module Kaal
       dispatches = nil
       # Workers start on the batch's end, after the tick's own backend calls,
       # so they do not compete with the tick for the GVL.
+      won_count = 0
       @pool.batch do
         dispatches = dispatch_claimed(due, won)
+        won_count = dispatches.size
         dispatches.concat(sweep_delayed(now_f))
         housekeeping(now_i)
+      end
+      @events.emit(:tick) do
+        { node: @node, at: Time.at(now_i).utc, ok: true, duration: Clock.monotonic - started, due: due.keys.size,
+          claimed: due.keys.size, won: won_count, delayed: dispatches.size - won_count }
       end
       dispatches
     end
@@ -329,7 +345,16 @@ module Kaal
         job.next_epoch = epoch
         next unless enabled?(job)
 
-        missed_runs(job, regular_lo, floor).each { |f| due.add(job, f) } if recover
+        if recover
+          missed = missed_runs(job, regular_lo, floor)
+          missed.each { |f| due.add(job, f) }
+          unless missed.empty?
+            @events.emit(:catch_up) do
+              { key: job.key, node: @node, policy: (job.catch_up || @config.catch_up).to_s, runs: missed.size,
+                fire_times: missed.map { |f| job.fire_time(f) } }
+            end
+          end
+        end
         fires = start_slack(job, fires, start_at)
         fires.last(@config.max_catch_up_runs).each { |f| due.add(job, f) }
       end
@@ -429,7 +454,7 @@ module Kaal
 
     def recurring_done(dispatch)
       record(dispatch, dispatch.fire_epoch)
-      log_dispatch(dispatch)
+      emit_dispatch(dispatch)
     end
 
     def record(dispatch, epoch)
@@ -438,17 +463,29 @@ module Kaal
       @backend.record(dispatch.key, epoch, dispatch.status, node: @node, error: dispatch.error,
                                                              now: Clock.now.floor)
     rescue StandardError => e
-      log(:warn, "could not record #{dispatch.key} @ #{epoch} as #{dispatch.status}: #{e.class}: #{e.message}")
+      backend_error("record", e, key: dispatch.key, fire_epoch: epoch, status: dispatch.status)
     end
 
-    def log_dispatch(d)
-      what = d.recurring? ? "#{d.key} @ #{d.fire_time&.getutc&.iso8601}" : "delayed #{d.job_id} (#{d.job_class})"
-      idem = d.idempotency_key ? ", idempotency #{d.idempotency_key[0, 12]}" : ""
-      ms = d.duration ? format("%.1f ms", d.duration * 1000) : "-"
-      if d.status == "failed"
-        log(:error, "#{what} failed in #{ms} (node #{@node}#{idem}): #{d.error}")
-      else
-        log(:info, "#{what} dispatched in #{ms} (node #{@node}#{idem})")
+    # The dispatch (recurring) or delayed_dispatch event of a finished run,
+    # and dispatch_failed when it failed. The log line is their subscriber.
+    def emit_dispatch(d)
+      name = d.recurring? ? :dispatch : :delayed_dispatch
+      @events.emit(name) { dispatch_payload(d, name) }
+      @events.emit(:dispatch_failed) { dispatch_payload(d, name) } if d.status == "failed"
+    end
+
+    def dispatch_payload(d, kind)
+      fire_time = d.fire_time
+      lateness = fire_time && (Clock.now - d.duration.to_f - fire_time.to_r.to_f)
+      { kind: kind.to_s, key: d.key, fire_time: fire_time, idempotency_key: d.idempotency_key, job_id: d.job_id,
+        job_class: d.job_class, queue: d.queue, node: @node, status: d.status, duration: d.duration,
+        lateness: lateness, error: d.error, exception: d.exception }
+    end
+
+    def backend_error(operation, error, **fields)
+      @events.emit(:backend_error) do
+        { operation: operation, backend: @config.backend, node: @node, error: Kaal.redact_text(error.message.to_s),
+          error_class: error.class.name, exception: error, **fields }
       end
     end
 
@@ -465,7 +502,7 @@ module Kaal
       end
       out
     rescue BackendError => e
-      log(:warn, "delayed jobs not swept this tick: #{e.message}")
+      backend_error("delayed_claim", e)
       out
     end
 
@@ -475,27 +512,30 @@ module Kaal
                        fire_time: Time.at(Rational(row[:run_at_ms], 1000)).utc, arguments: [args, {}])
       raise ArgumentError, "stored args are not a JSON array" unless args.is_a?(Array)
 
-      @dispatcher.call(d, row[:job_class], @delayed_done ||= method(:log_dispatch))
+      @dispatcher.call(d, row[:job_class], @delayed_done ||= method(:emit_dispatch))
     rescue StandardError, ScriptError => e
       d ||= Dispatch.new(job_id: row[:job_id], job_class: row[:job_class], queue: row[:queue], node: @node)
       d.status = "failed"
       d.error = Dispatcher.describe_error(e)
-      log_dispatch(d)
+      d.exception = e
+      emit_dispatch(d)
       d
     end
 
     # -- heartbeat and cleanup ------------------------------------------------
 
     def housekeeping(now_i)
+      operation = "heartbeat"
       info = JSON.generate(pid: Process.pid, version: VERSION, jobs: @registry.size,
                            started_at: @started_at&.iso8601, tick_interval: @config.tick_interval)
       @backend.heartbeat(@node, info, now: now_i, ttl: @config.heartbeat_ttl.ceil)
       return if @last_cleanup && now_i - @last_cleanup < CLEANUP_EVERY
 
       @last_cleanup = now_i
+      operation = "cleanup"
       @backend.cleanup(before: now_i - @config.dispatch_log_retention.ceil, limit: @config.cleanup_batch_size)
     rescue BackendError => e
-      log(:warn, "heartbeat/cleanup failed: #{e.message}")
+      backend_error(operation, e)
     end
 
     def log(level, message)
