@@ -127,16 +127,30 @@ module Kaal
       @registry.unregister(key_argument("unregister", job_key, key), policy: configuration.scheduler_conflict_policy)
     end
 
-    # Turns a job on/off for every node (persisted in the backend).
+    # Job state, one rule: the scheduler file or Kaal.register says whether
+    # a job may run (enabled:); Kaal.disable pauses it at runtime on every
+    # node (stored in the backend); Kaal.enable lifts that pause. A job runs
+    # when its source enables it and it is not paused. Kaal.enable cannot run
+    # a job its source disables: it raises ConfigurationError saying so, and
+    # changes nothing.
     def enable(job_key = NO_KEY, key: NO_KEY)
-      set_enabled(key_argument("enable", job_key, key), true)
+      key = key_argument("enable", job_key, key)
+      job = registered_job!(key)
+      unless job.enabled
+        raise ConfigurationError, "#{job.location}: enabled: false there; Kaal.enable only lifts a pause set by " \
+                                  "Kaal.disable (set enabled: true where the job is defined to run it)"
+      end
+      set_paused(key, false)
     end
 
+    # Pauses a job on every node (persisted in the backend) until Kaal.enable.
     def disable(job_key = NO_KEY, key: NO_KEY)
-      set_enabled(key_argument("disable", job_key, key), false)
+      set_paused(key_argument("disable", job_key, key), true)
     end
 
-    # The registered jobs: [{key:, cron:, time_zone:, next_fire_time:, enabled:, job_class:, ...}].
+    # The registered jobs: [{key:, cron:, time_zone:, next_fire_time:, job_class:, ..., enabled:, source:,
+    # source_enabled:, paused:, state:}]. enabled is derived: source_enabled (the file's or
+    # Kaal.register's enabled:) and not paused (Kaal.disable); state says why, in words.
     def jobs(now: nil)
       states = begin
         backend.states
@@ -145,9 +159,10 @@ module Kaal
       end
       from = (now || Clock.now).to_i
       @registry.jobs.values.sort_by(&:key).map do |job|
-        enabled = states.fetch(job.key, job.enabled)
+        paused = states[job.key] == false
         epoch = job.cron.next_epoch(from)
-        job.to_h.merge(enabled: enabled, next_fire_time: job.fire_time(epoch))
+        job.to_h.merge(enabled: job.enabled && !paused, source_enabled: job.enabled, paused: paused,
+                       state: job_state(job, paused), next_fire_time: job.fire_time(epoch))
       end
     end
 
@@ -387,13 +402,26 @@ module Kaal
                   "queue applies to ActiveJob and Sidekiq classes")
     end
 
-    def set_enabled(key, value)
-      key = key.to_s
-      raise ConfigurationError, "no job registered with key #{key.inspect} (known: #{@registry.jobs.keys.sort.first(20).join(", ")})" unless @registry[key]
+    def registered_job!(key)
+      @registry[key] or
+        raise ConfigurationError, "no job registered with key #{key.inspect} (known: #{@registry.jobs.keys.sort.first(20).join(", ")})"
+    end
 
-      backend.set_enabled(key, value)
+    # Stores the pause of +key+ (the backend's enabled flag is its inverse).
+    # Returns whether the job now runs.
+    def set_paused(key, paused)
+      job = registered_job!(key)
+      backend.set_enabled(key, !paused)
       @scheduler&.refresh_states
-      value
+      job.enabled && !paused
+    end
+
+    def job_state(job, paused)
+      where = job.file? ? "file" : "code"
+      if !job.enabled then "disabled (#{where})"
+      elsif paused then "paused (Kaal.disable)"
+      else "enabled"
+      end
     end
 
     def epoch_of(fire_time)

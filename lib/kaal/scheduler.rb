@@ -117,8 +117,10 @@ module Kaal
       job.next_epoch || job.cron.next_epoch(now_seconds(Clock.now).floor)
     end
 
+    # The job's source enables it and Kaal.disable has not paused it (a
+    # stored false is a pause; a stored true lifts it).
     def enabled?(job)
-      @states.fetch(job.key, job.enabled)
+      job.enabled && @states[job.key] != false
     end
 
     # States refreshed from the backend (key => enabled).
@@ -295,7 +297,7 @@ module Kaal
           cron = job.cron
           epoch = previous > lo ? previous : cron.next_epoch(lo)
           ordered = false unless epoch == previous
-          on = states.empty? ? job.enabled : states.fetch(job.key, job.enabled)
+          on = job.enabled && (states.empty? || states[job.key] != false)
           first = out_epochs.size
           while epoch <= hi
             if on # Due#add, inlined: this loop runs once per due job

@@ -235,6 +235,33 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       SpecRecorderJob.drain
     end
 
+    it "follows one rule: the file says whether a job may run, disable pauses it, enable lifts only the pause" do
+      Kaal.configure { |c| c.enable_dispatch_recovery = false }
+      file = ->(flag) { load_jobs("defaults:\n  jobs:\n    - {key: j, cron: '* * * * * *', job_class: SpecRecorderJob, enabled: #{flag}}\n") }
+      t = at("2026-01-01T00:00:00")
+      file.call(true)
+      expect(Kaal.enable("j")).to be(true) # nothing to lift: stores "not paused"
+      file.call(false)                     # the file turns it off: a stored enable does not win
+      expect(Kaal.tick!(now: t)).to be_empty
+      expect(Kaal.jobs.first).to include(enabled: false, source: "file", source_enabled: false, paused: false,
+                                         state: "disabled (file)")
+      expect { Kaal.enable("j") }.to raise_error(Kaal::ConfigurationError,
+                                                 /\(job "j"\): enabled: false there; Kaal.enable only lifts a pause set by Kaal.disable/)
+      expect(Kaal.tick!(now: t + 1)).to be_empty
+
+      file.call(true)
+      expect(Kaal.disable("j")).to be(false) # a runtime pause, on every node
+      expect(Kaal.tick!(now: t + 2)).to be_empty
+      expect(Kaal.jobs.first).to include(enabled: false, source_enabled: true, paused: true, state: "paused (Kaal.disable)")
+      expect(Kaal.enable("j")).to be(true)
+      expect(Kaal.tick!(now: t + 3).map(&:key)).to eq(["j"])
+      expect(Kaal.jobs.first).to include(enabled: true, source_enabled: true, paused: false, state: "enabled")
+
+      Kaal.register(key: "c", cron: "@hourly", enabled: false) {}
+      expect(Kaal.jobs.find { |j| j[:key] == "c" }).to include(enabled: false, source: "code", state: "disabled (code)")
+      SpecRecorderJob.drain
+    end
+
     it "warns when queue: is given to a job that runs on kaal's worker pool" do
       Kaal.register(key: "blk", cron: "@hourly", queue: "low") {}
       expect(log_io.string).to include('Kaal.register(key: "blk"): queue: "low" is ignored: a block/callable job runs ' \

@@ -251,7 +251,7 @@ module Kaal
           @out.puts "  (none)"
         else
           rows = report[:jobs].map do |j|
-            [j[:key], j[:cron], j[:time_zone], j[:next_fire_time], j[:enabled] ? "enabled" : "disabled", j[:job_class].to_s]
+            [j[:key], j[:cron], j[:time_zone], j[:next_fire_time], j[:state], j[:job_class].to_s]
           end
           table(rows, %w[KEY CRON ZONE NEXT_FIRE_TIME STATE CLASS])
         end
