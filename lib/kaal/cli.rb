@@ -5,6 +5,7 @@ require "json"
 require "time"
 require "kaal"
 require "kaal/cli/runtime"
+require "kaal/cli/observability"
 
 module Kaal
   # The `kaal` command line. Kaal::CLI.start(ARGV) runs one command and
@@ -50,9 +51,9 @@ module Kaal
                   ["-f", "--force", "overwrite existing files"]]
       ),
       "start" => Command.new(
-        usage: "start",
+        usage: "start [--http HOST:PORT]",
         summary: "run the scheduler in the foreground (TERM/INT stop it gracefully)",
-        options: []
+        options: [["--http HOST:PORT", String, "serve GET /health and GET /metrics there (default: http_bind; off)"]]
       ),
       "status" => Command.new(
         usage: "status",
@@ -76,6 +77,7 @@ module Kaal
     MAX_COUNT = 100_000
 
     include Runtime # init, start, status, tick, validate, migrate (lib/kaal/cli/runtime.rb)
+    include Observability # --http, systemd, the health of `kaal status` (lib/kaal/cli/observability.rb)
 
     def self.start(argv, out: $stdout, err: $stderr)
       new(out: out, err: err).run(argv.dup)

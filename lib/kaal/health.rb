@@ -20,11 +20,12 @@ module Kaal
     # (seconds since the last successful tick, nil when none), backoff (the
     # current wait before the next attempt), backend_error (the message of
     # the failure that is not over, or nil), stopping, alive (the loop runs).
-    def self.evaluate(tick_interval:, last_tick_age:, backoff: 0, backend_error: nil, stopping: false, alive: true)
+    def self.evaluate(tick_interval:, last_tick_age:, backoff: 0, backend_error: nil, stopping: false, alive: true,
+                      not_alive: "the tick loop is not running")
       max_age = (TICKS_ALLOWED * tick_interval.to_f) + backoff.to_f
       reason =
         if stopping then "stopping"
-        elsif !alive then "the tick loop is not running"
+        elsif !alive then not_alive
         elsif backend_error then "backend unreachable: #{backend_error}"
         elsif last_tick_age.nil? then "no successful tick yet"
         elsif last_tick_age > max_age

@@ -114,11 +114,13 @@ module Kaal
       def cmd_start(args, opts)
         no_arguments(args, "start")
         boot(opts, load_jobs: :if_present)
+        observability = start_observability(opts)
         reader, writer = IO.pipe
         previous = %w[TERM INT HUP].to_h do |sig|
           [sig, trap(sig) { writer.write_nonblock(sig[0], exception: false) }]
         end
         Kaal.start!
+        announce_observability(observability)
         if Kaal.configuration.backend == "memory"
           Kaal.logger.warn("backend memory keeps claims in this process only: run a single node, or use redis, " \
                            "postgres, mysql or sqlite to share them")
@@ -127,6 +129,7 @@ module Kaal
         wait_for_signal(reader)
         stop_gracefully(reader)
       ensure
+        stop_observability(observability)
         previous&.each { |sig, handler| trap(sig, handler || "DEFAULT") }
         reader&.close
         writer&.close
@@ -202,6 +205,7 @@ module Kaal
         rescue Kaal::BackendError => e
           report[:backend] = { reachable: false, error: e.message }
         end
+        report[:health] = status_health(report[:backend], config)
         opts[:json] ? @out.puts(JSON.pretty_generate(report)) : print_status(report)
         return 0 if report[:backend][:reachable]
 
@@ -255,6 +259,8 @@ module Kaal
           end
           table(rows, %w[KEY CRON ZONE NEXT_FIRE_TIME STATE CLASS])
         end
+        h = report[:health]
+        @out.puts "", "Health: #{h[:healthy] ? "ok" : "unhealthy (#{h[:reason]})"}"
         b = report[:backend]
         unless b[:reachable]
           @out.puts "", "Backend: UNREACHABLE (#{b[:error]})"
