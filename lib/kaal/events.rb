@@ -93,7 +93,7 @@ module Kaal
     # true when something listens to +name+ (a subscriber, or an
     # ActiveSupport::Notifications subscriber of "<name>.kaal").
     def listening?(name)
-      @index.key?(name) || as_listening?(name)
+      @index.key?(name) || as_listening?(name) || false
     end
 
     # Emits +name+ with the payload the block returns; the block runs only
@@ -136,7 +136,9 @@ module Kaal
     end
 
     def as_listening?(name)
-      defined?(::ActiveSupport::Notifications) && ::ActiveSupport::Notifications.notifier.listening?(@as_names[name])
+      return false unless defined?(::ActiveSupport::Notifications)
+
+      ::ActiveSupport::Notifications.notifier.listening?(@as_names[name])
     rescue StandardError
       false
     end

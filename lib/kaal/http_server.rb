@@ -145,7 +145,7 @@ module Kaal
         else data << chunk
         end
       end
-      data
+      data.bytesize > MAX_HEAD ? :too_large : data
     end
 
     def respond(client, status, type, body, head:, extra: {})

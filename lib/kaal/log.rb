@@ -41,18 +41,21 @@ module Kaal
       def close; end
     end
 
-    # The formatter of the loggers Log.build makes.
+    # The formatter of the loggers Log.build makes. format: :text, :json,
+    # or nil to follow Kaal.configuration.log_format.
     class Formatter
-      attr_reader :format
-
-      def initialize(format = :text)
+      def initialize(format = nil)
         @format = format
+      end
+
+      def format
+        @format || Kaal.configuration.log_format
       end
 
       def call(severity, time, _progname, message)
         text, event = message.is_a?(Entry) ? [message.message, message.event] : [message.to_s, nil]
         stamp = time.utc.strftime("%Y-%m-%dT%H:%M:%S.%LZ")
-        if @format == :json
+        if format == :json
           "#{Log.json_line(stamp, severity, text, event)}\n"
         else
           Kernel.format(FORMAT, time: stamp, level: severity, message: text)
@@ -60,10 +63,12 @@ module Kaal
       end
     end
 
-    def build(io = $stdout, format: :text)
+    # A logger writing kaal's lines to +io+; format: :text, :json, or nil
+    # (the default) to follow log_format.
+    def build(io = $stdout, format: nil)
       logger = Logger.new(LineWriter.new(io))
       logger.progname = "kaal"
-      logger.formatter = Formatter.new(format.to_sym)
+      logger.formatter = Formatter.new(format&.to_sym)
       logger
     end
 
@@ -87,7 +92,7 @@ module Kaal
 
     def json_fields(payload)
       payload.each_with_object({}) do |(k, v), h|
-        next if v.is_a?(Exception) # :exception; its text is in :error
+        next if k == :exception || v.is_a?(Exception) # its text is in :error
 
         h[k] = json_value(v)
       end
@@ -96,7 +101,7 @@ module Kaal
     def json_value(value)
       case value
       when String then Kaal.redact_text(value)
-      when Time then value.iso8601(3)
+      when Time then value.getutc.iso8601(3)
       when Symbol then value.to_s
       when Float then value.finite? ? value.round(6) : value.to_s
       when Array then value.map { |v| json_value(v) }

@@ -318,8 +318,7 @@ module Kaal
     # log_level applies only to the logger kaal builds itself on $stdout).
     def logger
       @lock.synchronize do
-        @logger ||= configuration.logger ||
-                    Log.build(format: configuration.log_format).tap { |l| l.level = Log.level(configuration.log_level) }
+        @logger ||= configuration.logger || Log.build.tap { |l| l.level = Log.level(configuration.log_level) }
       end
     end
 
