@@ -29,12 +29,61 @@ module Kaal
       TABLE = "kaal_delayed_jobs"
       COLUMNS = %w[namespace job_id run_at_ms job_class queue args created_at].freeze
 
+      # What errors about missing tables tell the user to run.
+      DEFAULT_MIGRATE_COMMAND = "kaal migrate"
+      @migrate_command = DEFAULT_MIGRATE_COMMAND
+
+      class << self
+        attr_reader :migrate_command
+
+        # The command that creates kaal's tables in this application, named
+        # by every "table missing" error ("bin/rails db:migrate" in a Rails
+        # app, where the tables come from Active Record migrations).
+        def migrate_command=(command)
+          unless command.is_a?(String) && !command.strip.empty?
+            raise ArgumentError, "migrate_command must be a non-empty String, got #{command.inspect}"
+          end
+
+          @migrate_command = command.dup.freeze
+          Native::Backend.prepend(MigrateHint) unless command == DEFAULT_MIGRATE_COMMAND
+        end
+
+        # error (a Kaal::BackendError) with the migrate command of this
+        # application in its message.
+        def hinted(error)
+          hint = "`#{DEFAULT_MIGRATE_COMMAND}`"
+          return error if @migrate_command == DEFAULT_MIGRATE_COMMAND || !error.message.include?(hint)
+
+          copy = error.class.new(error.message.sub(hint, "`#{@migrate_command}`"))
+          copy.set_backtrace(error.backtrace)
+          copy
+        end
+      end
+
+      # Prepended to Kaal::Native::Backend once an application names its own
+      # migrate command: the backend's "table missing" errors name it.
+      module MigrateHint
+        %i[claim claim_columns record dispatches dispatch_status cleanup set_enabled states delayed_add
+           delayed_claim delayed_cancel delayed_count delayed_list heartbeat nodes].each do |name|
+          define_method(name) do |*args, **kwargs, &block|
+            super(*args, **kwargs, &block)
+          rescue Kaal::BackendError => e
+            raise Schema.hinted(e)
+          end
+        end
+      end
+
       module_function
 
       # The idempotent DDL statements (CREATE TABLE / CREATE INDEX IF NOT
       # EXISTS) for dialect, in the order they must run.
       def statements(dialect)
         Kaal::Native.schema(normalize_dialect(dialect))
+      end
+
+      # The names of kaal's tables, in creation order.
+      def tables(dialect)
+        statements(dialect).filter_map { |sql| sql[/\ACREATE TABLE IF NOT EXISTS\s+(\w+)/i, 1] }
       end
 
       # "sqlite" / "postgres" / "mysql" for any accepted spelling, else
@@ -92,6 +141,8 @@ module Kaal
         end
       rescue ::Sequel::UniqueConstraintViolation
         raise duplicate(row)
+      rescue ::Sequel::DatabaseError => e
+        raise missing_table?(e) ? not_migrated(e) : e
       end
 
       def insert_active_record(connection, row)
@@ -108,6 +159,22 @@ module Kaal
         end
       rescue ::ActiveRecord::RecordNotUnique
         raise duplicate(row)
+      rescue ::ActiveRecord::StatementInvalid => e
+        raise missing_table?(e) ? not_migrated(e) : e
+      end
+
+      # PostgreSQL 42P01, SQLite "no such table", MySQL 1146.
+      def missing_table?(error)
+        text = "#{error.message} #{error.cause&.message}"
+        text.include?(TABLE) &&
+          text.match?(/does not exist|no such table|could not find table|doesn.t exist|UndefinedTable|1146/i)
+      end
+
+      def not_migrated(error)
+        Kaal::BackendError.new(
+          "#{TABLE} does not exist in this database (#{error.message.lines.first.to_s.strip}): " \
+          "run `#{Schema.migrate_command}` to create kaal's tables"
+        )
       end
 
       def duplicate(row)
@@ -118,7 +185,7 @@ module Kaal
       end
 
       private_class_method :sequel?, :active_record?, :insert_sequel, :insert_active_record,
-                           :duplicate
+                           :duplicate, :missing_table?, :not_migrated
     end
   end
 end
