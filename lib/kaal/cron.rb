@@ -21,7 +21,8 @@ module Kaal
       # an optional trailing IANA zone name that overrides +time_zone+).
       #
       # +time_zone+ is an IANA name ("Europe/Berlin"), an
-      # ActiveSupport::TimeZone or a TZInfo::Timezone.
+      # ActiveSupport::TimeZone or a TZInfo::Timezone; with ActiveSupport
+      # loaded, a Rails zone name ("Eastern Time (US & Canada)") too.
       def parse(expression, time_zone: "UTC")
         __parse(expression, zone_name(time_zone))
       rescue CronSyntaxError => e
@@ -71,9 +72,9 @@ module Kaal
 
       def zone_name(zone)
         case zone
-        when String then zone
+        when String then rails_zone(zone) || zone
         when nil then "UTC"
-        when Symbol then zone.to_s
+        when Symbol then rails_zone(zone.to_s) || zone.to_s
         else
           if zone.respond_to?(:tzinfo) # ActiveSupport::TimeZone
             zone.tzinfo.name
@@ -86,6 +87,14 @@ module Kaal
                                  "ActiveSupport::TimeZone or a TZInfo zone, got #{zone.class}"
           end
         end
+      end
+
+      # The IANA name of a Rails zone name ("Eastern Time (US & Canada)" ->
+      # "America/New_York") when ActiveSupport is loaded, else nil.
+      def rails_zone(name)
+        return nil unless defined?(::ActiveSupport::TimeZone::MAPPING)
+
+        ::ActiveSupport::TimeZone::MAPPING[name]
       end
     end
 

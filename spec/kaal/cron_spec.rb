@@ -72,6 +72,16 @@ RSpec.describe Kaal::Cron do
       expect(parse("0 9 * * *", time_zone: zone).time_zone).to eq("America/New_York")
     end
 
+    it "accepts Rails zone names as time_zone: when ActiveSupport is loaded" do
+      require "active_support"
+      require "active_support/values/time_zone"
+      expect(parse("0 9 * * *", time_zone: "Eastern Time (US & Canada)").time_zone).to eq("America/New_York")
+      expect(parse("0 9 * * *", time_zone: :Tokyo).time_zone).to eq("Asia/Tokyo")
+      job = Kaal::Job.new(key: "k", cron: "0 9 * * *", job_class: "X", location: "spec", source: :code,
+                          default_time_zone: "Berlin")
+      expect(job.cron.time_zone).to eq("Europe/Berlin")
+    end
+
     it "accepts macros" do
       from = utc(2026, 5, 13, 10, 17)
       expect(parse("@hourly").next_time(from)).to eq(utc(2026, 5, 13, 11))
