@@ -26,6 +26,7 @@ module Kaal
     @embedded_pid = nil
     @lock_file = nil
     @root = nil
+    @config = nil
     @at_exit = false
 
     class << self
@@ -45,6 +46,7 @@ module Kaal
         config.error_handlers = config.error_handlers + [error_reporter] if error_reporter
         config.job_wrapper = job_wrapper if job_wrapper
         Kaal.install_configuration(config, env_name: env_name, config_path: file_path)
+        @config = config
         @root = root
         load_jobs(config, env_name, explicit: given.key?(:scheduler_config_path) || file.key?("scheduler_config_path"))
         start_scheduler! if start_scheduler
@@ -80,6 +82,13 @@ module Kaal
           release_memory_lock
         end
         timeout ? Kaal.stop!(timeout: timeout) : Kaal.stop!
+      end
+
+      # true while the configuration in force is the one setup installed (no
+      # Kaal.configure or Kaal.load_config_file! since). The CLI keeps it
+      # when the app it boots (a Rails app) has set kaal up.
+      def set_up?
+        !@config.nil? && Kaal.configured? && Kaal.configuration.equal?(@config)
       end
 
       # true while this process runs the embedded scheduler.

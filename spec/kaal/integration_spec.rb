@@ -3,6 +3,8 @@
 require_relative "runtime_helper"
 require "sequel"
 require "redis"
+require "json"
+require "kaal/cli"
 
 RSpec.describe Kaal::Integration do
   include KaalRuntimeHelper
@@ -164,6 +166,21 @@ RSpec.describe Kaal::Integration do
       expect(context).to include(key: "f", fire_time: Time.utc(2026, 1, 1, 0, 0, 0),
                                  idempotency_key: Kaal.idempotency_key("f", Time.utc(2026, 1, 1)))
       expect(wrapped.size).to eq(1)
+    end
+  end
+  describe ".set_up?" do
+    it "is true while setup's configuration is in force, and the CLI keeps it" do
+      app(@dir, config: "defaults:\n  namespace: from-file\n", jobs: JOBS)
+      expect(described_class.set_up?).to be(false)
+      described_class.setup(root: @dir, environment: "test", namespace: "from-app", logger: logger)
+      expect(described_class.set_up?).to be(true)
+
+      out = StringIO.new
+      Dir.chdir(@dir) { Kaal::CLI.start(%w[status --json], out: out, err: StringIO.new) }
+      expect(JSON.parse(out.string)["settings"]["namespace"]).to eq("from-app")
+
+      Kaal.configure { |c| c.namespace = "by-hand" }
+      expect(described_class.set_up?).to be(false)
     end
   end
 end

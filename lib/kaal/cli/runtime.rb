@@ -405,9 +405,17 @@ module Kaal
 
       # Boots the app (config/environment.rb in a Rails directory), loads the
       # configuration file and, per +load_jobs+, the scheduler file
-      # (:if_present, or :required: see scheduler_file!).
+      # (:if_present, or :required: see scheduler_file!). When the booted app
+      # set kaal up through Kaal::Integration (kaal-rails), its configuration
+      # and jobs stand, unless --config or --env ask otherwise.
       def boot(opts, load_jobs:, quiet: false)
         boot_rails
+        if opts[:config].nil? && opts[:env].nil? && Kaal::Integration.set_up?
+          quiet_logger if quiet
+          scheduler_file! if load_jobs == :required
+          return
+        end
+
         config_path = opts[:config] || "config/kaal.yml"
         if opts[:config] || File.exist?(config_path) || !Kaal.configured?
           Kaal.load_config_file!(config_path, env: opts[:env])
