@@ -65,6 +65,14 @@ module Kaal
       @fire_time ||= @job&.fire_time(@fire_epoch)
     end
 
+    # The options given to the job class's set(...) when it is enqueued:
+    # queue, priority and the entry's set: options (a delayed job: its queue).
+    def enqueue_options
+      return @job.enqueue_options if @job
+
+      @queue ? { queue: @queue } : {}
+    end
+
     # The run's idempotency key (recurring jobs only).
     def idempotency_key
       return nil unless @job
@@ -115,9 +123,10 @@ module Kaal
   # - a String class name is constantized at dispatch (only constant paths;
   #   with delayed_job_allowed_class_prefixes set, a name outside them is
   #   refused); a Class/Module is used as given;
-  # - ActiveJob-like (responds to perform_later): set(queue:).perform_later(*args, **kwargs);
+  # - ActiveJob-like (responds to perform_later): set(queue:, priority:, ...).perform_later(*args, **kwargs)
+  #   (the job's queue, priority and set: options; set is skipped when there are none);
   # - Sidekiq-like (includes Sidekiq::Job/Worker or responds to perform_async):
-  #   set(queue:).perform_async(*args) (kwargs, if any, go last as a Hash
+  #   set(queue:, ...).perform_async(*args) (kwargs, if any, go last as a Hash
   #   with String keys: Sidekiq arguments are JSON);
   # - anything else: perform(*args, **kwargs) on the class, or on a new
   #   instance when only instances respond; it runs on the worker pool.
@@ -191,9 +200,9 @@ module Kaal
         timed(dispatch, done) do
           args, kwargs = dispatch.arguments
           if kind == :active_job
-            enqueue_active_job(subject, dispatch.queue, args, kwargs)
+            enqueue_active_job(subject, dispatch.enqueue_options, args, kwargs)
           else
-            enqueue_sidekiq(subject, dispatch.queue, args, kwargs)
+            enqueue_sidekiq(subject, dispatch.enqueue_options, args, kwargs)
           end
         end
       end
@@ -276,13 +285,13 @@ module Kaal
         .compact.any? { |m| klass.include?(m) }
     end
 
-    def enqueue_active_job(klass, queue, args, kwargs)
-      target = queue && klass.respond_to?(:set) ? klass.set(queue: queue) : klass
+    def enqueue_active_job(klass, options, args, kwargs)
+      target = options.empty? || !klass.respond_to?(:set) ? klass : klass.set(**options)
       target.perform_later(*args, **kwargs)
     end
 
-    def enqueue_sidekiq(klass, queue, args, kwargs)
-      target = queue && klass.respond_to?(:set) ? klass.set(queue: queue) : klass
+    def enqueue_sidekiq(klass, options, args, kwargs)
+      target = options.empty? || !klass.respond_to?(:set) ? klass : klass.set(**options)
       args += [kwargs.transform_keys(&:to_s)] unless kwargs.empty?
       target.perform_async(*args)
     end

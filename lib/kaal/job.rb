@@ -7,16 +7,17 @@ module Kaal
   # the job key) and naming the field.
   class Job
     CONSTANT_PATH = /\A(::)?[A-Z]\w*(::[A-Z]\w*)*\z/.freeze
-    FIELDS = %w[key cron job_class enabled queue args kwargs time_zone catch_up].freeze
+    FIELDS = %w[key cron job_class enabled queue priority set args kwargs time_zone catch_up].freeze
 
-    attr_reader :key, :cron, :job_class, :callable, :queue, :args, :kwargs, :catch_up, :enabled,
-                :source, :location, :call_keywords
+    attr_reader :key, :cron, :job_class, :callable, :queue, :priority, :args, :kwargs, :catch_up, :enabled,
+                :source, :location, :call_keywords, :enqueue_options
 
     # Scheduler state (owned by Kaal::Scheduler): the next fire epoch.
     attr_accessor :next_epoch
 
     def initialize(key:, cron:, location:, source:, job_class: nil, callable: nil, queue: nil, args: [],
-                   kwargs: {}, time_zone: nil, catch_up: nil, enabled: true, default_time_zone: "UTC")
+                   kwargs: {}, time_zone: nil, catch_up: nil, enabled: true, default_time_zone: "UTC",
+                   priority: nil, set: nil)
       @location = location
       @source = source
       @key = check_key(key)
@@ -25,6 +26,8 @@ module Kaal
       @callable = callable
       @call_keywords = callable && accepted_keywords(callable)
       @queue = check_queue(queue)
+      @priority = check_priority(priority)
+      @enqueue_options = { queue: @queue, priority: @priority }.compact.merge(check_set(set)).freeze
       @args = check_args(args)
       @kwargs = check_kwargs(kwargs)
       @templated = Placeholders.check(@args, "args") | Placeholders.check(@kwargs, "kwargs")
@@ -129,6 +132,29 @@ module Kaal
       raise ArgumentError, "queue: must be a String, got #{queue.inspect} (#{queue.class})" unless queue.is_a?(String) || queue.is_a?(Symbol)
 
       queue.to_s.freeze
+    end
+
+    def check_priority(priority)
+      return nil if priority.nil?
+      raise ArgumentError, "priority: must be an Integer, got #{priority.inspect}" unless priority.is_a?(Integer)
+
+      priority
+    end
+
+    # Further options for the job class's set(...) (ActiveJob: wait,
+    # wait_until; Sidekiq: retry, ...). queue and priority have their own fields.
+    def check_set(set)
+      return {} if set.nil?
+      raise ArgumentError, "set: must be a mapping of enqueue options, got #{set.class}" unless set.is_a?(Hash)
+
+      set.each_with_object({}) do |(k, v), h|
+        raise ArgumentError, "set: keys must be names, got #{k.inspect}" unless k.is_a?(String) || k.is_a?(Symbol)
+        if %w[queue priority].include?(k.to_s)
+          raise ArgumentError, "set: #{k} has its own field (#{k}: #{v.inspect} next to job_class)"
+        end
+
+        h[k.to_sym] = v
+      end
     end
 
     def check_args(args)

@@ -18,6 +18,7 @@ module SpecDispatch
     Configured = Struct.new(:opts) do
       def perform_later(*args, **kwargs)
         LOG << [:active_job, opts[:queue], args, kwargs]
+        LOG << [:set, opts] if opts.keys != [:queue]
       end
     end
   end
@@ -86,6 +87,20 @@ RSpec.describe "Dispatch rules" do
     d, log = run("SpecDispatch::ActiveLike", queue: "critical", kwargs: { idempotency_key: "" })
     expect(d.status).to eq("dispatched")
     expect(log).to eq([[:active_job, "critical", [1], { idempotency_key: Kaal.idempotency_key("k", t0) }]])
+  end
+
+  it "ActiveJob-like: priority and set: options of the entry go to set(...)" do
+    Kaal.register(key: "p", cron: "0 8 * * *", job_class: "SpecDispatch::ActiveLike", queue: "q", priority: 7,
+                  set: { "wait" => 30 })
+    Kaal.tick!(now: t0)
+    expect(SpecDispatch.drain).to eq([[:active_job, "q", [], {}], [:set, { queue: "q", priority: 7, wait: 30 }]])
+  end
+
+  it "refuses a priority that is not an Integer, and queue or priority inside set:" do
+    expect { Kaal.register(key: "p", cron: "* * * * *", job_class: "X", priority: "high") }
+      .to raise_error(Kaal::ConfigurationError, /priority: must be an Integer, got "high"/)
+    expect { Kaal.register(key: "p", cron: "* * * * *", job_class: "X", set: { queue: "a" }) }
+      .to raise_error(Kaal::ConfigurationError, /set: queue has its own field/)
   end
 
   it "ActiveJob-like without a queue: perform_later directly" do
