@@ -13,11 +13,11 @@ RSpec.describe "Enqueue through the caller's connection" do
   # [dialect, env var holding the server URL (nil: a temp SQLite file)]
   dialects = [["sqlite", nil], ["postgres", "KAAL_TEST_POSTGRES_URL"], ["mysql", "KAAL_TEST_MYSQL_URL"]]
 
-  def self.ar_config(dialect, url, path)
+  def self.ar_config(dialect, url, path, mysql_adapter = "mysql2")
     case dialect
     when "sqlite" then { adapter: "sqlite3", database: path }
     when "postgres" then { url: url.sub(%r{\Apostgres(ql)?://}, "postgresql://") }
-    else { url: url.sub(%r{\A(mysql|mariadb)://}, "mysql2://") }
+    else { url: url.sub(%r{\A(mysql|mariadb)://}, "#{mysql_adapter}://") }
     end
   end
 
@@ -112,30 +112,32 @@ RSpec.describe "Enqueue through the caller's connection" do
         end
       end
 
-      describe "with Active Record" do
-        let(:model) do
-          require "active_record"
-          klass = Class.new(ActiveRecord::Base) { self.abstract_class = true }
-          # A named abstract class: Active Record keys connection pools by name.
-          stub_const("KaalEnqueueSpecRecord#{SecureRandom.hex(4)}", klass)
-          klass.establish_connection(self.class.ar_config(dialect, url, @path))
-          @model = klass
-        end
-        let(:conn) { model.lease_connection }
-        let(:rollback) { ActiveRecord::Rollback }
+      (dialect == "mysql" ? %w[mysql2 trilogy] : [nil]).each do |mysql_adapter|
+        describe "with Active Record#{" (#{mysql_adapter})" if mysql_adapter}" do
+          let(:model) do
+            require "active_record"
+            klass = Class.new(ActiveRecord::Base) { self.abstract_class = true }
+            # A named abstract class: Active Record keys connection pools by name.
+            stub_const("KaalEnqueueSpecRecord#{SecureRandom.hex(4)}", klass)
+            klass.establish_connection(self.class.ar_config(dialect, url, @path, *mysql_adapter))
+            @model = klass
+          end
+          let(:conn) { model.lease_connection }
+          let(:rollback) { ActiveRecord::Rollback }
 
-        after { @model&.remove_connection }
+          after { @model&.remove_connection }
 
-        def in_transaction(&block) = model.transaction(&block)
+          def in_transaction(&block) = model.transaction(&block)
 
-        it_behaves_like "enqueue through the application's connection", "receipt"
+          it_behaves_like "enqueue through the application's connection", "receipt"
 
-        it "accepts the model class and sees a job enqueued through kaal as a duplicate" do
-          backend.delayed_add(job_id: "from-kaal", run_at_ms: due_ms, job_class: "X", args_json: "[]")
-          expect { schema.enqueue_through(model, job_id: "from-kaal", **job) }
-            .to raise_error(Kaal::DuplicateJobError)
-          schema.enqueue_through(model, job_id: "via-class", **job, queue: nil)
-          expect(pending_ids).to eq(%w[from-kaal via-class])
+          it "accepts the model class and sees a job enqueued through kaal as a duplicate" do
+            backend.delayed_add(job_id: "from-kaal", run_at_ms: due_ms, job_class: "X", args_json: "[]")
+            expect { schema.enqueue_through(model, job_id: "from-kaal", **job) }
+              .to raise_error(Kaal::DuplicateJobError)
+            schema.enqueue_through(model, job_id: "via-class", **job, queue: nil)
+            expect(pending_ids).to eq(%w[from-kaal via-class])
+          end
         end
       end
 

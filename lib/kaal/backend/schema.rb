@@ -155,7 +155,7 @@ module Kaal
         columns = COLUMNS.map { |c| connection.quote_column_name(c) }.join(", ")
         sql = "INSERT INTO #{connection.quote_table_name(TABLE)} (#{columns}) VALUES (#{values})"
         connection.transaction(requires_new: true) do
-          connection.exec_insert(sql, "Kaal enqueue")
+          connection.exec_insert(sql, "Kaal enqueue", []) # binds: the trilogy adapter requires them
         end
       rescue ::ActiveRecord::RecordNotUnique
         raise duplicate(row)
