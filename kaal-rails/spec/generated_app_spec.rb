@@ -1,0 +1,166 @@
+# frozen_string_literal: true
+
+require "spec_helper"
+
+# A real Rails app (rails new --minimal) with kaal-rails, against SQLite,
+# PostgreSQL and MySQL (trilogy): the generator, db:migrate, `kaal start`,
+# bin/rails runner, Puma in cluster mode. Servers come from bin/services
+# (KAAL_TEST_POSTGRES_URL, KAAL_TEST_MYSQL_URL).
+RSpec.describe "kaal-rails in a generated app" do
+  app = GeneratedApp
+
+  describe "bin/rails generate kaal:install" do
+    it "writes config/kaal.yml without a backend, the scheduler file and one migration" do
+      # The fixture's scheduler file stands in for the user's: keep it aside.
+      scheduler = File.read(app.path("config/kaal-scheduler.yml"))
+      File.delete(app.path("config/kaal-scheduler.yml"))
+      result = app.run!("bin/rails", "generate", "kaal:install")
+      expect(result.out).to include("create  config/kaal.yml", "create  config/kaal-scheduler.yml",
+                                    "db/migrate/", "create_kaal_tables.rb")
+      config = File.read(app.path("config/kaal.yml"))
+      expect(config).not_to match(/^\s*backend:/)
+      expect(YAML.safe_load(File.read(app.path("config/kaal-scheduler.yml")))["defaults"]["jobs"]).to eq([])
+      migrations = Dir[app.path("db/migrate/*_create_kaal_tables.rb")]
+      expect(migrations.size).to eq(1)
+      expect(File.read(migrations.first)).to include("Kaal::Backend::Schema.statements(connection.adapter_name)")
+
+      # Again: nothing duplicated; a file the user changed is not overwritten.
+      File.write(app.path("config/kaal-scheduler.yml"), scheduler)
+      again = app.run("bin/rails", "generate", "kaal:install")
+      expect(again.output).to include("identical  config/kaal.yml").and include("skip  config/kaal-scheduler.yml")
+      expect(again.output).to match(/identical\s+db\/migrate\/\d+_create_kaal_tables\.rb/)
+      expect(Dir[app.path("db/migrate/*_create_kaal_tables.rb")].size).to eq(1)
+      expect(File.read(app.path("config/kaal-scheduler.yml"))).to eq(scheduler)
+    end
+
+    it "refuses an unknown --backend" do
+      result = app.run("bin/rails", "generate", "kaal:install", "--backend=oracle", "--pretend")
+      expect(result.output).to include("--backend must be one of sqlite, postgres, mysql, redis, memory")
+    end
+  end
+
+  %w[sqlite postgres mysql].each do |dialect|
+    describe "on #{dialect}" do
+      dbs = GeneratedApp::Databases.new(dialect)
+
+      before do
+        next if dbs.available?
+        raise "#{dialect}: test server not configured (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
+
+        skip "start the test servers (bin/services start; source tmp/services/env) to run"
+      end
+
+      let(:tick_log) { app.path("tmp", "ticks-#{dialect}-#{SecureRandom.hex(3)}.log") }
+
+      def ticks(path)
+        return [] unless File.exist?(path)
+
+        File.readlines(path, chomp: true).map(&:split)
+      end
+
+      it "db:migrate creates exactly the tables of `kaal migrate`; db/schema.rb and db/structure.sql round-trip them" do
+        app.run!("bin/rails", "db:create", "db:migrate", env: { "DATABASE_URL" => dbs.url("main") })
+        expect(File.read(app.path("db/schema.rb"))).to include('create_table "kaal_dispatches"')
+
+        app.run!("bin/rails", "db:create", env: { "DATABASE_URL" => dbs.url("kaal") })
+        migrated = app.run!("bundle", "exec", "kaal", "migrate", env: { "DATABASE_URL" => dbs.url("kaal") })
+        expect(migrated.out).to include("migrated: backend #{dialect}")
+
+        check = app.run!("bin/rails", "runner", "script/kaal_schema_check.rb",
+                         dbs.url("main"), dbs.url("kaal"), dbs.url("ruby"), dbs.url("sql"),
+                         env: { "DATABASE_URL" => dbs.url("main") })
+        snapshots = JSON.parse(check.out.lines.last)
+        reference = snapshots.fetch("kaal_migrate")
+        expect(reference.keys).to eq(%w[kaal_delayed_jobs kaal_dispatches kaal_job_states kaal_nodes])
+        expect(reference["kaal_dispatches"]["primary_key"]).to eq(%w[namespace job_key fire_time])
+        expect(reference["kaal_dispatches"]["indexes"])
+          .to eq([["index_kaal_dispatches_on_namespace_and_fire_time", %w[namespace fire_time], false]])
+        expect(snapshots["migrated"]).to eq(reference)
+        expect(snapshots["schema_rb"]).to eq(reference)
+        expect(snapshots["structure_sql"]).to eq(reference)
+        expect(snapshots["structure_sql_text"]).to include("kaal_delayed_jobs")
+      end
+
+      it "`bundle exec kaal start` fires an ActiveJob every second, recorded in kaal_dispatches, " \
+         "and runs a delayed job enqueued from bin/rails runner" do
+        log = app.path("log", "kaal-start-#{dialect}.log")
+        env = { "DATABASE_URL" => dbs.url("main"), "TICK_LOG" => tick_log }
+        pid = app.spawn("bundle", "exec", "kaal", "start", log: log, env: env)
+        begin
+          app.wait_for(-> { "3 ticks in #{tick_log}; kaal start said:\n#{File.read(log) if File.exist?(log)}" }) do
+            ticks(tick_log).map { |t| t[1] }.uniq.size >= 3
+          end
+          job_id = "reminder-#{SecureRandom.hex(4)}"
+          app.run!("bin/rails", "runner",
+                   "ActiveRecord::Base.transaction { Kaal.enqueue_at(at: Time.now + 1, job_class: 'TickJob', " \
+                   "args: ['delayed', 0], job_id: '#{job_id}', connection: ActiveRecord::Base.connection) }",
+                   env: env)
+          app.wait_for(-> { "the delayed job in #{tick_log}; kaal start said:\n#{File.read(log)}" }) do
+            ticks(tick_log).any? { |t| t[0] == "delayed" }
+          end
+        ensure
+          status = app.stop(pid)
+        end
+        expect(status&.exitstatus).to eq(0), File.read(log)
+
+        runs = ticks(tick_log).select { |t| t[0] == "tick" }
+        fires = runs.map { |t| Integer(t[1]) }
+        expect(fires.uniq.size).to eq(fires.size) # each (key, fire time) once
+        expect(fires.max - fires.min).to be < 3 * fires.size # every second, not every tick only
+        expect(runs.map { |t| t[3..4] }.uniq).to eq([%w[ticks 7]]) # queue and priority from the entry
+        expect(runs.first[5]).to eq(Kaal.idempotency_key("tick", fires.first, namespace: "app"))
+        rows = dbs.query("main", "SELECT fire_time, status FROM kaal_dispatches WHERE job_key = 'tick'")
+        dispatched = rows.select { |r| r[1] == "dispatched" }.map { |r| Integer(r[0]) }
+        expect(dispatched).to include(*fires)
+        expect(dbs.query("main", "SELECT COUNT(*) FROM kaal_delayed_jobs").flatten.map(&:to_i)).to eq([0])
+      end
+
+      it "the Puma plugin runs the scheduler in each of 2 cluster workers, firing each pair once" do
+        File.delete(tick_log) if File.exist?(tick_log)
+        log = app.path("log", "puma-#{dialect}.log")
+        env = { "DATABASE_URL" => dbs.url("main"), "TICK_LOG" => tick_log,
+                "PUMA_SOCKET" => app.path("tmp", "puma-#{dialect}.sock"),
+                "PUMA_PIDFILE" => app.path("tmp", "puma-#{dialect}.pid") }
+        started = Time.now.to_i
+        pid = app.spawn("bundle", "exec", "puma", "-C", "config/puma_kaal.rb", log: log, env: env)
+        begin
+          app.wait_for(-> { "4 ticks and 2 kaal nodes; puma said:\n#{File.read(log) if File.exist?(log)}" }, timeout: 60) do
+            nodes = dbs.query("main", "SELECT node FROM kaal_nodes WHERE last_seen >= #{started}")
+            ticks(tick_log).map { |t| t[1] }.uniq.size >= 4 && nodes.size >= 2
+          end
+        ensure
+          status = app.stop(pid)
+        end
+        # Puma ends with SIGTERM re-raised after its graceful stop.
+        expect(status && (status.success? || status.termsig == Signal.list["TERM"])).to be(true), File.read(log)
+
+        runs = ticks(tick_log).select { |t| t[0] == "tick" }
+        pairs = runs.map { |t| t[0..1] }
+        expect(pairs.uniq.size).to eq(pairs.size)
+        master = File.read(log)[/PID: (\d+)/, 1].to_i
+        expect(runs.map { |t| t[2].to_i }).not_to include(master) # the workers run the jobs
+        nodes = dbs.query("main", "SELECT node FROM kaal_nodes WHERE last_seen >= #{started}").flatten
+        expect(nodes.map { |n| n.split(":")[-2] }.uniq.size).to be >= 2
+      end
+
+      it "before db:migrate, enqueueing and dispatching fail with an error naming bin/rails db:migrate" do
+        env = { "DATABASE_URL" => dbs.url("bare") }
+        app.run!("bin/rails", "db:create", env: env)
+        enqueue = app.run("bin/rails", "runner",
+                          "Kaal.enqueue_at(at: Time.now + 60, job_class: 'TickJob', job_id: 'x', " \
+                          "connection: ActiveRecord::Base.connection)", env: env)
+        expect(enqueue.success?).to be(false)
+        expect(enqueue.err).to include("run `bin/rails db:migrate` to create kaal's tables")
+        next if dialect == "sqlite" # kaal's SQLite backend creates its tables itself on first use
+
+        tick = app.run("bundle", "exec", "kaal", "tick", env: env.merge("TICK_LOG" => tick_log))
+        expect(tick.success?).to be(false)
+        expect(tick.output).to include("run `bin/rails db:migrate` to create kaal's tables")
+        plain = app.run("bin/rails", "runner",
+                        "Kaal.enqueue_at(at: Time.now + 60, job_class: 'TickJob', job_id: 'x')", env: env)
+        expect(plain.success?).to be(false)
+        expect(plain.err).to include("run `bin/rails db:migrate` to create kaal's tables")
+      end
+    end
+  end
+end
