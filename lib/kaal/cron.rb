@@ -92,7 +92,7 @@ module Kaal
       # The IANA name of a Rails zone name ("Eastern Time (US & Canada)" ->
       # "America/New_York") when ActiveSupport is loaded, else nil.
       def rails_zone(name)
-        return nil unless defined?(::ActiveSupport::TimeZone::MAPPING)
+        return nil if name == "UTC" || !defined?(::ActiveSupport::TimeZone::MAPPING) # UTC: not "Etc/UTC"
 
         ::ActiveSupport::TimeZone::MAPPING[name]
       end

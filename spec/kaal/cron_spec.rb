@@ -77,6 +77,8 @@ RSpec.describe Kaal::Cron do
       require "active_support/values/time_zone"
       expect(parse("0 9 * * *", time_zone: "Eastern Time (US & Canada)").time_zone).to eq("America/New_York")
       expect(parse("0 9 * * *", time_zone: :Tokyo).time_zone).to eq("Asia/Tokyo")
+      expect(parse("0 9 * * *").time_zone).to eq("UTC")
+      expect(parse("0 9 * * *", time_zone: "UTC").time_zone).to eq("UTC")
       job = Kaal::Job.new(key: "k", cron: "0 9 * * *", job_class: "X", location: "spec", source: :code,
                           default_time_zone: "Berlin")
       expect(job.cron.time_zone).to eq("Europe/Berlin")
