@@ -147,7 +147,7 @@ module Kaal
     def instrument(event)
       ::ActiveSupport::Notifications.instrument(@as_names[event.name.to_sym], event.payload.dup)
     rescue StandardError => e
-      Kaal.log_plain(:error, "ActiveSupport::Notifications subscriber raised on #{event.name}.kaal: " \
+      Kaal.log_plain(:error, "ActiveSupport::Notifications.instrument(#{event.name}.kaal) raised " \
                              "#{e.class}: #{e.message}")
     end
   end
