@@ -4,13 +4,31 @@ module Kaal
   # One event: name (a String such as "dispatch"), time (a UTC Time) and
   # payload (a frozen Hash with Symbol keys; the fields of each event are
   # listed in the README, "Observability").
-  Event = Struct.new(:name, :time, :payload) do
+  class Event
+    attr_reader :name, :payload
+
+    def initialize(name, payload, epoch = Process.clock_gettime(Process::CLOCK_REALTIME))
+      @name = name
+      @payload = payload
+      @epoch = epoch
+      @time = nil
+    end
+
+    # When it was emitted (a UTC Time).
+    def time
+      @time ||= Time.at(@epoch).utc
+    end
+
     def [](field)
       payload[field]
     end
 
     def to_h
       { name: name, time: time, payload: payload }
+    end
+
+    def inspect
+      "#<#{self.class} #{name} #{payload.inspect}>"
     end
   end
 
@@ -103,7 +121,7 @@ module Kaal
       as = as_listening?(name)
       return nil unless subs || as
 
-      event = Event.new(name.to_s, Time.now.utc, yield.freeze).freeze
+      event = Event.new(name.name, yield.freeze)
       subs&.each { |sub| deliver(sub, event) }
       instrument(event) if as
       event

@@ -131,6 +131,8 @@ module Kaal
           Kaal.log_line(:info, "catching up #{p[:key]}: #{p[:runs]} missed run#{"s" unless p[:runs] == 1} " \
                                "(catch_up: #{p[:policy]})", event)
         when "tick"
+          return unless Kaal.log_level?(:debug)
+
           Kaal.log_line(:debug, format("tick: %<due>d due, %<won>d won, %<delayed>d delayed in %<ms>.1f ms",
                                        due: p[:due], won: p[:won], delayed: p[:delayed], ms: p[:duration] * 1000), event)
         end
@@ -206,7 +208,7 @@ module Kaal
     # an application's Logger gets a String (its formatter would inspect
     # anything else): the text, or with log_format json the JSON object.
     def log_line(level, message, event = nil)
-      logger = self.logger
+      logger = @logger || self.logger
       return unless log_level?(level, logger)
 
       message = redact_text(message.to_s)
@@ -228,7 +230,7 @@ module Kaal
     end
 
     # true when the logger writes lines of +level+.
-    def log_level?(level, logger = self.logger)
+    def log_level?(level, logger = @logger || self.logger)
       !logger.respond_to?(:level) || !logger.level.is_a?(Integer) || logger.level <= Log.level(level)
     end
   end
