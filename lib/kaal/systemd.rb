@@ -4,8 +4,9 @@ require "socket"
 
 module Kaal
   # sd_notify for `kaal start` under systemd (Type=notify, WatchdogSec=):
-  # READY=1 after the first successful tick, WATCHDOG=1 after each
-  # successful tick, STOPPING=1 when the scheduler begins to stop. Active
+  # READY=1 after the first successful tick, WATCHDOG=1 after each tick
+  # attempt (the loop is alive, even while the backend is down; /health
+  # reports the outage), STOPPING=1 when the scheduler begins to stop. Active
   # only when NOTIFY_SOCKET is set (a path, or "@name" for an abstract
   # socket). A message that cannot be sent is logged once and dropped.
   class Systemd
@@ -40,9 +41,7 @@ module Kaal
     def call(event)
       case event.name
       when "tick"
-        return unless event.payload[:ok]
-
-        unless @ready
+        if event.payload[:ok] && !@ready
           @ready = true
           notify("READY=1\nSTATUS=ticking every #{Kaal.configuration.tick_interval}s\nMAINPID=#{Process.pid}")
         end
