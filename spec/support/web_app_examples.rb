@@ -1,0 +1,104 @@
+# frozen_string_literal: true
+
+require_relative "web_app"
+
+# What every web framework integration (kaal-sinatra, kaal-roda,
+# kaal-hanami) must do with a real Puma, against real Redis and PostgreSQL.
+# The including group defines `app_files`: a callable taking the Ruby source
+# of the app's requires and of the `kaal` call's arguments and returning the
+# app's files ({ "config.ru" => "...", ... }); its routes answer GET / with
+# "ok" and GET /kaal with KaalStatus.line (from jobs.rb).
+#
+#   RSpec.describe "kaal-roda under Puma" do
+#     let(:app_files) { ->(requires, kaal_args) { { "config.ru" => ..., "app.rb" => ... } } }
+#     it_behaves_like "kaal in a Puma-served app"
+#   end
+#
+# cluster: false runs the single-mode examples only (for a second style of
+# the same framework).
+RSpec.shared_examples "kaal in a Puma-served app" do |cluster: true|
+  web = Kaal::Spec::WebApp
+
+  before { @web_apps = [] }
+
+  after do |example|
+    if example.exception
+      @web_apps.each { |a| warn "\n#{example.full_description}: #{a.log_tail(80)}" }
+    end
+    @web_apps.each(&:cleanup)
+  end
+
+  def web_app(backend, files: {})
+    reason = Kaal::Spec::WebApp.unavailable_reason(backend)
+    if reason
+      raise reason if ENV["KAAL_REQUIRE_SERVICES"] == "1"
+
+      skip reason
+    end
+    namespace = "spec-#{SecureRandom.hex(4)}"
+    args = Kaal::Spec::WebApp.kaal_args(backend, namespace: namespace)
+    app = Kaal::Spec::WebApp.new(app_files.call(Kaal::Spec::WebApp.requires(backend), args).merge(files))
+    @web_apps << app
+    [app, namespace]
+  end
+
+  %i[memory redis postgres].each do |backend|
+    it "single mode, #{backend}: fires the scheduler file's job every second in the Puma process, " \
+       "answers HTTP meanwhile, stops the scheduler on TERM" do
+      app, namespace = web_app(backend)
+      app.start
+      app.wait_for_fires(3)
+
+      expect(app.get("/").body).to eq("ok")
+      # the option wins over config/kaal.yml's namespace; its tick_interval is read
+      expect(app.get("/kaal").body).to eq("#{backend} #{namespace} tick=1 running")
+      expect(app.fires.map(&:pid).uniq).to eq([app.pid.to_s])
+      expect(app.fires.map(&:key).uniq).to eq([web::JOB_KEY])
+      expect(app.duplicates).to eq([])
+
+      expect(app.stop).to be_success
+      expect(app.log).to include("scheduler stopped")
+    end
+  end
+
+  if cluster
+    %i[redis postgres].product([false, true]).each do |backend, preload|
+      mode = preload ? "preload_app! and Kaal::Integration.after_fork in before_worker_boot" : "no preload"
+      it "cluster mode, 2 workers, #{mode}, #{backend}: each (key, fire time) runs once" do
+        app, = web_app(backend)
+        app.start(workers: 2, preload: preload, worker_boot: preload ? "Kaal::Integration.after_fork" : nil)
+        app.wait_for_fires(6)
+
+        expect(app.get("/").body).to eq("ok")
+        expect(app.stop).to be_success
+        expect(app.duplicates).to eq([])
+        expect(app.fire_times.size).to be >= 6
+      end
+    end
+
+    it "cluster mode, 2 workers, memory: one process runs the scheduler, the other says why not" do
+      app, = web_app(:memory)
+      app.start(workers: 2)
+      app.wait_for_fires(4)
+      app.wait_until(web::FIRE_TIMEOUT, "the second worker to log why it runs no scheduler") do
+        app.log.include?("use a shared backend")
+      end
+
+      expect(app.fires.map(&:pid).uniq.size).to eq(1)
+      expect(app.duplicates).to eq([])
+      expect(app.get("/").body).to eq("ok")
+      expect(app.stop).to be_success
+    end
+  end
+
+  it "a broken scheduler file stops the boot with an error naming file, job and field" do
+    app, = web_app(:memory, files: { "config/kaal-scheduler.yml" => web::BROKEN_SCHEDULER_YML })
+    status = app.start_expecting_exit
+
+    expect(status).not_to be_success
+    expect(app.log).to include(File.join(app.dir, "config", "kaal-scheduler.yml"))
+      .and include("spec:broken")
+      .and include("cron")
+    expect(app.log).to include("Kaal::ConfigurationError")
+  end
+end
