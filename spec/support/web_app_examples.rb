@@ -102,3 +102,86 @@ RSpec.shared_examples "kaal in a Puma-served app" do |cluster: true|
     expect(app.log).to include("Kaal::ConfigurationError")
   end
 end
+
+# The configuration surface of a framework's kaal call, in the spec process
+# (no server). The including group defines `configure_app`: a callable taking
+# the app root and the options and calling the framework's kaal DSL for a
+# fresh app whose root is that directory.
+RSpec.shared_examples "a kaal configuration DSL" do
+  web = Kaal::Spec::WebApp
+
+  around do |example|
+    Dir.mktmpdir("kaal-dsl-") do |dir|
+      @root = dir
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      File.write(File.join(dir, "config", "kaal.yml"), web::KAAL_YML)
+      File.write(File.join(dir, "config", "kaal-scheduler.yml"), web::SCHEDULER_YML)
+      example.run
+    ensure
+      Kaal.reset!
+    end
+  end
+
+  it "reads config/kaal.yml and loads the scheduler file from the app's root" do
+    config = configure_app.call(@root)
+
+    expect(config).to equal(Kaal.configuration)
+    expect(config.namespace).to eq("from-kaal-yml")
+    expect(config.tick_interval).to eq(1)
+    expect(config.scheduler_config_path).to eq(File.join(@root, "config", "kaal-scheduler.yml"))
+    expect(Kaal.jobs.map(&:key)).to eq([web::JOB_KEY])
+    expect(Kaal.running?).to be(false)
+  end
+
+  it "lets the options win over config/kaal.yml" do
+    config = configure_app.call(@root, namespace: "from-option", tick_interval: 2)
+
+    expect([config.namespace, config.tick_interval]).to eq(["from-option", 2])
+  end
+
+  it "refuses an unknown option, naming it" do
+    expect { configure_app.call(@root, namspace: "typo") }
+      .to raise_error(Kaal::ConfigurationError, /namspace/)
+  end
+
+  it "refuses redis: and database: together" do
+    expect { configure_app.call(@root, redis: Object.new, database: Object.new) }
+      .to raise_error(Kaal::ConfigurationError, /redis:.*database:/)
+  end
+
+  it "refuses a scheduler_config_path that does not exist, naming it" do
+    expect { configure_app.call(@root, scheduler_config_path: "config/missing.yml") }
+      .to raise_error(Kaal::ConfigurationError, %r{#{Regexp.escape(File.join(@root, "config", "missing.yml"))}})
+  end
+
+  it "fails on a broken scheduler file, naming file, job and field" do
+    File.write(File.join(@root, "config", "kaal-scheduler.yml"), web::BROKEN_SCHEDULER_YML)
+
+    expect { configure_app.call(@root) }.to raise_error(Kaal::ConfigurationError) { |e|
+      expect(e.message).to include(File.join(@root, "config", "kaal-scheduler.yml"), "spec:broken", "cron")
+    }
+  end
+
+  context "with a Sequel::Database (PostgreSQL)" do
+    before do
+      reason = web.unavailable_reason(:postgres)
+      raise reason if reason && ENV["KAAL_REQUIRE_SERVICES"] == "1"
+
+      skip reason if reason
+      require "sequel"
+      @db = Sequel.connect(ENV.fetch("KAAL_TEST_POSTGRES_URL"))
+    end
+
+    after { @db&.disconnect }
+
+    it "infers the backend from the database when adapter: is omitted" do
+      expect(configure_app.call(@root, database: @db).backend).to eq("postgres")
+      expect(configure_app.call(@root, database: @db, adapter: "postgres").backend).to eq("postgres")
+    end
+
+    it "refuses an adapter: that contradicts the database" do
+      expect { configure_app.call(@root, database: @db, adapter: "mysql") }
+        .to raise_error(Kaal::ConfigurationError, /adapter: "mysql" contradicts/)
+    end
+  end
+end

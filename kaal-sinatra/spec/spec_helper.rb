@@ -1,0 +1,11 @@
+# frozen_string_literal: true
+
+require "kaal/sinatra"
+# The Puma harness and the examples every framework integration shares.
+require_relative "../../spec/support/web_app_examples"
+
+RSpec.configure do |config|
+  config.disable_monkey_patching!
+  config.order = :random
+  Kernel.srand config.seed
+end
