@@ -9,6 +9,7 @@ module Kaal
   @registry = Registry.new
   @backend = nil
   @scheduler = nil
+  @scheduler_pid = nil
   @logger = nil
   @env_name = nil
   @config_path = nil
@@ -306,8 +307,14 @@ module Kaal
       end
     end
 
+    # The scheduler of this process. One copied by fork is dropped, never
+    # restarted: its worker pool holds the parent's queued dispatches, pairs
+    # the parent claimed and runs itself (a forked Puma worker would run
+    # them a second time).
     def scheduler
       @lock.synchronize do
+        @scheduler = nil unless @scheduler_pid == Process.pid
+        @scheduler_pid = Process.pid
         @scheduler ||= Scheduler.new(config: configuration, registry: @registry, backend: backend,
                                      logger: method(:log_event),
                                      before_tick: method(:reload_scheduler_file_if_changed))

@@ -147,6 +147,36 @@ RSpec.describe Kaal::Integration do
       Process.wait(pid)
       expect(reader.read).to eq("false backend memory keeps claims in one process only")
     end
+    it "after a fork, runs a fresh scheduler in the child, never the dispatches the parent had queued" do
+      runs = File.join(@dir, "runs.log")
+      parent = Process.pid
+      gate = Queue.new
+      described_class.setup(root: @dir, logger: logger, backend: "sqlite",
+                            backend_config: { url: File.join(@dir, "kaal.sqlite3") },
+                            worker_threads: 1, shutdown_timeout: 3)
+      Kaal.backend.migrate
+      # a-slow holds the only worker thread in the parent, so b-record waits in its queue
+      Kaal.register(key: "a-slow", cron: "0 0 1 1 *") { |**| gate.pop if Process.pid == parent }
+      Kaal.register(key: "b-record", cron: "0 0 1 1 *") do |fire_time:, **|
+        File.open(runs, "a") { |f| f.write("#{fire_time.to_i} #{Process.pid}\n") }
+      end
+      t0 = at("2025-01-01T00:00:00")
+      t1 = at("2026-01-01T00:00:00")
+      Kaal.tick!(now: t0, wait: false)
+
+      pid = fork do
+        described_class.after_fork
+        Kaal.tick!(now: t1, wait: true) # the child's own work for t1
+        described_class.stop_scheduler!(timeout: 3)
+        exit!(0)
+      end
+      Process.wait(pid)
+      gate << true
+      Kaal.stop!(timeout: 5) # waits for the parent's queued b-record
+
+      lines = File.readlines(runs, chomp: true)
+      expect(lines).to contain_exactly("#{t0} #{parent}", "#{t1} #{pid}")
+    end
   end
 
   describe "error_reporter and job_wrapper" do
