@@ -106,6 +106,17 @@ module Kaal
           "namespace: #{namespace.inspect}, start_scheduler: #{start_scheduler}"
       end
 
+      # Creates kaal's tables for a SQL backend (what `kaal migrate` does;
+      # the embedded scheduler does not create them).
+      def self.migrate(backend, namespace)
+        return unless backend == :postgres
+
+        handle = Kaal::Backend.build(backend, namespace: namespace, config: { url: ENV.fetch(SERVICE_URLS[backend]) })
+        handle.migrate
+      ensure
+        handle&.close
+      end
+
       def self.requires(backend)
         BACKENDS.fetch(backend)[:requires].map { |lib| "require #{lib.inspect}\n" }.join
       end
@@ -253,8 +264,9 @@ module Kaal
       end
 
       def puma_config(workers, preload, worker_boot)
-        lines = ["bind \"tcp://127.0.0.1:#{@port}\"", "threads 1, 4", "workers #{workers}"]
-        lines << "preload_app!" if preload
+        lines = ["bind \"tcp://127.0.0.1:#{@port}\"", "threads 1, 4", "workers #{workers}",
+                 "raise_exception_on_sigterm false"] # TERM: a graceful stop with exit status 0
+        lines << "preload_app! #{preload}" if workers.positive? # Puma 7+ preloads by default
         lines << "worker_timeout 120" if workers.positive?
         if worker_boot
           lines << "(respond_to?(:before_worker_boot) ? method(:before_worker_boot) : method(:on_worker_boot)).call do"

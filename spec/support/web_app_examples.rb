@@ -36,6 +36,7 @@ RSpec.shared_examples "kaal in a Puma-served app" do |cluster: true|
       skip reason
     end
     namespace = "spec-#{SecureRandom.hex(4)}"
+    Kaal::Spec::WebApp.migrate(backend, namespace)
     args = Kaal::Spec::WebApp.kaal_args(backend, namespace: namespace)
     app = Kaal::Spec::WebApp.new(app_files.call(Kaal::Spec::WebApp.requires(backend), args).merge(files))
     @web_apps << app
@@ -64,30 +65,40 @@ RSpec.shared_examples "kaal in a Puma-served app" do |cluster: true|
   if cluster
     %i[redis postgres].product([false, true]).each do |backend, preload|
       mode = preload ? "preload_app! and Kaal::Integration.after_fork in before_worker_boot" : "no preload"
-      it "cluster mode, 2 workers, #{mode}, #{backend}: each (key, fire time) runs once" do
+      nodes = preload ? 3 : 2 # preloaded: the master runs one too
+      it "cluster mode, 2 workers, #{mode}, #{backend}: #{nodes} nodes, each (key, fire time) runs once" do
         app, = web_app(backend)
         app.start(workers: 2, preload: preload, worker_boot: preload ? "Kaal::Integration.after_fork" : nil)
+        app.wait_until(web::BOOT_TIMEOUT, "#{nodes} schedulers to start") { app.log.scan("scheduler started").size == nodes }
         app.wait_for_fires(6)
 
         expect(app.get("/").body).to eq("ok")
         expect(app.stop).to be_success
+        expect(app.log.scan("scheduler started").size).to eq(nodes)
+        expect(app.log.scan("scheduler stopped").size).to eq(nodes)
         expect(app.duplicates).to eq([])
         expect(app.fire_times.size).to be >= 6
       end
     end
 
-    it "cluster mode, 2 workers, memory: one process runs the scheduler, the other says why not" do
-      app, = web_app(:memory)
-      app.start(workers: 2)
-      app.wait_for_fires(4)
-      app.wait_until(web::FIRE_TIMEOUT, "the second worker to log why it runs no scheduler") do
-        app.log.include?("use a shared backend")
-      end
+    [false, true].each do |preload|
+      mode = preload ? "preload_app! and Kaal::Integration.after_fork" : "no preload"
+      it "cluster mode, 2 workers, #{mode}, memory: one process runs the scheduler, the others say why not" do
+        app, = web_app(:memory)
+        app.start(workers: 2, preload: preload, worker_boot: preload ? "Kaal::Integration.after_fork" : nil)
+        app.wait_for_fires(4)
+        refusals = preload ? 2 : 1
+        app.wait_until(web::FIRE_TIMEOUT, "#{refusals} processes to log why they run no scheduler") do
+          app.log.scan("use a shared backend").size == refusals
+        end
 
-      expect(app.fires.map(&:pid).uniq.size).to eq(1)
-      expect(app.duplicates).to eq([])
-      expect(app.get("/").body).to eq("ok")
-      expect(app.stop).to be_success
+        expect(app.fires.map(&:pid).uniq.size).to eq(1)
+        expect(app.fires.first.pid).to eq(app.pid.to_s) if preload
+        expect(app.duplicates).to eq([])
+        expect(app.get("/").body).to eq("ok")
+        expect(app.stop).to be_success
+        expect(app.log.scan("scheduler started").size).to eq(1)
+      end
     end
   end
 
@@ -129,7 +140,7 @@ RSpec.shared_examples "a kaal configuration DSL" do
     expect(config.namespace).to eq("from-kaal-yml")
     expect(config.tick_interval).to eq(1)
     expect(config.scheduler_config_path).to eq(File.join(@root, "config", "kaal-scheduler.yml"))
-    expect(Kaal.jobs.map(&:key)).to eq([web::JOB_KEY])
+    expect(Kaal.jobs.map { |j| j[:key] }).to eq([web::JOB_KEY])
     expect(Kaal.running?).to be(false)
   end
 
