@@ -60,6 +60,13 @@ void kaal_conn_params_free(kaal_conn_params *p)
     }
     free(p->path);
     free(p->sslmode);
+    if (p->conninfo) {
+        /* it may hold the password */
+        volatile char *v = p->conninfo;
+        while (*v) *v++ = '\0';
+        free(p->conninfo);
+    }
+    free(p->ssl_ca);
     memset(p, 0, sizeof *p);
 }
 

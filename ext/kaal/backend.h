@@ -32,6 +32,11 @@ typedef struct kaal_conn_params {
     int connect_timeout_ms;
     int command_timeout_ms;
     int log_ttl_s;    /* redis: life of a dispatch-log entry (0: 7 days) */
+    /* postgres: the user's libpq URI or keyword string, handed to libpq
+     * intact (multi-host, sslrootcert, target_session_attrs, ...); when set,
+     * host/port/database/username/password above are for display only. */
+    char *conninfo;
+    char *ssl_ca;     /* mysql: CA certificate file for TLS (ssl-ca) */
 } kaal_conn_params;
 
 /* One (job key, fire time) pair of a claim batch. `claimed` is the output:

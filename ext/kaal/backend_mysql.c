@@ -544,7 +544,7 @@ static int my_connect(kaal_backend *b, kaal_error *err)
     int qto = p->command_timeout_ms > 0 ? p->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS;
     unsigned int cto_s = (unsigned int)((cto + 999) / 1000);
     unsigned int rto_s = (unsigned int)((qto + CLIENT_GRACE_MS + 999) / 1000);
-    my_bool off = 0, on = 1;
+    my_bool off = 0, on = 1, tls = 0;
     const char *host = p->host && *p->host ? p->host : "127.0.0.1";
     const char *sock = p->socket && *p->socket ? p->socket : NULL;
     char where[300], set[160];
@@ -574,7 +574,13 @@ static int my_connect(kaal_backend *b, kaal_error *err)
             strcmp(s, "preferred") != 0 && strcmp(s, "prefer") != 0 && strcmp(s, "allow") != 0) {
             mysql_options(m->conn, MYSQL_OPT_SSL_ENFORCE, &on);
             if (verify) mysql_options(m->conn, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
+            tls = 1;
         }
+    }
+    if (p->ssl_ca && *p->ssl_ca) { /* ssl-ca: TLS with this CA, as the mysql client does */
+        mysql_options(m->conn, MYSQL_OPT_SSL_CA, p->ssl_ca);
+        mysql_options(m->conn, MYSQL_OPT_SSL_ENFORCE, &on);
+        tls = 1;
     }
     if (sock) snprintf(where, sizeof where, "unix:%s", sock);
     else snprintf(where, sizeof where, "%s:%d", host, p->port > 0 ? p->port : 3306);
@@ -584,6 +590,15 @@ static int my_connect(kaal_backend *b, kaal_error *err)
                             sock ? 0 : (unsigned int)(p->port > 0 ? p->port : 3306), sock, 0)) {
         kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "mysql: cannot connect to %s: %s", where,
                        mysql_error(m->conn));
+        drop_conn(b);
+        return KAAL_ECONNECT;
+    }
+    /* Connector/C falls back to plain text when the server has no TLS even
+     * with SSL_ENFORCE set: TLS that was asked for must really be in use. */
+    if (tls && !mysql_get_ssl_cipher(m->conn)) {
+        kaal_error_set(err, KAAL_ECONNECT, NULL, -1,
+                       "mysql: cannot connect to %s: TLS was required (ssl-mode or ssl-ca) but the "
+                       "connection is not encrypted (does the server have TLS enabled?)", where);
         drop_conn(b);
         return KAAL_ECONNECT;
     }

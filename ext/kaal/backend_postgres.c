@@ -503,6 +503,23 @@ static int pg_connect(kaal_backend *b, kaal_error *err)
     drop_conn(b);
     s->timeout_ms = qto;
 
+    if (p->conninfo && *p->conninfo) {
+        /* The user's URI or keyword string, intact (libpq parses multi-host,
+         * TLS and every other setting itself). kaal's defaults come before it
+         * so its own settings win; client_encoding comes after. */
+        snprintf(cto_s, sizeof cto_s, "%d", cto < 2000 ? 2 : (cto + 999) / 1000);
+        keys[n] = "connect_timeout", vals[n++] = cto_s;
+        keys[n] = "application_name", vals[n++] = "kaal";
+        keys[n] = "keepalives", vals[n++] = "1";
+        keys[n] = "dbname", vals[n++] = p->conninfo;
+        keys[n] = "client_encoding", vals[n++] = "UTF8";
+        keys[n] = NULL, vals[n] = NULL;
+        s->conn = PQconnectdbParams(keys, vals, 1);
+        if (!s->conn) return oom(err);
+        snprintf(where, sizeof where, "%s:%s", PQhost(s->conn) ? PQhost(s->conn) : "?",
+                 PQport(s->conn) && *PQport(s->conn) ? PQport(s->conn) : "5432");
+        goto connected;
+    }
     if (p->socket && *p->socket) {
         sock = socket_dir(p->socket, &port);
         if (!sock) return oom(err);
@@ -536,6 +553,7 @@ static int pg_connect(kaal_backend *b, kaal_error *err)
     s->conn = PQconnectdbParams(keys, vals, 0);
     free(sock);
     if (!s->conn) return oom(err);
+connected:
     if (PQstatus(s->conn) != CONNECTION_OK) {
         char line[200];
         first_line(line, sizeof line, PQerrorMessage(s->conn));

@@ -293,6 +293,8 @@ static const param_spec PARAMS[] = {
     {"connect_timeout_ms", offsetof(kaal_conn_params, connect_timeout_ms), 1},
     {"command_timeout_ms", offsetof(kaal_conn_params, command_timeout_ms), 1},
     {"log_ttl_s", offsetof(kaal_conn_params, log_ttl_s), 1},
+    {"conninfo", offsetof(kaal_conn_params, conninfo), 0},
+    {"ssl_ca", offsetof(kaal_conn_params, ssl_ca), 0},
 };
 #define N_PARAMS (sizeof PARAMS / sizeof PARAMS[0])
 

@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "uri"
+
 module Kaal
   module Backend
     # Turns what a user configures (a URL, an Active Record style connection
@@ -96,6 +98,8 @@ module Kaal
         scheme, rest = split_scheme(url)
         if scheme.nil?
           return { "path" => url } if kind == :sqlite
+          # host=h1,h2 dbname=app sslmode=verify-full: a libpq keyword string, for libpq itself.
+          return { "conninfo" => url } if kind == :postgres && url.match?(/\A\s*\w+\s*=/)
 
           raise ConfigurationError, "#{source}: #{redact(url).inspect} is not a URL " \
                                     "(expected #{example_url(kind)})"
@@ -108,7 +112,8 @@ module Kaal
         case found
         when :sqlite then sqlite_url(rest, source)
         when :redis then redis_url(scheme, rest, url, source)
-        else server_url(found, rest, url, source)
+        when :postgres then postgres_url(scheme, rest, url, source)
+        else server_url(found, scheme, rest, source)
         end
       end
 
@@ -136,10 +141,47 @@ module Kaal
           put(params, "username", conn[:username] || conn[:user])
           put(params, "password", conn[:password])
           put(params, "sslmode", conn[:sslmode] || conn[:ssl_mode])
+          put(params, "ssl_ca", conn[:sslca] || conn[:ssl_ca]) if kind == :mysql
+          pg_connection_conninfo(params, conn) if kind == :postgres
         end
         add_timeout(params, "connect_timeout_ms", conn[:connect_timeout], "backend_config.connection.connect_timeout")
         add_timeout(params, "command_timeout_ms", conn[:read_timeout], "backend_config.connection.read_timeout")
         params
+      end
+
+      # libpq connection parameters an Active Record hash may carry besides
+      # host, port, database, username, password and sslmode.
+      LIBPQ_KEYS = %i[sslrootcert sslcert sslkey sslcrl sslpassword sslcompression sslsni ssl_min_protocol_version
+                      target_session_attrs load_balance_hosts hostaddr application_name options keepalives_idle
+                      keepalives_interval keepalives_count tcp_user_timeout gssencmode channel_binding
+                      krbsrvname requirepeer service passfile].freeze
+
+      # A PostgreSQL hash with a url: and/or libpq parameters becomes a
+      # conninfo for libpq: the URL (or nothing) with the hash's settings
+      # added, so none is dropped. A plain hash keeps the separate fields.
+      def pg_connection_conninfo(params, conn)
+        extras = LIBPQ_KEYS.select { |k| present?(conn[k]) }.to_h { |k| [k.to_s, conn[k].to_s] }
+        return if params["conninfo"].nil? && extras.empty?
+
+        given = { "host" => conn[:host] || conn[:socket] || conn[:path], "port" => conn[:port],
+                  "dbname" => conn[:database] || conn[:db] || conn[:dbname], "user" => conn[:username] || conn[:user],
+                  "password" => conn[:password], "sslmode" => conn[:sslmode] || conn[:ssl_mode] }
+        pairs = given.reject { |_, v| !present?(v) }.transform_values(&:to_s).merge(extras)
+        params["conninfo"] = pg_append(params["conninfo"].to_s, pairs)
+      end
+
+      # +conninfo+ (a URI, a keyword string or "") with +pairs+ added: as
+      # query parameters to a URI, as quoted keyword=value pairs otherwise.
+      def pg_append(conninfo, pairs)
+        return conninfo if pairs.empty?
+
+        if conninfo.match?(%r{\Apostgres(ql)?://}i)
+          query = pairs.map { |k, v| "#{k}=#{URI.encode_www_form_component(v).gsub("+", "%20")}" }.join("&")
+          "#{conninfo}#{conninfo.include?("?") ? "&" : "?"}#{query}"
+        else
+          words = pairs.map { |k, v| "#{k}='#{v.gsub(/[\\']/) { |c| "\\#{c}" }}'" }
+          [conninfo, *words].reject(&:empty?).join(" ")
+        end
       end
 
       # A redis-rb client (4.x or 5.x). Constructing one does not connect, and
@@ -200,6 +242,11 @@ module Kaal
       def redact_url(url)
         return url unless url.include?("://") || url.include?("?")
 
+        # The userinfo runs to the last "@" of the authority, so a password
+        # with a raw "#", "/" or "?" is hidden whole, never in part.
+        if (m = url.match(%r{\A([a-z][a-z0-9+.-]*://)(.*)@(?=[^@]*\z)}im)) && !m[2].match?(%r{\A[^:]*[/?#]})
+          url = "#{m[1]}#{without_password_text(m[2])}@#{m.post_match}"
+        end
         out = url.sub(%r{\A([a-z][a-z0-9+.-]*://)([^@/?#]*)@}i) { without_password(Regexp.last_match) }
         out.gsub(/([?&](?:password|pass|secret|token)=)[^&#]*/i) { "#{Regexp.last_match(1)}#{REDACTED}" }
       end
@@ -221,9 +268,12 @@ module Kaal
 
       # "scheme://user:[REDACTED]@" for a match of (scheme://)(userinfo)@.
       def without_password(match)
-        scheme = match[1]
-        user, sep, = match[2].partition(":")
-        sep.empty? ? "#{scheme}#{match[2]}@" : "#{scheme}#{user}:#{REDACTED}@"
+        "#{match[1]}#{without_password_text(match[2])}@"
+      end
+
+      def without_password_text(userinfo)
+        user, sep, = userinfo.partition(":")
+        sep.empty? ? userinfo : "#{user}:#{REDACTED}"
       end
 
       def symbolize(hash, what)
@@ -286,43 +336,50 @@ module Kaal
         end
       end
 
-      # //userinfo@host:port/path?query  ->  parts (all decoded except path)
-      def parse_authority(rest, source)
-        rest = rest.sub(/#.*\z/m, "")
-        body, _, query = rest.partition("?")
-        unless body.start_with?("//")
-          raise ConfigurationError, "#{source}: expected scheme://host in the URL"
+      # //userinfo@host:port/path?query -> parts (all decoded except path),
+      # read with the standard library's URI. Error messages never show any
+      # part of the userinfo.
+      def parse_authority(scheme, rest, source)
+        url = "#{scheme}:#{rest}"
+        check_reserved!(rest, source)
+        uri = begin
+          URI.parse(url)
+        rescue URI::Error
+          raise ConfigurationError, "#{source}: #{safe_url(url)} is not a valid URL#{RESERVED_HINT}"
         end
+        raise ConfigurationError, "#{source}: expected scheme://host in the URL" unless rest.start_with?("//")
 
-        body = body[2..]
-        authority, slash, path = body.partition("/")
-        userinfo, at, hostport = authority.rpartition("@")
-        hostport = authority if at.empty?
-        userinfo = nil if at.empty?
-        user, colon, pass = userinfo ? userinfo.partition(":") : [nil, "", nil]
-        host, port = split_hostport(hostport, source)
         {
-          user: present?(user) ? decode(user) : nil,
-          password: colon.empty? ? nil : decode(pass),
-          host: present?(host) ? decode(host) : nil,
-          port: port,
-          path: slash.empty? ? nil : path,
-          query: parse_query(query, source)
+          user: present?(uri.user) ? decode(uri.user) : nil,
+          password: uri.password.nil? ? nil : decode(uri.password),
+          host: present?(uri.hostname) ? decode(uri.hostname) : nil,
+          port: uri.port ? port_of(uri.port, "#{source} port") : nil,
+          path: uri.path.empty? ? nil : uri.path.delete_prefix("/"),
+          query: parse_query(uri.query, source)
         }
       end
 
-      def split_hostport(hostport, source)
-        if hostport.start_with?("[")
-          close = hostport.index("]")
-          raise ConfigurationError, "#{source}: unterminated IPv6 address" unless close
+      RESERVED_HINT = " (percent-encode reserved characters in the user name and password: # as %23, " \
+                      "@ as %40, / as %2F, ? as %3F, : as %3A, % as %25)"
 
-          host = hostport[1...close]
-          rest = hostport[(close + 1)..]
-          port = rest.start_with?(":") ? rest[1..] : nil
-        else
-          host, _, port = hostport.partition(":")
+      # A raw "#" (a URL fragment) or a second "@" in the authority is a
+      # password that was not percent-encoded: say so without echoing it.
+      def check_reserved!(rest, source)
+        if rest.include?("#")
+          raise ConfigurationError, "#{source}: the URL contains a raw \"#\"#{RESERVED_HINT}"
         end
-        [host, present?(port) ? port_of(port, "#{source} port") : nil]
+        return unless rest.delete_prefix("//").partition("?").first.count("@") > 1
+
+        raise ConfigurationError, "#{source}: the URL has more than one \"@\" before its host#{RESERVED_HINT}"
+      end
+
+      # The URL for a message: scheme and what follows the userinfo only.
+      def safe_url(url)
+        scheme, _, rest = url.partition("://")
+        return "the URL" if rest.empty?
+
+        tail = rest.include?("@") ? rest[(rest.rindex("@") + 1)..] : rest
+        "\"#{scheme}://#{rest.include?("@") ? "[userinfo]@" : ""}#{tail.sub(/[?#].*\z/m, "")}\""
       end
 
       def port_of(value, what)
@@ -380,7 +437,7 @@ module Kaal
           put(params, "username", q["username"] || q["user"])
           raise ConfigurationError, "#{source}: #{redact(url).inspect} has no socket path" unless params["socket"]
         else
-          parts = parse_authority(rest, source)
+          parts = parse_authority(scheme, rest, source)
           params = {}
           put(params, "host", parts[:host])
           put(params, "port", parts[:port])
@@ -403,9 +460,56 @@ module Kaal
         params
       end
 
-      def server_url(kind, rest, _url, source)
-        parts = parse_authority(rest, source)
+      # A PostgreSQL URL goes to libpq intact ("conninfo": multi-host,
+      # sslrootcert, target_session_attrs and every other libpq parameter),
+      # with kaal's own parameters (read_timeout, command_timeout) taken out
+      # and an alias scheme (postgis://) written as postgresql://. host, port,
+      # database and username are read for display when the URL is a plain
+      # single-host one.
+      def postgres_url(scheme, rest, url, source)
+        check_reserved!(rest, source)
+        base, _, query = rest.partition("?")
+        pairs = query.split("&")
+        q = parse_query(query, source)
+        own = pairs.select { |kv| %w[read_timeout command_timeout].include?(decode(kv.split("=", 2)[0])) }
+        kept = pairs - own
+        conninfo = "#{%w[postgres postgresql].include?(scheme) ? scheme : "postgresql"}:#{base}"
+        conninfo += "?#{kept.join("&")}" unless kept.empty?
+        params = { "conninfo" => conninfo }
+        display = begin
+          base.include?(",") ? nil : parse_authority(scheme, base, source)
+        rescue ConfigurationError
+          nil
+        end
+        if display
+          put(params, "host", display[:host] || (q["host"] unless q["host"]&.start_with?("/")))
+          put(params, "port", display[:port])
+          put(params, "socket", q["host"]) if q["host"]&.start_with?("/")
+          put(params, "database", decode(display[:path].to_s.delete_suffix("/")))
+          put(params, "username", display[:user] || q["user"])
+        else
+          put(params, "host", base.delete_prefix("//").split("@").last.to_s.split("/").first)
+        end
+        put(params, "sslmode", q["sslmode"])
+        add_timeout(params, "connect_timeout_ms", q["connect_timeout"], "#{source} connect_timeout")
+        add_timeout(params, "command_timeout_ms", q["read_timeout"] || q["command_timeout"], "#{source} read_timeout")
+        params
+      end
+
+      # MySQL query parameters kaal reads; Active Record's own ones are accepted and ignored.
+      MYSQL_QUERY = %w[socket sslmode ssl_mode ssl-mode ssl ssl-ca ssl_ca sslca connect_timeout read_timeout
+                       user username password host port].freeze
+      MYSQL_IGNORED = %w[encoding charset collation pool reconnect prepared_statements checkout_timeout
+                         idle_timeout reaping_frequency variables flags].freeze
+
+      def server_url(kind, scheme, rest, source)
+        parts = parse_authority(scheme, rest, source)
         q = parts[:query]
+        unknown = q.keys - MYSQL_QUERY - MYSQL_IGNORED
+        unless unknown.empty?
+          raise ConfigurationError, "#{source}: unknown URL parameter #{unknown.first.inspect} " \
+                                    "(kaal reads: #{MYSQL_QUERY.join(", ")})"
+        end
         params = {}
         host = parts[:host]
         # postgres://user@/db?host=/var/run/postgresql (a socket directory)
@@ -421,6 +525,7 @@ module Kaal
         sslmode = q["sslmode"] || q["ssl_mode"] || q["ssl-mode"]
         sslmode ||= "required" if kind == :mysql && %w[true 1].include?(q["ssl"])
         put(params, "sslmode", sslmode)
+        put(params, "ssl_ca", q["ssl-ca"] || q["ssl_ca"] || q["sslca"])
         add_timeout(params, "connect_timeout_ms", q["connect_timeout"], "#{source} connect_timeout")
         add_timeout(params, "command_timeout_ms", q["read_timeout"], "#{source} read_timeout")
         params

@@ -46,19 +46,38 @@ RSpec.describe Kaal::Backend::ConnectionParams do
     it "reads every part and the sslmode and connect_timeout query parameters" do
       url = "postgresql://app:s%2Fcret@db.internal:5433/kaal_prod?sslmode=verify-full&connect_timeout=7"
       expect(from(:postgres, url: url)).to eq(
+        "conninfo" => url, # handed to libpq intact
         "host" => "db.internal", "port" => 5433, "database" => "kaal_prod", "username" => "app",
-        "password" => "s/cret", "sslmode" => "verify-full", "connect_timeout_ms" => 7000
+        "sslmode" => "verify-full", "connect_timeout_ms" => 7000
       )
     end
 
     it "accepts postgres:// and a socket directory in ?host=" do
       expect(from(:postgres, url: "postgres://app@/kaal?host=/var/run/postgresql")).to eq(
+        "conninfo" => "postgres://app@/kaal?host=/var/run/postgresql",
         "socket" => "/var/run/postgresql", "database" => "kaal", "username" => "app"
       )
     end
 
+    it "hands libpq the URL intact: multi-host, TLS files, target_session_attrs; kaal's own timeouts taken out" do
+      url = "postgresql://app:p%23w@h1:5432,h2:5433/app?sslmode=verify-full&sslrootcert=/etc/ca.pem" \
+            "&target_session_attrs=read-write&read_timeout=4"
+      params = from(:postgres, url: url)
+      expect(params["conninfo"]).to eq(url.delete_suffix("&read_timeout=4"))
+      expect(params).to include("command_timeout_ms" => 4000, "host" => "h1:5432,h2:5433")
+      expect(params).not_to have_key("password")
+      expect(from(:postgres, url: "postgis://u@h/d")["conninfo"]).to eq("postgresql://u@h/d")
+      expect(from(:postgres, url: "host=h1,h2 dbname=app sslmode=require")).to eq("conninfo" => "host=h1,h2 dbname=app sslmode=require")
+    end
+
+    it "passes an Active Record hash's libpq parameters on, quoted" do
+      conn = { adapter: "postgresql", host: "h", password: "it's \\ x", sslrootcert: "/ca.pem", target_session_attrs: "any" }
+      expect(from(:postgres, connection: conn)["conninfo"])
+        .to eq("host='h' password='it\\'s \\\\ x' sslrootcert='/ca.pem' target_session_attrs='any'")
+    end
+
     it "accepts the postgres aliases as kind" do
-      expect(from(:postgresql, url: "postgres://h/d")).to eq("host" => "h", "database" => "d")
+      expect(from(:postgresql, url: "postgres://h/d")).to eq("conninfo" => "postgres://h/d", "host" => "h", "database" => "d")
     end
   end
 
@@ -74,6 +93,14 @@ RSpec.describe Kaal::Backend::ConnectionParams do
     it "reads a socket and ssl-mode from the query" do
       expect(from(:mysql, url: "mysql2://u@localhost/app?socket=/tmp/my.sock&ssl_mode=REQUIRED"))
         .to include("socket" => "/tmp/my.sock", "sslmode" => "REQUIRED")
+    end
+
+    it "reads ssl-mode and ssl-ca, ignores Active Record's own parameters, refuses unknown ones" do
+      expect(from(:mysql, url: "mysql2://u:p@h/app?ssl-mode=VERIFY_IDENTITY&ssl-ca=/etc/ca.pem&encoding=utf8mb4&pool=5"))
+        .to include("sslmode" => "VERIFY_IDENTITY", "ssl_ca" => "/etc/ca.pem")
+      expect(from(:mysql, connection: { adapter: "mysql2", host: "h", sslca: "/ca.pem" })).to include("ssl_ca" => "/ca.pem")
+      expect { from(:mysql, url: "mysql2://u:secret@h/app?sslkey=/k.pem") }
+        .to raise_error(Kaal::ConfigurationError, /unknown URL parameter "sslkey"/) { |e| expect(e.message).not_to include("secret") }
     end
   end
 
@@ -120,7 +147,8 @@ RSpec.describe Kaal::Backend::ConnectionParams do
 
     it "merges a url inside the hash with the other keys" do
       expect(from(:postgres, connection: { url: "postgres://h:5999/d", password: "x" }))
-        .to eq("host" => "h", "port" => 5999, "database" => "d", "password" => "x")
+        .to eq("conninfo" => "postgres://h:5999/d?password=x", "host" => "h", "port" => 5999, "database" => "d",
+               "password" => "x")
     end
 
     it "refuses an adapter of another kind or an unknown adapter" do
@@ -193,7 +221,7 @@ RSpec.describe Kaal::Backend::ConnectionParams do
       expect(from(:redis, { url: "redis://config:6379/0" }, env: env))
         .to eq("host" => "override", "port" => 6400, "database" => "9")
       expect(from(:postgres, { connection: { host: "x" } }, env: { "KAAL_BACKEND_URL" => "postgres://env/db" }))
-        .to eq("host" => "env", "database" => "db")
+        .to eq("conninfo" => "postgres://env/db", "host" => "env", "database" => "db")
     end
 
     it "is read from ENV by default and by Kaal::Backend.build" do
@@ -216,6 +244,18 @@ RSpec.describe Kaal::Backend::ConnectionParams do
   end
 
   describe "mismatches and mistakes" do
+    it "never shows any part of a password that was not percent-encoded" do
+      ["redis://:zq#xv@h:6379/0", "postgres://u:zq#xv@h/db", "mysql2://u:zq#xv@h/db",
+       "redis://:zq@xv@h:6379/0", "mysql2://u:zq@xv@h/db", "redis://:zq/xv@h:x/0"].each do |url|
+        kind = url.start_with?("redis") ? :redis : url.start_with?("postgres") ? :postgres : :mysql
+        expect { from(kind, url: url) }.to raise_error(Kaal::ConfigurationError, /percent-encode/) { |e|
+          expect(e.message).not_to include("zq", "xv")
+        }
+      end
+      expect(Kaal.redact_url("postgres://u:pa#ss@h/db")).to eq("postgres://u:[REDACTED]@h/db")
+      expect(Kaal.redact_url("redis://:pa/s?s@h:1/0")).to eq("redis://:[REDACTED]@h:1/0")
+    end
+
     it "refuses a URL of another kind without showing its password" do
       expect { from(:redis, url: "postgres://u:hunter2@h/d") }.to raise_error(Kaal::ConfigurationError) { |e|
         expect(e.message).to match(/backend redis cannot use .*postgres/)
