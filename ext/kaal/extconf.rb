@@ -1,31 +1,38 @@
 # frozen_string_literal: true
 
 # Builds kaal's C extension. Each backend compiles only when its client
-# library is found with pkg-config; a missing one is reported and disabled,
-# never a build failure (Kaal::Native.backends lists what was built).
+# library is found (--with-NAME-dir=PREFIX, else pkg-config, else the default
+# paths); a missing one is reported and disabled, never a build failure
+# (Kaal::Native.backends lists what was built). NAME: hiredis, sqlite3, pq,
+# mariadb (gem install kaal -- --with-hiredis-dir=/opt/hiredis).
 require "mkmf"
 
 module KaalExtconf
   BACKENDS = [
-    # [macro, pkg-config names, header, Debian package to install]
-    ["KAAL_HAVE_REDIS", %w[hiredis], "hiredis/hiredis.h", "libhiredis-dev"],
-    ["KAAL_HAVE_SQLITE", %w[sqlite3], "sqlite3.h", "libsqlite3-dev"],
-    ["KAAL_HAVE_POSTGRES", %w[libpq], "libpq-fe.h", "libpq-dev"],
+    # [macro, pkg-config names, header, Debian package to install,
+    #  dir_config name (--with-NAME-dir, --with-NAME-include, --with-NAME-lib), library, a function in it]
+    ["KAAL_HAVE_REDIS", %w[hiredis], "hiredis/hiredis.h", "libhiredis-dev", "hiredis", "hiredis", "redisConnectWithTimeout"],
+    ["KAAL_HAVE_SQLITE", %w[sqlite3], "sqlite3.h", "libsqlite3-dev", "sqlite3", "sqlite3", "sqlite3_open_v2"],
+    ["KAAL_HAVE_POSTGRES", %w[libpq], "libpq-fe.h", "libpq-dev", "pq", "pq", "PQconnectdbParams"],
     # MariaDB Connector/C only (it also speaks to MySQL 8); Oracle's libmysqlclient
     # lacks the calls the backend uses.
-    ["KAAL_HAVE_MYSQL", %w[libmariadb mariadb], "mysql.h", "libmariadb-dev"]
+    ["KAAL_HAVE_MYSQL", %w[libmariadb mariadb], "mysql.h", "libmariadb-dev", "mariadb", "mariadb", "mysql_real_connect"]
   ].freeze
 
   module_function
 
-  def find_backend(macro, pkgs, header, package)
-    found = pkgs.find { |pkg| pkg_config(pkg) }
-    if found && have_header(header)
+  # A library is looked for where --with-NAME-dir (or -include / -lib) says,
+  # as ruby-pg and mysql2 do; otherwise with pkg-config, then in the
+  # compiler's default paths.
+  def find_backend(macro, pkgs, header, package, dir_name, lib, func)
+    given = dir_config(dir_name).any?
+    found = !given && pkgs.find { |pkg| pkg_config(pkg) }
+    if have_header(header) && (found || have_library(lib, func))
       $defs << "-D#{macro}"
       true
     else
       message "kaal: #{macro.sub("KAAL_HAVE_", "").downcase} backend disabled " \
-              "(install #{package} and rebuild to enable it)\n"
+              "(install #{package}, or pass --with-#{dir_name}-dir=PREFIX, and rebuild to enable it)\n"
       false
     end
   end
