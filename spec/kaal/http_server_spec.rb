@@ -6,7 +6,7 @@ require "json"
 
 RSpec.describe Kaal::HttpServer do
   let(:health) do
-    Struct.new(:verdict) { def check = verdict }.new(healthy: true, status: "ok", reason: nil)
+    Struct.new(:verdict) { def check = verdict }.new({ healthy: true, status: "ok", reason: nil })
   end
   let(:metrics) { Struct.new(:text) { def render = text }.new("# HELP x y\n# TYPE x counter\nx 1\n") }
   let(:server) { described_class.new(bind: "127.0.0.1:0", health: health, metrics: metrics, read_timeout: 0.5).start }
