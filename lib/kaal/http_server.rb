@@ -18,7 +18,8 @@ module Kaal
   class HttpServer
     MAX_HEAD = 8192
     REASONS = { 200 => "OK", 400 => "Bad Request", 404 => "Not Found", 405 => "Method Not Allowed",
-                408 => "Request Timeout", 431 => "Request Header Fields Too Large", 503 => "Service Unavailable" }.freeze
+                408 => "Request Timeout", 431 => "Request Header Fields Too Large", 500 => "Internal Server Error",
+                503 => "Service Unavailable" }.freeze
 
     attr_reader :host
 
@@ -81,11 +82,12 @@ module Kaal
         next if client.nil?
 
         if @lock.synchronize { @clients >= @max_clients ? false : (@clients += 1) }
-          Thread.new(client) do |c|
+          worker = Thread.new(client) do |c|
             serve(c)
           ensure
             @lock.synchronize { @clients -= 1 }
           end
+          worker.report_on_exception = false
         else
           respond(client, 503, "text/plain", "busy\n", head: false)
           client.close
@@ -103,7 +105,12 @@ module Kaal
         return respond(client, 400, "text/plain", "bad request\n", head: false)
       end
 
-      route(client, method, target.split("?", 2).first)
+      begin
+        route(client, method, target.split("?", 2).first)
+      rescue StandardError => e
+        Kaal.log_plain(:error, "http: #{method} #{target} failed: #{e.class}: #{e.message}")
+        respond(client, 500, "text/plain", "internal error\n", head: false)
+      end
     rescue IOError, SystemCallError
       nil
     ensure

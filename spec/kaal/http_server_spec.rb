@@ -3,6 +3,7 @@
 require "spec_helper"
 require "socket"
 require "json"
+require "stringio"
 
 RSpec.describe Kaal::HttpServer do
   let(:health) do
@@ -66,6 +67,18 @@ RSpec.describe Kaal::HttpServer do
     expect(status_of(slow.read)).to eq(408)
   ensure
     slow&.close
+  end
+
+  it "answers 500 and logs when rendering fails, and goes on serving" do
+    def metrics.render = raise("render boom")
+    log = StringIO.new
+    Kaal.reset!
+    Kaal.configure { |c| c.logger = Kaal::Log.build(log) }
+    expect(status_of(raw("GET /metrics HTTP/1.1\r\n\r\n"))).to eq(500)
+    expect(log.string).to include("ERROR kaal: http: GET /metrics failed: RuntimeError: render boom")
+    expect(status_of(raw("GET /health HTTP/1.1\r\n\r\n"))).to eq(200)
+  ensure
+    Kaal.reset!
   end
 
   it "names the address it cannot bind" do
