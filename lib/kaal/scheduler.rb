@@ -15,8 +15,9 @@ module Kaal
   #
   # The first tick (start) also looks back recovery_window for runs missed
   # while no node was running, per job's catch_up: latest (the last missed
-  # run only), all (up to max_catch_up_runs) or none. Claims make sure
-  # nothing the dispatch log records runs again.
+  # run only), all (up to max_catch_up_runs) or none; only for a job whose
+  # schedule ran before, and only after its latest run (catch_up_after).
+  # Claims make sure nothing the dispatch log records runs again.
   class Scheduler
     CLEANUP_EVERY = 60 # seconds between two dispatch-log cleanups
 
@@ -330,9 +331,7 @@ module Kaal
       interval = @config.tick_interval.ceil
       regular_lo = [[start_at - interval, now_i - @config.window_lookback.ceil].max, now_i - interval].min
       floor = now_i - @config.recovery_window.floor
-      # A namespace whose dispatch log is empty has never run: nothing was
-      # missed (a first deploy does not fire last week's report at once).
-      recover = @config.enable_dispatch_recovery && regular_lo > floor && @backend.dispatches(limit: 1).any?
+      recover = @config.enable_dispatch_recovery && regular_lo > floor
       pending = @pending_start
       @pending_start = nil
       popped << nil << pending # restore puts them all back if anything fails
@@ -347,19 +346,38 @@ module Kaal
         job.next_epoch = epoch
         next unless enabled?(job)
 
-        if recover
-          missed = missed_runs(job, regular_lo, floor)
-          missed.each { |f| due.add(job, f) }
-          unless missed.empty?
-            @events.emit(:catch_up) do
-              { key: job.key, node: @node, policy: (job.catch_up || @config.catch_up).to_s, runs: missed.size,
-                fire_times: missed.map { |f| job.fire_time(f) } }
-            end
+        fires = start_slack(job, fires, start_at)
+        missed = recover ? missed_runs(job, regular_lo, floor) : []
+        last = last_fire(job) if missed.any? || fires.any?
+        missed = catch_up_after(job, missed, last)
+        missed.each { |f| due.add(job, f) }
+        unless missed.empty?
+          @events.emit(:catch_up) do
+            { key: job.key, node: @node, policy: (job.catch_up || @config.catch_up).to_s, runs: missed.size,
+              fire_times: missed.map { |f| job.fire_time(f) } }
           end
         end
-        fires = start_slack(job, fires, start_at)
+        fires = fires.select { |f| f > last } if last # never a run before one already dispatched
         fires.last(@config.max_catch_up_runs).each { |f| due.add(job, f) }
       end
+    end
+
+    # The latest fire time the dispatch log has for the job's key (claimed,
+    # dispatched or failed, by any node), or nil.
+    def last_fire(job)
+      @backend.dispatches(key: job.key, limit: 1).first&.fetch(:fire_time)
+    end
+
+    # Catch-up is for schedules that ran before, and the dispatch log says
+    # which (README, "Missed runs"): a key with no run in the log is new and
+    # catches up nothing; a key whose latest run is not a fire time of its
+    # cron has a new schedule and catches up nothing; otherwise only the
+    # missed runs after that latest run.
+    def catch_up_after(job, missed, last)
+      return [] if missed.empty? || last.nil?
+      return [] unless job.cron.next_epoch(last - 1) == last
+
+      missed.select { |f| f > last }
     end
 
     # The start window reaches tick_interval before the first tick, for a

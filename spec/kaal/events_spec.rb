@@ -68,7 +68,7 @@ RSpec.describe "Kaal events, error handlers and log lines" do
     it "delivers catch_up with the missed fire times" do
       Kaal.configure { |c| c.enable_dispatch_recovery = true }
       Kaal.register(key: "h", cron: "0 * * * *", job_class: SpecRecorderJob)
-      Kaal.backend.record("other", t0 - 86_000, "dispatched", node: "n", now: t0 - 86_000) # not a first deploy
+      Kaal.backend.record("h", t0 - 3600, "dispatched", node: "n", now: t0 - 3600) # h ran before (11:00)
       Kaal.subscribe("catch_up") { |e| received << e }
       Kaal.tick!(now: t0 + 1800)
       event = drain(received).first

@@ -216,10 +216,11 @@ RSpec.describe "Kaal.tick!" do
   describe "recovery at start (catch_up)" do
     let(:now) { t0 + 30 * 60 + 30 } # 12:30:30, the node was down since before 12:00
 
-    # The namespace has run before: its dispatch log is not empty.
-    def seed_history
+    # The jobs ran before: the dispatch log has a run of "m" (yesterday 12:01) and of another job.
+    def seed_history(key = "m", fire = t0 - 86_340)
+      Kaal.backend.claim([[key, fire]], lease_ms: 1000, node: "old", now: fire)
+      Kaal.backend.record(key, fire, "dispatched", node: "old", now: fire)
       Kaal.backend.claim([["earlier-job", t0 - 86_000]], lease_ms: 1000, node: "old", now: t0 - 86_000)
-      Kaal.backend.record("earlier-job", t0 - 86_000, "dispatched", node: "old", now: t0 - 86_000)
     end
 
     before { |ex| seed_history unless ex.metadata[:fresh] }
@@ -271,13 +272,31 @@ RSpec.describe "Kaal.tick!" do
       expect(fired(Kaal.tick!(now: now)).map(&:last)).to eq([t0 + 1740, t0 + 1800])
     end
 
-    it "never re-runs what the dispatch log already has" do
-      Kaal.configure { |c| c.recovery_window = 200 } # missed: 12:28, 12:29, 12:30
-      seed_history
+    it "never goes back to or before the latest run the dispatch log has for the job" do
+      Kaal.configure { |c| c.recovery_window = 400 } # missed: 12:24 .. 12:30
       register_every_minute(catch_up: :all)
-      Kaal.backend.claim([["m", t0 + 1800]], lease_ms: 1000, node: "n", now: t0 + 1800)
-      Kaal.backend.record("m", t0 + 1800, "dispatched", node: "n", now: t0 + 1800)
-      expect(fired(Kaal.tick!(now: now))).to eq([["m", t0 + 1680], ["m", t0 + 1740]])
+      seed_history("m", t0 + 1560) # 12:26 ran on another node
+      expect(fired(Kaal.tick!(now: now)).map(&:last)).to eq([t0 + 1620, t0 + 1680, t0 + 1740, t0 + 1800])
+    end
+
+    it "catches up nothing for a job the dispatch log has never seen, though other jobs ran (a job added to a running cluster)" do
+      register_every_minute
+      Kaal.register(key: "new:noon", cron: "0 12 * * *", job_class: SpecRecorderJob) # today 12:00 is before it existed
+      expect(fired(Kaal.tick!(now: now))).to eq([["m", t0 + 1800]])
+      expect(fired(Kaal.tick!(now: now + 86_400 - 1830)).select { |k, _| k == "new:noon" }).to eq([["new:noon", t0 + 86_400]]) # then on schedule
+    end
+
+    it "treats a job whose latest run is not a fire time of its cron as a new schedule" do
+      Kaal.register(key: "m", cron: "0 */2 * * *", job_class: SpecRecorderJob) # was every minute (yesterday 12:01)
+      expect(Kaal.tick!(now: now)).to be_empty # not today 12:00
+    end
+
+    it "never dispatches a fire time earlier than one already dispatched (a node starting just after another)" do
+      Kaal.configure { |c| c.tick_interval = 5 }
+      Kaal.register(key: "a", cron: "* * * * * *", job_class: SpecRecorderJob)
+      seed_history("a", t0 - 3600)
+      seed_history("a", t0 + 26) # the other node's start tick
+      expect(fired(Kaal.tick!(now: t0 + 27))).to eq([["a", t0 + 27]]) # not a @ 12:00:22
     end
 
     it "does nothing missed when enable_dispatch_recovery is false" do
