@@ -107,7 +107,8 @@ RSpec.describe "Redis backend connection and storage" do
         .to raise_error(Kaal::ConnectionError, /timed out/)
       expect(Process.clock_gettime(Process::CLOCK_MONOTONIC) - t0).to be_between(0.25, 2.0) # the 0.3 s timeout fired, not a hang
       expect(b.connected?).to be(false)
-      sleep 0.8 # the pause ends
+      # The pause ends: a PING on a fresh connection is answered only then.
+      expect(server.command(["AUTH", password], ["PING"])).to start_with("+PONG")
       # The timed-out claim may or may not have run on the server; either way
       # the reconnected handle is in step and the pair is won at most once.
       first = b.claim([["job", now]], lease_ms: 1000, node: "n", now: now)
