@@ -115,6 +115,28 @@ RSpec.describe "kaal start observability (real processes)" do
       taken&.close
     end
 
+    it "turns 503 while the tick loop is stalled (an enqueue that blocks the tick thread), 200 after" do
+      rb = jobs_rb + <<~RUBY
+        class StuckJob # ActiveJob-like: enqueued on the tick thread; its second enqueue blocks it for 6 s
+          @calls = 0
+          def self.perform_later(*)
+            @calls += 1
+            sleep 6 if @calls == 2
+          end
+        end
+      RUBY
+      jobs = tickle + [{ "key" => "stuck", "cron" => "*/2 * * * * *", "job_class" => "StuckJob" }]
+      kaal = Kaal::Spec::KaalProcess.new(jobs_rb: rb, jobs: jobs)
+      (@nodes ||= []) << kaal
+      port = process.free_port
+      kaal.start("--http", "127.0.0.1:#{port}")
+      wait_healthy(port, 200)
+      _, body = wait_healthy(port, 503, timeout: 20)
+      expect(JSON.parse(body)["reason"]).to match(/\Atick loop stalled: last successful tick \d+\.\ds ago \(allowed 3\.0s\)\z/)
+      wait_healthy(port, 200, timeout: 20)
+      expect(kaal.stop).to eq(0)
+    end
+
     it "takes http_bind from config/kaal.yml and KAAL_HTTP_BIND" do
       port = process.free_port
       kaal = node(settings: { "http_bind" => "127.0.0.1:#{port}" }).start
