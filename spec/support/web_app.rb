@@ -145,9 +145,11 @@ module Kaal
       # mode. worker_boot: Ruby source run in each worker as it boots
       # (Puma's before_worker_boot / on_worker_boot). Retries on another port
       # when the one chosen was taken meanwhile.
-      def start(workers: 0, preload: false, worker_boot: nil, env: {})
+      # command: a callable taking the port and returning the argv of
+      # another server to start instead of Puma (e.g. Sinatra's own).
+      def start(workers: 0, preload: false, worker_boot: nil, env: {}, command: nil)
         3.times do
-          spawn_puma(workers, preload, worker_boot, env)
+          command ? spawn_command(command, env) : spawn_puma(workers, preload, worker_boot, env)
           wait_until(BOOT_TIMEOUT, "Puma to answer GET / on port #{@port}") do
             raise BootFailed, "Puma exited during boot (#{@status.inspect})\n#{log_tail}" unless alive?
 
@@ -198,12 +200,13 @@ module Kaal
         end
       end
 
-      # Sends TERM to Puma and waits for it to exit. Returns the Process::Status.
-      def stop
+      # Sends TERM (or +signal+) to the server and waits for it to exit.
+      # Returns the Process::Status.
+      def stop(signal: "TERM")
         return @status unless @pid && alive?
 
-        Process.kill("TERM", @pid)
-        wait_until(STOP_TIMEOUT, "Puma (pid #{@pid}) to exit after TERM") { !alive? }
+        Process.kill(signal, @pid)
+        wait_until(STOP_TIMEOUT, "the server (pid #{@pid}) to exit after #{signal}") { !alive? }
         @status
       end
 
@@ -261,6 +264,13 @@ module Kaal
           RbConfig.ruby, Gem.bin_path("puma", "puma"), "-C", "config/puma.rb", "config.ru",
           chdir: @dir, in: File::NULL, out: [log_path, "a"], err: [log_path, "a"], pgroup: true
         )
+      end
+
+      def spawn_command(command, env)
+        @port = free_port
+        @status = nil
+        @pid = Process.spawn({ "RACK_ENV" => "production" }.merge(env), *command.call(@port),
+                             chdir: @dir, in: File::NULL, out: [log_path, "a"], err: [log_path, "a"], pgroup: true)
       end
 
       def puma_config(workers, preload, worker_boot)

@@ -36,7 +36,29 @@ module Kaal
           environment: kaal_env.empty? ? settings.environment.to_s : kaal_env,
           label: "kaal (Sinatra)"
         }
-        Kaal::Integration.setup(**defaults.merge(options))
+        options = defaults.merge(options)
+        return Kaal::Integration.setup(**options) unless options[:start_scheduler] && run_at_exit?
+
+        # `ruby app.rb` of a classic app: Sinatra starts its server from an
+        # exit hook, which runs after kaal's own (stop the scheduler at exit).
+        # Starting now would stop the scheduler before the server starts.
+        config = Kaal::Integration.setup(**options, start_scheduler: false)
+        singleton_class.prepend(StartSchedulerOnRun)
+        config
+      end
+
+      private
+
+      def run_at_exit?
+        equal?(::Sinatra::Application) && settings.run?
+      end
+    end
+
+    # Starts the scheduler as Sinatra's own server starts (classic apps).
+    module StartSchedulerOnRun
+      def run!(*args, **options, &block)
+        Kaal::Integration.start_scheduler!
+        super
       end
     end
   end
