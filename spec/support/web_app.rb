@@ -234,8 +234,13 @@ module Kaal
         done.nil?
       end
 
+      # The last +lines+ lines of the server's log, without the job's
+      # "dispatched" lines (one a second: they would hide the rest).
       def log_tail(lines = 40)
-        "--- #{log_path} (last #{lines} lines) ---\n#{log.lines.last(lines).join}"
+        all = log.lines
+        kept = all.reject { |l| l.include?(" dispatched in ") }
+        "--- #{log_path} (last #{lines} lines; #{all.size - kept.size} dispatch lines left out) ---\n" \
+          "#{kept.last(lines).join}"
       end
 
       def wait_until(timeout, what)
