@@ -10,7 +10,8 @@ module Kaal
     # by bin/services in its own KAAL_SERVICES_DIR, which can be crashed and
     # started again on the SAME port and data directory (bin/services start
     # would pick a new port). It uses bin/services' layout: <dir>/<name>.port,
-    # <dir>/<name>.pid, <dir>/<name>.log, the data in <dir>/redis, <dir>/pg,
+    # <dir>/<name>.pid, <dir>/<name>.log, the data in <dir>/redis, PostgreSQL's in the directory
+    # named by <dir>/postgres.dir,
     # <dir>/mysql.
     #
     # Before the run the server is made durable (an acknowledged write
@@ -102,7 +103,7 @@ module Kaal
       end
 
       def server_pid
-        path = @kind == "postgres" ? File.join(@dir, "pg", "postmaster.pid") : pid_file
+        path = @kind == "postgres" ? File.join(pg_dir, "data", "postmaster.pid") : pid_file
         path = pid_file if @kind == "postgres" && !File.exist?(path)
         Integer(File.read(path).lines.first.to_s.strip, exception: false)
       rescue Errno::ENOENT
@@ -147,7 +148,8 @@ module Kaal
       end
 
       def sh!(*cmd)
-        out, status = Open3.capture2e(*cmd)
+        # From /: the postgres user may not enter the current directory (a checkout in a 0700 home).
+        out, status = Open3.capture2e(*cmd, chdir: "/")
         raise "#{cmd.join(" ")} failed: #{out}" unless status.success?
 
         out
@@ -190,11 +192,20 @@ module Kaal
             "--pidfile", pid_file, "--logfile", File.join(@dir, "redis.log"))
       end
 
+      # bin/services keeps PostgreSQL's data, socket and log in a private
+      # directory outside the services directory (the postgres user may not
+      # enter it); its path is in <dir>/postgres.dir.
+      def pg_dir
+        File.read(File.join(@dir, "postgres.dir")).strip
+      rescue Errno::ENOENT
+        File.join(@dir, "pg-missing")
+      end
+
       def restart_postgres
-        data = File.join(@dir, "pg")
-        opts = "-c listen_addresses=127.0.0.1 -p #{@port} -k #{data} -c fsync=off -c synchronous_commit=off " \
+        data = File.join(pg_dir, "data")
+        opts = "-c listen_addresses=127.0.0.1 -p #{@port} -k #{pg_dir} -c fsync=off -c synchronous_commit=off " \
                "-c full_page_writes=off -c max_connections=200"
-        sh!(*as_pg(File.join(PG_BIN, "pg_ctl"), "-D", data, "-l", File.join(@dir, "postgres.log"), "-w", "-t", "60",
+        sh!(*as_pg(File.join(PG_BIN, "pg_ctl"), "-D", data, "-l", File.join(pg_dir, "postgres.log"), "-w", "-t", "60",
                    "-o", opts, "start"))
         File.write(pid_file, "#{File.read(File.join(data, "postmaster.pid")).lines.first.strip}\n")
       end
