@@ -116,6 +116,17 @@ RSpec.describe "kaal init/start/status/tick/validate/migrate (subprocess)" do
       expect([out.lines.first, code]).to eq(["ok: config/kaal.yml (backend memory), no scheduler file, 1 job registered in code\n", 0]), err
     end
 
+    it "status shows a job's state with its source" do
+      app
+      File.write("config/kaal-scheduler.yml", File.read("config/kaal-scheduler.yml") + "      enabled: false\n")
+      out, err, code = kaal("status", "--require", "./jobs.rb")
+      expect(code).to eq(0), err
+      expect(out).to match(/^  echo\s.*\sdisabled \(file\)\s+EchoJob$/)
+      out, = kaal("status", "--json")
+      expect(JSON.parse(out)["jobs"].first).to include("enabled" => false, "source" => "file", "source_enabled" => false,
+                                                      "paused" => false, "state" => "disabled (file)")
+    end
+
     it "refuses an --env naming no section of the files" do
       app
       %w[validate status tick].each do |command|
