@@ -1,0 +1,99 @@
+# frozen_string_literal: true
+
+module Kaal
+  class Web
+    # What the pages show, read through Kaal's API and the backend interface
+    # (the same calls `kaal status` makes). Lists come a page at a time.
+    class Queries
+      Page = Struct.new(:rows, :page, :per_page, :more, keyword_init: true) do
+        def first?
+          page == 1
+        end
+      end
+
+      MAX_PAGE = 1000
+
+      def initialize(per_page: 50)
+        @per_page = per_page
+      end
+
+      attr_reader :per_page
+
+      # Registered jobs sorted by key (Kaal.jobs: state and where it comes
+      # from), one page, each with its next fire times and last run.
+      def jobs(page: 1, now: Clock.now)
+        all = Kaal.jobs(now: now)
+        slice = all[(page - 1) * per_page, per_page] || []
+        rows = slice.map do |job|
+          cron = Kaal.registry[job[:key]]&.cron
+          job.merge(next_fire_times: cron ? cron.next_times(now, count: 3) : [],
+                    explanation: cron&.explain, last_run: last_run(job[:key]))
+        end
+        Page.new(rows: rows, page: page, per_page: per_page, more: all.size > page * per_page)
+      end
+
+      def job_count
+        Kaal.registry.jobs.size
+      end
+
+      def job(key, now: Clock.now)
+        Kaal.jobs(now: now).find { |j| j[:key] == key }
+      end
+
+      # The last dispatch-log row of a job (scheduled or manual), or nil.
+      def last_run(key)
+        rows = [*backend.dispatches(key: key, limit: 1), *backend.dispatches(key: ManualRun.log_key(key), limit: 1)]
+        rows.max_by { |r| [r[:updated_at].to_i, r[:fire_time]] }
+      end
+
+      # The dispatch log of a job, newest first, scheduled and manual runs
+      # merged.
+      def dispatches(key, page: 1)
+        want = page * per_page + 1
+        rows = backend.dispatches(key: key, limit: want) + backend.dispatches(key: ManualRun.log_key(key), limit: want)
+        rows.sort_by! { |r| [-r[:fire_time], r[:key]] }
+        paged(rows, page)
+      end
+
+      def nodes(now: Clock.now)
+        backend.nodes(since: now.to_i - Kaal.configuration.heartbeat_ttl.ceil).map do |n|
+          info = begin
+            n[:info] ? JSON.parse(n[:info]) : {}
+          rescue JSON::ParserError
+            {}
+          end
+          n.merge(info: info.is_a?(Hash) ? info : {})
+        end
+      end
+
+      # Pairs claimed longer than a lease ago that no node recorded as run.
+      def claimed_not_dispatched(now: Clock.now, limit: 200)
+        cutoff = now.to_i - Kaal.configuration.lease_ttl.ceil
+        backend.dispatches(status: "claimed", limit: limit).select { |r| r[:claimed_at].to_i < cutoff }
+      end
+
+      def failures(page: 1)
+        paged(backend.dispatches(status: "failed", limit: page * per_page + 1), page)
+      end
+
+      def delayed(page: 1)
+        paged(backend.delayed_list(limit: page * per_page + 1), page)
+      end
+
+      def delayed_count
+        backend.delayed_count
+      end
+
+      private
+
+      def backend
+        Kaal.backend
+      end
+
+      def paged(rows, page)
+        slice = rows[(page - 1) * per_page, per_page] || []
+        Page.new(rows: slice, page: page, per_page: per_page, more: rows.size > page * per_page)
+      end
+    end
+  end
+end
