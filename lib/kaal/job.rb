@@ -98,6 +98,10 @@ module Kaal
 
       problem = StoredText.problem(key)
       raise ConfigurationError, "#{@location}: key: #{problem}" if problem
+      if key.start_with?("kaal:manual:")
+        raise ConfigurationError, "#{@location}: key: \"kaal:manual:\" starts the dispatch-log keys of manual runs " \
+                                  "(Kaal.run_now); choose another key"
+      end
 
       key.dup.freeze
     end

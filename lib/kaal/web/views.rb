@@ -98,9 +98,9 @@ module Kaal
 
       def state_cell(job)
         state = job[:paused] ? "paused" : (job[:source_enabled] ? "enabled" : "disabled")
-        source = if !job[:source_enabled] then "#{job[:source]}: enabled: false"
+        source = if !job[:source_enabled] then "disabled in #{job[:source]}"
                  elsif job[:paused] then "paused at runtime"
-                 else "#{job[:source]}"
+                 else "from #{job[:source]}"
                  end
         %(#{badge(state)}<small>#{h(source)}</small>)
       end
@@ -110,8 +110,10 @@ module Kaal
         buttons = []
         buttons << if job[:paused]
                      post_button(ctx, "#{path}/resume", "Resume", cls: "primary")
-                   else
+                   elsif job[:source_enabled]
                      post_button(ctx, "#{path}/pause", "Pause")
+                   else
+                     "" # its file or code disables it: nothing to pause or resume here
                    end
         buttons << post_button(ctx, "#{path}/run", "Run now", cls: "ghost")
         buttons.join

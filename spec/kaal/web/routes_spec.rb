@@ -64,7 +64,7 @@ RSpec.describe Kaal::Web do
         expect(body).to include('rel="next"')
         get "/kaal/", "page" => "2"
         expect(last_response.body).to include(">off</a>")
-        expect(last_response.body).to include("file: enabled: false").or include("code: enabled: false")
+        expect(last_response.body).to include("disabled in code")
         expect(last_response.body).not_to include("nightly-report</a>")
       end
 
@@ -185,5 +185,27 @@ RSpec.describe Kaal::Web do
         end
       end
     end
+  end
+end
+
+RSpec.describe Kaal::ManualRun do
+  after { Kaal.reset! }
+
+  it "reserves the manual log-key prefix: no job may be registered under it" do
+    expect { Kaal.register(key: "kaal:manual:x", cron: "@daily") { nil } }
+      .to raise_error(Kaal::ConfigurationError, /kaal:manual:.*manual runs/)
+  end
+
+  it "dispatches at most once per job and second, even when asked twice" do
+    runs = Queue.new
+    Kaal.configure { |c| c.backend = :memory }
+    Kaal.register(key: "twice", cron: "@daily") { |idempotency_key:| runs << idempotency_key }
+    now = Time.at(1_800_000_000)
+    first = Kaal.run_now("twice", now: now)
+    second = Kaal.run_now("twice", now: now)
+    expect([first.status, second.status]).to eq(%w[dispatched already_run])
+    expect(runs.size).to eq(1)
+    expect(runs.pop).to eq(first.idempotency_key)
+    expect(Kaal.run_now("twice", now: now + 1).status).to eq("dispatched")
   end
 end
