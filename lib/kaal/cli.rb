@@ -6,6 +6,7 @@ require "time"
 require "kaal"
 require "kaal/cli/runtime"
 require "kaal/cli/observability"
+require "kaal/cli/web"
 
 module Kaal
   # The `kaal` command line. Kaal::CLI.start(ARGV) runs one command and
@@ -60,6 +61,12 @@ module Kaal
         summary: "show settings, jobs, live nodes and recent dispatches (exit 1: backend down, 2: bad config)",
         options: []
       ),
+      "web" => Command.new(
+        usage: "web [--bind HOST:PORT] [--read-only]",
+        summary: "serve the dashboard (Kaal::Web; needs the puma gem)",
+        options: [["-b", "--bind HOST:PORT", String, "address to listen on (default 127.0.0.1:9395)"],
+                  ["--read-only", "no pause/resume/run now/cancel buttons"]]
+      ),
       "tick" => Command.new(usage: "tick", summary: "run one scheduler tick and print what it dispatched", options: []),
       "validate" => Command.new(usage: "validate", summary: "check the configuration and scheduler files", options: []),
       "migrate" => Command.new(usage: "migrate", summary: "create the backend's tables (idempotent)", options: []),
@@ -78,6 +85,7 @@ module Kaal
 
     include Runtime # init, start, status, tick, validate, migrate (lib/kaal/cli/runtime.rb)
     include Observability # --http, systemd, the health of `kaal status` (lib/kaal/cli/observability.rb)
+    include Web # `kaal web` (lib/kaal/cli/web.rb)
 
     def self.start(argv, out: $stdout, err: $stderr)
       new(out: out, err: err).run(argv.dup)
