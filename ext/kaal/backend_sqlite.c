@@ -53,6 +53,7 @@ enum {
     Q_ROLLBACK,
     Q_RECORD,
     Q_DISPATCHES,
+    Q_DISPATCHES_KEY,
     Q_CLEANUP,
     Q_SET_ENABLED,
     Q_STATES,
@@ -83,6 +84,13 @@ static const char *const sql_text[Q_COUNT] = {
         " FROM kaal_dispatches WHERE namespace = ?1"
         " AND (?2 IS NULL OR job_key = ?2) AND (?3 IS NULL OR status = ?3)"
         " AND (?4 IS NULL OR node = ?4)"
+        " ORDER BY fire_time DESC, job_key DESC LIMIT ?5",
+    /* The same with a job key: "job_key = ?2" (not "?2 IS NULL OR ...") lets
+     * the planner walk the primary key instead of scanning the whole log. */
+    [Q_DISPATCHES_KEY] =
+        "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
+        " FROM kaal_dispatches WHERE namespace = ?1 AND job_key = ?2"
+        " AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR node = ?4)"
         " ORDER BY fire_time DESC, job_key DESC LIMIT ?5",
     [Q_CLEANUP] =
         "DELETE FROM kaal_dispatches WHERE rowid IN"
@@ -700,7 +708,7 @@ static int sqlite_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal
                              kaal_error *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = stmt(b, Q_DISPATCHES, &st, err);
+    int rc = stmt(b, q->key ? Q_DISPATCHES_KEY : Q_DISPATCHES, &st, err);
     if (rc != KAAL_OK) return rc;
     bind_ns(b, st);
     bind_text(st, 2, q->key);
