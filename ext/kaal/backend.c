@@ -85,14 +85,30 @@ kaal_backend *kaal_backend_new(const kaal_backend_vtable *vt, const char *ns, si
     return b;
 }
 
+void kaal_backend_note_fork(kaal_backend *b)
+{
+    if (pthread_mutex_trylock(&b->lock) == 0) {
+        pthread_mutex_unlock(&b->lock);
+    } else {
+        b->forked_busy = 1;
+    }
+}
+
+void kaal_backend_follow_fork(kaal_backend *b)
+{
+    if (b->forked_busy) {
+        b->impl = NULL; /* the parent's half-updated session: leaked, never freed */
+    } else if (b->vt->discard) {
+        b->vt->discard(b);
+    }
+    b->forked_busy = 0;
+    b->connected = 0;
+    b->pid = getpid();
+}
+
 int kaal_backend_ready(kaal_backend *b, kaal_error *err)
 {
-    pid_t pid = getpid();
-    if (b->pid != pid) {
-        if (b->vt->discard) b->vt->discard(b);
-        b->connected = 0;
-        b->pid = pid;
-    }
+    if (b->pid != getpid()) kaal_backend_follow_fork(b);
     if (!b->connected) {
         int rc = b->vt->connect(b, err);
         if (rc != KAAL_OK) {
@@ -109,8 +125,8 @@ void kaal_backend_free(kaal_backend *b)
     if (!b) return;
     if (b->pid == getpid()) {
         if (b->vt->close) b->vt->close(b);
-    } else if (b->vt->discard) {
-        b->vt->discard(b);
+    } else {
+        kaal_backend_follow_fork(b);
     }
     kaal_conn_params_free(&b->params);
     free(b->ns);

@@ -171,6 +171,7 @@ struct kaal_backend {
     int connected;
     pid_t pid;              /* process that opened the session */
     pthread_mutex_t lock;   /* held by the binding around every vt call */
+    int forked_busy;        /* in a forked child: a parent thread was inside a call at the fork */
 };
 
 /* Backends compiled into this build (NULL when not built). */
@@ -201,10 +202,20 @@ void kaal_conn_params_free(kaal_conn_params *p);
  * child drops the parent's session without touching it, then connects when
  * not connected.
  * kaal_backend_free: ends the session (close in the owning process, discard
- * in a forked child) and frees the handle and its params; NULL is ignored. */
+ * in a forked child) and frees the handle and its params; NULL is ignored.
+ * kaal_backend_follow_fork: in a forked child, lets go of the parent's
+ * session and takes the handle over for this process. When a parent thread
+ * was inside a call at the fork (b->lock was copied locked, see
+ * kaal_backend_note_fork), the session's memory may be half-updated (a reply
+ * half-parsed, a buffer being grown): it is left alone, leaked once per
+ * fork, because freeing it can crash; otherwise vt->discard frees it.
+ * kaal_backend_note_fork: in a forked child, before b->lock is used or
+ * re-initialised: records whether the copied lock was held. */
 kaal_backend *kaal_backend_new(const kaal_backend_vtable *vt, const char *ns, size_t n);
 int kaal_backend_ready(kaal_backend *b, kaal_error *err);
 void kaal_backend_free(kaal_backend *b);
+void kaal_backend_follow_fork(kaal_backend *b);
+void kaal_backend_note_fork(kaal_backend *b);
 
 /* In a forked child, before a client library closes a connection whose
  * socket fd the parent still uses: points fd at /dev/null (dup2 keeps the

@@ -63,8 +63,11 @@ typedef struct backend_obj {
 static void backend_free(void *p)
 {
     backend_obj *o = p;
-    /* Nobody else can hold b->lock: a thread inside a call keeps the
-     * object alive. Never raise or call Ruby here. */
+    /* Nobody else in this process can hold b->lock: a thread inside a call
+     * keeps the object alive. In a forked child that never used the handle,
+     * a parent thread may have held it at the fork. Never raise or call Ruby
+     * here. */
+    if (o->b && o->lock_pid != getpid()) kaal_backend_note_fork(o->b);
     kaal_backend_free(o->b);
     xfree(o);
 }
@@ -214,16 +217,19 @@ static char *cdup(call *c, VALUE s)
 }
 
 /* Locks b->lock. A fork can happen while another thread of the parent holds
- * the lock (it waits on the server without the GVL); that thread does not
- * exist in the child, so the child's copy of the mutex would stay locked
- * forever. The first call in a new process therefore re-initialises it
- * (right after fork only the forking thread runs). */
+ * the lock (it waits on the server without the GVL, or is busy in the client
+ * library); that thread does not exist in the child, so the child's copy of
+ * the mutex would stay locked forever. The first call in a new process
+ * therefore notes whether it was held (the session is then not freed, see
+ * kaal_backend_follow_fork) and re-initialises it (right after fork only the
+ * forking thread runs). */
 static void lock_backend(backend_obj *o)
 {
     pid_t me = getpid();
     pid_t seen = __atomic_load_n(&o->lock_pid, __ATOMIC_ACQUIRE);
     if (seen != me &&
         __atomic_compare_exchange_n(&o->lock_pid, &seen, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        kaal_backend_note_fork(o->b);
         pthread_mutex_init(&o->b->lock, NULL);
     }
     pthread_mutex_lock(&o->b->lock);
@@ -412,8 +418,7 @@ static void *close_nogvl(void *p)
     kaal_backend *b = o->b;
     lock_backend(o);
     if (b->pid != getpid()) {
-        if (b->vt->discard) b->vt->discard(b);
-        b->pid = getpid();
+        kaal_backend_follow_fork(b);
     } else if (b->vt != &kaal_backend_memory && b->vt->close) {
         b->vt->close(b);
     }

@@ -55,4 +55,29 @@ RSpec.describe "Redis backend reconnect and fork" do
   ensure
     raw&.close
   end
+
+  it "takes the handle over in a child forked while another thread is inside a call, without crashing" do
+    skip "fork is not available" unless Process.respond_to?(:fork)
+
+    # A Puma master running the embedded scheduler forks its workers while the
+    # scheduler thread is inside backend calls: the child must not free the
+    # parent's half-updated session (a crash in free()), and must work.
+    busy = Thread.new do
+      n = 0
+      n += 1 while claim("busy-#{n}", fire) == [true] && !Thread.current[:stop]
+      n
+    end
+    statuses = Array.new(150) do |i|
+      pid = fork do
+        ok = claim("child-#{i}", fire) == [true] && claim("child-#{i}", fire) == [false]
+        exit(ok ? 0 : 3) # exit, not exit!: the handle is freed too
+      end
+      Process.wait2(pid).last
+    end
+    busy[:stop] = true
+
+    expect(statuses.map { |st| st.signaled? ? "signal #{st.termsig}" : st.exitstatus }.tally).to eq(0 => 150)
+    expect(busy.value).to be > 0
+    expect(claim("after", fire)).to eq([true])
+  end
 end
