@@ -39,11 +39,53 @@ RSpec.describe "kaal-rails in a generated app" do
     end
   end
 
+  describe "the Railtie" do
+    before { app.install! }
+
+    it "sets kaal up with Rails.logger, the app's time zone and database, and starts no scheduler in a runner" do
+      script = <<~RUBY
+        c = Kaal.configuration
+        puts JSON.generate(backend: c.backend, database: c.backend_config.dig(:connection, :database),
+                           time_zone: c.time_zone, rails_logger: c.logger.equal?(Rails.logger),
+                           wrapper: !c.job_wrapper.nil?, handlers: c.error_handlers.size,
+                           running: Kaal.running?, embedded: Kaal::Rails::Embedded.active?,
+                           jobs: Kaal.jobs.map { |j| [j[:key], j[:time_zone]] })
+      RUBY
+      result = app.run!("bin/rails", "runner", script, env: { "APP_TIME_ZONE" => "Eastern Time (US & Canada)" })
+      seen = JSON.parse(result.out.lines.last)
+      expect(seen).to include("backend" => "sqlite", "database" => app.path("storage/development.sqlite3"),
+                              "time_zone" => "America/New_York", "rails_logger" => true, "wrapper" => true,
+                              "running" => false, "embedded" => false, "jobs" => [["tick", "America/New_York"]])
+      expect(seen["handlers"]).to be >= 1
+    end
+
+    it "runs plain Ruby jobs inside the executor and reports their errors through Rails.error (bin/rails kaal:tick)" do
+      boom_log = app.path("tmp", "boom-#{SecureRandom.hex(3)}.log")
+      error_log = app.path("tmp", "errors-#{SecureRandom.hex(3)}.log")
+      result = app.run("bin/rails", "kaal:tick",
+                       env: { "KAAL_SCHEDULER_CONFIG_PATH" => "config/kaal-scheduler-boom.yml",
+                              "BOOM_LOG" => boom_log, "ERROR_LOG" => error_log })
+      expect(result.output).to include("boom @ ").and include("failed")
+      app.wait_for("BoomJob's run in #{boom_log}", timeout: 15) { File.exist?(boom_log) && File.exist?(error_log) }
+      expect(File.read(boom_log)).to eq("executor active: true\n")
+      reports = File.readlines(error_log).map { |line| JSON.parse(line) }
+      expect(reports.size).to eq(1) # kaal's report, not the executor's as well
+      expect(reports.first).to include("message" => "boom from BoomJob", "handled" => false, "severity" => "error",
+                                "source" => "kaal", "key" => "boom", "job_class" => "BoomJob")
+    end
+
+    it "bin/rails kaal:status shows the settings and jobs" do
+      result = app.run!("bin/rails", "kaal:status")
+      expect(result.out).to include("backend", "sqlite", "tick")
+    end
+  end
+
   %w[sqlite postgres mysql].each do |dialect|
     describe "on #{dialect}" do
       dbs = GeneratedApp::Databases.new(dialect)
 
       before do
+        app.install!
         next if dbs.available?
         raise "#{dialect}: test server not configured (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
 
@@ -115,32 +157,47 @@ RSpec.describe "kaal-rails in a generated app" do
         expect(dbs.query("main", "SELECT COUNT(*) FROM kaal_delayed_jobs").flatten.map(&:to_i)).to eq([0])
       end
 
-      it "the Puma plugin runs the scheduler in each of 2 cluster workers, firing each pair once" do
-        File.delete(tick_log) if File.exist?(tick_log)
-        log = app.path("log", "puma-#{dialect}.log")
+      # Puma with `plugin :kaal` until the tick log has +fires+ fire times
+      # and +nodes+ live kaal nodes; returns [tick lines, node ids, master pid].
+      def run_puma(app, dbs, dialect, tick_log, fires:, nodes:, env: {})
+        log = app.path("log", "puma-#{dialect}-#{SecureRandom.hex(3)}.log")
         env = { "DATABASE_URL" => dbs.url("main"), "TICK_LOG" => tick_log,
                 "PUMA_SOCKET" => app.path("tmp", "puma-#{dialect}.sock"),
-                "PUMA_PIDFILE" => app.path("tmp", "puma-#{dialect}.pid") }
+                "PUMA_PIDFILE" => app.path("tmp", "puma-#{dialect}.pid") }.merge(env)
         started = Time.now.to_i
+        live = -> { dbs.query("main", "SELECT node FROM kaal_nodes WHERE last_seen >= #{started}").flatten }
         pid = app.spawn("bundle", "exec", "puma", "-C", "config/puma_kaal.rb", log: log, env: env)
         begin
-          app.wait_for(-> { "4 ticks and 2 kaal nodes; puma said:\n#{File.read(log) if File.exist?(log)}" }, timeout: 60) do
-            nodes = dbs.query("main", "SELECT node FROM kaal_nodes WHERE last_seen >= #{started}")
-            ticks(tick_log).map { |t| t[1] }.uniq.size >= 4 && nodes.size >= 2
+          app.wait_for(-> { "#{fires} ticks and #{nodes} kaal nodes; puma said:\n#{File.read(log) if File.exist?(log)}" },
+                       timeout: 60) do
+            ticks(tick_log).map { |t| t[1] }.uniq.size >= fires && live.call.size >= nodes
           end
         ensure
           status = app.stop(pid)
         end
         # Puma ends with SIGTERM re-raised after its graceful stop.
         expect(status && (status.success? || status.termsig == Signal.list["TERM"])).to be(true), File.read(log)
+        [ticks(tick_log).select { |t| t[0] == "tick" }, live.call, File.read(log)[/PID: (\d+)/, 1].to_i]
+      end
 
-        runs = ticks(tick_log).select { |t| t[0] == "tick" }
+      it "the Puma plugin runs the scheduler in each of 2 cluster workers, firing each pair once" do
+        runs, nodes, master = run_puma(app, dbs, dialect, tick_log, fires: 4, nodes: 2)
         pairs = runs.map { |t| t[0..1] }
         expect(pairs.uniq.size).to eq(pairs.size)
-        master = File.read(log)[/PID: (\d+)/, 1].to_i
         expect(runs.map { |t| t[2].to_i }).not_to include(master) # the workers run the jobs
-        nodes = dbs.query("main", "SELECT node FROM kaal_nodes WHERE last_seen >= #{started}").flatten
         expect(nodes.map { |n| n.split(":")[-2] }.uniq.size).to be >= 2
+      end
+
+      if dialect == "sqlite"
+        it "the Puma plugin in cluster mode without preload_app!, and in single mode" do
+          runs, nodes, = run_puma(app, dbs, dialect, tick_log, fires: 3, nodes: 2, env: { "PUMA_PRELOAD" => "0" })
+          expect(runs.map { |t| t[0..1] }.uniq.size).to eq(runs.size)
+          expect(nodes.map { |n| n.split(":")[-2] }.uniq.size).to be >= 2
+
+          single_log = "#{tick_log}.single"
+          runs, _, master = run_puma(app, dbs, dialect, single_log, fires: 3, nodes: 1, env: { "PUMA_WORKERS" => "0" })
+          expect(runs.map { |t| t[2].to_i }.uniq).to eq([master])
+        end
       end
 
       it "before db:migrate, enqueueing and dispatching fail with an error naming bin/rails db:migrate" do

@@ -79,16 +79,30 @@ module Kaal
       found
     end
 
+    # A failed job, once, with kaal's context (the job wrapper keeps the
+    # executor from reporting it a second time).
     def report_error(error, context)
-      ::Rails.error.report(error, handled: true, severity: :error, context: context || {}, source: "kaal")
+      ::Rails.error.report(error, handled: false, severity: :error, context: context || {}, source: "kaal")
     end
 
     # Every job dispatch runs inside the executor, so Active Record
     # connections are returned and the query cache is reset; with code
-    # reloading on, inside the reloader so constants stay fresh.
+    # reloading on, inside the reloader so constants stay fresh. The job's
+    # error is raised again outside the executor, which would otherwise
+    # report it without kaal's context before kaal reports it.
     def job_wrapper(app)
       wrapper = app.config.respond_to?(:reloading_enabled?) && app.config.reloading_enabled? ? app.reloader : app.executor
-      ->(&block) { wrapper.wrap(&block) }
+      lambda do |&block|
+        error = nil
+        result = wrapper.wrap do
+          block.call
+        rescue Exception => e # rubocop:disable Lint/RescueException -- raised again below
+          error = e
+        end
+        raise error if error
+
+        result
+      end
     end
   end
 end

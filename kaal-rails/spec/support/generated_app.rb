@@ -30,6 +30,12 @@ module GeneratedApp
       @root ||= build
     end
 
+    # Runs the generator unless it ran (the examples after the generator's
+    # own need its files; the fixture's scheduler file is kept).
+    def install!
+      run!("bin/rails", "generate", "kaal:install") unless File.exist?(path("config/kaal.yml"))
+    end
+
     # Runs cmd (an Array) in the app with its own bundle; returns a Result.
     def run(*cmd, env: {}, timeout: 120)
       Bundler.with_unbundled_env do
@@ -154,7 +160,8 @@ module GeneratedApp
       file = File.join(app, "config", "application.rb")
       text = File.read(file).sub('# require "active_job/railtie"', 'require "active_job/railtie"')
       text = text.sub(/^(\s*)config\.load_defaults.*$/) do
-        "#{Regexp.last_match(0)}\n#{Regexp.last_match(1)}config.active_job.queue_adapter = :async"
+        "#{Regexp.last_match(0)}\n#{Regexp.last_match(1)}config.active_job.queue_adapter = :async\n" \
+          "#{Regexp.last_match(1)}config.time_zone = ENV[\"APP_TIME_ZONE\"] if ENV[\"APP_TIME_ZONE\"]"
       end
       File.write(file, text)
     end
