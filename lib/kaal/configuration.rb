@@ -61,6 +61,7 @@ module Kaal
       logger: [:object, nil, "a Logger, used with its own level (default: $stdout at log_level)"],
       error_handlers: [:callables, [], "callables(error, context) told of every failed job and backend error"],
       http_bind: [:bind, nil, "HOST:PORT of the /health and /metrics listener of `kaal start` (off when unset)"],
+      read_only: [:boolean, false, "the dashboard (Kaal::Web, kaal web) shows no actions and refuses every POST"],
       job_wrapper: [:callable, nil, "callable that receives a block and runs each job dispatch inside it"],
       node_id: [:stored_or_nil, nil, "this node's name (default hostname:pid:random)"]
     }.freeze

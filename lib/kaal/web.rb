@@ -36,12 +36,17 @@ module Kaal
     Context = Struct.new(:base, :csrf, :read_only, :notice, :notice_kind, :namespace, :backend_name, :node, :now,
                          keyword_init: true)
 
-    attr_reader :read_only
+    def read_only
+      @read_only.nil? ? Kaal.configuration.read_only == true : @read_only
+    end
 
-    # read_only: no actions (buttons are not rendered and POST answers 403).
-    # per_page: rows per page of every list.
-    def initialize(read_only: false, per_page: PER_PAGE)
-      raise ArgumentError, "read_only must be true or false, got #{read_only.inspect}" unless [true, false].include?(read_only)
+    # read_only: no actions (buttons are not rendered and POST answers 403);
+    # nil (the default) follows the configuration's read_only option at each
+    # request. per_page: rows per page of every list.
+    def initialize(read_only: nil, per_page: PER_PAGE)
+      unless [true, false, nil].include?(read_only)
+        raise ArgumentError, "read_only must be true, false or nil (the read_only option), got #{read_only.inspect}"
+      end
       raise ArgumentError, "per_page must be an Integer between 1 and 1000, got #{per_page.inspect}" unless per_page.is_a?(Integer) && per_page.between?(1, 1000)
 
       @read_only = read_only
@@ -66,7 +71,7 @@ module Kaal
     def get(request, path)
       token = request.cookies[CSRF_COOKIE]
       token = nil unless token.is_a?(String) && token.match?(/\A[0-9a-f]{64}\z/)
-      new_token = token.nil? && !@read_only
+      new_token = token.nil? && !read_only
       token ||= SecureRandom.hex(32)
       ctx = context(request, token)
       page = positive(request.params["page"])
@@ -94,7 +99,7 @@ module Kaal
     end
 
     def post(request, path)
-      return text(403, "This dashboard is read-only.") if @read_only
+      return text(403, "This dashboard is read-only.") if read_only
       return text(403, "Refused: missing or wrong CSRF token (reload the page and try again).") unless csrf_ok?(request)
 
       notice, kind = case path
@@ -170,7 +175,7 @@ module Kaal
 
     def context(request, token)
       config = Kaal.configuration
-      Context.new(base: request.script_name.to_s, csrf: token, read_only: @read_only,
+      Context.new(base: request.script_name.to_s, csrf: token, read_only: read_only,
                   notice: notice_param(request, "notice"), notice_kind: request.params["kind"] == "bad" ? "bad" : "ok",
                   namespace: config.namespace, backend_name: config.backend, node: Kaal.node_id, now: Clock.now.floor)
     end

@@ -27,7 +27,7 @@ module Kaal
         rescue LoadError
           raise Kaal::ConfigurationError, "kaal web needs the puma gem: add `gem \"puma\"` to your Gemfile (or gem install puma)"
         end
-        app = Kaal::Web.new(read_only: opts.fetch(:read_only, false))
+        app = Kaal::Web.new(read_only: opts[:read_only] ? true : nil) # nil: the read_only option
         server = ::Puma::Server.new(app, nil, min_threads: 0, max_threads: 4)
         begin
           server.add_tcp_listener(host, port.to_i)
@@ -36,7 +36,7 @@ module Kaal
         end
         url = "http://#{host.include?(":") ? "[#{host}]" : host}:#{server.connected_ports.first}/"
         @out.puts "kaal web: dashboard of #{Kaal.configuration.backend} namespace #{Kaal.configuration.namespace.inspect} " \
-                  "on #{url}#{opts[:read_only] ? " (read-only)" : ""}; Ctrl-C stops it"
+                  "on #{url}#{app.read_only ? " (read-only)" : ""}; Ctrl-C stops it"
         @out.flush
         stop = Queue.new
         %w[INT TERM].each { |sig| trap(sig) { stop << sig } }

@@ -16,7 +16,7 @@ RSpec.describe Kaal::Web do
     end
   end
 
-  let(:read_only) { false }
+  let(:read_only) { nil }
   let(:app) do
     web = described_class.new(read_only: read_only, per_page: 2)
     Rack::Builder.new { map("/kaal") { run web } }.to_app
@@ -170,6 +170,15 @@ RSpec.describe Kaal::Web do
         expect(last_response.status).to eq(404)
         put "/kaal/"
         expect(last_response.status).to eq(405)
+      end
+
+      it "follows the read_only option when not given read_only:" do
+        Kaal.configuration.read_only = true
+        get "/kaal/"
+        expect(last_response.body).not_to include("<form")
+        Kaal.configuration.read_only = false
+        get "/kaal/"
+        expect(last_response.body).to include("<form")
       end
 
       context "when read_only" do
