@@ -6,6 +6,7 @@ require "openssl"
 require "rack"
 require "kaal"
 require "kaal/manual_run"
+require_relative "web/style"
 require_relative "web/queries"
 require_relative "web/views"
 

@@ -8,7 +8,7 @@ module Kaal
     # The HTML of the pages. Every value goes through h (or u in URLs); the
     # markup is the only text that is not escaped.
     module Views
-      CSS = File.read(File.join(__dir__, "style.css")).freeze
+      CSS = STYLE
 
       module_function
 
