@@ -1,6 +1,8 @@
 # frozen_string_literal: true
 
 require "spec_helper"
+require "erb"
+require "yaml"
 
 # A real Rails app (rails new --minimal) with kaal-rails, against SQLite,
 # PostgreSQL and MySQL (trilogy): the generator, db:migrate, `kaal start`,
@@ -31,6 +33,24 @@ RSpec.describe "kaal-rails in a generated app" do
       expect(again.output).to match(/identical\s+db\/migrate\/\d+_create_kaal_tables\.rb/)
       expect(Dir[app.path("db/migrate/*_create_kaal_tables.rb")].size).to eq(1)
       expect(File.read(app.path("config/kaal-scheduler.yml"))).to eq(scheduler)
+    end
+
+    it "--backend=redis writes a Redis config and no migration; --database names the database.yml entry" do
+      saved = %w[config/kaal.yml config/kaal-scheduler.yml].to_h { |f| [f, File.read(app.path(f))] }
+      migrations = Dir[app.path("db/migrate/*")].sort
+      redis = app.run!("bin/rails", "generate", "kaal:install", "--backend=redis", "--force")
+      config = YAML.safe_load(ERB.new(File.read(app.path("config/kaal.yml"))).result)["defaults"]
+      expect(config).to include("backend" => "redis", "backend_config" => { "url" => "redis://127.0.0.1:6379/0" })
+      expect(redis.out).not_to include("bin/rails db:migrate")
+      expect(Dir[app.path("db/migrate/*")].sort).to eq(migrations)
+
+      app.run!("bin/rails", "generate", "kaal:install", "--database=primary", "--force")
+      config = YAML.safe_load(File.read(app.path("config/kaal.yml")))["defaults"]
+      expect(config).to include("database" => "primary")
+      expect(config).not_to include("backend")
+      expect(Dir[app.path("db/migrate/*")].sort).to eq(migrations)
+    ensure
+      saved&.each { |f, text| File.write(app.path(f), text) }
     end
 
     it "refuses an unknown --backend" do
