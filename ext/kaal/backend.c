@@ -457,3 +457,45 @@ const char *const kaal_schema_mysql[] = {
     NULL,
 };
 #endif
+
+/* -- keyset pages of the dispatch log (kaal_dispatches_before_scan) ------- */
+
+static int dispatch_row_after(const kaal_dispatch_row *r, int64_t before_fire, const char *before_key)
+{
+    return r->fire_time < before_fire ||
+           (r->fire_time == before_fire && strcmp(r->key, before_key) < 0);
+}
+
+int kaal_dispatches_before_scan(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
+                                const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
+{
+    kaal_dispatch_query wide = *q;
+    if (q->limit == 0) return KAAL_OK;
+    wide.limit = q->limit > SIZE_MAX / 4 ? SIZE_MAX / 2 : q->limit * 2 + 16;
+    for (;;) {
+        kaal_dispatch_rows got = {0};
+        size_t first, i;
+        int rc = b->vt->dispatches(b, &wide, &got, err);
+        if (rc != KAAL_OK) {
+            kaal_dispatch_rows_free(&got);
+            return rc;
+        }
+        for (first = 0; first < got.len; first++)
+            if (dispatch_row_after(&got.rows[first], before_fire, before_key)) break;
+        if (got.len < wide.limit || got.len - first >= q->limit || wide.limit > SIZE_MAX / 4) {
+            for (i = first; i < got.len && i - first < q->limit; i++) {
+                kaal_dispatch_row *row = kaal_dispatch_rows_push(out);
+                if (!row) {
+                    kaal_dispatch_rows_free(&got);
+                    return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "out of memory");
+                }
+                *row = got.rows[i];
+                memset(&got.rows[i], 0, sizeof got.rows[i]);
+            }
+            kaal_dispatch_rows_free(&got);
+            return KAAL_OK;
+        }
+        kaal_dispatch_rows_free(&got);
+        wide.limit *= 4;
+    }
+}

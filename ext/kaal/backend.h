@@ -147,6 +147,12 @@ typedef struct kaal_backend_vtable {
     int (*heartbeat)(kaal_backend *b, const char *node, const char *info, int64_t now,
                      int64_t ttl, kaal_error *err);
     int (*nodes)(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_error *err);
+
+    /* A keyset page of the dispatch log (status pages): as dispatches, but
+     * only rows after the cursor in that order, i.e. fire_time < before_fire,
+     * or fire_time == before_fire and key < before_key (key bytes). */
+    int (*dispatches_before)(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
+                             const char *before_key, kaal_dispatch_rows *out, kaal_error *err);
 } kaal_backend_vtable;
 
 /* The vtable of a backend whose functions are named after the members:
@@ -161,6 +167,7 @@ typedef struct kaal_backend_vtable {
         .delayed_claim = prefix##_delayed_claim, .delayed_cancel = prefix##_delayed_cancel,     \
         .delayed_count = prefix##_delayed_count, .delayed_list = prefix##_delayed_list,         \
         .heartbeat = prefix##_heartbeat, .nodes = prefix##_nodes,                               \
+        .dispatches_before = prefix##_dispatches_before,                                        \
     }
 
 struct kaal_backend {
@@ -277,6 +284,12 @@ int kaal_read_delayed_row(void *out, const kaal_columns *c);
 int kaal_read_state_row(void *out, const kaal_columns *c);
 /* kaal_node_rows: node, info, last_seen */
 int kaal_read_node_row(void *out, const kaal_columns *c);
+
+/* dispatches_before for stores without a cursor query (memory, redis): asks
+ * vt->dispatches for ever more rows, newest first, until `limit` rows after
+ * the cursor are in hand or the log is exhausted, and moves those to out. */
+int kaal_dispatches_before_scan(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
+                                const char *before_key, kaal_dispatch_rows *out, kaal_error *err);
 
 /* Append one zeroed row and return it (NULL on ENOMEM). */
 kaal_dispatch_row *kaal_dispatch_rows_push(kaal_dispatch_rows *r);

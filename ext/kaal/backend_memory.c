@@ -1066,4 +1066,11 @@ static int mem_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_e
     return KAAL_OK;
 }
 
+/* Keyset pages: the newest-first query, widened until past the cursor. */
+static int mem_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
+                                 const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
+{
+    return kaal_dispatches_before_scan(b, q, before_fire, before_key, out, err);
+}
+
 const kaal_backend_vtable kaal_backend_memory = KAAL_BACKEND_VTABLE("memory", mem);

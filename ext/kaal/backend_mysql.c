@@ -89,7 +89,8 @@ enum {
     Q_NODES_EXPIRE,
     Q_NODES,
     Q_DISPATCHES,
-    Q_COUNT = Q_DISPATCHES + 8
+    Q_DISPATCHES_BEFORE = Q_DISPATCHES + 8, /* + the same mask: keyset pages */
+    Q_COUNT = Q_DISPATCHES_BEFORE + 8
 };
 
 #define DELAYED_COLS "job_id, run_at_ms, job_class, queue, args"
@@ -1040,6 +1041,39 @@ static int my_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_er
     ps[0] = p_str(b->ns);
     ps[1] = p_int(since);
     rc = run(b, Q_NODES, ps, 2, kaal_read_node_row, out, err, "nodes", NULL);
+    return rc == KAAL_ENOMEM ? oom(err) : rc;
+}
+
+/* Keyset pages of the log: my_dispatches's query with the cursor condition. */
+static int my_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
+                                const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
+{
+    my_impl *m = IMPL(b);
+    int mask = (q->key ? 1 : 0) | (q->status ? 2 : 0) | (q->node ? 4 : 0), rc;
+    param ps[8];
+    size_t n = 0;
+    if (!m || !m->conn) return fail(b, 0, NULL, err, "dispatches");
+    if (!m->st[Q_DISPATCHES_BEFORE + mask]) {
+        char sql[480];
+        snprintf(sql, sizeof sql,
+                 "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
+                 " FROM kaal_dispatches WHERE namespace = ?%s%s%s"
+                 " AND (fire_time < ? OR (fire_time = ? AND job_key < ?))"
+                 " ORDER BY fire_time DESC, job_key DESC LIMIT ?",
+                 mask & 1 ? " AND job_key = ?" : "", mask & 2 ? " AND status = ?" : "",
+                 mask & 4 ? " AND node = ?" : "");
+        rc = prepared(b, &m->st[Q_DISPATCHES_BEFORE + mask], sql, err, "dispatches");
+        if (rc != KAAL_OK) return rc;
+    }
+    ps[n++] = p_str(b->ns);
+    if (q->key) ps[n++] = p_str(q->key);
+    if (q->status) ps[n++] = p_str(q->status);
+    if (q->node) ps[n++] = p_str(q->node);
+    ps[n++] = p_int(before_fire);
+    ps[n++] = p_int(before_fire);
+    ps[n++] = p_str(before_key);
+    ps[n++] = p_int((int64_t)q->limit);
+    rc = run(b, Q_DISPATCHES_BEFORE + mask, ps, n, kaal_read_dispatch_row, out, err, "dispatches", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 

@@ -925,6 +925,43 @@ static int pg_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_er
     return query_rows(b, Q_NODES, 2, vals, "nodes", kaal_read_node_row, out, err);
 }
 
+/* Keyset pages of the log: pg_dispatches's query with the cursor condition
+ * (key order in the "C" collation, as the ORDER BY). */
+static int pg_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
+                                const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
+{
+    sbuf sql = {0};
+    const char *vals[8];
+    char limit_s[24], fire_s[24];
+    PGresult *r;
+    int n = 0, rc;
+
+    snprintf(fire_s, sizeof fire_s, "%lld", (long long)before_fire);
+    sb_str(&sql, "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
+                 " FROM kaal_dispatches WHERE namespace = $1");
+    vals[n++] = b->ns;
+    if (q->key) add_param(&sql, " AND job_key = ", q->key, vals, &n);
+    if (q->status) add_param(&sql, " AND status = ", q->status, vals, &n);
+    if (q->node) add_param(&sql, " AND node = ", q->node, vals, &n);
+    add_param(&sql, " AND (fire_time < ", fire_s, vals, &n);
+    add_param(&sql, " OR (fire_time = ", fire_s, vals, &n);
+    add_param(&sql, " AND job_key COLLATE \"C\" < ", before_key, vals, &n);
+    sb_str(&sql, "))");
+    snprintf(limit_s, sizeof limit_s, "%zu", q->limit);
+    add_param(&sql, " ORDER BY fire_time DESC, job_key COLLATE \"C\" DESC LIMIT ", limit_s, vals,
+              &n);
+    if (sql.oom) {
+        free(sql.p);
+        return oom(err);
+    }
+    r = run_sql(b, sql.p, n, vals, err, "dispatches", &rc);
+    free(sql.p);
+    if (!r) return rc;
+    rc = read_rows(r, kaal_read_dispatch_row, out, err);
+    PQclear(r);
+    return rc;
+}
+
 const kaal_backend_vtable kaal_backend_postgres = KAAL_BACKEND_VTABLE("postgres", pg);
 
 #endif /* KAAL_HAVE_POSTGRES */

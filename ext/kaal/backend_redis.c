@@ -1135,6 +1135,14 @@ static int redis_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal
     return rc;
 }
 
+/* Keyset pages: the log index is read from the newest entry, so a page
+ * after a cursor reads the rows before it too (by rank, in chunks). */
+static int redis_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
+                                   const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
+{
+    return kaal_dispatches_before_scan(b, q, before_fire, before_key, out, err);
+}
+
 const kaal_backend_vtable kaal_backend_redis = {
     .name = "redis",
     .connect = redis_connect,
@@ -1154,6 +1162,7 @@ const kaal_backend_vtable kaal_backend_redis = {
     .delayed_list = redis_delayed_list,
     .heartbeat = redis_heartbeat,
     .nodes = redis_nodes,
+    .dispatches_before = redis_dispatches_before,
 };
 
 #endif /* KAAL_HAVE_REDIS */

@@ -65,6 +65,8 @@ enum {
     Q_HEARTBEAT,
     Q_NODES_EXPIRE,
     Q_NODES,
+    Q_DISPATCHES_BEFORE,
+    Q_DISPATCHES_KEY_BEFORE,
     Q_COUNT
 };
 
@@ -125,6 +127,19 @@ static const char *const sql_text[Q_COUNT] = {
     [Q_NODES] =
         "SELECT node, info, last_seen FROM kaal_nodes"
         " WHERE namespace = ?1 AND last_seen >= ?2 ORDER BY node",
+    /* Keyset pages of the log: rows after (?6, ?7) in the order above. */
+    [Q_DISPATCHES_BEFORE] =
+        "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
+        " FROM kaal_dispatches WHERE namespace = ?1"
+        " AND (?2 IS NULL OR job_key = ?2) AND (?3 IS NULL OR status = ?3)"
+        " AND (?4 IS NULL OR node = ?4) AND (fire_time < ?6 OR (fire_time = ?6 AND job_key < ?7))"
+        " ORDER BY fire_time DESC, job_key DESC LIMIT ?5",
+    [Q_DISPATCHES_KEY_BEFORE] =
+        "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
+        " FROM kaal_dispatches WHERE namespace = ?1 AND job_key = ?2"
+        " AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR node = ?4)"
+        " AND (fire_time < ?6 OR (fire_time = ?6 AND job_key < ?7))"
+        " ORDER BY fire_time DESC, job_key DESC LIMIT ?5",
 };
 
 typedef struct sqlite_impl {
@@ -893,6 +908,22 @@ static int sqlite_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaa
     bind_ns(b, st);
     sqlite3_bind_int64(st, 2, since);
     return read_rows(b, st, kaal_read_node_row, out, "nodes", err);
+}
+
+static int sqlite_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
+                                    const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, q->key ? Q_DISPATCHES_KEY_BEFORE : Q_DISPATCHES_BEFORE, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    bind_text(st, 2, q->key);
+    bind_text(st, 3, q->status);
+    bind_text(st, 4, q->node);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)q->limit);
+    sqlite3_bind_int64(st, 6, before_fire);
+    bind_text(st, 7, before_key);
+    return read_rows(b, st, kaal_read_dispatch_row, out, "dispatches", err);
 }
 
 const kaal_backend_vtable kaal_backend_sqlite = KAAL_BACKEND_VTABLE("sqlite", sqlite);

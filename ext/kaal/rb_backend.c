@@ -8,6 +8,7 @@
  *   #_claim([[key, fire_time], ...], lease_ms, node, now) -> [true/false, ...]
  *   #_record(key, fire_time, status, node, error, now)
  *   #_dispatches(key, status, node, limit) -> [{key:, fire_time:, ...}]
+ *   #_dispatches_before(key, status, node, limit, before_fire, before_key) -> the same, a keyset page
  *   #_cleanup(before, limit) -> Integer
  *   #_set_enabled(key, enabled), #_states -> {key => bool}
  *   #_delayed_add(job_id, run_at_ms, job_class, queue, args_json)
@@ -697,6 +698,42 @@ static VALUE backend_dispatches(VALUE self, VALUE key, VALUE status, VALUE node,
     return run_call(&c);
 }
 
+/* #_dispatches_before(key, status, node, limit, before_fire, before_key):
+ * a keyset page of the log (vt->dispatches_before). */
+typedef struct dispatch_page_ctx {
+    dispatch_ctx d; /* first: build_dispatches and cleanup_dispatches read it */
+    int64_t before_fire;
+    const char *before_key;
+} dispatch_page_ctx;
+
+static int op_dispatches_before(kaal_backend *b, void *p, kaal_error *err)
+{
+    dispatch_page_ctx *x = p;
+    return b->vt->dispatches_before(b, &x->d.q, x->before_fire, x->before_key, &x->d.rows, err);
+}
+
+static VALUE backend_dispatches_before(VALUE self, VALUE key, VALUE status, VALUE node, VALUE limit,
+                                       VALUE before_fire, VALUE before_key)
+{
+    dispatch_page_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    key = check_str(key, "job key", 1);
+    status = check_str(status, "status", 1);
+    node = check_str(node, "node", 1);
+    before_key = check_str(before_key, "before key", 0);
+    x.d.q.limit = check_limit(limit, "limit");
+    x.before_fire = NUM2LL(before_fire);
+    call_init(&c, self, op_dispatches_before, &x);
+    c.build = build_dispatches;
+    c.cleanup = cleanup_dispatches;
+    x.d.q.key = cdup(&c, key);
+    x.d.q.status = cdup(&c, status);
+    x.d.q.node = cdup(&c, node);
+    x.before_key = cdup(&c, before_key);
+    return run_call(&c);
+}
+
 typedef struct cleanup_ctx {
     int64_t before;
     size_t limit, deleted;
@@ -1053,6 +1090,7 @@ void kaal_init_backend(void)
     rb_define_private_method(cBackend, "_claim_columns", backend_claim_columns, 5);
     rb_define_private_method(cBackend, "_record", backend_record, 6);
     rb_define_private_method(cBackend, "_dispatches", backend_dispatches, 4);
+    rb_define_private_method(cBackend, "_dispatches_before", backend_dispatches_before, 6);
     rb_define_private_method(cBackend, "_cleanup", backend_cleanup, 2);
     rb_define_private_method(cBackend, "_set_enabled", backend_set_enabled, 2);
     rb_define_private_method(cBackend, "_states", backend_states, 0);

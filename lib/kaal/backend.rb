@@ -140,16 +140,24 @@ module Kaal
         nil
       end
 
-      # The dispatch log, newest first: [{key:, fire_time:, status:, node:,
-      # error:, claimed_at:, updated_at:}]. Filters are exact matches.
-      def dispatches(key: nil, status: nil, node: nil, limit: 100)
+      # The dispatch log, newest first (by fire time, then key): [{key:,
+      # fire_time:, status:, node:, error:, claimed_at:, updated_at:}].
+      # Filters are exact matches. before: a keyset cursor for the next page,
+      # the last row of the previous page (or [fire_time, key]): only rows
+      # after it in that order are returned.
+      def dispatches(key: nil, status: nil, node: nil, limit: 100, before: nil)
         status = status.to_s if status.is_a?(Symbol)
         if status && !STATUSES.include?(status)
           raise ArgumentError, "status must be one of #{STATUSES.join(", ")}, got #{status.inspect}"
         end
 
-        _dispatches(key.nil? ? nil : key_arg(key, "key"), status, node.nil? ? nil : text(node, "node"),
-                    positive_int(limit, "limit"))
+        key = key.nil? ? nil : key_arg(key, "key")
+        node = node.nil? ? nil : text(node, "node")
+        limit = positive_int(limit, "limit")
+        return _dispatches(key, status, node, limit) if before.nil?
+
+        fire, after_key = cursor(before)
+        _dispatches_before(key, status, node, limit, fire, after_key)
       end
 
       # "claimed", "dispatched", "failed", or nil when the log has no row.
@@ -240,6 +248,15 @@ module Kaal
       alias to_s inspect
 
       private
+
+      def cursor(before)
+        fire, key = before.is_a?(Hash) ? before.values_at(:fire_time, :key) : before
+        unless before.is_a?(Hash) || (before.is_a?(Array) && before.size == 2)
+          raise ArgumentError, "before must be a dispatch row or [fire_time, key], got #{before.inspect}"
+        end
+
+        [seconds(fire, "before fire_time"), key_arg(key, "before key")]
+      end
 
       def normalized_pairs(pairs)
         pairs.each_with_index.map do |pair, i|

@@ -290,8 +290,8 @@ module Kaal
       backend.dispatch_status(key.to_s, epoch_of(fire_time)) == "dispatched"
     end
 
-    def dispatches(key: nil, status: nil, node: nil, limit: 100)
-      backend.dispatches(key: key&.to_s, status: status&.to_s, node: node, limit: limit)
+    def dispatches(key: nil, status: nil, node: nil, limit: 100, before: nil)
+      backend.dispatches(key: key&.to_s, status: status&.to_s, node: node, limit: limit, before: before)
     end
 
     # -- plumbing ---------------------------------------------------------------------

@@ -78,10 +78,11 @@ module Kaal
       page = positive(request.params["page"])
       status, body = case path
                      when "/" then [200, Views.jobs_page(ctx, @queries.jobs(page: page, now: ctx.now), @queries.job_count)]
-                     when %r{\A/jobs/([^/]+)\z} then job(ctx, unescape(Regexp.last_match(1)), page)
+                     when %r{\A/jobs/([^/]+)\z} then job(ctx, unescape(Regexp.last_match(1)), cursor(request.params["before"]))
                      when "/nodes" then [200, Views.nodes_page(ctx, @queries.nodes(now: ctx.now))]
                      when "/problems"
-                       [200, Views.problems_page(ctx, @queries.claimed_not_dispatched(now: ctx.now), @queries.failures(page: page))]
+                       [200, Views.problems_page(ctx, @queries.claimed_not_dispatched(now: ctx.now),
+                                                 @queries.failures(before: cursor(request.params["before"])))]
                      when "/delayed" then [200, Views.delayed_page(ctx, @queries.delayed(page: page), @queries.delayed_count)]
                      else [404, Views.error_page(ctx, 404, "no page at #{path}")]
                      end
@@ -90,13 +91,13 @@ module Kaal
       html(status, request.head? ? "" : body, headers)
     end
 
-    def job(ctx, key, page)
+    def job(ctx, key, before)
       job = key && @queries.job(key, now: ctx.now)
       return [404, Views.error_page(ctx, 404, "no job registered with key #{key.inspect}")] unless job
 
       cron = Kaal.registry[key].cron
       job = job.merge(next_fire_times: cron.next_times(ctx.now, count: 5), explanation: cron.explain)
-      [200, Views.job_page(ctx, job, @queries.dispatches(key, page: page))]
+      [200, Views.job_page(ctx, job, @queries.dispatches(key, before: before))]
     end
 
     def post(request, path)
@@ -189,6 +190,14 @@ module Kaal
     def redirect(request, path, notice, kind)
       location = "#{request.script_name}#{path}?notice=#{ERB::Util.url_encode(notice)}&kind=#{kind}"
       [303, { "location" => location, "content-type" => "text/plain", "cache-control" => "no-store" }, []]
+    end
+
+    # "FIRE:KEY" (a dispatch-log cursor) as [fire_time, key]; nil when absent or malformed.
+    def cursor(value)
+      return nil unless value.is_a?(String) && (m = value.match(/\A(-?\d{1,18}):(.+)\z/m))
+
+      key = m[2].dup.force_encoding(Encoding::UTF_8)
+      key.valid_encoding? && !key.include?("\0") ? [m[1].to_i, key] : nil
     end
 
     def positive(value)

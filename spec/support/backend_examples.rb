@@ -238,6 +238,29 @@ RSpec.shared_examples "a kaal backend" do
       expect(backend.dispatches(limit: 2).map { |r| r[:fire_time] }).to eq([now + 120, now + 60])
     end
 
+    it "pages through the log with a keyset cursor (before:), filters included" do
+      claim(backend, [["a", now + 60 * 3], ["b", now + 60 * 3], ["c", now + 60 * 3], ["a", now + 60 * 4]], node: "node-a")
+      everything = backend.dispatches(limit: 1000)
+      expect(everything.size).to eq(9)
+      [1, 2, 4].each do |size|
+        pages = []
+        page = backend.dispatches(limit: size)
+        until page.empty?
+          pages.concat(page)
+          page = backend.dispatches(limit: size, before: page.last)
+        end
+        expect(pages).to eq(everything), "pages of #{size}"
+      end
+      expect(backend.dispatches(key: "a", limit: 1, before: [now + 60 * 3, "a"]).map { |r| r[:fire_time] }).to eq([now + 60])
+      expect(backend.dispatches(key: "a", limit: 5, before: [now + 60, "a"]).map { |r| r[:fire_time] }).to eq([now])
+      expect(backend.dispatches(status: "claimed", limit: 2, before: [now + 60 * 3, "b"]).map { |r| [r[:key], r[:fire_time]] })
+        .to eq([["a", now + 60 * 3], ["c", now + 120]])
+      expect(backend.dispatches(node: "node-b", before: [now + 60, "b"])).to eq([])
+      expect(backend.dispatches(before: [now, "a"])).to eq([])
+      expect { backend.dispatches(before: "x") }.to raise_error(ArgumentError, /before/)
+      expect { backend.dispatches(before: [now, ""]) }.to raise_error(ArgumentError, /before key/)
+    end
+
     it "keeps claimed_at, sets updated_at and the error" do
       row = backend.dispatches(key: "b", status: "failed").first
       expect(row).to include(status: "failed", error: "boom", node: "node-a", claimed_at: now,

@@ -11,6 +11,16 @@ module Kaal
         end
       end
 
+      # A page of the dispatch log: rows after the cursor `before` (nil: the
+      # newest), more when older rows follow; the next page is
+      # before: next_cursor.
+      LogPage = Struct.new(:rows, :before, :more, keyword_init: true) do
+        def next_cursor
+          last = rows.last
+          last && [last[:fire_time], last[:key]]
+        end
+      end
+
       MAX_PAGE = 1000
 
       def initialize(per_page: 50)
@@ -47,12 +57,14 @@ module Kaal
       end
 
       # The dispatch log of a job, newest first, scheduled and manual runs
-      # merged.
-      def dispatches(key, page: 1)
-        want = page * per_page + 1
-        rows = backend.dispatches(key: key, limit: want) + backend.dispatches(key: ManualRun.log_key(key), limit: want)
-        rows.sort_by! { |r| [-r[:fire_time], r[:key]] }
-        paged(rows, page)
+      # merged, a keyset page at a time: before is the [fire_time, key] of
+      # the last row of the previous page (nil: the newest page).
+      def dispatches(key, before: nil)
+        want = per_page + 1
+        rows = backend.dispatches(key: key, limit: want, before: before) +
+               backend.dispatches(key: ManualRun.log_key(key), limit: want, before: before)
+        rows.sort! { |a, b| [b[:fire_time], b[:key].b] <=> [a[:fire_time], a[:key].b] }
+        log_page(rows, before)
       end
 
       def nodes(now: Clock.now)
@@ -72,8 +84,8 @@ module Kaal
         backend.dispatches(status: "claimed", limit: limit).select { |r| r[:claimed_at].to_i < cutoff }
       end
 
-      def failures(page: 1)
-        paged(backend.dispatches(status: "failed", limit: page * per_page + 1), page)
+      def failures(before: nil)
+        log_page(backend.dispatches(status: "failed", limit: per_page + 1, before: before), before)
       end
 
       def delayed(page: 1)
@@ -88,6 +100,10 @@ module Kaal
 
       def backend
         Kaal.backend
+      end
+
+      def log_page(rows, before)
+        LogPage.new(rows: rows.first(per_page), before: before, more: rows.size > per_page)
       end
 
       def paged(rows, page)

@@ -96,6 +96,20 @@ module Kaal
         %(<nav class="pager">#{prev}<span>page #{page.page}</span>#{nxt}</nav>)
       end
 
+      # Newest / Older links of a dispatch-log page (keyset cursor "fire:key").
+      def log_pager(ctx, page, path)
+        return "" if page.before.nil? && !page.more
+
+        newest = page.before ? %(<a href="#{h(ctx.base)}#{h(path)}">← Newest</a>) : %(<span class="disabled">← Newest</span>)
+        older = if page.more
+                  fire, key = page.next_cursor
+                  %(<a href="#{h(ctx.base)}#{h(path)}?before=#{h(u("#{fire}:#{key}"))}" rel="next">Older →</a>)
+                else
+                  %(<span class="disabled">Older →</span>)
+                end
+        %(<nav class="pager">#{newest}#{older}</nav>)
+      end
+
       def state_cell(job)
         state = job[:paused] ? "paused" : (job[:source_enabled] ? "enabled" : "disabled")
         source = if !job[:source_enabled] then "disabled in #{job[:source]}"
@@ -185,7 +199,7 @@ module Kaal
           </dl>
           <h2>Dispatch log</h2>
           #{dispatch_table(page.rows)}
-          #{pager(ctx, page, "/jobs/#{u(job[:key])}")}
+          #{log_pager(ctx, page, "/jobs/#{u(job[:key])}")}
         HTML
         layout(ctx, title: job[:key], nav: :jobs, body: body)
       end
@@ -215,7 +229,7 @@ module Kaal
           #{dispatch_table(stuck, show_key: true)}
           <h2>Recent failures</h2>
           #{dispatch_table(failures.rows, show_key: true)}
-          #{pager(ctx, failures, "/problems")}
+          #{log_pager(ctx, failures, "/problems")}
         HTML
         layout(ctx, title: "Problems", nav: :problems, body: body)
       end

@@ -95,6 +95,29 @@ RSpec.describe Kaal::Web do
         expect(last_response.status).to eq(404)
       end
 
+      it "pages through a job's log, scheduled and manual runs merged, with Older links (keyset cursor)" do
+        fires = (1..5).map { |i| 1_700_000_000 + i * 60 }
+        Kaal.backend.claim(fires.map { |f| ["nightly-report", f] }, lease_ms: 1000, node: "n1", now: fires.last)
+        Kaal.backend.claim([["kaal:manual:nightly-report", fires[2]]], lease_ms: 1000, node: "n1", now: fires.last)
+        Kaal.backend.claim([["off", fires[3]]], lease_ms: 1000, node: "n1", now: fires.last) # another job's row
+        seen = []
+        path = "/kaal/jobs/nightly-report"
+        pages = 0
+        while path
+          get path
+          expect(last_response.status).to eq(200)
+          pages += 1
+          seen.concat(last_response.body.scan(/<time datetime="([^"]+)"[^>]*>[^<]*<\/time><\/td><td data-label="Kind">(.*?)<\/td>/))
+          path = last_response.body[/<a href="([^"]+)" rel="next">Older/, 1]&.gsub("&amp;", "&")
+        end
+        expect(pages).to eq(3) # 6 rows, 2 a page
+        times = seen.map { |t, _| Time.iso8601(t).to_i }
+        expect(times).to eq([fires[4], fires[3], fires[2], fires[2], fires[1], fires[0]])
+        expect(seen.count { |_, kind| kind.include?("manual") }).to eq(1)
+        get "/kaal/jobs/nightly-report", "before" => "garbage"
+        expect(last_response.status).to eq(200)
+      end
+
       it "shows live nodes with their heartbeat and version" do
         Kaal.backend.heartbeat("web-node-1", JSON.generate(version: Kaal::VERSION, pid: 42), now: Time.now, ttl: 60)
         get "/kaal/nodes"
