@@ -65,9 +65,23 @@ module Kaal
                                   wrapper: config.job_wrapper, logger: ->(level, msg) { Kaal.logger.public_send(level, msg) })
       dispatcher.call(dispatch, job.callable || job.job_class)
       backend.record(lkey, epoch, dispatch.status, node: node, error: dispatch.error, now: Clock.now.floor)
+      emit(dispatch, node)
       result.status = dispatch.status
       result.error = dispatch.error
       result
+    end
+
+    # The dispatch event (and dispatch_failed) of a manual run, as the
+    # scheduler emits them for scheduled runs: logs, metrics and error
+    # handlers see it, under the manual log key, with kind "manual".
+    def emit(d, node)
+      payload = lambda do
+        { kind: "manual", key: d.key, fire_time: d.fire_time, idempotency_key: d.idempotency_key, job_id: nil,
+          job_class: d.job_class, queue: d.queue, node: node, status: d.status, duration: d.duration,
+          lateness: 0.0, error: d.error, exception: d.exception }
+      end
+      Kaal.events.emit(:dispatch, &payload)
+      Kaal.events.emit(:dispatch_failed, &payload) if d.status == "failed"
     end
   end
 

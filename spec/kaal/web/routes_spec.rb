@@ -240,4 +240,16 @@ RSpec.describe Kaal::ManualRun do
     expect(runs.pop).to eq(first.idempotency_key)
     expect(Kaal.run_now("twice", now: now + 1).status).to eq("dispatched")
   end
+
+  it "emits dispatch (and dispatch_failed) events for a manual run, under its log key" do
+    Kaal.configure { |c| c.backend = :memory }
+    Kaal.register(key: "fails", cron: "@daily") { raise "nope" }
+    events = []
+    sub = Kaal.subscribe("dispatch", "dispatch_failed") { |e| events << [e.name, e[:key], e[:kind], e[:status]] }
+    expect(Kaal.run_now("fails").status).to eq("failed")
+    Kaal.unsubscribe(sub)
+    expect(events).to eq([["dispatch", "kaal:manual:fails", "manual", "failed"],
+                          ["dispatch_failed", "kaal:manual:fails", "manual", "failed"]])
+    expect(Kaal.dispatches(key: "kaal:manual:fails").first).to include(status: "failed", error: "RuntimeError: nope")
+  end
 end
