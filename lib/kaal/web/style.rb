@@ -52,6 +52,8 @@ module Kaal
       .pager .disabled{opacity:.5}
       dl.facts{display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:.75rem;margin:0 0 1rem}
       dl.facts div{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:.7rem .9rem}
+      dl.facts .times{white-space:normal}
+      @media (min-width:761px){table.log td{white-space:nowrap}table.log td.error{white-space:normal}}
       dt{font-size:.75rem;text-transform:uppercase;letter-spacing:.04em;color:var(--soft)}dd{margin:.2rem 0 0}
       @media (max-width:760px){
        .top{padding:.6rem 1rem}.top .meta{margin-left:0;width:100%}main{padding:1rem}

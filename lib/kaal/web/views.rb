@@ -166,12 +166,13 @@ module Kaal
         layout(ctx, title: "Jobs", nav: :jobs, body: body)
       end
 
-      def dispatch_rows(rows, show_key: false)
+      def dispatch_rows(ctx, rows, show_key: false)
         rows.map do |r|
           lateness = r[:updated_at] && r[:status] != "claimed" ? "#{[r[:updated_at] - r[:fire_time], 0].max}s" : "—"
           manual = ManualRun.manual?(r[:key])
           kind = manual ? %(<span class="tag">manual</span>) : %(<span class="tag sched">scheduled</span>)
-          key_cell = show_key ? %(<td data-label="Job">#{h(manual ? ManualRun.job_key(r[:key]) : r[:key])}</td>) : ""
+          job_key = manual ? ManualRun.job_key(r[:key]) : r[:key]
+          key_cell = show_key ? %(<td data-label="Job"><a href="#{h(ctx.base)}/jobs/#{u(job_key)}">#{h(job_key)}</a></td>) : ""
           <<~ROW
             <tr>#{key_cell}<td data-label="Time">#{time(r[:fire_time])}</td><td data-label="Kind">#{kind}</td>
             <td data-label="Status">#{badge(r[:status])}</td><td data-label="Node">#{h(r[:node] || "—")}</td>
@@ -180,9 +181,9 @@ module Kaal
         end.join
       end
 
-      def dispatch_table(rows, show_key: false)
+      def dispatch_table(ctx, rows, show_key: false)
         head = "#{show_key ? "<th>Job</th>" : ""}<th>Fire / run time</th><th>Kind</th><th>Status</th><th>Node</th><th>Lateness</th><th>Error</th>"
-        body = rows.empty? ? %(<tr><td colspan="7" class="empty">Nothing recorded.</td></tr>) : dispatch_rows(rows, show_key: show_key)
+        body = rows.empty? ? %(<tr><td colspan="7" class="empty">Nothing recorded.</td></tr>) : dispatch_rows(ctx, rows, show_key: show_key)
         %(<div class="table-wrap"><table class="log"><thead><tr>#{head}</tr></thead><tbody>#{body}</tbody></table></div>)
       end
 
@@ -194,11 +195,11 @@ module Kaal
           <div><dt>Schedule</dt><dd><code>#{h(job[:cron])}</code> — #{h(job[:explanation])}</dd></div>
           <div><dt>Zone</dt><dd>#{h(job[:time_zone])}</dd></div>
           <div><dt>Runs</dt><dd>#{h(job[:job_class])}#{job[:queue] ? " on queue #{h(job[:queue])}" : ""}</dd></div>
-          <div><dt>State</dt><dd class="state">#{state_cell(job)} <small>#{h(job[:state])}</small></dd></div>
+          <div><dt>State</dt><dd class="state">#{state_cell(job)}</dd></div>
           <div><dt>Next</dt><dd><ul class="times">#{nexts}</ul></dd></div>
           </dl>
           <h2>Dispatch log</h2>
-          #{dispatch_table(page.rows)}
+          #{dispatch_table(ctx, page.rows)}
           #{log_pager(ctx, page, "/jobs/#{u(job[:key])}")}
         HTML
         layout(ctx, title: job[:key], nav: :jobs, body: body)
@@ -226,9 +227,9 @@ module Kaal
           <div class="heading"><h1>Problems</h1></div>
           <h2>Claimed, never dispatched <span class="count">#{stuck.size}</span></h2>
           <p class="hint">A node claimed these runs and recorded no outcome within a lease: it most likely died before dispatching. They are not retried.</p>
-          #{dispatch_table(stuck, show_key: true)}
+          #{dispatch_table(ctx, stuck, show_key: true)}
           <h2>Recent failures</h2>
-          #{dispatch_table(failures.rows, show_key: true)}
+          #{dispatch_table(ctx, failures.rows, show_key: true)}
           #{log_pager(ctx, failures, "/problems")}
         HTML
         layout(ctx, title: "Problems", nav: :problems, body: body)
