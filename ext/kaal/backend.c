@@ -499,3 +499,44 @@ int kaal_dispatches_before_scan(kaal_backend *b, const kaal_dispatch_query *q, i
         wide.limit *= 4;
     }
 }
+
+/* -- keyset pages of pending delayed jobs (kaal_delayed_list_after_scan) -- */
+
+static int delayed_row_after(const kaal_delayed_row *r, int64_t after_ms, const char *after_id)
+{
+    return r->run_at_ms > after_ms || (r->run_at_ms == after_ms && strcmp(r->job_id, after_id) > 0);
+}
+
+int kaal_delayed_list_after_scan(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,
+                                 kaal_delayed_rows *out, kaal_error *err)
+{
+    size_t wide;
+    if (limit == 0) return KAAL_OK;
+    wide = limit > SIZE_MAX / 4 ? SIZE_MAX / 2 : limit * 2 + 16;
+    for (;;) {
+        kaal_delayed_rows got = {0};
+        size_t first, i;
+        int rc = b->vt->delayed_list(b, wide, &got, err);
+        if (rc != KAAL_OK) {
+            kaal_delayed_rows_free(&got);
+            return rc;
+        }
+        for (first = 0; first < got.len; first++)
+            if (delayed_row_after(&got.rows[first], after_ms, after_id)) break;
+        if (got.len < wide || got.len - first >= limit || wide > SIZE_MAX / 4) {
+            for (i = first; i < got.len && i - first < limit; i++) {
+                kaal_delayed_row *row = kaal_delayed_rows_push(out);
+                if (!row) {
+                    kaal_delayed_rows_free(&got);
+                    return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "out of memory");
+                }
+                *row = got.rows[i];
+                memset(&got.rows[i], 0, sizeof got.rows[i]);
+            }
+            kaal_delayed_rows_free(&got);
+            return KAAL_OK;
+        }
+        kaal_delayed_rows_free(&got);
+        wide *= 4;
+    }
+}

@@ -153,6 +153,11 @@ typedef struct kaal_backend_vtable {
      * or fire_time == before_fire and key < before_key (key bytes). */
     int (*dispatches_before)(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
                              const char *before_key, kaal_dispatch_rows *out, kaal_error *err);
+    /* A keyset page of pending delayed jobs: as delayed_list, but only jobs
+     * after the cursor in that order, i.e. run_at_ms > after_ms, or
+     * run_at_ms == after_ms and job_id > after_id (job_id bytes). */
+    int (*delayed_list_after)(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,
+                              kaal_delayed_rows *out, kaal_error *err);
 } kaal_backend_vtable;
 
 /* The vtable of a backend whose functions are named after the members:
@@ -168,6 +173,7 @@ typedef struct kaal_backend_vtable {
         .delayed_count = prefix##_delayed_count, .delayed_list = prefix##_delayed_list,         \
         .heartbeat = prefix##_heartbeat, .nodes = prefix##_nodes,                               \
         .dispatches_before = prefix##_dispatches_before,                                        \
+        .delayed_list_after = prefix##_delayed_list_after,                                      \
     }
 
 struct kaal_backend {
@@ -290,6 +296,12 @@ int kaal_read_node_row(void *out, const kaal_columns *c);
  * the cursor are in hand or the log is exhausted, and moves those to out. */
 int kaal_dispatches_before_scan(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
                                 const char *before_key, kaal_dispatch_rows *out, kaal_error *err);
+
+/* delayed_list_after for stores without a cursor query (memory, redis):
+ * asks vt->delayed_list for ever more jobs, soonest first, until `limit`
+ * jobs after the cursor are in hand or none are left, and moves those to out. */
+int kaal_delayed_list_after_scan(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,
+                                 kaal_delayed_rows *out, kaal_error *err);
 
 /* Append one zeroed row and return it (NULL on ENOMEM). */
 kaal_dispatch_row *kaal_dispatch_rows_push(kaal_dispatch_rows *r);

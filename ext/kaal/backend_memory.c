@@ -1073,4 +1073,10 @@ static int mem_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q, 
     return kaal_dispatches_before_scan(b, q, before_fire, before_key, out, err);
 }
 
+static int mem_delayed_list_after(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,
+                                  kaal_delayed_rows *out, kaal_error *err)
+{
+    return kaal_delayed_list_after_scan(b, after_ms, after_id, limit, out, err);
+}
+
 const kaal_backend_vtable kaal_backend_memory = KAAL_BACKEND_VTABLE("memory", mem);

@@ -88,6 +88,7 @@ enum {
     Q_HEARTBEAT,
     Q_NODES_EXPIRE,
     Q_NODES,
+    Q_DELAYED_LIST_AFTER,
     Q_DISPATCHES,
     Q_DISPATCHES_BEFORE = Q_DISPATCHES + 8, /* + the same mask: keyset pages */
     Q_COUNT = Q_DISPATCHES_BEFORE + 8
@@ -131,6 +132,10 @@ static const char *const SQL[Q_DISPATCHES] = {
     [Q_DELAYED_COUNT] = "SELECT COUNT(*) FROM kaal_delayed_jobs WHERE namespace = ?",
     [Q_DELAYED_LIST] =
         "SELECT " DELAYED_COLS " FROM kaal_delayed_jobs WHERE namespace = ?"
+        " ORDER BY run_at_ms, job_id LIMIT ?",
+    [Q_DELAYED_LIST_AFTER] =
+        "SELECT " DELAYED_COLS " FROM kaal_delayed_jobs WHERE namespace = ?"
+        " AND (run_at_ms > ? OR (run_at_ms = ? AND job_id > ?))"
         " ORDER BY run_at_ms, job_id LIMIT ?",
     [Q_HEARTBEAT] =
         "INSERT INTO kaal_nodes (namespace, node, info, last_seen) VALUES (?, ?, ?, ?)"
@@ -1074,6 +1079,21 @@ static int my_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q, i
     ps[n++] = p_str(before_key);
     ps[n++] = p_int((int64_t)q->limit);
     rc = run(b, Q_DISPATCHES_BEFORE + mask, ps, n, kaal_read_dispatch_row, out, err, "dispatches", NULL);
+    return rc == KAAL_ENOMEM ? oom(err) : rc;
+}
+
+static int my_delayed_list_after(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,
+                                 kaal_delayed_rows *out, kaal_error *err)
+{
+    param ps[5];
+    int rc;
+    if (limit == 0) return KAAL_OK;
+    ps[0] = p_str(b->ns);
+    ps[1] = p_int(after_ms);
+    ps[2] = p_int(after_ms);
+    ps[3] = p_str(after_id);
+    ps[4] = p_int((int64_t)limit);
+    rc = run(b, Q_DELAYED_LIST_AFTER, ps, 5, kaal_read_delayed_row, out, err, "delayed_list", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 

@@ -74,6 +74,7 @@ enum {
     Q_DELAYED_LIST,
     Q_HEARTBEAT,
     Q_NODES,
+    Q_DELAYED_LIST_AFTER,
     Q_COUNT
 };
 
@@ -121,6 +122,10 @@ static const char *const SQL[Q_COUNT] = {
     [Q_DELAYED_LIST] =
         "SELECT job_id, run_at_ms, job_class, queue, args FROM kaal_delayed_jobs"
         " WHERE namespace = $1 ORDER BY run_at_ms, job_id COLLATE \"C\" LIMIT $2",
+    [Q_DELAYED_LIST_AFTER] =
+        "SELECT job_id, run_at_ms, job_class, queue, args FROM kaal_delayed_jobs"
+        " WHERE namespace = $1 AND (run_at_ms > $3::bigint OR (run_at_ms = $3::bigint AND job_id COLLATE \"C\" > $4))"
+        " ORDER BY run_at_ms, job_id COLLATE \"C\" LIMIT $2",
     /* The stale-node DELETE spares the node being written, so the two parts
      * of this one statement never touch the same row. */
     [Q_HEARTBEAT] =
@@ -960,6 +965,21 @@ static int pg_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q, i
     rc = read_rows(r, kaal_read_dispatch_row, out, err);
     PQclear(r);
     return rc;
+}
+
+static int pg_delayed_list_after(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,
+                                 kaal_delayed_rows *out, kaal_error *err)
+{
+    char limit_s[24], after_s[24];
+    const char *vals[4];
+    if (limit == 0) return KAAL_OK;
+    snprintf(limit_s, sizeof limit_s, "%zu", limit);
+    snprintf(after_s, sizeof after_s, "%lld", (long long)after_ms);
+    vals[0] = b->ns;
+    vals[1] = limit_s;
+    vals[2] = after_s;
+    vals[3] = after_id;
+    return query_rows(b, Q_DELAYED_LIST_AFTER, 4, vals, "delayed_list", kaal_read_delayed_row, out, err);
 }
 
 const kaal_backend_vtable kaal_backend_postgres = KAAL_BACKEND_VTABLE("postgres", pg);

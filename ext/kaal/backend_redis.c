@@ -1143,6 +1143,12 @@ static int redis_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q
     return kaal_dispatches_before_scan(b, q, before_fire, before_key, out, err);
 }
 
+static int redis_delayed_list_after(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,
+                                    kaal_delayed_rows *out, kaal_error *err)
+{
+    return kaal_delayed_list_after_scan(b, after_ms, after_id, limit, out, err);
+}
+
 const kaal_backend_vtable kaal_backend_redis = {
     .name = "redis",
     .connect = redis_connect,
@@ -1163,6 +1169,7 @@ const kaal_backend_vtable kaal_backend_redis = {
     .heartbeat = redis_heartbeat,
     .nodes = redis_nodes,
     .dispatches_before = redis_dispatches_before,
+    .delayed_list_after = redis_delayed_list_after,
 };
 
 #endif /* KAAL_HAVE_REDIS */

@@ -67,6 +67,7 @@ enum {
     Q_NODES,
     Q_DISPATCHES_BEFORE,
     Q_DISPATCHES_KEY_BEFORE,
+    Q_DELAYED_LIST_AFTER,
     Q_COUNT
 };
 
@@ -140,6 +141,10 @@ static const char *const sql_text[Q_COUNT] = {
         " AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR node = ?4)"
         " AND (fire_time < ?6 OR (fire_time = ?6 AND job_key < ?7))"
         " ORDER BY fire_time DESC, job_key DESC LIMIT ?5",
+    [Q_DELAYED_LIST_AFTER] =
+        "SELECT job_id, run_at_ms, job_class, queue, args FROM kaal_delayed_jobs"
+        " WHERE namespace = ?1 AND (run_at_ms > ?3 OR (run_at_ms = ?3 AND job_id > ?4))"
+        " ORDER BY run_at_ms, job_id LIMIT ?2",
 };
 
 typedef struct sqlite_impl {
@@ -924,6 +929,21 @@ static int sqlite_dispatches_before(kaal_backend *b, const kaal_dispatch_query *
     sqlite3_bind_int64(st, 6, before_fire);
     bind_text(st, 7, before_key);
     return read_rows(b, st, kaal_read_dispatch_row, out, "dispatches", err);
+}
+
+static int sqlite_delayed_list_after(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,
+                                     kaal_delayed_rows *out, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc;
+    if (limit == 0) return KAAL_OK;
+    rc = stmt(b, Q_DELAYED_LIST_AFTER, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+    sqlite3_bind_int64(st, 3, after_ms);
+    bind_text(st, 4, after_id);
+    return read_rows(b, st, kaal_read_delayed_row, out, "delayed_list", err);
 }
 
 const kaal_backend_vtable kaal_backend_sqlite = KAAL_BACKEND_VTABLE("sqlite", sqlite);

@@ -9,6 +9,7 @@
  *   #_record(key, fire_time, status, node, error, now)
  *   #_dispatches(key, status, node, limit) -> [{key:, fire_time:, ...}]
  *   #_dispatches_before(key, status, node, limit, before_fire, before_key) -> the same, a keyset page
+ *   #_delayed_list_after(after_ms, after_id, limit) -> a keyset page of #_delayed_list
  *   #_cleanup(before, limit) -> Integer
  *   #_set_enabled(key, enabled), #_states -> {key => bool}
  *   #_delayed_add(job_id, run_at_ms, job_class, queue, args_json)
@@ -910,6 +911,35 @@ static VALUE backend_delayed_list(VALUE self, VALUE limit)
     return run_call(&c);
 }
 
+/* #_delayed_list_after(after_ms, after_id, limit): a keyset page of pending
+ * delayed jobs (vt->delayed_list_after). */
+typedef struct delayed_page_ctx {
+    delayed_ctx d; /* first: build_delayed_rows and cleanup_delayed_rows read it */
+    int64_t after_ms;
+    const char *after_id;
+} delayed_page_ctx;
+
+static int op_delayed_list_after(kaal_backend *b, void *p, kaal_error *err)
+{
+    delayed_page_ctx *x = p;
+    return b->vt->delayed_list_after(b, x->after_ms, x->after_id, x->d.limit, &x->d.rows, err);
+}
+
+static VALUE backend_delayed_list_after(VALUE self, VALUE after_ms, VALUE after_id, VALUE limit)
+{
+    delayed_page_ctx x;
+    call c;
+    memset(&x, 0, sizeof x);
+    x.after_ms = check_i64(after_ms, "after run_at_ms");
+    after_id = check_str(after_id, "after job_id", 0);
+    x.d.limit = check_limit(limit, "limit");
+    call_init(&c, self, op_delayed_list_after, &x);
+    c.build = build_delayed_rows;
+    c.cleanup = cleanup_delayed_rows;
+    x.after_id = cdup(&c, after_id);
+    return run_call(&c);
+}
+
 static int op_delayed_cancel(kaal_backend *b, void *p, kaal_error *err)
 {
     delayed_ctx *x = p;
@@ -1099,6 +1129,7 @@ void kaal_init_backend(void)
     rb_define_private_method(cBackend, "_delayed_cancel", backend_delayed_cancel, 1);
     rb_define_private_method(cBackend, "_delayed_count", backend_delayed_count, 0);
     rb_define_private_method(cBackend, "_delayed_list", backend_delayed_list, 1);
+    rb_define_private_method(cBackend, "_delayed_list_after", backend_delayed_list_after, 3);
     rb_define_private_method(cBackend, "_heartbeat", backend_heartbeat, 4);
     rb_define_private_method(cBackend, "_nodes", backend_nodes, 1);
 

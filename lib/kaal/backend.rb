@@ -220,9 +220,19 @@ module Kaal
         _delayed_count
       end
 
-      # Pending jobs, soonest first (for status pages).
-      def delayed_list(limit: 100)
-        _delayed_list(positive_int(limit, "limit"))
+      # Pending jobs, soonest first (by run_at_ms, then job_id; for status
+      # pages). after: a keyset cursor for the next page, the last job of the
+      # previous page (or [run_at_ms, job_id]): only jobs after it are listed.
+      def delayed_list(limit: 100, after: nil)
+        limit = positive_int(limit, "limit")
+        return _delayed_list(limit) if after.nil?
+
+        run_at_ms, job_id = after.is_a?(Hash) ? after.values_at(:run_at_ms, :job_id) : after
+        unless after.is_a?(Hash) || (after.is_a?(Array) && after.size == 2)
+          raise ArgumentError, "after must be a delayed job row or [run_at_ms, job_id], got #{after.inspect}"
+        end
+
+        _delayed_list_after(integer(run_at_ms, "after run_at_ms"), key_arg(job_id, "after job_id"), limit)
       end
 
       # Records that node is alive at now (info: JSON text or nil). Nodes not

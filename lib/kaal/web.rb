@@ -83,7 +83,8 @@ module Kaal
                      when "/problems"
                        [200, Views.problems_page(ctx, @queries.claimed_not_dispatched(now: ctx.now),
                                                  @queries.failures(before: cursor(request.params["before"])))]
-                     when "/delayed" then [200, Views.delayed_page(ctx, @queries.delayed(page: page), @queries.delayed_count)]
+                     when "/delayed"
+                       [200, Views.delayed_page(ctx, @queries.delayed(after: cursor(request.params["after"])), @queries.delayed_count)]
                      else [404, Views.error_page(ctx, 404, "no page at #{path}")]
                      end
       headers = {}

@@ -356,6 +356,28 @@ RSpec.shared_examples "a kaal backend" do
                                               args_json: '[1,"é",{"a":null}]')
     end
 
+    it "pages through pending jobs with a keyset cursor (after:)" do
+      add(backend, "b", 2000)
+      add(backend, "a", 2000)
+      add(backend, "c", 2000)
+      add(other, "z", 1000)
+      add(backend, "y", 3000)
+      everything = backend.delayed_list(limit: 100)
+      expect(everything.map { |j| j[:job_id] }).to eq(%w[z a b c y])
+      [1, 2, 3].each do |size|
+        seen = []
+        page = backend.delayed_list(limit: size)
+        until page.empty?
+          seen.concat(page)
+          page = backend.delayed_list(limit: size, after: page.last)
+        end
+        expect(seen).to eq(everything), "pages of #{size}"
+      end
+      expect(backend.delayed_list(after: [2000, "a"]).map { |j| j[:job_id] }).to eq(%w[b c y])
+      expect(backend.delayed_list(after: [3000, "y"])).to eq([])
+      expect { backend.delayed_list(after: 5) }.to raise_error(ArgumentError, /after/)
+    end
+
     it "refuses a pending job_id with DuplicateJobError and changes nothing" do
       add(backend, "j1", 1000, job_class: "First")
       expect { add(other, "j1", 5, job_class: "Second") }.to raise_error(Kaal::DuplicateJobError, /j1/)

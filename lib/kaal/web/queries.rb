@@ -88,8 +88,11 @@ module Kaal
         log_page(backend.dispatches(status: "failed", limit: per_page + 1, before: before), before)
       end
 
-      def delayed(page: 1)
-        paged(backend.delayed_list(limit: page * per_page + 1), page)
+      # Pending delayed jobs, soonest first, a keyset page at a time: after
+      # is the [run_at_ms, job_id] of the last job of the previous page.
+      def delayed(after: nil)
+        rows = backend.delayed_list(limit: per_page + 1, after: after)
+        LogPage.new(rows: rows.first(per_page), before: after, more: rows.size > per_page)
       end
 
       def delayed_count
@@ -104,11 +107,6 @@ module Kaal
 
       def log_page(rows, before)
         LogPage.new(rows: rows.first(per_page), before: before, more: rows.size > per_page)
-      end
-
-      def paged(rows, page)
-        slice = rows[(page - 1) * per_page, per_page] || []
-        Page.new(rows: slice, page: page, per_page: per_page, more: rows.size > page * per_page)
       end
     end
   end

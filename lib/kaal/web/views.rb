@@ -110,6 +110,20 @@ module Kaal
         %(<nav class="pager">#{newest}#{older}</nav>)
       end
 
+      # Soonest / Later links of the delayed-jobs page (keyset cursor "ms:id").
+      def delayed_pager(ctx, page)
+        return "" if page.before.nil? && !page.more
+
+        first = page.before ? %(<a href="#{h(ctx.base)}/delayed">← Soonest</a>) : %(<span class="disabled">← Soonest</span>)
+        later = if page.more
+                  last = page.rows.last
+                  %(<a href="#{h(ctx.base)}/delayed?after=#{h(u("#{last[:run_at_ms]}:#{last[:job_id]}"))}" rel="next">Later →</a>)
+                else
+                  %(<span class="disabled">Later →</span>)
+                end
+        %(<nav class="pager">#{first}#{later}</nav>)
+      end
+
       def state_cell(job)
         state = job[:paused] ? "paused" : (job[:source_enabled] ? "enabled" : "disabled")
         source = if !job[:source_enabled] then "disabled in #{job[:source]}"
@@ -248,7 +262,7 @@ module Kaal
           <div class="heading"><h1>Delayed jobs</h1><span class="count">#{count} pending</span></div>
           <div class="table-wrap"><table><thead><tr><th>Job id</th><th>Runs at</th><th>Class</th><th>Queue</th>#{ctx.read_only ? "" : "<th></th>"}</tr></thead>
           <tbody>#{rows}</tbody></table></div>
-          #{pager(ctx, page, "/delayed")}
+          #{delayed_pager(ctx, page)}
         HTML
         layout(ctx, title: "Delayed jobs", nav: :delayed, body: body)
       end

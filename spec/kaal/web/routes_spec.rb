@@ -145,6 +145,22 @@ RSpec.describe Kaal::Web do
         expect(Kaal.backend.delayed_count).to eq(0)
       end
 
+      it "pages through pending delayed jobs with Later links (keyset cursor)" do
+        at = Time.now + 3600
+        %w[d1 d2 d3 d4 d5].each_with_index { |id, i| Kaal.enqueue_at(at: at + (i / 2), job_class: "WebSpecJob", job_id: id) }
+        ids = []
+        path = "/kaal/delayed"
+        pages = 0
+        while path
+          get path
+          pages += 1
+          ids.concat(last_response.body.scan(/<td data-label="Job id">([^<]+)</).flatten)
+          path = last_response.body[/<a href="([^"]+)" rel="next">Later/, 1]&.gsub("&amp;", "&")
+        end
+        expect(pages).to eq(3)
+        expect(ids).to eq(%w[d1 d2 d3 d4 d5])
+      end
+
       it "pauses and resumes a job; the pause is stored in the backend" do
         post_action "/kaal/jobs/nightly-report/pause"
         expect(last_response.status).to eq(303)
