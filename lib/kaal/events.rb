@@ -66,6 +66,21 @@ module Kaal
       end
     end
 
+    # For kaal's own subscribers (Health, Metrics, Systemd): a class that
+    # defines EVENTS and #call and sets @events subscribes itself with
+    # #install and leaves with #uninstall.
+    module Subscriber
+      def install
+        @subscription ||= @events.subscribe(*self.class::EVENTS, callable: self)
+        self
+      end
+
+      def uninstall
+        @events.unsubscribe(@subscription) if @subscription
+        @subscription = nil
+      end
+    end
+
     def initialize
       @lock = Mutex.new
       @subscriptions = []

@@ -11,6 +11,8 @@ module Kaal
   # A Health instance is the in-process state, kept from the event stream
   # (scheduler_start, tick, backend_error, scheduler_stopping, scheduler_stop).
   class Health
+    include Events::Subscriber
+
     EVENTS = %i[scheduler_start tick backend_error scheduler_stopping scheduler_stop].freeze
     TICKS_ALLOWED = 3
 
@@ -48,16 +50,6 @@ module Kaal
       @failures = 0
       @stopping = false
       @node = nil
-      @subscription = nil
-    end
-
-    def install
-      @subscription ||= @events.subscribe(*EVENTS, callable: self)
-      self
-    end
-
-    def uninstall
-      @events.unsubscribe(@subscription) if @subscription
       @subscription = nil
     end
 

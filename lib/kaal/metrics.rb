@@ -11,6 +11,8 @@ module Kaal
   # never on the tick thread; the delayed count is cached for cache_ttl
   # seconds so frequent scrapes do not load the backend.
   class Metrics
+    include Events::Subscriber
+
     CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
     TICK_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10].freeze
     LATENESS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300].freeze
@@ -56,16 +58,6 @@ module Kaal
       @tick_duration = Histogram.new(TICK_BUCKETS)
       @lateness = Histogram.new(LATENESS_BUCKETS)
       @last_tick = nil
-      @subscription = nil
-    end
-
-    def install
-      @subscription ||= @events.subscribe(*EVENTS, callable: self)
-      self
-    end
-
-    def uninstall
-      @events.unsubscribe(@subscription) if @subscription
       @subscription = nil
     end
 

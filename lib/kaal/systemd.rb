@@ -10,6 +10,8 @@ module Kaal
   # only when NOTIFY_SOCKET is set (a path, or "@name" for an abstract
   # socket). A message that cannot be sent is logged once and dropped.
   class Systemd
+    include Events::Subscriber
+
     EVENTS = %i[tick scheduler_stopping].freeze
 
     # The Systemd notifier for this environment, or nil without NOTIFY_SOCKET.
@@ -25,16 +27,6 @@ module Kaal
       @events = events
       @ready = false
       @warned = false
-      @subscription = nil
-    end
-
-    def install
-      @subscription ||= @events.subscribe(*EVENTS, callable: self)
-      self
-    end
-
-    def uninstall
-      @events.unsubscribe(@subscription) if @subscription
       @subscription = nil
     end
 
