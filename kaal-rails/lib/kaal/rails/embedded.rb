@@ -53,8 +53,7 @@ module Kaal
           ::ActiveSupport::ForkTracker.after_fork do
             # Puma's workers only, not processes a worker forks in turn.
             if Process.ppid == master
-              Kaal::Integration.after_fork
-              Kaal::Integration.start_scheduler!
+              Kaal::Integration.after_fork # starts this worker's node
             end
           end
         end
