@@ -335,6 +335,7 @@ module Kaal
       pending = @pending_start
       @pending_start = nil
       popped << nil << pending # restore puts them all back if anything fails
+      history = nil # does the namespace's dispatch log have any row? (asked once)
       pending.each do |job|
         cron = job.cron
         epoch = cron.next_epoch(regular_lo)
@@ -348,7 +349,10 @@ module Kaal
 
         fires = start_slack(job, fires, start_at)
         missed = recover ? missed_runs(job, regular_lo, floor) : []
-        last = last_fire(job) if missed.any? || fires.any?
+        # One query per job, skipped when the namespace's log is empty (a
+        # first deploy); a batched query is left for schedules at scale.
+        history = @backend.dispatches(limit: 1).any? if history.nil? && (missed.any? || fires.any?)
+        last = last_fire(job) if history && (missed.any? || fires.any?)
         missed = catch_up_after(job, missed, last)
         missed.each { |f| due.add(job, f) }
         unless missed.empty?
