@@ -21,6 +21,8 @@ module Kaal
   # the options given here, KAAL_* environment variables.
   module Integration
     ADAPTER_KINDS = %w[postgres mysql sqlite].freeze
+    # backend_config keys that name a connection (the others tune it).
+    CONNECTION_KEYS = %i[url connection redis database path].freeze
 
     @lock = Monitor.new
     @embedded_pid = nil
@@ -176,6 +178,7 @@ module Kaal
           settings = file.transform_keys(&:to_sym).merge(given).merge(extra.transform_keys(&:to_sym))
           values = defaults.respond_to?(:call) ? defaults.call(settings) : defaults
           config.apply(values || {}, source: "#{label} defaults")
+          file = keep_default_connection(file, config)
         end
         config.apply(file, source: file_path) if file_path
         given.each do |name, value|
@@ -190,6 +193,18 @@ module Kaal
         config.validate!(source: file_path || label)
         resolve_paths(config, root)
         config
+      end
+
+      # A backend_config in the file that names no connection of its own
+      # (only timeouts, say) adds to the connection the defaults gave (the
+      # app's database in kaal-rails) instead of replacing it.
+      def keep_default_connection(file, config)
+        own = file["backend_config"]
+        return file unless own.is_a?(Hash) && !config.backend_config.empty?
+        return file if file.key?("backend") && file["backend"].to_s.downcase != config.backend
+        return file if own.keys.any? { |k| CONNECTION_KEYS.include?(k.to_sym) }
+
+        file.merge("backend_config" => config.backend_config.merge(own.transform_keys(&:to_sym)))
       end
 
       # A relative scheduler file or SQLite path is relative to the app root.

@@ -62,6 +62,17 @@ RSpec.describe Kaal::Integration do
     ENV.delete("KAAL_WINDOW_LOOKBACK")
   end
 
+  it "adds a backend_config without a connection of its own to the connection the defaults give" do
+    app(@dir, config: "defaults:\n  backend_config:\n    command_timeout: 7\n")
+    defaults = { backend: "sqlite", backend_config: { url: "db/app.sqlite3" } }
+    config = described_class.setup(root: @dir, defaults: defaults, logger: logger)
+    expect(config.backend_config).to eq(url: File.join(@dir, "db/app.sqlite3"), command_timeout: 7)
+
+    app(@dir, config: "defaults:\n  backend_config:\n    url: db/other.sqlite3\n")
+    config = described_class.setup(root: @dir, defaults: defaults, logger: logger)
+    expect(config.backend_config).to eq(url: File.join(@dir, "db/other.sqlite3"))
+  end
+
   it "refuses unknown options, naming the option and the caller" do
     expect { described_class.setup(root: @dir, label: "kaal (Sinatra)", tick_intervall: 1) }
       .to raise_error(Kaal::ConfigurationError, /kaal \(Sinatra\): unknown option tick_intervall:/)
