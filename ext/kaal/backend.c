@@ -1,9 +1,14 @@
 #include "backend.h"
 #include "schema.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 const kaal_backend_vtable *kaal_backend_find(const char *name)
@@ -70,28 +75,75 @@ void kaal_conn_params_free(kaal_conn_params *p)
     memset(p, 0, sizeof *p);
 }
 
+/* ------------------------------------------------------------------ */
+/* Live handles and fork                                               */
+
+/* Every live handle, for the fork handler. list_lock is held across fork()
+ * (prepare/parent/child handlers), so the child sees a consistent list. */
+static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
+static kaal_backend *live;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static int open_wake_pipe(int fds[2])
+{
+    int i;
+    if (pipe(fds) != 0) return -1;
+    for (i = 0; i < 2; i++) {
+        fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK);
+        fcntl(fds[i], F_SETFD, FD_CLOEXEC);
+    }
+    return 0;
+}
+
+static void prefork(void) { pthread_mutex_lock(&list_lock); }
+static void postfork_parent(void) { pthread_mutex_unlock(&list_lock); }
+
+/* Only the forking thread exists in the child: a call another thread was
+ * running, or a gate it held, would stay taken forever. Every handle becomes
+ * idle, with its own wake pipe (a shared one would let the child drain the
+ * parent's wake-ups). The session itself is dropped later, by
+ * kaal_backend_ready, without touching the parent's. */
+static void postfork_child(void)
+{
+    kaal_backend *b;
+    for (b = live; b; b = b->next) {
+        pthread_mutex_init(&b->gate, NULL);
+        pthread_cond_init(&b->idle, NULL);
+        b->forked_busy = b->busy; /* its session may be half-updated */
+        b->busy = 0;
+        b->intr = NULL;
+        b->io_fd = -1;
+        if (b->wake[0] >= 0) close(b->wake[0]);
+        if (b->wake[1] >= 0) close(b->wake[1]);
+        if (open_wake_pipe(b->wake) != 0) b->wake[0] = b->wake[1] = -1;
+    }
+    pthread_mutex_init(&list_lock, NULL);
+}
+
+static void install_atfork(void) { pthread_atfork(prefork, postfork_parent, postfork_child); }
+
 kaal_backend *kaal_backend_new(const kaal_backend_vtable *vt, const char *ns, size_t n)
 {
     kaal_backend *b = calloc(1, sizeof *b);
     if (!b) return NULL;
+    pthread_once(&atfork_once, install_atfork);
     b->vt = vt;
     b->pid = getpid();
+    b->io_fd = -1;
     b->ns = kaal_strndup(ns, n);
-    if (!b->ns || pthread_mutex_init(&b->lock, NULL) != 0) {
+    if (!b->ns || open_wake_pipe(b->wake) != 0) {
         free(b->ns);
         free(b);
         return NULL;
     }
+    pthread_mutex_init(&b->gate, NULL);
+    pthread_cond_init(&b->idle, NULL);
+    pthread_mutex_lock(&list_lock);
+    b->next = live;
+    if (live) live->prev = b;
+    live = b;
+    pthread_mutex_unlock(&list_lock);
     return b;
-}
-
-void kaal_backend_note_fork(kaal_backend *b)
-{
-    if (pthread_mutex_trylock(&b->lock) == 0) {
-        pthread_mutex_unlock(&b->lock);
-    } else {
-        b->forked_busy = 1;
-    }
 }
 
 void kaal_backend_follow_fork(kaal_backend *b)
@@ -123,6 +175,11 @@ int kaal_backend_ready(kaal_backend *b, kaal_error *err)
 void kaal_backend_free(kaal_backend *b)
 {
     if (!b) return;
+    pthread_mutex_lock(&list_lock);
+    if (b->prev) b->prev->next = b->next;
+    else live = b->next;
+    if (b->next) b->next->prev = b->prev;
+    pthread_mutex_unlock(&list_lock);
     if (b->pid == getpid()) {
         if (b->vt->close) b->vt->close(b);
     } else {
@@ -130,8 +187,116 @@ void kaal_backend_free(kaal_backend *b)
     }
     kaal_conn_params_free(&b->params);
     free(b->ns);
-    pthread_mutex_destroy(&b->lock);
+    if (b->wake[0] >= 0) close(b->wake[0]);
+    if (b->wake[1] >= 0) close(b->wake[1]);
+    pthread_cond_destroy(&b->idle);
+    pthread_mutex_destroy(&b->gate);
     free(b);
+}
+
+/* ------------------------------------------------------------------ */
+/* Calls and interrupts                                                */
+
+int kaal_backend_acquire(kaal_backend *b, volatile int *flag)
+{
+    char sink[64];
+    pthread_mutex_lock(&b->gate);
+    while (b->busy && !*flag) pthread_cond_wait(&b->idle, &b->gate);
+    if (*flag) {
+        pthread_mutex_unlock(&b->gate);
+        return KAAL_EINTERRUPTED;
+    }
+    b->busy = 1;
+    b->intr = flag;
+    /* Wake-ups meant for an earlier call. */
+    while (b->wake[0] >= 0 && read(b->wake[0], sink, sizeof sink) > 0) {
+    }
+    pthread_mutex_unlock(&b->gate);
+    return KAAL_OK;
+}
+
+void kaal_backend_release(kaal_backend *b)
+{
+    pthread_mutex_lock(&b->gate);
+    b->busy = 0;
+    b->intr = NULL;
+    pthread_cond_signal(&b->idle);
+    pthread_mutex_unlock(&b->gate);
+}
+
+void kaal_backend_interrupt(kaal_backend *b, volatile int *flag)
+{
+    pthread_mutex_lock(&b->gate);
+    *flag = 1;
+    if (b->intr == flag) {
+        ssize_t w = b->wake[1] >= 0 ? write(b->wake[1], "!", 1) : 0;
+        (void)w; /* a full pipe already wakes the call */
+        if (b->io_fd >= 0) shutdown(b->io_fd, SHUT_RDWR);
+        if (b->on_interrupt) b->on_interrupt(b);
+    }
+    pthread_cond_broadcast(&b->idle); /* a waiter in acquire */
+    pthread_mutex_unlock(&b->gate);
+}
+
+int kaal_backend_interrupted(const kaal_backend *b)
+{
+    volatile int *f = b->intr;
+    return f && *f;
+}
+
+void kaal_backend_set_io_fd(kaal_backend *b, int fd)
+{
+    pthread_mutex_lock(&b->gate);
+    b->io_fd = fd;
+    pthread_mutex_unlock(&b->gate);
+}
+
+int64_t kaal_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int kaal_interrupted_error(kaal_backend *b, const char *what, kaal_error *err)
+{
+    return kaal_error_set(err, KAAL_EINTERRUPTED, NULL, -1, "%s: %s: interrupted", b->vt->name,
+                          what);
+}
+
+int kaal_wait(kaal_backend *b, int fd, short events, int64_t deadline_ms, short *revents,
+              const char *what, kaal_error *err)
+{
+    for (;;) {
+        struct pollfd p[2];
+        int64_t left;
+        int n;
+        if (kaal_backend_interrupted(b)) return kaal_interrupted_error(b, what, err);
+        left = deadline_ms - kaal_mono_ms();
+        if (left <= 0) {
+            return kaal_error_set(err, KAAL_ECONNECT, NULL, -1,
+                                  "%s: %s: timed out waiting for the server", b->vt->name, what);
+        }
+        p[0].fd = fd;
+        p[0].events = events;
+        p[1].fd = b->wake[0];
+        p[1].events = POLLIN;
+        p[0].revents = p[1].revents = 0;
+        n = poll(p, b->wake[0] >= 0 ? 2 : 1, left > 1000000 ? 1000000 : (int)left);
+        if (n < 0 && errno != EINTR) {
+            return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "%s: %s: poll: %s", b->vt->name,
+                                  what, strerror(errno));
+        }
+        if (n > 0 && p[0].revents) {
+            if (revents) *revents = p[0].revents;
+            return KAAL_OK;
+        }
+        if (n > 0 && p[1].revents) {
+            char sink[64];
+            while (read(b->wake[0], sink, sizeof sink) > 0) {
+            }
+        }
+    }
 }
 
 int kaal_silence_inherited_socket(int fd)

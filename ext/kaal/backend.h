@@ -1,8 +1,8 @@
 /* kaal: the backend interface. Pure C (no ruby.h). Every function here may
  * run WITHOUT the Ruby GVL: no Ruby API, plain malloc/free only.
  *
- * The binding (rb_backend.c) owns a kaal_backend, serialises calls on it with
- * b->lock, connects lazily (vt->connect when !b->connected), remembers the pid
+ * The binding (rb_backend.c) owns a kaal_backend, serialises calls on it
+ * (kaal_backend_acquire), connects lazily (vt->connect when !b->connected), remembers the pid
  * (a forked child calls vt->discard, then reconnects), and turns a non-OK
  * status into a Ruby exception. A backend that loses its connection returns
  * KAAL_ECONNECT and sets b->connected = 0 so the next call reconnects.
@@ -183,7 +183,19 @@ struct kaal_backend {
     void *impl;             /* backend-private session state */
     int connected;
     pid_t pid;              /* process that opened the session */
-    pthread_mutex_t lock;   /* held by the binding around every vt call */
+
+    /* Serialisation and interrupts (kaal_backend_acquire and friends). One
+     * call runs at a time (busy); gate guards busy, intr, io_fd and the
+     * list links, and is held only for a few instructions. */
+    pthread_mutex_t gate;
+    pthread_cond_t idle;    /* signalled when busy drops or a waiter is interrupted */
+    int busy;
+    volatile int *intr;     /* the running call's interrupt flag (NULL: none) */
+    int wake[2];            /* self-pipe: a byte wakes kaal_wait in the running call */
+    int io_fd;              /* a socket a library blocks on by itself (-1: none); an
+                             * interrupt shuts it down so that library returns */
+    void (*on_interrupt)(kaal_backend *b); /* optional, called under gate */
+    struct kaal_backend *prev, *next;       /* every live handle (fork handling) */
     int forked_busy;        /* in a forked child: a parent thread was inside a call at the fork */
 };
 
@@ -211,24 +223,54 @@ void kaal_conn_params_free(kaal_conn_params *p);
 /* Handles, shared by the Ruby binding and the C tests.
  * kaal_backend_new: a handle for vt on namespace ns (n bytes), owned by this
  * process, lock initialised, no params, not connected (NULL on ENOMEM).
- * kaal_backend_ready: before every vtable call, under b->lock: in a forked
+ * kaal_backend_ready: before every vtable call, while acquired: in a forked
  * child drops the parent's session without touching it, then connects when
  * not connected.
  * kaal_backend_free: ends the session (close in the owning process, discard
  * in a forked child) and frees the handle and its params; NULL is ignored.
  * kaal_backend_follow_fork: in a forked child, lets go of the parent's
  * session and takes the handle over for this process. When a parent thread
- * was inside a call at the fork (b->lock was copied locked, see
- * kaal_backend_note_fork), the session's memory may be half-updated (a reply
- * half-parsed, a buffer being grown): it is left alone, leaked once per
- * fork, because freeing it can crash; otherwise vt->discard frees it.
- * kaal_backend_note_fork: in a forked child, before b->lock is used or
- * re-initialised: records whether the copied lock was held. */
+ * was inside a call at the fork (b->forked_busy, set by the fork handler),
+ * the session's memory may be half-updated (a reply half-parsed, a buffer
+ * being grown): it is left alone, leaked once per fork, because freeing it
+ * can crash; otherwise vt->discard frees it. */
 kaal_backend *kaal_backend_new(const kaal_backend_vtable *vt, const char *ns, size_t n);
 int kaal_backend_ready(kaal_backend *b, kaal_error *err);
 void kaal_backend_free(kaal_backend *b);
 void kaal_backend_follow_fork(kaal_backend *b);
-void kaal_backend_note_fork(kaal_backend *b);
+
+/* Calls on a handle, and interrupting them (the binding's unblocking
+ * function). A call first acquires the handle, giving its own interrupt flag;
+ * an interrupt sets that flag and, when the call is the running one, wakes
+ * it: a byte on b->wake ends kaal_wait, b->io_fd is shut down, and
+ * b->on_interrupt runs. Waiting to acquire is interruptible too.
+ * kaal_backend_acquire: KAAL_OK, or KAAL_EINTERRUPTED when *flag was set
+ * before the handle became free. kaal_backend_release: ends the call.
+ * kaal_backend_interrupt: may run on any thread, any number of times.
+ * After fork() the child's copy of every live handle is made idle with a
+ * fresh gate and wake pipe (a pthread_atfork handler): a thread of the
+ * parent that was inside a call does not exist in the child. */
+int kaal_backend_acquire(kaal_backend *b, volatile int *flag);
+void kaal_backend_release(kaal_backend *b);
+void kaal_backend_interrupt(kaal_backend *b, volatile int *flag);
+/* 1 when the running call has been interrupted (always 0 outside a call). */
+int kaal_backend_interrupted(const kaal_backend *b);
+/* Publishes (fd >= 0) or withdraws (-1) the socket a library blocks on by
+ * itself; withdraw it before that socket is closed. */
+void kaal_backend_set_io_fd(kaal_backend *b, int fd);
+
+/* Milliseconds on CLOCK_MONOTONIC, for deadlines. */
+int64_t kaal_mono_ms(void);
+
+/* Waits until fd is ready for events (POLLIN / POLLOUT), the running call
+ * is interrupted, or deadline_ms (kaal_mono_ms) passes, without spinning.
+ * KAAL_OK when ready (*revents, if not NULL, says how), KAAL_EINTERRUPTED,
+ * or KAAL_ECONNECT with "<backend>: <what>: timed out waiting for the server"
+ * (or the poll error) in err. */
+int kaal_wait(kaal_backend *b, int fd, short events, int64_t deadline_ms, short *revents,
+              const char *what, kaal_error *err);
+/* err = "<backend>: <what>: interrupted"; returns KAAL_EINTERRUPTED. */
+int kaal_interrupted_error(kaal_backend *b, const char *what, kaal_error *err);
 
 /* In a forked child, before a client library closes a connection whose
  * socket fd the parent still uses: points fd at /dev/null (dup2 keeps the

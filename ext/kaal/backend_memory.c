@@ -1,8 +1,8 @@
 /* kaal: the memory backend. Everything lives in this process, in one store
  * per handle (b->impl): tests and single-node use.
  *
- * Pure C, no ruby.h; may run without the GVL. The binding holds b->lock
- * around every call, and a store belongs to exactly one handle, so the store
+ * Pure C, no ruby.h; may run without the GVL. The binding runs one call at
+ * a time on a handle, and a store belongs to exactly one handle, so the store
  * needs no lock of its own (two handles never share a store).
  *
  * Layout:

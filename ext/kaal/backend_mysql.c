@@ -54,6 +54,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -290,6 +291,7 @@ static void drop_conn(kaal_backend *b)
     my_impl *m = IMPL(b);
     if (m) {
         if (m->conn) {
+            kaal_backend_set_io_fd(b, -1); /* before the socket is closed */
             close_stmts(m);
             mysql_close(m->conn);
             m->conn = NULL;
@@ -542,6 +544,55 @@ static unsigned long parse_version(const char *v)
     return a * 10000 + bb * 100 + c;
 }
 
+/* The connection handshake with the non-blocking API, each wait a
+ * kaal_wait on the socket (connect timeout cto ms, interruptible). */
+static int handshake(kaal_backend *b, const char *host, const char *sock, int cto,
+                     const char *where, kaal_error *err)
+{
+    const kaal_conn_params *p = &b->params;
+    my_impl *m = IMPL(b);
+    int64_t deadline = kaal_mono_ms() + cto;
+    MYSQL *ret = NULL;
+    int st, rc;
+
+    mysql_options(m->conn, MYSQL_OPT_NONBLOCK, 0);
+    st = mysql_real_connect_start(&ret, m->conn, host, p->username, p->password,
+                                  p->database && *p->database ? p->database : NULL,
+                                  sock ? 0 : (unsigned int)(p->port > 0 ? p->port : 3306), sock, 0);
+    while (st) {
+        short ev = 0, want = 0;
+        int64_t until = deadline;
+        if (st & MYSQL_WAIT_READ) want |= POLLIN;
+        if (st & MYSQL_WAIT_WRITE) want |= POLLOUT;
+        if (st & MYSQL_WAIT_EXCEPT) want |= POLLPRI;
+        if ((st & MYSQL_WAIT_TIMEOUT) && kaal_mono_ms() + mysql_get_timeout_value_ms(m->conn) < until) {
+            until = kaal_mono_ms() + mysql_get_timeout_value_ms(m->conn);
+        }
+        rc = kaal_wait(b, (int)mysql_get_socket(m->conn), want, until, &ev, "connect", err);
+        if (rc == KAAL_EINTERRUPTED) {
+            drop_conn(b);
+            return rc;
+        }
+        if (rc != KAAL_OK && until == deadline) {
+            drop_conn(b);
+            return kaal_error_set(err, KAAL_ECONNECT, NULL, -1,
+                                  "mysql: cannot connect to %s: timed out after %d ms", where, cto);
+        }
+        st = mysql_real_connect_cont(&ret, m->conn,
+                                     rc != KAAL_OK ? MYSQL_WAIT_TIMEOUT
+                                                   : ((ev & POLLIN) ? MYSQL_WAIT_READ : 0) |
+                                                         ((ev & POLLOUT) ? MYSQL_WAIT_WRITE : 0) |
+                                                         ((ev & POLLPRI) ? MYSQL_WAIT_EXCEPT : 0));
+    }
+    if (!ret) {
+        kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "mysql: cannot connect to %s: %s", where,
+                       mysql_error(m->conn));
+        drop_conn(b);
+        return KAAL_ECONNECT;
+    }
+    return KAAL_OK;
+}
+
 static int my_connect(kaal_backend *b, kaal_error *err)
 {
     const kaal_conn_params *p = &b->params;
@@ -591,14 +642,8 @@ static int my_connect(kaal_backend *b, kaal_error *err)
     if (sock) snprintf(where, sizeof where, "unix:%s", sock);
     else snprintf(where, sizeof where, "%s:%d", host, p->port > 0 ? p->port : 3306);
 
-    if (!mysql_real_connect(m->conn, sock ? "localhost" : host, p->username, p->password,
-                            p->database && *p->database ? p->database : NULL,
-                            sock ? 0 : (unsigned int)(p->port > 0 ? p->port : 3306), sock, 0)) {
-        kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "mysql: cannot connect to %s: %s", where,
-                       mysql_error(m->conn));
-        drop_conn(b);
-        return KAAL_ECONNECT;
-    }
+    rc = handshake(b, sock ? "localhost" : host, sock, cto, where, err);
+    if (rc != KAAL_OK) return rc;
     /* Connector/C falls back to plain text when the server has no TLS even
      * with SSL_ENFORCE set: TLS that was asked for must really be in use. */
     if (tls && !mysql_get_ssl_cipher(m->conn)) {
@@ -608,6 +653,9 @@ static int my_connect(kaal_backend *b, kaal_error *err)
         drop_conn(b);
         return KAAL_ECONNECT;
     }
+    /* From here on the client library waits by itself (read and write
+     * timeouts): an interrupt shuts this socket down to end its wait. */
+    kaal_backend_set_io_fd(b, (int)mysql_get_socket(m->conn));
     b->connected = 1;
     info = mysql_get_server_info(m->conn);
     ver = parse_version(info);

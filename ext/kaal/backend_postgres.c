@@ -4,11 +4,14 @@
  * Pure C, no ruby.h: every function here runs WITHOUT the GVL (the binding
  * releases it around each vtable call), so it uses malloc/free only.
  *
- * Session: PQconnectdbParams with keyword arrays (the password is never put
- * into a conninfo string), application_name "kaal", then SET statement_timeout
- * to the command timeout. Every statement is sent asynchronously and waited for
- * with poll() against a client-side deadline (statement_timeout + a grace
- * period), so a server that stops answering cannot hang a call forever.
+ * Session: PQconnectStartParams with keyword arrays (the password is never
+ * put into a conninfo string), application_name "kaal", then SET
+ * statement_timeout to the command timeout. The connection is non-blocking:
+ * the handshake (PQconnectPoll), sending (PQflush) and every result are
+ * waited for with kaal_wait on the socket against a client-side deadline
+ * (statement_timeout + a grace period), so a server that stops answering
+ * cannot hang a call forever, and an interrupt from Ruby ends the wait at
+ * once (the session is then dropped, as after a timeout).
  *
  * Statements: every value is a bound parameter. The hot statements are
  * prepared once per connection on first use (named "kaal_<n>"). A claim batch
@@ -59,6 +62,8 @@
  * statement normally ends with the server's clean error, not a dropped
  * connection. */
 #define CLIENT_GRACE_MS 2000
+/* client_connection_check_interval (text: it is spliced into a SET). */
+#define ORPHAN_CHECK_MS "100"
 
 /* Prepared statements ($1 is always the namespace). */
 enum {
@@ -150,13 +155,6 @@ typedef struct pg_impl {
 
 /* ------------------------------------------------------------------ */
 /* Small helpers                                                       */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int oom(kaal_error *err)
 {
@@ -346,33 +344,44 @@ static int result_error(kaal_backend *b, PGresult *r, kaal_error *err, const cha
 
 /* Wait for the statement just sent and return its result (the first error,
  * or the last result). NULL with *rc set on failure. */
+/* A wait that ended early (timeout, interrupt): the session goes. */
+static int wait_failed(kaal_backend *b, int rc)
+{
+    drop_conn(b);
+    return rc;
+}
+
+/* Sends what libpq has buffered (the connection is non-blocking). */
+static int flush_out(kaal_backend *b, int64_t deadline, kaal_error *err, const char *what)
+{
+    PGconn *c = IMPL(b)->conn;
+    int f, rc;
+    while ((f = PQflush(c)) == 1) {
+        short ev = 0;
+        rc = kaal_wait(b, PQsocket(c), POLLIN | POLLOUT, deadline, &ev, what, err);
+        if (rc != KAAL_OK) return wait_failed(b, rc);
+        if ((ev & POLLIN) && !PQconsumeInput(c)) return lost(b, err, what, NULL);
+    }
+    return f == 0 ? KAAL_OK : lost(b, err, what, NULL);
+}
+
 static PGresult *wait_result(kaal_backend *b, kaal_error *err, const char *what, int *rc)
 {
     pg_impl *s = IMPL(b);
     PGconn *c = s->conn;
-    int64_t deadline = mono_ms() + s->timeout_ms + CLIENT_GRACE_MS;
+    int64_t deadline = kaal_mono_ms() + s->timeout_ms + CLIENT_GRACE_MS;
     PGresult *keep = NULL, *r;
 
+    if ((*rc = flush_out(b, deadline, err, what)) != KAAL_OK) return NULL;
     for (;;) {
         while (PQisBusy(c)) {
-            struct pollfd pfd;
-            int64_t left = deadline - mono_ms();
-            int pr;
-            if (left <= 0) {
+            *rc = kaal_wait(b, PQsocket(c), POLLIN, deadline, NULL, what, err);
+            if (*rc != KAAL_OK) {
                 PQclear(keep);
-                *rc = lost(b, err, what, "no answer within the command timeout");
+                wait_failed(b, *rc);
                 return NULL;
             }
-            pfd.fd = PQsocket(c);
-            pfd.events = POLLIN;
-            pfd.revents = 0;
-            pr = poll(&pfd, 1, (int)left);
-            if (pr < 0 && errno != EINTR) {
-                PQclear(keep);
-                *rc = lost(b, err, what, strerror(errno));
-                return NULL;
-            }
-            if (pr > 0 && !PQconsumeInput(c)) {
+            if (!PQconsumeInput(c)) {
                 PQclear(keep);
                 *rc = lost(b, err, what, NULL);
                 return NULL;
@@ -486,12 +495,44 @@ static char *socket_dir(const char *path, int *port)
     return kaal_strdup(path);
 }
 
+/* Drives PQconnectPoll to the end, waiting on the socket (connect timeout
+ * cto ms, interruptible); leaves the connection non-blocking. */
+static int handshake(kaal_backend *b, int cto, const char *where, kaal_error *err)
+{
+    PGconn *c = IMPL(b)->conn;
+    int64_t deadline = kaal_mono_ms() + cto;
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    char line[200];
+    int rc;
+
+    while (PQstatus(c) != CONNECTION_BAD && st != PGRES_POLLING_OK && st != PGRES_POLLING_FAILED) {
+        rc = kaal_wait(b, PQsocket(c), st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline,
+                       NULL, "connect", err);
+        if (rc == KAAL_EINTERRUPTED) return wait_failed(b, rc);
+        if (rc != KAAL_OK) {
+            drop_conn(b);
+            return kaal_error_set(err, KAAL_ECONNECT, NULL, -1,
+                                  "postgres: cannot connect to %s: timed out after %d ms", where,
+                                  cto);
+        }
+        st = PQconnectPoll(c);
+    }
+    if (PQstatus(c) != CONNECTION_OK || PQsetnonblocking(c, 1) != 0) {
+        first_line(line, sizeof line, PQerrorMessage(c));
+        kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "postgres: cannot connect to %s: %s", where,
+                       line);
+        drop_conn(b);
+        return KAAL_ECONNECT;
+    }
+    return KAAL_OK;
+}
+
 static int pg_connect(kaal_backend *b, kaal_error *err)
 {
     const kaal_conn_params *p = &b->params;
     pg_impl *s = IMPL(b);
     const char *keys[16], *vals[16];
-    char port_s[16], cto_s[16], set[64];
+    char port_s[16], cto_s[16], set[128];
     PGresult *r;
     int rc;
     char *sock = NULL;
@@ -519,7 +560,7 @@ static int pg_connect(kaal_backend *b, kaal_error *err)
         keys[n] = "dbname", vals[n++] = p->conninfo;
         keys[n] = "client_encoding", vals[n++] = "UTF8";
         keys[n] = NULL, vals[n] = NULL;
-        s->conn = PQconnectdbParams(keys, vals, 1);
+        s->conn = PQconnectStartParams(keys, vals, 1);
         if (!s->conn) return oom(err);
         snprintf(where, sizeof where, "%s:%s", PQhost(s->conn) ? PQhost(s->conn) : "?",
                  PQport(s->conn) && *PQport(s->conn) ? PQport(s->conn) : "5432");
@@ -555,18 +596,12 @@ static int pg_connect(kaal_backend *b, kaal_error *err)
     keys[n] = "client_encoding", vals[n++] = "UTF8";
     keys[n] = NULL, vals[n] = NULL;
 
-    s->conn = PQconnectdbParams(keys, vals, 0);
+    s->conn = PQconnectStartParams(keys, vals, 0);
     free(sock);
     if (!s->conn) return oom(err);
 connected:
-    if (PQstatus(s->conn) != CONNECTION_OK) {
-        char line[200];
-        first_line(line, sizeof line, PQerrorMessage(s->conn));
-        kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "postgres: cannot connect to %s: %s", where,
-                       line);
-        drop_conn(b);
-        return KAAL_ECONNECT;
-    }
+    rc = handshake(b, cto, where, err);
+    if (rc != KAAL_OK) return rc;
     PQsetNoticeProcessor(s->conn, quiet_notices, NULL);
     if (PQserverVersion(s->conn) < 90500) {
         kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
@@ -577,10 +612,18 @@ connected:
     }
     b->connected = 1;
     /* A SET rather than the startup "options" parameter, which PgBouncer
-     * refuses. */
-    snprintf(set, sizeof set, "SET statement_timeout = %d", qto);
+     * refuses. From PostgreSQL 14 on, the server also checks every
+     * ORPHAN_CHECK_MS whether the client went away during a statement: a
+     * call interrupted in Ruby drops its session, and the statement it left
+     * (say a claim waiting on a row lock) is then rolled back instead of
+     * winning pairs nobody will hand off. */
+    snprintf(set, sizeof set, "SET statement_timeout = %d%s", qto,
+             PQserverVersion(s->conn) >= 140000 ? "; SET client_connection_check_interval = "
+                                                  ORPHAN_CHECK_MS
+                                                : "");
     r = run_sql(b, set, 0, NULL, err, "connect", &rc);
     if (!r) {
+        if (rc == KAAL_EINTERRUPTED) return rc;
         drop_conn(b);
         return rc == KAAL_ECONNECT ? rc : KAAL_ECONNECT;
     }

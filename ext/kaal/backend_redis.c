@@ -1,7 +1,12 @@
-/* kaal: the Redis backend on hiredis (blocking API, hiredis >= 0.14).
+/* kaal: the Redis backend on hiredis (hiredis >= 0.14).
  *
  * Pure C, no ruby.h: every function here runs WITHOUT the GVL (the binding
  * releases it around each vtable call), so it uses malloc/free only.
+ *
+ * The context is non-blocking: commands are appended to hiredis's buffer,
+ * written and read here, and every wait is kaal_wait on the socket (bounded
+ * by the connect or command timeout, and ended at once by an interrupt from
+ * Ruby; a cut-short exchange drops the session, as a timeout does).
  *
  * Every operation that must be atomic is one Lua script, run with EVALSHA
  * (scripts are loaded with SCRIPT LOAD on connect; a NOSCRIPT reply falls
@@ -34,10 +39,11 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -220,6 +226,7 @@ typedef struct redis_impl {
     redisContext *ctx;
     char *prefix; /* "<ns>:" */
     size_t prefix_len;
+    int timeout_ms; /* command timeout */
     char sha[S_COUNT][41];
 } redis_impl;
 
@@ -266,13 +273,6 @@ static int no_memory(kaal_error *err)
     return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "redis: out of memory");
 }
 
-static struct timeval tv_ms(int ms)
-{
-    struct timeval tv;
-    tv.tv_sec = ms / 1000;
-    tv.tv_usec = (ms % 1000) * 1000;
-    return tv;
-}
 
 static int not_connected(kaal_backend *b, kaal_error *err, const char *what)
 {
@@ -280,13 +280,69 @@ static int not_connected(kaal_backend *b, kaal_error *err, const char *what)
     return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: not connected", what);
 }
 
-/* The end of every command: no reply is a lost connection, an error reply is
- * KAAL_EBACKEND; otherwise *out is the reply (free it with freeReplyObject),
- * or, with out NULL, the reply is dropped. */
-static int take_reply(kaal_backend *b, redisReply *rep, redisReply **out, kaal_error *err,
+/* A wait that ended without the socket being ready (timeout, interrupt):
+ * the stream may still bring the late reply, so the session goes. */
+static int wait_failed(kaal_backend *b, int rc)
+{
+    drop_context(b);
+    return rc;
+}
+
+/* Writes what the context has buffered, then reads one reply. NULL when
+ * that fails (*rc and err say why; the session is dropped). */
+static redisReply *await_reply(kaal_backend *b, int *rc, kaal_error *err, const char *what)
+{
+    redis_impl *r = impl_of(b);
+    redisContext *c = r->ctx;
+    int64_t deadline = kaal_mono_ms() + r->timeout_ms;
+    int done = 0;
+    void *rep = NULL;
+
+    while (!done) {
+        if (redisBufferWrite(c, &done) != REDIS_OK) {
+            *rc = io_error(b, err, what);
+            return NULL;
+        }
+        if (!done && (*rc = kaal_wait(b, c->fd, POLLOUT, deadline, NULL, what, err)) != KAAL_OK) {
+            wait_failed(b, *rc);
+            return NULL;
+        }
+    }
+    for (;;) {
+        if (redisGetReplyFromReader(c, &rep) != REDIS_OK) {
+            *rc = io_error(b, err, what);
+            return NULL;
+        }
+        if (rep) return rep;
+        if ((*rc = kaal_wait(b, c->fd, POLLIN, deadline, NULL, what, err)) != KAAL_OK) {
+            wait_failed(b, *rc);
+            return NULL;
+        }
+        if (redisBufferRead(c) != REDIS_OK) {
+            *rc = io_error(b, err, what);
+            return NULL;
+        }
+    }
+}
+
+/* One command and its reply (NULL as await_reply says). */
+static redisReply *exchange(kaal_backend *b, int argc, const char **argv, const size_t *lens,
+                            int *rc, kaal_error *err, const char *what)
+{
+    if (redisAppendCommandArgv(impl_of(b)->ctx, argc, argv, lens) != REDIS_OK) {
+        *rc = io_error(b, err, what);
+        return NULL;
+    }
+    return await_reply(b, rc, err, what);
+}
+
+/* The end of every command: no reply is a failed exchange (rc says why), an
+ * error reply is KAAL_EBACKEND; otherwise *out is the reply (free it with
+ * freeReplyObject), or, with out NULL, the reply is dropped. */
+static int take_reply(redisReply *rep, int rc, redisReply **out, kaal_error *err,
                       const char *what)
 {
-    if (!rep) return io_error(b, err, what);
+    if (!rep) return rc;
     if (rep->type == REDIS_REPLY_ERROR) {
         int rc = reply_error(rep, err, what);
         freeReplyObject(rep);
@@ -306,8 +362,11 @@ static int command(kaal_backend *b, int argc, const char **argv, const size_t *l
 {
     redis_impl *r = impl_of(b);
     if (out) *out = NULL;
+    int rc = KAAL_OK;
+    redisReply *rep;
     if (!r || !r->ctx) return not_connected(b, err, what);
-    return take_reply(b, redisCommandArgv(r->ctx, argc, argv, lens), out, err, what);
+    rep = exchange(b, argc, argv, lens, &rc, err, what);
+    return take_reply(rep, rc, out, err, what);
 }
 
 /* Run script `s` with argv[3..argc-1] as ARGV, whose first is always the
@@ -318,6 +377,7 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
 {
     redis_impl *r = impl_of(b);
     redisReply *rep;
+    int rc = KAAL_OK;
     if (out) *out = NULL;
     if (!r || !r->ctx) return not_connected(b, err, what);
     argv[0] = "EVALSHA";
@@ -328,7 +388,7 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
     lens[2] = 1;
     argv[3] = r->prefix;
     lens[3] = r->prefix_len;
-    rep = redisCommandArgv(r->ctx, argc, argv, lens);
+    rep = exchange(b, argc, argv, lens, &rc, err, what);
     if (rep && rep->type == REDIS_REPLY_ERROR && rep->len >= 8 &&
         memcmp(rep->str, "NOSCRIPT", 8) == 0) {
         /* The script cache was flushed behind our back: send the body. */
@@ -337,9 +397,9 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
         lens[0] = 4;
         argv[1] = SCRIPTS[s];
         lens[1] = strlen(SCRIPTS[s]);
-        rep = redisCommandArgv(r->ctx, argc, argv, lens);
+        rep = exchange(b, argc, argv, lens, &rc, err, what);
     }
-    return take_reply(b, rep, out, err, what);
+    return take_reply(rep, rc, out, err, what);
 }
 
 /* The ARGV of one script call with a fixed number of arguments: the prefix
@@ -418,10 +478,10 @@ static int setup_command(kaal_backend *b, int argc, const char **argv, kaal_stat
 {
     size_t lens[3];
     redisReply *rep;
-    int i;
+    int i, rc = KAAL_OK;
     for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
-    rep = redisCommandArgv(impl_of(b)->ctx, argc, argv, lens);
-    if (!rep) return io_error(b, err, argv[0]);
+    rep = exchange(b, argc, argv, lens, &rc, err, argv[0]);
+    if (!rep) return rc;
     if (rep->type == REDIS_REPLY_ERROR) {
         kaal_error_set(err, code, field, -1, "redis: %s: %.*s", context,
                        (int)(rep->len > 160 ? 160 : rep->len), rep->str);
@@ -431,6 +491,32 @@ static int setup_command(kaal_backend *b, int argc, const char **argv, kaal_stat
     }
     freeReplyObject(rep);
     return KAAL_OK;
+}
+
+/* The non-blocking connect to `where` started: wait until it completes
+ * (connect timeout cto ms), interruptibly. */
+static int await_connected(kaal_backend *b, int cto, const char *where, kaal_error *err)
+{
+    redisContext *c = impl_of(b)->ctx;
+    int rc, soerr = 0;
+    socklen_t len = sizeof soerr;
+    const char *detail;
+
+    if (!c->err) {
+        rc = kaal_wait(b, c->fd, POLLOUT, kaal_mono_ms() + cto, NULL, "connect", err);
+        if (rc != KAAL_OK) {
+            drop_context(b);
+            if (rc == KAAL_EINTERRUPTED) return rc;
+            return kaal_error_set(err, KAAL_ECONNECT, NULL, -1,
+                                  "redis: cannot connect to %s: timed out after %d ms", where, cto);
+        }
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) soerr = errno;
+        if (soerr == 0) return KAAL_OK;
+    }
+    detail = c->err ? c->errstr : strerror(soerr);
+    kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: cannot connect to %s: %s", where, detail);
+    drop_context(b);
+    return KAAL_ECONNECT;
 }
 
 static int redis_connect(kaal_backend *b, kaal_error *err)
@@ -474,21 +560,15 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
 
     if (p->socket && *p->socket) {
         snprintf(where, sizeof where, "unix:%s", p->socket);
-        r->ctx = redisConnectUnixWithTimeout(p->socket, tv_ms(cto));
+        r->ctx = redisConnectUnixNonBlock(p->socket);
     } else {
         snprintf(where, sizeof where, "%s:%d", host, port);
-        r->ctx = redisConnectWithTimeout(host, port, tv_ms(cto));
+        r->ctx = redisConnectNonBlock(host, port);
     }
     if (!r->ctx) return no_memory(err);
-    if (r->ctx->err) {
-        kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: cannot connect to %s: %s", where,
-                       r->ctx->errstr);
-        drop_context(b);
-        return KAAL_ECONNECT;
-    }
-    if (redisSetTimeout(r->ctx, tv_ms(qto)) != REDIS_OK) {
-        return io_error(b, err, "set timeout");
-    }
+    rc = await_connected(b, cto, where, err);
+    if (rc != KAAL_OK) return rc;
+    r->timeout_ms = qto;
     if (!p->socket || !*p->socket) redisEnableKeepAlive(r->ctx);
 
     if (p->password && *p->password) {
@@ -521,9 +601,9 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
     }
     rc = KAAL_OK;
     for (i = 0; i < S_COUNT; i++) {
-        void *v = NULL;
-        if (redisGetReply(r->ctx, &v) != REDIS_OK || !v) return io_error(b, err, "SCRIPT LOAD");
-        rep = v;
+        int wrc;
+        rep = await_reply(b, &wrc, err, "SCRIPT LOAD");
+        if (!rep) return wrc;
         if (rc == KAAL_OK) {
             if (rep->type == REDIS_REPLY_STRING && rep->len == 40) {
                 memcpy(r->sha[i], rep->str, 40);

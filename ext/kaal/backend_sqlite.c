@@ -4,7 +4,7 @@
  * processes on one machine). The file is opened in WAL mode with
  * synchronous=NORMAL and a busy timeout (command_timeout_ms, default 5000), so
  * writers from different processes queue on SQLite's lock instead of failing.
- * The binding serialises calls on one handle (b->lock), hence NOMUTEX.
+ * The binding serialises calls on one handle, hence NOMUTEX.
  *
  * Decisions:
  * - connect creates the tables (the schema is idempotent CREATE ... IF NOT

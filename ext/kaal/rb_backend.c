@@ -21,11 +21,20 @@
  *
  * Every call: Ruby arguments are checked and copied into malloc'd C memory
  * with the GVL held (a Ruby String may be moved or changed by another thread
- * while we run without the GVL); then, WITHOUT the GVL, b->lock is taken, a
- * handle used in a forked child drops the parent's session (vt->discard), the
- * session is opened when needed, and the vtable function runs. Back with the
- * GVL, the rows become Ruby objects and a non-OK status is raised. All C
- * memory is released in an rb_ensure, also when the thread is interrupted. */
+ * while we run without the GVL); then, WITHOUT the GVL, the handle is
+ * acquired (one call at a time), a handle used in a forked child drops the
+ * parent's session (vt->discard), the session is opened when needed, and the
+ * vtable function runs. Back with the GVL, the rows become Ruby objects and a
+ * non-OK status is raised. All C memory is released in an rb_ensure.
+ *
+ * Interrupts (Thread#raise, Thread#kill, Timeout, exit, a signal): the
+ * unblocking function (call_ubf) wakes the call wherever it waits: for the
+ * handle, or on the server's socket (kaal_wait in backend.c). A call cut
+ * short raises the interrupt, or is retried when the interrupt turns out to
+ * be a trap handler that returned. When the interrupt is raised after the
+ * call completed, its results cannot reach Ruby: delayed jobs it took go
+ * back to the store and pairs it won are recorded "failed" with the reason
+ * (call_ensure; neither may vanish silently). */
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
@@ -59,17 +68,13 @@ static const struct known_kind {
 
 typedef struct backend_obj {
     kaal_backend *b;  /* NULL until initialize */
-    pid_t lock_pid;   /* process in which b->lock was last initialised */
 } backend_obj;
 
 static void backend_free(void *p)
 {
     backend_obj *o = p;
-    /* Nobody else in this process can hold b->lock: a thread inside a call
-     * keeps the object alive. In a forked child that never used the handle,
-     * a parent thread may have held it at the fork. Never raise or call Ruby
-     * here. */
-    if (o->b && o->lock_pid != getpid()) kaal_backend_note_fork(o->b);
+    /* No call can be running: a thread inside a call keeps the object
+     * alive. Never raise or call Ruby here. */
     kaal_backend_free(o->b);
     xfree(o);
 }
@@ -178,11 +183,18 @@ typedef struct call {
     void *ctx;
     int rc;
     int oom;
+    volatile int interrupted; /* set by call_ubf */
+    int delivered;            /* the results reached Ruby */
     kaal_error err;
     char *strs[MAX_STRS]; /* C copies of the String arguments */
     int nstrs;
+    int close;         /* end the session instead of opening it */
     VALUE (*build)(struct call *c);
     void (*cleanup)(struct call *c);
+    /* Run (under Thread.handle_interrupt, without the GVL) when the op
+     * completed but its results never reached Ruby (an interrupt was
+     * raised instead): hands back what the op took. */
+    op_fn give_back;
 } call;
 
 static backend_obj *get_obj(VALUE self)
@@ -218,44 +230,77 @@ static char *cdup(call *c, VALUE s)
     return d;
 }
 
-/* Locks b->lock. A fork can happen while another thread of the parent holds
- * the lock (it waits on the server without the GVL, or is busy in the client
- * library); that thread does not exist in the child, so the child's copy of
- * the mutex would stay locked forever. The first call in a new process
- * therefore notes whether it was held (the session is then not freed, see
- * kaal_backend_follow_fork) and re-initialises it (right after fork only the
- * forking thread runs). */
-static void lock_backend(backend_obj *o)
-{
-    pid_t me = getpid();
-    pid_t seen = __atomic_load_n(&o->lock_pid, __ATOMIC_ACQUIRE);
-    if (seen != me &&
-        __atomic_compare_exchange_n(&o->lock_pid, &seen, me, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
-        kaal_backend_note_fork(o->b);
-        pthread_mutex_init(&o->b->lock, NULL);
-    }
-    pthread_mutex_lock(&o->b->lock);
-}
+static int op_close(kaal_backend *b, void *ctx, kaal_error *err);
 
-/* Take the lock, follow a fork, (re)connect, run the op. No GVL here. */
+/* Acquire the handle, follow a fork, (re)connect, run the op. No GVL here. */
 static void *call_nogvl(void *p)
 {
     call *c = p;
     kaal_backend *b = c->b;
-    lock_backend(c->o);
-    c->rc = kaal_backend_ready(b, &c->err);
+    if (kaal_backend_acquire(b, &c->interrupted) != KAAL_OK) {
+        c->rc = kaal_interrupted_error(b, "waiting for the handle", &c->err);
+        return NULL;
+    }
+    kaal_error_clear(&c->err);
+    c->rc = c->close ? op_close(b, NULL, &c->err) : kaal_backend_ready(b, &c->err);
     if (c->rc == KAAL_OK && c->op) c->rc = c->op(b, c->ctx, &c->err);
-    pthread_mutex_unlock(&b->lock);
+    /* A library woken by shutdown() reports a lost connection. */
+    if (c->rc != KAAL_OK && c->interrupted) c->rc = KAAL_EINTERRUPTED;
+    kaal_backend_release(b);
     return NULL;
+}
+
+/* The unblocking function: may run on another thread, any number of times. */
+static void call_ubf(void *p)
+{
+    call *c = p;
+    kaal_backend_interrupt(c->b, &c->interrupted);
+}
+
+/* The hand-back of an interrupted call, run with interrupts deferred (the
+ * pending one is raised when Thread.handle_interrupt's block ends). */
+static void *give_back_nogvl(void *p)
+{
+    call *c = p;
+    volatile int never = 0;
+    kaal_error err;
+    kaal_error_clear(&err);
+    if (kaal_backend_acquire(c->b, &never) != KAAL_OK) return NULL;
+    if (kaal_backend_ready(c->b, &err) == KAAL_OK) c->give_back(c->b, c->ctx, &err);
+    kaal_backend_release(c->b);
+    return NULL;
+}
+
+static VALUE give_back_i(RB_BLOCK_CALL_FUNC_ARGLIST(yielded, arg))
+{
+    (void)yielded;
+    rb_thread_call_without_gvl(give_back_nogvl, (void *)arg, NULL, NULL);
+    return Qnil;
+}
+
+/* {Object => :never}, built once: building it here would call #hash, and
+ * a method call raises the pending interrupt. */
+static VALUE defer_all;
+static ID id_handle_interrupt;
+
+static void give_back(call *c)
+{
+    rb_block_call(rb_cThread, id_handle_interrupt, 1, &defer_all, give_back_i, (VALUE)c);
 }
 
 static VALUE call_body(VALUE arg)
 {
     call *c = (call *)arg;
     if (c->oom) rb_memerror();
-    c->rc = KAAL_EINTERRUPTED;
-    kaal_error_set(&c->err, KAAL_EINTERRUPTED, NULL, -1, "backend call interrupted");
-    rb_thread_call_without_gvl(call_nogvl, c, RUBY_UBF_IO, NULL);
+    /* Ruby raises a pending interrupt before the call (nothing done) or
+     * after it (the results are then handed back by call_ensure). A call cut
+     * short by an interrupt that raised nothing (a trap handler that
+     * returned) runs again. */
+    do {
+        c->interrupted = 0;
+        c->rc = kaal_interrupted_error(c->b, "call", &c->err);
+        rb_thread_call_without_gvl(call_nogvl, c, call_ubf, c);
+    } while (c->rc == KAAL_EINTERRUPTED);
     if (c->rc != KAAL_OK) {
         if (c->err.message[0] == '\0') {
             kaal_error_set(&c->err, (kaal_status)c->rc, NULL, -1, "%s backend: error %d", c->b->vt->name,
@@ -263,13 +308,20 @@ static VALUE call_body(VALUE arg)
         }
         kaal_raise(&c->err);
     }
-    return c->build ? c->build(c) : Qnil;
+    if (c->build) {
+        VALUE out = c->build(c);
+        c->delivered = 1;
+        return out;
+    }
+    c->delivered = 1;
+    return Qnil;
 }
 
 static VALUE call_ensure(VALUE arg)
 {
     call *c = (call *)arg;
     int i;
+    if (c->rc == KAAL_OK && !c->delivered && c->give_back) give_back(c);
     if (c->cleanup) c->cleanup(c);
     for (i = 0; i < c->nstrs; i++) free(c->strs[i]);
     c->nstrs = 0;
@@ -386,7 +438,6 @@ static VALUE backend_initialize(VALUE self, VALUE kind, VALUE ns, VALUE params)
         rb_memerror();
     }
     o->b = b;
-    o->lock_pid = b->pid;
     return self;
 }
 
@@ -414,24 +465,25 @@ static VALUE backend_connect(VALUE self)
 /* The memory backend keeps its store on close (its "server" is this
  * process): only the session flag drops, and the next call reconnects to the
  * same data. The store is freed with the handle. */
-static void *close_nogvl(void *p)
+static int op_close(kaal_backend *b, void *ctx, kaal_error *err)
 {
-    backend_obj *o = p;
-    kaal_backend *b = o->b;
-    lock_backend(o);
+    (void)ctx;
+    (void)err;
     if (b->pid != getpid()) {
         kaal_backend_follow_fork(b);
     } else if (b->vt != &kaal_backend_memory && b->vt->close) {
         b->vt->close(b);
     }
     b->connected = 0;
-    pthread_mutex_unlock(&b->lock);
-    return NULL;
+    return KAAL_OK;
 }
 
 static VALUE backend_close(VALUE self)
 {
-    rb_thread_call_without_gvl(close_nogvl, get_obj(self), RUBY_UBF_IO, NULL);
+    call c;
+    call_init(&c, self, NULL, NULL);
+    c.close = 1;
+    run_call(&c);
     return Qnil;
 }
 
@@ -524,6 +576,22 @@ static VALUE build_claim(call *c)
     return out;
 }
 
+/* Won pairs of an interrupted claim cannot reach Ruby: they are recorded
+ * "failed" with the reason, so the dispatch log tells what happened. */
+static int give_back_claims(kaal_backend *b, void *p, kaal_error *err)
+{
+    claim_ctx *x = p;
+    size_t i;
+    for (i = 0; i < x->n; i++) {
+        if (!x->items[i].claimed) continue;
+        kaal_error_clear(err);
+        b->vt->record(b, x->items[i].key, x->items[i].fire_time, "failed", x->node,
+                      "interrupted after the claim, before the hand-off (not run)", x->now, err);
+        x->items[i].claimed = 0;
+    }
+    return KAAL_OK;
+}
+
 static void cleanup_claim(call *c)
 {
     claim_ctx *x = c->ctx;
@@ -582,6 +650,7 @@ static VALUE claim_common(VALUE self, VALUE a, VALUE fires, VALUE lease_ms, VALU
     call_init(&c, self, op_claim, &x);
     c.build = build_claim;
     c.cleanup = cleanup_claim;
+    c.give_back = give_back_claims;
     x.node = cdup(&c, node);
     if (n > 0) {
         x.items = malloc(n * sizeof *x.items);
@@ -874,6 +943,20 @@ static VALUE build_delayed_rows(call *c)
 
 static void cleanup_delayed_rows(call *c) { kaal_delayed_rows_free(&((delayed_ctx *)c->ctx)->rows); }
 
+/* Jobs taken by an interrupted claim go back to the store (a job added
+ * again meanwhile under the same id stays as it is). */
+static int give_back_delayed(kaal_backend *b, void *p, kaal_error *err)
+{
+    delayed_ctx *x = p;
+    size_t i;
+    for (i = 0; i < x->rows.len; i++) {
+        kaal_error_clear(err);
+        b->vt->delayed_add(b, &x->rows.rows[i], err);
+    }
+    kaal_delayed_rows_truncate(&x->rows, 0);
+    return KAAL_OK;
+}
+
 static int op_delayed_claim(kaal_backend *b, void *p, kaal_error *err)
 {
     delayed_ctx *x = p;
@@ -890,6 +973,7 @@ static VALUE backend_delayed_claim(VALUE self, VALUE now_ms, VALUE limit)
     call_init(&c, self, op_delayed_claim, &x);
     c.build = build_delayed_rows;
     c.cleanup = cleanup_delayed_rows;
+    c.give_back = give_back_delayed;
     return run_call(&c);
 }
 
@@ -1135,6 +1219,12 @@ void kaal_init_backend(void)
 
     rb_define_module_function(kaal_mNative, "backends", native_backends, 0);
     rb_define_module_function(kaal_mNative, "schema", native_schema, 1);
+
+    id_handle_interrupt = rb_intern("handle_interrupt");
+    defer_all = rb_hash_new();
+    rb_hash_aset(defer_all, rb_cObject, ID2SYM(rb_intern("never")));
+    rb_obj_freeze(defer_all);
+    rb_gc_register_mark_object(defer_all);
 
     id_key = rb_intern("key");
     id_fire_time = rb_intern("fire_time");

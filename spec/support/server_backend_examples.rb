@@ -1,5 +1,7 @@
 # frozen_string_literal: true
 
+require "timeout"
+
 require "uri"
 
 # "a SQL server backend": what the PostgreSQL and MySQL/MariaDB backends do
@@ -152,6 +154,30 @@ RSpec.shared_examples "a SQL server backend" do |adapter:, batch:, lock_timeout:
       t0 = Kaal::Clock.monotonic
       expect { claim(slow, [["held", fire]]) }.to raise_error(Kaal::BackendError, message)
       expect(elapsed_since(t0)).to be_between(seconds.begin, seconds.end)
+      sql("ROLLBACK")
+      expect(claim(slow, [["held", fire]])).to eq([true])
+    ensure
+      slow&.close
+    end
+  end
+
+  describe "an interrupt while the server makes the call wait" do
+    it "ends the call within 0.5 s without spinning, and the handle works again" do
+      slow = KaalBackendSpec.build(kaal_backend_kind, ns, config: { command_timeout: 2 })
+      id = session_id(slow)
+      hold_row("held")
+      t0 = Kaal::Clock.monotonic
+      c0 = Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID)
+      expect { Timeout.timeout(0.3) { claim(slow, [["held", fire]]) } }.to raise_error(Timeout::Error)
+      wall = elapsed_since(t0)
+      expect(wall).to be < 0.8
+      expect(Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID) - c0).to be < wall * 0.3
+      # The statement the interrupt left behind must not win the pair once
+      # the lock is free: the server ends it with the dropped session
+      # (PostgreSQL notices at once, MySQL at its lock wait timeout).
+      deadline = Kaal::Clock.monotonic + 5
+      sleep 0.05 while session_ids.include?(id) && Kaal::Clock.monotonic < deadline
+      expect(session_ids).not_to include(id)
       sql("ROLLBACK")
       expect(claim(slow, [["held", fire]])).to eq([true])
     ensure

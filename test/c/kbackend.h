@@ -3,8 +3,8 @@
  * of spec/support/backend_examples.rb).
  *
  * A handle is made with kaal_backend_new, as backend_initialize does; kb_*
- * calls take b->lock, kaal_backend_ready, run one vtable call and unlock
- * (call_nogvl). Each test file includes ktest.h, then this header, and
+ * calls acquire the handle, kaal_backend_ready, run one vtable call and
+ * release it (call_nogvl). Each test file includes ktest.h, then this header, and
  * defines a kb_factory. */
 #ifndef KAAL_KBACKEND_H
 #define KAAL_KBACKEND_H
@@ -27,9 +27,16 @@ static kaal_backend *kb_new(const kaal_backend_vtable *vt, const char *ns, const
     return b;
 }
 
+static volatile int kb_never; /* the C tests never interrupt a call */
+
+static void kb_lock(kaal_backend *b)
+{
+    if (kaal_backend_acquire(b, &kb_never) != KAAL_OK) abort();
+}
+
 static int kb_enter(kaal_backend *b, kaal_error *err)
 {
-    pthread_mutex_lock(&b->lock);
+    kb_lock(b);
     kaal_error_clear(err);
     return kaal_backend_ready(b, err);
 }
@@ -47,7 +54,7 @@ static __thread kaal_error kb_last_err; /* the error of the last failed KB() */
             kaal_error err;                                                                 \
             kb_rc = kb_enter(b, &err);                                                      \
             if (kb_rc == KAAL_OK) kb_rc = (call_);                                          \
-            pthread_mutex_unlock(&b->lock);                                                 \
+            kaal_backend_release(b);                                                 \
             if (kb_rc != KAAL_OK) kb_last_err = err;                                        \
         }                                                                                   \
         kb_rc;                                                                              \
@@ -665,11 +672,11 @@ static void kb_test_reconnect(const kb_suite *s)
 {
     kaal_backend *b = s->open("reconnect");
     KT_CHECK(kb_claim1(b, "job", NOW, "n", NOW) == 1, "claim");
-    pthread_mutex_lock(&b->lock);
+    kb_lock(b);
     /* the binding's disconnect: the memory store stays, others close */
     if (b->vt == &kaal_backend_memory) b->connected = 0;
     else b->vt->close(b);
-    pthread_mutex_unlock(&b->lock);
+    kaal_backend_release(b);
     KT_CHECK(!b->connected, "disconnected");
     KT_CHECK(strcmp(kb_status(b, "job", NOW), "claimed") == 0, "status after reconnect");
     KT_CHECK(kb_claim1(b, "job", NOW, "n", NOW) == 0, "claim after reconnect");

@@ -1,7 +1,7 @@
 /* Memory backend tests: the behaviour every backend must have, driven
  * through the vtable as the binding drives it (kbackend.h), plus what only
  * this store does: one store per handle, bad arguments refused, and threads
- * sharing one handle under b->lock. Run under ASan/UBSan; LeakSanitizer
+ * sharing one handle (one call at a time). Run under ASan/UBSan; LeakSanitizer
  * checks that every row and store is freed. */
 #define _GNU_SOURCE
 #include <time.h>
@@ -55,9 +55,9 @@ static void test_store_per_handle(void)
     KT_CHECK(kb_claim1(a, "job", NOW, "n", NOW) == 1 && kb_claim1(b, "job", NOW, "n", NOW) == 1,
              "one store per handle");
     KT_CHECK(kb_add(a, "j", 1, NULL, NULL) == KAAL_OK && kb_count(b) == 0, "delayed per handle");
-    pthread_mutex_lock(&a->lock);
+    kb_lock(a);
     a->vt->close(a);
-    pthread_mutex_unlock(&a->lock);
+    kaal_backend_release(a);
     KT_CHECK(a->impl == NULL && !a->connected, "close frees the store");
     KT_CHECK(kb_claim1(a, "job", NOW, "n", NOW) == 1, "a fresh store after close");
     KT_CHECK(kb_count(a) == 0, "fresh store has no jobs");
@@ -131,8 +131,8 @@ int main(void)
     test_store_per_handle();
     test_owned_strings();
 
-    /* threads share one handle: the store has no lock of its own, b->lock
-     * (taken by every kb_* call, as by the binding) serialises them */
+    /* threads share one handle: the store has no lock of its own, the handle
+     * (acquired by every kb_* call, as by the binding) serialises them */
     shared = open_memory("threads");
     kb_test_threads(&shared, 1);
     kaal_backend_free(shared);

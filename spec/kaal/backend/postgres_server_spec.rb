@@ -23,6 +23,7 @@ RSpec.describe "PostgreSQL backend against a server" do
 
   # Server pids of kaal's sessions (application_name "kaal").
   def session_ids
+    raw.exec("SELECT pg_stat_clear_snapshot()") # fresh figures also inside a transaction
     raw.exec("SELECT pid FROM pg_stat_activity WHERE application_name = 'kaal'").map { |r| r["pid"].to_i }
   end
 
