@@ -72,6 +72,12 @@ RSpec.shared_examples "a SQL server backend" do |adapter:, batch:, lock_timeout:
         " VALUES (?, ?, ?, 'claimed', 0, 0)", ns, key, fire)
   end
 
+  # Ends hold_row's transaction: the held pair is then free, and handle wins it.
+  def expect_won_after_rollback(handle)
+    sql("ROLLBACK")
+    expect(claim(handle, [["held", fire]])).to eq([true])
+  end
+
   def elapsed_since(t0)
     Kaal::Clock.monotonic - t0
   end
@@ -154,8 +160,7 @@ RSpec.shared_examples "a SQL server backend" do |adapter:, batch:, lock_timeout:
       t0 = Kaal::Clock.monotonic
       expect { claim(slow, [["held", fire]]) }.to raise_error(Kaal::BackendError, message)
       expect(elapsed_since(t0)).to be_between(seconds.begin, seconds.end)
-      sql("ROLLBACK")
-      expect(claim(slow, [["held", fire]])).to eq([true])
+      expect_won_after_rollback(slow)
     ensure
       slow&.close
     end
@@ -178,8 +183,7 @@ RSpec.shared_examples "a SQL server backend" do |adapter:, batch:, lock_timeout:
       deadline = Kaal::Clock.monotonic + 5
       sleep 0.05 while session_ids.include?(id) && Kaal::Clock.monotonic < deadline
       expect(session_ids).not_to include(id)
-      sql("ROLLBACK")
-      expect(claim(slow, [["held", fire]])).to eq([true])
+      expect_won_after_rollback(slow)
     ensure
       slow&.close
     end
