@@ -452,8 +452,8 @@ typedef struct parser {
 static int perr(parser *p, int field, const char *tok, size_t toklen, const char *what)
 {
     int off = (int)(tok - p->expr);
-    int elen = p->len > 100 ? 100 : (int)p->len;
-    int tlen = toklen > 40 ? 40 : (int)toklen;
+    int elen = (int)kaal_utf8_clip(p->expr, p->len, 100);
+    int tlen = (int)kaal_utf8_clip(tok, toklen, 40);
     if (toklen == 0)
         return kaal_error_set(p->err, KAAL_ESYNTAX, field_names[field], off,
                               "%s field: empty list item at offset %d in \"%.*s%s\"",
@@ -745,7 +745,7 @@ int kaal_cron_parse(const char *expr, size_t len, kaal_cron *out, kaal_error *er
     int nt = 0, nf, rc, has_zone = 0;
     size_t i = 0;
     kaal_cron c;
-    int elen = len > 100 ? 100 : (int)len;
+    int elen = (int)kaal_utf8_clip(expr, len, 100);
 
     memset(&c, 0, sizeof c);
     while (i < len) {
@@ -788,8 +788,8 @@ int kaal_cron_parse(const char *expr, size_t len, kaal_cron *out, kaal_error *er
         size_t zl = tl[nt - 1];
         if (zl >= sizeof c.zone)
             return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(ts[nt - 1] - expr),
-                                  "expression: time zone name \"%.*s...\" is too long", 40,
-                                  ts[nt - 1]);
+                                  "expression: time zone name \"%.*s...\" is too long",
+                                  (int)kaal_utf8_clip(ts[nt - 1], zl, 40), ts[nt - 1]);
         memcpy(c.zone, ts[nt - 1], zl);
         c.zone[zl] = '\0';
         nt--;
@@ -803,7 +803,7 @@ int kaal_cron_parse(const char *expr, size_t len, kaal_cron *out, kaal_error *er
             return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(ts[x] - expr),
                                   "expression: \"%.*s\" is unexpected: %.*s takes only an "
                                   "optional time zone, in \"%.*s%s\"",
-                                  (int)(tl[x] > 40 ? 40 : tl[x]), ts[x], (int)tl[0], ts[0], elen,
+                                  (int)kaal_utf8_clip(ts[x], tl[x], 40), ts[x], (int)tl[0], ts[0], elen,
                                   expr, len > 100 ? "..." : "");
         }
         for (k = 0; k < sizeof macros / sizeof macros[0]; k++) {
@@ -821,7 +821,7 @@ int kaal_cron_parse(const char *expr, size_t len, kaal_cron *out, kaal_error *er
             return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(ts[0] - expr),
                                   "expression: unknown macro \"%.*s\" (expected @yearly, "
                                   "@annually, @monthly, @weekly, @daily, @midnight or @hourly)",
-                                  (int)(tl[0] > 40 ? 40 : tl[0]), ts[0]);
+                                  (int)kaal_utf8_clip(ts[0], tl[0], 40), ts[0]);
         {
             parser mp = {exp, strlen(exp), err};
             const char *mts[5];

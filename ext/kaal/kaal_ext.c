@@ -1,6 +1,8 @@
 /* kaal: extension entry point and the status-code -> exception mapping. */
 #include "rb_kaal.h"
 
+#include <ruby/encoding.h>
+
 VALUE kaal_mKaal;
 VALUE kaal_mNative;
 
@@ -26,7 +28,20 @@ void kaal_raise(const kaal_error *err)
     case KAAL_EINTERRUPTED: rb_thread_check_ints(); klass = error_class("BackendError"); break;
     default: klass = error_class("BackendError"); break;
     }
-    rb_exc_raise(rb_exc_new_cstr(klass, err->message));
+    rb_exc_raise(rb_exc_new_str(klass, kaal_message_str(err->message)));
+}
+
+VALUE kaal_message_str(const char *text)
+{
+    /* Messages quote user input (job ids, expressions) and server text: a
+     * UTF-8 String, with any bytes that are not UTF-8 replaced, so it can be
+     * interpolated into the caller's own (UTF-8) strings. */
+    VALUE str = rb_utf8_str_new_cstr(text);
+    if (rb_enc_str_coderange(str) == ENC_CODERANGE_BROKEN) {
+        VALUE fixed = rb_str_scrub(str, Qnil);
+        if (!NIL_P(fixed)) str = fixed;
+    }
+    return str;
 }
 
 __attribute__((visibility("default"))) void Init_kaal_ext(void)

@@ -149,7 +149,7 @@ static VALUE check_name(const char *kind, VALUE v, const char *what, int nullabl
     memset(&err, 0, sizeof err);
     if (kaal_check_varchar(kind, what, RSTRING_PTR(v),
                            (size_t)RSTRING_LEN(v), &err) != KAAL_OK) {
-        rb_raise(rb_eArgError, "%s", err.message);
+        kaal_raise(&err);
     }
     return v;
 }

@@ -14,6 +14,9 @@ extern VALUE kaal_mNative; /* Kaal::Native */
  * classes). Never returns. */
 NORETURN(void kaal_raise(const kaal_error *err));
 
+/* A C message as a Ruby String: UTF-8, with invalid bytes replaced. */
+VALUE kaal_message_str(const char *text);
+
 void kaal_init_cron(void);
 void kaal_init_idempotency(void);
 void kaal_init_backend(void);

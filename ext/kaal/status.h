@@ -43,4 +43,9 @@ int kaal_error_set(kaal_error *err, kaal_status code, const char *field, int off
 
 void kaal_error_clear(kaal_error *err);
 
+/* The longest prefix of s[0, n) of at most max bytes that does not end inside
+ * a UTF-8 character (a cut never splits one; bytes that are not UTF-8 are
+ * taken as single characters). */
+size_t kaal_utf8_clip(const char *s, size_t n, size_t max);
+
 #endif
