@@ -146,6 +146,19 @@ kaal_backend *kaal_backend_new(const kaal_backend_vtable *vt, const char *ns, si
     return b;
 }
 
+size_t kaal_backend_memsize(kaal_backend *b)
+{
+    size_t n = sizeof *b + (b->ns ? strlen(b->ns) + 1 : 0);
+    if (b->vt != &kaal_backend_memory) return n;
+    /* Holding the gate, no call can start; a running one leaves the store
+     * alone only when it is not busy. */
+    pthread_mutex_lock(&b->gate);
+    if (!b->busy && b->pid == getpid()) b->impl_size = kaal_memory_store_size(b);
+    n += b->impl_size;
+    pthread_mutex_unlock(&b->gate);
+    return n;
+}
+
 void kaal_backend_follow_fork(kaal_backend *b)
 {
     if (b->forked_busy) {

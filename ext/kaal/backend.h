@@ -197,6 +197,7 @@ struct kaal_backend {
     void (*on_interrupt)(kaal_backend *b); /* optional, called under gate */
     struct kaal_backend *prev, *next;       /* every live handle (fork handling) */
     int forked_busy;        /* in a forked child: a parent thread was inside a call at the fork */
+    size_t impl_size;       /* the store's bytes when last measured (kaal_backend_memsize) */
 };
 
 /* Backends compiled into this build (NULL when not built). */
@@ -235,6 +236,13 @@ void kaal_conn_params_free(kaal_conn_params *p);
  * being grown): it is left alone, leaked once per fork, because freeing it
  * can crash; otherwise vt->discard frees it. */
 kaal_backend *kaal_backend_new(const kaal_backend_vtable *vt, const char *ns, size_t n);
+/* Bytes the handle holds in C: the handle, its namespace and, for the memory
+ * backend, the whole store. The store is measured only when no call is
+ * running on the handle (else its size when last measured). Never blocks
+ * for long: called by Ruby's ObjectSpace.memsize_of. */
+size_t kaal_backend_memsize(kaal_backend *b);
+/* The memory backend's store in bytes; only while no call runs on b. */
+size_t kaal_memory_store_size(kaal_backend *b);
 int kaal_backend_ready(kaal_backend *b, kaal_error *err);
 void kaal_backend_free(kaal_backend *b);
 void kaal_backend_follow_fork(kaal_backend *b);

@@ -426,6 +426,60 @@ static void free_node(hent *e, void *ctx)
     free(e);
 }
 
+/* Bytes held by the store (for ObjectSpace.memsize_of): the tables, the
+ * log chunks and every entry with its strings. */
+static size_t str_size(const char *s) { return s ? strlen(s) + 1 : 0; }
+
+static void size_log_error(hent *e, void *ctx)
+{
+    *(size_t *)ctx += str_size(((log_ent *)e)->error);
+}
+
+static void size_key(hent *e, void *ctx)
+{
+    *(size_t *)ctx += sizeof(key_ent) + ((key_ent *)e)->len + 1;
+}
+
+static void size_str(hent *e, void *ctx)
+{
+    *(size_t *)ctx += sizeof(str_ent) + strlen(((str_ent *)e)->s) + 1;
+}
+
+static void size_job(hent *e, void *ctx)
+{
+    const job_ent *j = (const job_ent *)e;
+    *(size_t *)ctx += sizeof *j + str_size(j->job_id) + str_size(j->job_class) +
+                      str_size(j->queue) + str_size(j->args);
+}
+
+static void size_node(hent *e, void *ctx)
+{
+    const node_ent *n = (const node_ent *)e;
+    *(size_t *)ctx += sizeof *n + strlen(n->node) + 1 + str_size(n->info);
+}
+
+static size_t table_size(const htab *t) { return t->slots ? (t->mask + 1) * sizeof *t->slots : 0; }
+
+size_t kaal_memory_store_size(kaal_backend *b)
+{
+    mem_store *m = store_of(b);
+    size_t n;
+    const log_chunk *c;
+    if (!m) return 0;
+    n = sizeof *m + table_size(&m->log) + table_size(&m->keys) + table_size(&m->states) +
+        table_size(&m->names) + table_size(&m->jobs) + table_size(&m->nodes) +
+        (m->by_run.cap + m->by_fire.cap) * sizeof(void *);
+    for (c = m->chunks; c; c = c->next)
+        n += sizeof *c;
+    ht_each(&m->log, size_log_error, &n);
+    ht_each(&m->keys, size_key, &n);
+    ht_each(&m->states, size_str, &n);
+    ht_each(&m->names, size_str, &n);
+    ht_each(&m->jobs, size_job, &n);
+    ht_each(&m->nodes, size_node, &n);
+    return n;
+}
+
 static void store_free(mem_store *m)
 {
     if (!m) return;

@@ -82,7 +82,7 @@ static void backend_free(void *p)
 static size_t backend_memsize(const void *p)
 {
     const backend_obj *o = p;
-    return sizeof *o + (o->b ? sizeof *o->b : 0);
+    return sizeof *o + (o->b ? kaal_backend_memsize(o->b) : 0);
 }
 
 static const rb_data_type_t backend_type = {

@@ -169,12 +169,11 @@ static int64_t from_epoch(VALUE from, int round_up)
     return (round_up && nsec > 0) ? s + 1 : s;
 }
 
+/* A Time at t in the cron's zone (its fixed offset at t); built from the
+ * Integer itself, never narrowed through time_t. */
 static VALUE make_time(const cron_obj *c, int64_t t)
 {
-    struct timespec ts;
-    ts.tv_sec = (time_t)t;
-    ts.tv_nsec = 0;
-    return rb_time_timespec_new(&ts, (int)kaal_tz_offset_at(c->tz, t));
+    return rb_time_num_new(LL2NUM(t), INT2NUM(kaal_tz_offset_at(c->tz, t)));
 }
 
 static int64_t next_of(const cron_obj *c, int64_t from)
@@ -207,6 +206,8 @@ static VALUE cron_previous_time(VALUE self, VALUE from)
     return make_time(c, prev_of(c, from_epoch(from, 1)));
 }
 
+#define NEXT_TIMES_PREALLOC 1024
+
 static VALUE cron_next_times(VALUE self, VALUE from, VALUE vcount)
 {
     const cron_obj *c = get_cron(self);
@@ -214,8 +215,11 @@ static VALUE cron_next_times(VALUE self, VALUE from, VALUE vcount)
     int64_t t = from_epoch(from, 0);
     VALUE ary;
     if (count < 0) rb_raise(rb_eArgError, "count must be >= 0, got %ld", count);
-    ary = rb_ary_new_capa(count);
+    /* A large count grows the Array as it fills instead of reserving it all
+     * up front, and the loop can be interrupted (Timeout, Thread#kill). */
+    ary = rb_ary_new_capa(count < NEXT_TIMES_PREALLOC ? count : NEXT_TIMES_PREALLOC);
     for (i = 0; i < count; i++) {
+        rb_thread_check_ints();
         t = next_of(c, t);
         rb_ary_push(ary, make_time(c, t));
     }
