@@ -395,8 +395,12 @@ static void raise_unavailable(const char *name)
                      name, KNOWN_KINDS[i].package, KNOWN_KINDS[i].package);
         }
     }
-    rb_raise(rb_const_get(kaal_mKaal, rb_intern("ConfigurationError")),
-             "unknown backend %s (known: memory, redis, sqlite, postgres, mysql)", name);
+    {
+        kaal_error err; /* through kaal_raise: the name may be non-ASCII text */
+        kaal_error_set(&err, KAAL_ECONFIG, NULL, -1,
+                       "unknown backend %s (known: memory, redis, sqlite, postgres, mysql)", name);
+        kaal_raise(&err);
+    }
 }
 
 static VALUE backend_initialize(VALUE self, VALUE kind, VALUE ns, VALUE params)

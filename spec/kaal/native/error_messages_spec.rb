@@ -46,6 +46,13 @@ RSpec.describe "Messages of exceptions raised by the extension" do
     backend&.close
   end
 
+  it "is a UTF-8 String for an unknown backend name given to the native class" do
+    expect { Kaal::Native::Backend.new("café", "ns", {}) }.to raise_error(Kaal::ConfigurationError) { |e|
+      expect_usable_message(e)
+      expect(e.message).to include("café")
+    }
+  end
+
   describe "connecting to a closed port" do
     URLS_FOR_CLOSED_PORT = {
       redis: "redis://127.0.0.1:%d/0",
