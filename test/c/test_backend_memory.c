@@ -107,6 +107,31 @@ static void test_owned_strings(void)
     kaal_backend_free(b); /* the rest is freed by close (LeakSanitizer) */
 }
 
+/* kaal_backend_memsize counts the store: it grows with the rows and jobs,
+ * stays put while a call runs (the size last measured) and drops on close. */
+static void test_memsize(void)
+{
+    kaal_backend *b = open_memory("memsize");
+    size_t empty = kaal_backend_memsize(b), full, during;
+    char key[64];
+    int i;
+    KT_CHECK(empty > sizeof *b, "an empty store counts: %zu", empty);
+    for (i = 0; i < 500; i++) {
+        snprintf(key, sizeof key, "a-rather-long-job-key-%d", i);
+        kb_claim1(b, key, NOW, "node", NOW);
+        kb_add(b, key, i, NULL, "[1,2,3]");
+    }
+    full = kaal_backend_memsize(b);
+    KT_CHECK(full > empty + 500 * 2 * 30, "rows and jobs counted: %zu -> %zu", empty, full);
+    kb_lock(b);
+    during = kaal_backend_memsize(b);
+    KT_CHECK(during == full, "busy handle: the size last measured (%zu, %zu)", during, full);
+    b->vt->close(b);
+    kaal_backend_release(b);
+    KT_CHECK(kaal_backend_memsize(b) < empty, "closed: the handle only (%zu)", kaal_backend_memsize(b));
+    kaal_backend_free(b);
+}
+
 static double now_s(void)
 {
     struct timespec ts;
@@ -118,6 +143,7 @@ int main(void)
 {
     double t0 = now_s();
     kaal_backend *shared;
+    test_memsize();
 
     kb_test_claims(&MEMORY);
     kb_test_large_batch(&MEMORY, 3000);
