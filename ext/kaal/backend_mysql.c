@@ -872,32 +872,48 @@ static int my_record(kaal_backend *b, const char *key, int64_t fire_time, const 
     return run(b, Q_RECORD, ps, 8, NULL, NULL, err, "record", NULL);
 }
 
-static int my_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
-                         kaal_error *err)
+/* The log, newest first, with only the filters given (one prepared
+ * statement per combination). With before_key, a keyset page: only rows
+ * before (before_fire, before_key) in the ORDER BY. */
+static int my_dispatch_page(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
+                            const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
 {
     my_impl *m = IMPL(b);
     int mask = (q->key ? 1 : 0) | (q->status ? 2 : 0) | (q->node ? 4 : 0), rc;
-    param ps[5];
+    int slot = (before_key ? Q_DISPATCHES_BEFORE : Q_DISPATCHES) + mask;
+    param ps[8];
     size_t n = 0;
     if (!m || !m->conn) return fail(b, 0, NULL, err, "dispatches");
-    if (!m->st[Q_DISPATCHES + mask]) {
-        char sql[400];
+    if (!m->st[slot]) {
+        char sql[480];
         snprintf(sql, sizeof sql,
                  "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
-                 " FROM kaal_dispatches WHERE namespace = ?%s%s%s"
+                 " FROM kaal_dispatches WHERE namespace = ?%s%s%s%s"
                  " ORDER BY fire_time DESC, job_key DESC LIMIT ?",
                  mask & 1 ? " AND job_key = ?" : "", mask & 2 ? " AND status = ?" : "",
-                 mask & 4 ? " AND node = ?" : "");
-        rc = prepared(b, &m->st[Q_DISPATCHES + mask], sql, err, "dispatches");
+                 mask & 4 ? " AND node = ?" : "",
+                 before_key ? " AND (fire_time < ? OR (fire_time = ? AND job_key < ?))" : "");
+        rc = prepared(b, &m->st[slot], sql, err, "dispatches");
         if (rc != KAAL_OK) return rc;
     }
     ps[n++] = p_str(b->ns);
     if (q->key) ps[n++] = p_str(q->key);
     if (q->status) ps[n++] = p_str(q->status);
     if (q->node) ps[n++] = p_str(q->node);
+    if (before_key) {
+        ps[n++] = p_int(before_fire);
+        ps[n++] = p_int(before_fire);
+        ps[n++] = p_str(before_key);
+    }
     ps[n++] = p_int((int64_t)q->limit);
-    rc = run(b, Q_DISPATCHES + mask, ps, n, kaal_read_dispatch_row, out, err, "dispatches", NULL);
+    rc = run(b, slot, ps, n, kaal_read_dispatch_row, out, err, "dispatches", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
+}
+
+static int my_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
+                         kaal_error *err)
+{
+    return my_dispatch_page(b, q, 0, NULL, out, err);
 }
 
 static int my_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
@@ -1097,37 +1113,10 @@ static int my_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_er
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 
-/* Keyset pages of the log: my_dispatches's query with the cursor condition. */
 static int my_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
                                 const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
 {
-    my_impl *m = IMPL(b);
-    int mask = (q->key ? 1 : 0) | (q->status ? 2 : 0) | (q->node ? 4 : 0), rc;
-    param ps[8];
-    size_t n = 0;
-    if (!m || !m->conn) return fail(b, 0, NULL, err, "dispatches");
-    if (!m->st[Q_DISPATCHES_BEFORE + mask]) {
-        char sql[480];
-        snprintf(sql, sizeof sql,
-                 "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
-                 " FROM kaal_dispatches WHERE namespace = ?%s%s%s"
-                 " AND (fire_time < ? OR (fire_time = ? AND job_key < ?))"
-                 " ORDER BY fire_time DESC, job_key DESC LIMIT ?",
-                 mask & 1 ? " AND job_key = ?" : "", mask & 2 ? " AND status = ?" : "",
-                 mask & 4 ? " AND node = ?" : "");
-        rc = prepared(b, &m->st[Q_DISPATCHES_BEFORE + mask], sql, err, "dispatches");
-        if (rc != KAAL_OK) return rc;
-    }
-    ps[n++] = p_str(b->ns);
-    if (q->key) ps[n++] = p_str(q->key);
-    if (q->status) ps[n++] = p_str(q->status);
-    if (q->node) ps[n++] = p_str(q->node);
-    ps[n++] = p_int(before_fire);
-    ps[n++] = p_int(before_fire);
-    ps[n++] = p_str(before_key);
-    ps[n++] = p_int((int64_t)q->limit);
-    rc = run(b, Q_DISPATCHES_BEFORE + mask, ps, n, kaal_read_dispatch_row, out, err, "dispatches", NULL);
-    return rc == KAAL_ENOMEM ? oom(err) : rc;
+    return my_dispatch_page(b, q, before_fire, before_key, out, err);
 }
 
 static int my_delayed_list_after(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,

@@ -786,13 +786,15 @@ static void add_param(sbuf *sql, const char *text, const char *v, const char **v
 }
 
 /* Dynamic SQL with only the filters given, so the planner can use the
- * primary key for a job key query. */
-static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
-                         kaal_error *err)
+ * primary key for a job key query. With before_key, a keyset page: only rows
+ * before (before_fire, before_key) in the ORDER BY (key order in the "C"
+ * collation). */
+static int pg_dispatch_page(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
+                            const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
 {
     sbuf sql = {0};
-    const char *vals[5];
-    char limit_s[24];
+    const char *vals[8];
+    char limit_s[24], fire_s[24];
     PGresult *r;
     int n = 0, rc;
 
@@ -802,6 +804,13 @@ static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
     if (q->key) add_param(&sql, " AND job_key = ", q->key, vals, &n);
     if (q->status) add_param(&sql, " AND status = ", q->status, vals, &n);
     if (q->node) add_param(&sql, " AND node = ", q->node, vals, &n);
+    if (before_key) {
+        snprintf(fire_s, sizeof fire_s, "%lld", (long long)before_fire);
+        add_param(&sql, " AND (fire_time < ", fire_s, vals, &n);
+        add_param(&sql, " OR (fire_time = ", fire_s, vals, &n);
+        add_param(&sql, " AND job_key COLLATE \"C\" < ", before_key, vals, &n);
+        sb_str(&sql, "))");
+    }
     snprintf(limit_s, sizeof limit_s, "%zu", q->limit);
     add_param(&sql, " ORDER BY fire_time DESC, job_key COLLATE \"C\" DESC LIMIT ", limit_s, vals,
               &n);
@@ -815,6 +824,12 @@ static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
     rc = read_rows(r, kaal_read_dispatch_row, out, err);
     PQclear(r);
     return rc;
+}
+
+static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
+                         kaal_error *err)
+{
+    return pg_dispatch_page(b, q, 0, NULL, out, err);
 }
 
 static int pg_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
@@ -973,41 +988,10 @@ static int pg_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaal_er
     return query_rows(b, Q_NODES, 2, vals, "nodes", kaal_read_node_row, out, err);
 }
 
-/* Keyset pages of the log: pg_dispatches's query with the cursor condition
- * (key order in the "C" collation, as the ORDER BY). */
 static int pg_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
                                 const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
 {
-    sbuf sql = {0};
-    const char *vals[8];
-    char limit_s[24], fire_s[24];
-    PGresult *r;
-    int n = 0, rc;
-
-    snprintf(fire_s, sizeof fire_s, "%lld", (long long)before_fire);
-    sb_str(&sql, "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
-                 " FROM kaal_dispatches WHERE namespace = $1");
-    vals[n++] = b->ns;
-    if (q->key) add_param(&sql, " AND job_key = ", q->key, vals, &n);
-    if (q->status) add_param(&sql, " AND status = ", q->status, vals, &n);
-    if (q->node) add_param(&sql, " AND node = ", q->node, vals, &n);
-    add_param(&sql, " AND (fire_time < ", fire_s, vals, &n);
-    add_param(&sql, " OR (fire_time = ", fire_s, vals, &n);
-    add_param(&sql, " AND job_key COLLATE \"C\" < ", before_key, vals, &n);
-    sb_str(&sql, "))");
-    snprintf(limit_s, sizeof limit_s, "%zu", q->limit);
-    add_param(&sql, " ORDER BY fire_time DESC, job_key COLLATE \"C\" DESC LIMIT ", limit_s, vals,
-              &n);
-    if (sql.oom) {
-        free(sql.p);
-        return oom(err);
-    }
-    r = run_sql(b, sql.p, n, vals, err, "dispatches", &rc);
-    free(sql.p);
-    if (!r) return rc;
-    rc = read_rows(r, kaal_read_dispatch_row, out, err);
-    PQclear(r);
-    return rc;
+    return pg_dispatch_page(b, q, before_fire, before_key, out, err);
 }
 
 static int pg_delayed_list_after(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,
