@@ -235,6 +235,10 @@ static const char *parse_rule(const char *p, tzrule *r)
     return p;
 }
 
+/* The lookups assume offsets within MAX_ABS_OFFSET: a rule or a type beyond
+ * it (POSIX allows hours up to 167) makes the file malformed. */
+static int offset_ok(int32_t off) { return off >= -MAX_ABS_OFFSET && off <= MAX_ABS_OFFSET; }
+
 static int parse_posix(const char *p, posix_tz *tz)
 {
     int32_t v;
@@ -243,7 +247,7 @@ static int parse_posix(const char *p, posix_tz *tz)
         return 0;
     tz->std_off = -v;
     if (*p == '\0')
-        return 1;
+        return offset_ok(tz->std_off);
     if (!(p = parse_abbr(p)))
         return 0;
     tz->has_dst = 1;
@@ -256,12 +260,12 @@ static int parse_posix(const char *p, posix_tz *tz)
     if (*p == '\0') { /* POSIX leaves it to the implementation: US rules */
         tz->start = (tzrule){'M', 0, 3, 2, 0, 7200};
         tz->end = (tzrule){'M', 0, 11, 1, 0, 7200};
-        return 1;
+        return offset_ok(tz->std_off) && offset_ok(tz->dst_off);
     }
     if (*p != ',' || !(p = parse_rule(p + 1, &tz->start)) || *p != ',' ||
         !(p = parse_rule(p + 1, &tz->end)))
         return 0;
-    return *p == '\0';
+    return *p == '\0' && offset_ok(tz->std_off) && offset_ok(tz->dst_off);
 }
 
 /* Local midnight (as local seconds) of the rule's day in year y, plus time. */
@@ -388,6 +392,9 @@ static int parse_tzif(const unsigned char *data, size_t size, kaal_tz *tz)
     ttimes = p + 44;
     tidx = ttimes + (size_t)timecnt * tsize;
     ttypes = tidx + timecnt;
+    for (i = 0; i < typecnt; i++)
+        if (!offset_ok((int32_t)be32(ttypes + (size_t)i * 6)))
+            return 0;
 
     if (tsize == 8) { /* footer: "\n<rule>\n" */
         const unsigned char *f = p + 44 + block;

@@ -295,6 +295,15 @@ static void test_synthetic(void)
     }
     write_zone(dir, "Test/V1", 0, 2, v1_times, v1_idx, 2, v1_offs, NULL);
     write_zone(dir, "Test/Garbage", '2', 0, NULL, NULL, 1, v1_offs, "not a rule");
+    /* offsets beyond 26 h (found by fuzzing: lookups assume they stay
+     * within it): a footer rule with one is ignored, a type with one makes
+     * the file invalid */
+    write_zone(dir, "Test/FarFooter", '2', 0, NULL, NULL, 1, v1_offs,
+               "<+1030>-103:0<+11>-11,M10.1.0,M4.1.0");
+    {
+        static const int32_t far[2] = {3600, 100 * 3600};
+        write_zone(dir, "Test/FarType", '2', 2, v1_times, v1_idx, 2, far, "");
+    }
     setenv("TZDIR", dir, 1);
     for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         const kaal_tz *tz = load(cases[i].name);
@@ -316,6 +325,14 @@ static void test_synthetic(void)
         /* an unparsable footer leaves the last offset in force */
         KT_CHECK(load("Test/Garbage") && kaal_tz_offset_at(load("Test/Garbage"), 0) == 3600,
                  "garbage footer");
+        KT_CHECK(load("Test/FarFooter") &&
+                     kaal_tz_offset_at(load("Test/FarFooter"), 4000000000LL) == 3600,
+                 "a footer with a 103 h offset is ignored");
+    }
+    {
+        kaal_error err;
+        KT_CHECK(kaal_tz_load("Test/FarType", &err) == NULL && err.code == KAAL_EZONE,
+                 "a type with a 100 h offset makes the file invalid");
     }
     {
         char path[600];
