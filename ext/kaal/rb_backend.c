@@ -19,8 +19,8 @@
  *   #_target -> {"host"=>, "port"=>, ...} (never the password; for #inspect)
  *   Kaal::Native.backends -> ["memory", ...], Kaal::Native.schema(dialect) -> [DDL]
  *
- * Every call: Ruby arguments are checked and copied into malloc'd C memory
- * with the GVL held (a Ruby String may be moved or changed by another thread
+ * Every call: Ruby arguments are checked with the GVL held, then copied into
+ * malloc'd C memory (a Ruby String may be moved or changed by another thread
  * while we run without the GVL); then, WITHOUT the GVL, the handle is
  * acquired (one call at a time), a handle used in a forked child drops the
  * parent's session (vt->discard), the session is opened when needed, and the
@@ -34,7 +34,34 @@
  * be a trap handler that returned. When the interrupt is raised after the
  * call completed, its results cannot reach Ruby: delayed jobs it took go
  * back to the store and pairs it won are recorded "failed" with the reason
- * (call_ensure; neither may vanish silently). */
+ * (call_ensure; neither may vanish silently). See docs/architecture.md.
+ *
+ * Adding a method: every method that talks to the store is written the same
+ * way. The Ruby method fills a call with its checked arguments and runs it;
+ * its op (an OP_ value) names the vtable call, made in run_op without the
+ * GVL, which reads the arguments from the call and writes the results into
+ * it:
+ *
+ *   static VALUE backend_thing(VALUE self, VALUE key, VALUE since, VALUE limit)
+ *   {
+ *       call c;
+ *       call_init(&c, self, OP_THING);      // may raise
+ *       arg_name(&c, key, "job key", 0);    // -> s[0] in run_op (nil -> NULL when nullable)
+ *       arg_i64(&c, since, "since");        // -> n[0]
+ *       arg_limit(&c, limit, "limit");      // -> c->limit
+ *       c.build = build_dispatches;         // optional: the result for Ruby
+ *       return run_call(&c);                // or: run_call(&c); return SIZET2NUM(c.count);
+ *   }
+ *
+ *   in run_op:  case OP_THING: return vt->thing(b, s[0], n[0], c->limit, &c->dispatches, err);
+ *
+ * The arg_* functions check (arg_str: text without NUL bytes; arg_name: a
+ * name for a VARCHAR(255) column) and may raise; they copy nothing, so
+ * raising leaks nothing. run_call copies the Strings into C memory, runs the
+ * op, hands the call to build (with the GVL), and frees every copy and every
+ * row list of the call (dispatches, delayed, nodes, states) whatever
+ * happened. An op whose results must never vanish (taken jobs, won claims)
+ * also sets c.give_back: run when an interrupt kept them from Ruby. */
 #include <errno.h>
 #include <inttypes.h>
 #include <string.h>
@@ -170,67 +197,192 @@ static size_t check_limit(VALUE v, const char *what)
 }
 
 /* ------------------------------------------------------------------ */
-/* One call on the handle                                              */
+/* One call on the handle (the pattern is described at the top)        */
 
-typedef int (*op_fn)(kaal_backend *b, void *ctx, kaal_error *err);
+#define MAX_STRS 6
+#define MAX_NUMS 4
 
-#define MAX_STRS 8
+/* What a call runs (run_op). */
+typedef enum op {
+    OP_CONNECT, OP_CLOSE, OP_PING, OP_MIGRATE,
+    OP_CLAIM, OP_RECORD, OP_DISPATCHES, OP_DISPATCHES_BEFORE, OP_CLEANUP,
+    OP_SET_ENABLED, OP_STATES,
+    OP_DELAYED_ADD, OP_DELAYED_CLAIM, OP_DELAYED_LIST, OP_DELAYED_LIST_AFTER,
+    OP_DELAYED_CANCEL, OP_DELAYED_COUNT,
+    OP_HEARTBEAT, OP_NODES,
+} op;
 
-typedef struct call {
-    backend_obj *o;
+typedef struct call call;
+/* A hand-back (see give_back below), run without the GVL. */
+typedef int (*give_back_fn)(kaal_backend *b, call *c, kaal_error *err);
+
+struct call {
     kaal_backend *b;
-    op_fn op;          /* NULL: just connect */
-    void *ctx;
+    op op;
     int rc;
     int oom;
     volatile int interrupted; /* set by call_ubf */
     int delivered;            /* the results reached Ruby */
     kaal_error err;
-    char *strs[MAX_STRS]; /* C copies of the String arguments */
+
+    /* Arguments, in the order the method gave them (arg_*). */
+    VALUE str_args[MAX_STRS]; /* checked Strings (or nil), copied by run_call */
+    char *str[MAX_STRS];      /* their C copies, NULL for nil */
     int nstrs;
-    int close;         /* end the session instead of opening it */
-    VALUE (*build)(struct call *c);
-    void (*cleanup)(struct call *c);
+    int64_t num[MAX_NUMS];
+    int nnums;
+    size_t limit;
+    kaal_claim *claims; /* #_claim: the pairs, keys back to back in claim_keys */
+    char *claim_keys;
+    size_t nclaims;
+
+    /* Results, freed by call_ensure. */
+    kaal_dispatch_rows dispatches;
+    kaal_delayed_rows delayed;
+    kaal_node_rows nodes;
+    kaal_state_rows states;
+    size_t count;
+    int found;
+
+    VALUE (*build)(call *c); /* the Ruby result (with the GVL); NULL: nil */
     /* Run (under Thread.handle_interrupt, without the GVL) when the op
      * completed but its results never reached Ruby (an interrupt was
      * raised instead): hands back what the op took. */
-    op_fn give_back;
-} call;
+    give_back_fn give_back;
+};
 
-static backend_obj *get_obj(VALUE self)
-{
-    backend_obj *o;
-    TypedData_Get_Struct(self, backend_obj, &backend_type, o);
-    if (!o->b) rb_raise(rb_eTypeError, "uninitialized Kaal::Native::Backend");
-    return o;
-}
-
-static void call_init(call *c, VALUE self, op_fn op, void *ctx)
+static void call_init(call *c, VALUE self, op op)
 {
     memset(c, 0, sizeof *c);
-    c->o = get_obj(self);
-    c->b = c->o->b;
+    c->b = get_backend(self);
     c->op = op;
-    c->ctx = ctx;
     kaal_error_clear(&c->err);
 }
 
-/* A malloc'd copy of a checked String (NULL for nil). Never raises: a failed
- * copy sets c->oom, reported inside the ensure block. */
-static char *cdup(call *c, VALUE s)
+static void arg_push(call *c, VALUE s)
 {
-    char *d;
-    if (NIL_P(s)) return NULL;
-    d = kaal_strndup(RSTRING_PTR(s), (size_t)RSTRING_LEN(s));
-    if (!d) {
-        c->oom = 1;
-        return NULL;
-    }
-    c->strs[c->nstrs++] = d;
-    return d;
+    if (c->nstrs == MAX_STRS) rb_bug("kaal: raise MAX_STRS in rb_backend.c");
+    c->str_args[c->nstrs++] = s;
 }
 
-static int op_close(kaal_backend *b, void *ctx, kaal_error *err);
+/* Any text without NUL bytes (check_str). */
+static void arg_str(call *c, VALUE v, const char *what, int nullable)
+{
+    arg_push(c, check_str(v, what, nullable));
+}
+
+/* A name for a VARCHAR(255) column (check_name). */
+static void arg_name(call *c, VALUE v, const char *what, int nullable)
+{
+    arg_push(c, check_name(c->b->vt->name, v, what, nullable));
+}
+
+static void arg_i64(call *c, VALUE v, const char *what)
+{
+    if (c->nnums == MAX_NUMS) rb_bug("kaal: raise MAX_NUMS in rb_backend.c");
+    c->num[c->nnums++] = check_i64(v, what);
+}
+
+static void arg_limit(call *c, VALUE v, const char *what) { c->limit = check_limit(v, what); }
+
+/* The C copies of the String arguments. Never raises: a failed copy sets
+ * c->oom, reported inside the ensure block. */
+static void copy_strs(call *c)
+{
+    int i;
+    for (i = 0; i < c->nstrs; i++) {
+        VALUE s = c->str_args[i];
+        if (NIL_P(s)) continue;
+        c->str[i] = kaal_strndup(RSTRING_PTR(s), (size_t)RSTRING_LEN(s));
+        if (!c->str[i]) c->oom = 1;
+    }
+}
+
+/* The memory backend keeps its store on close (its "server" is this
+ * process): only the session flag drops, and the next call reconnects to the
+ * same data. The store is freed with the handle. */
+static void close_session(kaal_backend *b)
+{
+    if (b->pid != getpid()) {
+        kaal_backend_follow_fork(b);
+    } else if (b->vt != &kaal_backend_memory && b->vt->close) {
+        b->vt->close(b);
+    }
+    b->connected = 0;
+}
+
+/* Reachability: ask the server something trivial. An answer, even an error
+ * one (say, tables not migrated yet), means reachable; a session that turns
+ * out dead is reopened once. */
+static int ping(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    int rc = b->vt->delayed_count(b, count, err);
+    if (rc == KAAL_ECONNECT) {
+        kaal_error_clear(err);
+        b->connected = 0;
+        rc = kaal_backend_ready(b, err);
+        if (rc == KAAL_OK) rc = b->vt->delayed_count(b, count, err);
+    }
+    if (rc == KAAL_EBACKEND) {
+        kaal_error_clear(err);
+        rc = KAAL_OK;
+    }
+    return rc;
+}
+
+/* The vtable call of each op on an open session, without the GVL. s and n:
+ * the String and Integer arguments in the order the method gave them. */
+static int run_op(kaal_backend *b, call *c, kaal_error *err)
+{
+    const kaal_backend_vtable *vt = b->vt;
+    char *const *s = c->str;
+    const int64_t *n = c->num;
+    switch (c->op) {
+    case OP_CONNECT:
+        return KAAL_OK;
+    case OP_CLOSE: /* run by call_nogvl without opening the session */
+        close_session(b);
+        return KAAL_OK;
+    case OP_PING:
+        return ping(b, &c->count, err);
+    case OP_MIGRATE:
+        return vt->migrate(b, err);
+    case OP_CLAIM: /* node; lease_ms, now */
+        if (c->nclaims == 0) return KAAL_OK;
+        return vt->claim(b, c->claims, c->nclaims, n[0], s[0], n[1], err);
+    case OP_RECORD: /* key, status, node, error; fire_time, now */
+        return vt->record(b, s[0], n[0], s[1], s[2], s[3], n[1], err);
+    case OP_DISPATCHES: /* key, status, node */
+        return vt->dispatches(b, &(kaal_dispatch_query){s[0], s[1], s[2], c->limit}, &c->dispatches,
+                              err);
+    case OP_DISPATCHES_BEFORE: /* key, status, node, before_key; before_fire */
+        return vt->dispatches_before(b, &(kaal_dispatch_query){s[0], s[1], s[2], c->limit}, n[0],
+                                     s[3], &c->dispatches, err);
+    case OP_CLEANUP: /* before */
+        return vt->cleanup(b, n[0], c->limit, &c->count, err);
+    case OP_SET_ENABLED: /* key; enabled */
+        return vt->set_enabled(b, s[0], (int)n[0], err);
+    case OP_STATES:
+        return vt->states(b, &c->states, err);
+    case OP_DELAYED_ADD: /* job_id, job_class, queue, args_json; run_at_ms */
+        return vt->delayed_add(b, &(kaal_delayed_row){s[0], n[0], s[1], s[2], s[3]}, err);
+    case OP_DELAYED_CLAIM: /* now_ms */
+        return vt->delayed_claim(b, n[0], c->limit, &c->delayed, err);
+    case OP_DELAYED_LIST:
+        return vt->delayed_list(b, c->limit, &c->delayed, err);
+    case OP_DELAYED_LIST_AFTER: /* after_id; after_ms */
+        return vt->delayed_list_after(b, n[0], s[0], c->limit, &c->delayed, err);
+    case OP_DELAYED_CANCEL: /* job_id */
+        return vt->delayed_cancel(b, s[0], &c->found, err);
+    case OP_DELAYED_COUNT:
+        return vt->delayed_count(b, &c->count, err);
+    case OP_HEARTBEAT: /* node, info; now, ttl */
+        return vt->heartbeat(b, s[0], s[1], n[0], n[1], err);
+    case OP_NODES: /* since */
+        return vt->nodes(b, n[0], &c->nodes, err);
+    }
+    return kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "kaal: unknown op %d", (int)c->op);
+}
 
 /* Acquire the handle, follow a fork, (re)connect, run the op. No GVL here. */
 static void *call_nogvl(void *p)
@@ -242,8 +394,8 @@ static void *call_nogvl(void *p)
         return NULL;
     }
     kaal_error_clear(&c->err);
-    c->rc = c->close ? op_close(b, NULL, &c->err) : kaal_backend_ready(b, &c->err);
-    if (c->rc == KAAL_OK && c->op) c->rc = c->op(b, c->ctx, &c->err);
+    c->rc = c->op == OP_CLOSE ? KAAL_OK : kaal_backend_ready(b, &c->err);
+    if (c->rc == KAAL_OK) c->rc = run_op(b, c, &c->err);
     /* A library woken by shutdown() reports a lost connection. */
     if (c->rc != KAAL_OK && c->interrupted) c->rc = KAAL_EINTERRUPTED;
     kaal_backend_release(b);
@@ -266,7 +418,7 @@ static void *give_back_nogvl(void *p)
     kaal_error err;
     kaal_error_clear(&err);
     if (kaal_backend_acquire(c->b, &never) != KAAL_OK) return NULL;
-    if (kaal_backend_ready(c->b, &err) == KAAL_OK) c->give_back(c->b, c->ctx, &err);
+    if (kaal_backend_ready(c->b, &err) == KAAL_OK) c->give_back(c->b, c, &err);
     kaal_backend_release(c->b);
     return NULL;
 }
@@ -291,6 +443,7 @@ static void give_back(call *c)
 static VALUE call_body(VALUE arg)
 {
     call *c = (call *)arg;
+    VALUE out = Qnil;
     if (c->oom) rb_memerror();
     /* Ruby raises a pending interrupt before the call (nothing done) or
      * after it (the results are then handed back by call_ensure). A call cut
@@ -308,13 +461,9 @@ static VALUE call_body(VALUE arg)
         }
         kaal_raise(&c->err);
     }
-    if (c->build) {
-        VALUE out = c->build(c);
-        c->delivered = 1;
-        return out;
-    }
+    if (c->build) out = c->build(c);
     c->delivered = 1;
-    return Qnil;
+    return out;
 }
 
 static VALUE call_ensure(VALUE arg)
@@ -322,13 +471,26 @@ static VALUE call_ensure(VALUE arg)
     call *c = (call *)arg;
     int i;
     if (c->rc == KAAL_OK && !c->delivered && c->give_back) give_back(c);
-    if (c->cleanup) c->cleanup(c);
-    for (i = 0; i < c->nstrs; i++) free(c->strs[i]);
+    for (i = 0; i < c->nstrs; i++) free(c->str[i]);
     c->nstrs = 0;
+    free(c->claims);
+    free(c->claim_keys);
+    c->claims = NULL;
+    c->claim_keys = NULL;
+    kaal_dispatch_rows_free(&c->dispatches);
+    kaal_delayed_rows_free(&c->delayed);
+    kaal_node_rows_free(&c->nodes);
+    kaal_state_rows_free(&c->states);
     return Qnil;
 }
 
-static VALUE run_call(call *c) { return rb_ensure(call_body, (VALUE)c, call_ensure, (VALUE)c); }
+/* Copies the String arguments (cannot raise), then runs the call; every C
+ * copy and result row is freed whatever happens. */
+static VALUE run_call(call *c)
+{
+    copy_strs(c);
+    return rb_ensure(call_body, (VALUE)c, call_ensure, (VALUE)c);
+}
 
 static VALUE str_or_nil(const char *s) { return s ? rb_utf8_str_new_cstr(s) : Qnil; }
 
@@ -458,82 +620,21 @@ static VALUE backend_connected_p(VALUE self)
     return b->connected && b->pid == getpid() ? Qtrue : Qfalse;
 }
 
-static VALUE backend_connect(VALUE self)
+/* A method without arguments: runs op, returns build's result (nil without one). */
+static VALUE run_plain(VALUE self, op op, VALUE (*build)(call *c))
 {
     call c;
-    call_init(&c, self, NULL, NULL);
-    run_call(&c);
-    return self;
+    call_init(&c, self, op);
+    c.build = build;
+    return run_call(&c);
 }
 
-/* The memory backend keeps its store on close (its "server" is this
- * process): only the session flag drops, and the next call reconnects to the
- * same data. The store is freed with the handle. */
-static int op_close(kaal_backend *b, void *ctx, kaal_error *err)
-{
-    (void)ctx;
-    (void)err;
-    if (b->pid != getpid()) {
-        kaal_backend_follow_fork(b);
-    } else if (b->vt != &kaal_backend_memory && b->vt->close) {
-        b->vt->close(b);
-    }
-    b->connected = 0;
-    return KAAL_OK;
-}
+static VALUE build_count(call *c) { return SIZET2NUM(c->count); }
 
-static VALUE backend_close(VALUE self)
-{
-    call c;
-    call_init(&c, self, NULL, NULL);
-    c.close = 1;
-    run_call(&c);
-    return Qnil;
-}
-
-/* Reachability: open the session and ask the server something trivial. An
- * answer, even an error one (say, tables not migrated yet), means reachable;
- * a session that turns out dead is reopened once. */
-static int op_ping(kaal_backend *b, void *ctx, kaal_error *err)
-{
-    size_t n;
-    int rc;
-    (void)ctx;
-    rc = b->vt->delayed_count(b, &n, err);
-    if (rc == KAAL_ECONNECT) {
-        kaal_error_clear(err);
-        b->connected = 0;
-        rc = kaal_backend_ready(b, err);
-        if (rc == KAAL_OK) rc = b->vt->delayed_count(b, &n, err);
-    }
-    if (rc == KAAL_EBACKEND) {
-        kaal_error_clear(err);
-        rc = KAAL_OK;
-    }
-    return rc;
-}
-
-static VALUE backend_ping(VALUE self)
-{
-    call c;
-    call_init(&c, self, op_ping, NULL);
-    run_call(&c);
-    return Qtrue;
-}
-
-static int op_migrate(kaal_backend *b, void *ctx, kaal_error *err)
-{
-    (void)ctx;
-    return b->vt->migrate(b, err);
-}
-
-static VALUE backend_migrate(VALUE self)
-{
-    call c;
-    call_init(&c, self, op_migrate, NULL);
-    run_call(&c);
-    return Qtrue;
-}
+static VALUE backend_connect(VALUE self) { run_plain(self, OP_CONNECT, NULL); return self; }
+static VALUE backend_close(VALUE self) { return run_plain(self, OP_CLOSE, NULL); }
+static VALUE backend_ping(VALUE self) { run_plain(self, OP_PING, NULL); return Qtrue; }
+static VALUE backend_migrate(VALUE self) { run_plain(self, OP_MIGRATE, NULL); return Qtrue; }
 
 static VALUE backend_target(VALUE self)
 {
@@ -552,57 +653,31 @@ static VALUE backend_target(VALUE self)
     return h;
 }
 
+
 /* ------------------------------------------------------------------ */
 /* Claims and the dispatch log                                         */
 
-typedef struct claim_ctx {
-    kaal_claim *items;
-    size_t n;
-    char *keys; /* all keys, back to back */
-    int64_t lease_ms;
-    const char *node;
-    int64_t now;
-} claim_ctx;
-
-static int op_claim(kaal_backend *b, void *p, kaal_error *err)
-{
-    claim_ctx *x = p;
-    if (x->n == 0) return KAAL_OK;
-    return b->vt->claim(b, x->items, x->n, x->lease_ms, x->node, x->now, err);
-}
-
 static VALUE build_claim(call *c)
 {
-    claim_ctx *x = c->ctx;
-    VALUE out = rb_ary_new_capa((long)x->n);
+    VALUE out = rb_ary_new_capa((long)c->nclaims);
     size_t i;
-    for (i = 0; i < x->n; i++) rb_ary_push(out, x->items[i].claimed ? Qtrue : Qfalse);
+    for (i = 0; i < c->nclaims; i++) rb_ary_push(out, c->claims[i].claimed ? Qtrue : Qfalse);
     return out;
 }
 
 /* Won pairs of an interrupted claim cannot reach Ruby: they are recorded
  * "failed" with the reason, so the dispatch log tells what happened. */
-static int give_back_claims(kaal_backend *b, void *p, kaal_error *err)
+static int give_back_claims(kaal_backend *b, call *c, kaal_error *err)
 {
-    claim_ctx *x = p;
     size_t i;
-    for (i = 0; i < x->n; i++) {
-        if (!x->items[i].claimed) continue;
+    for (i = 0; i < c->nclaims; i++) {
+        if (!c->claims[i].claimed) continue;
         kaal_error_clear(err);
-        b->vt->record(b, x->items[i].key, x->items[i].fire_time, "failed", x->node,
-                      "interrupted after the claim, before the hand-off (not run)", x->now, err);
-        x->items[i].claimed = 0;
+        b->vt->record(b, c->claims[i].key, c->claims[i].fire_time, "failed", c->str[0],
+                      "interrupted after the claim, before the hand-off (not run)", c->num[1], err);
+        c->claims[i].claimed = 0;
     }
     return KAAL_OK;
-}
-
-static void cleanup_claim(call *c)
-{
-    claim_ctx *x = c->ctx;
-    free(x->items);
-    free(x->keys);
-    x->items = NULL;
-    x->keys = NULL;
 }
 
 /* Claim i's key and fire time: pairs[i] = [key, fire_time] (fires is nil),
@@ -622,14 +697,45 @@ static void claim_arg(VALUE a, VALUE fires, size_t i, VALUE *key, VALUE *fire)
     }
 }
 
+/* The pairs into c->claims: every one is checked first (this may raise),
+ * then copied (this cannot; a failed malloc sets c->oom). */
+static void arg_claims(call *c, VALUE a, VALUE fires)
+{
+    const char *kind = c->b->vt->name;
+    size_t i, n = (size_t)RARRAY_LEN(a), total = 0, off = 0;
+    VALUE key, fire;
+    for (i = 0; i < n; i++) {
+        claim_arg(a, fires, i, &key, &fire);
+        key = check_name(kind, key, "job key", 0);
+        check_i64(fire, "fire_time");
+        total += (size_t)RSTRING_LEN(key) + 1;
+    }
+    if (n == 0) return;
+    c->claims = malloc(n * sizeof *c->claims);
+    c->claim_keys = malloc(total);
+    if (!c->claims || !c->claim_keys) {
+        c->oom = 1;
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        size_t len;
+        claim_arg(a, fires, i, &key, &fire);
+        key = check_str(key, "job key", 0); /* a Symbol becomes its String */
+        len = (size_t)RSTRING_LEN(key);
+        memcpy(c->claim_keys + off, RSTRING_PTR(key), len);
+        c->claim_keys[off + len] = '\0';
+        c->claims[i].key = c->claim_keys + off;
+        c->claims[i].key_len = len;
+        c->claims[i].fire_time = (int64_t)NUM2LL(fire);
+        c->claims[i].claimed = 0;
+        off += len + 1;
+    }
+    c->nclaims = n;
+}
+
 static VALUE claim_common(VALUE self, VALUE a, VALUE fires, VALUE lease_ms, VALUE node, VALUE now)
 {
-    const char *kind = get_backend(self)->vt->name; /* for check_name */
-    claim_ctx x;
     call c;
-    size_t i, n, total = 0, off = 0;
-    VALUE key, fire;
-
     Check_Type(a, T_ARRAY);
     if (!NIL_P(fires)) {
         Check_Type(fires, T_ARRAY);
@@ -638,43 +744,14 @@ static VALUE claim_common(VALUE self, VALUE a, VALUE fires, VALUE lease_ms, VALU
                      RARRAY_LEN(a), RARRAY_LEN(fires));
         }
     }
-    memset(&x, 0, sizeof x);
-    x.lease_ms = check_i64(lease_ms, "lease_ms");
-    if (x.lease_ms <= 0) rb_raise(rb_eArgError, "lease_ms must be > 0");
-    x.now = check_i64(now, "now");
-    node = check_name(kind, node, "node", 1);
-    n = (size_t)RARRAY_LEN(a);
-    /* Check everything first (this may raise), copy afterwards (cannot). */
-    for (i = 0; i < n; i++) {
-        claim_arg(a, fires, i, &key, &fire);
-        key = check_name(kind, key, "job key", 0);
-        check_i64(fire, "fire_time");
-        total += (size_t)RSTRING_LEN(key) + 1;
-    }
-    call_init(&c, self, op_claim, &x);
+    call_init(&c, self, OP_CLAIM);
+    arg_i64(&c, lease_ms, "lease_ms");
+    if (c.num[0] <= 0) rb_raise(rb_eArgError, "lease_ms must be > 0");
+    arg_i64(&c, now, "now");
+    arg_name(&c, node, "node", 1);
+    arg_claims(&c, a, fires); /* last: it allocates */
     c.build = build_claim;
-    c.cleanup = cleanup_claim;
     c.give_back = give_back_claims;
-    x.node = cdup(&c, node);
-    if (n > 0) {
-        x.items = malloc(n * sizeof *x.items);
-        x.keys = malloc(total ? total : 1);
-        if (!x.items || !x.keys) c.oom = 1;
-    }
-    for (i = 0; i < n && !c.oom; i++) {
-        size_t len;
-        claim_arg(a, fires, i, &key, &fire);
-        key = check_str(key, "job key", 0); /* a Symbol becomes its String */
-        len = (size_t)RSTRING_LEN(key);
-        memcpy(x.keys + off, RSTRING_PTR(key), len);
-        x.keys[off + len] = '\0';
-        x.items[i].key = x.keys + off;
-        x.items[i].key_len = len;
-        x.items[i].fire_time = (int64_t)NUM2LL(fire);
-        x.items[i].claimed = 0;
-        off += len + 1;
-    }
-    x.n = n;
     return run_call(&c);
 }
 
@@ -689,56 +766,27 @@ static VALUE backend_claim_columns(VALUE self, VALUE keys, VALUE fires, VALUE le
     return claim_common(self, keys, fires, lease_ms, node, now);
 }
 
-typedef struct record_ctx {
-    const char *key, *status, *node, *error;
-    int64_t fire_time, now;
-} record_ctx;
-
-static int op_record(kaal_backend *b, void *p, kaal_error *err)
-{
-    record_ctx *x = p;
-    return b->vt->record(b, x->key, x->fire_time, x->status, x->node, x->error, x->now, err);
-}
-
 static VALUE backend_record(VALUE self, VALUE key, VALUE fire_time, VALUE status, VALUE node,
                             VALUE error, VALUE now)
 {
-    const char *kind = get_backend(self)->vt->name; /* for check_name */
-    record_ctx x;
     call c;
-    key = check_name(kind, key, "job key", 0);
-    status = check_str(status, "status", 0);
-    node = check_name(kind, node, "node", 1);
-    error = check_str(error, "error", 1);
-    x.fire_time = check_i64(fire_time, "fire_time");
-    x.now = check_i64(now, "now");
-    call_init(&c, self, op_record, &x);
-    x.key = cdup(&c, key);
-    x.status = cdup(&c, status);
-    x.node = cdup(&c, node);
-    x.error = cdup(&c, error);
+    call_init(&c, self, OP_RECORD);
+    arg_name(&c, key, "job key", 0);
+    arg_str(&c, status, "status", 0);
+    arg_name(&c, node, "node", 1);
+    arg_str(&c, error, "error", 1);
+    arg_i64(&c, fire_time, "fire_time");
+    arg_i64(&c, now, "now");
     run_call(&c);
     return Qtrue;
 }
 
-typedef struct dispatch_ctx {
-    kaal_dispatch_query q;
-    kaal_dispatch_rows rows;
-} dispatch_ctx;
-
-static int op_dispatches(kaal_backend *b, void *p, kaal_error *err)
-{
-    dispatch_ctx *x = p;
-    return b->vt->dispatches(b, &x->q, &x->rows, err);
-}
-
 static VALUE build_dispatches(call *c)
 {
-    dispatch_ctx *x = c->ctx;
-    VALUE out = rb_ary_new_capa((long)x->rows.len);
+    VALUE out = rb_ary_new_capa((long)c->dispatches.len);
     size_t i;
-    for (i = 0; i < x->rows.len; i++) {
-        const kaal_dispatch_row *r = &x->rows.rows[i];
+    for (i = 0; i < c->dispatches.len; i++) {
+        const kaal_dispatch_row *r = &c->dispatches.rows[i];
         VALUE h = rb_hash_new();
         rb_hash_aset(h, ID2SYM(id_key), str_or_nil(r->key));
         rb_hash_aset(h, ID2SYM(id_fire_time), LL2NUM(r->fire_time));
@@ -752,188 +800,94 @@ static VALUE build_dispatches(call *c)
     return out;
 }
 
-static void cleanup_dispatches(call *c) { kaal_dispatch_rows_free(&((dispatch_ctx *)c->ctx)->rows); }
+/* The filter of #_dispatches and #_dispatches_before: key, status, node, limit. */
+static void arg_dispatch_query(call *c, VALUE key, VALUE status, VALUE node, VALUE limit)
+{
+    arg_str(c, key, "job key", 1);
+    arg_str(c, status, "status", 1);
+    arg_str(c, node, "node", 1);
+    arg_limit(c, limit, "limit");
+    c->build = build_dispatches;
+}
 
 static VALUE backend_dispatches(VALUE self, VALUE key, VALUE status, VALUE node, VALUE limit)
 {
-    dispatch_ctx x;
     call c;
-    memset(&x, 0, sizeof x);
-    key = check_str(key, "job key", 1);
-    status = check_str(status, "status", 1);
-    node = check_str(node, "node", 1);
-    x.q.limit = check_limit(limit, "limit");
-    call_init(&c, self, op_dispatches, &x);
-    c.build = build_dispatches;
-    c.cleanup = cleanup_dispatches;
-    x.q.key = cdup(&c, key);
-    x.q.status = cdup(&c, status);
-    x.q.node = cdup(&c, node);
+    call_init(&c, self, OP_DISPATCHES);
+    arg_dispatch_query(&c, key, status, node, limit);
     return run_call(&c);
-}
-
-/* #_dispatches_before(key, status, node, limit, before_fire, before_key):
- * a keyset page of the log (vt->dispatches_before). */
-typedef struct dispatch_page_ctx {
-    dispatch_ctx d; /* first: build_dispatches and cleanup_dispatches read it */
-    int64_t before_fire;
-    const char *before_key;
-} dispatch_page_ctx;
-
-static int op_dispatches_before(kaal_backend *b, void *p, kaal_error *err)
-{
-    dispatch_page_ctx *x = p;
-    return b->vt->dispatches_before(b, &x->d.q, x->before_fire, x->before_key, &x->d.rows, err);
 }
 
 static VALUE backend_dispatches_before(VALUE self, VALUE key, VALUE status, VALUE node, VALUE limit,
                                        VALUE before_fire, VALUE before_key)
 {
-    dispatch_page_ctx x;
     call c;
-    memset(&x, 0, sizeof x);
-    key = check_str(key, "job key", 1);
-    status = check_str(status, "status", 1);
-    node = check_str(node, "node", 1);
-    before_key = check_str(before_key, "before key", 0);
-    x.d.q.limit = check_limit(limit, "limit");
-    x.before_fire = NUM2LL(before_fire);
-    call_init(&c, self, op_dispatches_before, &x);
-    c.build = build_dispatches;
-    c.cleanup = cleanup_dispatches;
-    x.d.q.key = cdup(&c, key);
-    x.d.q.status = cdup(&c, status);
-    x.d.q.node = cdup(&c, node);
-    x.before_key = cdup(&c, before_key);
+    call_init(&c, self, OP_DISPATCHES_BEFORE);
+    arg_dispatch_query(&c, key, status, node, limit);
+    arg_str(&c, before_key, "before key", 0);
+    arg_i64(&c, before_fire, "before fire_time");
     return run_call(&c);
-}
-
-typedef struct cleanup_ctx {
-    int64_t before;
-    size_t limit, deleted;
-} cleanup_ctx;
-
-static int op_cleanup(kaal_backend *b, void *p, kaal_error *err)
-{
-    cleanup_ctx *x = p;
-    return b->vt->cleanup(b, x->before, x->limit, &x->deleted, err);
 }
 
 static VALUE backend_cleanup(VALUE self, VALUE before, VALUE limit)
 {
-    cleanup_ctx x;
     call c;
-    x.before = check_i64(before, "before");
-    x.limit = check_limit(limit, "limit");
-    x.deleted = 0;
-    call_init(&c, self, op_cleanup, &x);
-    run_call(&c);
-    return SIZET2NUM(x.deleted);
+    call_init(&c, self, OP_CLEANUP);
+    arg_i64(&c, before, "before");
+    arg_limit(&c, limit, "limit");
+    c.build = build_count;
+    return run_call(&c);
 }
 
 /* ------------------------------------------------------------------ */
 /* Enable / disable                                                    */
 
-typedef struct state_ctx {
-    const char *key;
-    int enabled;
-    kaal_state_rows rows;
-} state_ctx;
-
-static int op_set_enabled(kaal_backend *b, void *p, kaal_error *err)
-{
-    state_ctx *x = p;
-    return b->vt->set_enabled(b, x->key, x->enabled, err);
-}
-
 static VALUE backend_set_enabled(VALUE self, VALUE key, VALUE enabled)
 {
-    const char *kind = get_backend(self)->vt->name; /* for check_name */
-    state_ctx x;
     call c;
-    memset(&x, 0, sizeof x);
-    key = check_name(kind, key, "job key", 0);
-    x.enabled = RTEST(enabled);
-    call_init(&c, self, op_set_enabled, &x);
-    x.key = cdup(&c, key);
+    call_init(&c, self, OP_SET_ENABLED);
+    arg_name(&c, key, "job key", 0);
+    c.num[c.nnums++] = RTEST(enabled);
     run_call(&c);
     return enabled;
 }
 
-static int op_states(kaal_backend *b, void *p, kaal_error *err)
-{
-    return b->vt->states(b, &((state_ctx *)p)->rows, err);
-}
-
 static VALUE build_states(call *c)
 {
-    state_ctx *x = c->ctx;
     VALUE h = rb_hash_new();
     size_t i;
-    for (i = 0; i < x->rows.len; i++) {
-        rb_hash_aset(h, str_or_nil(x->rows.rows[i].key), x->rows.rows[i].enabled ? Qtrue : Qfalse);
+    for (i = 0; i < c->states.len; i++) {
+        const kaal_state_row *r = &c->states.rows[i];
+        rb_hash_aset(h, str_or_nil(r->key), r->enabled ? Qtrue : Qfalse);
     }
     return h;
 }
 
-static void cleanup_states(call *c) { kaal_state_rows_free(&((state_ctx *)c->ctx)->rows); }
-
-static VALUE backend_states(VALUE self)
-{
-    state_ctx x;
-    call c;
-    memset(&x, 0, sizeof x);
-    call_init(&c, self, op_states, &x);
-    c.build = build_states;
-    c.cleanup = cleanup_states;
-    return run_call(&c);
-}
+static VALUE backend_states(VALUE self) { return run_plain(self, OP_STATES, build_states); }
 
 /* ------------------------------------------------------------------ */
 /* Delayed jobs                                                        */
 
-typedef struct delayed_ctx {
-    kaal_delayed_row job;
-    const char *job_id;
-    int64_t now_ms;
-    size_t limit, count;
-    int found;
-    kaal_delayed_rows rows;
-} delayed_ctx;
-
-static int op_delayed_add(kaal_backend *b, void *p, kaal_error *err)
-{
-    return b->vt->delayed_add(b, &((delayed_ctx *)p)->job, err);
-}
-
 static VALUE backend_delayed_add(VALUE self, VALUE job_id, VALUE run_at_ms, VALUE job_class,
                                  VALUE queue, VALUE args_json)
 {
-    const char *kind = get_backend(self)->vt->name; /* for check_name */
-    delayed_ctx x;
     call c;
-    memset(&x, 0, sizeof x);
-    job_id = check_name(kind, job_id, "job_id", 0);
-    job_class = check_name(kind, job_class, "job_class", 0);
-    queue = check_name(kind, queue, "queue", 1);
-    args_json = check_str(args_json, "args_json", 0);
-    x.job.run_at_ms = check_i64(run_at_ms, "run_at_ms");
-    call_init(&c, self, op_delayed_add, &x);
-    x.job.job_id = cdup(&c, job_id);
-    x.job.job_class = cdup(&c, job_class);
-    x.job.queue = cdup(&c, queue);
-    x.job.args = cdup(&c, args_json);
+    call_init(&c, self, OP_DELAYED_ADD);
+    arg_name(&c, job_id, "job_id", 0);
+    arg_name(&c, job_class, "job_class", 0);
+    arg_name(&c, queue, "queue", 1);
+    arg_str(&c, args_json, "args_json", 0);
+    arg_i64(&c, run_at_ms, "run_at_ms");
     run_call(&c);
     return Qtrue;
 }
 
-static VALUE build_delayed_rows(call *c)
+static VALUE build_delayed(call *c)
 {
-    delayed_ctx *x = c->ctx;
-    VALUE out = rb_ary_new_capa((long)x->rows.len);
+    VALUE out = rb_ary_new_capa((long)c->delayed.len);
     size_t i;
-    for (i = 0; i < x->rows.len; i++) {
-        const kaal_delayed_row *r = &x->rows.rows[i];
+    for (i = 0; i < c->delayed.len; i++) {
+        const kaal_delayed_row *r = &c->delayed.rows[i];
         VALUE h = rb_hash_new();
         rb_hash_aset(h, ID2SYM(id_job_id), str_or_nil(r->job_id));
         rb_hash_aset(h, ID2SYM(id_run_at_ms), LL2NUM(r->run_at_ms));
@@ -945,168 +899,85 @@ static VALUE build_delayed_rows(call *c)
     return out;
 }
 
-static void cleanup_delayed_rows(call *c) { kaal_delayed_rows_free(&((delayed_ctx *)c->ctx)->rows); }
-
 /* Jobs taken by an interrupted claim go back to the store (a job added
  * again meanwhile under the same id stays as it is). */
-static int give_back_delayed(kaal_backend *b, void *p, kaal_error *err)
+static int give_back_delayed(kaal_backend *b, call *c, kaal_error *err)
 {
-    delayed_ctx *x = p;
     size_t i;
-    for (i = 0; i < x->rows.len; i++) {
+    for (i = 0; i < c->delayed.len; i++) {
         kaal_error_clear(err);
-        b->vt->delayed_add(b, &x->rows.rows[i], err);
+        b->vt->delayed_add(b, &c->delayed.rows[i], err);
     }
-    kaal_delayed_rows_truncate(&x->rows, 0);
+    kaal_delayed_rows_truncate(&c->delayed, 0);
     return KAAL_OK;
-}
-
-static int op_delayed_claim(kaal_backend *b, void *p, kaal_error *err)
-{
-    delayed_ctx *x = p;
-    return b->vt->delayed_claim(b, x->now_ms, x->limit, &x->rows, err);
 }
 
 static VALUE backend_delayed_claim(VALUE self, VALUE now_ms, VALUE limit)
 {
-    delayed_ctx x;
     call c;
-    memset(&x, 0, sizeof x);
-    x.now_ms = check_i64(now_ms, "now_ms");
-    x.limit = check_limit(limit, "limit");
-    call_init(&c, self, op_delayed_claim, &x);
-    c.build = build_delayed_rows;
-    c.cleanup = cleanup_delayed_rows;
+    call_init(&c, self, OP_DELAYED_CLAIM);
+    arg_i64(&c, now_ms, "now_ms");
+    arg_limit(&c, limit, "limit");
+    c.build = build_delayed;
     c.give_back = give_back_delayed;
     return run_call(&c);
 }
 
-static int op_delayed_list(kaal_backend *b, void *p, kaal_error *err)
-{
-    delayed_ctx *x = p;
-    return b->vt->delayed_list(b, x->limit, &x->rows, err);
-}
-
 static VALUE backend_delayed_list(VALUE self, VALUE limit)
 {
-    delayed_ctx x;
     call c;
-    memset(&x, 0, sizeof x);
-    x.limit = check_limit(limit, "limit");
-    call_init(&c, self, op_delayed_list, &x);
-    c.build = build_delayed_rows;
-    c.cleanup = cleanup_delayed_rows;
+    call_init(&c, self, OP_DELAYED_LIST);
+    arg_limit(&c, limit, "limit");
+    c.build = build_delayed;
     return run_call(&c);
-}
-
-/* #_delayed_list_after(after_ms, after_id, limit): a keyset page of pending
- * delayed jobs (vt->delayed_list_after). */
-typedef struct delayed_page_ctx {
-    delayed_ctx d; /* first: build_delayed_rows and cleanup_delayed_rows read it */
-    int64_t after_ms;
-    const char *after_id;
-} delayed_page_ctx;
-
-static int op_delayed_list_after(kaal_backend *b, void *p, kaal_error *err)
-{
-    delayed_page_ctx *x = p;
-    return b->vt->delayed_list_after(b, x->after_ms, x->after_id, x->d.limit, &x->d.rows, err);
 }
 
 static VALUE backend_delayed_list_after(VALUE self, VALUE after_ms, VALUE after_id, VALUE limit)
 {
-    delayed_page_ctx x;
     call c;
-    memset(&x, 0, sizeof x);
-    x.after_ms = check_i64(after_ms, "after run_at_ms");
-    after_id = check_str(after_id, "after job_id", 0);
-    x.d.limit = check_limit(limit, "limit");
-    call_init(&c, self, op_delayed_list_after, &x);
-    c.build = build_delayed_rows;
-    c.cleanup = cleanup_delayed_rows;
-    x.after_id = cdup(&c, after_id);
+    call_init(&c, self, OP_DELAYED_LIST_AFTER);
+    arg_i64(&c, after_ms, "after run_at_ms");
+    arg_str(&c, after_id, "after job_id", 0);
+    arg_limit(&c, limit, "limit");
+    c.build = build_delayed;
     return run_call(&c);
-}
-
-static int op_delayed_cancel(kaal_backend *b, void *p, kaal_error *err)
-{
-    delayed_ctx *x = p;
-    return b->vt->delayed_cancel(b, x->job_id, &x->found, err);
 }
 
 static VALUE backend_delayed_cancel(VALUE self, VALUE job_id)
 {
-    delayed_ctx x;
     call c;
-    memset(&x, 0, sizeof x);
-    job_id = check_str(job_id, "job_id", 0);
-    call_init(&c, self, op_delayed_cancel, &x);
-    x.job_id = cdup(&c, job_id);
+    call_init(&c, self, OP_DELAYED_CANCEL);
+    arg_str(&c, job_id, "job_id", 0);
     run_call(&c);
-    return x.found ? Qtrue : Qfalse;
-}
-
-static int op_delayed_count(kaal_backend *b, void *p, kaal_error *err)
-{
-    delayed_ctx *x = p;
-    return b->vt->delayed_count(b, &x->count, err);
+    return c.found ? Qtrue : Qfalse;
 }
 
 static VALUE backend_delayed_count(VALUE self)
 {
-    delayed_ctx x;
-    call c;
-    memset(&x, 0, sizeof x);
-    call_init(&c, self, op_delayed_count, &x);
-    run_call(&c);
-    return SIZET2NUM(x.count);
+    return run_plain(self, OP_DELAYED_COUNT, build_count);
 }
 
 /* ------------------------------------------------------------------ */
 /* Heartbeats                                                          */
 
-typedef struct node_ctx {
-    const char *node, *info;
-    int64_t now, ttl, since;
-    kaal_node_rows rows;
-} node_ctx;
-
-static int op_heartbeat(kaal_backend *b, void *p, kaal_error *err)
-{
-    node_ctx *x = p;
-    return b->vt->heartbeat(b, x->node, x->info, x->now, x->ttl, err);
-}
-
 static VALUE backend_heartbeat(VALUE self, VALUE node, VALUE info, VALUE now, VALUE ttl)
 {
-    const char *kind = get_backend(self)->vt->name; /* for check_name */
-    node_ctx x;
     call c;
-    memset(&x, 0, sizeof x);
-    node = check_name(kind, node, "node", 0);
-    info = check_str(info, "info", 1);
-    x.now = check_i64(now, "now");
-    x.ttl = check_i64(ttl, "ttl");
-    call_init(&c, self, op_heartbeat, &x);
-    x.node = cdup(&c, node);
-    x.info = cdup(&c, info);
+    call_init(&c, self, OP_HEARTBEAT);
+    arg_name(&c, node, "node", 0);
+    arg_str(&c, info, "info", 1);
+    arg_i64(&c, now, "now");
+    arg_i64(&c, ttl, "ttl");
     run_call(&c);
     return Qtrue;
 }
 
-static int op_nodes(kaal_backend *b, void *p, kaal_error *err)
-{
-    node_ctx *x = p;
-    return b->vt->nodes(b, x->since, &x->rows, err);
-}
-
 static VALUE build_nodes(call *c)
 {
-    node_ctx *x = c->ctx;
-    VALUE out = rb_ary_new_capa((long)x->rows.len);
+    VALUE out = rb_ary_new_capa((long)c->nodes.len);
     size_t i;
-    for (i = 0; i < x->rows.len; i++) {
-        const kaal_node_row *r = &x->rows.rows[i];
+    for (i = 0; i < c->nodes.len; i++) {
+        const kaal_node_row *r = &c->nodes.rows[i];
         VALUE h = rb_hash_new();
         rb_hash_aset(h, ID2SYM(id_node), str_or_nil(r->node));
         rb_hash_aset(h, ID2SYM(id_info), str_or_nil(r->info));
@@ -1116,17 +987,12 @@ static VALUE build_nodes(call *c)
     return out;
 }
 
-static void cleanup_nodes(call *c) { kaal_node_rows_free(&((node_ctx *)c->ctx)->rows); }
-
 static VALUE backend_nodes(VALUE self, VALUE since)
 {
-    node_ctx x;
     call c;
-    memset(&x, 0, sizeof x);
-    x.since = check_i64(since, "since");
-    call_init(&c, self, op_nodes, &x);
+    call_init(&c, self, OP_NODES);
+    arg_i64(&c, since, "since");
     c.build = build_nodes;
-    c.cleanup = cleanup_nodes;
     return run_call(&c);
 }
 
