@@ -51,6 +51,15 @@ char *kaal_strdup(const char *s)
     return s ? kaal_strndup(s, strlen(s)) : NULL;
 }
 
+/* Frees a string that may hold a secret, zeroing it first. */
+static void free_secret(char *s)
+{
+    volatile char *v = s;
+    if (!s) return;
+    while (*v) *v++ = '\0';
+    free(s);
+}
+
 void kaal_conn_params_free(kaal_conn_params *p)
 {
     free(p->host);
@@ -72,6 +81,14 @@ void kaal_conn_params_free(kaal_conn_params *p)
         free(p->conninfo);
     }
     free(p->ssl_ca);
+    free(p->ssl_ca_path);
+    free(p->ssl_cert);
+    free_secret(p->ssl_key); /* PEM text of a private key, or a path */
+    free(p->ssl_hostname);
+    free(p->sentinels);
+    free(p->sentinel_master);
+    free(p->sentinel_username);
+    free_secret(p->sentinel_password);
     memset(p, 0, sizeof *p);
 }
 

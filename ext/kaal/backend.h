@@ -36,7 +36,18 @@ typedef struct kaal_conn_params {
      * intact (multi-host, sslrootcert, target_session_attrs, ...); when set,
      * host/port/database/username/password above are for display only. */
     char *conninfo;
-    char *ssl_ca;     /* mysql: CA certificate file for TLS (ssl-ca) */
+    char *ssl_ca;     /* mysql, redis: CA certificate file for TLS (ssl-ca, ca_file) */
+    /* redis: more TLS settings (sslmode: verify-full, verify-ca or no-verify;
+     * cert and key: a PEM file path or PEM text), and Sentinel: the sentinels
+     * ("host:port,host:port") and the name of the master they watch. */
+    char *ssl_ca_path;
+    char *ssl_cert;
+    char *ssl_key;
+    char *ssl_hostname;
+    char *sentinels;
+    char *sentinel_master;
+    char *sentinel_username;
+    char *sentinel_password;
 } kaal_conn_params;
 
 /* One (job key, fire time) pair of a claim batch. `claimed` is the output:

@@ -48,6 +48,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "redis_io.h"
+
 /* A dispatch-log entry lives the scheduler's dispatch_log_retention after its
  * last write (params.log_ttl_s; the configuration keeps it longer than the
  * recovery window, so a catch-up never finds a fire time the log has
@@ -223,11 +225,12 @@ static const char *const SCRIPTS[S_COUNT] = {
 /* Session                                                            */
 
 typedef struct redis_impl {
-    redisContext *ctx;
+    kaal_redis_io *io;
     char *prefix; /* "<ns>:" */
     size_t prefix_len;
     int timeout_ms; /* command timeout */
     char sha[S_COUNT][41];
+    size_t sentinel_first; /* the sentinel to ask first: the last one that answered */
 } redis_impl;
 
 static redis_impl *impl_of(kaal_backend *b) { return (redis_impl *)b->impl; }
@@ -235,31 +238,11 @@ static redis_impl *impl_of(kaal_backend *b) { return (redis_impl *)b->impl; }
 static void drop_context(kaal_backend *b)
 {
     redis_impl *r = impl_of(b);
-    if (r && r->ctx) {
-        redisFree(r->ctx);
-        r->ctx = NULL;
+    if (r && r->io) {
+        kaal_redis_io_close(r->io);
+        r->io = NULL;
     }
     b->connected = 0;
-}
-
-/* The connection failed or timed out: the stream may hold a late reply, so
- * the session is unusable. Drop it; the next call reconnects. */
-static int io_error(kaal_backend *b, kaal_error *err, const char *what)
-{
-    redis_impl *r = impl_of(b);
-    const char *detail = "connection lost";
-    char buf[128];
-    if (r && r->ctx && r->ctx->err) {
-        if (r->ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            detail = "command timed out";
-        } else {
-            snprintf(buf, sizeof buf, "%s", r->ctx->errstr);
-            detail = buf;
-        }
-    }
-    kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: %s", what, detail);
-    drop_context(b);
-    return KAAL_ECONNECT;
 }
 
 static int reply_error(const redisReply *rep, kaal_error *err, const char *what)
@@ -280,60 +263,45 @@ static int not_connected(kaal_backend *b, kaal_error *err, const char *what)
     return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: not connected", what);
 }
 
-/* A wait that ended without the socket being ready (timeout, interrupt):
- * the stream may still bring the late reply, so the session goes. */
-static int wait_failed(kaal_backend *b, int rc)
-{
-    drop_context(b);
-    return rc;
-}
-
-/* Writes what the context has buffered, then reads one reply. NULL when
- * that fails (*rc and err say why; the session is dropped). */
+/* Sends what is queued, then reads one reply. NULL when that fails (*rc
+ * and err say why; the session is dropped: a late reply may still come). */
 static redisReply *await_reply(kaal_backend *b, int *rc, kaal_error *err, const char *what)
 {
     redis_impl *r = impl_of(b);
-    redisContext *c = r->ctx;
-    int64_t deadline = kaal_mono_ms() + r->timeout_ms;
-    int done = 0;
-    void *rep = NULL;
-
-    while (!done) {
-        if (redisBufferWrite(c, &done) != REDIS_OK) {
-            *rc = io_error(b, err, what);
-            return NULL;
-        }
-        if (!done && (*rc = kaal_wait(b, c->fd, POLLOUT, deadline, NULL, what, err)) != KAAL_OK) {
-            wait_failed(b, *rc);
-            return NULL;
-        }
-    }
-    for (;;) {
-        if (redisGetReplyFromReader(c, &rep) != REDIS_OK) {
-            *rc = io_error(b, err, what);
-            return NULL;
-        }
-        if (rep) return rep;
-        if ((*rc = kaal_wait(b, c->fd, POLLIN, deadline, NULL, what, err)) != KAAL_OK) {
-            wait_failed(b, *rc);
-            return NULL;
-        }
-        if (redisBufferRead(c) != REDIS_OK) {
-            *rc = io_error(b, err, what);
-            return NULL;
-        }
-    }
+    redisReply *rep;
+    *rc = kaal_redis_io_reply(b, r->io, kaal_mono_ms() + r->timeout_ms, &rep, what, err);
+    if (*rc == KAAL_OK) return rep;
+    drop_context(b);
+    return NULL;
 }
 
 /* One command and its reply (NULL as await_reply says). */
 static redisReply *exchange(kaal_backend *b, int argc, const char **argv, const size_t *lens,
                             int *rc, kaal_error *err, const char *what)
 {
-    if (redisAppendCommandArgv(impl_of(b)->ctx, argc, argv, lens) != REDIS_OK) {
-        *rc = io_error(b, err, what);
+    if (kaal_redis_io_append(impl_of(b)->io, argc, argv, lens) != KAAL_OK) {
+        *rc = no_memory(err);
+        drop_context(b);
         return NULL;
     }
     return await_reply(b, rc, err, what);
+}
+
+/* A READONLY error: the server was a master and is a replica now (a
+ * failover). The session goes, so the next call connects to the master
+ * (through the sentinels when they are configured). Other replies pass. */
+static redisReply *unless_demoted(kaal_backend *b, redisReply *rep, int *rc, kaal_error *err,
+                                  const char *what)
+{
+    if (!rep || rep->type != REDIS_REPLY_ERROR || rep->len < 8 || memcmp(rep->str, "READONLY", 8) != 0) {
+        return rep;
+    }
+    *rc = kaal_error_set(err, KAAL_ECONNECT, NULL, -1,
+                         "redis: %s: the server is a read-only replica now (failover?): %.120s", what,
+                         rep->str);
+    freeReplyObject(rep);
+    drop_context(b);
+    return NULL;
 }
 
 /* The end of every command: no reply is a failed exchange (rc says why), an
@@ -364,8 +332,9 @@ static int command(kaal_backend *b, int argc, const char **argv, const size_t *l
     if (out) *out = NULL;
     int rc = KAAL_OK;
     redisReply *rep;
-    if (!r || !r->ctx) return not_connected(b, err, what);
+    if (!r || !r->io) return not_connected(b, err, what);
     rep = exchange(b, argc, argv, lens, &rc, err, what);
+    rep = unless_demoted(b, rep, &rc, err, what);
     return take_reply(rep, rc, out, err, what);
 }
 
@@ -379,7 +348,7 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
     redisReply *rep;
     int rc = KAAL_OK;
     if (out) *out = NULL;
-    if (!r || !r->ctx) return not_connected(b, err, what);
+    if (!r || !r->io) return not_connected(b, err, what);
     argv[0] = "EVALSHA";
     lens[0] = 7;
     argv[1] = r->sha[s];
@@ -399,6 +368,7 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
         lens[1] = strlen(SCRIPTS[s]);
         rep = exchange(b, argc, argv, lens, &rc, err, what);
     }
+    rep = unless_demoted(b, rep, &rc, err, what);
     return take_reply(rep, rc, out, err, what);
 }
 
@@ -470,13 +440,14 @@ static int parse_db(const char *s, long *db)
     return errno == 0 && *end == '\0' && *db >= 0 && *db <= 1000000;
 }
 
-/* A command while connecting (AUTH, SELECT); argv are C strings. An error
- * reply ends the session: the call fails with `code` and
- * "redis: <context>: <the server's text>". */
+/* A command while connecting (AUTH, SELECT, ROLE); argv are C strings.
+ * An error reply ends the session: the call fails with `code` and
+ * "redis: <context>: <the server's text>". *out (when not NULL) gets the
+ * reply. */
 static int setup_command(kaal_backend *b, int argc, const char **argv, kaal_status code,
-                         const char *field, const char *context, kaal_error *err)
+                         const char *field, const char *context, redisReply **out, kaal_error *err)
 {
-    size_t lens[3];
+    size_t lens[4];
     redisReply *rep;
     int i, rc = KAAL_OK;
     for (i = 0; i < argc; i++) lens[i] = strlen(argv[i]);
@@ -489,117 +460,281 @@ static int setup_command(kaal_backend *b, int argc, const char **argv, kaal_stat
         drop_context(b);
         return code;
     }
-    freeReplyObject(rep);
+    if (out) {
+        *out = rep;
+    } else {
+        freeReplyObject(rep);
+    }
     return KAAL_OK;
 }
 
-/* The non-blocking connect to `where` started: wait until it completes
- * (connect timeout cto ms), interruptibly. */
-static int await_connected(kaal_backend *b, int cto, const char *where, kaal_error *err)
-{
-    redisContext *c = impl_of(b)->ctx;
-    int rc, soerr = 0;
-    socklen_t len = sizeof soerr;
-    const char *detail;
+/* What redis_connect works from, read from b->params. */
+typedef struct connect_plan {
+    kaal_redis_addr addr; /* the server (its host and port come from the sentinels with them) */
+    kaal_tls_config tls;
+    int connect_ms;
+    int command_ms;
+    long db;
+} connect_plan;
 
-    if (!c->err) {
-        rc = kaal_wait(b, c->fd, POLLOUT, kaal_mono_ms() + cto, NULL, "connect", err);
-        if (rc != KAAL_OK) {
-            drop_context(b);
-            if (rc == KAAL_EINTERRUPTED) return rc;
-            return kaal_error_set(err, KAAL_ECONNECT, NULL, -1,
-                                  "redis: cannot connect to %s: timed out after %d ms", where, cto);
-        }
-        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) != 0) soerr = errno;
-        if (soerr == 0) return KAAL_OK;
+static int tls_level(const char *sslmode, int *level)
+{
+    if (strcmp(sslmode, "verify-full") == 0 || strcmp(sslmode, "required") == 0 ||
+        strcmp(sslmode, "require") == 0) {
+        *level = KAAL_TLS_VERIFY_FULL;
+    } else if (strcmp(sslmode, "verify-ca") == 0) {
+        *level = KAAL_TLS_VERIFY_CA;
+    } else if (strcmp(sslmode, "no-verify") == 0) {
+        *level = KAAL_TLS_VERIFY_NONE;
+    } else {
+        return 0;
     }
-    detail = c->err ? c->errstr : strerror(soerr);
-    kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: cannot connect to %s: %s", where, detail);
-    drop_context(b);
-    return KAAL_ECONNECT;
+    return 1;
 }
 
-static int redis_connect(kaal_backend *b, kaal_error *err)
+static int plan_connect(const kaal_conn_params *p, connect_plan *plan, kaal_error *err)
 {
-    redis_impl *r = impl_of(b);
-    const kaal_conn_params *p = &b->params;
-    int cto = p->connect_timeout_ms > 0 ? p->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
-    int qto = p->command_timeout_ms > 0 ? p->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS;
-    const char *host = p->host && *p->host ? p->host : "127.0.0.1";
-    int port = p->port > 0 ? p->port : DEFAULT_PORT;
-    char where[300], context[340];
-    redisReply *rep;
-    long db;
-    int i, rc;
-
-    if (p->sslmode && *p->sslmode && strcmp(p->sslmode, "disable") != 0) {
-        return kaal_error_set(err, KAAL_ECONFIG, "url", -1,
-                              "redis: this build has no TLS support (rediss:// or ssl); "
-                              "use redis:// through a TLS tunnel, or a Unix socket");
-    }
-    if (!parse_db(p->database, &db)) {
+    memset(plan, 0, sizeof *plan);
+    plan->connect_ms = p->connect_timeout_ms > 0 ? p->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    plan->command_ms = p->command_timeout_ms > 0 ? p->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS;
+    plan->addr.host = p->host && *p->host ? p->host : "127.0.0.1";
+    plan->addr.port = p->port > 0 ? p->port : DEFAULT_PORT;
+    plan->addr.socket = p->socket && *p->socket ? p->socket : NULL;
+    if (!parse_db(p->database, &plan->db)) {
         return kaal_error_set(err, KAAL_ECONFIG, "database", -1,
                               "redis: database must be a number >= 0, got \"%.40s\"", p->database);
     }
-    if (!r) {
-        size_t ns_len = strlen(b->ns);
-        r = calloc(1, sizeof *r);
-        if (!r) return no_memory(err);
-        r->prefix = malloc(ns_len + 2);
-        if (!r->prefix) {
-            free(r);
-            return no_memory(err);
+    if (p->sslmode && *p->sslmode && strcmp(p->sslmode, "disable") != 0) {
+        if (!tls_level(p->sslmode, &plan->tls.verify)) {
+            return kaal_error_set(err, KAAL_ECONFIG, "sslmode", -1,
+                                  "redis: unknown TLS mode \"%.40s\" (verify-full, verify-ca or no-verify)",
+                                  p->sslmode);
         }
-        memcpy(r->prefix, b->ns, ns_len);
-        r->prefix[ns_len] = ':';
-        r->prefix[ns_len + 1] = '\0';
-        r->prefix_len = ns_len + 1;
-        b->impl = r;
+        if (!kaal_redis_tls_available()) {
+            return kaal_error_set(err, KAAL_ECONFIG, "url", -1,
+                                  "redis: this build has no TLS support (rediss:// or ssl); install "
+                                  "libssl-dev and reinstall kaal");
+        }
+        plan->tls.ca_file = p->ssl_ca;
+        plan->tls.ca_path = p->ssl_ca_path;
+        plan->tls.cert = p->ssl_cert;
+        plan->tls.key = p->ssl_key;
+        plan->tls.server_name = p->ssl_hostname;
+        plan->addr.tls = &plan->tls;
     }
+    if (p->sentinels && *p->sentinels && (!p->sentinel_master || !*p->sentinel_master)) {
+        return kaal_error_set(err, KAAL_ECONFIG, "sentinel_master", -1,
+                              "redis: sentinels are given but not the name of the master they watch");
+    }
+    return KAAL_OK;
+}
+
+/* The session state, made on the first connect. */
+static int ensure_impl(kaal_backend *b, kaal_error *err)
+{
+    size_t ns_len = strlen(b->ns);
+    redis_impl *r;
+    if (b->impl) return KAAL_OK;
+    r = calloc(1, sizeof *r);
+    if (!r) return no_memory(err);
+    r->prefix = malloc(ns_len + 2);
+    if (!r->prefix) {
+        free(r);
+        return no_memory(err);
+    }
+    memcpy(r->prefix, b->ns, ns_len);
+    r->prefix[ns_len] = ':';
+    r->prefix[ns_len + 1] = '\0';
+    r->prefix_len = ns_len + 1;
+    b->impl = r;
+    return KAAL_OK;
+}
+
+/* AUTH with (username,) password, when a password is given. */
+static int authenticate(kaal_backend *b, const char *username, const char *password,
+                        const char *where, kaal_error *err)
+{
+    const char *argv[3];
+    char context[340];
+    int argc = 0;
+    if (!password || !*password) return KAAL_OK;
+    argv[argc++] = "AUTH";
+    if (username && *username) argv[argc++] = username;
+    argv[argc++] = password;
+    /* The server's text names the problem, never the password. */
+    snprintf(context, sizeof context, "authentication to %s failed", where);
+    return setup_command(b, argc, argv, KAAL_ECONNECT, NULL, context, NULL, err);
+}
+
+/* Opens the session's connection to addr (no command sent yet). */
+static int open_session(kaal_backend *b, const kaal_redis_addr *addr, const connect_plan *plan,
+                        kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
     drop_context(b);
+    r->timeout_ms = plan->command_ms;
+    return kaal_redis_io_open(b, addr, plan->connect_ms, &r->io, err);
+}
 
-    if (p->socket && *p->socket) {
-        snprintf(where, sizeof where, "unix:%s", p->socket);
-        r->ctx = redisConnectUnixNonBlock(p->socket);
-    } else {
-        snprintf(where, sizeof where, "%s:%d", host, port);
-        r->ctx = redisConnectNonBlock(host, port);
+/* ---- Sentinel ------------------------------------------------------ */
+
+/* The i-th "host:port" (or "[v6]:port") of the comma-separated list, into
+ * host; 0 when there is no i-th entry. */
+static int nth_sentinel(const char *list, size_t i, char *host, size_t hostn, int *port)
+{
+    const char *p = list, *end, *colon;
+    size_t n;
+    while (i > 0 && p) {
+        p = strchr(p, ',');
+        if (p) p++;
+        i--;
     }
-    if (!r->ctx) return no_memory(err);
-    rc = await_connected(b, cto, where, err);
+    if (!p || !*p) return 0;
+    end = strchr(p, ',');
+    if (!end) end = p + strlen(p);
+    colon = end;
+    while (colon > p && *colon != ':') colon--;
+    if (colon == p) return 0;
+    n = (size_t)(colon - p);
+    if (*p == '[' && n >= 2 && colon[-1] == ']') {
+        p++;
+        n -= 2;
+    }
+    if (n == 0 || n >= hostn) return 0;
+    memcpy(host, p, n);
+    host[n] = '\0';
+    *port = atoi(colon + 1);
+    return *port > 0 && *port <= 65535;
+}
+
+static size_t sentinel_count(const char *list)
+{
+    size_t n = 1;
+    for (; *list; list++) n += *list == ',';
+    return n;
+}
+
+/* Asks the sentinel at `at` where the master is: KAAL_OK with host/port,
+ * or an error saying why this sentinel could not tell. The session's
+ * connection is used for it and closed after. */
+static int ask_sentinel(kaal_backend *b, const kaal_redis_addr *at, const connect_plan *plan,
+                        char *host, size_t hostn, int *port, kaal_error *err)
+{
+    const kaal_conn_params *p = &b->params;
+    const char *argv[3] = {"SENTINEL", "get-master-addr-by-name", p->sentinel_master};
+    char where[300];
+    redisReply *rep = NULL;
+    int rc;
+
+    kaal_redis_addr_text(at, where, sizeof where);
+    rc = open_session(b, at, plan, err);
+    if (rc == KAAL_OK) rc = authenticate(b, p->sentinel_username, p->sentinel_password, where, err);
+    if (rc == KAAL_OK) {
+        rc = setup_command(b, 3, argv, KAAL_ECONNECT, NULL, where, &rep, err);
+    }
     if (rc != KAAL_OK) return rc;
-    r->timeout_ms = qto;
-    if (!p->socket || !*p->socket) redisEnableKeepAlive(r->ctx);
-
-    if (p->password && *p->password) {
-        const char *argv[3];
-        int argc = 0;
-        argv[argc++] = "AUTH";
-        if (p->username && *p->username) argv[argc++] = p->username;
-        argv[argc++] = p->password;
-        /* The server's text names the problem, never the password. */
-        snprintf(context, sizeof context, "authentication to %s failed", where);
-        rc = setup_command(b, argc, argv, KAAL_ECONNECT, NULL, context, err);
-        if (rc != KAAL_OK) return rc;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[0]->type == REDIS_REPLY_STRING && rep->element[1]->type == REDIS_REPLY_STRING &&
+        rep->element[0]->len < hostn) {
+        memcpy(host, rep->element[0]->str, rep->element[0]->len);
+        host[rep->element[0]->len] = '\0';
+        *port = atoi(rep->element[1]->str);
+    } else {
+        rc = kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: sentinel %s does not know master \"%.100s\"",
+                            where, p->sentinel_master);
     }
-    if (db != 0) {
-        char dbs[24];
-        const char *argv[2] = {"SELECT", dbs};
-        snprintf(dbs, sizeof dbs, "%ld", db);
-        snprintf(context, sizeof context, "SELECT %ld on %s", db, where);
-        rc = setup_command(b, 2, argv, KAAL_ECONFIG, "database", context, err);
-        if (rc != KAAL_OK) return rc;
-    }
+    freeReplyObject(rep);
+    drop_context(b);
+    return rc;
+}
 
-    /* Load every script in one pipelined round trip. */
+/* Connected (and authenticated) to a server: KAAL_OK when it is a master.
+ * A replica (a failover under way, or stale sentinel news) is refused. */
+static int check_master(kaal_backend *b, const char *where, kaal_error *err)
+{
+    const char *argv[1] = {"ROLE"};
+    redisReply *rep = NULL;
+    int rc = setup_command(b, 1, argv, KAAL_ECONNECT, NULL, where, &rep, err);
+    if (rc != KAAL_OK) return rc;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1 || rep->element[0]->type != REDIS_REPLY_STRING ||
+        strcmp(rep->element[0]->str, "master") != 0) {
+        rc = kaal_error_set(err, KAAL_ECONNECT, NULL, -1,
+                            "redis: %s, named master by the sentinels, is not a master (yet)", where);
+        drop_context(b);
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+static int select_db(kaal_backend *b, long db, const char *where, kaal_error *err);
+
+/* The master the sentinels name, connected, authenticated, and checked to
+ * be a master. Each sentinel in turn (the last one that answered first),
+ * until one names a master that is one. */
+static int connect_via_sentinels(kaal_backend *b, const connect_plan *plan, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const kaal_conn_params *p = &b->params;
+    size_t n = sentinel_count(p->sentinels), k;
+    char shost[256], mhost[256], where[300];
+    int rc = KAAL_ECONNECT;
+
+    for (k = 0; k < n; k++) {
+        size_t i = (r->sentinel_first + k) % n;
+        kaal_redis_addr at = plan->addr, master = plan->addr;
+        if (!nth_sentinel(p->sentinels, i, shost, sizeof shost, &at.port)) {
+            return kaal_error_set(err, KAAL_ECONFIG, "sentinels", -1,
+                                  "redis: sentinel %zu of \"%.100s\" is not host:port", i + 1, p->sentinels);
+        }
+        at.host = shost;
+        at.socket = NULL;
+        rc = ask_sentinel(b, &at, plan, mhost, sizeof mhost, &master.port, err);
+        if (rc == KAAL_EINTERRUPTED || rc == KAAL_ENOMEM || rc == KAAL_ECONFIG) return rc;
+        if (rc != KAAL_OK) continue;
+        master.host = mhost;
+        master.socket = NULL;
+        kaal_redis_addr_text(&master, where, sizeof where);
+        rc = open_session(b, &master, plan, err);
+        if (rc == KAAL_OK) rc = authenticate(b, p->username, p->password, where, err);
+        if (rc == KAAL_OK) rc = check_master(b, where, err);
+        if (rc == KAAL_OK) rc = select_db(b, plan->db, where, err);
+        if (rc == KAAL_OK) {
+            r->sentinel_first = i;
+            return KAAL_OK;
+        }
+        if (rc == KAAL_EINTERRUPTED || rc == KAAL_ENOMEM || rc == KAAL_ECONFIG) return rc;
+    }
+    /* err holds the last sentinel's or master's reason. */
+    return rc;
+}
+
+/* ---- Connecting ---------------------------------------------------- */
+
+static int select_db(kaal_backend *b, long db, const char *where, kaal_error *err)
+{
+    char dbs[24], context[340];
+    const char *argv[2] = {"SELECT", dbs};
+    if (db == 0) return KAAL_OK;
+    snprintf(dbs, sizeof dbs, "%ld", db);
+    snprintf(context, sizeof context, "SELECT %ld on %s", db, where);
+    return setup_command(b, 2, argv, KAAL_ECONFIG, "database", context, NULL, err);
+}
+
+/* Loads every script in one pipelined round trip and keeps their SHA1s. */
+static int load_scripts(kaal_backend *b, const char *where, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    redisReply *rep;
+    int i, rc = KAAL_OK;
+
     for (i = 0; i < S_COUNT; i++) {
         const char *argv[3] = {"SCRIPT", "LOAD", SCRIPTS[i]};
         size_t lens[3] = {6, 4, strlen(SCRIPTS[i])};
-        if (redisAppendCommandArgv(r->ctx, 3, argv, lens) != REDIS_OK) {
-            return io_error(b, err, "SCRIPT LOAD");
+        if (kaal_redis_io_append(r->io, 3, argv, lens) != KAAL_OK) {
+            drop_context(b);
+            return no_memory(err);
         }
     }
-    rc = KAAL_OK;
     for (i = 0; i < S_COUNT; i++) {
         int wrc;
         rep = await_reply(b, &wrc, err, "SCRIPT LOAD");
@@ -619,10 +754,34 @@ static int redis_connect(kaal_backend *b, kaal_error *err)
         }
         freeReplyObject(rep);
     }
-    if (rc != KAAL_OK) {
-        drop_context(b);
-        return rc;
+    if (rc != KAAL_OK) drop_context(b);
+    return rc;
+}
+
+/* Connects to the server (or the master the sentinels name), then
+ * authenticates, selects the database and loads the scripts. */
+static int redis_connect(kaal_backend *b, kaal_error *err)
+{
+    const kaal_conn_params *p = &b->params;
+    connect_plan plan;
+    char where[300];
+    int rc;
+
+    if ((rc = plan_connect(p, &plan, err)) != KAAL_OK) return rc;
+    if ((rc = ensure_impl(b, err)) != KAAL_OK) return rc;
+    drop_context(b);
+    if (p->sentinels && *p->sentinels) {
+        rc = connect_via_sentinels(b, &plan, err);
+        if (rc != KAAL_OK) return rc;
+        snprintf(where, sizeof where, "master \"%.100s\"", p->sentinel_master);
+    } else {
+        kaal_redis_addr_text(&plan.addr, where, sizeof where);
+        rc = open_session(b, &plan.addr, &plan, err);
+        if (rc == KAAL_OK) rc = authenticate(b, p->username, p->password, where, err);
+        if (rc == KAAL_OK) rc = select_db(b, plan.db, where, err);
+        if (rc != KAAL_OK) return rc;
     }
+    if ((rc = load_scripts(b, where, err)) != KAAL_OK) return rc;
     b->connected = 1;
     return KAAL_OK;
 }
@@ -650,10 +809,9 @@ static void redis_close(kaal_backend *b)
 static void redis_discard(kaal_backend *b)
 {
     redis_impl *r = impl_of(b);
-    if (r && r->ctx) {
-        int fd = redisFreeKeepFd(r->ctx);
-        if (fd >= 0) close(fd);
-        r->ctx = NULL;
+    if (r && r->io) {
+        kaal_redis_io_discard(r->io);
+        r->io = NULL;
     }
     free_impl(b);
     b->connected = 0;

@@ -37,6 +37,23 @@ module KaalExtconf
     end
   end
 
+  # TLS for the Redis backend: kaal speaks TLS itself with OpenSSL's libssl
+  # (hiredis is used for the protocol only). Without it rediss:// is refused
+  # with a message saying so.
+  def find_openssl
+    given = dir_config("openssl").any?
+    found = !given && pkg_config("openssl")
+    if have_header("openssl/ssl.h") && (found || (have_library("crypto", "ERR_get_error") &&
+                                                  have_library("ssl", "SSL_CTX_new")))
+      $defs << "-DKAAL_HAVE_OPENSSL"
+      true
+    else
+      message "kaal: redis TLS disabled (install libssl-dev, or pass --with-openssl-dir=PREFIX, and rebuild " \
+              "to enable rediss://)\n"
+      false
+    end
+  end
+
   def configure
     # Ruby's own headers trip -Wextra (unused parameters in inline helpers):
     # include them as system headers so the warnings left are kaal's.
@@ -47,6 +64,7 @@ module KaalExtconf
     have_library("pthread") || abort("kaal: pthread is required")
     have_func("rb_thread_call_without_gvl", "ruby/thread.h")
     built = BACKENDS.select { |b| find_backend(*b) }.map { |b| b[0] }
+    find_openssl if built.include?("KAAL_HAVE_REDIS")
     message "kaal: backends built: memory #{built.map { |m| m.sub("KAAL_HAVE_", "").downcase }.join(" ")}\n"
     create_makefile("kaal/kaal_ext")
   end

@@ -517,6 +517,14 @@ static const param_spec PARAMS[] = {
     {"log_ttl_s", offsetof(kaal_conn_params, log_ttl_s), 1},
     {"conninfo", offsetof(kaal_conn_params, conninfo), 0},
     {"ssl_ca", offsetof(kaal_conn_params, ssl_ca), 0},
+    {"ssl_ca_path", offsetof(kaal_conn_params, ssl_ca_path), 0},
+    {"ssl_cert", offsetof(kaal_conn_params, ssl_cert), 0},
+    {"ssl_key", offsetof(kaal_conn_params, ssl_key), 0},
+    {"ssl_hostname", offsetof(kaal_conn_params, ssl_hostname), 0},
+    {"sentinels", offsetof(kaal_conn_params, sentinels), 0},
+    {"sentinel_master", offsetof(kaal_conn_params, sentinel_master), 0},
+    {"sentinel_username", offsetof(kaal_conn_params, sentinel_username), 0},
+    {"sentinel_password", offsetof(kaal_conn_params, sentinel_password), 0},
 };
 #define N_PARAMS (sizeof PARAMS / sizeof PARAMS[0])
 
@@ -1089,6 +1097,12 @@ void kaal_init_backend(void)
 
     rb_define_module_function(kaal_mNative, "backends", native_backends, 0);
     rb_define_module_function(kaal_mNative, "schema", native_schema, 1);
+    /* Whether the redis backend speaks TLS (rediss://): built with libssl. */
+#if defined(KAAL_HAVE_REDIS) && defined(KAAL_HAVE_OPENSSL)
+    rb_define_const(kaal_mNative, "REDIS_TLS", Qtrue);
+#else
+    rb_define_const(kaal_mNative, "REDIS_TLS", Qfalse);
+#endif
 
     id_handle_interrupt = rb_intern("handle_interrupt");
     defer_all = rb_hash_new();

@@ -38,14 +38,15 @@ module Kaal
       Native::Backend.new(kind.to_s, namespace.to_s, params)
     end
 
-    # The Redis backend is built without TLS (hiredis_ssl is not linked): a
-    # rediss:// URL or ssl: true is refused here, where the configuration is
-    # read, rather than at every connection attempt of a running scheduler.
+    # A build without libssl has no TLS for Redis: a rediss:// URL or ssl:
+    # true is refused here, where the configuration is read, rather than at
+    # every connection attempt of a running scheduler.
     def check_tls(kind, params)
       return unless kind == :redis && params["sslmode"] && params["sslmode"] != "disable"
+      return if Native::REDIS_TLS
 
-      raise ConfigurationError, "redis: this build has no TLS support (rediss:// or ssl); use redis:// through " \
-                                "a TLS tunnel, or a Unix socket"
+      raise ConfigurationError, "redis: this build has no TLS support (rediss:// or ssl): install libssl-dev " \
+                                "and reinstall kaal (gem pristine kaal, or bin/compile in a checkout)"
     end
 
     # Names of the backends compiled into this build, as Symbols.

@@ -87,13 +87,12 @@ RSpec.describe "Redis backend connection and storage" do
       expect(raw.hget("#{ns}:states", "job")).to eq("0")
     end
 
-    it "refuses rediss:// with ConfigurationError when the handle is built: this build has no TLS" do
-      expect { build(url: "rediss://:#{password}@127.0.0.1:#{server.port}/0") }
-        .to raise_error(Kaal::ConfigurationError, /no TLS support/) { |e| expect(e.message).not_to include(password) }
-      # The C backend refuses it as well, for parameters that did not come through Kaal::Backend.build.
-      b = Kaal::Native::Backend.new("redis", ns, { "host" => "127.0.0.1", "port" => server.port, "sslmode" => "required" })
-      handles << b
-      expect { b.ping }.to raise_error(Kaal::ConfigurationError, /no TLS support/)
+    it "raises ConnectionError naming the address when rediss:// meets a plain-text port" do
+      b = build(url: "rediss://:#{password}@127.0.0.1:#{server.port}/0", connect_timeout: 0.5)
+      expect { b.ping }.to raise_error(Kaal::ConnectionError, /TLS with 127\.0\.0\.1:#{server.port} failed: .*TLS port/) { |e|
+        expect(e.message).not_to include(password)
+      }
+      expect(b.connected?).to be(false)
     end
   end
 
