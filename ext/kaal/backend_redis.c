@@ -1145,6 +1145,7 @@ static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_
         for (i = 0; i < ms->elements && out->len < q->limit; i++) {
             kaal_dispatch_row tmp, *row;
             if (vs->element[i]->type != REDIS_REPLY_STRING) continue; /* expired */
+            if (ms->element[i]->type != REDIS_REPLY_STRING) continue; /* not a log member */
             memset(&tmp, 0, sizeof tmp);
             /* A row that is not ours is skipped rather than failing the
              * whole query; so is one the filters leave out. */
@@ -1204,7 +1205,13 @@ static int redis_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
     if (rc != KAAL_OK) return rc;
     if (rep->type == REDIS_REPLY_ARRAY) {
         for (i = 0; i + 1 < rep->elements; i += 2) {
-            kaal_state_row *row = kaal_state_rows_push(out);
+            kaal_state_row *row;
+            if (rep->element[i]->type != REDIS_REPLY_STRING ||
+                rep->element[i + 1]->type != REDIS_REPLY_STRING) {
+                rc = kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "redis: states: unexpected reply");
+                break;
+            }
+            row = kaal_state_rows_push(out);
             if (!row || !(row->key = kaal_strndup(rep->element[i]->str, rep->element[i]->len))) {
                 rc = no_memory(err);
                 break;
