@@ -1,24 +1,28 @@
-/* Fuzz target "redis_reply": every Redis backend operation on a session
- * whose server answers with the fuzz bytes. The first byte picks the
- * operation; the rest is what the "server" sends, read by hiredis's reader
- * into reply objects that backend_redis.c interprets (arrays of the wrong
- * shape, nil or integer elements, error replies, NOSCRIPT, truncated
- * payloads, ...). The session is one end of a socketpair whose other end
- * holds the bytes and then closes, so every exchange ends at once: with a
- * reply, or with "connection lost". backend_redis.c is compiled into this
- * file; only fuzz_attach below knows its session struct. */
+/* Fuzz target "redis_reply": every Redis backend operation, and the
+ * replies read while connecting (AUTH, SELECT, ROLE, SCRIPT LOAD), on a
+ * session whose server answers with the fuzz bytes. The first byte picks
+ * the operation; the rest is what the "server" sends, read by hiredis's
+ * reader into reply objects that backend_redis.c interprets (arrays of the
+ * wrong shape, nil or integer elements, error replies, NOSCRIPT, READONLY,
+ * truncated payloads, ...). The connection is one end of a socketpair whose
+ * other end holds the bytes and then closes, so every exchange ends at once:
+ * with a reply, or with "connection lost". backend_redis.c and redis_io.c
+ * (without TLS) are compiled into this file; only fuzz_attach below knows
+ * their structs. */
 #include "backend_redis.c"
+#include "redis_io.c"
 
+#include <fcntl.h>
 #include <signal.h>
 
 #include "fuzz.h"
 
-/* hiredis 0.14 allocates 8 bytes per element an array reply announces
- * before any element arrives ("*444444441" asks for 3.5 GB): a server can
- * exhaust memory that way, with any client on that hiredis. The fuzzer's
- * memory limit would report it on every such input, so arrays here are
- * capped (an announced array beyond the cap fails as "out of memory" in
- * the reader, which the backend reports as a lost connection). */
+/* hiredis allocates 8 bytes per element an array reply announces before
+ * any element arrives ("*444444441" asks for 3.5 GB): a server can exhaust
+ * a client's memory that way. The fuzzer's memory limit would report it on
+ * every such input, so arrays here are capped (beyond the cap the reader
+ * fails as "out of memory", which the backend reports as a lost
+ * connection). */
 #define FUZZ_MAX_ARRAY 65536
 static redisReplyObjectFunctions capped;
 static void *(*create_array)(const redisReadTask *, int);
@@ -31,25 +35,24 @@ static void *capped_array(const redisReadTask *task, int elements)
 /* A connected session on fd, as redis_connect leaves it. */
 static void fuzz_attach(kaal_backend *b, int fd)
 {
-    redis_impl *r = calloc(1, sizeof *r);
+    kaal_error err;
+    redis_impl *r;
     int i;
-    FUZZ_CHECK(r != NULL, "calloc");
-    r->prefix = strdup("fz:");
-    r->prefix_len = 3;
+    FUZZ_CHECK(ensure_impl(b, &err) == KAAL_OK, "ensure_impl");
+    r = impl_of(b);
     r->timeout_ms = 2000;
     for (i = 0; i < S_COUNT; i++) {
         memset(r->sha[i], 'a', 40);
         r->sha[i][40] = '\0';
     }
-    r->ctx = redisConnectFd(fd);
-    FUZZ_CHECK(r->ctx != NULL && r->prefix != NULL, "redisConnectFd");
+    r->io = io_new(fd);
+    FUZZ_CHECK(r->io != NULL, "io_new");
     if (!create_array) {
-        capped = *r->ctx->reader->fn;
+        capped = *r->io->reader->fn;
         create_array = capped.createArray;
         capped.createArray = capped_array;
     }
-    r->ctx->reader->fn = &capped;
-    b->impl = r;
+    r->io->reader->fn = &capped;
     b->connected = 1;
 }
 
@@ -57,7 +60,8 @@ static void check_result(int rc, const kaal_error *err)
 {
     if (rc == KAAL_OK) return;
     /* no allocation fails here: KAAL_ENOMEM would misname a bad reply */
-    FUZZ_CHECK(rc == KAAL_EBACKEND || rc == KAAL_ECONNECT || rc == KAAL_EDUPLICATE,
+    FUZZ_CHECK(rc == KAAL_EBACKEND || rc == KAAL_ECONNECT || rc == KAAL_EDUPLICATE ||
+                   rc == KAAL_ECONFIG /* SELECT refused */,
                "unexpected status %d: %s", rc, err->message);
     FUZZ_CHECK(err->code == (kaal_status)rc && err->message[0], "status %d without its error", rc);
 }
@@ -113,7 +117,15 @@ static void run_op(kaal_backend *b, int op)
     case 12: rc = vt->heartbeat(b, "node-1", "{\"pid\":1}", 100, 60, &err); break;
     case 13: rc = vt->nodes(b, 0, &nrows, &err); break;
     case 14: rc = vt->dispatches_before(b, &q, 100, "b", &drows, &err); break;
-    default: rc = vt->delayed_list_after(b, 10, "j0", 10, &jrows, &err); break;
+    case 15: rc = vt->delayed_list_after(b, 10, "j0", 10, &jrows, &err); break;
+    /* the steps of redis_connect after the socket is open */
+    case 16: rc = authenticate(b, "user", "secret", "fuzz", &err); break;
+    case 17: rc = select_db(b, 3, "fuzz", &err); break;
+    case 18: rc = check_master(b, "fuzz", &err); break;
+    default:
+        rc = load_scripts(b, "fuzz", &err);
+        if (rc == KAAL_OK) rc = vt->cleanup(b, 1000, 10, &n, &err);
+        break;
     }
     check_result(rc, &err);
     if (rc == KAAL_OK) { /* a failed call's rows are never read */
@@ -126,7 +138,7 @@ static void run_op(kaal_backend *b, int op)
     kaal_state_rows_free(&srows);
 }
 
-#define N_OPS 16
+#define N_OPS 20
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -147,9 +159,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         off += (size_t)w;
     }
     shutdown(sv[1], SHUT_WR);
+    fcntl(sv[0], F_SETFL, fcntl(sv[0], F_GETFL) | O_NONBLOCK); /* as redis_io opens it */
     fuzz_attach(b, sv[0]);
     run_op(b, data[0] % N_OPS);
-    kaal_backend_redis.close(b); /* closes sv[0] */
+    kaal_backend_redis.close(b); /* closes sv[0] when still open */
     FUZZ_CHECK(b->impl == NULL && !b->connected, "close left a session");
     close(sv[1]);
     return 0;
