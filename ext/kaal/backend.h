@@ -60,6 +60,23 @@ typedef struct kaal_claim {
     int claimed;
 } kaal_claim;
 
+/* What claim_push writes for a won pair, next to its claim (a job queue in
+ * the same store: Sidekiq's list and "queues" set). op 'l': push payload onto
+ * the list `target` and, when set is not NULL, add `extra` to the set `set`;
+ * op 'z': add payload to the sorted set `target` with score `extra` (text);
+ * op '-': nothing. Strings are not NUL-terminated: lengths count. */
+typedef struct kaal_push {
+    char op;
+    const char *target;
+    size_t target_len;
+    const char *payload;
+    size_t payload_len;
+    const char *set;
+    size_t set_len;
+    const char *extra;
+    size_t extra_len;
+} kaal_push;
+
 /* A dispatch-log row. status: "claimed", "dispatched" or "failed". */
 typedef struct kaal_dispatch_row {
     char *key;
@@ -169,6 +186,13 @@ typedef struct kaal_backend_vtable {
      * run_at_ms == after_ms and job_id > after_id (job_id bytes). */
     int (*delayed_list_after)(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,
                               kaal_delayed_rows *out, kaal_error *err);
+
+    /* Optional (NULL when the store holds no job queue; only redis has it):
+     * claim the n pairs as claim does and, in the same atomic step, write
+     * pushes[i] for every won pair i, whose log row then says "dispatched"
+     * (not "claimed"). Either both the claim and the push happen or neither. */
+    int (*claim_push)(kaal_backend *b, kaal_claim *items, const kaal_push *pushes, size_t n,
+                      int64_t lease_ms, const char *node, int64_t now, kaal_error *err);
 } kaal_backend_vtable;
 
 /* The vtable of a backend whose functions are named after the members:

@@ -86,6 +86,55 @@ static const char LUA_CLAIM[] =
     "end\n"
     "return out\n";
 
+/* Claim and hand off (the exactly-once hand-off to a job queue in the same
+ * Redis, docs/guarantee.md). ARGV: prefix, lease_ms, log ttl (s), row (status
+ * "dispatched"), claim value, then per pair: key, fire, op, target, payload,
+ * set, extra. A pair is won exactly as by LUA_CLAIM; a won pair's payload is
+ * pushed in the same script: op "l" LPUSHes it onto the list `target` and,
+ * when `set` is not empty, SADDs `extra` to `set` (Sidekiq: the queue list
+ * and the "queues" set); op "z" ZADDs it to `target` with score `extra` (a
+ * scheduled job); op "-" pushes nothing. Redis does not undo the writes of a
+ * script that fails half-way, so every target's type is checked before the
+ * first write: a key of the wrong type fails the whole call with nothing
+ * written. Returns one 0/1 per pair. */
+static const char LUA_CLAIM_PUSH[] =
+    "local p, lease, ttl, row, cv = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n"
+    "local want = {l = 'list', z = 'zset'}\n"
+    "for i = 6, #ARGV, 7 do\n"
+    "  local op = ARGV[i + 2]\n"
+    "  local checks = {}\n"
+    "  if want[op] then checks[#checks + 1] = {ARGV[i + 3], want[op]} end\n"
+    "  if op == 'l' and ARGV[i + 5] ~= '' then checks[#checks + 1] = {ARGV[i + 5], 'set'} end\n"
+    "  for _, c in ipairs(checks) do\n"
+    "    local t = redis.call('TYPE', c[1]).ok\n"
+    "    if t ~= 'none' and t ~= c[2] then\n"
+    "      return redis.error_reply('WRONGTYPE hand-off target ' .. c[1] .. ' is a ' .. t .. ', not a ' .. c[2])\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local idx = p .. 'log-index'\n"
+    "local out = {}\n"
+    "for i = 6, #ARGV, 7 do\n"
+    "  local k, f, op = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
+    "  local m = f .. ':' .. k\n"
+    "  local won = 0\n"
+    "  if redis.call('EXISTS', p .. 'log:' .. m) == 0 and\n"
+    "     redis.call('SET', p .. 'claim:' .. m, cv, 'NX', 'PX', lease) then\n"
+    "    if op == 'l' then\n"
+    "      redis.call('LPUSH', ARGV[i + 3], ARGV[i + 4])\n"
+    "      if ARGV[i + 5] ~= '' then redis.call('SADD', ARGV[i + 5], ARGV[i + 6]) end\n"
+    "    elseif op == 'z' then\n"
+    "      redis.call('ZADD', ARGV[i + 3], ARGV[i + 6], ARGV[i + 4])\n"
+    "    end\n"
+    "    redis.call('SET', p .. 'log:' .. m, row, 'EX', ttl)\n"
+    "    redis.call('ZADD', idx, f, m)\n"
+    "    redis.call('ZADD', idx .. ':' .. k, f, f)\n"
+    "    won = 1\n"
+    "  end\n"
+    "  out[#out + 1] = won\n"
+    "end\n"
+    "return out\n";
+
 /* Record an outcome. ARGV: prefix, key, fire, now, log ttl (s), row tail
  * (updated_at, status, node, error encoded). Keeps claimed_at of an existing
  * row; creates the row (claimed_at = now) when there is none. */
@@ -212,13 +261,14 @@ enum {
     S_DELAYED_LIST,
     S_HEARTBEAT,
     S_NODES,
+    S_CLAIM_PUSH,
     S_COUNT
 };
 
 static const char *const SCRIPTS[S_COUNT] = {
     LUA_CLAIM,         LUA_RECORD,        LUA_SCAN,           LUA_CLEANUP,
     LUA_DELAYED_ADD,   LUA_DELAYED_CLAIM, LUA_DELAYED_CANCEL, LUA_DELAYED_LIST,
-    LUA_HEARTBEAT,     LUA_NODES,
+    LUA_HEARTBEAT,     LUA_NODES,         LUA_CLAIM_PUSH,
 };
 
 /* ------------------------------------------------------------------ */
@@ -1052,6 +1102,87 @@ done:
     return rc;
 }
 
+/* Claim n pairs and push each won pair's payload in one script (see
+ * LUA_CLAIM_PUSH); a won pair's log row says "dispatched". */
+static int redis_claim_push(kaal_backend *b, kaal_claim *items, const kaal_push *pushes, size_t n,
+                            int64_t lease_ms, const char *node, int64_t now, kaal_error *err)
+{
+    const char **argv = NULL;
+    size_t *lens = NULL;
+    char *fires = NULL;
+    char lease[24], ttl[24];
+    buf row = {0};
+    redisReply *rep = NULL;
+    size_t i;
+    int argc, rc;
+
+    if (n == 0) return KAAL_OK;
+    if (lease_ms <= 0) return kaal_error_set(err, KAAL_EARG, "lease_ms", -1, "lease must be > 0 ms");
+    if (n > 10000) {
+        return kaal_error_set(err, KAAL_EARG, NULL, -1, "redis: hand-off batch too large (%zu > 10000)", n);
+    }
+    argc = (int)(8 + 7 * n);
+    argv = malloc(sizeof *argv * (size_t)argc);
+    lens = malloc(sizeof *lens * (size_t)argc);
+    fires = malloc(24 * n);
+    enc_int(&row, now);
+    enc_int(&row, now);
+    enc_str(&row, "dispatched");
+    enc_str(&row, node);
+    enc_str(&row, NULL);
+    if (!argv || !lens || !fires || row.oom) {
+        rc = no_memory(err);
+        goto done;
+    }
+    snprintf(lease, sizeof lease, "%" PRId64, lease_ms);
+    snprintf(ttl, sizeof ttl, "%" PRId64, log_ttl_s(b, lease_ms));
+    argv[4] = lease;
+    lens[4] = strlen(lease);
+    argv[5] = ttl;
+    lens[5] = strlen(ttl);
+    argv[6] = row.p;
+    lens[6] = row.len;
+    argv[7] = node && *node ? node : "1";
+    lens[7] = strlen(argv[7]);
+    for (i = 0; i < n; i++) {
+        const kaal_push *q = &pushes[i];
+        const char **a = argv + 8 + 7 * i;
+        size_t *l = lens + 8 + 7 * i;
+        char *f = fires + 24 * i;
+        a[0] = items[i].key;
+        l[0] = items[i].key_len;
+        a[1] = f;
+        l[1] = (size_t)snprintf(f, 24, "%" PRId64, items[i].fire_time);
+        a[2] = q->op == 'l' ? "l" : q->op == 'z' ? "z" : "-";
+        l[2] = 1;
+        a[3] = q->target ? q->target : "";
+        l[3] = q->target ? q->target_len : 0;
+        a[4] = q->payload ? q->payload : "";
+        l[4] = q->payload ? q->payload_len : 0;
+        a[5] = q->set ? q->set : "";
+        l[5] = q->set ? q->set_len : 0;
+        a[6] = q->extra ? q->extra : "";
+        l[6] = q->extra ? q->extra_len : 0;
+        items[i].claimed = 0;
+    }
+    rc = run_script(b, S_CLAIM_PUSH, argc, argv, lens, &rep, err, "claim and hand off");
+    if (rc != KAAL_OK) goto done;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+        rc = kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "redis: claim and hand off: unexpected reply");
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        items[i].claimed = rep->element[i]->type == REDIS_REPLY_INTEGER && rep->element[i]->integer == 1;
+    }
+done:
+    if (rep) freeReplyObject(rep);
+    free(row.p);
+    free(fires);
+    free(lens);
+    free(argv);
+    return rc;
+}
+
 static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, const char *status,
                         const char *node, const char *error, int64_t now, kaal_error *err)
 {
@@ -1415,6 +1546,7 @@ const kaal_backend_vtable kaal_backend_redis = {
     .nodes = redis_nodes,
     .dispatches_before = redis_dispatches_before,
     .delayed_list_after = redis_delayed_list_after,
+    .claim_push = redis_claim_push,
 };
 
 #endif /* KAAL_HAVE_REDIS */

@@ -6,6 +6,7 @@
  *   #kind -> Symbol, #namespace -> String, #connected? (public)
  *   #_connect, #_close, #_ping, #_migrate
  *   #_claim([[key, fire_time], ...], lease_ms, node, now) -> [true/false, ...]
+ *   #_claim_push(keys, fire_times, pushes, lease_ms, node, now) -> the same; #claim_push? (public)
  *   #_record(key, fire_time, status, node, error, now)
  *   #_dispatches(key, status, node, limit) -> [{key:, fire_time:, ...}]
  *   #_dispatches_before(key, status, node, limit, before_fire, before_key) -> the same, a keyset page
@@ -209,7 +210,7 @@ typedef enum op {
     OP_SET_ENABLED, OP_STATES,
     OP_DELAYED_ADD, OP_DELAYED_CLAIM, OP_DELAYED_LIST, OP_DELAYED_LIST_AFTER,
     OP_DELAYED_CANCEL, OP_DELAYED_COUNT,
-    OP_HEARTBEAT, OP_NODES,
+    OP_HEARTBEAT, OP_NODES, OP_CLAIM_PUSH,
 } op;
 
 typedef struct call call;
@@ -235,6 +236,8 @@ struct call {
     kaal_claim *claims; /* #_claim: the pairs, keys back to back in claim_keys */
     char *claim_keys;
     size_t nclaims;
+    kaal_push *pushes; /* #_claim_push: one per claim, strings in push_blob */
+    char *push_blob;
 
     /* Results, freed by call_ensure. */
     kaal_dispatch_rows dispatches;
@@ -380,6 +383,9 @@ static int run_op(kaal_backend *b, call *c, kaal_error *err)
         return vt->heartbeat(b, s[0], s[1], n[0], n[1], err);
     case OP_NODES: /* since */
         return vt->nodes(b, n[0], &c->nodes, err);
+    case OP_CLAIM_PUSH: /* node; lease_ms, now */
+        if (c->nclaims == 0) return KAAL_OK;
+        return vt->claim_push(b, c->claims, c->pushes, c->nclaims, n[0], s[0], n[1], err);
     }
     return kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "kaal: unknown op %d", (int)c->op);
 }
@@ -477,6 +483,10 @@ static VALUE call_ensure(VALUE arg)
     free(c->claim_keys);
     c->claims = NULL;
     c->claim_keys = NULL;
+    free(c->pushes);
+    free(c->push_blob);
+    c->pushes = NULL;
+    c->push_blob = NULL;
     kaal_dispatch_rows_free(&c->dispatches);
     kaal_delayed_rows_free(&c->delayed);
     kaal_node_rows_free(&c->nodes);
@@ -772,6 +782,102 @@ static VALUE backend_claim_columns(VALUE self, VALUE keys, VALUE fires, VALUE le
                                    VALUE now)
 {
     return claim_common(self, keys, fires, lease_ms, node, now);
+}
+
+/* Claim and hand off (backends with claim_push: redis). pushes[i] = [op,
+ * target, payload, set, extra]: op "l", "z" or "-"; the others Strings (set
+ * and extra may be nil). check_pushes may raise and allocates nothing; it
+ * returns the bytes copy_pushes needs. */
+static size_t check_pushes(VALUE pushes)
+{
+    static const char *const names[] = {"op", "target", "payload", "set", "extra"};
+    size_t i, n = (size_t)RARRAY_LEN(pushes), bytes = 0;
+    long j;
+    for (i = 0; i < n; i++) {
+        VALUE push = RARRAY_AREF(pushes, (long)i), op;
+        if (!RB_TYPE_P(push, T_ARRAY) || RARRAY_LEN(push) != 5) {
+            rb_raise(rb_eArgError, "push %zu must be [op, target, payload, set, extra]", i);
+        }
+        for (j = 0; j < 5; j++) {
+            VALUE v = RARRAY_AREF(push, j);
+            if (NIL_P(v) && j >= 3) continue;
+            if (!RB_TYPE_P(v, T_STRING)) {
+                rb_raise(rb_eArgError, "push %zu: %s must be a String%s, got %" PRIsVALUE, i, names[j],
+                         j >= 3 ? " or nil" : "", rb_obj_class(v));
+            }
+            if (j > 0) bytes += (size_t)RSTRING_LEN(v);
+        }
+        op = RARRAY_AREF(push, 0);
+        if (RSTRING_LEN(op) != 1 || !strchr("lz-", RSTRING_PTR(op)[0])) {
+            rb_raise(rb_eArgError, "push %zu: op must be \"l\", \"z\" or \"-\"", i);
+        }
+    }
+    return bytes;
+}
+
+/* The checked pushes into one block (cannot raise; a failed malloc sets
+ * c->oom; call_ensure frees them). */
+static void copy_pushes(call *c, VALUE pushes, size_t bytes)
+{
+    size_t i, n = (size_t)RARRAY_LEN(pushes), off = 0;
+    long j;
+    if (n == 0) return;
+    c->pushes = calloc(n, sizeof *c->pushes);
+    c->push_blob = malloc(bytes ? bytes : 1);
+    if (!c->pushes || !c->push_blob) {
+        c->oom = 1;
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        VALUE push = RARRAY_AREF(pushes, (long)i);
+        kaal_push *q = &c->pushes[i];
+        const char **dst[4] = {&q->target, &q->payload, &q->set, &q->extra};
+        size_t *len[4] = {&q->target_len, &q->payload_len, &q->set_len, &q->extra_len};
+        q->op = RSTRING_PTR(RARRAY_AREF(push, 0))[0];
+        for (j = 1; j < 5; j++) {
+            VALUE v = RARRAY_AREF(push, j);
+            if (NIL_P(v)) continue;
+            memcpy(c->push_blob + off, RSTRING_PTR(v), (size_t)RSTRING_LEN(v));
+            *dst[j - 1] = c->push_blob + off;
+            *len[j - 1] = (size_t)RSTRING_LEN(v);
+            off += (size_t)RSTRING_LEN(v);
+        }
+    }
+}
+
+/* Won pairs of an interrupted claim_push were pushed and logged
+ * "dispatched" in the same step: there is nothing to hand back. */
+static VALUE backend_claim_push(VALUE self, VALUE keys, VALUE fires, VALUE pushes, VALUE lease_ms,
+                                VALUE node, VALUE now)
+{
+    call c;
+    size_t bytes;
+    if (!get_backend(self)->vt->claim_push) {
+        rb_raise(rb_eNotImpError, "the %s backend cannot claim and hand off in one step",
+                 get_backend(self)->vt->name);
+    }
+    Check_Type(keys, T_ARRAY);
+    Check_Type(fires, T_ARRAY);
+    Check_Type(pushes, T_ARRAY);
+    if (RARRAY_LEN(fires) != RARRAY_LEN(keys) || RARRAY_LEN(pushes) != RARRAY_LEN(keys)) {
+        rb_raise(rb_eArgError, "keys, fire_times and pushes must have one size, got %ld, %ld and %ld",
+                 RARRAY_LEN(keys), RARRAY_LEN(fires), RARRAY_LEN(pushes));
+    }
+    call_init(&c, self, OP_CLAIM_PUSH);
+    arg_i64(&c, lease_ms, "lease_ms");
+    if (c.num[0] <= 0) rb_raise(rb_eArgError, "lease_ms must be > 0");
+    arg_i64(&c, now, "now");
+    arg_name(&c, node, "node", 1);
+    bytes = check_pushes(pushes);
+    arg_claims(&c, keys, fires); /* after every check: it allocates */
+    copy_pushes(&c, pushes, bytes);
+    c.build = build_claim;
+    return run_call(&c);
+}
+
+static VALUE backend_claim_push_p(VALUE self)
+{
+    return get_backend(self)->vt->claim_push ? Qtrue : Qfalse;
 }
 
 static VALUE backend_record(VALUE self, VALUE key, VALUE fire_time, VALUE status, VALUE node,
@@ -1080,6 +1186,8 @@ void kaal_init_backend(void)
     rb_define_private_method(cBackend, "_target", backend_target, 0);
     rb_define_private_method(cBackend, "_claim", backend_claim, 4);
     rb_define_private_method(cBackend, "_claim_columns", backend_claim_columns, 5);
+    rb_define_private_method(cBackend, "_claim_push", backend_claim_push, 6);
+    rb_define_method(cBackend, "claim_push?", backend_claim_push_p, 0);
     rb_define_private_method(cBackend, "_record", backend_record, 6);
     rb_define_private_method(cBackend, "_dispatches", backend_dispatches, 4);
     rb_define_private_method(cBackend, "_dispatches_before", backend_dispatches_before, 6);

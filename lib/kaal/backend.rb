@@ -128,6 +128,30 @@ module Kaal
         _claim_columns(keys, fire_times, positive_int(lease_ms, "lease_ms"), text(node, "node"), seconds(now, "now"))
       end
 
+      # Where the backend's server is: {host:, port:, socket:, database:,
+      # path:} (the keys it has; never the password).
+      def location
+        _target.transform_keys(&:to_sym)
+      end
+
+      # Claims the pairs as #claim_columns does and, in the same atomic step,
+      # writes each won pair's push into the same store (backends where
+      # claim_push? is true: Redis). pushes[i] = [op, target, payload, set,
+      # extra]: op "l" pushes payload onto the list target and adds extra to
+      # the set named set (nil: no set); "z" adds payload to the sorted set
+      # target with score extra; "-" pushes nothing. A won pair's dispatch-log
+      # row says "dispatched". Returns one Boolean per pair.
+      def claim_push(keys, fire_times, pushes, lease_ms:, node:, now:)
+        unless keys.is_a?(Array) && fire_times.is_a?(Array) && pushes.is_a?(Array)
+          raise ArgumentError, "keys, fire_times and pushes must be Arrays, got #{keys.class}, " \
+                               "#{fire_times.class} and #{pushes.class}"
+        end
+        return [] if keys.empty? && fire_times.empty? && pushes.empty?
+
+        _claim_push(keys, fire_times, pushes, positive_int(lease_ms, "lease_ms"), text(node, "node"),
+                    seconds(now, "now"))
+      end
+
       # Sets the outcome of a pair: status "dispatched" or "failed" (Symbols
       # accepted). error: a message or an Exception (stored as "Class: message").
       def record(key, fire_time, status, node:, error: nil, now:)
