@@ -23,6 +23,7 @@ module Kaal
     CONFLICT_POLICIES = %i[error code_wins file_wins].freeze
     LOG_LEVELS = %i[debug info warn error fatal].freeze
     LOG_FORMATS = %i[text json].freeze
+    HANDOFF = %i[auto atomic at_most_once].freeze
 
     # name => [type, default, description]. Types: :backend, :hash, :string,
     # :zone (an IANA zone name the zone database has),
@@ -47,6 +48,8 @@ module Kaal
       delayed_job_allowed_class_prefixes: [:class_list, nil, "namespaces job classes may come from (MyApp allows MyApp::*)"],
       recovery_window: [:non_negative, 86_400, "seconds looked back at start for missed runs"],
       catch_up: [CATCH_UP, :latest, "default catch-up policy of the jobs"],
+      handoff: [HANDOFF, :auto, "default hand-off of the jobs: auto (atomic where the job's queue lives in the " \
+                                "backend's store, else at_most_once) | atomic | at_most_once"],
       max_catch_up_runs: [:count, 100, "most runs a catch_up: all job replays at start"],
       scheduler_conflict_policy: [CONFLICT_POLICIES, :error, "a key both in code and in the file"],
       worker_threads: [:count, 5, "threads running plain Ruby jobs"],

@@ -7,17 +7,17 @@ module Kaal
   # the job key) and naming the field.
   class Job
     CONSTANT_PATH = /\A(::)?[A-Z]\w*(::[A-Z]\w*)*\z/.freeze
-    FIELDS = %w[key cron job_class enabled queue priority set args kwargs time_zone catch_up].freeze
+    FIELDS = %w[key cron job_class enabled queue priority set args kwargs time_zone catch_up handoff].freeze
 
     attr_reader :key, :cron, :job_class, :callable, :queue, :priority, :args, :kwargs, :catch_up, :enabled,
-                :source, :location, :call_keywords, :enqueue_options
+                :source, :location, :call_keywords, :enqueue_options, :handoff
 
     # Scheduler state (owned by Kaal::Scheduler): the next fire epoch.
     attr_accessor :next_epoch
 
     def initialize(key:, cron:, location:, source:, job_class: nil, callable: nil, queue: nil, args: [],
                    kwargs: {}, time_zone: nil, catch_up: nil, enabled: true, default_time_zone: "UTC",
-                   priority: nil, set: nil)
+                   priority: nil, set: nil, handoff: nil)
       @location = location
       @source = source
       @key = check_key(key)
@@ -33,6 +33,7 @@ module Kaal
       @templated = Placeholders.check(@args, "args") | Placeholders.check(@kwargs, "kwargs")
       @templated ||= @kwargs[:idempotency_key] == ""
       @catch_up = check_catch_up(catch_up)
+      @handoff = check_handoff(handoff)
       @enabled = check_boolean(enabled, "enabled")
       @cron = check_cron(cron, time_zone || default_time_zone)
       @next_epoch = nil
@@ -184,6 +185,21 @@ module Kaal
 
       sym = value.is_a?(String) ? value.strip.downcase.to_sym : value
       raise ArgumentError, "catch_up: must be one of latest, all, none, got #{value.inspect}" unless Configuration::CATCH_UP.include?(sym)
+
+      sym
+    end
+
+    # atomic | at_most_once (nil: the configuration's handoff). A block can
+    # only run in this process, so it never hands off atomically.
+    def check_handoff(value)
+      return nil if value.nil?
+
+      sym = value.is_a?(String) ? value.strip.downcase.to_sym : value
+      raise ArgumentError, "handoff: must be atomic or at_most_once, got #{value.inspect}" unless Handoff::MODES.include?(sym)
+      if sym == :atomic && @callable
+        raise ArgumentError, "handoff: atomic is not possible for a block: it runs in this process, there is no " \
+                             "job queue to hand it to (use a Sidekiq or Active Job class, or handoff: at_most_once)"
+      end
 
       sym
     end

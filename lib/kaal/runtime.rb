@@ -108,12 +108,12 @@ module Kaal
     # block/callable, called with the keywords it accepts among fire_time:,
     # idempotency_key: and key:.
     def register(key:, cron:, job_class: nil, queue: nil, args: [], kwargs: {}, time_zone: nil, catch_up: nil,
-                 enabled: true, callable: nil, priority: nil, set: nil, &block)
+                 enabled: true, callable: nil, priority: nil, set: nil, handoff: nil, &block)
       raise ConfigurationError, "Kaal.register(key: #{key.inspect}): give a callable or a block, not both" if callable && block
 
       job = Job.new(key: key, cron: cron, job_class: job_class, callable: callable || block, queue: queue,
                     args: args, kwargs: kwargs, time_zone: time_zone, catch_up: catch_up, enabled: enabled,
-                    priority: priority, set: set, location: "Kaal.register(key: #{key.inspect})", source: :code,
+                    priority: priority, set: set, handoff: handoff, location: "Kaal.register(key: #{key.inspect})", source: :code,
                     default_time_zone: configuration.time_zone)
       check_recurring_class!(job)
       @registry.register(job, policy: configuration.scheduler_conflict_policy)

@@ -53,6 +53,7 @@ module Kaal
       @cursor = nil
       @start_at = nil # the second a start tick that has not succeeded yet was first tried
       @states = {}
+      @routes = {} # job key => its atomic hand-off route (Kaal::Handoff)
       @failures = 0
       @last_cleanup = nil
       @tick_lock = Mutex.new
@@ -66,6 +67,7 @@ module Kaal
     # -- the loop ------------------------------------------------------------
 
     def start
+      check_handoff!
       @stop_lock.synchronize do
         return self if @thread&.alive?
 
@@ -122,6 +124,12 @@ module Kaal
     # stored false is a pause; a stored true lifts it).
     def enabled?(job)
       job.enabled && @states[job.key] != false
+    end
+
+    # "atomic" when the runs of the job +key+ are claimed and enqueued in one
+    # step (Kaal::Handoff), else "at_most_once"; as of the last tick or start.
+    def handoff_of(key)
+      @routes.key?(key) ? "atomic" : "at_most_once"
     end
 
     # States refreshed from the backend (key => enabled).
@@ -207,6 +215,7 @@ module Kaal
         operation = "dispatches"
         due = collect(now_i, hi, popped)
         operation = "claim"
+        due, handed = hand_off(due, now_i) unless due.empty? || @routes.empty?
         won = due.empty? ? [] : claim(due, now_i)
       rescue BackendError => e
         restore(popped)
@@ -236,6 +245,10 @@ module Kaal
       won_count = 0
       @pool.batch do
         dispatches = dispatch_claimed(due, won)
+        if handed
+          handed.each { |d| emit_dispatch(d) }
+          dispatches = handed.concat(dispatches)
+        end
         won_count = dispatches.size
         dispatches.concat(sweep_delayed(now_f))
         housekeeping(now_i)
@@ -249,6 +262,61 @@ module Kaal
 
     def claim(due, now_i)
       @backend.claim_columns(due.keys, due.epochs, lease_ms: (@config.lease_ttl * 1000).to_i, node: @node, now: now_i)
+    end
+
+    # The runs of jobs with an atomic hand-off are claimed and enqueued in one
+    # step by their route (Kaal::Handoff), one call per route; the rest is
+    # claimed as usual. Returns [the rest (Due), the handed-off Dispatches,
+    # status final]. A BackendError leaves the runs not yet handed off
+    # unclaimed, and the tick fails closed.
+    def hand_off(due, now_i)
+      groups = {}
+      rest = Due.new([], [], [])
+      namespace = @config.namespace
+      due.jobs.each_with_index do |job, i|
+        route = @routes[job.key]
+        if route
+          (groups[route] ||= []) << Dispatch.recurring(job, due.epochs[i], namespace, @node)
+        else
+          rest.add(job, due.epochs[i])
+        end
+      end
+      return [due, nil] if groups.empty?
+
+      lease_ms = (@config.lease_ttl * 1000).to_i
+      handed = []
+      groups.each do |route, runs|
+        handed.concat(route.hand_off(runs, lease_ms: lease_ms, node: @node, now: now_i, wrapper: @config.job_wrapper))
+      end
+      [rest, handed]
+    end
+
+    # Resolves every registered job's hand-off now (Kaal.start!): a job that
+    # asks for handoff: atomic on a target that cannot do it raises
+    # ConfigurationError before the loop starts.
+    def check_handoff!
+      @tick_lock.synchronize { @routes = resolve_routes(@registry.jobs.values) }
+    end
+
+    # job key => route, for the jobs whose runs are handed off atomically.
+    # Routes are resolved once per target, so the jobs of one class share
+    # one route and one claim call per tick.
+    def resolve_routes(jobs)
+      return {} if @config.handoff == :at_most_once && jobs.none?(&:handoff)
+
+      by_target = {}
+      routes = {}
+      jobs.each do |job|
+        next if job.handoff == :at_most_once
+
+        target = job.callable || job.job_class
+        route = by_target.fetch([target, job.handoff]) do
+          by_target[[target, job.handoff]] = Handoff.resolve(job, @dispatcher.plan(target), config: @config,
+                                                                                         backend: @backend)
+        end
+        routes[job.key] = route if route
+      end
+      routes
     end
 
     # Rebuilds the heap when the registered jobs changed (keeps the next
@@ -270,6 +338,7 @@ module Kaal
         @queue.push(job) if job.next_epoch
       end
       @pending_start = jobs.values.select { |j| j.next_epoch.nil? }
+      @routes = resolve_routes(jobs.values)
       @generation = generation
     end
 

@@ -89,7 +89,7 @@ module Kaal
         key: entry["key"], cron: entry["cron"], job_class: entry["job_class"], queue: entry["queue"],
         priority: entry["priority"], set: entry["set"],
         args: entry["args"], kwargs: entry["kwargs"], time_zone: entry["time_zone"],
-        catch_up: entry["catch_up"], enabled: entry.fetch("enabled", true),
+        catch_up: entry["catch_up"], enabled: entry.fetch("enabled", true), handoff: entry["handoff"],
         location: location, source: :file, default_time_zone: default_time_zone
       )
     end

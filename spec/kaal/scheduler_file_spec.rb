@@ -105,7 +105,7 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
     it "unknown field, listing the valid ones" do
       msg = error_for("defaults:\n  jobs:\n    - key: a\n      cron: '* * * * *'\n      job_class: X\n      class: Y\n")
       expect(msg).to eq('config/kaal-scheduler.yml: defaults.jobs[0] (job "a"): unknown field "class" (valid fields: ' \
-                        "key, cron, job_class, enabled, queue, priority, set, args, kwargs, time_zone, catch_up)")
+                        "key, cron, job_class, enabled, queue, priority, set, args, kwargs, time_zone, catch_up, handoff)")
     end
 
     it "duplicate key" do

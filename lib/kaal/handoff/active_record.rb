@@ -1,0 +1,184 @@
+# frozen_string_literal: true
+
+module Kaal
+  module Handoff
+    # Active Job classes on solid_queue or good_job, in the database of an
+    # SQL backend: per run, one transaction on the queue's own Active Record
+    # connection inserts the dispatch-log row (status "dispatched"; nothing
+    # when the pair has a row already) and enqueues the job, so the job row
+    # and the claim row commit together or not at all.
+    class ActiveRecord
+      NOW = :kaal_handoff_enqueue_now
+      SQL_BACKENDS = %w[postgres sqlite mysql].freeze
+
+      # ActiveJob's enqueue_after_transaction_commit would move the enqueue
+      # after the commit, out of the transaction that holds the claim: for
+      # kaal's own transaction the job is enqueued at once.
+      module Immediate
+        private
+
+        def raw_enqueue
+          return super unless Thread.current[NOW].equal?(self)
+
+          ::ActiveJob::Enqueuing.instance_method(:raw_enqueue).bind_call(self)
+        end
+      end
+
+      # The run's enqueue failed (not the database): the transaction is
+      # rolled back and the run recorded failed.
+      class JobError < StandardError; end
+
+      # [route, nil] or [nil, reason] for the Active Job class +klass+.
+      def self.route(klass, backend)
+        adapter = klass.respond_to?(:queue_adapter) ? klass.queue_adapter : nil
+        queue = queue_name(adapter)
+        unless queue
+          name = klass.respond_to?(:queue_adapter_name) ? klass.queue_adapter_name : adapter.class.name
+          return [nil, "#{klass} uses the #{name} Active Job adapter: atomic hand-off needs solid_queue or " \
+                       "good_job in the SQL backend's database (or a Sidekiq job class on the redis backend)"]
+        end
+        if queue == "good_job" && adapter.respond_to?(:execution_mode) && adapter.execution_mode == :inline
+          return [nil, "good_job runs #{klass} inline (execution_mode :inline): there is no queue to hand it to"]
+        end
+        unless SQL_BACKENDS.include?(backend.kind.to_s)
+          return [nil, "#{klass} is queued by #{queue} in an SQL database, kaal's backend is #{backend.kind}: use " \
+                       "the backend of that database (postgres, sqlite or mysql)"]
+        end
+
+        record = queue == "solid_queue" ? ::SolidQueue::Record : ::GoodJob::BaseRecord
+        theirs = record.connection_db_config.configuration_hash
+        ours = backend.location
+        unless same_database?(backend.kind.to_s, ours, theirs)
+          return [nil, "#{klass} is queued by #{queue} in #{describe(theirs)}, kaal's #{backend.kind} backend is " \
+                       "#{describe(ours)}: claim and job must be in one database"]
+        end
+        [new(klass, record, backend), nil]
+      end
+
+      def self.queue_name(adapter)
+        name = adapter.class.name.to_s
+        if name == "ActiveJob::QueueAdapters::SolidQueueAdapter" && defined?(::SolidQueue::Record)
+          "solid_queue"
+        elsif (name == "GoodJob::Adapter" || name == "ActiveJob::QueueAdapters::GoodJobAdapter") &&
+              defined?(::GoodJob::BaseRecord)
+          "good_job"
+        end
+      end
+
+      LOCAL = %w[localhost 127.0.0.1 ::1].freeze
+
+      def self.same_database?(kind, ours, theirs)
+        theirs = theirs.transform_keys(&:to_sym)
+        if kind == "sqlite"
+          root = defined?(::Rails) && ::Rails.respond_to?(:root) && ::Rails.root ? ::Rails.root.to_s : Dir.pwd
+          return File.expand_path(ours[:path].to_s, root) == File.expand_path(theirs[:database].to_s, root)
+        end
+        return false unless ours[:database].to_s == theirs[:database].to_s
+
+        host = ->(h) { h.nil? || h.to_s.empty? || h.to_s.start_with?("/") || LOCAL.include?(h.to_s) ? "local" : h.to_s }
+        default = kind == "postgres" ? 5432 : 3306
+        host.call(ours[:host]) == host.call(theirs[:host]) &&
+          (ours[:port] || default).to_i == (theirs[:port] || default).to_i
+      end
+
+      def self.describe(loc)
+        loc = loc.transform_keys(&:to_sym)
+        return loc[:path] || loc[:database].to_s if loc[:path] || loc[:adapter].to_s.start_with?("sqlite")
+
+        "#{loc[:host] || "localhost"}:#{loc[:port] || "default port"}/#{loc[:database]}"
+      end
+
+      attr_reader :klass
+
+      def initialize(klass, record, backend)
+        @klass = klass
+        @record = record
+        @backend = backend
+        @namespace = backend.namespace
+        @ignore = backend.kind.to_s == "mysql"
+        if defined?(::ActiveJob::EnqueueAfterTransactionCommit) &&
+           !(::ActiveJob::EnqueueAfterTransactionCommit <= Immediate)
+          ::ActiveJob::EnqueueAfterTransactionCommit.prepend(Immediate)
+        end
+      end
+
+      # One transaction per run: insert the "dispatched" log row, enqueue the
+      # job. Returns the won dispatches (a run whose enqueue raised: rolled
+      # back, then claimed and recorded "failed"). Raises BackendError when
+      # the database cannot be used: that run and the ones after it were
+      # not claimed (the next tick tries them again).
+      def hand_off(dispatches, lease_ms:, node:, now:, wrapper: nil)
+        out = []
+        dispatches.each do |d|
+          started = Clock.monotonic
+          won = begin
+            wrapper ? wrapper.call { transaction(d, node, now) } : transaction(d, node, now)
+          rescue JobError => e
+            fail_run(d, e.cause || e, lease_ms: lease_ms, node: node, now: now)
+          end
+          next unless won
+
+          d.duration = Clock.monotonic - started
+          d.status ||= "dispatched"
+          out << d
+        end
+        out
+      rescue ::ActiveRecord::ActiveRecordError => e
+        raise BackendError, "hand-off through #{@record.name}'s connection failed: #{e.class}: " \
+                            "#{e.message.lines.first&.chomp}"
+      end
+
+      private
+
+      # true when this transaction won the pair and enqueued its job.
+      def transaction(dispatch, node, now)
+        @record.connection_pool.with_connection do |conn|
+          conn.transaction(requires_new: true) do
+            next false unless conn.exec_update(claim_sql(conn, dispatch, node, now), "Kaal hand-off", []) == 1
+
+            enqueue(dispatch)
+            true
+          end
+        end
+      end
+
+      def claim_sql(conn, d, node, now)
+        values = [@namespace, d.key, d.fire_epoch, "dispatched", node, now, now].map { |v| conn.quote(v) }.join(", ")
+        columns = %w[namespace job_key fire_time status node claimed_at updated_at]
+                  .map { |c| conn.quote_column_name(c) }.join(", ")
+        table = conn.quote_table_name("kaal_dispatches")
+        if @ignore
+          "INSERT IGNORE INTO #{table} (#{columns}) VALUES (#{values})"
+        else
+          "INSERT INTO #{table} (#{columns}) VALUES (#{values}) ON CONFLICT DO NOTHING"
+        end
+      end
+
+      def enqueue(dispatch)
+        args, kwargs = dispatch.arguments
+        job = @klass.new(*args, **kwargs)
+        Thread.current[NOW] = job
+        enqueued = begin
+          job.enqueue(dispatch.enqueue_options)
+        rescue ::ActiveRecord::ActiveRecordError
+          raise
+        rescue StandardError, ScriptError
+          raise JobError, "enqueue of #{@klass} failed"
+        ensure
+          Thread.current[NOW] = nil
+        end
+        raise JobError, "enqueue of #{@klass} was stopped (a before_enqueue callback halted it)" unless enqueued
+      end
+
+      def fail_run(d, error, lease_ms:, node:, now:)
+        return nil unless @backend.claim_columns([d.key], [d.fire_epoch], lease_ms: lease_ms, node: node, now: now).first
+
+        d.status = "failed"
+        d.error = Dispatcher.describe_error(error)
+        d.exception = error
+        @backend.record(d.key, d.fire_epoch, "failed", node: node, error: d.error, now: now)
+        true
+      end
+    end
+  end
+end
