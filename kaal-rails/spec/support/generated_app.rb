@@ -148,6 +148,8 @@ module GeneratedApp
         gem "pg", "~> 1.5"
         gem "trilogy", "~> 2.9"
         gem "puma", ">= 6.4"
+        gem "solid_queue", "~> 1.1", require: false # hand-off specs (APP_QUEUE_ADAPTER)
+        gem "good_job", "~> 4.0", require: false
         gem "kaal", path: #{REPO.inspect}
         gem "kaal-rails", path: #{File.join(REPO, "kaal-rails").inspect}
       RUBY
@@ -155,12 +157,17 @@ module GeneratedApp
 
     # --minimal leaves Active Job out; a scheduler app wants it. The schema
     # format follows SCHEMA_FORMAT so one app checks schema.rb and
-    # structure.sql.
+    # structure.sql. APP_QUEUE_ADAPTER=solid_queue|good_job loads that gem
+    # and makes it the queue adapter (hand-off specs); else :async.
     def enable_active_job(app)
       file = File.join(app, "config", "application.rb")
       text = File.read(file).sub('# require "active_job/railtie"', 'require "active_job/railtie"')
+      text = text.sub(/^Bundler\.require.*$/) do
+        "#{Regexp.last_match(0)}\nrequire ENV[\"APP_QUEUE_ADAPTER\"] if %w[solid_queue good_job].include?(ENV[\"APP_QUEUE_ADAPTER\"])"
+      end
       text = text.sub(/^(\s*)config\.load_defaults.*$/) do
-        "#{Regexp.last_match(0)}\n#{Regexp.last_match(1)}config.active_job.queue_adapter = :async\n" \
+        "#{Regexp.last_match(0)}\n#{Regexp.last_match(1)}config.active_job.queue_adapter = " \
+          "(ENV[\"APP_QUEUE_ADAPTER\"] || \"async\").to_sym\n" \
           "#{Regexp.last_match(1)}config.time_zone = ENV[\"APP_TIME_ZONE\"] if ENV[\"APP_TIME_ZONE\"]"
       end
       File.write(file, text)
