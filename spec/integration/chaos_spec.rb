@@ -14,13 +14,19 @@ require_relative "../../test/chaos/harness"
 # fire time) may run twice. Coverage is only checked loosely: a pair lost to
 # a node killed between claim and dispatch is allowed (at most once).
 #
+# "sidekiq" is the exactly-once hand-off under the same schedule (--backend
+# redis --target sidekiq): the jobs are Sidekiq jobs claimed and pushed in
+# one script and run by two real Sidekiq processes; there, no pair may be
+# claimed without its job being enqueued, nor enqueued and never run.
+#
 # Each run starts its own private server (bin/services in the run dir), so it
-# can crash it. The four runs go two at a time in the background as soon as
+# can crash it. The five runs go two at a time in the background as soon as
 # the first example needs one (KAAL_CHAOS_SECONDS: length of each run,
 # default 28; KAAL_CHAOS_PARALLEL: runs at once, default 2).
 module KaalChaosShort
   BIN = File.expand_path("../../bin/chaos", __dir__)
   BACKENDS = %w[redis postgres mysql sqlite].freeze
+  RUNS = (BACKENDS + %w[sidekiq]).freeze
   LOCK = Mutex.new
   DONE = ConditionVariable.new
   @results = {}
@@ -33,6 +39,12 @@ module KaalChaosShort
   end
 
   def unavailable(backend)
+    if backend == "sidekiq"
+      return "no redis server installed (bin/setup)" unless Kaal::Chaos::Server.available?("redis")
+      return "the redis backend is not compiled into this build" unless Kaal::Native.backends.include?("redis")
+
+      return nil
+    end
     return "the #{backend} backend is not compiled into this build" unless Kaal::Native.backends.include?(backend)
     return nil if backend == "sqlite"
     return "no #{backend} server installed (bin/setup)" unless Kaal::Chaos::Server.available?(backend)
@@ -43,7 +55,8 @@ module KaalChaosShort
   # [status, report Hash or nil, stderr, dir]
   def run(backend)
     dir = Dir.mktmpdir("kaal-chaos-spec-#{backend}-")
-    out, err, status = Open3.capture3(BIN, "--backend", backend, "--nodes", "3", "--jobs", "20",
+    target = backend == "sidekiq" ? %w[--backend redis --target sidekiq] : ["--backend", backend]
+    out, err, status = Open3.capture3(BIN, *target, "--nodes", "3", "--jobs", "20",
                                       "--duration", seconds.to_s, "--skew", "2.0", "--spare-node0", "--dir", dir, "--json")
     report = begin
       JSON.parse(out, symbolize_names: true)
@@ -60,7 +73,7 @@ module KaalChaosShort
       @started = true
     end
     queue = Queue.new
-    BACKENDS.each { |b| queue << b unless unavailable(b) }
+    RUNS.each { |b| queue << b unless unavailable(b) }
     queue.close
     Integer(ENV.fetch("KAAL_CHAOS_PARALLEL", "2")).times do
       Thread.new do
@@ -89,8 +102,8 @@ module KaalChaosShort
 end
 
 RSpec.describe "bin/chaos short runs", :integration do
-  KaalChaosShort::BACKENDS.each do |backend|
-    it "#{backend}: no (key, fire time) runs twice across 3 nodes through SIGKILLs, a server crash and skewed clocks" do
+  KaalChaosShort::RUNS.each do |backend|
+    it "#{backend == "sidekiq" ? "redis, Sidekiq jobs handed off atomically" : backend}: no (key, fire time) runs twice across 3 nodes through SIGKILLs, a server crash and skewed clocks" do
       reason = KaalChaosShort.unavailable(backend)
       if reason
         raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
@@ -114,6 +127,14 @@ RSpec.describe "bin/chaos short runs", :integration do
       # whose server crashed) between claim and dispatch, nothing else
       unexplained = report[:lost].select { |l| l[:reason].start_with?("UNEXPLAINED: claimed") }
       expect(unexplained).to be_empty, explain
+      if backend == "sidekiq"
+        # exactly once: every pair handed off was enqueued with its claim and
+        # run by a worker; none claimed and left behind
+        expect(report[:claimed_never_dispatched]).to be_empty, explain
+        expect(report[:handed_off]).to include(never_ran: 0, left_in_queue: 0), explain
+        expect(report[:handed_off][:logged]).to eq(report[:dispatches] - report[:sidekiq_reruns]), explain
+        expect(report[:lost].map { |l| l[:reason] }.grep(/claimed/)).to be_empty, explain
+      end
       FileUtils.rm_rf(dir)
     end
   end

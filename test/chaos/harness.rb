@@ -15,7 +15,12 @@ module Kaal
     BIN_KAAL = File.join(ROOT, "bin", "kaal")
     LIB = File.join(ROOT, "lib")
     JOBS_RB = File.join(__dir__, "jobs.rb")
+    SIDEKIQ_JOBS_RB = File.join(__dir__, "sidekiq_jobs.rb")
     BACKENDS = %w[redis postgres mysql sqlite].freeze
+    # Who runs the jobs: kaal's worker pool (plain Ruby jobs, at most once),
+    # or real Sidekiq processes fed by the exactly-once hand-off.
+    TARGETS = %w[kaal sidekiq].freeze
+    SIDEKIQ_QUEUE = "chaos"
     # memory is the harness control: every node has its own store, so every
     # node runs every job and the report must show duplicates.
     CONTROL = "memory"
@@ -24,12 +29,14 @@ module Kaal
     Options = Struct.new(
       :backend, :nodes, :jobs, :duration, :seed, :skew, :server_restart, :url, :json, :dir,
       :kill_every, :restart_after, :outage, :outages, :margin, :window_lookback, :quiet, :lossy, :spare_node0,
+      :target, :workers,
       keyword_init: true
     ) do
       def self.defaults
         new(backend: "redis", nodes: 5, jobs: 100, duration: 60, seed: nil, skew: 2.0, server_restart: true,
             url: nil, json: false, dir: nil, kill_every: 3.0..8.0, restart_after: 0.2..2.0, outage: 3.0..6.0,
-            outages: nil, margin: 3, window_lookback: 15, quiet: 6.0, lossy: false, spare_node0: false)
+            outages: nil, margin: 3, window_lookback: 15, quiet: 6.0, lossy: false, spare_node0: false,
+            target: "kaal", workers: 2)
       end
 
       # The claim must outlive the window a node looks back over, also as
@@ -67,11 +74,11 @@ module Kaal
           "KAAL_CHAOS_NODE" => @incarnation,
           "KAAL_CHAOS_RECORD_DIR" => @run.record_dir,
           "KAAL_TEST_CLOCK_OFFSET" => format("%.3f", offset)
-        }
+        }.merge(@run.target_env)
         log = File.join(@run.log_dir, "#{name}.log")
         File.open(log, "a") { |f| f.puts "==== chaos: start #{@incarnation} clock offset #{format("%+.3f", offset)}s" }
         @started_mono = Clock.monotonic
-        @pid = Process.spawn(env, RbConfig.ruby, "-I", LIB, BIN_KAAL, "start", "--require", JOBS_RB,
+        @pid = Process.spawn(env, RbConfig.ruby, "-I", LIB, BIN_KAAL, "start", "--require", @run.jobs_rb,
                              chdir: @run.dir, in: File::NULL, out: [log, "a"], err: [log, "a"], pgroup: true)
       end
 
@@ -130,6 +137,50 @@ module Kaal
       end
     end
 
+    # One real Sidekiq process (--target sidekiq), consuming the chaos queue
+    # from the Redis of kaal's backend. Never killed: the run is about kaal's
+    # hand-off, not about Sidekiq's own delivery (a SIGKILLed Sidekiq with
+    # basic fetch loses the jobs it had taken).
+    class SidekiqWorker
+      attr_reader :name, :pid
+
+      def initialize(index, run)
+        @name = "sidekiq-#{index}"
+        @run = run
+        @pid = nil
+      end
+
+      def start
+        env = @run.target_env.merge("KAAL_CHAOS_NODE" => @name, "KAAL_CHAOS_RECORD_DIR" => @run.record_dir)
+        log = File.join(@run.log_dir, "#{@name}.log")
+        @pid = Process.spawn(env, RbConfig.ruby, Gem.bin_path("sidekiq", "sidekiq"), "-r", @run.jobs_rb,
+                             "-q", SIDEKIQ_QUEUE, "-c", "5", "-t", "8", chdir: @run.dir, in: File::NULL,
+                                                                         out: [log, "a"], err: [log, "a"], pgroup: true)
+      end
+
+      # TERM, then the exit status (SIGKILL after +seconds+).
+      def stop(seconds = 20)
+        return nil unless @pid
+
+        Process.kill("TERM", @pid)
+        deadline = Clock.monotonic + seconds
+        loop do
+          done, status = Process.waitpid2(@pid, Process::WNOHANG)
+          return (@pid = nil) || status if done
+
+          if Clock.monotonic > deadline
+            Process.kill("KILL", @pid)
+            Process.wait(@pid)
+            @pid = nil
+            return nil
+          end
+          sleep 0.05
+        end
+      rescue Errno::ESRCH, Errno::ECHILD
+        @pid = nil
+      end
+    end
+
     # Makes the SQLite file unavailable: another process holds an exclusive
     # write lock on it (BEGIN EXCLUSIVE) for a few seconds, so every claim
     # fails with SQLITE_BUSY after the backend's busy timeout.
@@ -170,6 +221,7 @@ module Kaal
 
       def initialize(opts, progress: $stderr)
         @opts = opts
+        @opts.target ||= "kaal"
         @opts.outage = SQLITE_OUTAGE if opts.backend == "sqlite" && opts.outage == Options.defaults.outage
         @opts.seed ||= Random.new_seed % 1_000_000
         @rng = Random.new(@opts.seed)
@@ -191,18 +243,35 @@ module Kaal
         @nodes = Array.new(@opts.nodes) { |i| Node.new(i, self) }
         @started_at = Time.now
         @t0 = Clock.monotonic
+        start_workers
         @nodes.each { |n| start_node(n, initial_offset(n.index)) }
         drive
         @stopped_at = Time.now
         stop_nodes
+        drain_workers
         report = analyse
         File.write(File.join(@dir, "report.json"), JSON.pretty_generate(report))
         File.write(File.join(@dir, "report.txt"), Report.text(report))
         report
       ensure
         @nodes&.each { |n| n.kill! if n.pid }
+        @workers&.each { |w| w.stop(5) if w.pid }
         @lock_pid && (Process.kill("KILL", @lock_pid) rescue nil) && (Process.wait(@lock_pid) rescue nil)
         @server&.stop
+      end
+
+      def sidekiq?
+        @opts.target == "sidekiq"
+      end
+
+      def jobs_rb
+        sidekiq? ? SIDEKIQ_JOBS_RB : JOBS_RB
+      end
+
+      # Environment of the nodes and workers: Sidekiq's client and server
+      # find the Redis of kaal's backend through REDIS_URL.
+      def target_env
+        sidekiq? ? { "REDIS_URL" => url } : {}
       end
 
       private
@@ -275,8 +344,10 @@ module Kaal
         }
         File.write(File.join(@dir, "config", "kaal.yml"), YAML.dump("defaults" => config))
         jobs = Array.new(@opts.jobs) do |i|
-          { "key" => Chaos.job_key(i), "cron" => "* * * * * *", "job_class" => "KaalChaosJob",
-            "args" => ["{{key}}", "{{fire_time.unix}}"] }
+          job = { "key" => Chaos.job_key(i), "cron" => "* * * * * *", "job_class" => "KaalChaosJob",
+                  "args" => ["{{key}}", "{{fire_time.unix}}"] }
+          job.merge!("job_class" => "KaalChaosSidekiqJob", "queue" => SIDEKIQ_QUEUE, "handoff" => "atomic") if sidekiq?
+          job
         end
         File.write(File.join(@dir, "config", "kaal-scheduler.yml"), YAML.dump("defaults" => { "jobs" => jobs }))
       end
@@ -427,6 +498,46 @@ module Kaal
         end
       end
 
+      def start_workers
+        return unless sidekiq?
+
+        @workers = Array.new(@opts.workers) { |i| SidekiqWorker.new(i, self) }
+        @workers.each(&:start)
+        say "#{@workers.size} Sidekiq workers on queue #{SIDEKIQ_QUEUE} (pids #{@workers.map(&:pid).join(", ")})"
+      end
+
+      # After the nodes stopped: wait until the workers have emptied the
+      # queue and the records stop growing (at most 180 s), then stop them.
+      # What is still queued then is reported, not counted as run.
+      def drain_workers
+        return unless @workers
+
+        require "redis_client"
+        redis = RedisClient.new(url: url)
+        deadline = Clock.monotonic + 180
+        last = nil
+        stable_since = Clock.monotonic
+        loop do
+          queued = redis.call("LLEN", "queue:#{SIDEKIQ_QUEUE}")
+          count = Dir[File.join(@record_dir, "*.rec")].sum { |f| File.size(f) }
+          if count != last
+            last = count
+            stable_since = Clock.monotonic
+          end
+          break if queued.zero? && Clock.monotonic - stable_since > 2
+          break if Clock.monotonic > deadline
+
+          sleep 0.2
+        end
+        @left_in_queue = redis.call("LLEN", "queue:#{SIDEKIQ_QUEUE}")
+        redis.close
+        say "Sidekiq queue drained (#{@left_in_queue} left); TERM to the workers"
+        @workers.each do |w|
+          status = w.stop(20)
+          @crashes << { node: w.name, status: status.inspect, log_tail: "" } unless status&.success?
+        end
+      end
+
       # -- analysis --------------------------------------------------------------
 
       def read_records
@@ -435,7 +546,7 @@ module Kaal
             k, f, n, pid, at = line.split
             next unless at
 
-            [k, Integer(f), n, Integer(pid), Float(at)]
+            [k, Integer(f), n, Integer(pid), Float(at), line.split[5]]
           end
         end
       end
@@ -443,8 +554,16 @@ module Kaal
       def analyse
         records = read_records
         by_pair = records.group_by { |k, f, *| [k, f] }
-        duplicates = by_pair.select { |_, rs| rs.size > 1 }.map do |(k, f), rs|
-          { key: k, fire_time: f, runs: rs.map { |_, _, n, pid, at| { node: n, pid: pid, written_at: at } } }
+        # A pair that ran under two jids was enqueued twice (a duplicate of
+        # kaal's); one jid run twice is Sidekiq's own redelivery.
+        reruns = 0
+        duplicates = by_pair.select do |_, rs|
+          jids = rs.map { |r| r[5] }
+          reruns += jids.size - jids.uniq.size if jids.all?
+          jids.all? ? jids.uniq.size > 1 : rs.size > 1
+        end
+        duplicates = duplicates.map do |(k, f), rs|
+          { key: k, fire_time: f, runs: rs.map { |_, _, n, pid, at, jid| { node: n, pid: pid, written_at: at, jid: jid }.compact } }
         end
         keys = Array.new(@opts.jobs) { |i| Chaos.job_key(i) }
         first = records.map { |_, f, *| f }.select { |f| f >= @started_at.to_i }.min
@@ -469,11 +588,14 @@ module Kaal
         claimed = claimed_rows.to_h { |r| [[r[:key], r[:fire_time]], r] }
         never = claimed.reject { |pair, _| by_pair.key?(pair) }
         outcome_unrecorded = claimed.size - never.size
+        handed = sidekiq? ? handed_off(by_pair) : nil
         lost = missing.map { |k, f| explain(k, f, claimed[[k, f]]) }
         lost_by_reason = lost.group_by { |l| l[:reason] }.transform_values(&:size)
         lateness = records.map { |_, f, _, _, at| at - f }.sort
         offsets = @events.select { |e| e[:kind] == "start" }.to_h { |e| [e[:node], e[:offset]] }
-        node_lateness = records.map { |_, f, n, _, at| at + offsets.fetch(n, 0.0) - f }.sort
+        # (--target sidekiq: the records name the worker, not the node, so
+        # there is no node clock to measure on)
+        node_lateness = sidekiq? ? [] : records.map { |_, f, n, _, at| at + offsets.fetch(n, 0.0) - f }.sort
         handle.close
         {
           backend: @opts.backend, nodes: @opts.nodes, jobs: @opts.jobs, duration: (@stopped_at - @started_at).round(1),
@@ -484,12 +606,25 @@ module Kaal
           window: window, expected: expected, covered: expected - missing.size,
           coverage: expected.zero? ? 0.0 : (100.0 * (expected - missing.size) / expected).round(3),
           claimed_never_dispatched: never.map { |(k, f), r| { key: k, fire_time: f, node: r[:node], claimed_at: r[:claimed_at] } },
-          claimed_outcome_unrecorded: outcome_unrecorded,
+          claimed_outcome_unrecorded: outcome_unrecorded, target: @opts.target, handed_off: handed,
+          sidekiq_reruns: reruns,
           log_error: @log_error,
           lost: lost, lost_by_reason: lost_by_reason,
           lateness: percentiles(lateness), node_lateness: percentiles(node_lateness),
           events: @events
         }
+      end
+
+      # --target sidekiq: the pairs the dispatch log says were handed off
+      # (status "dispatched": claim and job written in one step), and those
+      # among them that no worker ran.
+      def handed_off(by_pair)
+        rows = handle.dispatches(status: "dispatched", limit: 10_000_000).select { |r| r[:key].start_with?("chaos-") }
+        never_ran = rows.reject { |r| by_pair.key?([r[:key], r[:fire_time]]) }
+        { logged: rows.size, never_ran: never_ran.size, left_in_queue: @left_in_queue,
+          never_ran_examples: never_ran.first(10).map { |r| { key: r[:key], fire_time: r[:fire_time], node: r[:node] } } }
+      rescue Kaal::Error => e
+        { error: "#{e.class}: #{e.message}" }
       end
 
       def percentiles(sorted)
@@ -544,7 +679,14 @@ module Kaal
                "#{", LOSSY server (no persistence: a crash loses claims)" if r[:lossy_server]}"
         out << "  SIGKILLs: #{r[:kills]}; backend outages: #{r[:outages].size}" \
                "#{r[:outages].map { |o| " [#{o[:what]}, down #{((o[:up_at] || o[:down_at]) - o[:down_at]).round(1)}s]" }.join}"
-        out << "  dispatches: #{r[:dispatches]}"
+        out << "  target: #{r[:target]}" if r[:target] && r[:target] != "kaal"
+        out << "  dispatches: #{r[:dispatches]}#{" (runs by the Sidekiq workers)" if r[:target] == "sidekiq"}"
+        if (h = r[:handed_off])
+          out << "  handed off (log status dispatched): #{h[:logged]}, never run by a worker: #{h[:never_ran]}, " \
+                 "left in the queue: #{h[:left_in_queue]}, Sidekiq re-runs of one jid: #{r[:sidekiq_reruns]}" \
+                 "#{" (log unreadable: #{h[:error]})" if h[:error]}"
+          (h[:never_ran_examples] || []).each { |x| out << "    NOT RUN #{x[:key]} @ #{x[:fire_time]} (handed off by #{x[:node]})" }
+        end
         out << "  duplicate pairs: #{r[:duplicates].size}"
         r[:duplicates].first(50).each do |d|
           out << "    DUPLICATE #{d[:key]} @ #{d[:fire_time]}: #{d[:runs].map { |x| "#{x[:node]} (pid #{x[:pid]}) at #{x[:written_at]}" }.join(", ")}"
