@@ -308,12 +308,15 @@ module Kaal
       end
     end
 
-    SECRET_KEYS = %i[password pass passwd secret token].freeze
+    SECRET_KEYS = %i[password pass passwd secret token sentinel_password].freeze
 
     def redact_backend_config(config)
       config.each_with_object({}) do |(k, v), h|
         h[k] = if SECRET_KEYS.include?(k.to_sym) then "[REDACTED]"
+               # ssl_params key: a private key (PEM text or an OpenSSL object) unless a file path
+               elsif k.to_sym == :key && !(v.is_a?(String) && !v.start_with?("-----")) then "[REDACTED]"
                elsif v.is_a?(Hash) then redact_backend_config(v)
+               elsif v.is_a?(Array) then v.map { |e| e.is_a?(Hash) ? redact_backend_config(e) : e }
                elsif k.to_sym == :url && v.is_a?(String) then Kaal.redact_url(v)
                else v
                end

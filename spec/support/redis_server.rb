@@ -49,7 +49,7 @@ module Kaal
         raise "already running (pid #{@pid})" if @pid
 
         @pid = Process.spawn(
-          BIN, "--bind", "127.0.0.1", "--port", port.to_s, "--dir", @dir, "--save", "",
+          BIN, "--bind", "127.0.0.1", *listen_args, "--dir", @dir, "--save", "",
           "--appendonly", "no", "--daemonize", "no", "--logfile", File.join(@dir, "redis.log"),
           "--unixsocket", socket_path, *@extra,
           in: File::NULL, out: File::NULL, err: File::NULL
@@ -71,7 +71,7 @@ module Kaal
       # last reply. Each command is an Array: command(%w[AUTH pw], %w[PING]).
       def command(*args)
         cmds = args.first.is_a?(Array) ? args : [args]
-        TCPSocket.open("127.0.0.1", port) do |s|
+        open_socket do |s|
           cmds.map do |c|
             s.write("*#{c.size}\r\n" + c.map { |a| "$#{a.to_s.bytesize}\r\n#{a}\r\n" }.join)
             s.gets
@@ -80,6 +80,15 @@ module Kaal
       end
 
       private
+
+      # The redis-server arguments that say where it listens.
+      def listen_args
+        ["--port", port.to_s]
+      end
+
+      def open_socket(&block)
+        TCPSocket.open("127.0.0.1", port, &block)
+      end
 
       def signal_and_wait(sig)
         return unless @pid

@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "uri"
+require_relative "redis_params"
 
 module Kaal
   module Backend
@@ -26,6 +27,7 @@ module Kaal
       # URL scheme => backend kind.
       SCHEMES = {
         "redis" => :redis, "rediss" => :redis, "unix" => :redis, "redis+unix" => :redis,
+        "redis+sentinel" => :redis, "rediss+sentinel" => :redis,
         "postgres" => :postgres, "postgresql" => :postgres, "postgis" => :postgres,
         "mysql" => :mysql, "mysql2" => :mysql, "trilogy" => :mysql, "mariadb" => :mysql,
         "sqlite" => :sqlite, "sqlite3" => :sqlite
@@ -38,7 +40,8 @@ module Kaal
         "mysql2" => :mysql, "trilogy" => :mysql, "mysql" => :mysql, "mariadb" => :mysql
       }.freeze
 
-      CONFIG_KEYS = %i[url connection redis database path connect_timeout command_timeout timeout].freeze
+      CONFIG_KEYS = (%i[url connection redis database path connect_timeout command_timeout timeout] +
+                     RedisParams::KEYS).freeze
       SECRET_KEY = /pass(word)?|secret|token|credential/i.freeze
       REDACTED = "[REDACTED]"
 
@@ -85,6 +88,7 @@ module Kaal
         add_timeout(params, "command_timeout_ms", config[:timeout], "timeout")
         add_timeout(params, "connect_timeout_ms", config[:connect_timeout], "connect_timeout")
         add_timeout(params, "command_timeout_ms", config[:command_timeout], "command_timeout")
+        RedisParams.apply(kind, params, config)
         check_sqlite(params) if kind == :sqlite
         params
       end
@@ -111,7 +115,8 @@ module Kaal
         check_kind(kind, found, "#{source} #{redact(url).inspect}")
         case found
         when :sqlite then sqlite_url(rest, source)
-        when :redis then redis_url(scheme, rest, url, source)
+        when :redis
+          scheme.end_with?("+sentinel") ? RedisParams.from_url(scheme, rest, source) : redis_url(scheme, rest, url, source)
         when :postgres then postgres_url(scheme, rest, url, source)
         else server_url(found, scheme, rest, source)
         end
@@ -199,6 +204,8 @@ module Kaal
         params["sslmode"] = "required" if opts[:ssl]
         add_timeout(params, "connect_timeout_ms", opts[:connect_timeout], "redis connect_timeout")
         add_timeout(params, "command_timeout_ms", opts[:read_timeout], "redis read_timeout")
+        RedisParams.add_ssl(params, nil, opts[:ssl_params], "backend_config.redis") if opts[:ssl]
+        RedisParams.add_sentinels(params, opts, "backend_config.redis") if opts[:sentinels]
         params
       end
 
@@ -538,16 +545,23 @@ module Kaal
         client = redis.respond_to?(:_client) ? redis._client : nil
         config = client.config if client.respond_to?(:config)
         if config
+          return RedisParams.from_client_config(config) if safe(config, :sentinel?)
+
           return {
             host: safe(config, :host), port: safe(config, :port), path: safe(config, :path),
             db: safe(config, :db), username: safe(config, :username), password: safe(config, :password),
-            ssl: safe(config, :ssl), connect_timeout: safe(config, :connect_timeout),
+            ssl: safe(config, :ssl), ssl_params: safe(config, :ssl_params),
+            connect_timeout: safe(config, :connect_timeout),
             read_timeout: safe(config, :read_timeout)
           }
         end
         if client.respond_to?(:options)
           opts = client.options
-          return opts.slice(:host, :port, :path, :db, :username, :password, :ssl, :connect_timeout, :read_timeout)
+          opts = opts.slice(:host, :port, :path, :db, :username, :password, :ssl, :ssl_params, :connect_timeout,
+                            :read_timeout, :sentinels, :name, :sentinel_username, :sentinel_password)
+          # redis-rb 4 with sentinels: the URL's host is the master's name.
+          opts[:name] ||= opts[:host] if opts[:sentinels]
+          return opts
         end
         opts = redis.instance_variable_get(:@options) if redis.instance_variable_defined?(:@options)
         return symbolize(opts, "redis options") if opts.is_a?(Hash)
