@@ -154,6 +154,13 @@ typedef struct my_impl {
     MYSQL_STMT *claim[SLOTS]; /* claim[i] inserts 1 << i rows */
     int skip_locked;
     unsigned int last_errno; /* of the last failure (deadlock retries) */
+    /* The token of a claim that failed: each INSERT of a claim commits on
+     * its own, so rows of its earlier statements may be in the log under
+     * this token. The next claim on the handle uses it again, and its
+     * read-back hands those rows over as won (after a failed claim the
+     * scheduler claims the same pairs again, see docs/architecture.md);
+     * cleared by a claim that succeeds. */
+    char held_token[33];
 } my_impl;
 
 #define IMPL(b) ((my_impl *)(b)->impl)
@@ -609,6 +616,9 @@ static int my_connect(kaal_backend *b, kaal_error *err)
     unsigned long ver;
     int rc;
 
+    /* INSERT IGNORE would cut a longer one short: every claim lost */
+    rc = kaal_check_varchar("mysql", "namespace", b->ns, strlen(b->ns), err);
+    if (rc != KAAL_OK) return rc;
     if (!m) {
         m = calloc(1, sizeof *m);
         if (!m) return oom(err);
@@ -816,9 +826,12 @@ static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
     for (i = 0; i < n; i++) items[i].claimed = 0;
     if (n == 0) return KAAL_OK;
     if ((rc = kaal_check_claims("mysql", items, n, node, err)) != KAAL_OK) return rc;
-    if (!make_token(token))
+    if (IMPL(b)->held_token[0]) {
+        memcpy(token, IMPL(b)->held_token, sizeof token);
+    } else if (!make_token(token)) {
         return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
                               "mysql: claim: no random source for the claim token");
+    }
     ps = malloc(7 * CHUNK * sizeof *ps);
     order = kaal_claims_sorted(items, n);
     if (!ps || !order) {
@@ -844,9 +857,14 @@ static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
         rb[3] = p_strn(token, 32);
         rc = run(b, Q_READBACK, rb, 4, claim_row, &ctx, err, "claim", NULL);
     }
-    /* Not knowing what was won means nothing was won (fail closed). */
-    if (rc != KAAL_OK)
+    /* Not knowing what was won means nothing was won (fail closed); what
+     * this token did win goes to the next claim (held_token). */
+    if (rc != KAAL_OK) {
         for (i = 0; i < n; i++) items[i].claimed = 0;
+        memcpy(IMPL(b)->held_token, token, sizeof token);
+    } else {
+        IMPL(b)->held_token[0] = '\0';
+    }
     free(order);
     return rc;
 }

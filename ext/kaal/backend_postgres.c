@@ -541,6 +541,8 @@ static int pg_connect(kaal_backend *b, kaal_error *err)
     int qto = p->command_timeout_ms > 0 ? p->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS;
     char where[300];
 
+    rc = kaal_check_varchar("postgres", "namespace", b->ns, strlen(b->ns), err);
+    if (rc != KAAL_OK) return rc;
     if (!s) {
         s = calloc(1, sizeof *s);
         if (!s) return oom(err);

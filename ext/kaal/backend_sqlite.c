@@ -497,6 +497,9 @@ static int sqlite_connect(kaal_backend *b, kaal_error *err)
     char *msg = NULL;
     int rc;
 
+    /* SQLite keeps longer text; refused as on the other SQL stores */
+    rc = kaal_check_varchar("sqlite", "namespace", b->ns, strlen(b->ns), err);
+    if (rc != KAAL_OK) return rc;
     if (b->impl) sqlite_close(b);
     if (!path || !*path)
         return kaal_error_set(err, KAAL_ECONFIG, "path", -1,

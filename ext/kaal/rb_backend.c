@@ -596,8 +596,7 @@ static VALUE backend_initialize(VALUE self, VALUE kind, VALUE ns, VALUE params)
     if (o->b) rb_raise(rb_eRuntimeError, "Kaal::Native::Backend already initialized");
     vt = kaal_backend_find(name);
     if (!vt || !vt->connect) raise_unavailable(name);
-    ns = check_str(ns, "namespace", 0);
-    if (RSTRING_LEN(ns) == 0) rb_raise(rb_eArgError, "namespace must not be empty");
+    ns = check_name(vt->name, ns, "namespace", 0); /* a VARCHAR(255) column on SQL stores */
     if (NIL_P(params)) params = rb_hash_new();
     Check_Type(params, T_HASH);
     rb_hash_foreach(params, check_param, Qnil);

@@ -31,6 +31,9 @@ module Kaal
       if namespace.to_s.empty? || namespace.to_s.include?("\0")
         raise ConfigurationError, "namespace must be a non-empty String without NUL bytes"
       end
+      if (problem = StoredText.problem(namespace.to_s))
+        raise ConfigurationError, "namespace: #{problem}"
+      end
 
       params = ConnectionParams.from(kind, config)
       check_tls(kind, params)

@@ -337,6 +337,18 @@ RSpec.shared_examples "a kaal backend" do
       expect(backend.dispatch_status("job", now)).to eq("claimed")
       expect(backend.delayed_count).to eq(1)
     end
+
+    # MySQL's INSERT IGNORE cut a longer one short and lost every claim;
+    # every backend refuses it, as it refuses such a job key.
+    it "over 255 characters are refused where the handle is built, naming the limit" do
+      expect { backend_factory.call("n" * 256) }
+        .to raise_error(Kaal::ConfigurationError, /namespace: is 256 characters long; at most 255 fit/)
+      expect { Kaal::Native::Backend.new(kaal_backend_kind.to_s, "é" * 256, {}) }
+        .to raise_error(ArgumentError, /#{kaal_backend_kind}: namespace is 256 characters long; at most 255 fit/)
+      longest = backend_factory.call((unique_namespace + "é" * 255)[0, 255])
+      expect(claim(longest, [["job", now]])).to eq([true])
+      expect(longest.cleanup(before: now + 1)).to eq(1)
+    end
   end
 
   describe "delayed jobs" do

@@ -64,6 +64,57 @@ RSpec.describe "MySQL backend against a server" do
     end
   end
 
+  describe "a namespace" do
+    it "over 255 characters is refused where the handle is built, naming the limit" do
+      # INSERT IGNORE used to cut it short, so the read-back by the full
+      # namespace found nothing and every claim was lost.
+      long = "n" * 256
+      expect { Kaal::Backend.build(:mysql, namespace: long, config: { url: kaal_backend_url }) }
+        .to raise_error(Kaal::ConfigurationError, /namespace: is 256 characters long; at most 255 fit/)
+      params = Kaal::Backend::ConnectionParams.from(:mysql, url: kaal_backend_url)
+      expect { Kaal::Native::Backend.new("mysql", long, params) }
+        .to raise_error(ArgumentError, /mysql: namespace is 256 characters long; at most 255 fit/)
+    end
+
+    it "of 255 characters (multibyte) claims and finds its pairs" do
+      long = "é" * 255
+      handle = Kaal::Backend.build(:mysql, namespace: long, config: { url: kaal_backend_url })
+      expect(claim(handle, [["job", fire], ["job", fire + 1]])).to eq([true, true])
+      expect(claim(handle, [["job", fire]])).to eq([false])
+      expect(sql("SELECT namespace FROM kaal_dispatches WHERE namespace = ?", long).size).to eq(2)
+    ensure
+      handle&.close
+      sql("DELETE FROM kaal_dispatches WHERE namespace = ?", long)
+    end
+  end
+
+  describe "a claim whose later INSERT fails" do
+    # 300 pairs of one key: sorted by fire time, the first INSERT takes 256
+    # of them and commits; the second waits on the row held below until the
+    # lock wait timeout (command_timeout 1 s) fails the claim.
+    it "hands what its earlier INSERTs won to the next claim of those pairs, and to no one else" do
+      pairs = Array.new(300) { |i| ["job", fire + i] }
+      slow = KaalBackendSpec.build(kaal_backend_kind, ns, config: { command_timeout: 1 })
+      other = backend_factory.call(ns)
+      slow.ping
+      sql("BEGIN")
+      sql("INSERT INTO kaal_dispatches (namespace, job_key, fire_time, status, claimed_at, updated_at)" \
+          " VALUES (?, 'job', ?, 'claimed', 0, 0)", ns, fire + 299)
+      expect { claim(slow, pairs) }.to raise_error(Kaal::BackendError, /Lock wait timeout/)
+      sql("ROLLBACK")
+      expect(sql("SELECT COUNT(*) AS n FROM kaal_dispatches WHERE namespace = ?", ns).first["n"]).to eq(256)
+
+      # Another node finds the 256 taken and wins the rest; the failed
+      # claim's handle, claiming the same pairs again, gets its 256.
+      expect(claim(other, pairs)).to eq([false] * 256 + [true] * 44)
+      expect(claim(slow, pairs)).to eq([true] * 256 + [false] * 44)
+      expect(claim(slow, pairs)).to all(be(false))
+    ensure
+      slow&.close
+      other&.close
+    end
+  end
+
   describe "a connection error" do
     it "never shows the password" do
       handle = Kaal::Backend.build(:mysql, namespace: ns,
