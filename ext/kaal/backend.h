@@ -48,6 +48,10 @@ typedef struct kaal_conn_params {
     char *sentinel_master;
     char *sentinel_username;
     char *sentinel_password;
+    /* redis: after each write, WAIT for this many replicas (0: do not wait),
+     * at most wait_timeout_ms (0: the default) */
+    int wait_replicas;
+    int wait_timeout_ms;
 } kaal_conn_params;
 
 /* One (job key, fire time) pair of a claim batch. `claimed` is the output:

@@ -59,6 +59,8 @@
 #define DEFAULT_PORT 6379
 #define DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define DEFAULT_COMMAND_TIMEOUT_MS 5000
+/* How long a write waits for its replicas with wait_replicas set. */
+#define DEFAULT_WAIT_TIMEOUT_MS 1000
 /* Rows fetched per round trip while scanning the dispatch log. */
 #define SCAN_CHUNK 500
 
@@ -265,6 +267,13 @@ enum {
     S_COUNT
 };
 
+/* The scripts that write: with wait_replicas, each such call waits for the
+ * replicas to have it (confirm_replicas). */
+static const unsigned char SCRIPT_WRITES[S_COUNT] = {
+    [S_CLAIM] = 1,         [S_RECORD] = 1,         [S_CLEANUP] = 1,   [S_DELAYED_ADD] = 1,
+    [S_DELAYED_CLAIM] = 1, [S_DELAYED_CANCEL] = 1, [S_HEARTBEAT] = 1,
+};
+
 static const char *const SCRIPTS[S_COUNT] = {
     LUA_CLAIM,         LUA_RECORD,        LUA_SCAN,           LUA_CLEANUP,
     LUA_DELAYED_ADD,   LUA_DELAYED_CLAIM, LUA_DELAYED_CANCEL, LUA_DELAYED_LIST,
@@ -388,6 +397,36 @@ static int command(kaal_backend *b, int argc, const char **argv, const size_t *l
     return take_reply(rep, rc, out, err, what);
 }
 
+/* wait_replicas: the write just made counts only once that many replicas
+ * have it (Redis replication is asynchronous: a failover loses what the
+ * replicas had not received). WAIT blocks on the server for at most the
+ * wait timeout; fewer acknowledgements fail the call with KAAL_ECONNECT and
+ * drop the session, so the next call asks the sentinels anew. */
+static int confirm_replicas(kaal_backend *b, const char *what, kaal_error *err)
+{
+    const kaal_conn_params *p = &b->params;
+    int wait_ms = p->wait_timeout_ms > 0 ? p->wait_timeout_ms : DEFAULT_WAIT_TIMEOUT_MS;
+    char n[16], t[16];
+    const char *argv[3] = {"WAIT", n, t};
+    size_t lens[3] = {4, 0, 0};
+    redisReply *rep = NULL;
+    int rc;
+    lens[1] = (size_t)snprintf(n, sizeof n, "%d", p->wait_replicas);
+    lens[2] = (size_t)snprintf(t, sizeof t, "%d", wait_ms);
+    rc = command(b, 3, argv, lens, &rep, err, what);
+    if (rc != KAAL_OK) return rc;
+    if (rep->type != REDIS_REPLY_INTEGER || rep->integer < p->wait_replicas) {
+        rc = kaal_error_set(err, KAAL_ECONNECT, NULL, -1,
+                            "redis: %s: written, but %lld of the %d replicas wait_replicas asks for had it "
+                            "within %d ms; not counted",
+                            what, rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0LL, p->wait_replicas,
+                            wait_ms);
+        drop_context(b);
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
 /* Run script `s` with argv[3..argc-1] as ARGV, whose first is always the
  * prefix (argv[0..3] are filled here: the caller leaves four slots free).
  * The reply as take_reply gives it. */
@@ -419,7 +458,13 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
         rep = exchange(b, argc, argv, lens, &rc, err, what);
     }
     rep = unless_demoted(b, rep, &rc, err, what);
-    return take_reply(rep, rc, out, err, what);
+    rc = take_reply(rep, rc, out, err, what);
+    if (rc == KAAL_OK && SCRIPT_WRITES[s] && b->params.wait_replicas > 0 &&
+        (rc = confirm_replicas(b, what, err)) != KAAL_OK && out) {
+        freeReplyObject(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 /* The ARGV of one script call with a fixed number of arguments: the prefix

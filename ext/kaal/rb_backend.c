@@ -535,6 +535,8 @@ static const param_spec PARAMS[] = {
     {"sentinel_master", offsetof(kaal_conn_params, sentinel_master), 0},
     {"sentinel_username", offsetof(kaal_conn_params, sentinel_username), 0},
     {"sentinel_password", offsetof(kaal_conn_params, sentinel_password), 0},
+    {"wait_replicas", offsetof(kaal_conn_params, wait_replicas), 1},
+    {"wait_timeout_ms", offsetof(kaal_conn_params, wait_timeout_ms), 1},
 };
 #define N_PARAMS (sizeof PARAMS / sizeof PARAMS[0])
 

@@ -4,6 +4,7 @@ require "fileutils"
 require "open3"
 require "openssl"
 require "tmpdir"
+require_relative "redis_server"
 
 module Kaal
   module Spec

@@ -12,10 +12,11 @@ module Kaal
     #   "ssl_ca" "ssl_ca_path" "ssl_cert" "ssl_key" "ssl_hostname"
     #   "sentinels"      "host:port,host:port"
     #   "sentinel_master" "sentinel_username" "sentinel_password"
+    #   "wait_replicas" "wait_timeout_ms"  WAIT after each write
     #
     # Every mistake is a Kaal::ConfigurationError naming the setting.
     module RedisParams
-      KEYS = %i[ssl ssl_params sentinels name sentinel_username sentinel_password].freeze
+      KEYS = %i[ssl ssl_params sentinels name sentinel_username sentinel_password wait_replicas wait_timeout].freeze
       SSL_KEYS = %i[ca_file ca_path cert key verify_mode verify_hostname hostname].freeze
       SENTINEL_PORT = 26_379
       # OpenSSL::SSL::VERIFY_NONE and VERIFY_PEER, without loading openssl.
@@ -35,7 +36,22 @@ module Kaal
 
         add_ssl(params, config[:ssl], config[:ssl_params], source)
         add_sentinels(params, config, source)
+        add_wait(params, config[:wait_replicas], config[:wait_timeout], source)
         params
+      end
+
+      # wait_replicas: N (WAIT for N replicas after each write; 0: off),
+      # wait_timeout: seconds (default 1).
+      def add_wait(params, replicas, timeout, source)
+        unless replicas.nil? || (replicas.is_a?(Integer) && replicas.between?(0, 1000))
+          raise ConfigurationError, "#{source}.wait_replicas must be an Integer from 0 to 1000, got #{replicas.inspect}"
+        end
+        if timeout && !replicas&.positive?
+          raise ConfigurationError, "#{source}.wait_timeout needs wait_replicas (a number of replicas > 0)"
+        end
+
+        params["wait_replicas"] = replicas if replicas&.positive?
+        ConnectionParams.add_timeout(params, "wait_timeout_ms", timeout, "#{source}.wait_timeout")
       end
 
       # ssl: true / false, ssl_params: a Hash (see SSL_KEYS).

@@ -94,6 +94,16 @@ RSpec.describe Kaal::Backend::RedisParams do
       expect(error(url: "redis+sentinel://h1/")).to match(/names no master/)
     end
 
+    it "reads wait_replicas and wait_timeout, and refuses bad values by name" do
+      expect(from(url: "redis://h/0", wait_replicas: 1, wait_timeout: 0.25))
+        .to include("wait_replicas" => 1, "wait_timeout_ms" => 250)
+      expect(from(url: "redis://h/0", wait_replicas: 0)).not_to include("wait_replicas")
+      expect(error(url: "redis://h/0", wait_replicas: -1)).to match(/backend_config\.wait_replicas must be an Integer/)
+      expect(error(url: "redis://h/0", wait_replicas: "1")).to match(/wait_replicas must be an Integer/)
+      expect(error(url: "redis://h/0", wait_timeout: 1)).to match(/wait_timeout needs wait_replicas/)
+      expect(error(url: "redis://h/0", wait_replicas: 1, wait_timeout: "x")).to match(/wait_timeout must be a number/)
+    end
+
     it "takes sentinels, master name and passwords from a redis-rb object without connecting" do
       redis = Redis.new(name: "mymaster", sentinels: [{ host: "127.0.0.1", port: 1 }, { host: "127.0.0.1", port: 2 }],
                         sentinel_password: "sp", password: "mp", db: 3)
