@@ -255,7 +255,7 @@ module Kaal
           url = "#{m[1]}#{without_password_text(m[2])}@#{m.post_match}"
         end
         out = url.sub(%r{\A([a-z][a-z0-9+.-]*://)([^@/?#]*)@}i) { without_password(Regexp.last_match) }
-        out.gsub(/([?&](?:password|pass|secret|token)=)[^&#]*/i) { "#{Regexp.last_match(1)}#{REDACTED}" }
+        out.gsub(/([?&](?:[a-z]+_)?(?:password|pass|secret|token)=)[^&#]*/i) { "#{Regexp.last_match(1)}#{REDACTED}" }
       end
 
       # Every password of a URL or a key=value setting anywhere in free
@@ -264,7 +264,7 @@ module Kaal
         return text unless text.include?("://") || text.include?("=")
 
         out = text.gsub(%r{([a-z][a-z0-9+.-]*://)([^@/?#\s]*)@}i) { without_password(Regexp.last_match) }
-        out.gsub(/((?:\A|[?&\s;,(])(?:password|passwd|pass|pwd|secret|token)=)("[^"]*"|'[^']*'|[^&#\s;,)]*)/i) do
+        out.gsub(/((?:\A|[?&\s;,(])(?:[a-z]+_)?(?:password|passwd|pass|pwd|secret|token)=)("[^"]*"|'[^']*'|[^&#\s;,)]*)/i) do
           value = Regexp.last_match(2)
           quote = value.start_with?('"', "'") ? value[0] : ""
           "#{Regexp.last_match(1)}#{quote}#{REDACTED}#{quote}"

@@ -113,6 +113,12 @@ RSpec.describe Kaal::Backend::RedisParams do
       expect(params).not_to include("host", "port")
     end
 
+    it "redacts passwords of a redis+sentinel:// URL, the sentinel's included" do
+      url = "redis+sentinel://:mpw@h1:26379/m/0?sentinel_password=spw&timeout=1"
+      expect(Kaal.redact_url(url)).to eq("redis+sentinel://:[REDACTED]@h1:26379/m/0?sentinel_password=[REDACTED]&timeout=1")
+      expect(Kaal.redact_text("failed: #{url}")).not_to include("mpw", "spw")
+    end
+
     it "redacts the sentinel password and private keys in the configuration shown by kaal status" do
       config = Kaal::Configuration.new
       config.backend_config = { sentinels: [{ host: "a", password: "x" }], name: "m", sentinel_password: "s",
