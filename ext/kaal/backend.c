@@ -464,6 +464,27 @@ ROWS_PUSH(kaal_dispatch_rows_push, kaal_dispatch_rows, kaal_dispatch_row)
 ROWS_PUSH(kaal_delayed_rows_push, kaal_delayed_rows, kaal_delayed_row)
 ROWS_PUSH(kaal_node_rows_push, kaal_node_rows, kaal_node_row)
 ROWS_PUSH(kaal_state_rows_push, kaal_state_rows, kaal_state_row)
+ROWS_PUSH(kaal_schedule_rows_push, kaal_schedule_rows, kaal_schedule_row)
+
+void kaal_schedule_row_clear(kaal_schedule_row *row)
+{
+    free(row->key);
+    free(row->cron);
+    free(row->job_class);
+    free(row->args);
+    free(row->kwargs);
+    free(row->time_zone);
+    free(row->queue);
+    memset(row, 0, sizeof *row);
+}
+
+void kaal_schedule_rows_free(kaal_schedule_rows *r)
+{
+    size_t i;
+    for (i = 0; i < r->len; i++) kaal_schedule_row_clear(&r->rows[i]);
+    free(r->rows);
+    memset(r, 0, sizeof *r);
+}
 
 void kaal_dispatch_rows_free(kaal_dispatch_rows *r)
 {
@@ -520,6 +541,21 @@ int kaal_read_state_row(void *out, const kaal_columns *c)
     if (!d) return KAAL_ENOMEM;
     d->enabled = c->num(c->src, 1) != 0;
     return copy_col(c, 0, &d->key) ? KAAL_ENOMEM : KAAL_OK;
+}
+
+int kaal_read_schedule_row(void *out, const kaal_columns *c)
+{
+    kaal_schedule_row *d = kaal_schedule_rows_push(out);
+    if (!d) return KAAL_ENOMEM;
+    d->enabled = c->num(c->src, 7) != 0;
+    d->deleted = c->num(c->src, 8) != 0;
+    d->version = c->num(c->src, 9);
+    d->updated_at = c->num(c->src, 10);
+    if (copy_col(c, 0, &d->key) | copy_col(c, 1, &d->cron) | copy_col(c, 2, &d->job_class) |
+        copy_col(c, 3, &d->args) | copy_col(c, 4, &d->kwargs) | copy_col(c, 5, &d->time_zone) |
+        copy_col(c, 6, &d->queue))
+        return KAAL_ENOMEM;
+    return KAAL_OK;
 }
 
 int kaal_read_node_row(void *out, const kaal_columns *c)
@@ -622,19 +658,85 @@ void kaal_state_rows_free(kaal_state_rows *r)
     " last_seen BIGINT NOT NULL,"                                                              \
     " PRIMARY KEY (namespace, node))" OPTS
 
+/* Step 2: stored schedules and the schema's own version.
+ *   kaal_schema_steps       one row per applied step (step, applied_at)
+ *   kaal_schedules          (namespace, job_key) primary key; the schedule
+ *                           (cron, job_class, args/kwargs JSON, time_zone,
+ *                           queue, enabled), deleted (a tombstone, so the
+ *                           change feed reports removals), version (the
+ *                           namespace's counter at its last change),
+ *                           updated_at; index (namespace, version)
+ *   kaal_schedule_versions  (namespace) primary key; version, bumped by
+ *                           every change in the namespace (the change feed)
+ * The step records itself and step 1 (which it needs, and which predates
+ * the step table) in the same statements, so a Rails migration running
+ * them leaves the same record as `kaal migrate`. */
+#define SCHEDULES_INDEX "index_kaal_schedules_on_namespace_and_version"
+#define SCHEDULES_INDEX_COLS "(namespace, version)"
+
+#define DDL_SCHEMA_STEPS(OPTS)                                                                \
+    "CREATE TABLE IF NOT EXISTS kaal_schema_steps ("                                           \
+    " step INTEGER NOT NULL,"                                                                  \
+    " applied_at BIGINT NOT NULL,"                                                             \
+    " PRIMARY KEY (step))" OPTS
+
+#define DDL_SCHEDULES(NUL, ARGS, INDEX, OPTS)                                                 \
+    "CREATE TABLE IF NOT EXISTS kaal_schedules ("                                              \
+    " namespace VARCHAR(255) NOT NULL,"                                                        \
+    " job_key VARCHAR(255) NOT NULL,"                                                          \
+    " cron VARCHAR(255) NOT NULL,"                                                             \
+    " job_class VARCHAR(255) NOT NULL,"                                                        \
+    " args " ARGS " NOT NULL,"                                                                 \
+    " kwargs " ARGS " NOT NULL,"                                                               \
+    " time_zone VARCHAR(255)" NUL ","                                                          \
+    " queue VARCHAR(255)" NUL ","                                                              \
+    " enabled BOOLEAN NOT NULL,"                                                               \
+    " deleted BOOLEAN NOT NULL,"                                                               \
+    " version BIGINT NOT NULL,"                                                                \
+    " updated_at BIGINT NOT NULL,"                                                             \
+    " PRIMARY KEY (namespace, job_key)" INDEX ")" OPTS
+
+#define DDL_SCHEDULE_VERSIONS(OPTS)                                                           \
+    "CREATE TABLE IF NOT EXISTS kaal_schedule_versions ("                                      \
+    " namespace VARCHAR(255) NOT NULL,"                                                        \
+    " version BIGINT NOT NULL,"                                                                \
+    " PRIMARY KEY (namespace))" OPTS
+
+/* INSERT_IGNORE / ON_CONFLICT: the dialect's "insert unless present";
+ * NOW: the current Unix time in seconds. */
+#define RECORD_STEPS(INSERT_IGNORE, NOW, ON_CONFLICT, UPTO)                                   \
+    INSERT_IGNORE " INTO kaal_schema_steps (step, applied_at) VALUES " UPTO(NOW) ON_CONFLICT
+#define UPTO_2(NOW) "(1, " NOW "), (2, " NOW ")"
+
 /* SQLite and PostgreSQL: the same statements, indexes by CREATE INDEX. */
-#define SCHEMA_WITH_CREATE_INDEX                                                              \
+#define STEP1_WITH_CREATE_INDEX                                                               \
     DDL_DISPATCHES("", "", ""),                                                               \
     "CREATE INDEX IF NOT EXISTS " DISPATCHES_INDEX " ON kaal_dispatches " DISPATCHES_INDEX_COLS, \
     DDL_DELAYED_JOBS("", "TEXT", "", ""),                                                     \
     "CREATE INDEX IF NOT EXISTS " DELAYED_INDEX " ON kaal_delayed_jobs " DELAYED_INDEX_COLS,  \
     DDL_JOB_STATES(""), DDL_NODES("", ""), NULL
 
+#define STEP2_WITH_CREATE_INDEX(NOW)                                                          \
+    DDL_SCHEMA_STEPS(""), DDL_SCHEDULES("", "TEXT", "", ""),                                  \
+    "CREATE INDEX IF NOT EXISTS " SCHEDULES_INDEX " ON kaal_schedules " SCHEDULES_INDEX_COLS, \
+    DDL_SCHEDULE_VERSIONS(""),                                                                \
+    RECORD_STEPS("INSERT", NOW, " ON CONFLICT (step) DO NOTHING", UPTO_2), NULL
+
+const char *const kaal_schema_markers[KAAL_SCHEMA_VERSION] = {"kaal_dispatches", "kaal_schedules"};
+
 #ifdef KAAL_HAVE_SQLITE
-const char *const kaal_schema_sqlite[] = {SCHEMA_WITH_CREATE_INDEX};
+const char *const kaal_schema_sqlite[] = {STEP1_WITH_CREATE_INDEX};
+static const char *const sqlite_step2[] = {
+    STEP2_WITH_CREATE_INDEX("CAST(strftime('%s', 'now') AS INTEGER)")};
+const char *const *const kaal_schema_steps_sqlite[KAAL_SCHEMA_VERSION] = {kaal_schema_sqlite,
+                                                                           sqlite_step2};
 #endif
 #ifdef KAAL_HAVE_POSTGRES
-const char *const kaal_schema_postgres[] = {SCHEMA_WITH_CREATE_INDEX};
+const char *const kaal_schema_postgres[] = {STEP1_WITH_CREATE_INDEX};
+static const char *const postgres_step2[] = {
+    STEP2_WITH_CREATE_INDEX("CAST(EXTRACT(EPOCH FROM now()) AS BIGINT)")};
+const char *const *const kaal_schema_steps_postgres[KAAL_SCHEMA_VERSION] = {kaal_schema_postgres,
+                                                                             postgres_step2};
 #endif
 #ifdef KAAL_HAVE_MYSQL
 /* MySQL 8 has no CREATE INDEX IF NOT EXISTS: the indexes live inside
@@ -651,7 +753,25 @@ const char *const kaal_schema_mysql[] = {
     DDL_NODES(" NULL", MYSQL_TABLE),
     NULL,
 };
+static const char *const mysql_step2[] = {
+    DDL_SCHEMA_STEPS(MYSQL_TABLE),
+    DDL_SCHEDULES(" NULL", "MEDIUMTEXT", ", KEY " SCHEDULES_INDEX " " SCHEDULES_INDEX_COLS,
+                  MYSQL_TABLE),
+    DDL_SCHEDULE_VERSIONS(MYSQL_TABLE),
+    RECORD_STEPS("INSERT IGNORE", "UNIX_TIMESTAMP()", "", UPTO_2),
+    NULL,
+};
+const char *const *const kaal_schema_steps_mysql[KAAL_SCHEMA_VERSION] = {kaal_schema_mysql,
+                                                                          mysql_step2};
 #endif
+
+int kaal_schema_version_of(const int *markers, int64_t recorded)
+{
+    int v = 0, i;
+    for (i = 0; i < KAAL_SCHEMA_VERSION; i++)
+        if (markers[i]) v = i + 1;
+    return recorded > v ? (int)recorded : v;
+}
 
 /* -- keyset pages of the dispatch log (kaal_dispatches_before_scan) ------- */
 

@@ -120,6 +120,23 @@ typedef struct kaal_state_row {
     int enabled;
 } kaal_state_row;
 
+/* A stored schedule (kaal_schedules). args, kwargs: JSON text; time_zone and
+ * queue may be NULL. version: the namespace's change counter at the row's
+ * last change. deleted: 1 for a removed key (the change feed reports it). */
+typedef struct kaal_schedule_row {
+    char *key;
+    char *cron;
+    char *job_class;
+    char *args;
+    char *kwargs;
+    char *time_zone;
+    char *queue;
+    int enabled;
+    int deleted;
+    int64_t version;
+    int64_t updated_at;
+} kaal_schedule_row;
+
 /* Growable arrays filled by the backends with the push helpers below, then
  * read and freed by the binding. */
 #define KAAL_ROWS(T) struct { T *rows; size_t len, cap; }
@@ -127,8 +144,36 @@ typedef KAAL_ROWS(kaal_dispatch_row) kaal_dispatch_rows;
 typedef KAAL_ROWS(kaal_delayed_row) kaal_delayed_rows;
 typedef KAAL_ROWS(kaal_node_row) kaal_node_rows;
 typedef KAAL_ROWS(kaal_state_row) kaal_state_rows;
+typedef KAAL_ROWS(kaal_schedule_row) kaal_schedule_rows;
 
 typedef struct kaal_backend kaal_backend;
+
+/* Stored schedules, shared by every node of a namespace. Every change bumps
+ * the namespace's version counter; the row keeps the counter's value, and a
+ * removed key stays as a row with deleted = 1, so a node asks for what
+ * changed since the version it last saw (one cheap read when nothing did). */
+typedef struct kaal_schedule_ops {
+    /* Insert or replace key's schedule (a removed key comes back).
+     * *version: the counter after the change. */
+    int (*upsert)(kaal_backend *b, const kaal_schedule_row *row, int64_t now, int64_t *version,
+                  kaal_error *err);
+    /* Remove key: *found = 0 (and nothing changes) when it is not stored. */
+    int (*remove)(kaal_backend *b, const char *key, int64_t now, int *found, int64_t *version,
+                  kaal_error *err);
+    /* Appends key's schedule to out, when it is stored. */
+    int (*get)(kaal_backend *b, const char *key, kaal_schedule_rows *out, kaal_error *err);
+    /* Up to limit stored schedules with key > after (after NULL: from the
+     * first), by key bytes. */
+    int (*list)(kaal_backend *b, const char *after, size_t limit, kaal_schedule_rows *out,
+                kaal_error *err);
+    /* The change feed. *version: the counter now. When it is above since:
+     * the rows (removed ones too) whose version is above since, by version,
+     * up to limit. Writers bump the counter inside their transaction, so
+     * changes become visible in version order. */
+    int (*changes)(kaal_backend *b, int64_t since, size_t limit, kaal_schedule_rows *out,
+                   int64_t *version, kaal_error *err);
+    int (*count)(kaal_backend *b, size_t *count, kaal_error *err);
+} kaal_schedule_ops;
 
 typedef struct kaal_backend_vtable {
     const char *name; /* "memory", "redis", "sqlite", "postgres", "mysql" */
@@ -197,6 +242,11 @@ typedef struct kaal_backend_vtable {
      * (not "claimed"). Either both the claim and the push happen or neither. */
     int (*claim_push)(kaal_backend *b, kaal_claim *items, const kaal_push *pushes, size_t n,
                       int64_t lease_ms, const char *node, int64_t now, kaal_error *err);
+
+    /* The schema step the store is at (schema.h; KAAL_SCHEMA_VERSION for a
+     * store without steps), for the start check. */
+    int (*schema_version)(kaal_backend *b, int *version, kaal_error *err);
+    const kaal_schedule_ops *schedules;
 } kaal_backend_vtable;
 
 /* The vtable of a backend whose functions are named after the members:
@@ -213,6 +263,7 @@ typedef struct kaal_backend_vtable {
         .heartbeat = prefix##_heartbeat, .nodes = prefix##_nodes,                               \
         .dispatches_before = prefix##_dispatches_before,                                        \
         .delayed_list_after = prefix##_delayed_list_after,                                      \
+        .schema_version = prefix##_schema_version, .schedules = &prefix##_schedule_ops,         \
     }
 
 struct kaal_backend {
@@ -379,6 +430,11 @@ int kaal_read_delayed_row(void *out, const kaal_columns *c);
 int kaal_read_state_row(void *out, const kaal_columns *c);
 /* kaal_node_rows: node, info, last_seen */
 int kaal_read_node_row(void *out, const kaal_columns *c);
+/* kaal_schedule_rows: job_key, cron, job_class, args, kwargs, time_zone,
+ * queue, enabled, deleted, version, updated_at (KAAL_SCHEDULE_COLS) */
+#define KAAL_SCHEDULE_COLS \
+    "job_key, cron, job_class, args, kwargs, time_zone, queue, enabled, deleted, version, updated_at"
+int kaal_read_schedule_row(void *out, const kaal_columns *c);
 
 /* dispatches_before for stores without a cursor query (memory, redis): asks
  * vt->dispatches for ever more rows, newest first, until `limit` rows after
@@ -397,6 +453,9 @@ kaal_dispatch_row *kaal_dispatch_rows_push(kaal_dispatch_rows *r);
 kaal_delayed_row *kaal_delayed_rows_push(kaal_delayed_rows *r);
 kaal_node_row *kaal_node_rows_push(kaal_node_rows *r);
 kaal_state_row *kaal_state_rows_push(kaal_state_rows *r);
+kaal_schedule_row *kaal_schedule_rows_push(kaal_schedule_rows *r);
+void kaal_schedule_row_clear(kaal_schedule_row *row);
+void kaal_schedule_rows_free(kaal_schedule_rows *r);
 /* Free the rows appended after the first `keep` (a failed call returns none). */
 void kaal_delayed_rows_truncate(kaal_delayed_rows *r, size_t keep);
 void kaal_dispatch_rows_free(kaal_dispatch_rows *r);

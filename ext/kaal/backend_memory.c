@@ -23,11 +23,16 @@
  *                 cancel is O(log n)
  *   nodes         chained hash node -> (last_seen, info)
  *   node names    interned once (a few distinct values), shared by log rows
+ *   schedules     chained hash job key -> stored schedule, plus a list of the
+ *                 same entries in version order (a change moves its entry to
+ *                 the end), so the change feed walks back from the end only
+ *                 as far as the caller's version
  *
  * Lifetime: connect creates the store when there is none and keeps an
  * existing one, so "disconnect, then connect again" finds the data. close
  * and discard free it. */
 #include "backend.h"
+#include "schema.h"
 
 #include <stddef.h>
 #include <stdlib.h>
@@ -298,6 +303,7 @@ typedef struct mem_store {
     htab jobs;
     htab nodes;
     pheap by_run; /* every delayed job by (run_at_ms, job_id) */
+    struct sched_store *sched; /* stored schedules (created on first use) */
 } mem_store;
 
 static mem_store *store_of(kaal_backend *b) { return (mem_store *)b->impl; }
@@ -458,6 +464,10 @@ static void size_node(hent *e, void *ctx)
     *(size_t *)ctx += sizeof *n + strlen(n->node) + 1 + str_size(n->info);
 }
 
+struct sched_store;
+static size_t sched_size(const struct sched_store *st);
+static void sched_free(struct sched_store *st);
+
 static size_t table_size(const htab *t) { return t->slots ? (t->mask + 1) * sizeof *t->slots : 0; }
 
 size_t kaal_memory_store_size(kaal_backend *b)
@@ -477,12 +487,13 @@ size_t kaal_memory_store_size(kaal_backend *b)
     ht_each(&m->names, size_str, &n);
     ht_each(&m->jobs, size_job, &n);
     ht_each(&m->nodes, size_node, &n);
-    return n;
+    return n + sched_size(m->sched);
 }
 
 static void store_free(mem_store *m)
 {
     if (!m) return;
+    sched_free(m->sched);
     ht_each(&m->log, free_log_error, NULL);
     while (m->chunks) {
         log_chunk *c = m->chunks;
@@ -1131,6 +1142,269 @@ static int mem_delayed_list_after(kaal_backend *b, int64_t after_ms, const char 
                                   kaal_delayed_rows *out, kaal_error *err)
 {
     return kaal_delayed_list_after_scan(b, after_ms, after_id, limit, out, err);
+}
+
+/* ------------------------------------------------------------------ */
+/* Stored schedules                                                    */
+
+typedef struct sched_ent {
+    hent h;
+    struct sched_ent *older, *newer; /* the version-ordered list */
+    kaal_schedule_row row;           /* row.key is the hash key */
+} sched_ent;
+
+typedef struct sched_store {
+    htab by_key;
+    sched_ent *oldest, *newest;
+    int64_t version;
+    size_t live; /* entries not deleted */
+} sched_store;
+
+static int sched_eq(const hent *e, const void *probe)
+{
+    return strcmp(((const sched_ent *)e)->row.key, probe) == 0;
+}
+
+static void sched_free_ent(hent *e, void *ctx)
+{
+    (void)ctx;
+    kaal_schedule_row_clear(&((sched_ent *)e)->row);
+    free(e);
+}
+
+static void sched_free(sched_store *st)
+{
+    if (!st) return;
+    ht_each(&st->by_key, sched_free_ent, NULL);
+    free(st->by_key.slots);
+    free(st);
+}
+
+static void sched_size_ent(hent *e, void *ctx)
+{
+    const kaal_schedule_row *r = &((sched_ent *)e)->row;
+    *(size_t *)ctx += sizeof(sched_ent) + str_size(r->key) + str_size(r->cron) + str_size(r->job_class) +
+                      str_size(r->args) + str_size(r->kwargs) + str_size(r->time_zone) + str_size(r->queue);
+}
+
+static size_t sched_size(const sched_store *st)
+{
+    size_t n;
+    if (!st) return 0;
+    n = sizeof *st + table_size(&st->by_key);
+    ht_each((htab *)&st->by_key, sched_size_ent, &n);
+    return n;
+}
+
+static sched_store *sched_of(kaal_backend *b, kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    if (!m->sched) {
+        sched_store *st = calloc(1, sizeof *st);
+        if (!st || !ht_init(&st->by_key, 64)) {
+            free(st);
+            oom(err);
+            return NULL;
+        }
+        m->sched = st;
+    }
+    return m->sched;
+}
+
+static void sched_unlink(sched_store *st, sched_ent *e)
+{
+    if (e->older) e->older->newer = e->newer;
+    else st->oldest = e->newer;
+    if (e->newer) e->newer->older = e->older;
+    else st->newest = e->older;
+    e->older = e->newer = NULL;
+}
+
+/* A new version for e: it moves to the end of the list. */
+static void sched_touch(sched_store *st, sched_ent *e, int64_t now)
+{
+    if (e->older || e->newer || st->oldest == e) sched_unlink(st, e);
+    e->row.version = ++st->version;
+    e->row.updated_at = now;
+    e->older = st->newest;
+    if (st->newest) st->newest->newer = e;
+    else st->oldest = e;
+    st->newest = e;
+}
+
+static int sched_copy(kaal_schedule_row *d, const kaal_schedule_row *s)
+{
+    d->key = kaal_strdup(s->key);
+    d->cron = kaal_strdup(s->cron);
+    d->job_class = kaal_strdup(s->job_class);
+    d->args = kaal_strdup(s->args ? s->args : "[]");
+    d->kwargs = kaal_strdup(s->kwargs ? s->kwargs : "{}");
+    d->time_zone = kaal_strdup(s->time_zone);
+    d->queue = kaal_strdup(s->queue);
+    d->enabled = s->enabled;
+    d->deleted = s->deleted;
+    d->version = s->version;
+    d->updated_at = s->updated_at;
+    return d->key && d->cron && d->job_class && d->args && d->kwargs && (d->time_zone || !s->time_zone) &&
+           (d->queue || !s->queue);
+}
+
+static int mem_sched_upsert(kaal_backend *b, const kaal_schedule_row *row, int64_t now, int64_t *version,
+                            kaal_error *err)
+{
+    sched_store *st = sched_of(b, err);
+    uint64_t h;
+    sched_ent *e;
+    kaal_schedule_row fresh;
+    if (!st) return KAAL_ENOMEM;
+    memset(&fresh, 0, sizeof fresh);
+    if (!sched_copy(&fresh, row)) {
+        kaal_schedule_row_clear(&fresh);
+        return oom(err);
+    }
+    fresh.deleted = 0;
+    h = str_hash(row->key);
+    e = (sched_ent *)ht_find(&st->by_key, h, sched_eq, row->key);
+    if (!e) {
+        e = calloc(1, sizeof *e);
+        if (!e) {
+            kaal_schedule_row_clear(&fresh);
+            return oom(err);
+        }
+        e->h.hash = h;
+        e->row = fresh;
+        ht_insert(&st->by_key, &e->h);
+        st->live++;
+    } else {
+        if (e->row.deleted) st->live++;
+        kaal_schedule_row_clear(&e->row);
+        e->row = fresh;
+    }
+    sched_touch(st, e, now);
+    *version = st->version;
+    return KAAL_OK;
+}
+
+static int mem_sched_remove(kaal_backend *b, const char *key, int64_t now, int *found, int64_t *version,
+                            kaal_error *err)
+{
+    sched_store *st = sched_of(b, err);
+    sched_ent *e;
+    *found = 0;
+    if (!st) return KAAL_ENOMEM;
+    e = (sched_ent *)ht_find(&st->by_key, str_hash(key), sched_eq, key);
+    if (e && !e->row.deleted) {
+        e->row.deleted = 1;
+        st->live--;
+        sched_touch(st, e, now);
+        *found = 1;
+    }
+    *version = st->version;
+    return KAAL_OK;
+}
+
+static int sched_push(kaal_schedule_rows *out, const kaal_schedule_row *row, kaal_error *err)
+{
+    kaal_schedule_row *d = kaal_schedule_rows_push(out);
+    if (!d) return oom(err);
+    if (!sched_copy(d, row)) return oom(err);
+    return KAAL_OK;
+}
+
+static int mem_sched_get(kaal_backend *b, const char *key, kaal_schedule_rows *out, kaal_error *err)
+{
+    sched_store *st = sched_of(b, err);
+    sched_ent *e;
+    if (!st) return KAAL_ENOMEM;
+    e = (sched_ent *)ht_find(&st->by_key, str_hash(key), sched_eq, key);
+    return e && !e->row.deleted ? sched_push(out, &e->row, err) : KAAL_OK;
+}
+
+typedef struct sched_pick {
+    const char *after;
+    sched_ent **ents;
+    size_t len, cap;
+    int oom;
+} sched_pick;
+
+static void sched_pick_ent(hent *h, void *ctx)
+{
+    sched_pick *p = ctx;
+    sched_ent *e = (sched_ent *)h;
+    if (p->oom || e->row.deleted || (p->after && strcmp(e->row.key, p->after) <= 0)) return;
+    if (p->len == p->cap) {
+        size_t ncap = p->cap ? p->cap * 2 : 64;
+        sched_ent **n = realloc(p->ents, ncap * sizeof *n);
+        if (!n) {
+            p->oom = 1;
+            return;
+        }
+        p->ents = n;
+        p->cap = ncap;
+    }
+    p->ents[p->len++] = e;
+}
+
+static int sched_by_key(const void *a, const void *b)
+{
+    return strcmp((*(sched_ent *const *)a)->row.key, (*(sched_ent *const *)b)->row.key);
+}
+
+static int mem_sched_list(kaal_backend *b, const char *after, size_t limit, kaal_schedule_rows *out,
+                          kaal_error *err)
+{
+    sched_store *st = sched_of(b, err);
+    sched_pick p;
+    size_t i;
+    int rc = KAAL_OK;
+    if (!st) return KAAL_ENOMEM;
+    memset(&p, 0, sizeof p);
+    p.after = after;
+    ht_each(&st->by_key, sched_pick_ent, &p);
+    if (p.oom) {
+        free(p.ents);
+        return oom(err);
+    }
+    if (p.len > 1) qsort(p.ents, p.len, sizeof *p.ents, sched_by_key);
+    for (i = 0; i < p.len && i < limit && rc == KAAL_OK; i++) rc = sched_push(out, &p.ents[i]->row, err);
+    free(p.ents);
+    return rc;
+}
+
+static int mem_sched_changes(kaal_backend *b, int64_t since, size_t limit, kaal_schedule_rows *out,
+                             int64_t *version, kaal_error *err)
+{
+    sched_store *st = sched_of(b, err);
+    sched_ent *e;
+    size_t n = 0;
+    int rc = KAAL_OK;
+    if (!st) return KAAL_ENOMEM;
+    *version = st->version;
+    if (st->version <= since) return KAAL_OK;
+    /* Back from the newest to the first entry changed after since. */
+    for (e = st->newest; e && e->older && e->older->row.version > since; e = e->older) {
+    }
+    for (; e && n < limit && rc == KAAL_OK; e = e->newer, n++) rc = sched_push(out, &e->row, err);
+    return rc;
+}
+
+static int mem_sched_count(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    sched_store *st = sched_of(b, err);
+    *count = st ? st->live : 0;
+    return st ? KAAL_OK : KAAL_ENOMEM;
+}
+
+static const kaal_schedule_ops mem_schedule_ops = {
+    mem_sched_upsert, mem_sched_remove, mem_sched_get, mem_sched_list, mem_sched_changes, mem_sched_count,
+};
+
+static int mem_schema_version(kaal_backend *b, int *version, kaal_error *err)
+{
+    (void)b;
+    (void)err;
+    *version = KAAL_SCHEMA_VERSION;
+    return KAAL_OK;
 }
 
 const kaal_backend_vtable kaal_backend_memory = KAAL_BACKEND_VTABLE("memory", mem);

@@ -90,6 +90,15 @@ enum {
     Q_NODES_EXPIRE,
     Q_NODES,
     Q_DELAYED_LIST_AFTER,
+    Q_SCHED_BUMP,
+    Q_SCHED_VERSION,
+    Q_SCHED_UPSERT,
+    Q_SCHED_REMOVE,
+    Q_SCHED_GET,
+    Q_SCHED_LIST,
+    Q_SCHED_LIST_AFTER,
+    Q_SCHED_CHANGES,
+    Q_SCHED_COUNT,
     Q_DISPATCHES,
     Q_DISPATCHES_BEFORE = Q_DISPATCHES + 8, /* + the same mask: keyset pages */
     Q_COUNT = Q_DISPATCHES_BEFORE + 8
@@ -146,6 +155,36 @@ static const char *const SQL[Q_DISPATCHES] = {
     [Q_NODES] =
         "SELECT node, info, last_seen FROM kaal_nodes"
         " WHERE namespace = ? AND last_seen >= ? ORDER BY node",
+    /* Stored schedules: every change bumps the counter row first, in its
+     * transaction (changes commit in version order; writers lock in the
+     * same order). */
+    [Q_SCHED_BUMP] =
+        "INSERT INTO kaal_schedule_versions (namespace, version) VALUES (?, 1)"
+        " ON DUPLICATE KEY UPDATE version = version + 1",
+    [Q_SCHED_VERSION] = "SELECT version FROM kaal_schedule_versions WHERE namespace = ?",
+    [Q_SCHED_UPSERT] =
+        "INSERT INTO kaal_schedules (namespace, " KAAL_SCHEDULE_COLS ")"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)"
+        " ON DUPLICATE KEY UPDATE cron = VALUES(cron), job_class = VALUES(job_class),"
+        " args = VALUES(args), kwargs = VALUES(kwargs), time_zone = VALUES(time_zone),"
+        " queue = VALUES(queue), enabled = VALUES(enabled), deleted = 0,"
+        " version = VALUES(version), updated_at = VALUES(updated_at)",
+    [Q_SCHED_REMOVE] =
+        "UPDATE kaal_schedules SET deleted = 1, version = ?, updated_at = ?"
+        " WHERE namespace = ? AND job_key = ? AND deleted = 0",
+    [Q_SCHED_GET] =
+        "SELECT " KAAL_SCHEDULE_COLS " FROM kaal_schedules"
+        " WHERE namespace = ? AND job_key = ? AND deleted = 0",
+    [Q_SCHED_LIST] =
+        "SELECT " KAAL_SCHEDULE_COLS " FROM kaal_schedules"
+        " WHERE namespace = ? AND deleted = 0 ORDER BY job_key LIMIT ?",
+    [Q_SCHED_LIST_AFTER] =
+        "SELECT " KAAL_SCHEDULE_COLS " FROM kaal_schedules"
+        " WHERE namespace = ? AND deleted = 0 AND job_key > ? ORDER BY job_key LIMIT ?",
+    [Q_SCHED_CHANGES] =
+        "SELECT " KAAL_SCHEDULE_COLS " FROM kaal_schedules"
+        " WHERE namespace = ? AND version > ? ORDER BY version LIMIT ?",
+    [Q_SCHED_COUNT] = "SELECT COUNT(*) FROM kaal_schedules WHERE namespace = ? AND deleted = 0",
 };
 
 typedef struct my_impl {
@@ -714,14 +753,54 @@ static void my_discard(kaal_backend *b)
     b->connected = 0;
 }
 
+static int int_row(void *ctx, const kaal_columns *c)
+{
+    *(int64_t *)ctx = c->is_null(c->src, 0) ? 0 : c->num(c->src, 0);
+    return KAAL_OK;
+}
+
+/* *out: the integer a one-row query returns (0 for no row or NULL). */
+static int my_scalar(kaal_backend *b, const char *sql, const char *arg, int64_t *out, kaal_error *err)
+{
+    MYSQL_STMT *st = NULL;
+    param ps[1];
+    int rc = prepared(b, &st, sql, err, "schema version");
+    *out = 0;
+    if (rc != KAAL_OK) return rc;
+    ps[0] = p_str(arg);
+    rc = execute(b, st, ps, arg ? 1 : 0, err, "schema version");
+    if (rc == KAAL_OK) rc = fetch(b, st, int_row, out, err, "schema version");
+    if (IMPL(b) && IMPL(b)->conn) mysql_stmt_close(st);
+    return rc;
+}
+
+static int my_schema_version(kaal_backend *b, int *version, kaal_error *err)
+{
+    static const char has_table[] =
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?";
+    int markers[KAAL_SCHEMA_VERSION], i, rc;
+    int64_t yes = 0, recorded = 0;
+    *version = 0;
+    for (i = 0; i < KAAL_SCHEMA_VERSION; i++) {
+        if ((rc = my_scalar(b, has_table, kaal_schema_markers[i], &yes, err)) != KAAL_OK) return rc;
+        markers[i] = yes > 0;
+    }
+    if ((rc = my_scalar(b, has_table, "kaal_schema_steps", &yes, err)) != KAAL_OK) return rc;
+    if (yes && (rc = my_scalar(b, "SELECT MAX(step) FROM kaal_schema_steps", NULL, &recorded, err)) != KAAL_OK)
+        return rc;
+    *version = kaal_schema_version_of(markers, recorded);
+    return KAAL_OK;
+}
+
+/* The steps the database lacks. DDL commits implicitly in MySQL, so a step
+ * cut short is finished by the next run (every statement is idempotent). */
 static int my_migrate(kaal_backend *b, kaal_error *err)
 {
-    int i, rc;
-    for (i = 0; kaal_schema_mysql[i]; i++) {
-        rc = simple(b, kaal_schema_mysql[i], err, "migrate");
-        if (rc != KAAL_OK) return rc;
-    }
-    return KAAL_OK;
+    int version = 0, step, i, rc = my_schema_version(b, &version, err);
+    for (step = version; rc == KAAL_OK && step < KAAL_SCHEMA_VERSION; step++)
+        for (i = 0; rc == KAAL_OK && kaal_schema_steps_mysql[step][i]; i++)
+            rc = simple(b, kaal_schema_steps_mysql[step][i], err, "migrate");
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1151,6 +1230,133 @@ static int my_delayed_list_after(kaal_backend *b, int64_t after_ms, const char *
     rc = run(b, Q_DELAYED_LIST_AFTER, ps, 5, kaal_read_delayed_row, out, err, "delayed_list", NULL);
     return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
+
+/* ------------------------------------------------------------------ */
+/* Stored schedules                                                    */
+
+static int sched_version(kaal_backend *b, int64_t *version, kaal_error *err)
+{
+    param ps[1];
+    *version = 0;
+    ps[0] = p_str(b->ns);
+    return run(b, Q_SCHED_VERSION, ps, 1, int_row, version, err, "schedules", NULL);
+}
+
+static void sched_rollback(kaal_backend *b)
+{
+    kaal_error ignored;
+    if (b->connected) simple(b, "ROLLBACK", &ignored, "schedules");
+}
+
+/* One change: START TRANSACTION, bump the counter, read it, then the
+ * upsert (row) or the removal (key); a removal of a key not stored rolls
+ * back, so the counter moves only with a change. */
+static int sched_write(kaal_backend *b, const kaal_schedule_row *row, const char *key, int64_t now, int *found,
+                       int64_t *version, kaal_error *err)
+{
+    param ps[11];
+    unsigned long long affected = 0;
+    int rc;
+    if (row && ((rc = check_opt("time_zone", row->time_zone, err)) != KAAL_OK ||
+                (rc = check_opt("queue", row->queue, err)) != KAAL_OK))
+        return rc;
+    if ((rc = simple(b, "START TRANSACTION", err, "schedules")) != KAAL_OK) return rc;
+    ps[0] = p_str(b->ns);
+    rc = run(b, Q_SCHED_BUMP, ps, 1, NULL, NULL, err, "schedules", NULL);
+    if (rc == KAAL_OK) rc = sched_version(b, version, err);
+    if (rc == KAAL_OK && row) {
+        ps[1] = p_str(row->key);
+        ps[2] = p_str(row->cron);
+        ps[3] = p_str(row->job_class);
+        ps[4] = p_str(row->args ? row->args : "[]");
+        ps[5] = p_str(row->kwargs ? row->kwargs : "{}");
+        ps[6] = p_str(row->time_zone);
+        ps[7] = p_str(row->queue);
+        ps[8] = p_int(row->enabled ? 1 : 0);
+        ps[9] = p_int(*version);
+        ps[10] = p_int(now);
+        rc = run(b, Q_SCHED_UPSERT, ps, 11, NULL, NULL, err, "schedules", NULL);
+    } else if (rc == KAAL_OK) {
+        ps[0] = p_int(*version);
+        ps[1] = p_int(now);
+        ps[2] = p_str(b->ns);
+        ps[3] = p_str(key);
+        rc = run(b, Q_SCHED_REMOVE, ps, 4, NULL, NULL, err, "schedules", &affected);
+        if (rc == KAAL_OK) *found = affected > 0;
+        if (rc == KAAL_OK && !*found) {
+            sched_rollback(b);
+            return sched_version(b, version, err);
+        }
+    }
+    if (rc == KAAL_OK) rc = simple(b, "COMMIT", err, "schedules");
+    if (rc != KAAL_OK) sched_rollback(b);
+    return rc;
+}
+
+static int my_sched_upsert(kaal_backend *b, const kaal_schedule_row *row, int64_t now, int64_t *version,
+                           kaal_error *err)
+{
+    return sched_write(b, row, NULL, now, NULL, version, err);
+}
+
+static int my_sched_remove(kaal_backend *b, const char *key, int64_t now, int *found, int64_t *version,
+                           kaal_error *err)
+{
+    *found = 0;
+    return sched_write(b, NULL, key, now, found, version, err);
+}
+
+static int sched_rows(kaal_backend *b, int q, param *ps, size_t n, kaal_schedule_rows *out, kaal_error *err)
+{
+    int rc = run(b, q, ps, n, kaal_read_schedule_row, out, err, "schedules", NULL);
+    return rc == KAAL_ENOMEM ? oom(err) : rc;
+}
+
+static int my_sched_get(kaal_backend *b, const char *key, kaal_schedule_rows *out, kaal_error *err)
+{
+    param ps[2];
+    ps[0] = p_str(b->ns);
+    ps[1] = p_str(key);
+    return sched_rows(b, Q_SCHED_GET, ps, 2, out, err);
+}
+
+static int my_sched_list(kaal_backend *b, const char *after, size_t limit, kaal_schedule_rows *out,
+                         kaal_error *err)
+{
+    param ps[3];
+    ps[0] = p_str(b->ns);
+    if (!after) {
+        ps[1] = p_int((int64_t)limit);
+        return sched_rows(b, Q_SCHED_LIST, ps, 2, out, err);
+    }
+    ps[1] = p_str(after);
+    ps[2] = p_int((int64_t)limit);
+    return sched_rows(b, Q_SCHED_LIST_AFTER, ps, 3, out, err);
+}
+
+static int my_sched_changes(kaal_backend *b, int64_t since, size_t limit, kaal_schedule_rows *out,
+                            int64_t *version, kaal_error *err)
+{
+    param ps[3];
+    int rc = sched_version(b, version, err);
+    if (rc != KAAL_OK || *version <= since) return rc;
+    ps[0] = p_str(b->ns);
+    ps[1] = p_int(since);
+    ps[2] = p_int((int64_t)limit);
+    return sched_rows(b, Q_SCHED_CHANGES, ps, 3, out, err);
+}
+
+static int my_sched_count(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    param ps[1];
+    *count = 0;
+    ps[0] = p_str(b->ns);
+    return run(b, Q_SCHED_COUNT, ps, 1, count_row, count, err, "schedules", NULL);
+}
+
+static const kaal_schedule_ops my_schedule_ops = {
+    my_sched_upsert, my_sched_remove, my_sched_get, my_sched_list, my_sched_changes, my_sched_count,
+};
 
 const kaal_backend_vtable kaal_backend_mysql = KAAL_BACKEND_VTABLE("mysql", my);
 

@@ -80,8 +80,25 @@ enum {
     Q_HEARTBEAT,
     Q_NODES,
     Q_DELAYED_LIST_AFTER,
+    Q_SCHED_VERSION,
+    Q_SCHED_UPSERT,
+    Q_SCHED_REMOVE,
+    Q_SCHED_GET,
+    Q_SCHED_LIST,
+    Q_SCHED_CHANGES,
+    Q_SCHED_COUNT,
     Q_COUNT
 };
+
+#define SCHED_COLS \
+    "job_key, cron, job_class, args, kwargs, time_zone, queue, enabled::int, deleted::int, version, updated_at"
+/* The namespace's counter, bumped by the statement that changes a schedule
+ * first (the row lock on it is held to the commit, so changes commit in
+ * version order, and every writer locks in the same order). */
+#define SCHED_BUMP(FROM_WHERE)                                                              \
+    "WITH v AS (INSERT INTO kaal_schedule_versions (namespace, version) SELECT $1::text, 1" FROM_WHERE \
+    " ON CONFLICT (namespace) DO UPDATE SET version = kaal_schedule_versions.version + 1"     \
+    " RETURNING version) "
 
 static const char *const SQL[Q_COUNT] = {
     [Q_CLAIM] =
@@ -142,6 +159,29 @@ static const char *const SQL[Q_COUNT] = {
     [Q_NODES] =
         "SELECT node, info, last_seen FROM kaal_nodes"
         " WHERE namespace = $1 AND last_seen >= $2 ORDER BY node COLLATE \"C\"",
+    [Q_SCHED_VERSION] = "SELECT version FROM kaal_schedule_versions WHERE namespace = $1",
+    [Q_SCHED_UPSERT] =
+        SCHED_BUMP("")
+        "INSERT INTO kaal_schedules (namespace, " KAAL_SCHEDULE_COLS ")"
+        " SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::boolean, false, v.version, $10::bigint FROM v"
+        " ON CONFLICT (namespace, job_key) DO UPDATE SET cron = EXCLUDED.cron,"
+        " job_class = EXCLUDED.job_class, args = EXCLUDED.args, kwargs = EXCLUDED.kwargs,"
+        " time_zone = EXCLUDED.time_zone, queue = EXCLUDED.queue, enabled = EXCLUDED.enabled,"
+        " deleted = false, version = EXCLUDED.version, updated_at = EXCLUDED.updated_at"
+        " RETURNING version",
+    [Q_SCHED_REMOVE] =
+        SCHED_BUMP("")
+        "UPDATE kaal_schedules s SET deleted = true, version = v.version, updated_at = $3::bigint FROM v"
+        " WHERE s.namespace = $1 AND s.job_key = $2 AND NOT s.deleted RETURNING s.version",
+    [Q_SCHED_GET] =
+        "SELECT " SCHED_COLS " FROM kaal_schedules WHERE namespace = $1 AND job_key = $2 AND NOT deleted",
+    [Q_SCHED_LIST] =
+        "SELECT " SCHED_COLS " FROM kaal_schedules WHERE namespace = $1 AND NOT deleted"
+        " AND ($2::text IS NULL OR job_key COLLATE \"C\" > $2) ORDER BY job_key COLLATE \"C\" LIMIT $3",
+    [Q_SCHED_CHANGES] =
+        "SELECT " SCHED_COLS " FROM kaal_schedules WHERE namespace = $1 AND version > $2::bigint"
+        " ORDER BY version LIMIT $3",
+    [Q_SCHED_COUNT] = "SELECT COUNT(*) FROM kaal_schedules WHERE namespace = $1 AND NOT deleted",
 };
 
 typedef struct pg_impl {
@@ -656,28 +696,69 @@ static void pg_discard(kaal_backend *b)
     b->connected = 0;
 }
 
-/* The whole schema in one simple-query round trip: one implicit
- * transaction, serialised between concurrent migrators by an advisory lock
- * (concurrent CREATE TABLE IF NOT EXISTS can otherwise fail on pg_type). */
-static int pg_migrate(kaal_backend *b, kaal_error *err)
+/* *out: the integer the one-row query sql returns (0 for no row or NULL). */
+static int pg_scalar(kaal_backend *b, const char *sql, const char *arg, int64_t *out, kaal_error *err)
 {
-    sbuf sql = {0};
-    PGresult *r;
-    int i, rc;
-    sb_str(&sql, "SELECT pg_advisory_xact_lock(1801543020)");
-    for (i = 0; kaal_schema_postgres[i]; i++) {
-        sb_str(&sql, ";\n");
-        sb_str(&sql, kaal_schema_postgres[i]);
+    int rc;
+    PGresult *r = run_sql(b, sql, arg ? 1 : 0, &arg, err, "schema version", &rc);
+    *out = 0;
+    if (!r) return rc;
+    if (PQntuples(r) > 0) *out = int_value(r, 0, 0);
+    PQclear(r);
+    return KAAL_OK;
+}
+
+static int pg_schema_version(kaal_backend *b, int *version, kaal_error *err)
+{
+    static const char has_table[] = "SELECT (to_regclass($1) IS NOT NULL)::int";
+    int markers[KAAL_SCHEMA_VERSION], i, rc;
+    int64_t yes = 0, recorded = 0;
+    *version = 0;
+    for (i = 0; i < KAAL_SCHEMA_VERSION; i++) {
+        if ((rc = pg_scalar(b, has_table, kaal_schema_markers[i], &yes, err)) != KAAL_OK) return rc;
+        markers[i] = yes > 0;
     }
-    if (sql.oom) {
-        free(sql.p);
-        return oom(err);
-    }
-    r = run_sql(b, sql.p, 0, NULL, err, "migrate", &rc);
-    free(sql.p);
+    if ((rc = pg_scalar(b, has_table, "kaal_schema_steps", &yes, err)) != KAAL_OK) return rc;
+    if (yes && (rc = pg_scalar(b, "SELECT MAX(step) FROM kaal_schema_steps", NULL, &recorded, err)) != KAAL_OK)
+        return rc;
+    *version = kaal_schema_version_of(markers, recorded);
+    return KAAL_OK;
+}
+
+static int pg_simple(kaal_backend *b, const char *sql, kaal_error *err, const char *what)
+{
+    int rc;
+    PGresult *r = run_sql(b, sql, 0, NULL, err, what, &rc);
     if (!r) return rc;
     PQclear(r);
     return KAAL_OK;
+}
+
+/* The steps the database lacks, in one transaction, serialised between
+ * concurrent migrators by an advisory lock (concurrent CREATE TABLE IF NOT
+ * EXISTS can otherwise fail on pg_type); each step's statements go in one
+ * simple-query round trip. */
+static int pg_migrate(kaal_backend *b, kaal_error *err)
+{
+    int version = 0, step, i;
+    int rc = pg_simple(b, "BEGIN; SELECT pg_advisory_xact_lock(1801543020)", err, "migrate");
+    if (rc != KAAL_OK) return rc;
+    rc = pg_schema_version(b, &version, err);
+    for (step = version; rc == KAAL_OK && step < KAAL_SCHEMA_VERSION; step++) {
+        sbuf sql = {0};
+        for (i = 0; kaal_schema_steps_postgres[step][i]; i++) {
+            if (i) sb_str(&sql, ";\n");
+            sb_str(&sql, kaal_schema_steps_postgres[step][i]);
+        }
+        rc = sql.oom ? oom(err) : pg_simple(b, sql.p, err, "migrate");
+        free(sql.p);
+    }
+    if (rc == KAAL_OK) rc = pg_simple(b, "COMMIT", err, "migrate");
+    if (rc != KAAL_OK && b->connected) {
+        kaal_error ignored;
+        pg_simple(b, "ROLLBACK", &ignored, "migrate");
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------------ */
@@ -1010,6 +1091,129 @@ static int pg_delayed_list_after(kaal_backend *b, int64_t after_ms, const char *
     vals[3] = after_id;
     return query_rows(b, Q_DELAYED_LIST_AFTER, 4, vals, "delayed_list", kaal_read_delayed_row, out, err);
 }
+
+/* ------------------------------------------------------------------ */
+/* Stored schedules                                                    */
+
+static int sched_version(kaal_backend *b, int64_t *version, kaal_error *err)
+{
+    const char *vals[1] = {b->ns};
+    int rc;
+    PGresult *r = run(b, Q_SCHED_VERSION, 1, vals, NULL, err, "schedules", &rc);
+    *version = 0;
+    if (!r) return rc;
+    if (PQntuples(r) > 0) *version = int_value(r, 0, 0);
+    PQclear(r);
+    return KAAL_OK;
+}
+
+static int pg_sched_upsert(kaal_backend *b, const kaal_schedule_row *row, int64_t now, int64_t *version,
+                           kaal_error *err)
+{
+    char now_s[24];
+    const char *vals[10];
+    int rc;
+    PGresult *r;
+    if ((rc = check_opt("time_zone", row->time_zone, err)) != KAAL_OK ||
+        (rc = check_opt("queue", row->queue, err)) != KAAL_OK)
+        return rc;
+    snprintf(now_s, sizeof now_s, "%" PRId64, now);
+    vals[0] = b->ns;
+    vals[1] = row->key;
+    vals[2] = row->cron;
+    vals[3] = row->job_class;
+    vals[4] = row->args ? row->args : "[]";
+    vals[5] = row->kwargs ? row->kwargs : "{}";
+    vals[6] = row->time_zone;
+    vals[7] = row->queue;
+    vals[8] = row->enabled ? "true" : "false";
+    vals[9] = now_s;
+    r = run(b, Q_SCHED_UPSERT, 10, vals, NULL, err, "schedules", &rc);
+    if (!r) return rc;
+    *version = PQntuples(r) > 0 ? int_value(r, 0, 0) : 0;
+    PQclear(r);
+    return KAAL_OK;
+}
+
+static int pg_sched_remove(kaal_backend *b, const char *key, int64_t now, int *found, int64_t *version,
+                           kaal_error *err)
+{
+    char now_s[24];
+    const char *vals[3];
+    int rc;
+    PGresult *r;
+    *found = 0;
+    snprintf(now_s, sizeof now_s, "%" PRId64, now);
+    vals[0] = b->ns;
+    vals[1] = key;
+    vals[2] = now_s;
+    /* In a transaction, rolled back when the key is not stored: the
+     * counter moves only with a change. */
+    if ((rc = pg_simple(b, "BEGIN", err, "schedules")) != KAAL_OK) return rc;
+    r = run(b, Q_SCHED_REMOVE, 3, vals, NULL, err, "schedules", &rc);
+    if (r) {
+        *found = PQntuples(r) > 0;
+        if (*found) *version = int_value(r, 0, 0);
+        PQclear(r);
+        rc = pg_simple(b, *found ? "COMMIT" : "ROLLBACK", err, "schedules");
+    }
+    if (rc != KAAL_OK) {
+        kaal_error ignored;
+        if (b->connected) pg_simple(b, "ROLLBACK", &ignored, "schedules");
+        *found = 0;
+        return rc;
+    }
+    return *found ? KAAL_OK : sched_version(b, version, err);
+}
+
+static int pg_sched_get(kaal_backend *b, const char *key, kaal_schedule_rows *out, kaal_error *err)
+{
+    const char *vals[2] = {b->ns, key};
+    return query_rows(b, Q_SCHED_GET, 2, vals, "schedules", kaal_read_schedule_row, out, err);
+}
+
+static int pg_sched_list(kaal_backend *b, const char *after, size_t limit, kaal_schedule_rows *out,
+                         kaal_error *err)
+{
+    char limit_s[24];
+    const char *vals[3];
+    snprintf(limit_s, sizeof limit_s, "%zu", limit);
+    vals[0] = b->ns;
+    vals[1] = after;
+    vals[2] = limit_s;
+    return query_rows(b, Q_SCHED_LIST, 3, vals, "schedules", kaal_read_schedule_row, out, err);
+}
+
+static int pg_sched_changes(kaal_backend *b, int64_t since, size_t limit, kaal_schedule_rows *out,
+                            int64_t *version, kaal_error *err)
+{
+    char since_s[24], limit_s[24];
+    const char *vals[3];
+    int rc = sched_version(b, version, err);
+    if (rc != KAAL_OK || *version <= since) return rc;
+    snprintf(since_s, sizeof since_s, "%" PRId64, since);
+    snprintf(limit_s, sizeof limit_s, "%zu", limit);
+    vals[0] = b->ns;
+    vals[1] = since_s;
+    vals[2] = limit_s;
+    return query_rows(b, Q_SCHED_CHANGES, 3, vals, "schedules", kaal_read_schedule_row, out, err);
+}
+
+static int pg_sched_count(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    const char *vals[1] = {b->ns};
+    int rc;
+    PGresult *r = run(b, Q_SCHED_COUNT, 1, vals, NULL, err, "schedules", &rc);
+    *count = 0;
+    if (!r) return rc;
+    if (PQntuples(r) > 0) *count = (size_t)int_value(r, 0, 0);
+    PQclear(r);
+    return KAAL_OK;
+}
+
+static const kaal_schedule_ops pg_schedule_ops = {
+    pg_sched_upsert, pg_sched_remove, pg_sched_get, pg_sched_list, pg_sched_changes, pg_sched_count,
+};
 
 const kaal_backend_vtable kaal_backend_postgres = KAAL_BACKEND_VTABLE("postgres", pg);
 

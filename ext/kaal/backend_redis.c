@@ -34,6 +34,7 @@
  * next call); an error reply returns KAAL_EBACKEND with the server's text.
  * Messages never contain the password. */
 #include "backend.h"
+#include "schema.h"
 
 #ifdef KAAL_HAVE_REDIS
 
@@ -1570,6 +1571,239 @@ static int redis_delayed_list_after(kaal_backend *b, int64_t after_ms, const cha
     return kaal_delayed_list_after_scan(b, after_ms, after_id, limit, out, err);
 }
 
+/* ------------------------------------------------------------------ */
+/* Stored schedules                                                   */
+/*
+ * Keys (under "<ns>:"):
+ *   schedules           hash key -> encoded row (cron, job_class, args,
+ *                       kwargs, time_zone, queue, enabled, updated_at)
+ *   schedules-version   string, the namespace's change counter
+ *   schedules-feed      zset version -> key, every key ever changed (a key
+ *                       in the feed but not in the hash was removed)
+ *   schedules-keys      zset 0 -> key, the stored keys in byte order
+ * Each change is one script (counter, row, feed); a tick's poll is one GET
+ * of the counter, and the feed is read only when the counter moved. The
+ * scripts are sent with EVAL (changes and feed reads are rare). */
+
+static const char LUA_SCHED_UPSERT[] =
+    "local p, k, row = ARGV[1], ARGV[2], ARGV[3]\n"
+    "local v = redis.call('INCR', p .. 'schedules-version')\n"
+    "redis.call('HSET', p .. 'schedules', k, row)\n"
+    "redis.call('ZADD', p .. 'schedules-feed', v, k)\n"
+    "redis.call('ZADD', p .. 'schedules-keys', 0, k)\n"
+    "return v\n";
+
+static const char LUA_SCHED_REMOVE[] =
+    "local p, k = ARGV[1], ARGV[2]\n"
+    "if redis.call('HDEL', p .. 'schedules', k) == 0 then\n"
+    "  return {0, tonumber(redis.call('GET', p .. 'schedules-version') or '0')}\n"
+    "end\n"
+    "local v = redis.call('INCR', p .. 'schedules-version')\n"
+    "redis.call('ZADD', p .. 'schedules-feed', v, k)\n"
+    "redis.call('ZREM', p .. 'schedules-keys', k)\n"
+    "return {1, v}\n";
+
+/* ARGV: prefix, then mode "feed" (since, limit) or "keys" (after or "",
+ * limit) or "get" (key). Reply: the counter, then key, version, row
+ * (nil when removed) for each schedule. */
+static const char LUA_SCHED_READ[] =
+    "local p, mode = ARGV[1], ARGV[2]\n"
+    "local v = tonumber(redis.call('GET', p .. 'schedules-version') or '0')\n"
+    "local out, keys = {v}, {}\n"
+    "if mode == 'feed' then\n"
+    "  local r = redis.call('ZRANGEBYSCORE', p .. 'schedules-feed', '(' .. ARGV[3], '+inf',\n"
+    "                       'LIMIT', 0, tonumber(ARGV[4]))\n"
+    "  keys = r\n"
+    "elseif mode == 'keys' then\n"
+    "  local from = ARGV[3] == '' and '-' or '(' .. ARGV[3]\n"
+    "  keys = redis.call('ZRANGEBYLEX', p .. 'schedules-keys', from, '+', 'LIMIT', 0, tonumber(ARGV[4]))\n"
+    "else\n"
+    "  keys = {ARGV[3]}\n"
+    "end\n"
+    "for _, k in ipairs(keys) do\n"
+    "  local row = redis.call('HGET', p .. 'schedules', k)\n"
+    "  if row or mode == 'feed' then\n"
+    "    out[#out + 1] = k\n"
+    "    out[#out + 1] = redis.call('ZSCORE', p .. 'schedules-feed', k)\n"
+    "    out[#out + 1] = row\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
+/* EVAL body 0 prefix args...: one script call without the script cache. */
+static int sched_eval(kaal_backend *b, const char *body, int n, const char **args, const size_t *arg_lens,
+                      redisReply **out, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    const char *argv[10];
+    size_t lens[10];
+    int i;
+    if (!r || !r->io) return not_connected(b, err, "schedules");
+    argv[0] = "EVAL";
+    lens[0] = 4;
+    argv[1] = body;
+    lens[1] = strlen(body);
+    argv[2] = "0";
+    lens[2] = 1;
+    argv[3] = r->prefix;
+    lens[3] = r->prefix_len;
+    for (i = 0; i < n; i++) {
+        argv[4 + i] = args[i];
+        lens[4 + i] = arg_lens ? arg_lens[i] : strlen(args[i]);
+    }
+    return command(b, 4 + n, argv, lens, out, err, "schedules");
+}
+
+static int redis_sched_upsert(kaal_backend *b, const kaal_schedule_row *row, int64_t now, int64_t *version,
+                              kaal_error *err)
+{
+    buf enc = {0};
+    const char *args[2];
+    size_t lens[2];
+    redisReply *rep = NULL;
+    int rc;
+    enc_str(&enc, row->cron);
+    enc_str(&enc, row->job_class);
+    enc_str(&enc, row->args ? row->args : "[]");
+    enc_str(&enc, row->kwargs ? row->kwargs : "{}");
+    enc_str(&enc, row->time_zone);
+    enc_str(&enc, row->queue);
+    enc_int(&enc, row->enabled ? 1 : 0);
+    enc_int(&enc, now);
+    if (enc.oom) return buf_oom(&enc, err);
+    args[0] = row->key;
+    lens[0] = strlen(row->key);
+    args[1] = enc.p;
+    lens[1] = enc.len;
+    rc = sched_eval(b, LUA_SCHED_UPSERT, 2, args, lens, &rep, err);
+    free(enc.p);
+    if (rc != KAAL_OK) return rc;
+    *version = rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
+    freeReplyObject(rep);
+    return KAAL_OK;
+}
+
+static int redis_sched_remove(kaal_backend *b, const char *key, int64_t now, int *found, int64_t *version,
+                              kaal_error *err)
+{
+    redisReply *rep = NULL;
+    int rc;
+    (void)now;
+    *found = 0;
+    rc = sched_eval(b, LUA_SCHED_REMOVE, 1, &key, NULL, &rep, err);
+    if (rc != KAAL_OK) return rc;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
+        *found = rep->element[0]->integer == 1;
+        *version = rep->element[1]->integer;
+    }
+    freeReplyObject(rep);
+    return KAAL_OK;
+}
+
+/* Rows from a LUA_SCHED_READ reply (after the counter). */
+static int sched_rows_from(redisReply *rep, kaal_schedule_rows *out, kaal_error *err)
+{
+    size_t i;
+    for (i = 1; i + 2 < rep->elements; i += 3) {
+        redisReply *k = rep->element[i], *v = rep->element[i + 1], *r = rep->element[i + 2];
+        kaal_schedule_row *row;
+        int64_t enabled = 0;
+        if (k->type != REDIS_REPLY_STRING) continue;
+        row = kaal_schedule_rows_push(out);
+        if (!row || !(row->key = kaal_strndup(k->str, k->len))) return no_memory(err);
+        row->version = v->type == REDIS_REPLY_STRING ? (int64_t)strtod(v->str, NULL) : 0;
+        if (r->type != REDIS_REPLY_STRING) {
+            row->deleted = 1;
+            continue;
+        }
+        {
+            const char *p = r->str, *end = r->str + r->len;
+            if (!dec_dup(&p, end, &row->cron) || !dec_dup(&p, end, &row->job_class) ||
+                !dec_dup(&p, end, &row->args) || !dec_dup(&p, end, &row->kwargs) ||
+                !dec_dup(&p, end, &row->time_zone) || !dec_dup(&p, end, &row->queue) ||
+                !dec_int(&p, end, &enabled) || !dec_int(&p, end, &row->updated_at) || !row->cron ||
+                !row->job_class || !row->args || !row->kwargs)
+                return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
+                                      "redis: stored schedule \"%.100s\" has an unreadable payload", row->key);
+        }
+        row->enabled = enabled != 0;
+    }
+    return KAAL_OK;
+}
+
+static int sched_read(kaal_backend *b, const char *mode, const char *a, const char *c, kaal_schedule_rows *out,
+                      int64_t *version, kaal_error *err)
+{
+    const char *args[3];
+    redisReply *rep = NULL;
+    int rc;
+    args[0] = mode;
+    args[1] = a;
+    args[2] = c;
+    rc = sched_eval(b, LUA_SCHED_READ, c ? 3 : 2, args, NULL, &rep, err);
+    if (rc != KAAL_OK) return rc;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements < 1) {
+        freeReplyObject(rep);
+        return kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "redis: schedules: unexpected reply");
+    }
+    if (version) *version = rep->element[0]->integer;
+    rc = sched_rows_from(rep, out, err);
+    freeReplyObject(rep);
+    return rc;
+}
+
+static int redis_sched_get(kaal_backend *b, const char *key, kaal_schedule_rows *out, kaal_error *err)
+{
+    return sched_read(b, "get", key, NULL, out, NULL, err);
+}
+
+static int redis_sched_list(kaal_backend *b, const char *after, size_t limit, kaal_schedule_rows *out,
+                            kaal_error *err)
+{
+    char limit_s[24];
+    snprintf(limit_s, sizeof limit_s, "%zu", limit);
+    return sched_read(b, "keys", after ? after : "", limit_s, out, NULL, err);
+}
+
+static int redis_sched_changes(kaal_backend *b, int64_t since, size_t limit, kaal_schedule_rows *out,
+                               int64_t *version, kaal_error *err)
+{
+    redisReply *rep = NULL;
+    char since_s[24], limit_s[24];
+    int rc = key_command(b, "GET", "schedules-version", NULL, NULL, &rep, err, "schedules");
+    if (rc != KAAL_OK) return rc;
+    *version = rep->type == REDIS_REPLY_STRING ? strtoll(rep->str, NULL, 10) : 0;
+    freeReplyObject(rep);
+    if (*version <= since) return KAAL_OK;
+    snprintf(since_s, sizeof since_s, "%" PRId64, since);
+    snprintf(limit_s, sizeof limit_s, "%zu", limit);
+    return sched_read(b, "feed", since_s, limit_s, out, version, err);
+}
+
+static int redis_sched_count(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    redisReply *rep = NULL;
+    int rc = key_command(b, "ZCARD", "schedules-keys", NULL, NULL, &rep, err, "schedules");
+    *count = 0;
+    if (rc == KAAL_OK && rep->type == REDIS_REPLY_INTEGER) *count = (size_t)rep->integer;
+    if (rep) freeReplyObject(rep);
+    return rc;
+}
+
+static const kaal_schedule_ops redis_schedule_ops = {
+    redis_sched_upsert, redis_sched_remove, redis_sched_get,
+    redis_sched_list,   redis_sched_changes, redis_sched_count,
+};
+
+/* Redis keeps no schema steps: stored schedules only add keys. */
+static int redis_schema_version(kaal_backend *b, int *version, kaal_error *err)
+{
+    (void)b;
+    (void)err;
+    *version = KAAL_SCHEMA_VERSION;
+    return KAAL_OK;
+}
+
 const kaal_backend_vtable kaal_backend_redis = {
     .name = "redis",
     .connect = redis_connect,
@@ -1592,6 +1826,8 @@ const kaal_backend_vtable kaal_backend_redis = {
     .dispatches_before = redis_dispatches_before,
     .delayed_list_after = redis_delayed_list_after,
     .claim_push = redis_claim_push,
+    .schema_version = redis_schema_version,
+    .schedules = &redis_schedule_ops,
 };
 
 #endif /* KAAL_HAVE_REDIS */

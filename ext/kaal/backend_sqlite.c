@@ -7,8 +7,9 @@
  * The binding serialises calls on one handle, hence NOMUTEX.
  *
  * Decisions:
- * - connect creates the tables (the schema is idempotent CREATE ... IF NOT
- *   EXISTS), so `kaal start` on a fresh file works without `kaal migrate`.
+ * - connect creates the tables in a file that has none (every schema step),
+ *   so `kaal start` on a fresh file works without `kaal migrate`; a file at
+ *   an older step is upgraded by `kaal migrate` only (the start check says so).
  * - An in-memory database (":memory:", "file::memory:", "mode=memory") is
  *   refused: it would be private to one connection and guarantee nothing.
  * - Claims are one INSERT ... ON CONFLICT DO NOTHING RETURNING per chunk of up
@@ -68,6 +69,14 @@ enum {
     Q_DISPATCHES_BEFORE,
     Q_DISPATCHES_KEY_BEFORE,
     Q_DELAYED_LIST_AFTER,
+    Q_SCHED_BUMP,
+    Q_SCHED_VERSION,
+    Q_SCHED_UPSERT,
+    Q_SCHED_REMOVE,
+    Q_SCHED_GET,
+    Q_SCHED_LIST,
+    Q_SCHED_CHANGES,
+    Q_SCHED_COUNT,
     Q_COUNT
 };
 
@@ -145,6 +154,34 @@ static const char *const sql_text[Q_COUNT] = {
         "SELECT job_id, run_at_ms, job_class, queue, args FROM kaal_delayed_jobs"
         " WHERE namespace = ?1 AND (run_at_ms > ?3 OR (run_at_ms = ?3 AND job_id > ?4))"
         " ORDER BY run_at_ms, job_id LIMIT ?2",
+    /* Stored schedules: the counter row is bumped first in every change's
+     * transaction. */
+    [Q_SCHED_BUMP] =
+        "INSERT INTO kaal_schedule_versions (namespace, version) VALUES (?1, 1)"
+        " ON CONFLICT (namespace) DO UPDATE SET version = kaal_schedule_versions.version + 1"
+        " RETURNING version",
+    [Q_SCHED_VERSION] = "SELECT version FROM kaal_schedule_versions WHERE namespace = ?1",
+    [Q_SCHED_UPSERT] =
+        "INSERT INTO kaal_schedules (namespace, " KAAL_SCHEDULE_COLS ")"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 0, ?10, ?11)"
+        " ON CONFLICT (namespace, job_key) DO UPDATE SET cron = excluded.cron,"
+        " job_class = excluded.job_class, args = excluded.args, kwargs = excluded.kwargs,"
+        " time_zone = excluded.time_zone, queue = excluded.queue, enabled = excluded.enabled,"
+        " deleted = 0, version = excluded.version, updated_at = excluded.updated_at",
+    [Q_SCHED_REMOVE] =
+        "UPDATE kaal_schedules SET deleted = 1, version = ?3, updated_at = ?4"
+        " WHERE namespace = ?1 AND job_key = ?2 AND deleted = 0",
+    [Q_SCHED_GET] =
+        "SELECT " KAAL_SCHEDULE_COLS " FROM kaal_schedules"
+        " WHERE namespace = ?1 AND job_key = ?2 AND deleted = 0",
+    [Q_SCHED_LIST] =
+        "SELECT " KAAL_SCHEDULE_COLS " FROM kaal_schedules"
+        " WHERE namespace = ?1 AND deleted = 0 AND (?2 IS NULL OR job_key > ?2)"
+        " ORDER BY job_key LIMIT ?3",
+    [Q_SCHED_CHANGES] =
+        "SELECT " KAAL_SCHEDULE_COLS " FROM kaal_schedules"
+        " WHERE namespace = ?1 AND version > ?2 ORDER BY version LIMIT ?3",
+    [Q_SCHED_COUNT] = "SELECT COUNT(*) FROM kaal_schedules WHERE namespace = ?1 AND deleted = 0",
 };
 
 typedef struct sqlite_impl {
@@ -193,6 +230,9 @@ static int fail(kaal_backend *b, int rc, const char *what, kaal_error *err)
         return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "sqlite: %s: %s (%s)", what, msg,
                               b->params.path ? b->params.path : "");
     default:
+        if (strncmp(msg, "no such table", 13) == 0)
+            return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
+                                  "sqlite: %s: %s (run `kaal migrate` to create kaal's tables)", what, msg);
         return kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "sqlite: %s: %s", what, msg);
     }
 }
@@ -444,23 +484,65 @@ static int is_memory_path(const char *p)
            (strncmp(p, "file:", 5) == 0 && strstr(p, "mode=memory") != NULL);
 }
 
-static int run_schema(kaal_backend *b, kaal_error *err)
+/* *out: one integer the query sql (no parameters) returns, 0 for no row
+ * or NULL. */
+static int scalar(kaal_backend *b, const char *sql, const char *arg, int64_t *out, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(IMPL(b)->db, sql, -1, &st, NULL);
+    *out = 0;
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return fail(b, rc, "schema version", err);
+    }
+    if (arg) sqlite3_bind_text(st, 1, arg, -1, SQLITE_STATIC);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "schema version", err);
+}
+
+static int sqlite_schema_version(kaal_backend *b, int *version, kaal_error *err)
+{
+    static const char has_table[] = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1";
+    int markers[KAAL_SCHEMA_VERSION], i, rc;
+    int64_t yes = 0, recorded = 0;
+    *version = 0;
+    for (i = 0; i < KAAL_SCHEMA_VERSION; i++) {
+        if ((rc = scalar(b, has_table, kaal_schema_markers[i], &yes, err)) != KAAL_OK) return rc;
+        markers[i] = yes > 0;
+    }
+    if ((rc = scalar(b, has_table, "kaal_schema_steps", &yes, err)) != KAAL_OK) return rc;
+    if (yes && (rc = scalar(b, "SELECT MAX(step) FROM kaal_schema_steps", NULL, &recorded, err)) != KAAL_OK)
+        return rc;
+    *version = kaal_schema_version_of(markers, recorded);
+    return KAAL_OK;
+}
+
+/* Applies the schema steps the file lacks, in one transaction; with
+ * only_fresh, only to a file without kaal's tables (connect: a file from
+ * an older release is left to `kaal migrate`, and the node's start check
+ * names it). */
+static int run_schema(kaal_backend *b, int only_fresh, kaal_error *err)
 {
     sqlite_impl *s = IMPL(b);
+    int rc = exec_q(b, Q_BEGIN, "migrate", err), version = 0, step;
     size_t i;
-    int rc = exec_q(b, Q_BEGIN, "migrate", err);
     if (rc != KAAL_OK) return rc;
-    for (i = 0; kaal_schema_sqlite[i]; i++) {
-        char *msg = NULL;
-        int src = sqlite3_exec(s->db, kaal_schema_sqlite[i], NULL, NULL, &msg);
-        sqlite3_free(msg);
-        if (src != SQLITE_OK) {
-            rc = fail(b, src, "migrate", err);
-            rollback(b);
-            return rc;
+    rc = sqlite_schema_version(b, &version, err);
+    if (only_fresh && version > 0) version = KAAL_SCHEMA_VERSION;
+    for (step = version; rc == KAAL_OK && step < KAAL_SCHEMA_VERSION; step++) {
+        for (i = 0; kaal_schema_steps_sqlite[step][i]; i++) {
+            char *msg = NULL;
+            int src = sqlite3_exec(s->db, kaal_schema_steps_sqlite[step][i], NULL, NULL, &msg);
+            sqlite3_free(msg);
+            if (src != SQLITE_OK) {
+                rc = fail(b, src, "migrate", err);
+                break;
+            }
         }
     }
-    rc = exec_q(b, Q_COMMIT, "migrate", err);
+    if (rc == KAAL_OK) rc = exec_q(b, Q_COMMIT, "migrate", err);
     if (rc != KAAL_OK) rollback(b);
     return rc;
 }
@@ -544,7 +626,7 @@ static int sqlite_connect(kaal_backend *b, kaal_error *err)
         return code;
     }
     b->connected = 1;
-    rc = run_schema(b, err);
+    rc = run_schema(b, 1, err);
     if (rc != KAAL_OK) {
         sqlite_close(b);
         return rc;
@@ -554,7 +636,7 @@ static int sqlite_connect(kaal_backend *b, kaal_error *err)
 
 static int sqlite_migrate(kaal_backend *b, kaal_error *err)
 {
-    return run_schema(b, err);
+    return run_schema(b, 0, err);
 }
 
 /* ----------------------------------------------------------------- claims */
@@ -948,6 +1030,138 @@ static int sqlite_delayed_list_after(kaal_backend *b, int64_t after_ms, const ch
     bind_text(st, 4, after_id);
     return read_rows(b, st, kaal_read_delayed_row, out, "delayed_list", err);
 }
+
+/* -------------------------------------------------------- stored schedules */
+
+static int sched_bump(kaal_backend *b, int64_t *version, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_SCHED_BUMP, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *version = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? KAAL_OK : fail(b, rc, "schedules", err);
+}
+
+static int sched_version(kaal_backend *b, int64_t *version, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_SCHED_VERSION, &st, err);
+    *version = 0;
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *version = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW || rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "schedules", err);
+}
+
+static int sched_write(kaal_backend *b, const kaal_schedule_row *row, const char *key, int64_t now, int *found,
+                       int64_t *version, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = exec_q(b, Q_BEGIN, "schedules", err);
+    if (rc != KAAL_OK) return rc;
+    rc = sched_bump(b, version, err);
+    if (rc == KAAL_OK) rc = stmt(b, row ? Q_SCHED_UPSERT : Q_SCHED_REMOVE, &st, err);
+    if (rc == KAAL_OK) {
+        bind_ns(b, st);
+        if (row) {
+            bind_text(st, 2, row->key);
+            bind_text(st, 3, row->cron);
+            bind_text(st, 4, row->job_class);
+            bind_text(st, 5, row->args ? row->args : "[]");
+            bind_text(st, 6, row->kwargs ? row->kwargs : "{}");
+            bind_text(st, 7, row->time_zone);
+            bind_text(st, 8, row->queue);
+            sqlite3_bind_int(st, 9, row->enabled ? 1 : 0);
+            sqlite3_bind_int64(st, 10, *version);
+            sqlite3_bind_int64(st, 11, now);
+        } else {
+            bind_text(st, 2, key);
+            sqlite3_bind_int64(st, 3, *version);
+            sqlite3_bind_int64(st, 4, now);
+        }
+        rc = exec_stmt(b, st, "schedules", err);
+    }
+    if (rc == KAAL_OK && found) *found = sqlite3_changes(IMPL(b)->db) > 0;
+    if (rc == KAAL_OK && found && !*found) {
+        rollback(b); /* nothing removed: the counter stays */
+        return sched_version(b, version, err);
+    }
+    if (rc == KAAL_OK) rc = exec_q(b, Q_COMMIT, "schedules", err);
+    if (rc != KAAL_OK && b->connected) rollback(b);
+    return rc;
+}
+
+static int sqlite_sched_upsert(kaal_backend *b, const kaal_schedule_row *row, int64_t now, int64_t *version,
+                               kaal_error *err)
+{
+    return sched_write(b, row, NULL, now, NULL, version, err);
+}
+
+static int sqlite_sched_remove(kaal_backend *b, const char *key, int64_t now, int *found, int64_t *version,
+                               kaal_error *err)
+{
+    *found = 0;
+    return sched_write(b, NULL, key, now, found, version, err);
+}
+
+static int sqlite_sched_get(kaal_backend *b, const char *key, kaal_schedule_rows *out, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_SCHED_GET, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    bind_text(st, 2, key);
+    return read_rows(b, st, kaal_read_schedule_row, out, "schedules", err);
+}
+
+static int sqlite_sched_list(kaal_backend *b, const char *after, size_t limit, kaal_schedule_rows *out,
+                             kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_SCHED_LIST, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    bind_text(st, 2, after);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+    return read_rows(b, st, kaal_read_schedule_row, out, "schedules", err);
+}
+
+static int sqlite_sched_changes(kaal_backend *b, int64_t since, size_t limit, kaal_schedule_rows *out,
+                                int64_t *version, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sched_version(b, version, err);
+    if (rc != KAAL_OK || *version <= since) return rc;
+    rc = stmt(b, Q_SCHED_CHANGES, &st, err);
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    sqlite3_bind_int64(st, 2, since);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+    return read_rows(b, st, kaal_read_schedule_row, out, "schedules", err);
+}
+
+static int sqlite_sched_count(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = stmt(b, Q_SCHED_COUNT, &st, err);
+    *count = 0;
+    if (rc != KAAL_OK) return rc;
+    bind_ns(b, st);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *count = (size_t)sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    return rc == SQLITE_ROW ? KAAL_OK : fail(b, rc, "schedules", err);
+}
+
+static const kaal_schedule_ops sqlite_schedule_ops = {
+    sqlite_sched_upsert, sqlite_sched_remove, sqlite_sched_get,
+    sqlite_sched_list,   sqlite_sched_changes, sqlite_sched_count,
+};
 
 const kaal_backend_vtable kaal_backend_sqlite = KAAL_BACKEND_VTABLE("sqlite", sqlite);
 

@@ -17,8 +17,14 @@
  *   #_delayed_claim(now_ms, limit), #_delayed_list(limit) -> [{job_id:, ...}]
  *   #_delayed_cancel(job_id) -> bool, #_delayed_count -> Integer
  *   #_heartbeat(node, info, now, ttl), #_nodes(since) -> [{node:, info:, last_seen:}]
+ *   #_schema_version -> Integer (the store's schema step)
+ *   #_schedule_upsert(key, cron, job_class, args_json, kwargs_json, time_zone, queue, enabled, now) -> version
+ *   #_schedule_remove(key, now) -> [found, version], #_schedule_get(key) -> {key:, cron:, ...} or nil
+ *   #_schedule_list(after, limit) -> [{...}] by key, #_schedule_changes(since, limit) -> [version, [{...}]]
+ *   #_schedule_count -> Integer
  *   #_target -> {"host"=>, "port"=>, ...} (never the password; for #inspect)
- *   Kaal::Native.backends -> ["memory", ...], Kaal::Native.schema(dialect) -> [DDL]
+ *   Kaal::Native.backends -> ["memory", ...], Kaal::Native.schema(dialect) -> [step 1's DDL],
+ *   Kaal::Native.schema_steps(dialect) -> [[step 1's], [step 2's], ...], Kaal::Native::SCHEMA_VERSION
  *
  * Every call: Ruby arguments are checked with the GVL held, then copied into
  * malloc'd C memory (a Ruby String may be moved or changed by another thread
@@ -77,6 +83,7 @@
 static VALUE cBackend;
 static ID id_key, id_fire_time, id_status, id_node, id_error, id_claimed_at, id_updated_at;
 static ID id_job_id, id_run_at_ms, id_job_class, id_queue, id_args_json, id_info, id_last_seen;
+static ID id_cron, id_kwargs_json, id_time_zone, id_enabled, id_deleted, id_version;
 
 /* Every kind kaal knows, with the Debian package its client library is in. */
 static const struct known_kind {
@@ -200,7 +207,7 @@ static size_t check_limit(VALUE v, const char *what)
 /* ------------------------------------------------------------------ */
 /* One call on the handle (the pattern is described at the top)        */
 
-#define MAX_STRS 6
+#define MAX_STRS 7
 #define MAX_NUMS 4
 
 /* What a call runs (run_op). */
@@ -211,6 +218,8 @@ typedef enum op {
     OP_DELAYED_ADD, OP_DELAYED_CLAIM, OP_DELAYED_LIST, OP_DELAYED_LIST_AFTER,
     OP_DELAYED_CANCEL, OP_DELAYED_COUNT,
     OP_HEARTBEAT, OP_NODES, OP_CLAIM_PUSH,
+    OP_SCHEMA_VERSION, OP_SCHEDULE_UPSERT, OP_SCHEDULE_REMOVE, OP_SCHEDULE_GET, OP_SCHEDULE_LIST,
+    OP_SCHEDULE_CHANGES, OP_SCHEDULE_COUNT,
 } op;
 
 typedef struct call call;
@@ -244,7 +253,9 @@ struct call {
     kaal_delayed_rows delayed;
     kaal_node_rows nodes;
     kaal_state_rows states;
+    kaal_schedule_rows schedules;
     size_t count;
+    int64_t version; /* the stored schedules' change counter */
     int found;
 
     VALUE (*build)(call *c); /* the Ruby result (with the GVL); NULL: nil */
@@ -386,6 +397,26 @@ static int run_op(kaal_backend *b, call *c, kaal_error *err)
     case OP_CLAIM_PUSH: /* node; lease_ms, now */
         if (c->nclaims == 0) return KAAL_OK;
         return vt->claim_push(b, c->claims, c->pushes, c->nclaims, n[0], s[0], n[1], err);
+    case OP_SCHEMA_VERSION: {
+        int version = 0;
+        int rc = vt->schema_version(b, &version, err);
+        c->count = (size_t)version;
+        return rc;
+    }
+    case OP_SCHEDULE_UPSERT: /* key, cron, job_class, args, kwargs, time_zone, queue; now, enabled */
+        return vt->schedules->upsert(
+            b, &(kaal_schedule_row){s[0], s[1], s[2], s[3], s[4], s[5], s[6], (int)n[1], 0, 0, 0}, n[0],
+            &c->version, err);
+    case OP_SCHEDULE_REMOVE: /* key; now */
+        return vt->schedules->remove(b, s[0], n[0], &c->found, &c->version, err);
+    case OP_SCHEDULE_GET: /* key */
+        return vt->schedules->get(b, s[0], &c->schedules, err);
+    case OP_SCHEDULE_LIST: /* after */
+        return vt->schedules->list(b, s[0], c->limit, &c->schedules, err);
+    case OP_SCHEDULE_CHANGES: /* since */
+        return vt->schedules->changes(b, n[0], c->limit, &c->schedules, &c->version, err);
+    case OP_SCHEDULE_COUNT:
+        return vt->schedules->count(b, &c->count, err);
     }
     return kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "kaal: unknown op %d", (int)c->op);
 }
@@ -491,6 +522,7 @@ static VALUE call_ensure(VALUE arg)
     kaal_delayed_rows_free(&c->delayed);
     kaal_node_rows_free(&c->nodes);
     kaal_state_rows_free(&c->states);
+    kaal_schedule_rows_free(&c->schedules);
     return Qnil;
 }
 
@@ -1112,6 +1144,105 @@ static VALUE backend_nodes(VALUE self, VALUE since)
 }
 
 /* ------------------------------------------------------------------ */
+/* Schema version and stored schedules                                 */
+
+static VALUE backend_schema_version(VALUE self)
+{
+    return run_plain(self, OP_SCHEMA_VERSION, build_count);
+}
+
+static VALUE backend_schedule_upsert(VALUE self, VALUE key, VALUE cron, VALUE job_class, VALUE args,
+                                     VALUE kwargs, VALUE time_zone, VALUE queue, VALUE enabled, VALUE now)
+{
+    call c;
+    call_init(&c, self, OP_SCHEDULE_UPSERT);
+    arg_name(&c, key, "job key", 0);
+    arg_name(&c, cron, "cron", 0);
+    arg_name(&c, job_class, "job_class", 0);
+    arg_str(&c, args, "args_json", 0);
+    arg_str(&c, kwargs, "kwargs_json", 0);
+    arg_name(&c, time_zone, "time_zone", 1);
+    arg_name(&c, queue, "queue", 1);
+    arg_i64(&c, now, "now");
+    c.num[c.nnums++] = RTEST(enabled);
+    run_call(&c);
+    return LL2NUM(c.version);
+}
+
+static VALUE backend_schedule_remove(VALUE self, VALUE key, VALUE now)
+{
+    call c;
+    call_init(&c, self, OP_SCHEDULE_REMOVE);
+    arg_name(&c, key, "job key", 0);
+    arg_i64(&c, now, "now");
+    run_call(&c);
+    return rb_assoc_new(c.found ? Qtrue : Qfalse, LL2NUM(c.version));
+}
+
+static VALUE schedule_rows(const kaal_schedule_rows *rows)
+{
+    VALUE out = rb_ary_new_capa((long)rows->len);
+    size_t i;
+    for (i = 0; i < rows->len; i++) {
+        const kaal_schedule_row *r = &rows->rows[i];
+        VALUE h = rb_hash_new();
+        rb_hash_aset(h, ID2SYM(id_key), str_or_nil(r->key));
+        rb_hash_aset(h, ID2SYM(id_cron), str_or_nil(r->cron));
+        rb_hash_aset(h, ID2SYM(id_job_class), str_or_nil(r->job_class));
+        rb_hash_aset(h, ID2SYM(id_args_json), str_or_nil(r->args));
+        rb_hash_aset(h, ID2SYM(id_kwargs_json), str_or_nil(r->kwargs));
+        rb_hash_aset(h, ID2SYM(id_time_zone), str_or_nil(r->time_zone));
+        rb_hash_aset(h, ID2SYM(id_queue), str_or_nil(r->queue));
+        rb_hash_aset(h, ID2SYM(id_enabled), r->enabled ? Qtrue : Qfalse);
+        rb_hash_aset(h, ID2SYM(id_deleted), r->deleted ? Qtrue : Qfalse);
+        rb_hash_aset(h, ID2SYM(id_version), LL2NUM(r->version));
+        rb_hash_aset(h, ID2SYM(id_updated_at), LL2NUM(r->updated_at));
+        rb_ary_push(out, h);
+    }
+    return out;
+}
+
+static VALUE build_schedules(call *c) { return schedule_rows(&c->schedules); }
+
+static VALUE build_schedule(call *c) { return c->schedules.len ? rb_ary_entry(schedule_rows(&c->schedules), 0) : Qnil; }
+
+static VALUE build_schedule_changes(call *c) { return rb_assoc_new(LL2NUM(c->version), schedule_rows(&c->schedules)); }
+
+static VALUE backend_schedule_get(VALUE self, VALUE key)
+{
+    call c;
+    call_init(&c, self, OP_SCHEDULE_GET);
+    arg_name(&c, key, "job key", 0);
+    c.build = build_schedule;
+    return run_call(&c);
+}
+
+static VALUE backend_schedule_list(VALUE self, VALUE after, VALUE limit)
+{
+    call c;
+    call_init(&c, self, OP_SCHEDULE_LIST);
+    arg_str(&c, after, "after", 1);
+    arg_limit(&c, limit, "limit");
+    c.build = build_schedules;
+    return run_call(&c);
+}
+
+static VALUE backend_schedule_changes(VALUE self, VALUE since, VALUE limit)
+{
+    call c;
+    call_init(&c, self, OP_SCHEDULE_CHANGES);
+    arg_i64(&c, since, "since");
+    arg_limit(&c, limit, "limit");
+    c.build = build_schedule_changes;
+    return run_call(&c);
+}
+
+static VALUE backend_schedule_count(VALUE self)
+{
+    return run_plain(self, OP_SCHEDULE_COUNT, build_count);
+}
+
+/* ------------------------------------------------------------------ */
 /* Kaal::Native.backends / .schema                                     */
 
 static VALUE native_backends(VALUE mod)
@@ -1131,12 +1262,15 @@ static VALUE native_backends(VALUE mod)
  * definition reads as NULL and is reported as unavailable. */
 #ifdef KAAL_HAVE_SQLITE
 extern const char *const kaal_schema_sqlite[] __attribute__((weak));
+extern const char *const *const kaal_schema_steps_sqlite[] __attribute__((weak));
 #endif
 #ifdef KAAL_HAVE_POSTGRES
 extern const char *const kaal_schema_postgres[] __attribute__((weak));
+extern const char *const *const kaal_schema_steps_postgres[] __attribute__((weak));
 #endif
 #ifdef KAAL_HAVE_MYSQL
 extern const char *const kaal_schema_mysql[] __attribute__((weak));
+extern const char *const *const kaal_schema_steps_mysql[] __attribute__((weak));
 #endif
 
 static const char *const *schema_for(const char *dialect)
@@ -1153,6 +1287,45 @@ static const char *const *schema_for(const char *dialect)
 #endif
     (void)dialect;
     return s;
+}
+
+static const char *const *const *steps_for(const char *dialect)
+{
+    const char *const *const *volatile s = NULL;
+#ifdef KAAL_HAVE_SQLITE
+    if (strcmp(dialect, "sqlite") == 0) s = kaal_schema_steps_sqlite;
+#endif
+#ifdef KAAL_HAVE_POSTGRES
+    if (strcmp(dialect, "postgres") == 0) s = kaal_schema_steps_postgres;
+#endif
+#ifdef KAAL_HAVE_MYSQL
+    if (strcmp(dialect, "mysql") == 0) s = kaal_schema_steps_mysql;
+#endif
+    (void)dialect;
+    return s;
+}
+
+/* [[step 1's statements], [step 2's], ...] */
+static VALUE native_schema_steps(VALUE mod, VALUE dialect)
+{
+    const char *name = kind_name(dialect);
+    const char *const *const *steps;
+    VALUE out;
+    int i;
+    (void)mod;
+    if (strcmp(name, "sqlite") != 0 && strcmp(name, "postgres") != 0 && strcmp(name, "mysql") != 0) {
+        rb_raise(rb_eArgError, "unknown SQL dialect %s (sqlite, postgres or mysql)", name);
+    }
+    steps = steps_for(name);
+    if (!steps) raise_unavailable(name);
+    out = rb_ary_new();
+    for (i = 0; i < KAAL_SCHEMA_VERSION; i++) {
+        const char *const *s = steps[i];
+        VALUE step = rb_ary_new();
+        for (; *s; s++) rb_ary_push(step, rb_obj_freeze(rb_utf8_str_new_cstr(*s)));
+        rb_ary_push(out, rb_obj_freeze(step));
+    }
+    return out;
 }
 
 static VALUE native_schema(VALUE mod, VALUE dialect)
@@ -1203,6 +1376,13 @@ void kaal_init_backend(void)
     rb_define_private_method(cBackend, "_delayed_list_after", backend_delayed_list_after, 3);
     rb_define_private_method(cBackend, "_heartbeat", backend_heartbeat, 4);
     rb_define_private_method(cBackend, "_nodes", backend_nodes, 1);
+    rb_define_private_method(cBackend, "_schema_version", backend_schema_version, 0);
+    rb_define_private_method(cBackend, "_schedule_upsert", backend_schedule_upsert, 9);
+    rb_define_private_method(cBackend, "_schedule_remove", backend_schedule_remove, 2);
+    rb_define_private_method(cBackend, "_schedule_get", backend_schedule_get, 1);
+    rb_define_private_method(cBackend, "_schedule_list", backend_schedule_list, 2);
+    rb_define_private_method(cBackend, "_schedule_changes", backend_schedule_changes, 2);
+    rb_define_private_method(cBackend, "_schedule_count", backend_schedule_count, 0);
 
     rb_define_module_function(kaal_mNative, "backends", native_backends, 0);
     rb_define_module_function(kaal_mNative, "schema", native_schema, 1);
@@ -1212,6 +1392,8 @@ void kaal_init_backend(void)
 #else
     rb_define_const(kaal_mNative, "REDIS_TLS", Qfalse);
 #endif
+    rb_define_module_function(kaal_mNative, "schema_steps", native_schema_steps, 1);
+    rb_define_const(kaal_mNative, "SCHEMA_VERSION", INT2NUM(KAAL_SCHEMA_VERSION));
 
     id_handle_interrupt = rb_intern("handle_interrupt");
     defer_all = rb_hash_new();
@@ -1233,4 +1415,10 @@ void kaal_init_backend(void)
     id_args_json = rb_intern("args_json");
     id_info = rb_intern("info");
     id_last_seen = rb_intern("last_seen");
+    id_cron = rb_intern("cron");
+    id_kwargs_json = rb_intern("kwargs_json");
+    id_time_zone = rb_intern("time_zone");
+    id_enabled = rb_intern("enabled");
+    id_deleted = rb_intern("deleted");
+    id_version = rb_intern("version");
 }

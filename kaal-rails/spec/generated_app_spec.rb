@@ -12,27 +12,42 @@ RSpec.describe "kaal-rails in a generated app" do
   app = GeneratedApp
 
   describe "bin/rails generate kaal:install" do
-    it "writes config/kaal.yml without a backend, the scheduler file and one migration" do
+    it "writes config/kaal.yml without a backend, the scheduler file and one migration per schema step" do
       # The fixture's scheduler file stands in for the user's: keep it aside.
       scheduler = File.read(app.path("config/kaal-scheduler.yml"))
       File.delete(app.path("config/kaal-scheduler.yml"))
       result = app.run!("bin/rails", "generate", "kaal:install")
       expect(result.out).to include("create  config/kaal.yml", "create  config/kaal-scheduler.yml",
-                                    "db/migrate/", "create_kaal_tables.rb")
+                                    "db/migrate/", "create_kaal_tables.rb", "kaal_schema_step_2.rb")
       config = File.read(app.path("config/kaal.yml"))
       expect(config).not_to match(/^\s*backend:/)
       expect(YAML.safe_load(File.read(app.path("config/kaal-scheduler.yml")))["defaults"]["jobs"]).to eq([])
       migrations = Dir[app.path("db/migrate/*_create_kaal_tables.rb")]
       expect(migrations.size).to eq(1)
       expect(File.read(migrations.first)).to include("Kaal::Backend::Schema.statements(connection.adapter_name)")
+      step2 = Dir[app.path("db/migrate/*_kaal_schema_step_2.rb")]
+      expect(step2.size).to eq(1)
+      expect(File.read(step2.first)).to include("class KaalSchemaStep2 <",
+                                                "Kaal::Backend::Schema.step(2, connection.adapter_name)")
+      expect(File.basename(step2.first)).to be > File.basename(migrations.first) # runs after step 1
 
       # Again: nothing duplicated; a file the user changed is not overwritten.
       File.write(app.path("config/kaal-scheduler.yml"), scheduler)
       again = app.run("bin/rails", "generate", "kaal:install")
       expect(again.output).to include("identical  config/kaal.yml").and include("skip  config/kaal-scheduler.yml")
       expect(again.output).to match(/identical\s+db\/migrate\/\d+_create_kaal_tables\.rb/)
+      expect(again.output).to match(/identical\s+db\/migrate\/\d+_kaal_schema_step_2\.rb/)
       expect(Dir[app.path("db/migrate/*_create_kaal_tables.rb")].size).to eq(1)
       expect(File.read(app.path("config/kaal-scheduler.yml"))).to eq(scheduler)
+
+      # An app installed before schema steps existed (only create_kaal_tables):
+      # run again after upgrading kaal, it adds only the missing step.
+      File.delete(step2.first)
+      upgrade = app.run!("bin/rails", "generate", "kaal:install")
+      expect(upgrade.out).to match(/identical\s+db\/migrate\/\d+_create_kaal_tables\.rb/)
+      expect(upgrade.out).to match(/create\s+db\/migrate\/\d+_kaal_schema_step_2\.rb/)
+      expect(Dir[app.path("db/migrate/*_kaal_schema_step_2.rb")].size).to eq(1)
+      expect(Dir[app.path("db/migrate/*_create_kaal_tables.rb")]).to eq(migrations)
     end
 
     it "--backend=redis writes a Redis config and no migration; --database names the database.yml entry" do
@@ -133,7 +148,11 @@ RSpec.describe "kaal-rails in a generated app" do
                          env: { "DATABASE_URL" => dbs.url("main") })
         snapshots = JSON.parse(check.out.lines.last)
         reference = snapshots.fetch("kaal_migrate")
-        expect(reference.keys).to eq(%w[kaal_delayed_jobs kaal_dispatches kaal_job_states kaal_nodes])
+        expect(reference.keys).to eq(%w[kaal_delayed_jobs kaal_dispatches kaal_job_states kaal_nodes
+                                        kaal_schedule_versions kaal_schedules kaal_schema_steps])
+        expect(reference["kaal_schedules"]["primary_key"]).to eq(%w[namespace job_key])
+        expect(reference["kaal_schedules"]["indexes"])
+          .to eq([["index_kaal_schedules_on_namespace_and_version", %w[namespace version], false]])
         expect(reference["kaal_dispatches"]["primary_key"]).to eq(%w[namespace job_key fire_time])
         expect(reference["kaal_dispatches"]["indexes"])
           .to eq([["index_kaal_dispatches_on_namespace_and_fire_time", %w[namespace fire_time], false]])

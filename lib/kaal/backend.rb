@@ -276,6 +276,55 @@ module Kaal
         _nodes(seconds(since, "since"))
       end
 
+      # The schema step the store is at (SQL: what `kaal migrate` applied;
+      # Redis and memory: always Kaal::Backend::Schema::VERSION).
+      def schema_version
+        _schema_version
+      end
+
+      # Stores (or replaces) the schedule under key, for every node of the
+      # namespace. Plain checked values (Kaal.schedules validates the
+      # schedule itself): args_json / kwargs_json are JSON text. Returns the
+      # namespace's change counter after the change.
+      def schedule_upsert(key:, cron:, job_class:, args_json:, kwargs_json:, time_zone:, queue:, enabled:, now:)
+        unless enabled == true || enabled == false
+          raise ArgumentError, "enabled must be true or false, got #{enabled.inspect}"
+        end
+
+        _schedule_upsert(key_arg(key, "key"), text(cron, "cron"), text(job_class, "job_class"),
+                         text(args_json, "args_json"), text(kwargs_json, "kwargs_json"),
+                         time_zone.nil? ? nil : text(time_zone, "time_zone"), queue.nil? ? nil : text(queue, "queue"),
+                         enabled, seconds(now, "now"))
+      end
+
+      # Removes the schedule under key: [removed?, counter].
+      def schedule_remove(key, now:)
+        _schedule_remove(key_arg(key, "key"), seconds(now, "now"))
+      end
+
+      # The stored schedule {key:, cron:, job_class:, args_json:, kwargs_json:,
+      # time_zone:, queue:, enabled:, deleted: false, version:, updated_at:},
+      # or nil.
+      def schedule_get(key)
+        _schedule_get(key_arg(key, "key"))
+      end
+
+      # Up to limit stored schedules by key (bytes), after the key `after`.
+      def schedule_list(after: nil, limit: 100)
+        _schedule_list(after.nil? ? nil : key_arg(after, "after"), positive_int(limit, "limit"))
+      end
+
+      # The change feed: [counter, rows changed after version `since`, by
+      # version, up to limit] (removed keys have deleted: true). When the
+      # counter has not moved past since, one cheap read and no rows.
+      def schedule_changes(since:, limit: 1000)
+        _schedule_changes(integer(since, "since"), positive_int(limit, "limit"))
+      end
+
+      def schedule_count
+        _schedule_count
+      end
+
       def inspect
         target = _target.map { |k, v| "#{k}=#{v}" }.join(" ")
         parts = ["#{self.class} #{kind}", "namespace=#{namespace.inspect}"]

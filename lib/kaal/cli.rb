@@ -69,7 +69,8 @@ module Kaal
       ),
       "tick" => Command.new(usage: "tick", summary: "run one scheduler tick and print what it dispatched", options: []),
       "validate" => Command.new(usage: "validate", summary: "check the configuration and scheduler files", options: []),
-      "migrate" => Command.new(usage: "migrate", summary: "create the backend's tables (idempotent)", options: []),
+      "migrate" => Command.new(usage: "migrate", summary: "create or upgrade the backend's tables (the missing schema steps)",
+                               options: []),
       "version" => Command.new(usage: "version", summary: "print the kaal version", options: []),
       "help" => Command.new(usage: "help [COMMAND]", summary: "print this help, or a command's", options: [])
     }.freeze

@@ -171,6 +171,13 @@ module Kaal
       @registry
     end
 
+    # The stored schedules of the configured backend (Kaal::Schedules):
+    # upsert, delete, find, each.
+    def schedules
+      Schedules.new(backend: backend, configuration: configuration, registry: @registry,
+                    check_class: method(:check_recurring_class!))
+    end
+
     # -- running ---------------------------------------------------------------
 
     # Starts the tick loop in a background thread (loading the scheduler file
@@ -187,6 +194,7 @@ module Kaal
           logger.warn("no jobs: #{where} and none were registered in code")
         end
         warn_without_allow_list
+        check_schema!
         sched = scheduler
         @start_hooks.each { |hook| hook.call }
         sched.start
@@ -317,7 +325,8 @@ module Kaal
         @scheduler_pid = Process.pid
         @scheduler ||= Scheduler.new(config: configuration, registry: @registry, backend: backend,
                                      logger: method(:log_event),
-                                     before_tick: method(:reload_scheduler_file_if_changed))
+                                     before_tick: method(:reload_scheduler_file_if_changed),
+                                     feed: schedule_feed)
       end
     end
 
@@ -374,6 +383,16 @@ module Kaal
       @backend = nil
     end
 
+    # A node refuses to start against kaal's tables at an older schema step
+    # (Kaal::BackendError naming the migrate command). A backend it cannot
+    # reach yet is left to the tick loop, which retries.
+    def check_schema!
+      version = backend.schema_version
+      raise Backend::Schema.outdated_error(configuration.backend, version) if version < Backend::Schema::VERSION
+    rescue ConnectionError => e
+      logger.warn("schema check skipped: #{e.message}")
+    end
+
     def refuse_while_running(what)
       return unless running?
 
@@ -408,9 +427,30 @@ module Kaal
                   "queue applies to ActiveJob and Sidekiq classes")
     end
 
+    # The job under key: registered in this process, or stored in the
+    # backend (a web process pauses a stored schedule no node of its own runs).
     def registered_job!(key)
-      @registry[key] or
+      @registry[key] || stored_job(key) or
         raise ConfigurationError, "no job registered with key #{key.inspect} (known: #{@registry.jobs.keys.sort.first(20).join(", ")})"
+    end
+
+    def stored_job(key)
+      row = backend.schedule_get(key)
+      row && Schedules.job_from(row, default_time_zone: configuration.time_zone)
+    rescue BackendError
+      nil
+    end
+
+    # What brings the stored schedules into this node's registry, polled
+    # once per tick by the scheduler.
+    def schedule_feed
+      build = lambda do |row|
+        job = Schedules.job_from(row, default_time_zone: configuration.time_zone)
+        check_recurring_class!(job)
+        job
+      end
+      ScheduleFeed.new(backend: backend, registry: @registry, build: build,
+                       policy: -> { configuration.scheduler_conflict_policy }, log: method(:log_event))
     end
 
     # Stores the pause of +key+ (the backend's enabled flag is its inverse).
@@ -423,7 +463,7 @@ module Kaal
     end
 
     def job_state(job, paused)
-      where = job.file? ? "file" : "code"
+      where = job.file? ? "file" : job.source.to_s
       if !job.enabled then "disabled (#{where})"
       elsif paused then "paused (Kaal.disable)"
       else "enabled"

@@ -37,8 +37,9 @@ module Kaal
 
     attr_reader :config, :node, :pool, :cursor, :failures
 
-    def initialize(config:, registry:, backend:, logger:, before_tick: nil)
+    def initialize(config:, registry:, backend:, logger:, before_tick: nil, feed: nil)
       @before_tick = before_tick
+      @feed = feed # stored schedules (ScheduleFeed), polled once per tick
       @config = config
       @registry = registry
       @backend = backend
@@ -211,6 +212,8 @@ module Kaal
       operation = "states" # the backend call in progress, for backend_error
       begin
         refresh_states
+        operation = "schedule_changes"
+        @feed&.poll
         sync_jobs
         operation = "dispatches"
         due = collect(now_i, hi, popped)

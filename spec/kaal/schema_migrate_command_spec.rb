@@ -14,7 +14,9 @@ RSpec.describe "Kaal::Backend::Schema.migrate_command" do
   it "lists kaal's tables from the same DDL as the statements" do
     dialect = Kaal::Native.backends.find { |b| %w[sqlite postgres mysql].include?(b) }
     skip "no SQL backend built" unless dialect
-    expect(schema.tables(dialect)).to eq(%w[kaal_dispatches kaal_delayed_jobs kaal_job_states kaal_nodes])
+    expect(schema.tables(dialect, step: 1)).to eq(%w[kaal_dispatches kaal_delayed_jobs kaal_job_states kaal_nodes])
+    expect(schema.tables(dialect, step: 2)).to eq(%w[kaal_schema_steps kaal_schedules kaal_schedule_versions])
+    expect(schema.tables(dialect)).to eq(schema.tables(dialect, step: 1) + schema.tables(dialect, step: 2))
   end
 
   it "refuses an empty command" do

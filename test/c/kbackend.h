@@ -520,6 +520,77 @@ static void kb_test_states(const kb_suite *s)
     kaal_backend_free(b);
 }
 
+static void kb_test_schedules(const kb_suite *s)
+{
+    kaal_backend *b = s->open("schedules"), *o = kb_other(s, b, "schedules");
+    kaal_schedule_row row = {0};
+    kaal_schedule_rows rows = {0};
+    int64_t v = -1, v2 = -1;
+    int found = -1;
+    size_t n = 9;
+
+    KB_OK(b, b->vt->schedules->changes(b, 0, 10, &rows, &v, &err));
+    KT_CHECK(v == 0 && rows.len == 0, "empty feed: %lld %zu", (long long)v, rows.len);
+    row.key = (char *)"report";
+    row.cron = (char *)"0 9 * * *";
+    row.job_class = (char *)"ReportJob";
+    row.args = (char *)"[1,\"\xc3\xa9\"]";
+    row.kwargs = (char *)"{\"a\":null}";
+    row.time_zone = (char *)"Europe/Paris";
+    row.enabled = 1;
+    KB_OK(b, b->vt->schedules->upsert(b, &row, NOW, &v, &err));
+    row.key = (char *)"a-first";
+    row.time_zone = NULL;
+    row.queue = (char *)"low";
+    row.enabled = 0;
+    KB_OK(o, o->vt->schedules->upsert(o, &row, NOW, &v2, &err));
+    KT_CHECK(v == 1 && v2 == 2, "versions %lld %lld", (long long)v, (long long)v2);
+    KB_OK(b, b->vt->schedules->count(b, &n, &err));
+    KT_CHECK(n == 2, "count %zu", n);
+    KB_OK(b, b->vt->schedules->list(b, NULL, 10, &rows, &err));
+    KT_CHECK(rows.len == 2 && s_eq(rows.rows[0].key, "a-first") && s_eq(rows.rows[1].key, "report") &&
+                 rows.rows[0].enabled == 0 && s_eq(rows.rows[0].queue, "low") && rows.rows[1].queue == NULL &&
+                 s_eq(rows.rows[1].time_zone, "Europe/Paris") && s_eq(rows.rows[1].args, "[1,\"\xc3\xa9\"]"),
+             "list by key");
+    kaal_schedule_rows_free(&rows);
+    KB_OK(b, b->vt->schedules->list(b, "a-first", 10, &rows, &err));
+    KT_CHECK(rows.len == 1 && s_eq(rows.rows[0].key, "report"), "list after");
+    kaal_schedule_rows_free(&rows);
+    /* change, then remove: the feed lists each key once, at its last version */
+    row.key = (char *)"report";
+    row.cron = (char *)"0 10 * * *";
+    KB_OK(b, b->vt->schedules->upsert(b, &row, NOW + 1, &v, &err));
+    KB_OK(b, b->vt->schedules->remove(b, "a-first", NOW + 2, &found, &v, &err));
+    KT_CHECK(found == 1 && v == 4, "removed at 4: %d %lld", found, (long long)v);
+    KB_OK(b, b->vt->schedules->remove(b, "a-first", NOW + 2, &found, &v, &err));
+    KT_CHECK(found == 0 && v == 4, "second removal changes nothing: %d %lld", found, (long long)v);
+    KB_OK(o, o->vt->schedules->changes(o, 1, 10, &rows, &v, &err));
+    KT_CHECK(v == 4 && rows.len == 2 && s_eq(rows.rows[0].key, "report") && rows.rows[0].version == 3 &&
+                 s_eq(rows.rows[0].cron, "0 10 * * *") && !rows.rows[0].deleted && s_eq(rows.rows[1].key, "a-first") &&
+                 rows.rows[1].deleted && rows.rows[1].version == 4,
+             "feed after 1: %zu", rows.len);
+    kaal_schedule_rows_free(&rows);
+    KB_OK(o, o->vt->schedules->changes(o, 1, 1, &rows, &v, &err));
+    KT_CHECK(rows.len == 1 && rows.rows[0].version == 3, "feed page of 1");
+    kaal_schedule_rows_free(&rows);
+    KB_OK(o, o->vt->schedules->changes(o, 4, 10, &rows, &v, &err));
+    KT_CHECK(v == 4 && rows.len == 0, "nothing after 4");
+    KB_OK(b, b->vt->schedules->get(b, "a-first", &rows, &err));
+    KT_CHECK(rows.len == 0, "removed: not found");
+    KB_OK(b, b->vt->schedules->get(b, "report", &rows, &err));
+    KT_CHECK(rows.len == 1 && rows.rows[0].updated_at == NOW + 1, "get");
+    kaal_schedule_rows_free(&rows);
+    KB_OK(b, b->vt->schedules->count(b, &n, &err));
+    KT_CHECK(n == 1, "count after removal %zu", n);
+    /* a removed key comes back */
+    row.key = (char *)"a-first";
+    KB_OK(b, b->vt->schedules->upsert(b, &row, NOW + 3, &v, &err));
+    KB_OK(b, b->vt->schedules->count(b, &n, &err));
+    KT_CHECK(v == 5 && n == 2, "back: %lld %zu", (long long)v, n);
+    kb_other_free(o, b);
+    kaal_backend_free(b);
+}
+
 static void kb_test_delayed(const kb_suite *s)
 {
     kaal_backend *b = s->open("delayed"), *o = kb_other(s, b, "delayed");

@@ -249,6 +249,35 @@ static void test_schema(void)
     KT_CHECK(count_has(kaal_schema_mysql, "ENGINE=InnoDB") == 4 && count_has(kaal_schema_mysql, "MEDIUMTEXT") == 1,
              "mysql options");
     KT_CHECK(count_has(kaal_schema_sqlite, " args TEXT NOT NULL") == 1, "sqlite args");
+    /* Step 1 is the first release's tables exactly; step 2 adds the
+     * schedules, their counter and the step record, idempotently. */
+    KT_CHECK(kaal_schema_steps_sqlite[0] == kaal_schema_sqlite && kaal_schema_steps_postgres[0] == kaal_schema_postgres &&
+                 kaal_schema_steps_mysql[0] == kaal_schema_mysql,
+             "step 1");
+    {
+        const char *const *const *all[3] = {kaal_schema_steps_sqlite, kaal_schema_steps_postgres,
+                                            kaal_schema_steps_mysql};
+        size_t d;
+        for (d = 0; d < 3; d++) {
+            const char *const *s2 = all[d][1];
+            KT_CHECK(count_has(s2, "CREATE TABLE IF NOT EXISTS kaal_schedules (") == 1 &&
+                         count_has(s2, "CREATE TABLE IF NOT EXISTS kaal_schedule_versions (") == 1 &&
+                         count_has(s2, "CREATE TABLE IF NOT EXISTS kaal_schema_steps (") == 1,
+                     "step 2 tables (%zu)", d);
+            KT_CHECK(count_has(s2, "INTO kaal_schema_steps (step, applied_at) VALUES (1, ") == 1 &&
+                         (count_has(s2, "ON CONFLICT (step) DO NOTHING") + count_has(s2, "INSERT IGNORE")) == 1,
+                     "step 2 records steps 1 and 2 idempotently (%zu)", d);
+        }
+        KT_CHECK(count_has(kaal_schema_steps_mysql[1], "KEY index_kaal_schedules_on_namespace_and_version") == 1,
+                 "mysql schedules index");
+    }
+    {
+        int none[2] = {0, 0}, first[2] = {1, 0}, both[2] = {1, 1};
+        KT_CHECK(kaal_schema_version_of(none, 0) == 0 && kaal_schema_version_of(first, 0) == 1 &&
+                     kaal_schema_version_of(both, 0) == 2 && kaal_schema_version_of(both, 2) == 2 &&
+                     kaal_schema_version_of(first, 3) == 3,
+                 "schema version from marker tables and the record");
+    }
     KT_CHECK(kaal_backend_find("memory") == &kaal_backend_memory && kaal_backend_find("mysql") == &kaal_backend_mysql &&
                  kaal_backend_find("nope") == NULL,
              "backend_find");

@@ -150,6 +150,7 @@ int main(void)
     kb_test_dispatch_log(&MEMORY);
     kb_test_cleanup(&MEMORY, 100000, 1000);
     kb_test_states(&MEMORY);
+    kb_test_schedules(&MEMORY);
     kb_test_delayed(&MEMORY);
     kb_test_nodes(&MEMORY);
     kb_test_reconnect(&MEMORY);

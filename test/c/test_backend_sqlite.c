@@ -178,6 +178,7 @@ int main(void)
     kb_test_dispatch_log(&SQLITE);
     kb_test_cleanup(&SQLITE, 20000, 1000);
     kb_test_states(&SQLITE);
+    kb_test_schedules(&SQLITE);
     kb_test_delayed(&SQLITE);
     kb_test_nodes(&SQLITE);
     kb_test_reconnect(&SQLITE);

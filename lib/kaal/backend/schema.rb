@@ -2,12 +2,16 @@
 
 module Kaal
   module Backend
-    # The SQL side of kaal's tables: the DDL of each dialect (one definition,
-    # kept in C next to the backend that uses it) and the enqueue of a delayed
+    # The SQL side of kaal's tables: the DDL of each dialect in numbered steps
+    # (one definition, kept in C next to the backend that uses it; `kaal
+    # migrate` applies the steps a database lacks, the Rails generator writes
+    # one migration per step) and the enqueue of a delayed
     # job through a connection the application already holds, so the job is
     # stored or not together with the application's own transaction.
     #
-    #   Kaal::Backend::Schema.statements(:postgres)  # => ["CREATE TABLE IF NOT EXISTS ...", ...]
+    #   Kaal::Backend::Schema::VERSION               # => 2, the latest step
+    #   Kaal::Backend::Schema.step(2, :postgres)     # => ["CREATE TABLE IF NOT EXISTS kaal_schema_steps ...", ...]
+    #   Kaal::Backend::Schema.statements(:postgres)  # => step 1 (the first release's tables)
     #
     #   ActiveRecord::Base.transaction do
     #     order.save!
@@ -25,6 +29,10 @@ module Kaal
         "postgres" => "postgres", "postgresql" => "postgres", "postgis" => "postgres",
         "mysql" => "mysql", "mysql2" => "mysql", "trilogy" => "mysql", "mariadb" => "mysql"
       }.freeze
+
+      # The latest schema step; a database at an older one is upgraded by
+      # `kaal migrate` (Rails: the migration of each missing step).
+      VERSION = Native::SCHEMA_VERSION
 
       TABLE = "kaal_delayed_jobs"
       COLUMNS = %w[namespace job_id run_at_ms job_class queue args created_at].freeze
@@ -64,7 +72,8 @@ module Kaal
       # migrate command: the backend's "table missing" errors name it.
       module MigrateHint
         %i[claim claim_columns record dispatches dispatch_status cleanup set_enabled states delayed_add
-           delayed_claim delayed_cancel delayed_count delayed_list heartbeat nodes].each do |name|
+           delayed_claim delayed_cancel delayed_count delayed_list heartbeat nodes schedule_upsert
+           schedule_remove schedule_get schedule_list schedule_changes schedule_count].each do |name|
           define_method(name) do |*args, **kwargs, &block|
             super(*args, **kwargs, &block)
           rescue Kaal::BackendError => e
@@ -75,15 +84,45 @@ module Kaal
 
       module_function
 
-      # The idempotent DDL statements (CREATE TABLE / CREATE INDEX IF NOT
-      # EXISTS) for dialect, in the order they must run.
+      # Step 1's idempotent DDL statements (CREATE TABLE / CREATE INDEX IF NOT
+      # EXISTS) for dialect, in the order they must run: the tables of the
+      # first release. Migrations written before schema steps existed call
+      # this; later steps come from #step.
       def statements(dialect)
-        Kaal::Native.schema(normalize_dialect(dialect))
+        step(1, dialect)
       end
 
-      # The names of kaal's tables, in creation order.
-      def tables(dialect)
-        statements(dialect).filter_map { |sql| sql[/\ACREATE TABLE IF NOT EXISTS\s+(\w+)/i, 1] }
+      # [[step 1's statements], [step 2's], ...] for dialect.
+      def steps(dialect)
+        Kaal::Native.schema_steps(normalize_dialect(dialect))
+      end
+
+      # The statements of step number (1..VERSION) for dialect, in order.
+      # Every statement is idempotent; from step 2 on, a step also records
+      # itself in kaal_schema_steps.
+      def step(number, dialect)
+        unless number.is_a?(Integer) && number.between?(1, VERSION)
+          raise ArgumentError, "schema step must be an Integer from 1 to #{VERSION}, got #{number.inspect}"
+        end
+
+        steps(dialect)[number - 1]
+      end
+
+      # The names of kaal's tables (of every step, or of step when given), in
+      # creation order.
+      def tables(dialect = "sqlite", step: nil)
+        list = step ? self.step(step, dialect) : steps(dialect).flatten
+        list.filter_map { |sql| sql[/\ACREATE TABLE IF NOT EXISTS\s+(\w+)/i, 1] }
+      end
+
+      # The error a node raises against a database at an older step than
+      # this kaal (Kaal::BackendError naming the command to run).
+      def outdated_error(backend, version)
+        Kaal::BackendError.new(
+          "#{backend}: kaal's tables are at schema step #{version} of #{VERSION} " \
+          "(this kaal #{Kaal::VERSION} needs step #{VERSION}): run `#{migrate_command}` to upgrade them, " \
+          "then start again"
+        )
       end
 
       # "sqlite" / "postgres" / "mysql" for any accepted spelling, else

@@ -396,8 +396,15 @@ module Kaal
         no_arguments(args, "migrate")
         boot(opts, load_jobs: false)
         config = Kaal.configuration
+        sql = %w[sqlite postgres mysql].include?(config.backend)
+        before = Kaal.backend.schema_version if sql
         Kaal.backend.migrate
-        @out.puts "migrated: backend #{config.backend}, namespace #{config.namespace}"
+        line = "migrated: backend #{config.backend}, namespace #{config.namespace}"
+        if sql
+          after = Kaal.backend.schema_version
+          line += before == after ? " (schema step #{after}, nothing to do)" : " (schema step #{before} -> #{after})"
+        end
+        @out.puts line
         0
       end
 

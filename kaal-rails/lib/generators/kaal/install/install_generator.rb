@@ -9,9 +9,10 @@ module Kaal
     # bin/rails generate kaal:install [--backend=sqlite|postgres|mysql|redis|memory] [--database=NAME]
     #
     # Writes config/kaal.yml, an example config/kaal-scheduler.yml and, for
-    # the SQL backends, the Active Record migration of kaal's tables. Run
-    # again, it changes nothing: an existing file is kept unless --force, and
-    # an identical migration is not written twice.
+    # the SQL backends, one Active Record migration per schema step of
+    # kaal's tables (create_kaal_tables, then kaal_schema_step_2, ...). Run
+    # again (after upgrading kaal), it adds only what is missing: an existing
+    # file is kept unless --force, and a step's migration is not written twice.
     class InstallGenerator < ::Rails::Generators::Base
       include ::Rails::Generators::Migration
 
@@ -43,17 +44,22 @@ module Kaal
         template "kaal-scheduler.yml.tt", "config/kaal-scheduler.yml", keep_existing
       end
 
-      def create_migration_file
+      def create_migration_files
         return unless sql?
 
         migration_template "create_kaal_tables.rb.tt", File.join(db_migrate_path, "create_kaal_tables.rb"),
                            keep_existing
+        (2..Kaal::Backend::Schema::VERSION).each do |step|
+          @step = step
+          migration_template "kaal_schema_step.rb.tt", File.join(db_migrate_path, "kaal_schema_step_#{step}.rb"),
+                             keep_existing
+        end
       end
 
       def show_next_steps
         say ""
         say "kaal: next steps", :green
-        say "  bin/rails db:migrate            # creates kaal's tables" if sql?
+        say "  bin/rails db:migrate            # creates (or upgrades) kaal's tables" if sql?
         say "  edit config/kaal-scheduler.yml  # your recurring jobs"
         say "  bundle exec kaal start          # the scheduler process (see the kaal-rails README for Puma)"
       end

@@ -1,0 +1,72 @@
+# frozen_string_literal: true
+
+module Kaal
+  # Brings the stored schedules (Kaal::Schedules) into a node's registry:
+  # the scheduler polls it once per tick. A poll is one backend call reading
+  # the namespace's change counter; only when it moved are the schedules
+  # changed since the last poll read (by version, a page at a time) and
+  # applied one by one through the registry's register / unregister. The
+  # first poll loads every stored schedule.
+  #
+  # A stored schedule the registry refuses (a key conflict under
+  # scheduler_conflict_policy error) or that this node cannot accept (a
+  # class outside its allow-list) is logged as an error and left out; the
+  # next change of it is tried again.
+  class ScheduleFeed
+    PAGE = 1000
+
+    attr_reader :version
+
+    # build: row -> Job (raises ConfigurationError); policy: -> the
+    # scheduler_conflict_policy; log: (level, message).
+    def initialize(backend:, registry:, build:, policy:, log:)
+      @backend = backend
+      @registry = registry
+      @build = build
+      @policy = policy
+      @log = log
+      @version = 0
+      @applied = {} # key => the Job this feed registered
+    end
+
+    # Applies what changed since the last poll. Returns how many stored
+    # schedules it applied (added, changed or removed).
+    def poll
+      applied = 0
+      loop do
+        counter, rows = @backend.schedule_changes(since: @version, limit: PAGE)
+        rows.each { |row| applied += 1 if apply(row) }
+        last = rows.last ? rows.last[:version] : 0
+        if rows.size == PAGE
+          @version = last
+        else
+          @version = [counter, last, @version].max
+          break
+        end
+      end
+      applied
+    end
+
+    # Keys of the stored schedules this node runs.
+    def keys
+      @applied.keys
+    end
+
+    private
+
+    def apply(row)
+      key = row[:key]
+      old = @applied.delete(key)
+      @registry.unregister(key, policy: @policy.call) if old
+      return !old.nil? if row[:deleted]
+
+      job = @build.call(row)
+      @registry.register(job, policy: @policy.call)
+      @applied[key] = job
+      true
+    rescue ConfigurationError => e
+      @log.call(:error, "stored schedule #{key.inspect} not scheduled on this node: #{e.message}")
+      false
+    end
+  end
+end

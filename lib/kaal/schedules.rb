@@ -1,0 +1,150 @@
+# frozen_string_literal: true
+
+require "json"
+
+module Kaal
+  # Stored schedules: recurring jobs kept in the shared backend, created and
+  # changed at runtime (a report per customer, in the customer's zone), seen
+  # by every node within a tick (README, "Stored schedules").
+  #
+  #   Kaal.schedules.upsert(key: "report:42", cron: "0 9 * * *", job_class: "ReportJob",
+  #                         args: [42], time_zone: "Europe/Paris")
+  #   Kaal.schedules.find("report:42")   # => {key: "report:42", cron: "0 9 * * *", ...}
+  #   Kaal.schedules.each { |s| ... }    # every stored schedule, by key
+  #   Kaal.schedules.delete("report:42") # => true
+  #
+  # A schedule is checked exactly like a job of the scheduler file (key,
+  # cron, time zone, job class name and delayed_job_allowed_class_prefixes,
+  # queue, args and kwargs with their placeholders) before it is stored;
+  # args and kwargs must also survive a JSON round trip. Stored, file and
+  # code jobs share one key space: scheduler_conflict_policy decides, as
+  # between file and code (a stored schedule counts as defined at runtime,
+  # like Kaal.register). enabled: false keeps it stored but not running;
+  # Kaal.disable / Kaal.enable pause it at runtime, as any job.
+  class Schedules
+    include Enumerable
+
+    PAGE = 500 # schedules read per backend call by #each
+
+    def initialize(backend:, configuration:, registry:, check_class:)
+      @backend = backend
+      @config = configuration
+      @registry = registry
+      @check_class = check_class
+    end
+
+    # Stores the schedule (replacing the one under key). Returns it as #find
+    # does. Raises Kaal::ConfigurationError naming the field when it is not a
+    # valid schedule, or when key is taken by a file or code job of this
+    # process and scheduler_conflict_policy is error.
+    def upsert(key:, cron:, job_class:, args: [], kwargs: {}, time_zone: nil, queue: nil, enabled: true)
+      location = "Kaal.schedules.upsert(key: #{key.inspect})"
+      job_class = job_class.name if job_class.is_a?(Module) && job_class.name
+      job = Job.new(key: key, cron: cron, job_class: job_class, args: args, kwargs: kwargs, time_zone: time_zone,
+                    queue: queue, enabled: enabled, location: location, source: :stored,
+                    default_time_zone: @config.time_zone)
+      @check_class.call(job)
+      args_json, kwargs_json = json_of(job, args, kwargs)
+      zone = time_zone.nil? ? nil : job.cron.time_zone
+      check_conflict(job)
+      @backend.schedule_upsert(key: job.key, cron: job.expression, job_class: job.job_class_name,
+                               args_json: args_json, kwargs_json: kwargs_json, time_zone: zone, queue: job.queue,
+                               enabled: job.enabled, now: Time.now)
+      find(job.key)
+    end
+
+    # Removes the stored schedule. true when there was one.
+    def delete(key)
+      found, = @backend.schedule_remove(key_of(key, "delete"), now: Time.now)
+      found
+    end
+
+    # The stored schedule {key:, cron:, job_class:, args:, kwargs:, time_zone:
+    # (nil: the configured time_zone), queue:, enabled:, source: "stored",
+    # version:, updated_at: (a Time)}, or nil.
+    def find(key)
+      row = @backend.schedule_get(key_of(key, "find"))
+      row && self.class.to_h(row)
+    end
+    alias [] find
+
+    # Yields every stored schedule (as #find returns it), by key, reading
+    # the backend a page at a time. Without a block, an Enumerator.
+    def each
+      return enum_for(:each) unless block_given?
+
+      after = nil
+      loop do
+        rows = @backend.schedule_list(after: after, limit: PAGE)
+        rows.each { |row| yield self.class.to_h(row) }
+        break if rows.size < PAGE
+
+        after = rows.last[:key]
+      end
+      self
+    end
+
+    # One page: up to limit schedules after the key `after`, by key.
+    def list(after: nil, limit: 100)
+      @backend.schedule_list(after: after.nil? ? nil : key_of(after, "list"), limit: limit).map { |r| self.class.to_h(r) }
+    end
+
+    def count
+      @backend.schedule_count
+    end
+    alias size count
+
+    # A stored row as the public Hash.
+    def self.to_h(row)
+      { key: row[:key], cron: row[:cron], job_class: row[:job_class], args: parse(row, :args_json, "args"),
+        kwargs: parse(row, :kwargs_json, "kwargs"), time_zone: row[:time_zone], queue: row[:queue],
+        enabled: row[:enabled], source: "stored", version: row[:version], updated_at: Time.at(row[:updated_at]).utc }
+    end
+
+    # The Job of a stored row (checked as when it was stored: a node whose
+    # allow-list or zones differ refuses it with the field named).
+    def self.job_from(row, default_time_zone:)
+      Job.new(key: row[:key], cron: row[:cron], job_class: row[:job_class], args: parse(row, :args_json, "args"),
+              kwargs: parse(row, :kwargs_json, "kwargs"), time_zone: row[:time_zone], queue: row[:queue],
+              enabled: row[:enabled], location: "stored schedule #{row[:key].inspect}", source: :stored,
+              default_time_zone: default_time_zone)
+    end
+
+    def self.parse(row, field, what)
+      JSON.parse(row[field])
+    rescue JSON::ParserError => e
+      raise ConfigurationError, "stored schedule #{row[:key].inspect}: #{what}: not valid JSON (#{e.message[0, 80]})"
+    end
+
+    private
+
+    def key_of(key, method)
+      return key.to_s if (key.is_a?(String) || key.is_a?(Symbol)) && !key.to_s.empty?
+
+      raise ArgumentError, "Kaal.schedules.#{method}: the key must be a non-empty String or Symbol, got #{key.inspect}"
+    end
+
+    # args / kwargs as JSON text; ConfigurationError naming the value that
+    # would not come back unchanged.
+    def json_of(job, args, kwargs)
+      (args || []).each_with_index { |v, i| Delayed.check_json(v, "args[#{i}]") }
+      (kwargs || {}).each { |k, v| Delayed.check_json(v, "kwargs[#{k.to_s.inspect}]") }
+      [JSON.generate(job.args), JSON.generate(job.kwargs)]
+    rescue ArgumentError => e
+      raise ConfigurationError, "#{job.location}: #{e.message}"
+    end
+
+    # A key this process has as a file or code job (not a stored one) is
+    # refused under scheduler_conflict_policy error, as between file and code.
+    def check_conflict(job)
+      return unless @config.scheduler_conflict_policy == :error
+
+      other = @registry[job.key]
+      return if other.nil? || other.source == :stored
+
+      where = other.file? ? "the scheduler file (#{@registry.file_path})" : "code (Kaal.register)"
+      raise ConfigurationError, "#{job.location}: key: #{job.key.inspect} is already defined in #{where}; " \
+                                "choose another key, or set scheduler_conflict_policy to code_wins or file_wins"
+    end
+  end
+end
