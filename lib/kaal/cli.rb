@@ -7,6 +7,7 @@ require "kaal"
 require "kaal/cli/runtime"
 require "kaal/cli/observability"
 require "kaal/cli/web"
+require "kaal/cli/schedules"
 
 module Kaal
   # The `kaal` command line. Kaal::CLI.start(ARGV) runs one command and
@@ -67,6 +68,19 @@ module Kaal
         options: [["-b", "--bind HOST:PORT", String, "address to listen on (default 127.0.0.1:9395)"],
                   ["--read-only", "no pause/resume/run now/cancel buttons"]]
       ),
+      "schedules" => Command.new(
+        usage: "schedules list|add KEY --cron EXPR --class NAME [...]|remove KEY",
+        summary: "list, add (or replace) and remove the stored schedules shared by every node",
+        options: [
+          ["--cron EXPR", String, "add: the cron expression (5 or 6 fields)"],
+          ["--class NAME", String, "add: the job class name"],
+          ["--args JSON", String, "add: positional arguments, a JSON array (default [])"],
+          ["--kwargs JSON", String, "add: keyword arguments, a JSON object (default {})"],
+          ["-z", "--time-zone ZONE", String, "add: IANA zone name (default: the time_zone setting)"],
+          ["-q", "--queue NAME", String, "add: queue (ActiveJob, Sidekiq)"],
+          ["--disabled", "add: store it with enabled: false (kept, not run)"]
+        ]
+      ),
       "tick" => Command.new(usage: "tick", summary: "run one scheduler tick and print what it dispatched", options: []),
       "validate" => Command.new(usage: "validate", summary: "check the configuration and scheduler files", options: []),
       "migrate" => Command.new(usage: "migrate", summary: "create or upgrade the backend's tables (the missing schema steps)",
@@ -87,6 +101,7 @@ module Kaal
     include Runtime # init, start, status, tick, validate, migrate (lib/kaal/cli/runtime.rb)
     include Observability # --http, systemd, the health of `kaal status` (lib/kaal/cli/observability.rb)
     include Web # `kaal web` (lib/kaal/cli/web.rb)
+    include Schedules # `kaal schedules` (lib/kaal/cli/schedules.rb)
 
     def self.start(argv, out: $stdout, err: $stderr)
       new(out: out, err: err).run(argv.dup)

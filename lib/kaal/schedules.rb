@@ -84,9 +84,23 @@ module Kaal
       self
     end
 
-    # One page: up to limit schedules after the key `after`, by key.
+    # One page: up to limit schedules after the key `after`, by key, each
+    # with its runtime pause and the state derived from the three facts
+    # (source "stored", enabled there, paused by Kaal.disable): paused:,
+    # state: ("enabled", "disabled (stored)", "paused (Kaal.disable)").
+    # The read model of `kaal schedules list`, `kaal status` and the dashboard.
     def list(after: nil, limit: 100)
-      @backend.schedule_list(after: after.nil? ? nil : key_of(after, "list"), limit: limit).map { |r| self.class.to_h(r) }
+      rows = @backend.schedule_list(after: after.nil? ? nil : key_of(after, "list"), limit: limit)
+      states = rows.empty? ? {} : @backend.states
+      rows.map do |row|
+        h = self.class.to_h(row)
+        paused = states[h[:key]] == false
+        state = if !h[:enabled] then "disabled (stored)"
+                elsif paused then "paused (Kaal.disable)"
+                else "enabled"
+                end
+        h.merge(paused: paused, state: state)
+      end
     end
 
     def count

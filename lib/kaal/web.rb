@@ -85,6 +85,10 @@ module Kaal
                                                  @queries.failures(before: cursor(request.params["before"])))]
                      when "/delayed"
                        [200, Views.delayed_page(ctx, @queries.delayed(after: cursor(request.params["after"])), @queries.delayed_count)]
+                     when "/schedules"
+                       after = request.params["after"]
+                       after = nil unless after.is_a?(String) && !after.empty?
+                       [200, Views.schedules_page(ctx, @queries.schedules(after: after, now: ctx.now), @queries.schedule_count)]
                      else [404, Views.error_page(ctx, 404, "no page at #{path}")]
                      end
       headers = {}
@@ -112,11 +116,12 @@ module Kaal
                      end
       back = path.start_with?("/jobs/") && request.referer.to_s.include?("/jobs/") ? path.sub(%r{/[a-z]+\z}, "") : "/"
       back = "/delayed" if path.start_with?("/delayed/")
+      back = "/schedules" if path.start_with?("/jobs/") && request.referer.to_s.include?("/schedules")
       redirect(request, back, notice, kind)
     end
 
     def job_action(key, action)
-      return ["No job registered with key #{key.inspect}.", "bad"] unless key && Kaal.registry[key]
+      return ["No job registered with key #{key.inspect}.", "bad"] unless key && (Kaal.registry[key] || Kaal.schedules.find(key))
 
       case action
       when "pause"

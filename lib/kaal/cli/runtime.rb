@@ -200,7 +200,8 @@ module Kaal
             claimed_not_dispatched: backend.dispatches(status: "claimed", limit: 10)
                                            .select { |d| d[:claimed_at].to_i < now - config.lease_ttl }
                                            .map { |d| dispatch_row(d) },
-            delayed_pending: backend.delayed_count
+            delayed_pending: backend.delayed_count,
+            stored_schedules: stored_schedules_report
           }
         rescue Kaal::BackendError => e
           report[:backend] = { reachable: false, error: e.message }
@@ -211,6 +212,14 @@ module Kaal
 
         @err.puts "kaal: backend #{config.backend} unreachable: #{report[:backend][:error]}"
         1
+      end
+
+      STATUS_SCHEDULES = 20 # stored schedules listed by `kaal status` (all: `kaal schedules list`)
+
+      def stored_schedules_report
+        schedules = Kaal.schedules
+        rows = schedules.list(limit: STATUS_SCHEDULES).map { |r| r.merge(updated_at: r[:updated_at].iso8601) }
+        { count: rows.size < STATUS_SCHEDULES ? rows.size : schedules.count, first: rows }
       end
 
       def job_rows
@@ -278,6 +287,17 @@ module Kaal
           b[:claimed_not_dispatched].each { |d| @out.puts "  #{d[:key]} @ #{d[:fire_time]}  #{d[:node]}" }
         end
         @out.puts "", "Delayed jobs pending: #{b[:delayed_pending]}"
+        print_stored_schedules(b[:stored_schedules])
+      end
+
+      def print_stored_schedules(stored)
+        @out.puts "", "Stored schedules (#{stored[:count]}):"
+        return @out.puts("  (none)") if stored[:first].empty?
+
+        rows = stored[:first].map { |r| [r[:key], r[:cron], r[:time_zone] || "-", r[:state], r[:job_class]] }
+        table(rows, %w[KEY CRON ZONE STATE CLASS])
+        more = stored[:count] - stored[:first].size
+        @out.puts "  ... #{more} more (kaal schedules list)" if more.positive?
       end
 
       def table(rows, header)

@@ -99,6 +99,26 @@ module Kaal
         backend.delayed_count
       end
 
+      # Stored schedules (Kaal.schedules.list: the source "stored", enabled
+      # there, paused at runtime, the derived state), by key, a keyset page
+      # at a time: after is the key of the last schedule of the previous page.
+      def schedules(after: nil, now: Clock.now)
+        rows = Kaal.schedules.list(after: after, limit: per_page + 1)
+        rows = rows.first(per_page).map do |s|
+          cron = begin
+            Cron.parse(s[:cron], time_zone: s[:time_zone] || Kaal.configuration.time_zone)
+          rescue CronSyntaxError
+            nil # a zone this machine lacks: shown without fire times
+          end
+          s.merge(next_fire_times: cron ? cron.next_times(now, count: 3) : [], explanation: cron&.explain)
+        end
+        LogPage.new(rows: rows, before: after, more: rows.size == per_page && Kaal.schedules.list(after: rows.last[:key], limit: 1).any?)
+      end
+
+      def schedule_count
+        Kaal.schedules.count
+      end
+
       private
 
       def backend

@@ -48,7 +48,7 @@ module Kaal
 
       def layout(ctx, title:, nav:, body:)
         links = [["", "Jobs", :jobs], ["/problems", "Problems", :problems], ["/nodes", "Nodes", :nodes],
-                 ["/delayed", "Delayed", :delayed]]
+                 ["/delayed", "Delayed", :delayed], ["/schedules", "Stored", :schedules]]
         menu = links.map do |path, label, id|
           %(<a href="#{h(ctx.base)}#{path.empty? ? "/" : path}"#{' aria-current="page"' if id == nav}>#{label}</a>)
         end.join
@@ -265,6 +265,46 @@ module Kaal
           #{delayed_pager(ctx, page)}
         HTML
         layout(ctx, title: "Delayed jobs", nav: :delayed, body: body)
+      end
+
+      # Stored schedules (Kaal.schedules): where each comes from, whether
+      # it is enabled there and whether it is paused, shown apart.
+      def schedules_page(ctx, page, count)
+        rows = page.rows.map do |s|
+          job = s.merge(source_enabled: s[:enabled])
+          nexts = s[:next_fire_times].map { |t| "<li>#{time(t)}</li>" }.join
+          actions = if ctx.read_only || !s[:enabled] then ""
+                    elsif s[:paused] then post_button(ctx, "/jobs/#{u(s[:key])}/resume", "Resume", cls: "primary")
+                    else post_button(ctx, "/jobs/#{u(s[:key])}/pause", "Pause")
+                    end
+          <<~ROW
+            <tr#{' class="paused"' if s[:paused] || !s[:enabled]}>
+            <td data-label="Job"><span class="key">#{h(s[:key])}</span><small>#{h(s[:job_class])}#{s[:queue] ? " · #{h(s[:queue])}" : ""}</small></td>
+            <td data-label="Schedule"><code>#{h(s[:cron])}</code><small>#{h(s[:explanation])}</small></td>
+            <td data-label="Zone">#{h(s[:time_zone] || Kaal.configuration.time_zone)}</td>
+            <td data-label="Next"><ul class="times">#{nexts}</ul></td>
+            <td data-label="Source"><span class="tag">stored</span><small>changed #{time(s[:updated_at])}</small></td>
+            <td data-label="State" class="state">#{state_cell(job)}</td>
+            #{ctx.read_only ? "" : %(<td data-label="" class="actions">#{actions}</td>)}
+            </tr>
+          ROW
+        end.join
+        rows = %(<tr><td colspan="7" class="empty">No stored schedules (Kaal.schedules.upsert, kaal schedules add).</td></tr>) if page.rows.empty?
+        more = if page.more
+                 %(<a href="#{h(ctx.base)}/schedules?after=#{h(u(page.rows.last[:key]))}" rel="next">Next →</a>)
+               else
+                 %(<span class="disabled">Next →</span>)
+               end
+        first = page.before ? %(<a href="#{h(ctx.base)}/schedules">← First</a>) : %(<span class="disabled">← First</span>)
+        pager = page.before.nil? && !page.more ? "" : %(<nav class="pager">#{first}#{more}</nav>)
+        body = <<~HTML
+          <div class="heading"><h1>Stored schedules</h1><span class="count">#{count} stored</span></div>
+          <div class="table-wrap"><table class="jobs">
+          <thead><tr><th>Job</th><th>Schedule</th><th>Zone</th><th>Next fire times</th><th>Source</th><th>State</th>#{ctx.read_only ? "" : "<th></th>"}</tr></thead>
+          <tbody>#{rows}</tbody></table></div>
+          #{pager}
+        HTML
+        layout(ctx, title: "Stored schedules", nav: :schedules, body: body)
       end
 
       def error_page(ctx, status, message)

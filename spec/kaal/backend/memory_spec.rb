@@ -3,6 +3,7 @@
 RSpec.describe "Kaal memory backend" do
   kaal_backend_for :memory
   it_behaves_like "a kaal backend"
+  it_behaves_like "stored schedules"
 
   let(:now) { 1_767_225_600 }
 

@@ -3,4 +3,5 @@
 RSpec.describe "Kaal mysql backend" do
   kaal_backend_for :mysql
   it_behaves_like "a kaal backend"
+  it_behaves_like "stored schedules"
 end

@@ -3,4 +3,5 @@
 RSpec.describe "Kaal postgres backend" do
   kaal_backend_for :postgres
   it_behaves_like "a kaal backend"
+  it_behaves_like "stored schedules"
 end

@@ -5,4 +5,5 @@
 RSpec.describe "Kaal sqlite backend" do
   kaal_backend_for :sqlite
   it_behaves_like "a kaal backend"
+  it_behaves_like "stored schedules"
 end

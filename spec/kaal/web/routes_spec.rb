@@ -68,6 +68,32 @@ RSpec.describe Kaal::Web do
         expect(last_response.body).not_to include("nightly-report</a>")
       end
 
+      it "lists stored schedules with their source, enabled and paused apart, a page at a time; pauses one" do
+        schedules = Kaal.schedules
+        schedules.upsert(key: "report:1", cron: "0 9 * * *", job_class: "WebSpecJob", time_zone: "Europe/Paris")
+        schedules.upsert(key: "report:2", cron: "0 10 * * *", job_class: "WebSpecJob", enabled: false)
+        schedules.upsert(key: "report:<3>", cron: "0 11 * * *", job_class: "WebSpecJob", queue: "low")
+        get "/kaal/schedules"
+        expect(last_response.status).to eq(200)
+        body = last_response.body
+        expect(body).to include("Stored schedules", "3 stored", "report:1", "Europe/Paris", "stored", "from stored")
+        expect(body).to include("disabled in stored")
+        expect(body.scan(/<tr[ >]/).size).to eq(3) # head + 2 rows (per_page 2)
+        next_page = body[/<a href="([^"]+)" rel="next">Next/, 1]
+        expect(next_page).to eq("/kaal/schedules?after=report%3A2")
+        get next_page
+        expect(last_response.body).to include("report:&lt;3&gt;", "low")
+        expect(last_response.body).not_to include("report:<3>")
+
+        post_action "/kaal/jobs/report%3A1/pause", "Referer" => "http://example.org/kaal/schedules"
+        expect(last_response.status).to eq(303)
+        expect(last_response.headers["location"]).to include("/kaal/schedules")
+        get "/kaal/schedules"
+        expect(last_response.body).to include("paused at runtime")
+        expect(Kaal.schedules.list.find { |r| r[:key] == "report:1" }).to include(paused: true, enabled: true,
+                                                                                   state: "paused (Kaal.disable)")
+      end
+
       it "never renders a value unescaped" do
         Kaal.backend.claim([["<script>alert(1)</script>", 1_700_000_000]], lease_ms: 1000, node: "<b>n</b>", now: 1_700_000_000)
         Kaal.backend.record("<script>alert(1)</script>", 1_700_000_000, "failed", node: "<b>n</b>",

@@ -1,0 +1,220 @@
+# frozen_string_literal: true
+
+require "delegate"
+require "logger"
+
+# The class the stored schedules of these examples name (a tick may run them).
+class StoredScheduleSpecJob
+  def self.perform(*_args, **_kwargs); end
+end
+OtherStoredScheduleSpecJob = Class.new(StoredScheduleSpecJob)
+
+# "stored schedules": Kaal.schedules over one backend (the API, its checks)
+# and what a node makes of them (Kaal::ScheduleFeed into a registry, polled
+# by a real Kaal::Scheduler tick), against the real store. Each backend's
+# spec file runs it with one line, after kaal_backend_for.
+RSpec.shared_examples "stored schedules" do
+  let(:ns) { unique_namespace("sched") }
+  let(:backend) { backend_factory.call(ns) }
+  let(:node_backend) { backend_factory.call(ns) } # another node (memory: the same handle)
+  let(:config) do
+    Kaal::Configuration.new.tap do |c|
+      c.backend = kaal_backend_kind.to_s
+      c.namespace = ns
+      c.time_zone = "UTC"
+    end
+  end
+  let(:allowed) { nil } # class prefixes this process allows
+  let(:registry) { Kaal::Registry.new }
+  let(:schedules) do
+    check = lambda do |job|
+      next if allowed.nil? || allowed.any? { |p| job.job_class_name.start_with?(p) }
+
+      raise Kaal::ConfigurationError, "#{job.location}: job_class: #{job.job_class_name} is outside " \
+                                      "delayed_job_allowed_class_prefixes (#{allowed.join(", ")})"
+    end
+    Kaal::Schedules.new(backend: backend, configuration: config, registry: registry, check_class: check)
+  end
+  let(:node_registry) { Kaal::Registry.new }
+  let(:logged) { [] }
+  let(:feed) { feed_on(node_backend, node_registry) }
+
+  def feed_on(handle, reg)
+    build = ->(row) { Kaal::Schedules.job_from(row, default_time_zone: "UTC") }
+    Kaal::ScheduleFeed.new(backend: handle, registry: reg, build: build, policy: -> { :error },
+                           log: ->(level, message) { logged << [level, message] })
+  end
+
+  # A node's registry after one tick of a real scheduler with the feed.
+  def tick_node(at: Time.utc(2026, 1, 1, 8, 59, 58).to_i)
+    @scheduler ||= Kaal::Scheduler.new(config: config, registry: node_registry, backend: node_backend,
+                                       logger: ->(*) {}, feed: feed)
+    @scheduler.tick(at)
+    node_registry.jobs
+  end
+
+  it "creates a schedule every node sees within one tick, checked and stored like a file job" do
+    stored = schedules.upsert(key: "report:42", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: [42, "{{key}}"],
+                              kwargs: { format: "pdf", at: "{{fire_time.iso8601}}" }, time_zone: "Europe/Paris",
+                              queue: "reports")
+    expect(stored).to include(key: "report:42", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: [42, "{{key}}"],
+                              kwargs: { "format" => "pdf", "at" => "{{fire_time.iso8601}}" },
+                              time_zone: "Europe/Paris", queue: "reports", enabled: true, source: "stored")
+    expect(stored[:updated_at]).to be_a(Time)
+    expect(schedules.find("report:42")).to eq(stored)
+    expect(schedules.find("nope")).to be_nil
+    expect(schedules.count).to eq(1)
+
+    jobs = tick_node
+    job = jobs.fetch("report:42")
+    expect(job.source).to eq(:stored)
+    expect([job.expression, job.cron.time_zone, job.job_class, job.queue]).to eq(["0 9 * * *", "Europe/Paris", "StoredScheduleSpecJob", "reports"])
+    expect(job.arguments_for(1_767_254_400, "idem")).to eq([[42, "report:42"], { format: "pdf", at: "2026-01-01T09:00:00+01:00" }])
+    expect(feed.version).to be >= 1
+  end
+
+  it "changes a schedule in place: the node applies only that one, the next tick" do
+    schedules.upsert(key: "a", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob")
+    schedules.upsert(key: "b", cron: "0 10 * * *", job_class: "StoredScheduleSpecJob")
+    tick_node
+    before = node_registry["a"]
+    schedules.upsert(key: "b", cron: "30 10 * * *", job_class: "OtherStoredScheduleSpecJob", time_zone: "Asia/Tokyo")
+    expect(feed.poll).to eq(1)
+    expect(node_registry["b"].expression).to eq("30 10 * * *")
+    expect(node_registry["b"].cron.time_zone).to eq("Asia/Tokyo")
+    expect(node_registry["b"].job_class).to eq("OtherStoredScheduleSpecJob")
+    expect(node_registry["a"]).to equal(before) # untouched
+    expect(schedules.map { |s| s[:key] }).to eq(%w[a b])
+    expect(schedules.count).to eq(2)
+  end
+
+  it "keeps a schedule stored with enabled: false off, and Kaal.disable's pause apart from it" do
+    schedules.upsert(key: "off", cron: "* * * * *", job_class: "StoredScheduleSpecJob", enabled: false)
+    schedules.upsert(key: "on", cron: "* * * * *", job_class: "StoredScheduleSpecJob")
+    backend.set_enabled("on", false) # what Kaal.disable stores
+    tick_node
+    scheduler = @scheduler
+    expect(node_registry["off"].enabled).to be(false)
+    expect(scheduler.enabled?(node_registry["off"])).to be(false)
+    expect(node_registry["on"].enabled).to be(true)
+    expect(scheduler.enabled?(node_registry["on"])).to be(false) # paused
+    expect(schedules.list.map { |s| s.values_at(:key, :enabled, :paused, :state) })
+      .to eq([["off", false, false, "disabled (stored)"], ["on", true, true, "paused (Kaal.disable)"]])
+
+    backend.set_enabled("on", true)
+    schedules.upsert(key: "off", cron: "* * * * *", job_class: "StoredScheduleSpecJob", enabled: true)
+    tick_node(at: Time.utc(2026, 1, 1, 9, 0, 30).to_i)
+    expect(scheduler.enabled?(node_registry["on"])).to be(true)
+    expect(scheduler.enabled?(node_registry["off"])).to be(true)
+  end
+
+  it "deletes a schedule: gone from the store and, the next tick, from every node" do
+    schedules.upsert(key: "gone", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob")
+    schedules.upsert(key: "kept", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob")
+    tick_node
+    expect(node_registry.jobs.keys).to contain_exactly("gone", "kept")
+    expect(schedules.delete("gone")).to be(true)
+    expect(schedules.delete("gone")).to be(false)
+    expect(schedules.find("gone")).to be_nil
+    expect(schedules.count).to eq(1)
+    expect(tick_node.keys).to eq(["kept"])
+
+    # stored again under the same key: back on the node
+    schedules.upsert(key: "gone", cron: "0 8 * * *", job_class: "StoredScheduleSpecJob")
+    expect(tick_node.fetch("gone").expression).to eq("0 8 * * *")
+  end
+
+  describe "validation (the same checks as a file job, the field named)" do
+    let(:allowed) { %w[Reports::] }
+
+    def refused(**fields)
+      base = { key: "bad", cron: "0 9 * * *", job_class: "Reports::DailyJob" }
+      expect { schedules.upsert(**base, **fields) }.to raise_error(Kaal::ConfigurationError) do |e|
+        yield e.message
+      end
+      expect(schedules.count).to eq(0) # nothing stored
+    end
+
+    it "refuses a bad cron, zone, class, key, queue, args, kwargs or placeholder, storing nothing" do
+      refused(cron: "61 * * * *") { |m| expect(m).to match(/upsert\(key: "bad"\): cron: "61 \* \* \* \*": minute field/) }
+      refused(time_zone: "Mars/Olympus") { |m| expect(m).to include('unknown time zone "Mars/Olympus"') }
+      refused(job_class: "reports") { |m| expect(m).to include('job_class: "reports" is not a constant name') }
+      refused(job_class: "Billing::ChargeJob") { |m| expect(m).to include("job_class: Billing::ChargeJob is outside") }
+      refused(key: "") { |m| expect(m).to include("key: must be a non-empty String") }
+      refused(key: "kaal:manual:x") { |m| expect(m).to include('"kaal:manual:" starts the dispatch-log keys') }
+      refused(queue: 5) { |m| expect(m).to include("queue: must be a String") }
+      refused(args: { "a" => 1 }) { |m| expect(m).to include("args: must be a list") }
+      refused(args: [Time.now]) { |m| expect(m).to include("args[0]:").and include("does not survive a JSON round trip") }
+      refused(kwargs: [1]) { |m| expect(m).to include("kwargs: must be a mapping") }
+      refused(kwargs: { "a" => "{{nope}}" }) { |m| expect(m).to include("unknown placeholder {{nope}}") }
+      refused(enabled: "yes") { |m| expect(m).to include("enabled: must be true or false") }
+      expect(schedules.count).to eq(0)
+    end
+
+    it "refuses a key this process has in its scheduler file or in code (scheduler_conflict_policy error)" do
+      file_job = Kaal::Job.new(key: "nightly", cron: "0 2 * * *", job_class: "Reports::NightlyJob",
+                               location: "config/kaal-scheduler.yml", source: :file)
+      registry.replace_file_jobs([file_job], "config/kaal-scheduler.yml", policy: :error)
+      refused(key: "nightly") { |m| expect(m).to include("already defined in the scheduler file") }
+      config.scheduler_conflict_policy = :code_wins
+      expect(schedules.upsert(key: "nightly", cron: "0 3 * * *", job_class: "Reports::NightlyJob")[:key]).to eq("nightly")
+    end
+  end
+
+  it "pages through many schedules with each (by key) and the feed (by version)" do
+    stub_const("Kaal::Schedules::PAGE", 2)
+    stub_const("Kaal::ScheduleFeed::PAGE", 2)
+    keys = %w[e a d c b]
+    keys.each { |k| schedules.upsert(key: k, cron: "0 9 * * *", job_class: "StoredScheduleSpecJob") }
+    expect(schedules.map { |s| s[:key] }).to eq(keys.sort)
+    expect(schedules.list(after: "b", limit: 2).map { |s| s[:key] }).to eq(%w[c d])
+    expect(feed.poll).to eq(5)
+    expect(node_registry.jobs.keys.sort).to eq(keys.sort)
+    expect(feed.poll).to eq(0)
+  end
+
+  it "polls with one backend call per tick, reading only the changed schedules (no rescan)" do
+    calls = Hash.new(0)
+    rows_read = []
+    counting = Class.new(SimpleDelegator) do
+      define_method(:schedule_changes) do |**kw|
+        calls[:schedule_changes] += 1
+        super(**kw).tap { |_, rows| rows_read << rows.size }
+      end
+      %i[schedule_list schedule_get schedule_count].each do |m|
+        define_method(m) do |*a, **kw|
+          calls[m] += 1
+          super(*a, **kw)
+        end
+      end
+    end.new(node_backend)
+    node_feed = feed_on(counting, node_registry)
+    40.times { |i| schedules.upsert(key: format("tenant-%02d", i), cron: "0 9 * * *", job_class: "StoredScheduleSpecJob") }
+    expect(node_feed.poll).to eq(40) # the start: every stored schedule once
+    calls.clear
+    rows_read.clear
+    3.times { expect(node_feed.poll).to eq(0) }
+    expect(calls).to eq(schedule_changes: 3) # one call a tick, nothing listed or fetched
+    expect(rows_read).to eq([0, 0, 0])
+    schedules.upsert(key: "tenant-07", cron: "0 10 * * *", job_class: "StoredScheduleSpecJob")
+    schedules.delete("tenant-08")
+    expect(node_feed.poll).to eq(2)
+    expect(rows_read.last).to eq(2) # the two changed rows, not the 40
+    expect(calls).to eq(schedule_changes: 4)
+    expect(node_registry.jobs.size).to eq(39)
+  end
+
+  it "leaves out (and logs) a stored schedule the node's registry refuses, and takes it once changed" do
+    code_job = Kaal::Job.new(key: "clash", cron: "0 1 * * *", job_class: "CodeJob", location: "Kaal.register", source: :code)
+    node_registry.register(code_job, policy: :error)
+    schedules.upsert(key: "clash", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob")
+    feed.poll
+    expect(node_registry["clash"]).to equal(code_job)
+    expect(logged.last[0]).to eq(:error)
+    expect(logged.last[1]).to include('stored schedule "clash" not scheduled on this node', "already registered in code")
+    node_registry.unregister("clash", policy: :error)
+    schedules.upsert(key: "clash", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", queue: "q")
+    feed.poll
+    expect(node_registry["clash"].source).to eq(:stored)
+  end
+end
