@@ -22,6 +22,15 @@
  * - Delayed claims are one DELETE ... RETURNING inside BEGIN IMMEDIATE: the
  *   write lock is held from the selection of due rows to the commit, so each
  *   job goes to exactly one caller.
+ * - Interrupts (Thread#raise, Timeout, ... through the handle's interrupt
+ *   flag, docs/architecture.md): SQLite's own busy timeout sleeps through
+ *   them, so waits for another connection's lock go through busy_wait, which
+ *   sleeps on the handle's wake-up pipe and gives up when the call is
+ *   interrupted; a running statement checks the flag every PROGRESS_OPS
+ *   virtual-machine steps (progress) and stops with SQLITE_INTERRUPT. Either
+ *   way the statement fails, its transaction is rolled back, and the binding
+ *   reports the interrupt. Nothing here touches the connection from another
+ *   thread.
  * - lease_ms is not used: on SQL stores the claim is the dispatch-log row,
  *   kept until cleanup removes it.
  * - Fork: a connection inherited from the parent is never sqlite3_close'd in
@@ -46,6 +55,7 @@
 #define CLAIM_CHUNK 4096 /* pairs per INSERT: 2 * 4096 + 3 variables */
 #define CLAIM_SLOTS 13  /* statements for 1, 2, 4, ... 4096 rows */
 #define DEFAULT_BUSY_MS 5000
+#define PROGRESS_OPS 1000 /* statement steps between interrupt checks */
 
 /* Cached statements (prepared on first use, finalised on close). */
 enum {
@@ -189,6 +199,8 @@ typedef struct sqlite_impl {
     sqlite3_stmt *stmt[Q_COUNT];
     sqlite3_stmt *claim[CLAIM_SLOTS]; /* claim[i] inserts 1 << i rows */
     int busy_ms;
+    int64_t busy_until;               /* kaal_mono_ms deadline of the current lock wait */
+    int unwinding;                    /* a ROLLBACK runs: never cut it short */
     pid_t pid;                        /* process that opened db */
     int listed;                       /* in the open-session registry */
     struct sqlite_impl *prev, *next;
@@ -290,7 +302,11 @@ static int exec_q(kaal_backend *b, int q, const char *what, kaal_error *err)
 
 static void rollback(kaal_backend *b)
 {
-    if (!sqlite3_get_autocommit(IMPL(b)->db)) exec_q(b, Q_ROLLBACK, "rollback", NULL);
+    sqlite_impl *s = IMPL(b);
+    if (sqlite3_get_autocommit(s->db)) return;
+    s->unwinding = 1; /* an interrupt must not leave the transaction open */
+    exec_q(b, Q_ROLLBACK, "rollback", NULL);
+    s->unwinding = 0;
 }
 
 static char *col_text(sqlite3_stmt *st, int i)
@@ -547,13 +563,40 @@ static int run_schema(kaal_backend *b, int only_fresh, kaal_error *err)
     return rc;
 }
 
+/* Called by SQLite while another connection holds the lock it needs (count:
+ * calls so far for this lock): waits a little, woken at once by an
+ * interrupt, and says whether to try again (0: give up with SQLITE_BUSY).
+ * The wait for one lock is bounded by busy_ms, as sqlite3_busy_timeout's. */
+static int busy_wait(void *arg, int count)
+{
+    kaal_backend *b = arg;
+    sqlite_impl *s = IMPL(b);
+    int64_t now = kaal_mono_ms(), step = count < 6 ? (int64_t)1 << count : 50; /* 1 .. 32, 50 ms */
+    kaal_error ignored;
+    if (count == 0) s->busy_until = now + s->busy_ms;
+    if (kaal_backend_interrupted(b) || now >= s->busy_until) return 0;
+    if (step > s->busy_until - now) step = s->busy_until - now;
+    kaal_wait(b, -1, 0, now + step, NULL, "lock", &ignored); /* a pause, or the interrupt */
+    return !kaal_backend_interrupted(b);
+}
+
+/* Called by SQLite every PROGRESS_OPS steps of a statement: non-zero stops
+ * it with SQLITE_INTERRUPT. */
+static int progress(void *arg)
+{
+    kaal_backend *b = arg;
+    return kaal_backend_interrupted(b) && !IMPL(b)->unwinding;
+}
+
 /* PRAGMA journal_mode=WAL needs a moment of exclusive access the first time
  * (several processes may open a fresh file at once); retry within the busy
  * budget. Returns the sqlite3 result code. */
-static int enable_wal(sqlite_impl *s)
+static int enable_wal(kaal_backend *b)
 {
-    struct timespec pause = {0, 10 * 1000 * 1000};
-    int waited = 0, rc;
+    sqlite_impl *s = IMPL(b);
+    int64_t until = kaal_mono_ms() + s->busy_ms;
+    kaal_error ignored;
+    int rc;
     for (;;) {
         sqlite3_stmt *st = NULL;
         rc = sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL);
@@ -566,9 +609,8 @@ static int enable_wal(sqlite_impl *s)
         }
         sqlite3_finalize(st);
         if ((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) return rc;
-        if (waited >= s->busy_ms) return rc;
-        nanosleep(&pause, NULL);
-        waited += 10;
+        if (kaal_backend_interrupted(b) || kaal_mono_ms() >= until) return rc;
+        kaal_wait(b, -1, 0, kaal_mono_ms() + 10, NULL, "lock", &ignored);
     }
 }
 
@@ -612,9 +654,10 @@ static int sqlite_connect(kaal_backend *b, kaal_error *err)
     }
     registry_add(s);
     sqlite3_extended_result_codes(s->db, 1);
-    sqlite3_busy_timeout(s->db, s->busy_ms);
+    sqlite3_busy_handler(s->db, busy_wait, b);
+    sqlite3_progress_handler(s->db, PROGRESS_OPS, progress, b);
 
-    rc = enable_wal(s);
+    rc = enable_wal(b);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(s->db, "PRAGMA synchronous=NORMAL", NULL, NULL, &msg);
     sqlite3_free(msg);

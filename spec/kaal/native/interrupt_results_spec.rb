@@ -6,64 +6,110 @@ require "tmpdir"
 # A call that completes while its thread is being interrupted cannot hand its
 # results to Ruby (the interrupt is raised instead). What it took must not
 # vanish: delayed jobs go back to the store, won pairs are recorded "failed"
-# with the reason. Here the call waits on SQLite's lock (held by another
-# connection) while the thread is interrupted, then completes once the lock
-# is released, so the interrupt lands after the work is done every time.
+# with the reason. The memory store never stops for an interrupt, so an
+# interrupt raised while its call runs lands after the work is done; SQLite
+# stops (a statement rolls back) or finishes, depending on where it lands,
+# and neither may lose a job.
 RSpec.describe "Results of a backend call completed during an interrupt" do
-  kaal_backend_for :sqlite
-
-  around do |example|
-    require "sqlite3"
-    Dir.mktmpdir("kaal-interrupt-") do |dir|
-      @path = File.join(dir, "kaal.sqlite3")
-      example.run
+  # Runs the block in a thread and raises IOError in it as soon as the call
+  # runs without the GVL (Thread#status "sleep"), after `delay` seconds when
+  # given. Returns :interrupted, or the block's value when the call finished
+  # before the interrupt could land.
+  def interrupt_during(delay: nil, &call)
+    thread = Thread.new(&call)
+    thread.report_on_exception = false
+    if delay
+      sleep delay
+    else
+      Thread.pass until thread.status == "sleep" || !thread.alive?
     end
-  end
-
-  let!(:backend) do
-    Kaal::Backend.build(:sqlite, namespace: "ns", config: { path: @path, command_timeout: 10 }).tap(&:migrate)
-  end
-
-  # Holds SQLite's write lock from another connection while the block runs.
-  def with_write_lock
-    db = SQLite3::Database.new(@path)
-    db.busy_timeout = 5000
-    db.execute("BEGIN IMMEDIATE")
-    yield
-  ensure
-    db&.execute("ROLLBACK")
-    db&.close
-  end
-
-  # Starts the call in a thread, interrupts it while it waits on the lock,
-  # releases the lock; returns what the thread ended with.
-  def interrupted(&call)
-    thread = nil
-    with_write_lock do
-      thread = Thread.new(&call)
-      thread.report_on_exception = false
-      sleep 0.01 until thread.status == "sleep" || !thread.alive?
-      sleep 0.2 # inside SQLite's busy wait
-      thread.raise(IOError, "stop")
-    end
+    thread.raise(IOError, "stop") if thread.alive?
     thread.value
   rescue IOError
     :interrupted
   end
 
-  it "puts the delayed jobs back" do
-    300.times { |i| backend.delayed_add(job_id: "j#{i}", run_at_ms: 1000 + i, job_class: "W", args_json: "[]") }
-    outcome = interrupted { backend.delayed_claim(now_ms: 10**12, limit: 1000) }
-    expect(outcome).to eq(:interrupted)
-    expect(backend.delayed_count).to eq(300)
-    expect(backend.delayed_claim(now_ms: 10**12, limit: 1000).size).to eq(300)
+  def add_jobs(backend, ids)
+    ids.each { |id| backend.delayed_add(job_id: id, run_at_ms: 1000, job_class: "W", args_json: "[]") }
   end
 
-  it "records won pairs as failed, with the reason" do
-    outcome = interrupted { backend.claim([["a", 60], ["b", 60]], lease_ms: 60_000, node: "n1", now: 60) }
-    expect(outcome).to eq(:interrupted)
-    rows = backend.dispatches(limit: 10)
-    expect(rows.map { |r| [r[:key], r[:status]] }.sort).to eq([%w[a failed], %w[b failed]])
-    expect(rows.first[:error]).to match(/interrupted/)
+  describe "on the memory store (the call always completes)" do
+    let(:backend) { Kaal::Backend.build(:memory, namespace: "ns") }
+
+    # A call that ends before the raise lands delivers its results (they are
+    # put back and the next attempt runs); one attempt is enough nearly always.
+    def first_interrupted(attempts: 10)
+      attempts.times do |i|
+        outcome = yield(i)
+        return [outcome, i] if outcome == :interrupted
+      end
+      raise "no interrupt landed during the call in #{attempts} attempts"
+    end
+
+    it "puts the delayed jobs back" do
+      ids = Array.new(20_000) { |i| "j#{i}" }
+      add_jobs(backend, ids)
+      first_interrupted do
+        outcome = interrupt_during { backend.delayed_claim(now_ms: 10**12, limit: 100_000) }
+        add_jobs(backend, outcome.map { |job| job[:job_id] }) unless outcome == :interrupted
+        outcome
+      end
+      expect(backend.delayed_count).to eq(20_000)
+      expect(backend.delayed_claim(now_ms: 10**12, limit: 100_000).map { |j| j[:job_id] }).to match_array(ids)
+    end
+
+    it "records won pairs as failed, with the reason" do
+      _, fire = first_interrupted do |i|
+        pairs = Array.new(50_000) { |k| ["k#{k}", 60 + i] }
+        interrupt_during { backend.claim(pairs, lease_ms: 60_000, node: "n1", now: 60) }
+      end
+      rows = backend.dispatches(status: "failed", limit: 100_000).select { |r| r[:fire_time] == 60 + fire }
+      expect(rows.size).to eq(50_000)
+      expect(rows.map { |r| r[:error] }.uniq).to eq(["interrupted after the claim, before the hand-off (not run)"])
+      expect(backend.claim([["k0", 60 + fire]], lease_ms: 60_000, node: "n2", now: 60)).to eq([false])
+    end
+  end
+
+  describe "on SQLite (the call stops or completes)" do
+    before { skip "the sqlite backend is not compiled in" unless Kaal::Native.backends.include?("sqlite") }
+
+    around do |example|
+      Dir.mktmpdir("kaal-interrupt-") do |dir|
+        @path = File.join(dir, "kaal.sqlite3")
+        example.run
+      end
+    end
+
+    let(:backend) do
+      Kaal::Backend.build(:sqlite, namespace: "ns", config: { path: @path, command_timeout: 10 }).tap(&:migrate)
+    end
+
+    it "keeps every delayed job, wherever in the claim the interrupt lands" do
+      ids = Array.new(20_000) { |i| "j#{i}" }
+      add_jobs(backend, ids)
+      [0, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08].each do |delay|
+        outcome = interrupt_during(delay: delay) { backend.delayed_claim(now_ms: 10**12, limit: 100_000) }
+        add_jobs(backend, outcome.map { |job| job[:job_id] }) unless outcome == :interrupted
+        expect(backend.delayed_count).to eq(20_000), "after an interrupt at #{delay} s"
+      end
+      expect(backend.delayed_claim(now_ms: 10**12, limit: 100_000).map { |j| j[:job_id] }).to match_array(ids)
+    end
+
+    it "leaves every pair claimed and handed over, recorded failed, or free, wherever the interrupt lands" do
+      [0, 0.002, 0.005, 0.01, 0.02, 0.04].each_with_index do |delay, i|
+        pairs = Array.new(20_000) { |k| ["k#{k}", 60 + i] }
+        outcome = interrupt_during(delay: delay) { backend.claim(pairs, lease_ms: 60_000, node: "n1", now: 60) }
+        again = backend.claim(pairs, lease_ms: 60_000, node: "n2", now: 60)
+        rows = backend.dispatches(limit: 100_000).select { |r| r[:fire_time] == 60 + i }
+        if outcome == :interrupted
+          failed = rows.count { |r| r[:status] == "failed" && r[:node] == "n1" }
+          # all stopped (the second claim wins them all) or all recorded failed
+          expect([again.count(true), failed]).to eq([20_000, 0]).or eq([0, 20_000])
+        else
+          expect(outcome).to all(be(true))
+          expect(again).to all(be(false))
+        end
+      end
+    end
   end
 end
