@@ -800,8 +800,14 @@ static int connect_via_sentinels(kaal_backend *b, const connect_plan *plan, kaal
         }
         if (rc == KAAL_EINTERRUPTED || rc == KAAL_ENOMEM || rc == KAAL_ECONFIG) return rc;
     }
-    /* err holds the last sentinel's or master's reason. */
-    return rc;
+    {
+        /* err holds the last sentinel's or master's reason: keep it. */
+        char last[sizeof err->message];
+        memcpy(last, err->message, sizeof last);
+        last[sizeof last - 1] = '\0';
+        return kaal_error_set(err, rc, NULL, -1, "redis: no master \"%.60s\" from the %zu sentinel(s); last: %.150s",
+                              p->sentinel_master, n, strncmp(last, "redis: ", 7) == 0 ? last + 7 : last);
+    }
 }
 
 /* ---- Connecting ---------------------------------------------------- */

@@ -19,6 +19,9 @@ require_relative "../../test/chaos/harness"
 # one script and run by two real Sidekiq processes; there, no pair may be
 # claimed without its job being enqueued, nor enqueued and never run.
 #
+# "redis-tls" is the redis run over TLS (--tls): the private server speaks
+# only TLS, with certificates made by the openssl command in the run dir.
+#
 # Each run starts its own private server (bin/services in the run dir), so it
 # can crash it. The five runs go two at a time in the background as soon as
 # the first example needs one (KAAL_CHAOS_SECONDS: length of each run,
@@ -26,7 +29,7 @@ require_relative "../../test/chaos/harness"
 module KaalChaosShort
   BIN = File.expand_path("../../bin/chaos", __dir__)
   BACKENDS = %w[redis postgres mysql sqlite].freeze
-  RUNS = (BACKENDS + %w[sidekiq]).freeze
+  RUNS = (BACKENDS + %w[sidekiq redis-tls]).freeze
   LOCK = Mutex.new
   DONE = ConditionVariable.new
   @results = {}
@@ -39,6 +42,12 @@ module KaalChaosShort
   end
 
   def unavailable(backend)
+    if backend == "redis-tls"
+      return "this build has no TLS for Redis (libssl-dev)" unless Kaal::Native::REDIS_TLS
+      return "the openssl command is not installed" unless Kaal::Chaos::TlsFiles.available?
+
+      backend = "redis"
+    end
     if backend == "sidekiq"
       return "no redis server installed (bin/setup)" unless Kaal::Chaos::Server.available?("redis")
       return "the redis backend is not compiled into this build" unless Kaal::Native.backends.include?("redis")
@@ -55,7 +64,8 @@ module KaalChaosShort
   # [status, report Hash or nil, stderr, dir]
   def run(backend)
     dir = Dir.mktmpdir("kaal-chaos-spec-#{backend}-")
-    target = backend == "sidekiq" ? %w[--backend redis --target sidekiq] : ["--backend", backend]
+    target = { "sidekiq" => %w[--backend redis --target sidekiq],
+               "redis-tls" => %w[--backend redis --tls] }.fetch(backend, ["--backend", backend])
     out, err, status = Open3.capture3(BIN, *target, "--nodes", "3", "--jobs", "20",
                                       "--duration", seconds.to_s, "--skew", "2.0", "--spare-node0", "--dir", dir, "--json")
     report = begin
@@ -103,7 +113,8 @@ end
 
 RSpec.describe "bin/chaos short runs", :integration do
   KaalChaosShort::RUNS.each do |backend|
-    it "#{backend == "sidekiq" ? "redis, Sidekiq jobs handed off atomically" : backend}: no (key, fire time) runs twice across 3 nodes through SIGKILLs, a server crash and skewed clocks" do
+    label = { "sidekiq" => "redis, Sidekiq jobs handed off atomically", "redis-tls" => "redis over TLS" }
+    it "#{label.fetch(backend, backend)}: no (key, fire time) runs twice across 3 nodes through SIGKILLs, a server crash and skewed clocks" do
       reason = KaalChaosShort.unavailable(backend)
       if reason
         raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"

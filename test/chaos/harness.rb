@@ -8,6 +8,7 @@ require "tmpdir"
 require "yaml"
 
 require_relative "server"
+require_relative "tls_files"
 
 module Kaal
   module Chaos
@@ -29,14 +30,14 @@ module Kaal
     Options = Struct.new(
       :backend, :nodes, :jobs, :duration, :seed, :skew, :server_restart, :url, :json, :dir,
       :kill_every, :restart_after, :outage, :outages, :margin, :window_lookback, :quiet, :lossy, :spare_node0,
-      :target, :workers,
+      :target, :workers, :tls,
       keyword_init: true
     ) do
       def self.defaults
         new(backend: "redis", nodes: 5, jobs: 100, duration: 60, seed: nil, skew: 2.0, server_restart: true,
             url: nil, json: false, dir: nil, kill_every: 3.0..8.0, restart_after: 0.2..2.0, outage: 3.0..6.0,
             outages: nil, margin: 3, window_lookback: 15, quiet: 6.0, lossy: false, spare_node0: false,
-            target: "kaal", workers: 2)
+            target: "kaal", workers: 2, tls: false)
       end
 
       # The claim must outlive the window a node looks back over, also as
@@ -298,7 +299,8 @@ module Kaal
       def start_server
         return nil if %w[sqlite memory].include?(@opts.backend) || @opts.url
 
-        server = Server.new(@opts.backend, File.join(@dir, "services"), durable: !@opts.lossy)
+        @tls = TlsFiles.new(File.join(@dir, "tls")) if @opts.tls
+        server = Server.new(@opts.backend, File.join(@dir, "services"), durable: !@opts.lossy, tls: @tls)
         server.start
         say "private #{@opts.backend} server on 127.0.0.1:#{server.port} (#{server.dir})"
         server
@@ -316,7 +318,7 @@ module Kaal
         case @opts.backend
         when "sqlite" then { "path" => sqlite_path }
         when "memory" then {}
-        else { "url" => url }
+        else @tls ? { "url" => url, "ssl_params" => { "ca_file" => @tls.ca } } : { "url" => url }
         end
       end
 

@@ -3,6 +3,7 @@
 require "etc"
 require "fileutils"
 require "open3"
+require "socket"
 
 module Kaal
   module Chaos
@@ -38,11 +39,14 @@ module Kaal
 
       # durable: false (Redis only) keeps bin/services' Redis without
       # persistence, so a crash loses every claim: the broken assumption of
-      # docs/guarantee.md, for showing what it costs.
-      def initialize(kind, dir, durable: true)
+      # docs/guarantee.md, for showing what it costs. tls (Redis only): a
+      # TlsFiles; the server then speaks only TLS, started here in bin/services'
+      # layout rather than by bin/services (which has no TLS).
+      def initialize(kind, dir, durable: true, tls: nil)
         @kind = kind
         @dir = dir
         @durable = durable
+        @tls = tls
         @log = []
       end
 
@@ -52,6 +56,8 @@ module Kaal
 
       def start
         FileUtils.mkdir_p(@dir)
+        return start_tls_redis if @tls
+
         out, status = Open3.capture2e({ "KAAL_SERVICES_DIR" => @dir }, SERVICES, "start", name)
         raise "bin/services start #{name} failed:\n#{out}" unless status.success?
 
@@ -141,7 +147,7 @@ module Kaal
 
       def ping_command
         case @kind
-        when "redis" then ["redis-cli", "-h", "127.0.0.1", "-p", @port.to_s, "ping"]
+        when "redis" then [*redis_cli, "ping"]
         when "postgres" then [File.join(PG_BIN, "pg_isready"), "-h", "127.0.0.1", "-p", @port.to_s]
         when "mysql" then ["mariadb", "--no-defaults", "-h", "127.0.0.1", "-P", @port.to_s, "-u", "root", "-e", "SELECT 1"]
         end
@@ -166,7 +172,7 @@ module Kaal
       def make_durable
         case @kind
         when "redis"
-          cli = ["redis-cli", "-h", "127.0.0.1", "-p", @port.to_s]
+          cli = redis_cli
           sh!(*cli, "CONFIG", "SET", "appendfsync", "always")
           sh!(*cli, "CONFIG", "SET", "appendonly", "yes")
           # the first rewrite must finish, or a crash leaves no usable AOF
@@ -185,9 +191,31 @@ module Kaal
         end
       end
 
-      # Same command line as bin/services, plus the durable settings.
+      def redis_cli
+        ["redis-cli", "-h", "127.0.0.1", "-p", @port.to_s, *(@tls ? ["--tls", "--cacert", @tls.ca] : [])]
+      end
+
+      def start_tls_redis
+        @port = TCPServer.open("127.0.0.1", 0) { |s| s.addr[1] }
+        FileUtils.mkdir_p(File.join(@dir, "redis"))
+        File.write(File.join(@dir, "redis.port"), "#{@port}\n")
+        restart_redis
+        wait_ready(60) || raise("redis (TLS) did not start on port #{@port}; see #{File.join(@dir, "redis.log")}")
+        @url = "rediss://127.0.0.1:#{@port}/0"
+        make_durable if @durable
+        self
+      end
+
+      def redis_listen_args
+        return ["--port", @port.to_s] unless @tls
+
+        ["--port", "0", "--tls-port", @port.to_s, "--tls-cert-file", @tls.server_cert, "--tls-key-file",
+         @tls.server_key, "--tls-ca-cert-file", @tls.ca, "--tls-auth-clients", "no"]
+      end
+
+      # Same command line as bin/services, plus the durable settings (and TLS).
       def restart_redis
-        sh!("redis-server", "--bind", "127.0.0.1", "--port", @port.to_s, "--dir", File.join(@dir, "redis"),
+        sh!("redis-server", "--bind", "127.0.0.1", *redis_listen_args, "--dir", File.join(@dir, "redis"),
             "--save", "", *(@durable ? %w[--appendonly yes --appendfsync always] : %w[--appendonly no]), "--daemonize", "yes",
             "--pidfile", pid_file, "--logfile", File.join(@dir, "redis.log"))
       end
