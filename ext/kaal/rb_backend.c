@@ -701,6 +701,10 @@ static VALUE backend_target(VALUE self)
     if (b->params.username) {
         rb_hash_aset(h, rb_str_new_cstr("username"), str_or_nil(b->params.username));
     }
+    if (b->params.sentinels) { /* redis: the master is wherever the sentinels say */
+        rb_hash_aset(h, rb_str_new_cstr("sentinels"), str_or_nil(b->params.sentinels));
+        rb_hash_aset(h, rb_str_new_cstr("sentinel_master"), str_or_nil(b->params.sentinel_master));
+    }
     return h;
 }
 

@@ -132,7 +132,8 @@ module Kaal
       end
 
       # Where the backend's server is: {host:, port:, socket:, database:,
-      # path:} (the keys it has; never the password).
+      # path:, username:, and for Redis Sentinel sentinels:, sentinel_master:}
+      # (the keys it has; never the password).
       def location
         _target.transform_keys(&:to_sym)
       end

@@ -45,6 +45,7 @@ RSpec.describe "Redis backend with Sentinel", :integration do
     master = Redis.new(host: "127.0.0.1", port: setup.master_port)
     expect(master.exists?("#{b.namespace}:log:#{now}:job")).to be(true)
     master.close
+    expect(b.location).to include(sentinel_master: "kaal-master", sentinels: start_with("127.0.0.1:#{dead},"))
   end
 
   it "raises ConnectionError naming the master when no sentinel knows it" do

@@ -80,6 +80,14 @@ RSpec.describe "Redis backend connection and storage" do
       expect { b.ping }.to raise_error(Kaal::ConfigurationError, /SELECT 9.*out of range/)
     end
 
+    it "claims over a Unix socket given as redis+unix:// or by a redis-rb object's path:" do
+      a = build(url: "redis+unix://#{server.socket_path}?password=#{password}")
+      expect(a.claim([["job", now]], lease_ms: 60_000, node: "n", now: now)).to eq([true])
+      b = build(redis: Redis.new(path: server.socket_path, password: password))
+      expect(b.claim([["job", now]], lease_ms: 60_000, node: "n", now: now)).to eq([false])
+      expect(raw.call("CLIENT", "LIST").scan(/ addr=\/\S*/).size).to be >= 2 # both on the socket
+    end
+
     it "connects over a Unix socket" do
       b = build(url: "unix://#{server.socket_path}?db=1&password=#{password}")
       b.set_enabled("job", false)
