@@ -10,6 +10,7 @@ module Kaal
   @backend = nil
   @scheduler = nil
   @scheduler_pid = nil
+  @schedule_feed = nil
   @logger = nil
   @env_name = nil
   @config_path = nil
@@ -351,6 +352,7 @@ module Kaal
     def reset!
       stop!(timeout: 5) if @scheduler
       @lock.synchronize do
+        @schedule_feed = nil
         @registry.clear
         @events.clear
         @start_hooks = []
@@ -369,6 +371,7 @@ module Kaal
     private
 
     def install(config)
+      drop_schedule_feed
       close_backend
       @scheduler = nil
       @logger = nil
@@ -441,16 +444,29 @@ module Kaal
       nil
     end
 
-    # What brings the stored schedules into this node's registry, polled
-    # once per tick by the scheduler.
+    # What brings the stored schedules into this process's registry, polled
+    # once per tick by the scheduler. One per process and configuration: a
+    # scheduler made again (after a fork) goes on from the version the
+    # registry it inherited is at.
     def schedule_feed
-      build = lambda do |row|
-        job = Schedules.job_from(row, default_time_zone: configuration.time_zone)
-        check_recurring_class!(job)
-        job
+      @lock.synchronize do
+        @schedule_feed ||= begin
+          build = lambda do |row|
+            job = Schedules.job_from(row, default_time_zone: configuration.time_zone)
+            check_recurring_class!(job)
+            job
+          end
+          ScheduleFeed.new(backend: backend, registry: @registry, build: build,
+                           policy: -> { configuration.scheduler_conflict_policy }, log: method(:log_event))
+        end
       end
-      ScheduleFeed.new(backend: backend, registry: @registry, build: build,
-                       policy: -> { configuration.scheduler_conflict_policy }, log: method(:log_event))
+    end
+
+    # A new configuration (another backend or namespace): the stored
+    # schedules of the old one leave the registry.
+    def drop_schedule_feed
+      @schedule_feed&.detach
+      @schedule_feed = nil
     end
 
     # Stores the pause of +key+ (the backend's enabled flag is its inverse).

@@ -52,6 +52,15 @@ module Kaal
       @applied.keys
     end
 
+    # Takes every stored schedule it registered out of the registry (the
+    # configuration changed); the next poll would start from scratch.
+    def detach
+      policy = @policy.call
+      @applied.each_key { |key| @registry.unregister(key, policy: policy) }
+      @applied = {}
+      @version = 0
+    end
+
     private
 
     def apply(row)
