@@ -2,6 +2,7 @@
 
 require "fileutils"
 require "json"
+require "time"
 require "rbconfig"
 require "securerandom"
 require "tmpdir"
@@ -17,10 +18,11 @@ module Kaal
     LIB = File.join(ROOT, "lib")
     JOBS_RB = File.join(__dir__, "jobs.rb")
     SIDEKIQ_JOBS_RB = File.join(__dir__, "sidekiq_jobs.rb")
+    SOLID_QUEUE_APP_RB = File.join(__dir__, "solid_queue_app.rb")
     BACKENDS = %w[redis postgres mysql sqlite].freeze
     # Who runs the jobs: kaal's worker pool (plain Ruby jobs, at most once),
-    # or real Sidekiq processes fed by the exactly-once hand-off.
-    TARGETS = %w[kaal sidekiq].freeze
+    # or real Sidekiq / solid_queue workers fed by the exactly-once hand-off.
+    TARGETS = %w[kaal sidekiq solid_queue].freeze
     SIDEKIQ_QUEUE = "chaos"
     # memory is the harness control: every node has its own store, so every
     # node runs every job and the report must show duplicates.
@@ -138,15 +140,16 @@ module Kaal
       end
     end
 
-    # One real Sidekiq process (--target sidekiq), consuming the chaos queue
-    # from the Redis of kaal's backend. Never killed: the run is about kaal's
-    # hand-off, not about Sidekiq's own delivery (a SIGKILLed Sidekiq with
+    # One real worker process of the target's queue (--target sidekiq: a
+    # Sidekiq process; solid_queue: its supervisor), consuming the chaos
+    # queue from kaal's own store. Never killed: the run is about kaal's
+    # hand-off, not about the queue's own delivery (a SIGKILLed Sidekiq with
     # basic fetch loses the jobs it had taken).
-    class SidekiqWorker
+    class Worker
       attr_reader :name, :pid
 
       def initialize(index, run)
-        @name = "sidekiq-#{index}"
+        @name = "#{run.opts.target}-#{index}"
         @run = run
         @pid = nil
       end
@@ -154,9 +157,19 @@ module Kaal
       def start
         env = @run.target_env.merge("KAAL_CHAOS_NODE" => @name, "KAAL_CHAOS_RECORD_DIR" => @run.record_dir)
         log = File.join(@run.log_dir, "#{@name}.log")
-        @pid = Process.spawn(env, RbConfig.ruby, Gem.bin_path("sidekiq", "sidekiq"), "-r", @run.jobs_rb,
-                             "-q", SIDEKIQ_QUEUE, "-c", "5", "-t", "8", chdir: @run.dir, in: File::NULL,
-                                                                         out: [log, "a"], err: [log, "a"], pgroup: true)
+        command = if @run.opts.target == "sidekiq"
+                    [Gem.bin_path("sidekiq", "sidekiq"), "-r", @run.jobs_rb, "-q", SIDEKIQ_QUEUE, "-c", "5", "-t", "8"]
+                  else
+                    ["-r", @run.jobs_rb, "-e", "SolidQueue::Supervisor.start"]
+                  end
+        @pid = Process.spawn(env, RbConfig.ruby, *command, chdir: @run.dir, in: File::NULL,
+                                                           out: [log, "a"], err: [log, "a"], pgroup: true)
+      end
+
+      def alive?
+        !@pid.nil? && Process.waitpid(@pid, Process::WNOHANG).nil?
+      rescue Errno::ECHILD
+        false
       end
 
       # TERM, then the exit status (SIGKILL after +seconds+).
@@ -265,14 +278,30 @@ module Kaal
         @opts.target == "sidekiq"
       end
 
+      def solid_queue?
+        @opts.target == "solid_queue"
+      end
+
+      # A real queue's workers run the jobs (the hand-off targets).
+      def queue_target?
+        sidekiq? || solid_queue?
+      end
+
       def jobs_rb
-        sidekiq? ? SIDEKIQ_JOBS_RB : JOBS_RB
+        { "sidekiq" => SIDEKIQ_JOBS_RB, "solid_queue" => SOLID_QUEUE_APP_RB }.fetch(@opts.target, JOBS_RB)
       end
 
       # Environment of the nodes and workers: Sidekiq's client and server
-      # find the Redis of kaal's backend through REDIS_URL.
+      # find the Redis of kaal's backend through REDIS_URL; the solid_queue
+      # app its database through DATABASE_URL, its root in the run dir.
       def target_env
-        sidekiq? ? { "REDIS_URL" => url } : {}
+        if sidekiq? then { "REDIS_URL" => url }
+        elsif solid_queue?
+          # pool: the worker's threads plus solid_queue's own
+          { "DATABASE_URL" => "#{url}#{url.include?("?") ? "&" : "?"}pool=20", "KAAL_CHAOS_APP_ROOT" => @dir,
+            "RAILS_ENV" => "development" }
+        else {}
+        end
       end
 
       private
@@ -330,6 +359,15 @@ module Kaal
       def migrate
         handle.migrate
         handle.close
+        return unless solid_queue?
+
+        # solid_queue's tables, from the schema the gem ships, in the same database
+        schema = File.join(Gem::Specification.find_by_name("solid_queue").full_gem_path,
+                           "lib/generators/solid_queue/install/templates/db/queue_schema.rb")
+        env = target_env.merge("KAAL_CHAOS_NODE" => "setup", "KAAL_CHAOS_RECORD_DIR" => @record_dir)
+        ok = system(env, RbConfig.ruby, "-r", SOLID_QUEUE_APP_RB, "-e", "load #{schema.inspect}", chdir: @dir,
+                    out: File.join(@log_dir, "queue-schema.log"), err: %i[child out])
+        raise "solid_queue schema failed (#{File.join(@log_dir, "queue-schema.log")})" unless ok
       end
 
       def write_app
@@ -349,9 +387,15 @@ module Kaal
           job = { "key" => Chaos.job_key(i), "cron" => "* * * * * *", "job_class" => "KaalChaosJob",
                   "args" => ["{{key}}", "{{fire_time.unix}}"] }
           job.merge!("job_class" => "KaalChaosSidekiqJob", "queue" => SIDEKIQ_QUEUE, "handoff" => "atomic") if sidekiq?
+          job.merge!("job_class" => "KaalChaosSolidQueueJob", "queue" => SIDEKIQ_QUEUE, "handoff" => "atomic") if solid_queue?
           job
         end
         File.write(File.join(@dir, "config", "kaal-scheduler.yml"), YAML.dump("defaults" => { "jobs" => jobs }))
+        return unless solid_queue?
+
+        queue = { "dispatchers" => [{ "polling_interval" => 1, "batch_size" => 500 }],
+                  "workers" => [{ "queues" => "*", "threads" => 5, "processes" => @opts.workers, "polling_interval" => 0.1 }] }
+        File.write(File.join(@dir, "config", "queue.yml"), YAML.dump("development" => queue))
       end
 
       # Node 0 keeps the true time; the others start at +skew and -skew
@@ -412,6 +456,7 @@ module Kaal
             end_outage
             outage = nil
           end
+          restart_dead_workers
           restarts.select { |_, at| now >= at }.each_key do |n|
             restarts.delete(n)
             start_node(n, random_offset(n.index))
@@ -485,6 +530,17 @@ module Kaal
         say "backend back: #{what} (down #{(@outages.last[:up_at] - @outages.last[:down_at]).round(1)}s)"
       end
 
+      # A node TERMed soon after its start may still be loading its code:
+      # its death by the signal is no crash. A Rails app (--target
+      # solid_queue) loads for longer, and dies of TERM by exit 1 when the
+      # signal lands inside a require.
+      def booting?(node, status)
+        age = Clock.monotonic - node.started_mono
+        return age < 40 if solid_queue?
+
+        status.termsig && age < 8
+      end
+
       def stop_nodes
         say "TERM to all nodes"
         @nodes.each { |n| n.signal("TERM") }
@@ -494,18 +550,47 @@ module Kaal
             @hangs << { node: n.incarnation, log_tail: n.log_tail }
             say "#{n.incarnation} did not stop within 30s of TERM: SIGKILL"
             n.kill!
-          elsif !status.success? && !(status.termsig && Clock.monotonic - n.started_mono < 8)
+          elsif !status.success? && !booting?(n, status)
             @crashes << { node: n.incarnation, status: status.inspect, log_tail: n.log_tail }
           end
         end
       end
 
       def start_workers
-        return unless sidekiq?
+        return unless queue_target?
 
-        @workers = Array.new(@opts.workers) { |i| SidekiqWorker.new(i, self) }
+        # solid_queue: one supervisor forking --workers worker processes
+        @workers = Array.new(sidekiq? ? @opts.workers : 1) { |i| Worker.new(i, self) }
         @workers.each(&:start)
-        say "#{@workers.size} Sidekiq workers on queue #{SIDEKIQ_QUEUE} (pids #{@workers.map(&:pid).join(", ")})"
+        say "#{@workers.size} #{@opts.target} worker process(es) on queue #{SIDEKIQ_QUEUE} " \
+            "(pids #{@workers.map(&:pid).join(", ")})"
+      end
+
+      # A worker that exited (solid_queue's supervisor exits when its
+      # database goes away) is started again, as a process manager would.
+      def restart_dead_workers
+        @workers&.each do |w|
+          next if w.alive?
+
+          event("worker_restart", node: w.name)
+          say "#{w.name} exited; starting it again"
+          w.start
+        end
+      end
+
+      # Jobs still waiting in the target's queue.
+      def queued_jobs
+        if sidekiq?
+          @redis_client ||= RedisClient.new(url: url)
+          @redis_client.call("LLEN", "queue:#{SIDEKIQ_QUEUE}")
+        else
+          @pg ||= PG.connect(url)
+          Integer(@pg.exec("SELECT COUNT(*) FROM solid_queue_jobs WHERE finished_at IS NULL").getvalue(0, 0))
+        end
+      rescue StandardError => e
+        @redis_client = @pg = nil
+        say "queue length unknown: #{e.class}: #{e.message}"
+        -1
       end
 
       # After the nodes stopped: wait until the workers have emptied the
@@ -514,13 +599,12 @@ module Kaal
       def drain_workers
         return unless @workers
 
-        require "redis_client"
-        redis = RedisClient.new(url: url)
+        sidekiq? ? require("redis_client") : require("pg")
         deadline = Clock.monotonic + 180
         last = nil
         stable_since = Clock.monotonic
         loop do
-          queued = redis.call("LLEN", "queue:#{SIDEKIQ_QUEUE}")
+          queued = queued_jobs
           count = Dir[File.join(@record_dir, "*.rec")].sum { |f| File.size(f) }
           if count != last
             last = count
@@ -529,11 +613,14 @@ module Kaal
           break if queued.zero? && Clock.monotonic - stable_since > 2
           break if Clock.monotonic > deadline
 
+          restart_dead_workers
+
           sleep 0.2
         end
-        @left_in_queue = redis.call("LLEN", "queue:#{SIDEKIQ_QUEUE}")
-        redis.close
-        say "Sidekiq queue drained (#{@left_in_queue} left); TERM to the workers"
+        @left_in_queue = queued_jobs
+        @redis_client&.close
+        @pg&.close
+        say "#{@opts.target} queue drained (#{@left_in_queue} left); TERM to the workers"
         @workers.each do |w|
           status = w.stop(20)
           @crashes << { node: w.name, status: status.inspect, log_tail: "" } unless status&.success?
@@ -590,14 +677,14 @@ module Kaal
         claimed = claimed_rows.to_h { |r| [[r[:key], r[:fire_time]], r] }
         never = claimed.reject { |pair, _| by_pair.key?(pair) }
         outcome_unrecorded = claimed.size - never.size
-        handed = sidekiq? ? handed_off(by_pair) : nil
+        handed = queue_target? ? handed_off(by_pair) : nil
         lost = missing.map { |k, f| explain(k, f, claimed[[k, f]]) }
         lost_by_reason = lost.group_by { |l| l[:reason] }.transform_values(&:size)
         lateness = records.map { |_, f, _, _, at| at - f }.sort
         offsets = @events.select { |e| e[:kind] == "start" }.to_h { |e| [e[:node], e[:offset]] }
         # (--target sidekiq: the records name the worker, not the node, so
         # there is no node clock to measure on)
-        node_lateness = sidekiq? ? [] : records.map { |_, f, n, _, at| at + offsets.fetch(n, 0.0) - f }.sort
+        node_lateness = queue_target? ? [] : records.map { |_, f, n, _, at| at + offsets.fetch(n, 0.0) - f }.sort
         handle.close
         {
           backend: @opts.backend, nodes: @opts.nodes, jobs: @opts.jobs, duration: (@stopped_at - @started_at).round(1),
@@ -655,14 +742,50 @@ module Kaal
 
         reach = @opts.window_lookback - @opts.skew
         outage = @outages.find { |o| fire.between?(o[:down_at].floor - 2, (o[:up_at] || Float::INFINITY).ceil + 4) }
+        if queue_target? && (status = (handle.dispatch_status(key, fire) rescue nil)) == "dispatched"
+          # in the queue with its claim, but no worker ran it
+          if outage
+            return { key: key, fire_time: fire, reason: "handed off, lost by the worker's fetch in the server crash",
+                     detail: "enqueued before the crash at #{outage[:down_at].round(1)}; a worker's fetch took it " \
+                             "from the queue as the server died (the queue's own delivery)" }
+          end
+          return { key: key, fire_time: fire, reason: "UNEXPLAINED: handed off, never run", detail: "" }
+        end
         if outage
           down = ((outage[:up_at] || outage[:down_at]) - outage[:down_at]).round(1)
           return { key: key, fire_time: fire, reason: "never claimed: backend outage",
                    detail: "fire time within the #{down}s outage from #{outage[:down_at].round(1)} (lookback reach #{reach}s)" }
         end
         status = (handle.dispatch_status(key, fire) rescue "unknown")
+        if status.nil? && !node_running?(fire)
+          return { key: key, fire_time: fire, reason: "never claimed: no node running",
+                   detail: "every node was SIGKILLed or still loading its code at the fire time; a starting " \
+                           "node catches up the latest missed run only (catch_up: latest)" }
+        end
         { key: key, fire_time: fire, reason: status ? "UNEXPLAINED: log says #{status}, no record" : "UNEXPLAINED: never claimed",
           detail: "" }
+      end
+
+      # true when some node incarnation had its scheduler running from the
+      # fire time until a tick later (from its "scheduler started" log line
+      # to its SIGKILL).
+      def node_running?(fire)
+        @running ||= running_intervals
+        @running.any? { |from, to| from <= fire + 0.5 && to > fire + 1.5 }
+      end
+
+      def running_intervals
+        kills = @events.select { |e| e[:kind] == "kill" }.to_h { |e| [e[:node], e[:at]] }
+        Dir[File.join(@log_dir, "node-*.log")].flat_map do |path|
+          File.foreach(path).filter_map do |line|
+            m = line.match(/\A(\S+) INFO kaal: scheduler started: node (\S+),/)
+            next unless m
+
+            [Time.iso8601(m[1]).to_f, kills.fetch(m[2], @stopped_at.to_f)]
+          end
+        end
+      rescue StandardError
+        []
       end
     end
 
@@ -682,10 +805,10 @@ module Kaal
         out << "  SIGKILLs: #{r[:kills]}; backend outages: #{r[:outages].size}" \
                "#{r[:outages].map { |o| " [#{o[:what]}, down #{((o[:up_at] || o[:down_at]) - o[:down_at]).round(1)}s]" }.join}"
         out << "  target: #{r[:target]}" if r[:target] && r[:target] != "kaal"
-        out << "  dispatches: #{r[:dispatches]}#{" (runs by the Sidekiq workers)" if r[:target] == "sidekiq"}"
+        out << "  dispatches: #{r[:dispatches]}#{" (runs by the #{r[:target]} workers)" if %w[sidekiq solid_queue].include?(r[:target])}"
         if (h = r[:handed_off])
           out << "  handed off (log status dispatched): #{h[:logged]}, never run by a worker: #{h[:never_ran]}, " \
-                 "left in the queue: #{h[:left_in_queue]}, Sidekiq re-runs of one jid: #{r[:sidekiq_reruns]}" \
+                 "left in the queue: #{h[:left_in_queue]}, re-runs of one job id: #{r[:sidekiq_reruns]}" \
                  "#{" (log unreadable: #{h[:error]})" if h[:error]}"
           (h[:never_ran_examples] || []).each { |x| out << "    NOT RUN #{x[:key]} @ #{x[:fire_time]} (handed off by #{x[:node]})" }
         end
