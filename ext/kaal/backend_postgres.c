@@ -85,6 +85,7 @@ enum {
     Q_SCHED_REMOVE,
     Q_SCHED_GET,
     Q_SCHED_LIST,
+    Q_SCHED_LIST_AFTER,
     Q_SCHED_CHANGES,
     Q_SCHED_COUNT,
     Q_COUNT
@@ -175,9 +176,14 @@ static const char *const SQL[Q_COUNT] = {
         " WHERE s.namespace = $1 AND s.job_key = $2 AND NOT s.deleted RETURNING s.version",
     [Q_SCHED_GET] =
         "SELECT " SCHED_COLS " FROM kaal_schedules WHERE namespace = $1 AND job_key = $2 AND NOT deleted",
+    /* Pages by key: without and with a cursor (an "IS NULL OR" would keep
+     * the planner from starting the scan at the cursor). */
     [Q_SCHED_LIST] =
         "SELECT " SCHED_COLS " FROM kaal_schedules WHERE namespace = $1 AND NOT deleted"
-        " AND ($2::text IS NULL OR job_key COLLATE \"C\" > $2) ORDER BY job_key COLLATE \"C\" LIMIT $3",
+        " ORDER BY job_key COLLATE \"C\" LIMIT $2",
+    [Q_SCHED_LIST_AFTER] =
+        "SELECT " SCHED_COLS " FROM kaal_schedules WHERE namespace = $1 AND NOT deleted"
+        " AND job_key COLLATE \"C\" > $2 ORDER BY job_key COLLATE \"C\" LIMIT $3",
     [Q_SCHED_CHANGES] =
         "SELECT " SCHED_COLS " FROM kaal_schedules WHERE namespace = $1 AND version > $2::bigint"
         " ORDER BY version LIMIT $3",
@@ -1179,9 +1185,13 @@ static int pg_sched_list(kaal_backend *b, const char *after, size_t limit, kaal_
     const char *vals[3];
     snprintf(limit_s, sizeof limit_s, "%zu", limit);
     vals[0] = b->ns;
+    if (!after) {
+        vals[1] = limit_s;
+        return query_rows(b, Q_SCHED_LIST, 2, vals, "schedules", kaal_read_schedule_row, out, err);
+    }
     vals[1] = after;
     vals[2] = limit_s;
-    return query_rows(b, Q_SCHED_LIST, 3, vals, "schedules", kaal_read_schedule_row, out, err);
+    return query_rows(b, Q_SCHED_LIST_AFTER, 3, vals, "schedules", kaal_read_schedule_row, out, err);
 }
 
 static int pg_sched_changes(kaal_backend *b, int64_t since, size_t limit, kaal_schedule_rows *out,

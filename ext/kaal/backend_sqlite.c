@@ -85,6 +85,7 @@ enum {
     Q_SCHED_REMOVE,
     Q_SCHED_GET,
     Q_SCHED_LIST,
+    Q_SCHED_LIST_AFTER,
     Q_SCHED_CHANGES,
     Q_SCHED_COUNT,
     Q_COUNT
@@ -186,8 +187,10 @@ static const char *const sql_text[Q_COUNT] = {
         " WHERE namespace = ?1 AND job_key = ?2 AND deleted = 0",
     [Q_SCHED_LIST] =
         "SELECT " KAAL_SCHEDULE_COLS " FROM kaal_schedules"
-        " WHERE namespace = ?1 AND deleted = 0 AND (?2 IS NULL OR job_key > ?2)"
-        " ORDER BY job_key LIMIT ?3",
+        " WHERE namespace = ?1 AND deleted = 0 ORDER BY job_key LIMIT ?3",
+    [Q_SCHED_LIST_AFTER] =
+        "SELECT " KAAL_SCHEDULE_COLS " FROM kaal_schedules"
+        " WHERE namespace = ?1 AND deleted = 0 AND job_key > ?2 ORDER BY job_key LIMIT ?3",
     [Q_SCHED_CHANGES] =
         "SELECT " KAAL_SCHEDULE_COLS " FROM kaal_schedules"
         " WHERE namespace = ?1 AND version > ?2 ORDER BY version LIMIT ?3",
@@ -1166,10 +1169,10 @@ static int sqlite_sched_list(kaal_backend *b, const char *after, size_t limit, k
                              kaal_error *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = stmt(b, Q_SCHED_LIST, &st, err);
+    int rc = stmt(b, after ? Q_SCHED_LIST_AFTER : Q_SCHED_LIST, &st, err);
     if (rc != KAAL_OK) return rc;
     bind_ns(b, st);
-    bind_text(st, 2, after);
+    if (after) bind_text(st, 2, after);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
     return read_rows(b, st, kaal_read_schedule_row, out, "schedules", err);
 }

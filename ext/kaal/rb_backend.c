@@ -66,7 +66,7 @@
  * name for a VARCHAR(255) column) and may raise; they copy nothing, so
  * raising leaks nothing. run_call copies the Strings into C memory, runs the
  * op, hands the call to build (with the GVL), and frees every copy and every
- * row list of the call (dispatches, delayed, nodes, states) whatever
+ * row list of the call (dispatches, delayed, nodes, states, schedules) whatever
  * happened. An op whose results must never vanish (taken jobs, won claims)
  * also sets c.give_back: run when an interrupt kept them from Ruby. */
 #include <errno.h>
