@@ -115,6 +115,20 @@ typedef struct kaal_node_row {
     int64_t last_seen;
 } kaal_node_row;
 
+/* One job key of a latest_fires batch. Output: found is 1 and fire_time the
+ * latest fire time the dispatch log has for the key (any status, any node),
+ * or found is 0 when the log has none. */
+typedef struct kaal_latest {
+    const char *key;
+    size_t key_len;
+    int64_t fire_time;
+    int found;
+} kaal_latest;
+
+/* The most keys the binding hands to one latest_fires call (a longer list is
+ * several calls): bounds a statement's parameters and a script's arguments. */
+#define KAAL_LATEST_BATCH 1000
+
 typedef struct kaal_state_row {
     char *key;
     int enabled;
@@ -247,6 +261,10 @@ typedef struct kaal_backend_vtable {
      * store without steps), for the start check. */
     int (*schema_version)(kaal_backend *b, int *version, kaal_error *err);
     const kaal_schedule_ops *schedules;
+    /* The latest fire time of each of the n (<= KAAL_LATEST_BATCH) keys in
+     * the dispatch log: one query or script for all of them (the start
+     * tick's catch-up rule reads it for every job). */
+    int (*latest_fires)(kaal_backend *b, kaal_latest *items, size_t n, kaal_error *err);
 } kaal_backend_vtable;
 
 /* The vtable of a backend whose functions are named after the members:
@@ -264,6 +282,7 @@ typedef struct kaal_backend_vtable {
         .dispatches_before = prefix##_dispatches_before,                                        \
         .delayed_list_after = prefix##_delayed_list_after,                                      \
         .schema_version = prefix##_schema_version, .schedules = &prefix##_schedule_ops,         \
+        .latest_fires = prefix##_latest_fires,                                                  \
     }
 
 struct kaal_backend {

@@ -848,6 +848,24 @@ static int mem_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_di
     return rc;
 }
 
+static int mem_latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaal_error *err)
+{
+    mem_store *m = store_of(b);
+    size_t i;
+    (void)err;
+    for (i = 0; i < n; i++) {
+        const key_ent *k = key_find(m, items[i].key, items[i].key_len,
+                                    hash_bytes(items[i].key, items[i].key_len, 0));
+        const log_ent *e;
+        items[i].found = 0;
+        for (e = k ? k->rows : NULL; e; e = e->next_k) {
+            if (!items[i].found || e->fire_time > items[i].fire_time) items[i].fire_time = e->fire_time;
+            items[i].found = 1;
+        }
+    }
+    return KAAL_OK;
+}
+
 /* Deletes the oldest rows first, like the server backends. */
 static int mem_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,
                        kaal_error *err)

@@ -191,6 +191,7 @@ typedef struct my_impl {
     MYSQL *conn;
     MYSQL_STMT *st[Q_COUNT];
     MYSQL_STMT *claim[SLOTS]; /* claim[i] inserts 1 << i rows */
+    MYSQL_STMT *latest;       /* latest_fires for CHUNK keys */
     int skip_locked;
     unsigned int last_errno; /* of the last failure (deadlock retries) */
     /* The token of a claim that failed: each INSERT of a claim commits on
@@ -330,6 +331,8 @@ static void close_stmts(my_impl *m)
         if (m->claim[i]) mysql_stmt_close(m->claim[i]);
         m->claim[i] = NULL;
     }
+    if (m->latest) mysql_stmt_close(m->latest);
+    m->latest = NULL;
 }
 
 static void drop_conn(kaal_backend *b)
@@ -1011,6 +1014,68 @@ static int my_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
                          kaal_error *err)
 {
     return my_dispatch_page(b, q, 0, NULL, out, err);
+}
+
+/* latest_fires: CHUNK numbered subqueries, each one primary-key lookup (a
+ * MAX over a prefix of the key is read off the index). */
+static int latest_stmt(kaal_backend *b, MYSQL_STMT **out, kaal_error *err)
+{
+    my_impl *m = IMPL(b);
+    static const char part[] =
+        "SELECT %zu, (SELECT MAX(fire_time) FROM kaal_dispatches WHERE namespace = ? AND job_key = ?)";
+    size_t i, cap = CHUNK * (sizeof part + 16), len = 0;
+    char *sql;
+    int rc;
+    if (!m->latest) {
+        if (!(sql = malloc(cap))) return oom(err);
+        for (i = 0; i < CHUNK; i++) {
+            if (i) len += (size_t)snprintf(sql + len, cap - len, " UNION ALL ");
+            len += (size_t)snprintf(sql + len, cap - len, part, i);
+        }
+        rc = prepared(b, &m->latest, sql, err, "latest_fires");
+        free(sql);
+        if (rc != KAAL_OK) return rc;
+    }
+    *out = m->latest;
+    return KAAL_OK;
+}
+
+typedef struct latest_ctx {
+    kaal_latest *items;
+    size_t n;
+} latest_ctx;
+
+static int latest_row(void *vctx, const kaal_columns *cols)
+{
+    latest_ctx *x = vctx;
+    int64_t at = cols->num(cols->src, 0);
+    if (at < 0 || (size_t)at >= x->n || cols->is_null(cols->src, 1)) return KAAL_OK;
+    x->items[at].fire_time = cols->num(cols->src, 1);
+    x->items[at].found = 1;
+    return KAAL_OK;
+}
+
+static int my_latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaal_error *err)
+{
+    param ps[2 * CHUNK];
+    size_t i, j;
+    int rc = KAAL_OK;
+    for (i = 0; i < n; i++) items[i].found = 0;
+    for (i = 0; rc == KAAL_OK && i < n; i += CHUNK) {
+        size_t cnt = n - i < CHUNK ? n - i : CHUNK;
+        latest_ctx x = {items + i, cnt};
+        MYSQL_STMT *st = NULL;
+        if ((rc = latest_stmt(b, &st, err)) != KAAL_OK) break;
+        for (j = 0; j < CHUNK; j++) {
+            /* pad with the last key: its answers past cnt are ignored */
+            const kaal_latest *k = items + i + (j < cnt ? j : cnt - 1);
+            ps[2 * j] = p_str(b->ns);
+            ps[2 * j + 1] = p_strn(k->key, k->key_len);
+        }
+        rc = execute(b, st, ps, 2 * CHUNK, err, "latest_fires");
+        if (rc == KAAL_OK) rc = fetch(b, st, latest_row, &x, err, "latest_fires");
+    }
+    return rc == KAAL_ENOMEM ? oom(err) : rc;
 }
 
 static int my_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,

@@ -88,6 +88,7 @@ enum {
     Q_SCHED_LIST_AFTER,
     Q_SCHED_CHANGES,
     Q_SCHED_COUNT,
+    Q_LATEST_FIRES,
     Q_COUNT
 };
 
@@ -149,6 +150,12 @@ static const char *const SQL[Q_COUNT] = {
         "SELECT job_id, run_at_ms, job_class, queue, args FROM kaal_delayed_jobs"
         " WHERE namespace = $1 AND (run_at_ms > $3::bigint OR (run_at_ms = $3::bigint AND job_id COLLATE \"C\" > $4))"
         " ORDER BY run_at_ms, job_id COLLATE \"C\" LIMIT $2",
+    /* One index probe per key (the primary key's order), numbered so the
+     * answer needs no key comparison. */
+    [Q_LATEST_FIRES] =
+        "SELECT t.i, (SELECT d.fire_time FROM kaal_dispatches d"
+        " WHERE d.namespace = $1 AND d.job_key = t.k ORDER BY d.fire_time DESC LIMIT 1)"
+        " FROM unnest($2::text[]) WITH ORDINALITY AS t(k, i)",
     /* The stale-node DELETE spares the node being written, so the two parts
      * of this one statement never touch the same row. */
     [Q_HEARTBEAT] =
@@ -919,6 +926,41 @@ static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
                          kaal_error *err)
 {
     return pg_dispatch_page(b, q, 0, NULL, out, err);
+}
+
+static int pg_latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaal_error *err)
+{
+    sbuf keys = {0};
+    const char *vals[2];
+    PGresult *r;
+    size_t i;
+    int rc, row;
+
+    for (i = 0; i < n; i++) items[i].found = 0;
+    if (n == 0) return KAAL_OK;
+    sb_put(&keys, "{", 1);
+    for (i = 0; i < n; i++) {
+        if (i) sb_put(&keys, ",", 1);
+        sb_quoted(&keys, items[i].key, items[i].key_len);
+    }
+    sb_put(&keys, "}", 1);
+    if (keys.oom) {
+        free(keys.p);
+        return oom(err);
+    }
+    vals[0] = b->ns;
+    vals[1] = keys.p;
+    r = run(b, Q_LATEST_FIRES, 2, vals, NULL, err, "latest_fires", &rc);
+    free(keys.p);
+    if (!r) return rc;
+    for (row = 0; row < PQntuples(r); row++) {
+        int64_t at = int_value(r, row, 0);
+        if (at < 1 || (size_t)at > n || PQgetisnull(r, row, 1)) continue;
+        items[at - 1].fire_time = int_value(r, row, 1);
+        items[at - 1].found = 1;
+    }
+    PQclear(r);
+    return KAAL_OK;
 }
 
 static int pg_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,

@@ -253,6 +253,26 @@ static const char LUA_NODES[] =
     "end\n"
     "return out\n";
 
+/* Latest fire per key. ARGV: prefix, then job keys. Returns one fire time
+ * per key, "" when the key's log has no live row (index entries whose row
+ * expired are passed over). */
+static const char LUA_LATEST_FIRES[] =
+    "local p = ARGV[1]\n"
+    "local out = {}\n"
+    "for i = 2, #ARGV do\n"
+    "  local k = ARGV[i]\n"
+    "  local idx, found, from = p .. 'log-index:' .. k, '', 0\n"
+    "  repeat\n"
+    "    local fs = redis.call('ZREVRANGE', idx, from, from + 15)\n"
+    "    for _, f in ipairs(fs) do\n"
+    "      if redis.call('EXISTS', p .. 'log:' .. f .. ':' .. k) == 1 then found = f break end\n"
+    "    end\n"
+    "    from = from + 16\n"
+    "  until found ~= '' or #fs < 16\n"
+    "  out[#out + 1] = found\n"
+    "end\n"
+    "return out\n";
+
 enum {
     S_CLAIM,
     S_RECORD,
@@ -265,6 +285,7 @@ enum {
     S_HEARTBEAT,
     S_NODES,
     S_CLAIM_PUSH,
+    S_LATEST_FIRES,
     S_COUNT
 };
 
@@ -278,7 +299,7 @@ static const unsigned char SCRIPT_WRITES[S_COUNT] = {
 static const char *const SCRIPTS[S_COUNT] = {
     LUA_CLAIM,         LUA_RECORD,        LUA_SCAN,           LUA_CLEANUP,
     LUA_DELAYED_ADD,   LUA_DELAYED_CLAIM, LUA_DELAYED_CANCEL, LUA_DELAYED_LIST,
-    LUA_HEARTBEAT,     LUA_NODES,         LUA_CLAIM_PUSH,
+    LUA_HEARTBEAT,     LUA_NODES,         LUA_CLAIM_PUSH,    LUA_LATEST_FIRES,
 };
 
 /* ------------------------------------------------------------------ */
@@ -1258,6 +1279,47 @@ static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, con
     return rc;
 }
 
+static int redis_latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaal_error *err)
+{
+    const char **argv;
+    size_t *lens, i;
+    redisReply *rep = NULL;
+    int rc;
+
+    for (i = 0; i < n; i++) items[i].found = 0;
+    if (n == 0) return KAAL_OK;
+    argv = malloc(sizeof *argv * (4 + n));
+    lens = malloc(sizeof *lens * (4 + n));
+    if (!argv || !lens) {
+        rc = no_memory(err);
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        argv[4 + i] = items[i].key;
+        lens[4 + i] = items[i].key_len;
+    }
+    rc = run_script(b, S_LATEST_FIRES, (int)(4 + n), argv, lens, &rep, err, "latest_fires");
+    if (rc != KAAL_OK) goto done;
+    if (rep->type != REDIS_REPLY_ARRAY || rep->elements != n) {
+        rc = kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "redis: latest_fires: unexpected reply");
+        goto done;
+    }
+    for (i = 0; i < n; i++) {
+        const redisReply *e = rep->element[i];
+        char num[24], *end;
+        if (e->type != REDIS_REPLY_STRING || e->len == 0 || e->len >= sizeof num) continue;
+        memcpy(num, e->str, e->len);
+        num[e->len] = '\0';
+        items[i].fire_time = strtoll(num, &end, 10);
+        items[i].found = *end == '\0';
+    }
+done:
+    if (rep) freeReplyObject(rep);
+    free(argv);
+    free(lens);
+    return rc;
+}
+
 static int decode_log_row(const char *member, size_t mlen, const char *v, size_t vlen,
                           kaal_dispatch_row *row)
 {
@@ -1834,6 +1896,7 @@ const kaal_backend_vtable kaal_backend_redis = {
     .claim_push = redis_claim_push,
     .schema_version = redis_schema_version,
     .schedules = &redis_schedule_ops,
+    .latest_fires = redis_latest_fires,
 };
 
 #endif /* KAAL_HAVE_REDIS */

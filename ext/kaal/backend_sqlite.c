@@ -88,6 +88,7 @@ enum {
     Q_SCHED_LIST_AFTER,
     Q_SCHED_CHANGES,
     Q_SCHED_COUNT,
+    Q_LATEST_FIRE,
     Q_COUNT
 };
 
@@ -161,6 +162,8 @@ static const char *const sql_text[Q_COUNT] = {
         " AND (?3 IS NULL OR status = ?3) AND (?4 IS NULL OR node = ?4)"
         " AND (fire_time < ?6 OR (fire_time = ?6 AND job_key < ?7))"
         " ORDER BY fire_time DESC, job_key DESC LIMIT ?5",
+    [Q_LATEST_FIRE] =
+        "SELECT MAX(fire_time) FROM kaal_dispatches WHERE namespace = ?1 AND job_key = ?2",
     [Q_DELAYED_LIST_AFTER] =
         "SELECT job_id, run_at_ms, job_class, queue, args FROM kaal_delayed_jobs"
         " WHERE namespace = ?1 AND (run_at_ms > ?3 OR (run_at_ms = ?3 AND job_id > ?4))"
@@ -867,6 +870,26 @@ static int sqlite_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal
     bind_text(st, 4, q->node);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)q->limit);
     return read_rows(b, st, kaal_read_dispatch_row, out, "dispatches", err);
+}
+
+/* In process, a statement per key costs no round trip: one primary-key
+ * lookup each. */
+static int sqlite_latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaal_error *err)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        sqlite3_stmt *st = NULL;
+        int rc = stmt(b, Q_LATEST_FIRE, &st, err);
+        if (rc != KAAL_OK) return rc;
+        bind_ns(b, st);
+        sqlite3_bind_text(st, 2, items[i].key, (int)items[i].key_len, SQLITE_STATIC);
+        rc = sqlite3_step(st);
+        items[i].found = rc == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL;
+        items[i].fire_time = items[i].found ? (int64_t)sqlite3_column_int64(st, 0) : 0;
+        sqlite3_reset(st);
+        if (rc != SQLITE_ROW) return fail(b, rc, "latest_fires", err);
+    }
+    return KAAL_OK;
 }
 
 static int sqlite_cleanup(kaal_backend *b, int64_t before, size_t limit, size_t *deleted,

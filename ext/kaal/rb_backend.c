@@ -10,6 +10,7 @@
  *   #_record(key, fire_time, status, node, error, now)
  *   #_dispatches(key, status, node, limit) -> [{key:, fire_time:, ...}]
  *   #_dispatches_before(key, status, node, limit, before_fire, before_key) -> the same, a keyset page
+ *   #_latest_fires([key, ...]) -> [latest fire_time or nil, ...] (the dispatch log, per key)
  *   #_delayed_list_after(after_ms, after_id, limit) -> a keyset page of #_delayed_list
  *   #_cleanup(before, limit) -> Integer
  *   #_set_enabled(key, enabled), #_states -> {key => bool}
@@ -219,7 +220,7 @@ typedef enum op {
     OP_DELAYED_CANCEL, OP_DELAYED_COUNT,
     OP_HEARTBEAT, OP_NODES, OP_CLAIM_PUSH,
     OP_SCHEMA_VERSION, OP_SCHEDULE_UPSERT, OP_SCHEDULE_REMOVE, OP_SCHEDULE_GET, OP_SCHEDULE_LIST,
-    OP_SCHEDULE_CHANGES, OP_SCHEDULE_COUNT,
+    OP_SCHEDULE_CHANGES, OP_SCHEDULE_COUNT, OP_LATEST_FIRES,
 } op;
 
 typedef struct call call;
@@ -247,6 +248,9 @@ struct call {
     size_t nclaims;
     kaal_push *pushes; /* #_claim_push: one per claim, strings in push_blob */
     char *push_blob;
+    kaal_latest *latest; /* #_latest_fires: the keys (back to back in latest_keys), then the answers */
+    char *latest_keys;
+    size_t nlatest;
 
     /* Results, freed by call_ensure. */
     kaal_dispatch_rows dispatches;
@@ -344,6 +348,15 @@ static int ping(kaal_backend *b, size_t *count, kaal_error *err)
     return rc;
 }
 
+static int latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaal_error *err)
+{
+    size_t i;
+    int rc = KAAL_OK;
+    for (i = 0; rc == KAAL_OK && i < n; i += KAAL_LATEST_BATCH)
+        rc = b->vt->latest_fires(b, items + i, n - i < KAAL_LATEST_BATCH ? n - i : KAAL_LATEST_BATCH, err);
+    return rc;
+}
+
 /* The vtable call of each op on an open session, without the GVL. s and n:
  * the String and Integer arguments in the order the method gave them. */
 static int run_op(kaal_backend *b, call *c, kaal_error *err)
@@ -394,6 +407,8 @@ static int run_op(kaal_backend *b, call *c, kaal_error *err)
         return vt->heartbeat(b, s[0], s[1], n[0], n[1], err);
     case OP_NODES: /* since */
         return vt->nodes(b, n[0], &c->nodes, err);
+    case OP_LATEST_FIRES: /* c->latest, KAAL_LATEST_BATCH keys per vtable call */
+        return latest_fires(b, c->latest, c->nlatest, err);
     case OP_CLAIM_PUSH: /* node; lease_ms, now */
         if (c->nclaims == 0) return KAAL_OK;
         return vt->claim_push(b, c->claims, c->pushes, c->nclaims, n[0], s[0], n[1], err);
@@ -518,6 +533,10 @@ static VALUE call_ensure(VALUE arg)
     free(c->push_blob);
     c->pushes = NULL;
     c->push_blob = NULL;
+    free(c->latest);
+    free(c->latest_keys);
+    c->latest = NULL;
+    c->latest_keys = NULL;
     kaal_dispatch_rows_free(&c->dispatches);
     kaal_delayed_rows_free(&c->delayed);
     kaal_node_rows_free(&c->nodes);
@@ -786,6 +805,52 @@ static void arg_claims(call *c, VALUE a, VALUE fires)
         off += len + 1;
     }
     c->nclaims = n;
+}
+
+/* #_latest_fires(keys): the keys into c->latest, checked first (this may
+ * raise), then copied (this cannot; a failed malloc sets c->oom). */
+static void arg_latest(call *c, VALUE keys)
+{
+    const char *kind = c->b->vt->name;
+    size_t i, n, total = 0, off = 0;
+    Check_Type(keys, T_ARRAY);
+    n = (size_t)RARRAY_LEN(keys);
+    for (i = 0; i < n; i++)
+        total += (size_t)RSTRING_LEN(check_name(kind, RARRAY_AREF(keys, (long)i), "job key", 0)) + 1;
+    if (n == 0) return;
+    c->latest = malloc(n * sizeof *c->latest);
+    c->latest_keys = malloc(total);
+    if (!c->latest || !c->latest_keys) {
+        c->oom = 1;
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        VALUE key = check_str(RARRAY_AREF(keys, (long)i), "job key", 0); /* a Symbol becomes its String */
+        size_t len = (size_t)RSTRING_LEN(key);
+        memcpy(c->latest_keys + off, RSTRING_PTR(key), len);
+        c->latest_keys[off + len] = '\0';
+        c->latest[i] = (kaal_latest){c->latest_keys + off, len, 0, 0};
+        off += len + 1;
+    }
+    c->nlatest = n;
+}
+
+static VALUE build_latest_fires(call *c)
+{
+    VALUE out = rb_ary_new_capa((long)c->nlatest);
+    size_t i;
+    for (i = 0; i < c->nlatest; i++)
+        rb_ary_push(out, c->latest[i].found ? LL2NUM(c->latest[i].fire_time) : Qnil);
+    return out;
+}
+
+static VALUE backend_latest_fires(VALUE self, VALUE keys)
+{
+    call c;
+    call_init(&c, self, OP_LATEST_FIRES);
+    arg_latest(&c, keys);
+    c.build = build_latest_fires;
+    return run_call(&c);
 }
 
 static VALUE claim_common(VALUE self, VALUE a, VALUE fires, VALUE lease_ms, VALUE node, VALUE now)
@@ -1369,6 +1434,7 @@ void kaal_init_backend(void)
     rb_define_private_method(cBackend, "_record", backend_record, 6);
     rb_define_private_method(cBackend, "_dispatches", backend_dispatches, 4);
     rb_define_private_method(cBackend, "_dispatches_before", backend_dispatches_before, 6);
+    rb_define_private_method(cBackend, "_latest_fires", backend_latest_fires, 1);
     rb_define_private_method(cBackend, "_cleanup", backend_cleanup, 2);
     rb_define_private_method(cBackend, "_set_enabled", backend_set_enabled, 2);
     rb_define_private_method(cBackend, "_states", backend_states, 0);

@@ -189,6 +189,22 @@ module Kaal
         _dispatches_before(key, status, node, limit, fire, after_key)
       end
 
+      # The latest fire time (Integer Unix seconds) the dispatch log has for
+      # each of +keys+, whatever its status and node, or nil for a key with no
+      # row: one Array in the order of keys. One query or script per batch of
+      # keys (not one per key): the start tick reads it for every job.
+      def latest_fires(keys)
+        raise ArgumentError, "keys must be an Array of job keys, got #{keys.class}" unless keys.is_a?(Array)
+        return [] if keys.empty?
+
+        begin
+          return _latest_fires(keys) # the C side checks every key first
+        rescue ArgumentError, TypeError
+          nil # named below
+        end
+        _latest_fires(keys.map { |k| key_arg(k, "key") })
+      end
+
       # "claimed", "dispatched", "failed", or nil when the log has no row.
       def dispatch_status(key, fire_time)
         key = key_arg(key, "key")

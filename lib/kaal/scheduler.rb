@@ -407,7 +407,7 @@ module Kaal
       pending = @pending_start
       @pending_start = nil
       popped << nil << pending # restore puts them all back if anything fails
-      history = nil # does the namespace's dispatch log have any row? (asked once)
+      placed = [] # job, its runs from the start window, its missed runs; for each job with any
       pending.each do |job|
         cron = job.cron
         epoch = cron.next_epoch(regular_lo)
@@ -421,11 +421,15 @@ module Kaal
 
         fires = start_slack(job, fires, start_at)
         missed = recover ? missed_runs(job, regular_lo, floor) : []
-        # One query per job, skipped when the namespace's log is empty (a
-        # first deploy); a batched query is left for schedules at scale.
-        history = @backend.dispatches(limit: 1).any? if history.nil? && (missed.any? || fires.any?)
-        last = last_fire(job) if history && (missed.any? || fires.any?)
-        missed = catch_up_after(job, missed, last)
+        placed << job << fires << missed unless fires.empty? && missed.empty?
+      end
+      lasts = last_fires(placed)
+      i = 0
+      while i < placed.size
+        job = placed[i]
+        fires = placed[i + 1]
+        last = lasts && lasts[i / 3]
+        missed = catch_up_after(job, placed[i + 2], last)
         missed.each { |f| due.add(job, f) }
         unless missed.empty?
           @events.emit(:catch_up) do
@@ -435,13 +439,20 @@ module Kaal
         end
         fires = fires.select { |f| f > last } if last # never a run before one already dispatched
         fires.last(@config.max_catch_up_runs).each { |f| due.add(job, f) }
+        i += 3
       end
     end
 
-    # The latest fire time the dispatch log has for the job's key (claimed,
-    # dispatched or failed, by any node), or nil.
-    def last_fire(job)
-      @backend.dispatches(key: job.key, limit: 1).first&.fetch(:fire_time)
+    # The latest fire time the dispatch log has for each placed job's key
+    # (claimed, dispatched or failed, by any node; nil when none), read in
+    # batches (Backend#latest_fires), or nil when the namespace's log is
+    # empty (a first deploy: one cheap query instead of reading every key).
+    def last_fires(placed)
+      return nil if placed.empty? || @backend.dispatches(limit: 1).empty?
+
+      keys = []
+      placed.each_slice(3) { |job, _, _| keys << job.key }
+      @backend.latest_fires(keys)
     end
 
     # Catch-up is for schedules that ran before, and the dispatch log says

@@ -299,6 +299,23 @@ RSpec.describe "Kaal.tick!" do
       expect(fired(Kaal.tick!(now: t0 + 27))).to eq([["a", t0 + 27]]) # not a @ 12:00:22
     end
 
+    it "reads the latest runs of all jobs in one batched backend call, not one per job" do
+      Kaal.configure { |c| c.catch_up = :all; c.recovery_window = 125 }
+      seed_history
+      40.times { |i| seed_history("j#{i}", t0 + 1740) if i.even? }
+      register_every_minute
+      40.times { |i| Kaal.register(key: "j#{i}", cron: "* * * * *", job_class: SpecRecorderJob) }
+      counting = SpecFlakyBackend.new(Kaal.backend)
+      sched = Kaal::Scheduler.new(config: Kaal.configuration, registry: Kaal.registry, backend: counting,
+                                  logger: ->(*) {})
+      runs = fired(sched.tick(now, wait: true))
+      expect(counting.calls[:latest_fires]).to eq(1)
+      expect(counting.calls[:dispatches]).to eq(1) # is there any history at all
+      expect(runs.count { |k, _| k == "m" }).to eq(2) # 12:29 and 12:30, after yesterday's run
+      expect(runs.select { |k, _| k == "j0" }.map(&:last)).to eq([t0 + 1800]) # after its 12:29 run
+      expect(runs.select { |k, _| k == "j1" }).to be_empty # never ran: a new job catches nothing up
+    end
+
     it "does nothing missed when enable_dispatch_recovery is false" do
       Kaal.configure { |c| c.enable_dispatch_recovery = false }
       register_every_minute

@@ -261,6 +261,21 @@ RSpec.shared_examples "a kaal backend" do
       expect { backend.dispatches(before: [now, ""]) }.to raise_error(ArgumentError, /before key/)
     end
 
+    it "gives the latest logged fire time per key, for many keys at once (#latest_fires)" do
+      expect(backend.latest_fires(%w[a b c nope a])).to eq([now + 60, now + 60, now + 120, nil, now + 60])
+      expect(other.latest_fires([:c])).to eq([now + 120])
+      expect(backend.latest_fires([])).to eq([])
+      # more keys than one batch, with odd bytes in them
+      keys = Array.new(2_345) { |i| "k\"\\ ,{}é-#{i}" }
+      claim(backend, keys.each_with_index.select { |_, i| i.odd? }.map { |k, i| [k, now + i] }, node: "node-a")
+      expected = keys.each_index.map { |i| i.odd? ? now + i : nil }
+      expect(backend.latest_fires(keys)).to eq(expected)
+      expect(backend.latest_fires(keys.first(3) + ["b"])).to eq(expected.first(3) + [now + 60])
+      expect { backend.latest_fires("a") }.to raise_error(ArgumentError, /Array/)
+      expect { backend.latest_fires(["a", ""]) }.to raise_error(ArgumentError, /key/)
+      expect { backend.latest_fires(["a", 5]) }.to raise_error(ArgumentError, /key must be a String/)
+    end
+
     it "keeps claimed_at, sets updated_at and the error" do
       row = backend.dispatches(key: "b", status: "failed").first
       expect(row).to include(status: "failed", error: "boom", node: "node-a", claimed_at: now,
