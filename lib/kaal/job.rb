@@ -9,8 +9,42 @@ module Kaal
     CONSTANT_PATH = /\A(::)?[A-Z]\w*(::[A-Z]\w*)*\z/.freeze
     FIELDS = %w[key cron job_class enabled queue priority set args kwargs time_zone catch_up handoff].freeze
 
-    attr_reader :key, :cron, :job_class, :callable, :queue, :priority, :args, :kwargs, :catch_up, :enabled,
-                :source, :location, :call_keywords, :enqueue_options, :handoff
+    # What a job runs and when, without its key: built and checked once per
+    # distinct definition and shared by every job defined the same way (a
+    # million jobs with one cron expression and one class hold one Spec, one
+    # parsed Cron). Immutable.
+    class Spec
+      attr_reader :cron, :job_class, :callable, :queue, :priority, :args, :kwargs, :catch_up, :enabled, :source,
+                  :call_keywords, :enqueue_options, :templated, :handoff
+
+      def initialize(values)
+        @cron, @job_class, @callable, @queue, @priority, @args, @kwargs, @catch_up, @enabled, @source,
+          @call_keywords, @enqueue_options, @templated, @handoff = values
+        freeze
+      end
+    end
+
+    # Specs by their definition (cron, zone, class, ...): bounded, so
+    # millions of distinct definitions cost no more than building each.
+    @specs = {}
+    SPECS_MAX = 4096
+    EMPTY_LIST = [].freeze
+    EMPTY_MAP = {}.freeze
+    private_constant :SPECS_MAX, :EMPTY_LIST, :EMPTY_MAP
+
+    class << self
+      # The cached Spec of a definition, or the one the block builds.
+      def spec_for(definition)
+        specs = @specs
+        specs[definition] || begin
+          spec = yield
+          specs.clear if specs.size >= SPECS_MAX
+          specs[definition.freeze] = spec
+        end
+      end
+    end
+
+    attr_reader :key, :spec
 
     # Scheduler state (owned by Kaal::Scheduler): the next fire epoch.
     attr_accessor :next_epoch
@@ -18,27 +52,28 @@ module Kaal
     def initialize(key:, cron:, location:, source:, job_class: nil, callable: nil, queue: nil, args: [],
                    kwargs: {}, time_zone: nil, catch_up: nil, enabled: true, default_time_zone: "UTC",
                    priority: nil, set: nil, handoff: nil)
-      @location = location
-      @source = source
-      @key = check_key(key)
-      @location = "#{location} (job #{@key.inspect})" unless location.include?(@key.inspect)
-      @job_class = check_job_class(job_class, callable)
-      @callable = callable
-      @call_keywords = callable && accepted_keywords(callable)
-      @queue = check_queue(queue)
-      @priority = check_priority(priority)
-      @enqueue_options = { queue: @queue, priority: @priority }.compact.merge(check_set(set)).freeze
-      @args = check_args(args)
-      @kwargs = check_kwargs(kwargs)
-      @templated = Placeholders.check(@args, "args") | Placeholders.check(@kwargs, "kwargs")
-      @templated ||= @kwargs[:idempotency_key] == ""
-      @catch_up = check_catch_up(catch_up)
-      @handoff = check_handoff(handoff)
-      @enabled = check_boolean(enabled, "enabled")
-      @cron = check_cron(cron, time_zone || default_time_zone)
+      # Three instance variables stay inside the object (no separate
+      # table); @location only when it is not derived from the key.
+      @key = check_key(key, location)
       @next_epoch = nil
-    rescue ArgumentError => e
-      raise ConfigurationError, "#{@location}: #{e.message}"
+      definition = [cron, time_zone || default_time_zone, job_class, callable, queue, priority, snapshot(set),
+                    snapshot(args), snapshot(kwargs), catch_up, enabled, source, handoff]
+      @spec = Job.spec_for(definition) { build_spec(definition, self.location(location)) }
+      @location = location unless location.nil?
+    end
+
+    %i[cron job_class callable queue priority args kwargs catch_up enabled source call_keywords
+       enqueue_options handoff].each do |name|
+      define_method(name) { @spec.public_send(name) }
+    end
+
+    # Where the job is defined, for messages: the file and its entry, or the
+    # Kaal.register call, with the job key.
+    def location(given = @location)
+      return "Kaal.register(key: #{@key.inspect})" if given.nil?
+      return given if given.include?(@key.inspect)
+
+      "#{given} (job #{@key.inspect})"
     end
 
     def file?
@@ -47,7 +82,7 @@ module Kaal
 
     # true when args/kwargs hold placeholders to fill at dispatch.
     def templated?
-      @templated
+      @spec.templated
     end
 
     def expression
@@ -57,7 +92,9 @@ module Kaal
     # The positional arguments and keyword arguments for the run at
     # +fire_epoch+, placeholders filled.
     def arguments_for(fire_epoch, idempotency_key)
-      return [@args, @kwargs] unless @templated
+      args = @spec.args
+      kwargs = @spec.kwargs
+      return [args, kwargs] unless @spec.templated
 
       values = Hash.new do |h, name|
         h[name] = case name
@@ -67,9 +104,9 @@ module Kaal
                   when "fire_time.unix" then fire_epoch
                   end
       end
-      kwargs = Placeholders.fill(@kwargs, values)
+      kwargs = Placeholders.fill(kwargs, values)
       kwargs = kwargs.merge(idempotency_key: idempotency_key) if kwargs[:idempotency_key] == ""
-      [Placeholders.fill(@args, values), kwargs]
+      [Placeholders.fill(args, values), kwargs]
     end
 
     # The fire time as a Time with the job zone's offset.
@@ -92,19 +129,58 @@ module Kaal
 
     private
 
-    def check_key(key)
+    PLAIN_KEY = /\A[\w.:\/@-]{1,255}\z/.freeze # common keys: nothing more to check but kaal:manual:
+    private_constant :PLAIN_KEY
+
+    def check_key(key, location)
       key = key.to_s if key.is_a?(Symbol)
-      raise ConfigurationError, "#{@location}: key: must be a non-empty String, got #{key.inspect}" unless key.is_a?(String) && !key.strip.empty?
-      raise ConfigurationError, "#{@location}: key: must be valid UTF-8, got #{key.inspect}" unless key.dup.force_encoding(Encoding::UTF_8).valid_encoding?
+      if key.is_a?(String) && key.encoding == Encoding::UTF_8 && PLAIN_KEY.match?(key) && !key.start_with?("kaal:manual:")
+        return key.frozen? ? key : key.dup.freeze
+      end
+
+      where = location || "Kaal.register(key: #{key.inspect})"
+      raise ConfigurationError, "#{where}: key: must be a non-empty String, got #{key.inspect}" unless key.is_a?(String) && !key.strip.empty?
+      raise ConfigurationError, "#{where}: key: must be valid UTF-8, got #{key.inspect}" unless key.dup.force_encoding(Encoding::UTF_8).valid_encoding?
 
       problem = StoredText.problem(key)
-      raise ConfigurationError, "#{@location}: key: #{problem}" if problem
+      raise ConfigurationError, "#{where}: key: #{problem}" if problem
       if key.start_with?("kaal:manual:")
-        raise ConfigurationError, "#{@location}: key: \"kaal:manual:\" starts the dispatch-log keys of manual runs " \
+        raise ConfigurationError, "#{where}: key: \"kaal:manual:\" starts the dispatch-log keys of manual runs " \
                                   "(Kaal.run_now); choose another key"
       end
 
       key.dup.freeze
+    end
+
+    # A list or mapping as it is now (the caller may change theirs later).
+    def snapshot(value)
+      case value
+      when Array then value.empty? ? EMPTY_LIST : value.dup.freeze
+      when Hash then value.empty? ? EMPTY_MAP : value.dup.freeze
+      else value
+      end
+    end
+
+    # Checks a definition (the Spec cache missed); errors start with +location+.
+    def build_spec(definition, location)
+      cron, zone, job_class, callable, queue, priority, set, args, kwargs, catch_up, enabled, source, handoff = definition
+      job_class = check_job_class(job_class, callable)
+      call_keywords = callable && accepted_keywords(callable)
+      queue = check_queue(queue)
+      priority = check_priority(priority)
+      enqueue_options = { queue: queue, priority: priority }.compact.merge(check_set(set)).freeze
+      args = check_args(args)
+      kwargs = check_kwargs(kwargs)
+      templated = Placeholders.check(args, "args") | Placeholders.check(kwargs, "kwargs")
+      templated ||= kwargs[:idempotency_key] == ""
+      catch_up = check_catch_up(catch_up)
+      handoff = check_handoff(handoff, callable)
+      enabled = check_boolean(enabled, "enabled")
+      cron = check_cron(cron, zone)
+      Spec.new([cron, job_class, callable, queue, priority, args, kwargs, catch_up, enabled, source, call_keywords,
+                enqueue_options, templated, handoff])
+    rescue ArgumentError => e
+      raise ConfigurationError, "#{location}: #{e.message}"
     end
 
     def check_job_class(job_class, callable)
@@ -191,12 +267,12 @@ module Kaal
 
     # atomic | at_most_once (nil: the configuration's handoff). A block can
     # only run in this process, so it never hands off atomically.
-    def check_handoff(value)
+    def check_handoff(value, callable)
       return nil if value.nil?
 
       sym = value.is_a?(String) ? value.strip.downcase.to_sym : value
       raise ArgumentError, "handoff: must be atomic or at_most_once, got #{value.inspect}" unless Handoff::MODES.include?(sym)
-      if sym == :atomic && @callable
+      if sym == :atomic && callable
         raise ArgumentError, "handoff: atomic is not possible for a block: it runs in this process, there is no " \
                              "job queue to hand it to (use a Sidekiq or Active Job class, or handoff: at_most_once)"
       end

@@ -5,6 +5,11 @@ module Kaal
   # in code. A key in both is refused unless the scheduler_conflict_policy is
   # code_wins or file_wins. Thread-safe; every change bumps #generation so
   # the scheduler knows to rebuild its queue.
+  #
+  # At a million jobs the tables are the memory: the jobs in force are the
+  # code or file table itself when the other one is empty (no merged copy),
+  # and #jobs hands out that table frozen instead of a copy; the next change
+  # copies it first (copy on write).
   class Registry
     attr_reader :generation, :file_path
 
@@ -27,8 +32,12 @@ module Kaal
                                     "remove one, or set scheduler_conflict_policy to code_wins or file_wins"
         end
 
-        @code[job.key] = job
-        @effective[job.key] = job unless policy == :file_wins && @file.key?(job.key)
+        writable(:@code)[job.key] = job
+        if @file.empty?
+          @effective = @code
+        elsif !(policy == :file_wins && @file.key?(job.key))
+          writable(:@effective)[job.key] = job
+        end
         @generation += 1
       end
       job
@@ -37,9 +46,15 @@ module Kaal
     def unregister(key, policy:)
       @lock.synchronize do
         key = key.to_s
-        removed = @code.delete(key)
+        removed = @code.key?(key) ? writable(:@code).delete(key) : nil
         if removed
-          @file.key?(key) ? @effective[key] = @file[key] : @effective.delete(key)
+          if @file.empty?
+            @effective = @code
+          elsif @file.key?(key)
+            writable(:@effective)[key] = @file[key]
+          else
+            writable(:@effective).delete(key)
+          end
           @generation += 1
         end
         !removed.nil?
@@ -64,9 +79,9 @@ module Kaal
       end
     end
 
-    # key => Job of the jobs in force (a copy).
+    # key => Job of the jobs in force (frozen; later changes do not show in it).
     def jobs
-      @lock.synchronize { @effective.dup }
+      @lock.synchronize { @effective.freeze }
     end
 
     def size
@@ -90,8 +105,21 @@ module Kaal
     private
 
     def rebuild(policy)
-      @effective = policy == :file_wins ? @code.merge(@file) : @file.merge(@code)
+      @effective = if @code.empty? then @file
+                   elsif @file.empty? then @code
+                   else policy == :file_wins ? @code.merge(@file) : @file.merge(@code)
+                   end
       @generation += 1
+    end
+
+    # The table in +ivar+, ready to change: a copy when it is frozen (handed
+    # out by #jobs) or shared with the jobs in force.
+    def writable(ivar)
+      table = instance_variable_get(ivar)
+      shared = ivar == :@effective && (table.equal?(@code) || table.equal?(@file))
+      return table unless table.frozen? || shared
+
+      instance_variable_set(ivar, table.dup)
     end
 
     def conflict_message(key, location)

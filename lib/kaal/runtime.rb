@@ -112,12 +112,13 @@ module Kaal
                  enabled: true, callable: nil, priority: nil, set: nil, handoff: nil, &block)
       raise ConfigurationError, "Kaal.register(key: #{key.inspect}): give a callable or a block, not both" if callable && block
 
+      config = configuration
       job = Job.new(key: key, cron: cron, job_class: job_class, callable: callable || block, queue: queue,
                     args: args, kwargs: kwargs, time_zone: time_zone, catch_up: catch_up, enabled: enabled,
-                    priority: priority, set: set, handoff: handoff, location: "Kaal.register(key: #{key.inspect})", source: :code,
-                    default_time_zone: configuration.time_zone)
-      check_recurring_class!(job)
-      @registry.register(job, policy: configuration.scheduler_conflict_policy)
+                    priority: priority, set: set, handoff: handoff, location: nil, source: :code, # location: Kaal.register(key: ...)
+                    default_time_zone: config.time_zone)
+      check_recurring_class!(job, config)
+      @registry.register(job, policy: config.scheduler_conflict_policy)
       warn_ignored_queue(job)
       job
     end
@@ -510,11 +511,11 @@ module Kaal
     # A recurring job's String job_class must be allowed by
     # delayed_job_allowed_class_prefixes when the job is defined, not only
     # refused at each dispatch. (A Class given in code is used as given.)
-    def check_recurring_class!(job)
+    def check_recurring_class!(job, config = configuration)
       name = job.job_class
       return unless name.is_a?(String)
 
-      check_allowed_prefix!(name, configuration)
+      check_allowed_prefix!(name, config)
     rescue ArgumentError => e
       raise ConfigurationError, "#{job.location}: #{e.message}"
     end

@@ -330,7 +330,7 @@ module Kaal
 
       jobs = @registry.jobs
       kept = {}
-      @queue.each { |job| kept[job.key] = job if jobs[job.key].equal?(job) }
+      @queue.each { |job| kept[job.key] = job if jobs[job.key].equal?(job) } unless @cursor.nil?
       @queue.clear
       jobs.each_value do |job|
         if @cursor.nil?
@@ -408,19 +408,24 @@ module Kaal
       @pending_start = nil
       popped << nil << pending # restore puts them all back if anything fails
       placed = [] # job, its runs from the start window, its missed runs; for each job with any
+      # Jobs defined alike share one Cron: its runs are computed once.
+      runs = {}.compare_by_identity # cron => [next epoch after hi, runs in (regular_lo, hi]]
+      missed_by = Hash.new { |h, policy| h[policy] = {}.compare_by_identity } # policy => cron => runs
+      none = [].freeze
       pending.each do |job|
         cron = job.cron
-        epoch = cron.next_epoch(regular_lo)
-        fires = []
-        while epoch <= hi
-          fires << epoch
-          epoch = cron.next_epoch(epoch)
-        end
+        epoch, fires = runs[cron] ||= start_runs(cron, regular_lo, hi)
         job.next_epoch = epoch
         next unless enabled?(job)
 
         fires = start_slack(job, fires, start_at)
-        missed = recover ? missed_runs(job, regular_lo, floor) : []
+        missed = if recover
+                   policy = job.catch_up || @config.catch_up
+                   by_cron = missed_by[policy]
+                   by_cron[cron] ||= missed_runs(policy, cron, regular_lo, floor).freeze
+                 else
+                   none
+                 end
         placed << job << fires << missed unless fires.empty? && missed.empty?
       end
       lasts = last_fires(placed)
@@ -480,9 +485,18 @@ module Kaal
       from_start.empty? ? fires.last(1) : from_start
     end
 
-    def missed_runs(job, before, floor)
-      policy = job.catch_up || @config.catch_up
-      cron = job.cron
+    # The runs of cron in (lo, hi] and the first one after hi.
+    def start_runs(cron, lo, hi)
+      epoch = cron.next_epoch(lo)
+      fires = []
+      while epoch <= hi
+        fires << epoch
+        epoch = cron.next_epoch(epoch)
+      end
+      [epoch, fires.freeze]
+    end
+
+    def missed_runs(policy, cron, before, floor)
       case policy
       when :none then []
       when :latest
