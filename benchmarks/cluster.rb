@@ -22,6 +22,7 @@ require "tmpdir"
 require "yaml"
 require "rbconfig"
 require "securerandom"
+require "etc"
 require "kaal"
 require_relative "../test/chaos/server"
 
@@ -57,9 +58,12 @@ module ClusterBench
       window_to = window_from + @opts.duration
       say "all nodes ticking (start to first tick: #{first_ticks.map { |s| format("%.1f s", s) }.join(", ")}); " \
           "measuring #{@opts.duration.to_i} s after #{@opts.warmup.to_i} s of warm-up"
+      cpu_from = cpu_seconds
+      sleep_until(window_to)
+      cpu = cpu_seconds.zip(cpu_from).map { |a, b| (a - b) / @opts.duration }
       sleep_until(window_to + 3) # the last fires of the window run and are noted
       stop_nodes
-      analyse(window_from, window_to, first_ticks)
+      analyse(window_from, window_to, first_ticks).merge(cpu: cpu)
     ensure
       @pids&.each { |pid| kill(pid) }
       handle&.close
@@ -107,6 +111,17 @@ module ClusterBench
         sleep 0.1
       end
       seen.values.sort
+    end
+
+    # CPU seconds (user + system) each node has used so far (Linux /proc).
+    def cpu_seconds
+      hz = 100.0 # USER_HZ
+      @pids.map do |pid|
+        fields = File.read("/proc/#{pid}/stat").split(") ", 2).last.split(" ")
+        (fields[11].to_i + fields[12].to_i) / hz
+      rescue Errno::ENOENT
+        0.0
+      end
     end
 
     def sleep_until(at)
@@ -174,6 +189,8 @@ module ClusterBench
                     r[:p99] || Float::NAN, ok.call(r[:p99] && r[:p99] < 1), r[:p50] || Float::NAN, r[:max] || Float::NAN)
     lines << "  runs per node     #{r[:per_node].map { |n, c| "#{n} #{c}" }.join(", ")}"
     lines << "  spawn to first tick #{r[:first_ticks].map { |s| format("%.1f s", s) }.join(", ")}"
+    lines << "  CPU per node      #{r[:cpu].map { |c| format("%.2f", c) }.join(", ")} cores while measuring " \
+             "(#{Etc.nprocessors} cores here; load average #{File.read("/proc/loadavg").split.first})"
     lines.join("\n")
   end
 end

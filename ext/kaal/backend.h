@@ -125,6 +125,19 @@ typedef struct kaal_latest {
     int found;
 } kaal_latest;
 
+/* One outcome of a record_many batch: as record's arguments (error may be
+ * NULL). Strings are NUL-terminated. */
+typedef struct kaal_outcome {
+    const char *key;
+    int64_t fire_time;
+    const char *status;
+    const char *error;
+} kaal_outcome;
+
+/* The most outcomes the binding hands to one record_many call. A batch never
+ * holds one (key, fire_time) twice (the binding keeps the last). */
+#define KAAL_RECORD_BATCH 500
+
 /* The most keys the binding hands to one latest_fires call (a longer list is
  * several calls): bounds a statement's parameters and a script's arguments. */
 #define KAAL_LATEST_BATCH 1000
@@ -265,6 +278,10 @@ typedef struct kaal_backend_vtable {
      * the dispatch log: one query or script for all of them (the start
      * tick's catch-up rule reads it for every job). */
     int (*latest_fires)(kaal_backend *b, kaal_latest *items, size_t n, kaal_error *err);
+    /* record for n (<= KAAL_RECORD_BATCH) outcomes, all by node at now: one
+     * statement or script (a busy node records thousands of runs a second). */
+    int (*record_many)(kaal_backend *b, const kaal_outcome *items, size_t n, const char *node, int64_t now,
+                       kaal_error *err);
 } kaal_backend_vtable;
 
 /* The vtable of a backend whose functions are named after the members:
@@ -282,7 +299,7 @@ typedef struct kaal_backend_vtable {
         .dispatches_before = prefix##_dispatches_before,                                        \
         .delayed_list_after = prefix##_delayed_list_after,                                      \
         .schema_version = prefix##_schema_version, .schedules = &prefix##_schedule_ops,         \
-        .latest_fires = prefix##_latest_fires,                                                  \
+        .latest_fires = prefix##_latest_fires, .record_many = prefix##_record_many,              \
     }
 
 struct kaal_backend {

@@ -740,6 +740,16 @@ static int mem_record(kaal_backend *b, const char *key, int64_t fire_time, const
     return KAAL_OK;
 }
 
+static int mem_record_many(kaal_backend *b, const kaal_outcome *items, size_t n, const char *node,
+                           int64_t now, kaal_error *err)
+{
+    size_t i;
+    int rc = KAAL_OK;
+    for (i = 0; rc == KAAL_OK && i < n; i++)
+        rc = mem_record(b, items[i].key, items[i].fire_time, items[i].status, node, items[i].error, now, err);
+    return rc;
+}
+
 static int key_cmp(const log_ent *a, const log_ent *b)
 {
     const key_ent *x = a->key, *y = b->key;

@@ -192,6 +192,7 @@ typedef struct my_impl {
     MYSQL_STMT *st[Q_COUNT];
     MYSQL_STMT *claim[SLOTS]; /* claim[i] inserts 1 << i rows */
     MYSQL_STMT *latest;       /* latest_fires for CHUNK keys */
+    MYSQL_STMT *record_many;  /* record_many for CHUNK rows */
     int skip_locked;
     unsigned int last_errno; /* of the last failure (deadlock retries) */
     /* The token of a claim that failed: each INSERT of a claim commits on
@@ -333,6 +334,8 @@ static void close_stmts(my_impl *m)
     }
     if (m->latest) mysql_stmt_close(m->latest);
     m->latest = NULL;
+    if (m->record_many) mysql_stmt_close(m->record_many);
+    m->record_many = NULL;
 }
 
 static void drop_conn(kaal_backend *b)
@@ -1014,6 +1017,78 @@ static int my_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
                          kaal_error *err)
 {
     return my_dispatch_page(b, q, 0, NULL, out, err);
+}
+
+/* record_many: one INSERT of CHUNK rows (a shorter batch repeats its last
+ * row, which updates that row twice to the same values). */
+static int record_many_stmt(kaal_backend *b, MYSQL_STMT **out, kaal_error *err)
+{
+    my_impl *m = IMPL(b);
+    static const char head[] =
+        "INSERT INTO kaal_dispatches"
+        " (namespace, job_key, fire_time, status, node, error, claimed_at, updated_at) VALUES ";
+    static const char row[] = "(?, ?, ?, ?, ?, ?, ?, ?)";
+    static const char tail[] =
+        " ON DUPLICATE KEY UPDATE status = VALUES(status),"
+        " node = COALESCE(VALUES(node), node), error = VALUES(error),"
+        " updated_at = VALUES(updated_at)";
+    size_t i, len;
+    char *sql;
+    int rc;
+    if (!m->record_many) {
+        sql = malloc(sizeof head + CHUNK * sizeof row + sizeof tail);
+        if (!sql) return oom(err);
+        memcpy(sql, head, sizeof head - 1);
+        len = sizeof head - 1;
+        for (i = 0; i < CHUNK; i++) {
+            if (i) sql[len++] = ',';
+            memcpy(sql + len, row, sizeof row - 1);
+            len += sizeof row - 1;
+        }
+        memcpy(sql + len, tail, sizeof tail);
+        rc = prepared(b, &m->record_many, sql, err, "record");
+        free(sql);
+        if (rc != KAAL_OK) return rc;
+    }
+    *out = m->record_many;
+    return KAAL_OK;
+}
+
+static int my_record_many(kaal_backend *b, const kaal_outcome *items, size_t n, const char *node,
+                          int64_t now, kaal_error *err)
+{
+    param *ps;
+    size_t i, j;
+    int rc;
+    if (n == 0) return KAAL_OK;
+    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
+    for (i = 0; i < n; i++) {
+        if (!items[i].status ||
+            (strcmp(items[i].status, "dispatched") != 0 && strcmp(items[i].status, "failed") != 0))
+            return kaal_error_set(err, KAAL_EARG, "status", -1, "status must be \"dispatched\" or \"failed\"");
+        if ((rc = check_opt("job key", items[i].key, err)) != KAAL_OK) return rc;
+    }
+    if (!(ps = malloc(8 * CHUNK * sizeof *ps))) return oom(err);
+    for (i = 0; rc == KAAL_OK && i < n; i += CHUNK) {
+        size_t cnt = n - i < CHUNK ? n - i : CHUNK;
+        MYSQL_STMT *st = NULL;
+        if ((rc = record_many_stmt(b, &st, err)) != KAAL_OK) break;
+        for (j = 0; j < CHUNK; j++) {
+            const kaal_outcome *o = items + i + (j < cnt ? j : cnt - 1);
+            param *r = ps + 8 * j;
+            r[0] = p_str(b->ns);
+            r[1] = p_str(o->key);
+            r[2] = p_int(o->fire_time);
+            r[3] = p_str(o->status);
+            r[4] = p_str(node);
+            r[5] = p_str(o->error);
+            r[6] = p_int(now);
+            r[7] = p_int(now);
+        }
+        rc = execute(b, st, ps, 8 * CHUNK, err, "record");
+    }
+    free(ps);
+    return rc;
 }
 
 /* latest_fires: CHUNK numbered subqueries, each one primary-key lookup (a

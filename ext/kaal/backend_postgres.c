@@ -89,6 +89,7 @@ enum {
     Q_SCHED_CHANGES,
     Q_SCHED_COUNT,
     Q_LATEST_FIRES,
+    Q_RECORD_MANY,
     Q_COUNT
 };
 
@@ -150,6 +151,14 @@ static const char *const SQL[Q_COUNT] = {
         "SELECT job_id, run_at_ms, job_class, queue, args FROM kaal_delayed_jobs"
         " WHERE namespace = $1 AND (run_at_ms > $3::bigint OR (run_at_ms = $3::bigint AND job_id COLLATE \"C\" > $4))"
         " ORDER BY run_at_ms, job_id COLLATE \"C\" LIMIT $2",
+    [Q_RECORD_MANY] =
+        "INSERT INTO kaal_dispatches"
+        " (namespace, job_key, fire_time, status, node, error, claimed_at, updated_at)"
+        " SELECT $1, t.k, t.f, t.s, $5, t.e, $6, $6"
+        " FROM unnest($2::text[], $3::bigint[], $4::text[], $7::text[]) AS t(k, f, s, e)"
+        " ON CONFLICT (namespace, job_key, fire_time) DO UPDATE SET"
+        " status = EXCLUDED.status, node = COALESCE(EXCLUDED.node, kaal_dispatches.node),"
+        " error = EXCLUDED.error, updated_at = EXCLUDED.updated_at",
     /* One index probe per key (the primary key's order), numbered so the
      * answer needs no key comparison. */
     [Q_LATEST_FIRES] =
@@ -869,6 +878,71 @@ static int pg_record(kaal_backend *b, const char *key, int64_t fire_time, const 
     vals[5] = error;
     vals[6] = now_s;
     return exec_q(b, Q_RECORD, 7, vals, err, "record", NULL);
+}
+
+static int pg_record_many(kaal_backend *b, const kaal_outcome *items, size_t n, const char *node,
+                          int64_t now, kaal_error *err)
+{
+    sbuf keys = {0}, fires = {0}, statuses = {0}, errors = {0};
+    char now_s[24];
+    const char *vals[7];
+    size_t i;
+    int rc = KAAL_OK;
+
+    if (n == 0) return KAAL_OK;
+    if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
+    for (i = 0; i < n; i++) {
+        const kaal_outcome *o = items + i;
+        if (!o->status || (strcmp(o->status, "dispatched") != 0 && strcmp(o->status, "failed") != 0))
+            return kaal_error_set(err, KAAL_EARG, "status", -1, "status must be \"dispatched\" or \"failed\"");
+        if ((rc = check_opt("job key", o->key, err)) != KAAL_OK) return rc;
+        if (o->error && kaal_utf8_chars(o->error, strlen(o->error)) < 0)
+            return kaal_error_set(err, KAAL_EARG, "error", -1, "postgres: error text must be valid UTF-8");
+    }
+    sb_put(&keys, "{", 1);
+    sb_put(&fires, "{", 1);
+    sb_put(&statuses, "{", 1);
+    sb_put(&errors, "{", 1);
+    for (i = 0; i < n; i++) {
+        const kaal_outcome *o = items + i;
+        char num[24];
+        int len = snprintf(num, sizeof num, "%" PRId64, o->fire_time);
+        if (i) {
+            sb_put(&keys, ",", 1);
+            sb_put(&fires, ",", 1);
+            sb_put(&statuses, ",", 1);
+            sb_put(&errors, ",", 1);
+        }
+        sb_quoted(&keys, o->key, strlen(o->key));
+        sb_put(&fires, num, (size_t)len);
+        sb_str(&statuses, o->status);
+        if (o->error)
+            sb_quoted(&errors, o->error, strlen(o->error));
+        else
+            sb_put(&errors, "NULL", 4);
+    }
+    sb_put(&keys, "}", 1);
+    sb_put(&fires, "}", 1);
+    sb_put(&statuses, "}", 1);
+    sb_put(&errors, "}", 1);
+    if (keys.oom || fires.oom || statuses.oom || errors.oom) {
+        rc = oom(err);
+    } else {
+        snprintf(now_s, sizeof now_s, "%" PRId64, now);
+        vals[0] = b->ns;
+        vals[1] = keys.p;
+        vals[2] = fires.p;
+        vals[3] = statuses.p;
+        vals[4] = node;
+        vals[5] = now_s;
+        vals[6] = errors.p;
+        rc = exec_q(b, Q_RECORD_MANY, 7, vals, err, "record", NULL);
+    }
+    free(keys.p);
+    free(fires.p);
+    free(statuses.p);
+    free(errors.p);
+    return rc;
 }
 
 /* Appends text and the next placeholder ($n) to sql, binding v to it. */

@@ -273,6 +273,22 @@ static const char LUA_LATEST_FIRES[] =
     "end\n"
     "return out\n";
 
+/* Record many outcomes. ARGV: prefix, log ttl (s), then per outcome key,
+ * fire, now, row tail (as LUA_RECORD). Returns 1. */
+static const char LUA_RECORD_MANY[] =
+    "local p, ttl = ARGV[1], ARGV[2]\n"
+    "for i = 3, #ARGV, 4 do\n"
+    "  local k, f, c = ARGV[i], ARGV[i + 1], ARGV[i + 2]\n"
+    "  local m = f .. ':' .. k\n"
+    "  local old = redis.call('GET', p .. 'log:' .. m)\n"
+    "  local x = old and string.match(old, '^%d+:(%-?%d+),')\n"
+    "  if x then c = x end\n"
+    "  redis.call('SET', p .. 'log:' .. m, #c .. ':' .. c .. ',' .. ARGV[i + 3], 'EX', ttl)\n"
+    "  redis.call('ZADD', p .. 'log-index', f, m)\n"
+    "  redis.call('ZADD', p .. 'log-index:' .. k, f, f)\n"
+    "end\n"
+    "return 1\n";
+
 enum {
     S_CLAIM,
     S_RECORD,
@@ -286,6 +302,7 @@ enum {
     S_NODES,
     S_CLAIM_PUSH,
     S_LATEST_FIRES,
+    S_RECORD_MANY,
     S_COUNT
 };
 
@@ -300,6 +317,7 @@ static const char *const SCRIPTS[S_COUNT] = {
     LUA_CLAIM,         LUA_RECORD,        LUA_SCAN,           LUA_CLEANUP,
     LUA_DELAYED_ADD,   LUA_DELAYED_CLAIM, LUA_DELAYED_CANCEL, LUA_DELAYED_LIST,
     LUA_HEARTBEAT,     LUA_NODES,         LUA_CLAIM_PUSH,    LUA_LATEST_FIRES,
+    LUA_RECORD_MANY,
 };
 
 /* ------------------------------------------------------------------ */
@@ -1279,6 +1297,64 @@ static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, con
     return rc;
 }
 
+static int redis_record_many(kaal_backend *b, const kaal_outcome *items, size_t n, const char *node,
+                             int64_t now, kaal_error *err)
+{
+    const char **argv = NULL;
+    size_t *lens = NULL, i;
+    char *nums = NULL, ttl[24], now_s[24];
+    buf *tails = NULL;
+    int rc = KAAL_OK;
+
+    if (n == 0) return KAAL_OK;
+    for (i = 0; i < n; i++) {
+        if (!items[i].status ||
+            (strcmp(items[i].status, "dispatched") != 0 && strcmp(items[i].status, "failed") != 0))
+            return kaal_error_set(err, KAAL_EARG, "status", -1, "status must be \"dispatched\" or \"failed\"");
+    }
+    argv = malloc(sizeof *argv * (6 + 4 * n));
+    lens = malloc(sizeof *lens * (6 + 4 * n));
+    nums = malloc(24 * n);
+    tails = calloc(n, sizeof *tails);
+    if (!argv || !lens || !nums || !tails) {
+        rc = no_memory(err);
+        goto done;
+    }
+    snprintf(ttl, sizeof ttl, "%" PRId64, log_ttl_s(b, 0));
+    snprintf(now_s, sizeof now_s, "%" PRId64, now);
+    argv[4] = ttl;
+    lens[4] = strlen(ttl);
+    for (i = 0; i < n; i++) {
+        size_t a = 5 + 4 * i;
+        char *f = nums + 24 * i;
+        enc_int(&tails[i], now);
+        enc_str(&tails[i], items[i].status);
+        enc_str(&tails[i], node);
+        enc_str(&tails[i], items[i].error);
+        if (tails[i].oom) {
+            rc = no_memory(err);
+            goto done;
+        }
+        argv[a] = items[i].key;
+        lens[a] = strlen(items[i].key);
+        argv[a + 1] = f;
+        lens[a + 1] = (size_t)snprintf(f, 24, "%" PRId64, items[i].fire_time);
+        argv[a + 2] = now_s;
+        lens[a + 2] = strlen(now_s);
+        argv[a + 3] = tails[i].p;
+        lens[a + 3] = tails[i].len;
+    }
+    rc = run_script(b, S_RECORD_MANY, (int)(5 + 4 * n), argv, lens, NULL, err, "record");
+done:
+    if (tails)
+        for (i = 0; i < n; i++) free(tails[i].p);
+    free(tails);
+    free(nums);
+    free(argv);
+    free(lens);
+    return rc;
+}
+
 static int redis_latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaal_error *err)
 {
     const char **argv;
@@ -1897,6 +1973,7 @@ const kaal_backend_vtable kaal_backend_redis = {
     .schema_version = redis_schema_version,
     .schedules = &redis_schedule_ops,
     .latest_fires = redis_latest_fires,
+    .record_many = redis_record_many,
 };
 
 #endif /* KAAL_HAVE_REDIS */

@@ -858,6 +858,21 @@ static int sqlite_record(kaal_backend *b, const char *key, int64_t fire_time, co
     return exec_stmt(b, st, "record", err);
 }
 
+/* One write transaction for the batch (one commit instead of n). */
+static int sqlite_record_many(kaal_backend *b, const kaal_outcome *items, size_t n, const char *node,
+                              int64_t now, kaal_error *err)
+{
+    size_t i;
+    int rc;
+    if (n == 0) return KAAL_OK;
+    if ((rc = exec_q(b, Q_BEGIN, "record", err)) != KAAL_OK) return rc;
+    for (i = 0; rc == KAAL_OK && i < n; i++)
+        rc = sqlite_record(b, items[i].key, items[i].fire_time, items[i].status, node, items[i].error, now, err);
+    if (rc == KAAL_OK) rc = exec_q(b, Q_COMMIT, "record", err);
+    if (rc != KAAL_OK) rollback(b);
+    return rc;
+}
+
 static int sqlite_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
                              kaal_error *err)
 {

@@ -11,6 +11,7 @@
  *   #_dispatches(key, status, node, limit) -> [{key:, fire_time:, ...}]
  *   #_dispatches_before(key, status, node, limit, before_fire, before_key) -> the same, a keyset page
  *   #_latest_fires([key, ...]) -> [latest fire_time or nil, ...] (the dispatch log, per key)
+ *   #_record_many([[key, fire_time, status, error], ...], node, now) (distinct pairs)
  *   #_delayed_list_after(after_ms, after_id, limit) -> a keyset page of #_delayed_list
  *   #_cleanup(before, limit) -> Integer
  *   #_set_enabled(key, enabled), #_states -> {key => bool}
@@ -220,7 +221,7 @@ typedef enum op {
     OP_DELAYED_CANCEL, OP_DELAYED_COUNT,
     OP_HEARTBEAT, OP_NODES, OP_CLAIM_PUSH,
     OP_SCHEMA_VERSION, OP_SCHEDULE_UPSERT, OP_SCHEDULE_REMOVE, OP_SCHEDULE_GET, OP_SCHEDULE_LIST,
-    OP_SCHEDULE_CHANGES, OP_SCHEDULE_COUNT, OP_LATEST_FIRES,
+    OP_SCHEDULE_CHANGES, OP_SCHEDULE_COUNT, OP_LATEST_FIRES, OP_RECORD_MANY,
 } op;
 
 typedef struct call call;
@@ -251,6 +252,9 @@ struct call {
     kaal_latest *latest; /* #_latest_fires: the keys (back to back in latest_keys), then the answers */
     char *latest_keys;
     size_t nlatest;
+    kaal_outcome *outcomes; /* #_record_many: keys and errors back to back in outcome_text */
+    char *outcome_text;
+    size_t noutcomes;
 
     /* Results, freed by call_ensure. */
     kaal_dispatch_rows dispatches;
@@ -357,6 +361,17 @@ static int latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaal_erro
     return rc;
 }
 
+static int record_many(kaal_backend *b, const kaal_outcome *items, size_t n, const char *node, int64_t now,
+                       kaal_error *err)
+{
+    size_t i;
+    int rc = KAAL_OK;
+    for (i = 0; rc == KAAL_OK && i < n; i += KAAL_RECORD_BATCH)
+        rc = b->vt->record_many(b, items + i, n - i < KAAL_RECORD_BATCH ? n - i : KAAL_RECORD_BATCH, node, now,
+                                err);
+    return rc;
+}
+
 /* The vtable call of each op on an open session, without the GVL. s and n:
  * the String and Integer arguments in the order the method gave them. */
 static int run_op(kaal_backend *b, call *c, kaal_error *err)
@@ -409,6 +424,8 @@ static int run_op(kaal_backend *b, call *c, kaal_error *err)
         return vt->nodes(b, n[0], &c->nodes, err);
     case OP_LATEST_FIRES: /* c->latest, KAAL_LATEST_BATCH keys per vtable call */
         return latest_fires(b, c->latest, c->nlatest, err);
+    case OP_RECORD_MANY: /* node; now; c->outcomes, KAAL_RECORD_BATCH per vtable call */
+        return record_many(b, c->outcomes, c->noutcomes, s[0], n[0], err);
     case OP_CLAIM_PUSH: /* node; lease_ms, now */
         if (c->nclaims == 0) return KAAL_OK;
         return vt->claim_push(b, c->claims, c->pushes, c->nclaims, n[0], s[0], n[1], err);
@@ -537,6 +554,10 @@ static VALUE call_ensure(VALUE arg)
     free(c->latest_keys);
     c->latest = NULL;
     c->latest_keys = NULL;
+    free(c->outcomes);
+    free(c->outcome_text);
+    c->outcomes = NULL;
+    c->outcome_text = NULL;
     kaal_dispatch_rows_free(&c->dispatches);
     kaal_delayed_rows_free(&c->delayed);
     kaal_node_rows_free(&c->nodes);
@@ -851,6 +872,81 @@ static VALUE backend_latest_fires(VALUE self, VALUE keys)
     arg_latest(&c, keys);
     c.build = build_latest_fires;
     return run_call(&c);
+}
+
+/* #_record_many(rows, node, now): rows = [[key, fire_time, status, error],
+ * ...] into c->outcomes, checked first (this may raise), then copied (this
+ * cannot; a failed malloc sets c->oom). */
+static VALUE outcome_row(VALUE rows, size_t i)
+{
+    VALUE row = RARRAY_AREF(rows, (long)i);
+    if (!RB_TYPE_P(row, T_ARRAY) || RARRAY_LEN(row) != 4)
+        rb_raise(rb_eArgError, "record row %zu must be [key, fire_time, status, error]", i);
+    return row;
+}
+
+static int text_is(VALUE s, const char *name)
+{
+    size_t len = strlen(name);
+    return (size_t)RSTRING_LEN(s) == len && memcmp(RSTRING_PTR(s), name, len) == 0;
+}
+
+static const char *copy_text(char **at, VALUE s)
+{
+    char *dst = *at;
+    size_t len = (size_t)RSTRING_LEN(s);
+    memcpy(dst, RSTRING_PTR(s), len);
+    dst[len] = '\0';
+    *at = dst + len + 1;
+    return dst;
+}
+
+static void arg_outcomes(call *c, VALUE rows)
+{
+    const char *kind = c->b->vt->name;
+    size_t i, n, total = 0;
+    char *at;
+    Check_Type(rows, T_ARRAY);
+    n = (size_t)RARRAY_LEN(rows);
+    for (i = 0; i < n; i++) {
+        VALUE row = outcome_row(rows, i), status, error;
+        total += (size_t)RSTRING_LEN(check_name(kind, RARRAY_AREF(row, 0), "job key", 0)) + 1;
+        check_i64(RARRAY_AREF(row, 1), "fire_time");
+        status = check_str(RARRAY_AREF(row, 2), "status", 0);
+        if (!text_is(status, "dispatched") && !text_is(status, "failed"))
+            rb_raise(rb_eArgError, "status must be \"dispatched\" or \"failed\"");
+        error = check_str(RARRAY_AREF(row, 3), "error", 1);
+        if (!NIL_P(error)) total += (size_t)RSTRING_LEN(error) + 1;
+    }
+    if (n == 0) return;
+    c->outcomes = malloc(n * sizeof *c->outcomes);
+    c->outcome_text = malloc(total);
+    if (!c->outcomes || !c->outcome_text) {
+        c->oom = 1;
+        return;
+    }
+    at = c->outcome_text;
+    for (i = 0; i < n; i++) {
+        VALUE row = RARRAY_AREF(rows, (long)i), error = RARRAY_AREF(row, 3);
+        kaal_outcome *o = c->outcomes + i;
+        o->key = copy_text(&at, check_str(RARRAY_AREF(row, 0), "job key", 0));
+        o->fire_time = (int64_t)NUM2LL(RARRAY_AREF(row, 1));
+        /* a static name: only these two passed the check above */
+        o->status = text_is(RARRAY_AREF(row, 2), "failed") ? "failed" : "dispatched";
+        o->error = NIL_P(error) ? NULL : copy_text(&at, error);
+    }
+    c->noutcomes = n;
+}
+
+static VALUE backend_record_many(VALUE self, VALUE rows, VALUE node, VALUE now)
+{
+    call c;
+    call_init(&c, self, OP_RECORD_MANY);
+    arg_name(&c, node, "node", 1);
+    arg_i64(&c, now, "now");
+    arg_outcomes(&c, rows); /* last: it allocates */
+    run_call(&c);
+    return Qnil;
 }
 
 static VALUE claim_common(VALUE self, VALUE a, VALUE fires, VALUE lease_ms, VALUE node, VALUE now)
@@ -1435,6 +1531,7 @@ void kaal_init_backend(void)
     rb_define_private_method(cBackend, "_dispatches", backend_dispatches, 4);
     rb_define_private_method(cBackend, "_dispatches_before", backend_dispatches_before, 6);
     rb_define_private_method(cBackend, "_latest_fires", backend_latest_fires, 1);
+    rb_define_private_method(cBackend, "_record_many", backend_record_many, 3);
     rb_define_private_method(cBackend, "_cleanup", backend_cleanup, 2);
     rb_define_private_method(cBackend, "_set_enabled", backend_set_enabled, 2);
     rb_define_private_method(cBackend, "_states", backend_states, 0);

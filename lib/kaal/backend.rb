@@ -169,6 +169,35 @@ module Kaal
         nil
       end
 
+      # #record for many runs of one node at once: outcomes is [[key,
+      # fire_time, status, error], ...] (error nil, a message or an
+      # Exception). One statement or script per batch of outcomes, not one
+      # per run; for a (key, fire_time) given twice the last outcome counts.
+      def record_many(outcomes, node:, now:)
+        raise ArgumentError, "outcomes must be an Array of [key, fire_time, status, error], got #{outcomes.class}" unless outcomes.is_a?(Array)
+        return nil if outcomes.empty?
+
+        rows = {}
+        outcomes.each do |row|
+          unless row.is_a?(Array) && row.size == 4
+            raise ArgumentError, "each outcome must be [key, fire_time, status, error], got #{row.inspect}"
+          end
+
+          key, fire, status, error = row
+          status = status.to_s if status.is_a?(Symbol)
+          unless OUTCOMES.include?(status)
+            raise ArgumentError, "status must be \"dispatched\" or \"failed\", got #{status.inspect}"
+          end
+
+          key = key_arg(key, "key")
+          fire = seconds(fire, "fire_time")
+          rows.delete([key, fire]) # the last outcome of a pair counts, in its place
+          rows[[key, fire]] = [key, fire, status, error_text(error)]
+        end
+        _record_many(rows.values, text(node, "node"), seconds(now, "now"))
+        nil
+      end
+
       # The dispatch log, newest first (by fire time, then key): [{key:,
       # fire_time:, status:, node:, error:, claimed_at:, updated_at:}].
       # Filters are exact matches. before: a keyset cursor for the next page,

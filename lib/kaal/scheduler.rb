@@ -1,6 +1,7 @@
 # frozen_string_literal: true
 
 require "json"
+require "zlib"
 
 module Kaal
   # The tick loop of one node (docs/architecture.md, "The tick").
@@ -20,6 +21,8 @@ module Kaal
   # Claims make sure nothing the dispatch log records runs again.
   class Scheduler
     CLEANUP_EVERY = 60 # seconds between two dispatch-log cleanups
+    CLAIM_SPLIT = 2_000 # due pairs a tick claims in one backend call; more go in chunks (#claim)
+    CLAIM_CHUNK = 1_000
 
     # The runs of one tick in parallel Arrays, without an object per run:
     # the jobs, their keys and the fire times.
@@ -58,6 +61,9 @@ module Kaal
       @failures = 0
       @last_cleanup = nil
       @tick_lock = Mutex.new
+      @log_lock = Mutex.new # the outcomes waiting for the dispatch log (#record)
+      @log_rows = []
+      @log_writing = false
       @stop_lock = Mutex.new
       @wakeup = ConditionVariable.new
       @stopping = false
@@ -263,8 +269,34 @@ module Kaal
       dispatches
     end
 
+    # Claims the due pairs: one backend call, or for a big tick (more than
+    # CLAIM_SPLIT pairs) one call per CLAIM_CHUNK pairs, starting at a chunk
+    # that depends on the node id. One call per tick is atomic on Redis, so
+    # the first node's call would win every pair and that node would run a
+    # busy second alone; in chunks, nodes start apart and share the runs. A
+    # chunk that fails after others were won: the won runs are dispatched
+    # (nothing claimed is claimed again), then the tick fails closed.
     def claim(due, now_i)
-      @backend.claim_columns(due.keys, due.epochs, lease_ms: (@config.lease_ttl * 1000).to_i, node: @node, now: now_i)
+      keys = due.keys
+      epochs = due.epochs
+      lease = (@config.lease_ttl * 1000).to_i
+      return @backend.claim_columns(keys, epochs, lease_ms: lease, node: @node, now: now_i) if keys.size <= CLAIM_SPLIT
+
+      won = Array.new(keys.size, false)
+      chunks = (keys.size + CLAIM_CHUNK - 1) / CLAIM_CHUNK
+      first = Zlib.crc32(@node) % chunks
+      chunks.times do |i|
+        from = ((first + i) % chunks) * CLAIM_CHUNK
+        part = @backend.claim_columns(keys[from, CLAIM_CHUNK], epochs[from, CLAIM_CHUNK], lease_ms: lease, node: @node,
+                                                                                           now: now_i)
+        won[from, part.size] = part
+      rescue BackendError
+        raise if i.zero?
+
+        @pool.batch { dispatch_claimed(due, won) }
+        raise
+      end
+      won
     end
 
     # The runs of jobs with an atomic hand-off are claimed and enqueued in one
@@ -578,13 +610,45 @@ module Kaal
       emit_dispatch(dispatch)
     end
 
+    # The outcome goes to the dispatch log. A worker that finds no write in
+    # progress writes every outcome waiting, in one backend call
+    # (Backend#record_many), until none is left; others only add theirs. So
+    # thousands of runs a second cost a few round trips, and an idle worker
+    # pool means every outcome is written.
     def record(dispatch, epoch)
       return unless @config.enable_log_dispatch_registry
 
-      @backend.record(dispatch.key, epoch, dispatch.status, node: @node, error: dispatch.error,
-                                                             now: Clock.now.floor)
-    rescue StandardError => e
-      backend_error("record", e, key: dispatch.key, fire_epoch: epoch, status: dispatch.status)
+      row = [dispatch.key, epoch, dispatch.status, dispatch.error]
+      @log_lock.synchronize do
+        @log_rows << row
+        return if @log_writing
+
+        @log_writing = true
+      end
+      write_log_rows
+    end
+
+    def write_log_rows
+      finished = false
+      loop do
+        rows = @log_lock.synchronize do
+          taken = @log_rows
+          if taken.empty?
+            @log_writing = false
+            finished = true
+            return
+          end
+          @log_rows = []
+          taken
+        end
+        begin
+          @backend.record_many(rows, node: @node, now: Clock.now.floor)
+        rescue StandardError => e
+          rows.each { |key, epoch, status, _| backend_error("record", e, key: key, fire_epoch: epoch, status: status) }
+        end
+      end
+    ensure
+      @log_lock.synchronize { @log_writing = false } unless finished # killed mid-write: the next run writes
     end
 
     # The dispatch (recurring) or delayed_dispatch event of a finished run,

@@ -116,6 +116,35 @@ RSpec.describe "Kaal.tick!" do
       expect(flaky.calls[:claim_columns]).to eq(1)
     end
 
+    it "claims a big tick in chunks from a node-dependent start; a chunk that fails fails the tick after the won runs" do
+      n = Kaal::Scheduler::CLAIM_SPLIT + 500
+      n.times { |i| register_every_minute(format("j%05d", i)) }
+      counting = SpecFlakyBackend.new(Kaal.backend)
+      calls = 0
+      first_keys = nil
+      counting.define_singleton_method(:claim_columns) do |keys, fires, **kw|
+        calls += 1
+        first_keys ||= keys
+        raise Kaal::ConnectionError, "simulated outage (second chunk)" if calls == 2
+
+        Kaal.backend.claim_columns(keys, fires, **kw)
+      end
+      sched = Kaal::Scheduler.new(config: Kaal.configuration, registry: Kaal.registry, backend: counting,
+                                  logger: ->(*) {})
+      expect(sched.tick(t0, wait: true)).to eq([]) # failed closed
+      sched.pool.wait_idle(10)
+      first_chunk = Kaal.dispatches(limit: n).map { |r| r[:key] }
+      expect(first_chunk).to match_array(first_keys) # the won chunk ran
+      expect([500, Kaal::Scheduler::CLAIM_CHUNK]).to include(first_keys.size)
+      expect(Kaal.dispatches(limit: n).map { |r| r[:status] }.uniq).to eq(["dispatched"])
+      again = fired(sched.tick(t0 + 1, wait: true)) # the backend is back: the rest, once
+      expect(again.map(&:first).sort).to eq(Array.new(n) { |i| format("j%05d", i) } - first_chunk)
+      expect(calls).to eq(3) # what is left fits one call
+      other = Kaal::Scheduler.new(config: Kaal.configuration, registry: Kaal.registry, backend: Kaal.backend,
+                                  logger: ->(*) {})
+      expect(other.tick(t0 + 1, wait: true)).to eq([]) # another node: nothing left to win
+    end
+
     it "never runs again what the dispatch log records (a second node, same backend)" do
       register_every_minute
       Kaal.tick!(now: t0)

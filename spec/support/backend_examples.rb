@@ -261,6 +261,25 @@ RSpec.shared_examples "a kaal backend" do
       expect { backend.dispatches(before: [now, ""]) }.to raise_error(ArgumentError, /before key/)
     end
 
+    it "records many outcomes at once like #record (#record_many)" do
+      backend.record_many([["a", now + 60, "failed", RuntimeError.new("boom")], ["c", now + 120, :dispatched, nil],
+                           ["new", now, "dispatched", nil], ["c", now + 120, "failed", "second thought"]],
+                          node: "node-c", now: now + 200)
+      a = backend.dispatches(key: "a", limit: 1).first
+      expect(a).to include(status: "failed", node: "node-c", error: "RuntimeError: boom", claimed_at: now, updated_at: now + 200)
+      expect(backend.dispatches(key: "c").map { |r| r.values_at(:status, :error) }).to eq([["failed", "second thought"]])
+      expect(backend.dispatches(key: "new").first).to include(status: "dispatched", node: "node-c", claimed_at: now + 200)
+      expect(backend.dispatch_status("b", now)).to eq("failed") # untouched
+      many = Array.new(1_234) { |i| ["m-\"{},é-#{i}", now + i, i.even? ? "dispatched" : "failed", i.even? ? nil : "e\\#{i}"] }
+      backend.record_many(many, node: "node-c", now: now + 300)
+      expect(backend.dispatches(limit: 2_000).count { |r| r[:key].start_with?("m-") }).to eq(1_234)
+      expect(backend.dispatches(key: many[7][0]).first).to include(status: "failed", error: "e\\7")
+      expect(backend.record_many([], node: "n", now: now)).to be_nil
+      expect { backend.record_many([["a", now, "claimed", nil]], node: "n", now: now) }.to raise_error(ArgumentError, /status/)
+      expect { backend.record_many([["a", now]], node: "n", now: now) }.to raise_error(ArgumentError, /outcome/)
+      expect { backend.record_many([["x" * 256, now, "failed", nil]], node: "n", now: now) }.to raise_error(ArgumentError, /job key/)
+    end
+
     it "gives the latest logged fire time per key, for many keys at once (#latest_fires)" do
       expect(backend.latest_fires(%w[a b c nope a])).to eq([now + 60, now + 60, now + 120, nil, now + 60])
       expect(other.latest_fires([:c])).to eq([now + 120])
