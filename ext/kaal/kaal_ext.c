@@ -51,4 +51,5 @@ __attribute__((visibility("default"))) void Init_kaal_ext(void)
     kaal_init_cron();
     kaal_init_idempotency();
     kaal_init_backend();
+    kaal_init_yaml();
 }

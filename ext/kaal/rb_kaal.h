@@ -20,5 +20,6 @@ VALUE kaal_message_str(const char *text);
 void kaal_init_cron(void);
 void kaal_init_idempotency(void);
 void kaal_init_backend(void);
+void kaal_init_yaml(void);
 
 #endif

@@ -41,7 +41,8 @@ module Kaal
     end
 
     def parse(text, path)
-      rendered = ERB.new(text, trim_mode: "-").result(TOPLEVEL_BINDING.dup)
+      # Text without "<%" has no ERB tag: it renders as itself.
+      rendered = text.include?("<%") ? ERB.new(text, trim_mode: "-").result(TOPLEVEL_BINDING.dup) : text
       data = YamlLoader.load(rendered, filename: path)
       data = {} if data.nil?
       raise ConfigurationError, "#{path}: expected a mapping at the top of the file, got #{data.class}" unless data.is_a?(Hash)

@@ -69,8 +69,12 @@ module Kaal
 
     # Where the job is defined, for messages: the file and its entry, or the
     # Kaal.register call, with the job key.
+    # +given+: the String a caller passed, or an object that makes one
+    # (SchedulerFile::Location), kept instead of the text.
     def location(given = @location)
       return "Kaal.register(key: #{@key.inspect})" if given.nil?
+
+      given = given.to_s
       return given if given.include?(@key.inspect)
 
       "#{given} (job #{@key.inspect})"
@@ -138,7 +142,10 @@ module Kaal
         return key.frozen? ? key : key.dup.freeze
       end
 
-      where = location || "Kaal.register(key: #{key.inspect})"
+      where = if location.nil? then "Kaal.register(key: #{key.inspect})"
+              elsif location.is_a?(String) || !key then location
+              else "#{location} (job #{key.to_s.inspect})"
+              end
       raise ConfigurationError, "#{where}: key: must be a non-empty String, got #{key.inspect}" unless key.is_a?(String) && !key.strip.empty?
       raise ConfigurationError, "#{where}: key: must be valid UTF-8, got #{key.inspect}" unless key.dup.force_encoding(Encoding::UTF_8).valid_encoding?
 

@@ -6,6 +6,22 @@ module Kaal
   # default job is merged over it (so `enabled: false` in production turns a
   # default job off); other jobs are added.
   module SchedulerFile
+    # Where a job is in the file ("config/kaal-scheduler.yml:
+    # defaults.jobs[3]"), made into text only when a message needs it: a
+    # file of a million jobs keeps a million of these, not a million Strings.
+    Location = Struct.new(:path, :section, :index) do
+      def to_s
+        "#{path}: #{label}"
+      end
+
+      def label
+        "#{section ? "#{section}." : ""}jobs[#{index}]"
+      end
+    end
+
+    FIELD_NAMES = Job::FIELDS.to_h { |f| [f, true] }.freeze
+    private_constant :FIELD_NAMES
+
     module_function
 
     # Returns the Jobs of +path+ for +env_name+. Raises ConfigurationError
@@ -44,21 +60,22 @@ module Kaal
 
       seen = {}
       list.each_with_index.map do |entry, i|
-        label = "#{where}jobs[#{i}]"
-        raise ConfigurationError, "#{path}: #{label}: must be a mapping with key, cron, job_class, ..., got #{entry.class}" unless entry.is_a?(Hash)
+        label = Location.new(path, name, i)
+        raise ConfigurationError, "#{label}: must be a mapping with key, cron, job_class, ..., got #{entry.class}" unless entry.is_a?(Hash)
 
-        unknown = entry.keys.map(&:to_s) - Job::FIELDS
-        unless unknown.empty?
-          raise ConfigurationError, "#{path}: #{label}#{key_label(entry)}: unknown field #{unknown.first.inspect} " \
+        unknown = entry.each_key.find { |k| !FIELD_NAMES.key?(k.is_a?(String) ? k : k.to_s) }
+        unless unknown.nil?
+          raise ConfigurationError, "#{label}#{key_label(entry)}: unknown field #{unknown.to_s.inspect} " \
                                     "(valid fields: #{Job::FIELDS.join(", ")})"
         end
         key = entry["key"]
         if key.is_a?(String) || key.is_a?(Symbol)
-          if seen.key?(key.to_s)
-            raise ConfigurationError, "#{path}: #{label} (job #{key.to_s.inspect}): key: duplicate job key " \
-                                      "(also #{where}jobs[#{seen[key.to_s]}])"
+          key = key.to_s
+          if seen.key?(key)
+            raise ConfigurationError, "#{label} (job #{key.inspect}): key: duplicate job key " \
+                                      "(also #{where}jobs[#{seen[key]}])"
           end
-          seen[key.to_s] = i
+          seen[key] = i
         end
         [label, entry]
       end
@@ -66,12 +83,17 @@ module Kaal
 
     def merge_jobs(defaults, current, _path)
       merged = defaults.dup
+      return merged if current.empty?
+
+      first = {} # key text => index of the first entry with it (a lookup, not a scan per entry)
+      merged.each_with_index { |(_, e), i| first[e["key"].to_s] ||= i }
       current.each do |label, entry|
-        idx = merged.index { |_, e| e["key"].to_s == entry["key"].to_s && !entry["key"].nil? }
+        idx = entry["key"].nil? ? nil : first[entry["key"].to_s]
         if idx
           merged[idx] = [label, merged[idx][1].merge(entry)]
         else
           merged << [label, entry]
+          first[entry["key"].to_s] ||= merged.size - 1
         end
       end
       merged
@@ -81,9 +103,8 @@ module Kaal
       entry["key"] ? " (job #{entry["key"].to_s.inspect})" : ""
     end
 
-    def build(entry, label, path, default_time_zone)
-      location = "#{path}: #{label}#{key_label(entry)}"
-      raise ConfigurationError, "#{location}: cron: missing" unless entry.key?("cron")
+    def build(entry, location, _path, default_time_zone)
+      raise ConfigurationError, "#{location}#{key_label(entry)}: cron: missing" unless entry.key?("cron")
 
       Job.new(
         key: entry["key"], cron: entry["cron"], job_class: entry["job_class"], queue: entry["queue"],

@@ -96,12 +96,40 @@ module Kaal
     module_function
 
     # Same result and errors as YAML.safe_load(text, aliases: true, filename:).
+    # Plain block YAML (what kaal's files are, however long) is read by
+    # Kaal::Native.yaml_blocks in C; anything else by Psych's parser here.
     def load(text, filename: nil)
+      fast = blocks(text)
+      return fast unless fast.nil?
+
       builder = Builder.new
       Psych::Parser.new(builder).parse(text, filename)
       builder.root
     rescue Fallback
       YAML.safe_load(text, aliases: true, filename: filename)
+    end
+
+    # The value of a plain block document, or nil (then Psych reads it).
+    # Plain scalars that are not simply words go through Psych's own scalar
+    # rules, once per distinct text (a cron expression repeated on a million
+    # lines is typed once; each entry still gets its own String).
+    def blocks(text)
+      return nil unless defined?(Native.yaml_blocks)
+
+      scanner = Psych::ScalarScanner.new(Psych::ClassLoader::Restricted.new([], []))
+      typed = {}
+      Native.yaml_blocks(text, lambda do |plain|
+        value = typed.fetch(plain) do
+          typed[plain] = begin
+            scanner.tokenize(plain)
+          rescue StandardError
+            raise Fallback # a date, a symbol: Psych says what is wrong, about the whole document
+          end
+        end
+        value.is_a?(String) ? value.dup : value
+      end)
+    rescue Fallback
+      nil
     end
   end
 end

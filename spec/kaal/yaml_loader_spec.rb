@@ -56,6 +56,49 @@ RSpec.describe Kaal::YamlLoader do
     end
   end
 
+  describe "plain block documents (read in C, Kaal::Native.yaml_blocks)" do
+    plain = {
+      "a scheduler file" => "---\ndefaults:\n  jobs:\n  - key: job-0\n    cron: 0 0 1 1 *\n    job_class: NoopJob\n" \
+                            "  - key: b\n    cron: \"* * * * * *\"\n    args: [\"{{key}}\", 5, two, 'x y', 1.5]\n" \
+                            "    kwargs:\n      flag: on\n      none: ~\n      empty: {}\n    enabled: false\n" \
+                            "production:\n  jobs:\n    - key: b\n      enabled: yes\n      time_zone: Europe/Berlin\n",
+      "words and numbers" => "a: Null\nb: NO\nc: True\nd: -5\ne: 0x1f\nf: .5\ng: 1_000\nh: 12:30\ni: offx\nj: 1#2\n" \
+                             "k: x:y\nl: caf\u00e9\nm: y\nn: ''\no: []\np:\nq: \"\"\n",
+      "compact and indented lists" => "a:\n- 1\n- [x]\nb:\n  - c: 1\n    d:\n    - e\n    f: g\n  -   h: i\nlast: z\n",
+      "comments and blank lines" => "# top\n\na: 1\n  # indented comment\n\nb: 2\n",
+      "duplicate keys" => "a: 1\nb: 2\na: 3\n"
+    }
+    outside = {
+      "a comment after a value" => "a: b # c\n", "an anchor" => "a: &x 1\nb: *x\n", "a tag" => "a: !!str 1\n",
+      "a block scalar" => "a: |\n  x\n", "an escape" => "a: \"x\\ty\"\n", "a multi-line plain scalar" => "a: b\n  c\n",
+      "a date" => "a: 2026-01-01\n", "a flow mapping" => "a: {b: 1}\n", "a boolean key" => "on: 1\n", "a tab" => "a:\tb\n",
+      "CRLF" => "a: 1\r\n", "a merge key" => "<<: {}\n", "a top-level list" => "- 1\n", "two documents" => "a: 1\n---\nb: 2\n"
+    }
+
+    plain.each do |name, text|
+      it "reads #{name} in C, with YAML.safe_load's result" do
+        fast = described_class.blocks(text)
+        expect(fast).not_to be_nil
+        expect(Marshal.dump(fast)).to eq(Marshal.dump(YAML.safe_load(text, aliases: true))) # classes and encodings too
+        expect(described_class.load(text)).to eq(fast)
+      end
+    end
+
+    outside.each do |name, text|
+      it "leaves #{name} to Psych" do
+        expect(described_class.blocks(text)).to be_nil
+        actual, expected = both(text)
+        expected.is_a?(Exception) ? expect(actual).to(be_a(expected.class)) : expect(actual).to(eq(expected))
+      end
+    end
+
+    it "gives every entry its own Strings, also for a repeated value" do
+      data = described_class.load("a: 0 0 * * *\nb: 0 0 * * *\n")
+      expect(data["a"]).to eq(data["b"])
+      expect(data["a"]).not_to equal(data["b"])
+    end
+  end
+
   it "keeps aliases pointing at the same object, as safe_load does" do
     data = described_class.load("a: &x [1]\nb: *x\n")
     expect(data["a"]).to equal(data["b"])

@@ -1,0 +1,308 @@
+/* kaal: Kaal::Native.yaml_blocks(text, tokenize) -> value, or nil.
+ *
+ * A reader for the plain block YAML that kaal's files are made of (mappings
+ * and sequences by indentation, one scalar per line), so a scheduler file
+ * with a million jobs does not pay Psych's event per scalar. It reads only a
+ * strict subset and returns nil for anything else (a tag, an anchor, a
+ * comment after a value, a multi-line scalar, an escape in a double-quoted
+ * string, a tab, ...), and the caller then parses the text with Psych: the
+ * result is always what YAML.safe_load gives.
+ *
+ * Values as Psych's ToRuby makes them: quoted scalars are Strings; a plain
+ * scalar that starts with an ASCII letter or '_' and is all ASCII is a
+ * String, or true/false/nil for the YAML 1.1 words (Psych::ScalarScanner's
+ * first rule); any other plain scalar (a number, a cron expression) is
+ * handed to tokenize.call(string). Duplicate keys: the last one counts, as
+ * in Psych. Lines: "\n" only (a "\r" anywhere returns nil). */
+#include <string.h>
+
+#include <ruby/encoding.h>
+
+#include "rb_kaal.h"
+
+typedef struct line {
+    const char *s; /* the content, after the indentation */
+    long len;      /* without trailing spaces */
+    long indent;
+} line;
+
+typedef struct reader {
+    line *lines;
+    long n, at;
+    VALUE tokenize;
+    int failed; /* outside the subset: the caller falls back to Psych */
+} reader;
+
+static VALUE node(reader *r, long indent);
+
+static int fail(reader *r)
+{
+    r->failed = 1;
+    return 0;
+}
+
+static int is_lower_word(const char *s, long n, const char *word)
+{
+    long i;
+    if ((long)strlen(word) != n) return 0;
+    for (i = 0; i < n; i++) {
+        char c = s[i];
+        if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+        if (c != word[i]) return 0;
+    }
+    return 1;
+}
+
+/* A plain scalar (already checked for indicators). */
+static VALUE plain(reader *r, const char *s, long n)
+{
+    long i;
+    int simple = (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_';
+    for (i = 0; simple && i < n; i++) simple = (unsigned char)s[i] < 0x80;
+    if (simple) {
+        if (n <= 5) {
+            if (is_lower_word(s, n, "null")) return Qnil;
+            if (is_lower_word(s, n, "yes") || is_lower_word(s, n, "true") || is_lower_word(s, n, "on")) return Qtrue;
+            if (is_lower_word(s, n, "no") || is_lower_word(s, n, "false") || is_lower_word(s, n, "off"))
+                return Qfalse;
+        }
+        return rb_utf8_str_new(s, n);
+    }
+    return rb_funcall(r->tokenize, rb_intern("call"), 1, rb_utf8_str_new(s, n));
+}
+
+/* A scalar (plain or quoted) of n bytes, or fail. stop: characters that end
+ * a plain scalar early (inside a flow sequence: ",]"). */
+static VALUE scalar(reader *r, const char *s, long n)
+{
+    long i;
+    if (n == 0) return fail(r), Qnil;
+    if (s[0] == '"' || s[0] == '\'') {
+        char q = s[0];
+        if (n < 2 || s[n - 1] != q) return fail(r), Qnil;
+        for (i = 1; i < n - 1; i++) {
+            if (s[i] == q || (q == '"' && s[i] == '\\')) return fail(r), Qnil;
+        }
+        return rb_utf8_str_new(s + 1, n - 2);
+    }
+    /* Indicators and anything that could be a comment, a mapping or a
+     * multi-part scalar. */
+    if (strchr("[]{},&*!|>%@`#?:-\"'", s[0]) && !(s[0] == '-' && n > 1 && s[1] != ' ')) return fail(r), Qnil;
+    if (s[0] == '-' && n > 1 && (s[1] < '0' || s[1] > '9')) return fail(r), Qnil; /* "-x": leave it to Psych */
+    for (i = 0; i < n; i++) {
+        if (s[i] == ':' && (i + 1 == n || s[i + 1] == ' ')) return fail(r), Qnil;
+        if (s[i] == '#' && i > 0 && s[i - 1] == ' ') return fail(r), Qnil;
+        if (s[i] == '\t') return fail(r), Qnil;
+    }
+    return plain(r, s, n);
+}
+
+/* "[a, b, 'c']" on one line: Strings and plain scalars without flow
+ * indicators; "[]" is an empty list. */
+static VALUE flow_seq(reader *r, const char *s, long n)
+{
+    VALUE out = rb_ary_new();
+    long i = 1, end = n - 1;
+    if (n < 2 || s[end] != ']') return fail(r), Qnil;
+    while (i < end && s[i] == ' ') i++;
+    if (i == end) return out;
+    while (i < end) {
+        long from = i, to;
+        if (s[i] == '"' || s[i] == '\'') {
+            char q = s[i];
+            for (i++; i < end && s[i] != q; i++) {
+            }
+            if (i == end) return fail(r), Qnil;
+            i++;
+        } else {
+            for (; i < end && s[i] != ',' && s[i] != '[' && s[i] != '{' && s[i] != '}'; i++) {
+            }
+        }
+        to = i;
+        while (to > from && s[to - 1] == ' ') to--;
+        rb_ary_push(out, scalar(r, s + from, to - from));
+        if (r->failed) return Qnil;
+        while (i < end && s[i] == ' ') i++;
+        if (i < end) {
+            if (s[i] != ',') return fail(r), Qnil;
+            i++;
+            while (i < end && s[i] == ' ') i++;
+            if (i == end) return fail(r), Qnil; /* "[a, ]" */
+        }
+    }
+    return out;
+}
+
+/* The value written after "key: " or "- ". */
+static VALUE inline_value(reader *r, const char *s, long n)
+{
+    if (s[0] == '[') return flow_seq(r, s, n);
+    if (s[0] == '{') {
+        if (n == 2 && s[1] == '}') return rb_hash_new();
+        return fail(r), Qnil;
+    }
+    return scalar(r, s, n);
+}
+
+/* "key: value" / "key:" at the start of s: the key's length, and where the
+ * value starts (vat; n when there is none), or 0. Keys: [A-Za-z_][\w-]*. */
+static long key_of(const char *s, long n, long *vat)
+{
+    long i = 0;
+    if (!((s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z') || s[0] == '_')) return 0;
+    while (i < n && ((s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') ||
+                     s[i] == '_' || s[i] == '-'))
+        i++;
+    if (i == n || s[i] != ':') return 0;
+    if (i + 1 == n) {
+        *vat = n;
+        return i;
+    }
+    if (s[i + 1] != ' ') return 0;
+    *vat = i + 2;
+    while (*vat < n && s[*vat] == ' ') (*vat)++;
+    return i;
+}
+
+static int is_item(const line *l) { return l->s[0] == '-' && (l->len == 1 || l->s[1] == ' '); }
+
+/* The nested value of "key:" or "- " with nothing after it: a block further
+ * in, a sequence at the same indentation (YAML's compact form, only under a
+ * key), or nil. */
+static VALUE nested(reader *r, long indent, int under_key)
+{
+    line *l = r->at < r->n ? &r->lines[r->at] : NULL;
+    if (l && l->indent > indent) return node(r, l->indent);
+    if (l && under_key && l->indent == indent && is_item(l)) return node(r, indent);
+    return Qnil;
+}
+
+static VALUE mapping(reader *r, long indent)
+{
+    VALUE out = rb_hash_new();
+    while (!r->failed && r->at < r->n) {
+        line *l = &r->lines[r->at];
+        long klen, vat = 0;
+        VALUE key, value;
+        if (l->indent < indent) break;
+        if (l->indent > indent || is_item(l)) return fail(r), Qnil;
+        klen = key_of(l->s, l->len, &vat);
+        if (klen == 0) return fail(r), Qnil;
+        key = plain(r, l->s, klen);
+        if (!RB_TYPE_P(key, T_STRING)) return fail(r), Qnil; /* true:, null: as keys */
+        r->at++;
+        value = vat < l->len ? inline_value(r, l->s + vat, l->len - vat) : nested(r, indent, 1);
+        if (r->failed) return Qnil;
+        rb_hash_aset(out, key, value);
+    }
+    return out;
+}
+
+static VALUE sequence(reader *r, long indent)
+{
+    VALUE out = rb_ary_new();
+    while (!r->failed && r->at < r->n) {
+        line *l = &r->lines[r->at];
+        long at = 1, klen, vat = 0;
+        /* A line at this indentation that is not an item ends a compact
+         * list ("key:" then "- x" lines at the key's indentation); where that
+         * is not allowed, the caller finds the line out of place. */
+        if (l->indent < indent || (l->indent == indent && !is_item(l))) break;
+        if (l->indent > indent) return fail(r), Qnil;
+        while (at < l->len && l->s[at] == ' ') at++;
+        if (at == l->len) return fail(r), Qnil; /* "-" alone: leave it to Psych */
+        klen = key_of(l->s + at, l->len - at, &vat);
+        if (klen > 0) {
+            /* "- key: value": a mapping whose keys line up with this key */
+            l->indent += at;
+            l->s += at;
+            l->len -= at;
+            rb_ary_push(out, mapping(r, l->indent));
+        } else {
+            r->at++;
+            rb_ary_push(out, inline_value(r, l->s + at, l->len - at));
+        }
+    }
+    return out;
+}
+
+static VALUE node(reader *r, long indent)
+{
+    return is_item(&r->lines[r->at]) ? sequence(r, indent) : mapping(r, indent);
+}
+
+/* Splits text into significant lines; 0 when it is outside the subset. */
+static int split(reader *r, const char *s, long n)
+{
+    long i = 0, cap = 0, first = 1;
+    while (i < n) {
+        long from = i, to, ind = 0;
+        while (i < n && s[i] != '\n') i++;
+        to = i++;
+        if (memchr(s + from, '\r', (size_t)(to - from)) || memchr(s + from, '\t', (size_t)(to - from))) return 0;
+        while (from + ind < to && s[from + ind] == ' ') ind++;
+        while (to > from + ind && s[to - 1] == ' ') to--;
+        if (to == from + ind || s[from + ind] == '#') continue; /* blank or comment */
+        if (first && to - from == 3 && memcmp(s + from, "---", 3) == 0) {
+            first = 0;
+            continue;
+        }
+        first = 0;
+        if (ind == 0 && to - from >= 3 && (memcmp(s + from, "---", 3) == 0 || memcmp(s + from, "...", 3) == 0))
+            return 0; /* another document */
+        if (r->n == cap) {
+            cap = cap ? cap * 2 : 1024;
+            REALLOC_N(r->lines, line, cap);
+        }
+        r->lines[r->n].s = s + from + ind;
+        r->lines[r->n].len = to - from - ind;
+        r->lines[r->n].indent = ind;
+        r->n++;
+    }
+    return 1;
+}
+
+typedef struct parse_args {
+    reader *r;
+    VALUE text;
+} parse_args;
+
+static VALUE parse_body(VALUE p)
+{
+    parse_args *a = (parse_args *)p;
+    reader *r = a->r;
+    VALUE out;
+    if (!split(r, RSTRING_PTR(a->text), RSTRING_LEN(a->text)) || r->n == 0) return Qnil;
+    if (r->lines[0].indent != 0 || is_item(&r->lines[0])) return Qnil; /* kaal's files are mappings */
+    out = mapping(r, 0);
+    RB_GC_GUARD(a->text);
+    return r->failed || r->at != r->n ? Qnil : out;
+}
+
+static VALUE parse_free(VALUE p)
+{
+    xfree(((reader *)p)->lines);
+    return Qnil;
+}
+
+static VALUE native_yaml_blocks(VALUE self, VALUE text, VALUE tokenize)
+{
+    reader r;
+    parse_args a;
+    (void)self;
+    StringValue(text);
+    if (rb_enc_get_index(text) != rb_utf8_encindex() || rb_enc_str_coderange(text) == ENC_CODERANGE_BROKEN)
+        return Qnil;
+    if (RSTRING_LEN(text) >= 3 && memcmp(RSTRING_PTR(text), "\xEF\xBB\xBF", 3) == 0) return Qnil; /* BOM */
+    memset(&r, 0, sizeof r);
+    r.tokenize = tokenize;
+    /* the text may not change while it is read: a frozen copy */
+    a.text = rb_str_new_frozen(text);
+    a.r = &r;
+    return rb_ensure(parse_body, (VALUE)&a, parse_free, (VALUE)&r);
+}
+
+void kaal_init_yaml(void)
+{
+    rb_define_module_function(kaal_mNative, "yaml_blocks", native_yaml_blocks, 2);
+}
