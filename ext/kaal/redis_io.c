@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +29,10 @@
 
 /* Bytes read from the socket at a time. */
 #define READ_CHUNK 16384
+
+#ifdef KAAL_HAVE_OPENSSL
+static int tls_write(SSL *ssl, const char *p, int n);
+#endif
 
 struct kaal_redis_io {
     int fd;
@@ -90,7 +95,7 @@ void kaal_redis_io_close(kaal_redis_io *io)
     /* One try at close_notify; the socket is non-blocking, nothing waits. */
     if (io->ssl) {
         ERR_clear_error();
-        SSL_shutdown(io->ssl);
+        tls_write(io->ssl, NULL, 0);
         ERR_clear_error();
     }
 #endif
@@ -444,6 +449,35 @@ static int lost(const char *what, const char *detail, kaal_error *err)
     return kaal_error_set(err, KAAL_ECONNECT, NULL, -1, "redis: %s: %s", what, detail);
 }
 
+#ifdef KAAL_HAVE_OPENSSL
+/* SSL_write (or SSL_shutdown, with p NULL) on a socket the server closed
+ * raises SIGPIPE (OpenSSL writes with write(2), not send with
+ * MSG_NOSIGNAL), which kills a process that has not set a handler (Ruby has
+ * one; a C embedder may not). The signal is blocked in this thread around
+ * the call, and one it raised is taken before unblocking; the write then
+ * fails with EPIPE as any lost connection does. */
+static int tls_write(SSL *ssl, const char *p, int n)
+{
+    sigset_t pipe_only, old, pending;
+    int ret, raised;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    sigpending(&pending);
+    raised = sigismember(&pending, SIGPIPE); /* one already pending is not ours */
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    ret = p ? SSL_write(ssl, p, n) : SSL_shutdown(ssl);
+    if (!raised) {
+        struct timespec none = {0, 0};
+        int saved = errno;
+        sigpending(&pending);
+        if (sigismember(&pending, SIGPIPE)) sigtimedwait(&pipe_only, NULL, &none);
+        errno = saved;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ret;
+}
+#endif
+
 /* Sends everything queued. */
 static int flush_out(kaal_backend *b, kaal_redis_io *io, int64_t deadline, const char *what,
                      kaal_error *err)
@@ -457,7 +491,7 @@ static int flush_out(kaal_backend *b, kaal_redis_io *io, int64_t deadline, const
         if (io->ssl) {
             int code;
             ERR_clear_error();
-            n = SSL_write(io->ssl, p, left > 1 << 30 ? 1 << 30 : (int)left);
+            n = tls_write(io->ssl, p, left > 1 << 30 ? 1 << 30 : (int)left);
             if (n > 0) {
                 io->out_off += (size_t)n;
                 continue;
@@ -514,13 +548,14 @@ static int fill_reader(kaal_backend *b, kaal_redis_io *io, int64_t deadline, con
         } else
 #endif
         {
+            /* Wait first: a reply is rarely there the moment its command
+             * left (and poll returns at once when it is). */
+            if ((rc = kaal_wait(b, io->fd, POLLIN, deadline, NULL, what, err)) != KAAL_OK) return rc;
             n = recv(io->fd, chunk, sizeof chunk, 0);
             if (n == 0) return lost(what, "connection lost", err);
             if (n < 0) {
-                if (errno == EINTR) continue;
-                if (errno != EAGAIN && errno != EWOULDBLOCK) return lost(what, strerror(errno), err);
-                if ((rc = kaal_wait(b, io->fd, POLLIN, deadline, NULL, what, err)) != KAAL_OK) return rc;
-                continue;
+                if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+                return lost(what, strerror(errno), err);
             }
         }
         if (redisReaderFeed(io->reader, chunk, (size_t)n) != REDIS_OK) {
