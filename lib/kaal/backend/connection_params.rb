@@ -539,11 +539,14 @@ module Kaal
       end
 
       # host/port/path/db/username/password/ssl of a redis-rb object, read
-      # without connecting: redis-rb 5 (Redis::Client < RedisClient, #config),
+      # without connecting: redis-rb 5 and RedisClient (#config),
       # redis-rb 4 (Redis::Client#options), then #connection as a last resort.
       def redis_options(redis)
-        client = redis.respond_to?(:_client) ? redis._client : nil
+        # A Redis (redis-rb), a RedisClient, or a RedisClient config
+        # (RedisClient.config / RedisClient.sentinel).
+        client = redis.respond_to?(:_client) ? redis._client : redis
         config = client.config if client.respond_to?(:config)
+        config ||= redis if redis.respond_to?(:new_client)
         if config
           return RedisParams.from_client_config(config) if safe(config, :sentinel?)
 

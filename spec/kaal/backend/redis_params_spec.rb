@@ -2,6 +2,7 @@
 
 require "openssl"
 require "redis"
+require "redis-client"
 
 # TLS and Sentinel settings of the Redis backend, read without a server.
 RSpec.describe Kaal::Backend::RedisParams do
@@ -111,6 +112,17 @@ RSpec.describe Kaal::Backend::RedisParams do
       expect(params).to include("sentinels" => "127.0.0.1:1,127.0.0.1:2", "sentinel_master" => "mymaster",
                                 "sentinel_password" => "sp", "password" => "mp", "database" => "3")
       expect(params).not_to include("host", "port")
+    end
+
+    it "reads RedisClient objects and configs too (RedisClient.new, RedisClient.sentinel)" do
+      params = from(redis: RedisClient.new(url: "rediss://:pw@127.0.0.1:6390/2", ssl_params: { ca_file: ca }))
+      expect(params).to include("host" => "127.0.0.1", "port" => 6390, "password" => "pw", "database" => "2",
+                                "sslmode" => "verify-full", "ssl_ca" => ca)
+      config = RedisClient.sentinel(name: "m", sentinels: [{ host: "127.0.0.1", port: 1 }], sentinel_password: "s")
+      [config, config.new_client].each do |given|
+        expect(from(redis: given)).to include("sentinels" => "127.0.0.1:1", "sentinel_master" => "m",
+                                              "sentinel_password" => "s")
+      end
     end
 
     it "redacts passwords of a redis+sentinel:// URL, the sentinel's included" do
