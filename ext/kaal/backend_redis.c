@@ -306,11 +306,11 @@ enum {
     S_COUNT
 };
 
-/* The scripts that write: with wait_replicas, each such call waits for the
- * replicas to have it (confirm_replicas). */
-static const unsigned char SCRIPT_WRITES[S_COUNT] = {
-    [S_CLAIM] = 1,         [S_RECORD] = 1,         [S_CLEANUP] = 1,   [S_DELAYED_ADD] = 1,
-    [S_DELAYED_CLAIM] = 1, [S_DELAYED_CANCEL] = 1, [S_HEARTBEAT] = 1,
+/* The scripts that only read. Every other one writes, and with
+ * wait_replicas waits for the replicas to have it (confirm_replicas): a new
+ * script is a write unless listed here. */
+static const unsigned char SCRIPT_READS[S_COUNT] = {
+    [S_SCAN] = 1, [S_DELAYED_LIST] = 1, [S_NODES] = 1, [S_LATEST_FIRES] = 1,
 };
 
 static const char *const SCRIPTS[S_COUNT] = {
@@ -499,7 +499,7 @@ static int run_script(kaal_backend *b, int s, int argc, const char **argv, size_
     }
     rep = unless_demoted(b, rep, &rc, err, what);
     rc = take_reply(rep, rc, out, err, what);
-    if (rc == KAAL_OK && SCRIPT_WRITES[s] && b->params.wait_replicas > 0 &&
+    if (rc == KAAL_OK && !SCRIPT_READS[s] && b->params.wait_replicas > 0 &&
         (rc = confirm_replicas(b, what, err)) != KAAL_OK && out) {
         freeReplyObject(*out);
         *out = NULL;

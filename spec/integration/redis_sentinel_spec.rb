@@ -62,6 +62,15 @@ RSpec.describe "Redis backend with Sentinel", :integration do
     redis.close
   end
 
+  it "wait_replicas: a claim counts once the replicas have it; with too few it fails and is not won" do
+    ok = build(**sentinel_config, wait_replicas: 1)
+    expect(ok.claim([["job", now]], lease_ms: 60_000, node: "n", now: now)).to eq([true])
+    b = build(**sentinel_config, wait_replicas: 2, wait_timeout: 0.2) # there is one replica
+    expect { b.claim([["job", now + 1]], lease_ms: 60_000, node: "n", now: now) }
+      .to raise_error(Kaal::ConnectionError, /claim: written, but 1 of the 2 replicas wait_replicas asks for had it within 200 ms/)
+    expect(b.connected?).to be(false) # the next call asks the sentinels again
+  end
+
   # Two `kaal start` nodes, three jobs firing every second; SENTINEL
   # FAILOVER in the middle. With wait_replicas: 1 a claim counts only once
   # the replica has it, so the failover cannot hand a pair to a second node.
