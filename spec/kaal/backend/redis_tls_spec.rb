@@ -91,6 +91,20 @@ RSpec.describe "Redis backend over TLS" do
       .to raise_error(Kaal::ConfigurationError, /ssl_params is given but TLS is off/)
   end
 
+  it "after fork the child opens its own TLS session and leaves the parent's untouched" do
+    b = build(url: url, ssl_params: { ca_file: files.ca })
+    expect(b.ping).to be(true)
+    pid = fork do
+      ok = b.claim([["child", now]], lease_ms: 60_000, node: "c", now: now) == [true]
+      b.close
+      exit!(ok ? 0 : 1)
+    end
+    _, status = Process.wait2(pid)
+    expect(status.exitstatus).to eq(0)
+    expect(b.connected?).to be(true)
+    expect(b.claim([["parent", now]], lease_ms: 60_000, node: "p", now: now)).to eq([true]) # same session
+  end
+
   it "ends a TLS read at once on an interrupt (server stopped with SIGSTOP)" do
     b = build(url: url, ssl_params: { ca_file: files.ca }, command_timeout: 10)
     expect(b.ping).to be(true)
