@@ -68,6 +68,9 @@ RSpec.describe "schema upgrade from the previous release", :integration do
       wait_until("kaal start to exit", timeout: 30) { !@node.alive? }
       expect(@node.log).to include("schema step 1 of #{Kaal::Backend::Schema::VERSION}", "run `kaal migrate`")
       expect(@db.table_exists?(:kaal_schedules)).to be(false) # nothing changed behind the user's back
+      out, err, code = @node.command("status")
+      expect([code, err]).to eq([0, ""])
+      expect(out).to match(/Stored schedules: unavailable \(.*kaal_schedules.*run `kaal migrate`/)
 
       out, err, code = @node.command("migrate")
       expect([out, err, code]).to eq(["migrated: backend #{dialect}, namespace kaal-upgrade (schema step 1 -> 2)\n", "", 0])

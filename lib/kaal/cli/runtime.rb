@@ -216,10 +216,16 @@ module Kaal
 
       STATUS_SCHEDULES = 20 # stored schedules listed by `kaal status` (all: `kaal schedules list`)
 
+      # A store whose tables predate stored schedules (not migrated yet) is
+      # reported here, not as an unreachable backend.
       def stored_schedules_report
         schedules = Kaal.schedules
         rows = schedules.list(limit: STATUS_SCHEDULES).map { |r| r.merge(updated_at: r[:updated_at].iso8601) }
         { count: rows.size < STATUS_SCHEDULES ? rows.size : schedules.count, first: rows }
+      rescue Kaal::ConnectionError
+        raise
+      rescue Kaal::BackendError => e
+        { count: nil, first: [], error: e.message }
       end
 
       def job_rows
@@ -291,6 +297,8 @@ module Kaal
       end
 
       def print_stored_schedules(stored)
+        return @out.puts("", "Stored schedules: unavailable (#{stored[:error]})") if stored[:error]
+
         @out.puts "", "Stored schedules (#{stored[:count]}):"
         return @out.puts("  (none)") if stored[:first].empty?
 
