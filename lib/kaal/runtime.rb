@@ -196,10 +196,9 @@ module Kaal
           logger.warn("no jobs: #{where} and none were registered in code")
         end
         warn_without_allow_list
-        check_schema!
         sched = scheduler
         @start_hooks.each { |hook| hook.call }
-        sched.start
+        sched.start(check: method(:check_schema!))
       end
     end
 

@@ -73,8 +73,11 @@ module Kaal
 
     # -- the loop ------------------------------------------------------------
 
-    def start
+    # check: run after the checks of the configuration (Kaal.start! checks
+    # the backend's schema there), before the loop starts.
+    def start(check: nil)
       check_handoff!
+      check&.call
       @stop_lock.synchronize do
         return self if @thread&.alive?
 
