@@ -58,7 +58,7 @@ module StoredScheduleBench
   def feed(backend, registry)
     build = ->(row) { Kaal::Schedules.job_from(row, default_time_zone: "UTC") }
     Kaal::ScheduleFeed.new(backend: backend, registry: registry, build: build, policy: -> { :error },
-                           log: ->(*) {})
+                           events: Kaal::Events.new)
   end
 
   def run(kind, n)

@@ -44,7 +44,7 @@ module Kaal
   # payload is built only when there is a subscriber. A subscriber that
   # raises is logged and never stops the tick or the other subscribers.
   class Events
-    NAMES = %i[tick dispatch dispatch_failed delayed_dispatch backend_error catch_up
+    NAMES = %i[tick dispatch dispatch_failed delayed_dispatch backend_error catch_up schedules
                scheduler_start scheduler_stopping scheduler_stop].freeze
 
     # A subscription returned by #subscribe (give it to #unsubscribe).

@@ -127,6 +127,14 @@ module Kaal
             Kaal.log_line(:warn, "stopped with jobs still running after #{p[:timeout]}s (shutdown_timeout)", event)
           end
           Kaal.log_line(:info, "scheduler stopped (node #{p[:node]})", event) if p[:was_running]
+        when "schedules"
+          p[:refused].each do |r|
+            Kaal.log_line(:error, "stored schedule #{r[:key].inspect} not scheduled on this node: #{r[:error]}", event)
+          end
+          if p[:applied].positive?
+            Kaal.log_line(:info, "stored schedules: #{p[:applied]} applied (version #{p[:version]}, " \
+                                 "#{p[:stored]} scheduled on node #{p[:node]})", event)
+          end
         when "catch_up"
           Kaal.log_line(:info, "catching up #{p[:key]}: #{p[:runs]} missed run#{"s" unless p[:runs] == 1} " \
                                "(catch_up: #{p[:policy]})", event)

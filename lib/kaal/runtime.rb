@@ -457,7 +457,8 @@ module Kaal
             job
           end
           ScheduleFeed.new(backend: backend, registry: @registry, build: build,
-                           policy: -> { configuration.scheduler_conflict_policy }, log: method(:log_event))
+                           policy: -> { configuration.scheduler_conflict_policy }, events: @events,
+                           node: -> { @scheduler&.node || node_id })
         end
       end
     end

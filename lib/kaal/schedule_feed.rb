@@ -10,21 +10,24 @@ module Kaal
   #
   # A stored schedule the registry refuses (a key conflict under
   # scheduler_conflict_policy error) or that this node cannot accept (a
-  # class outside its allow-list) is logged as an error and left out; the
-  # next change of it is tried again.
+  # class outside its allow-list) is left out; the next change of it is
+  # tried again. A poll that applied or refused something emits the
+  # `schedules` event (the log lines come from it).
   class ScheduleFeed
     PAGE = 1000
 
     attr_reader :version
 
     # build: row -> Job (raises ConfigurationError); policy: -> the
-    # scheduler_conflict_policy; log: (level, message).
-    def initialize(backend:, registry:, build:, policy:, log:)
+    # scheduler_conflict_policy; events: the Kaal::Events to emit to; node:
+    # -> this node's id.
+    def initialize(backend:, registry:, build:, policy:, events: Kaal.events, node: -> { Kaal.node_id })
       @backend = backend
       @registry = registry
       @build = build
       @policy = policy
-      @log = log
+      @events = events
+      @node = node
       @version = 0
       @applied = {} # key => the Job this feed registered
     end
@@ -33,15 +36,21 @@ module Kaal
     # schedules it applied (added, changed or removed).
     def poll
       applied = 0
+      refused = []
       loop do
         counter, rows = @backend.schedule_changes(since: @version, limit: PAGE)
-        rows.each { |row| applied += 1 if apply(row) }
+        rows.each { |row| applied += 1 if apply(row, refused) }
         last = rows.last ? rows.last[:version] : 0
         if rows.size == PAGE
           @version = last
         else
           @version = [counter, last, @version].max
           break
+        end
+      end
+      unless applied.zero? && refused.empty?
+        @events.emit(:schedules) do
+          { node: @node.call, applied: applied, refused: refused, version: @version, stored: @applied.size }
         end
       end
       applied
@@ -63,7 +72,7 @@ module Kaal
 
     private
 
-    def apply(row)
+    def apply(row, refused)
       key = row[:key]
       old = @applied.delete(key)
       @registry.unregister(key, policy: @policy.call) if old
@@ -74,7 +83,7 @@ module Kaal
       @applied[key] = job
       true
     rescue ConfigurationError => e
-      @log.call(:error, "stored schedule #{key.inspect} not scheduled on this node: #{e.message}")
+      refused << { key: key, error: e.message }
       false
     end
   end

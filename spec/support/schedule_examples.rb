@@ -39,10 +39,13 @@ RSpec.shared_examples "stored schedules" do
   let(:logged) { [] }
   let(:feed) { feed_on(node_backend, node_registry) }
 
+  # A feed into reg whose `schedules` events land in logged.
   def feed_on(handle, reg)
     build = ->(row) { Kaal::Schedules.job_from(row, default_time_zone: "UTC") }
-    Kaal::ScheduleFeed.new(backend: handle, registry: reg, build: build, policy: -> { :error },
-                           log: ->(level, message) { logged << [level, message] })
+    events = Kaal::Events.new
+    events.subscribe(:schedules) { |e| logged << e.payload }
+    Kaal::ScheduleFeed.new(backend: handle, registry: reg, build: build, policy: -> { :error }, events: events,
+                           node: -> { "node-b" })
   end
 
   # A node's registry after one tick of a real scheduler with the feed.
@@ -210,11 +213,16 @@ RSpec.shared_examples "stored schedules" do
     schedules.upsert(key: "clash", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob")
     feed.poll
     expect(node_registry["clash"]).to equal(code_job)
-    expect(logged.last[0]).to eq(:error)
-    expect(logged.last[1]).to include('stored schedule "clash" not scheduled on this node', "already registered in code")
+    expect(logged.last).to include(node: "node-b", applied: 0, stored: 0)
+    expect(logged.last[:refused].map { |r| r[:key] }).to eq(["clash"])
+    expect(logged.last[:refused].first[:error]).to include("already registered in code")
     node_registry.unregister("clash", policy: :error)
     schedules.upsert(key: "clash", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", queue: "q")
     feed.poll
     expect(node_registry["clash"].source).to eq(:stored)
+    expect(logged.last).to include(applied: 1, refused: [], stored: 1)
+    logged.clear
+    feed.poll
+    expect(logged).to eq([]) # nothing changed: no event
   end
 end
