@@ -62,9 +62,11 @@ module Kaal
       @location = location unless location.nil?
     end
 
+    # Plain methods (not define_method + send): the tick reads these for
+    # every due job.
     %i[cron job_class callable queue priority args kwargs catch_up enabled source call_keywords
        enqueue_options handoff].each do |name|
-      define_method(name) { @spec.public_send(name) }
+      class_eval("def #{name} = @spec.#{name}", __FILE__, __LINE__)
     end
 
     # Where the job is defined, for messages: the file and its entry, or the

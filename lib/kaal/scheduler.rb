@@ -343,14 +343,17 @@ module Kaal
       return {} if @config.handoff == :at_most_once && jobs.none?(&:handoff)
 
       by_target = {}
+      by_spec = {}.compare_by_identity # jobs defined alike share a Spec, so its route: one lookup
       routes = {}
       jobs.each do |job|
-        next if job.handoff == :at_most_once
-
-        target = job.callable || job.job_class
-        route = by_target.fetch([target, job.handoff]) do
-          by_target[[target, job.handoff]] = Handoff.resolve(job, @dispatcher.plan(target), config: @config,
-                                                                                         backend: @backend)
+        route = by_spec.fetch(job.spec) do
+          by_spec[job.spec] = unless job.handoff == :at_most_once
+                                target = job.callable || job.job_class
+                                by_target.fetch([target, job.handoff]) do
+                                  by_target[[target, job.handoff]] = Handoff.resolve(job, @dispatcher.plan(target),
+                                                                                     config: @config, backend: @backend)
+                                end
+                              end
         end
         routes[job.key] = route if route
       end
