@@ -36,9 +36,13 @@ module Kaal
         check_top(entries, path, nil)
         entries = jobs_of(entries, path, nil)
       end
-      entries.map do |index, entry|
-        build(entry, index, path, default_time_zone)
+      jobs = Array.new(entries.size)
+      entries.each_index do |i|
+        location, entry = entries[i]
+        entries[i] = nil # a parsed entry may go once its Job exists (memory, for huge files)
+        jobs[i] = build(entry, location, path, default_time_zone)
       end
+      jobs
     end
 
     def check_top(section, path, name)
