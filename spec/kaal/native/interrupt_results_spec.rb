@@ -11,23 +11,25 @@ require "tmpdir"
 # stops (a statement rolls back) or finishes, depending on where it lands,
 # and neither may lose a job.
 RSpec.describe "Results of a backend call completed during an interrupt" do
-  # Runs the block in a thread and raises IOError in it as soon as the call
-  # runs without the GVL (Thread#status "sleep"), after `delay` seconds when
-  # given. Returns :interrupted, or the block's value when the call finished
-  # before the interrupt could land.
-  def interrupt_during(delay: nil, &call)
+  # Runs the block in a thread and raises IOError in it `delay` seconds after
+  # the call started running without the GVL (Thread#status "sleep").
+  # Returns :interrupted, or the block's value when the call finished before
+  # the interrupt could land.
+  def interrupt_during(delay, &call)
     thread = Thread.new(&call)
     thread.report_on_exception = false
-    if delay
-      sleep delay
-    else
-      Thread.pass until thread.status == "sleep" || !thread.alive?
-    end
+    Thread.pass until thread.status == "sleep" || !thread.alive?
+    sleep delay
     thread.raise(IOError, "stop") if thread.alive?
     thread.value
   rescue IOError
     :interrupted
   end
+
+  # Interrupt points tried in turn: an interrupt may land before the call
+  # reached the store (nothing taken) or after it returned (results
+  # delivered); the memory examples try until one lands inside the call.
+  INTERRUPT_DELAYS = [0.005, 0.002, 0.01, 0.001, 0.02, 0.0005, 0.003, 0.04, 0, 0.008].freeze
 
   def add_jobs(backend, ids)
     ids.each { |id| backend.delayed_add(job_id: id, run_at_ms: 1000, job_class: "W", args_json: "[]") }
@@ -36,37 +38,38 @@ RSpec.describe "Results of a backend call completed during an interrupt" do
   describe "on the memory store (the call always completes)" do
     let(:backend) { Kaal::Backend.build(:memory, namespace: "ns") }
 
-    # A call that ends before the raise lands delivers its results (they are
-    # put back and the next attempt runs); one attempt is enough nearly always.
-    def first_interrupted(attempts: 10)
-      attempts.times do |i|
-        outcome = yield(i)
-        return [outcome, i] if outcome == :interrupted
-      end
-      raise "no interrupt landed during the call in #{attempts} attempts"
+    # The first attempt whose interrupt landed inside the call: yields each
+    # attempt's index and delay, the block says whether it landed inside.
+    def first_inside
+      INTERRUPT_DELAYS.each_with_index { |delay, i| return i if yield(i, delay) }
+      raise "no interrupt landed inside the call in #{INTERRUPT_DELAYS.size} attempts"
     end
 
     it "puts the delayed jobs back" do
       ids = Array.new(20_000) { |i| "j#{i}" }
       add_jobs(backend, ids)
-      first_interrupted do
-        outcome = interrupt_during { backend.delayed_claim(now_ms: 10**12, limit: 100_000) }
+      first_inside do |_, delay|
+        outcome = interrupt_during(delay) { backend.delayed_claim(now_ms: 10**12, limit: 100_000) }
         add_jobs(backend, outcome.map { |job| job[:job_id] }) unless outcome == :interrupted
-        outcome
+        expect(backend.delayed_count).to eq(20_000)
+        outcome == :interrupted
       end
-      expect(backend.delayed_count).to eq(20_000)
       expect(backend.delayed_claim(now_ms: 10**12, limit: 100_000).map { |j| j[:job_id] }).to match_array(ids)
     end
 
     it "records won pairs as failed, with the reason" do
-      _, fire = first_interrupted do |i|
+      failed = nil
+      fire = first_inside do |i, delay|
         pairs = Array.new(50_000) { |k| ["k#{k}", 60 + i] }
-        interrupt_during { backend.claim(pairs, lease_ms: 60_000, node: "n1", now: 60) }
+        outcome = interrupt_during(delay) { backend.claim(pairs, lease_ms: 60_000, node: "n1", now: 60) }
+        failed = backend.dispatches(status: "failed", limit: 100_000).select { |r| r[:fire_time] == 60 + i }
+        # landed before the call took anything: the pairs are all still free
+        expect(backend.claim(pairs.first(1), lease_ms: 60_000, node: "n2", now: 60)).to eq([true]) if failed.empty?
+        outcome == :interrupted && failed.any?
       end
-      rows = backend.dispatches(status: "failed", limit: 100_000).select { |r| r[:fire_time] == 60 + fire }
-      expect(rows.size).to eq(50_000)
-      expect(rows.map { |r| r[:error] }.uniq).to eq(["interrupted after the claim, before the hand-off (not run)"])
-      expect(backend.claim([["k0", 60 + fire]], lease_ms: 60_000, node: "n2", now: 60)).to eq([false])
+      expect(failed.size).to eq(50_000)
+      expect(failed.map { |r| r[:error] }.uniq).to eq(["interrupted after the claim, before the hand-off (not run)"])
+      expect(backend.claim([["k1", 60 + fire]], lease_ms: 60_000, node: "n2", now: 60)).to eq([false])
     end
   end
 
@@ -87,8 +90,8 @@ RSpec.describe "Results of a backend call completed during an interrupt" do
     it "keeps every delayed job, wherever in the claim the interrupt lands" do
       ids = Array.new(20_000) { |i| "j#{i}" }
       add_jobs(backend, ids)
-      [0, 0.002, 0.005, 0.01, 0.02, 0.04, 0.08].each do |delay|
-        outcome = interrupt_during(delay: delay) { backend.delayed_claim(now_ms: 10**12, limit: 100_000) }
+      INTERRUPT_DELAYS.each do |delay|
+        outcome = interrupt_during(delay) { backend.delayed_claim(now_ms: 10**12, limit: 100_000) }
         add_jobs(backend, outcome.map { |job| job[:job_id] }) unless outcome == :interrupted
         expect(backend.delayed_count).to eq(20_000), "after an interrupt at #{delay} s"
       end
@@ -96,9 +99,9 @@ RSpec.describe "Results of a backend call completed during an interrupt" do
     end
 
     it "leaves every pair claimed and handed over, recorded failed, or free, wherever the interrupt lands" do
-      [0, 0.002, 0.005, 0.01, 0.02, 0.04].each_with_index do |delay, i|
+      INTERRUPT_DELAYS.first(6).each_with_index do |delay, i|
         pairs = Array.new(20_000) { |k| ["k#{k}", 60 + i] }
-        outcome = interrupt_during(delay: delay) { backend.claim(pairs, lease_ms: 60_000, node: "n1", now: 60) }
+        outcome = interrupt_during(delay) { backend.claim(pairs, lease_ms: 60_000, node: "n1", now: 60) }
         again = backend.claim(pairs, lease_ms: 60_000, node: "n2", now: 60)
         rows = backend.dispatches(limit: 100_000).select { |r| r[:fire_time] == 60 + i }
         if outcome == :interrupted
