@@ -391,6 +391,68 @@ int kaal_check_varchar_opt(const char *backend, const char *what, const char *s,
     return s ? kaal_check_varchar(backend, what, s, strlen(s), err) : KAAL_OK;
 }
 
+int kaal_check_outcome(const char *status, kaal_error *err)
+{
+    if (status && (strcmp(status, "dispatched") == 0 || strcmp(status, "failed") == 0))
+        return KAAL_OK;
+    return kaal_error_set(err, KAAL_EARG, "status", -1,
+                          "status must be \"dispatched\" or \"failed\"");
+}
+
+void kaal_buf_put(kaal_buf *o, const char *s, size_t n)
+{
+    if (o->oom) return;
+    if (o->len + n + 1 > o->cap) {
+        size_t ncap = o->cap ? o->cap : 256;
+        char *np;
+        while (ncap < o->len + n + 1) ncap *= 2;
+        np = realloc(o->p, ncap);
+        if (!np) {
+            o->oom = 1;
+            return;
+        }
+        o->p = np;
+        o->cap = ncap;
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+    o->p[o->len] = '\0';
+}
+
+void kaal_buf_str(kaal_buf *o, const char *s) { kaal_buf_put(o, s, strlen(s)); }
+
+char *kaal_sql_rows(const char *head, const char *row, size_t rows, size_t first, const char *tail)
+{
+    kaal_buf o = {0};
+    size_t i, param = first;
+    kaal_buf_str(&o, head);
+    for (i = 0; i < rows; i++) {
+        const char *r = row, *hash;
+        if (i) kaal_buf_put(&o, ",", 1);
+        while ((hash = strchr(r, '#')) != NULL) {
+            char num[24];
+            int len = snprintf(num, sizeof num, "%zu", param++);
+            kaal_buf_put(&o, r, (size_t)(hash - r));
+            kaal_buf_put(&o, num, (size_t)len);
+            r = hash + 1;
+        }
+        kaal_buf_str(&o, r);
+    }
+    kaal_buf_str(&o, tail);
+    if (o.oom) {
+        free(o.p);
+        return NULL;
+    }
+    return o.p;
+}
+
+int kaal_claim_slot(size_t n)
+{
+    int slot = 0;
+    while (((size_t)1 << slot) < n) slot++;
+    return slot;
+}
+
 int kaal_check_claims(const char *backend, const kaal_claim *items, size_t n, const char *node,
                       kaal_error *err)
 {

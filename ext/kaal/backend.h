@@ -426,6 +426,29 @@ int kaal_check_varchar(const char *backend, const char *what, const char *s, siz
                        kaal_error *err);
 int kaal_check_varchar_opt(const char *backend, const char *what, const char *s,
                            kaal_error *err);
+/* KAAL_EARG unless status is an outcome `record` accepts: "dispatched" or
+ * "failed" (every store's record checks it first). */
+int kaal_check_outcome(const char *status, kaal_error *err);
+
+/* A growable byte buffer (SQL text, array literals, wire encodings), kept
+ * NUL-terminated. After a failed allocation, oom is set and further appends
+ * do nothing, so a writer checks once at the end. The caller frees p. */
+typedef struct kaal_buf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} kaal_buf;
+void kaal_buf_put(kaal_buf *o, const char *s, size_t n);
+void kaal_buf_str(kaal_buf *o, const char *s);
+
+/* A multi-row statement: head, `rows` copies of row joined by ",", then tail
+ * (malloc'd; NULL on ENOMEM). Each '#' in row becomes the next parameter
+ * number, counting from first: SQLite's numbered "?#"; MySQL's "?" rows
+ * have none. The claim statements are prepared once per power of two of
+ * rows and padded by repeating the last pair (kaal_claim_slot). */
+char *kaal_sql_rows(const char *head, const char *row, size_t rows, size_t first, const char *tail);
+/* The smallest slot with 1 << slot >= n. */
+int kaal_claim_slot(size_t n);
 
 /* Claim batches on the SQL stores.
  * kaal_check_claims: the node and every job key fit a VARCHAR(255) column.

@@ -711,16 +711,13 @@ static int mem_record(kaal_backend *b, const char *key, int64_t fire_time, const
 {
     mem_store *m = store_of(b);
     size_t len = strlen(key);
-    int st = status ? status_code(status) : -1;
-    int failed = 0;
+    int st, failed = 0;
     const char *nd;
     char *er = NULL;
     log_ent *e;
 
-    if (st != ST_DISPATCHED && st != ST_FAILED) {
-        return kaal_error_set(err, KAAL_EARG, "status", -1,
-                              "status must be \"dispatched\" or \"failed\"");
-    }
+    if (kaal_check_outcome(status, err) != KAAL_OK) return KAAL_EARG;
+    st = status_code(status);
     nd = intern(m, node, &failed);
     if (failed || (error && !(er = kaal_strdup(error)))) return oom(err);
     e = log_find(m, key, len, fire_time);

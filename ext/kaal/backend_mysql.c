@@ -816,25 +816,14 @@ static int my_migrate(kaal_backend *b, kaal_error *err)
 static int claim_stmt(kaal_backend *b, int slot, MYSQL_STMT **out, kaal_error *err)
 {
     my_impl *m = IMPL(b);
-    static const char head[] =
-        "INSERT IGNORE INTO kaal_dispatches"
-        " (namespace, job_key, fire_time, status, node, claim_token, claimed_at, updated_at)"
-        " VALUES ";
-    static const char row[] = "(?, ?, ?, 'claimed', ?, ?, ?, ?)";
-    size_t rows = (size_t)1 << slot, i, len = 0;
-    char *sql;
-    int rc;
     if (!m->claim[slot]) {
-        sql = malloc(sizeof head + rows * sizeof row + 1);
+        char *sql = kaal_sql_rows(
+            "INSERT IGNORE INTO kaal_dispatches"
+            " (namespace, job_key, fire_time, status, node, claim_token, claimed_at, updated_at)"
+            " VALUES ",
+            "(?, ?, ?, 'claimed', ?, ?, ?, ?)", (size_t)1 << slot, 1, "");
+        int rc;
         if (!sql) return oom(err);
-        memcpy(sql, head, sizeof head - 1);
-        len = sizeof head - 1;
-        for (i = 0; i < rows; i++) {
-            if (i) sql[len++] = ',';
-            memcpy(sql + len, row, sizeof row - 1);
-            len += sizeof row - 1;
-        }
-        sql[len] = '\0';
         rc = prepared(b, &m->claim[slot], sql, err, "claim");
         free(sql);
         if (rc != KAAL_OK) return rc;
@@ -866,7 +855,7 @@ static int claim_insert(kaal_backend *b, kaal_claim **order, size_t n, param *ps
     while (rc == KAAL_OK && i < n) {
         const kaal_claim *chunk[CHUNK];
         size_t cnt = 0, rows, j;
-        int slot = 0;
+        int slot;
         MYSQL_STMT *st = NULL;
         for (; i < n && cnt < CHUNK; i++) {
             if (cnt && kaal_claim_cmp(chunk[cnt - 1], order[i]->key, order[i]->key_len,
@@ -874,7 +863,7 @@ static int claim_insert(kaal_backend *b, kaal_claim **order, size_t n, param *ps
                 continue; /* a repeat: insert once */
             chunk[cnt++] = order[i];
         }
-        while (((size_t)1 << slot) < cnt) slot++;
+        slot = kaal_claim_slot(cnt);
         rows = (size_t)1 << slot;
         rc = claim_stmt(b, slot, &st, err);
         if (rc != KAAL_OK) break;
@@ -959,9 +948,7 @@ static int my_record(kaal_backend *b, const char *key, int64_t fire_time, const 
 {
     param ps[8];
     int rc;
-    if (!status || (strcmp(status, "dispatched") != 0 && strcmp(status, "failed") != 0))
-        return kaal_error_set(err, KAAL_EARG, "status", -1,
-                              "status must be \"dispatched\" or \"failed\"");
+    if ((rc = kaal_check_outcome(status, err)) != KAAL_OK) return rc;
     if ((rc = check_opt("job key", key, err)) != KAAL_OK) return rc;
     if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
     ps[0] = p_str(b->ns);
@@ -1063,9 +1050,7 @@ static int my_record_many(kaal_backend *b, const kaal_outcome *items, size_t n, 
     if (n == 0) return KAAL_OK;
     if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
     for (i = 0; i < n; i++) {
-        if (!items[i].status ||
-            (strcmp(items[i].status, "dispatched") != 0 && strcmp(items[i].status, "failed") != 0))
-            return kaal_error_set(err, KAAL_EARG, "status", -1, "status must be \"dispatched\" or \"failed\"");
+        if ((rc = kaal_check_outcome(items[i].status, err)) != KAAL_OK) return rc;
         if ((rc = check_opt("job key", items[i].key, err)) != KAAL_OK) return rc;
     }
     if (!(ps = malloc(8 * CHUNK * sizeof *ps))) return oom(err);

@@ -277,49 +277,20 @@ static int read_rows(const PGresult *r, kaal_row_reader read, void *out, kaal_er
     return KAAL_OK;
 }
 
-/* A growable byte buffer (array literals, dynamic SQL). */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *o, const char *s, size_t n)
-{
-    if (o->oom) return;
-    if (o->len + n + 1 > o->cap) {
-        size_t ncap = o->cap ? o->cap : 256;
-        char *np;
-        while (ncap < o->len + n + 1) ncap *= 2;
-        np = realloc(o->p, ncap);
-        if (!np) {
-            o->oom = 1;
-            return;
-        }
-        o->p = np;
-        o->cap = ncap;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = '\0';
-}
-
-static void sb_str(sbuf *o, const char *s) { sb_put(o, s, strlen(s)); }
-
 /* One array element, double-quoted with '"' and '\' escaped. */
-static void sb_quoted(sbuf *o, const char *s, size_t n)
+static void sb_quoted(kaal_buf *o, const char *s, size_t n)
 {
     size_t i, from = 0;
-    sb_put(o, "\"", 1);
+    kaal_buf_put(o, "\"", 1);
     for (i = 0; i < n; i++) {
         if (s[i] == '"' || s[i] == '\\') {
-            sb_put(o, s + from, i - from);
-            sb_put(o, "\\", 1);
+            kaal_buf_put(o, s + from, i - from);
+            kaal_buf_put(o, "\\", 1);
             from = i;
         }
     }
-    sb_put(o, s + from, n - from);
-    sb_put(o, "\"", 1);
+    kaal_buf_put(o, s + from, n - from);
+    kaal_buf_put(o, "\"", 1);
 }
 
 /* ------------------------------------------------------------------ */
@@ -767,10 +738,10 @@ static int pg_migrate(kaal_backend *b, kaal_error *err)
     if (rc != KAAL_OK) return rc;
     rc = pg_schema_version(b, &version, err);
     for (step = version; rc == KAAL_OK && step < KAAL_SCHEMA_VERSION; step++) {
-        sbuf sql = {0};
+        kaal_buf sql = {0};
         for (i = 0; kaal_schema_steps_postgres[step][i]; i++) {
-            if (i) sb_str(&sql, ";\n");
-            sb_str(&sql, kaal_schema_steps_postgres[step][i]);
+            if (i) kaal_buf_str(&sql, ";\n");
+            kaal_buf_str(&sql, kaal_schema_steps_postgres[step][i]);
         }
         rc = sql.oom ? oom(err) : pg_simple(b, sql.p, err, "migrate");
         free(sql.p);
@@ -793,7 +764,7 @@ static int pg_migrate(kaal_backend *b, kaal_error *err)
 static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
                     const char *node, int64_t now, kaal_error *err)
 {
-    sbuf keys = {0}, fires = {0};
+    kaal_buf keys = {0}, fires = {0};
     kaal_claim **order = NULL;
     char now_s[24];
     const char *vals[5];
@@ -807,23 +778,23 @@ static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
     if ((rc = kaal_check_claims("postgres", items, n, node, err)) != KAAL_OK) return rc;
     order = kaal_claims_sorted(items, n);
     if (!order) return oom(err);
-    sb_put(&keys, "{", 1);
-    sb_put(&fires, "{", 1);
+    kaal_buf_put(&keys, "{", 1);
+    kaal_buf_put(&fires, "{", 1);
     for (i = 0; i < n; i++) {
         char num[24];
         int len;
         if (i && kaal_claim_cmp(order[i - 1], order[i]->key, order[i]->key_len, order[i]->fire_time) == 0)
             continue; /* a repeat: insert once */
         if (i) {
-            sb_put(&keys, ",", 1);
-            sb_put(&fires, ",", 1);
+            kaal_buf_put(&keys, ",", 1);
+            kaal_buf_put(&fires, ",", 1);
         }
         sb_quoted(&keys, order[i]->key, order[i]->key_len);
         len = snprintf(num, sizeof num, "%" PRId64, order[i]->fire_time);
-        sb_put(&fires, num, (size_t)len);
+        kaal_buf_put(&fires, num, (size_t)len);
     }
-    sb_put(&keys, "}", 1);
-    sb_put(&fires, "}", 1);
+    kaal_buf_put(&keys, "}", 1);
+    kaal_buf_put(&fires, "}", 1);
     if (keys.oom || fires.oom) {
         free(keys.p);
         free(fires.p);
@@ -860,9 +831,7 @@ static int pg_record(kaal_backend *b, const char *key, int64_t fire_time, const 
     char fire_s[24], now_s[24];
     const char *vals[7];
     int rc;
-    if (!status || (strcmp(status, "dispatched") != 0 && strcmp(status, "failed") != 0))
-        return kaal_error_set(err, KAAL_EARG, "status", -1,
-                              "status must be \"dispatched\" or \"failed\"");
+    if ((rc = kaal_check_outcome(status, err)) != KAAL_OK) return rc;
     if ((rc = check_opt("job key", key, err)) != KAAL_OK) return rc;
     if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
     if (error && kaal_utf8_chars(error, strlen(error)) < 0)
@@ -883,7 +852,7 @@ static int pg_record(kaal_backend *b, const char *key, int64_t fire_time, const 
 static int pg_record_many(kaal_backend *b, const kaal_outcome *items, size_t n, const char *node,
                           int64_t now, kaal_error *err)
 {
-    sbuf keys = {0}, fires = {0}, statuses = {0}, errors = {0};
+    kaal_buf keys = {0}, fires = {0}, statuses = {0}, errors = {0};
     char now_s[24];
     const char *vals[7];
     size_t i;
@@ -893,38 +862,37 @@ static int pg_record_many(kaal_backend *b, const kaal_outcome *items, size_t n, 
     if ((rc = check_opt("node", node, err)) != KAAL_OK) return rc;
     for (i = 0; i < n; i++) {
         const kaal_outcome *o = items + i;
-        if (!o->status || (strcmp(o->status, "dispatched") != 0 && strcmp(o->status, "failed") != 0))
-            return kaal_error_set(err, KAAL_EARG, "status", -1, "status must be \"dispatched\" or \"failed\"");
+        if ((rc = kaal_check_outcome(o->status, err)) != KAAL_OK) return rc;
         if ((rc = check_opt("job key", o->key, err)) != KAAL_OK) return rc;
         if (o->error && kaal_utf8_chars(o->error, strlen(o->error)) < 0)
             return kaal_error_set(err, KAAL_EARG, "error", -1, "postgres: error text must be valid UTF-8");
     }
-    sb_put(&keys, "{", 1);
-    sb_put(&fires, "{", 1);
-    sb_put(&statuses, "{", 1);
-    sb_put(&errors, "{", 1);
+    kaal_buf_put(&keys, "{", 1);
+    kaal_buf_put(&fires, "{", 1);
+    kaal_buf_put(&statuses, "{", 1);
+    kaal_buf_put(&errors, "{", 1);
     for (i = 0; i < n; i++) {
         const kaal_outcome *o = items + i;
         char num[24];
         int len = snprintf(num, sizeof num, "%" PRId64, o->fire_time);
         if (i) {
-            sb_put(&keys, ",", 1);
-            sb_put(&fires, ",", 1);
-            sb_put(&statuses, ",", 1);
-            sb_put(&errors, ",", 1);
+            kaal_buf_put(&keys, ",", 1);
+            kaal_buf_put(&fires, ",", 1);
+            kaal_buf_put(&statuses, ",", 1);
+            kaal_buf_put(&errors, ",", 1);
         }
         sb_quoted(&keys, o->key, strlen(o->key));
-        sb_put(&fires, num, (size_t)len);
-        sb_str(&statuses, o->status);
+        kaal_buf_put(&fires, num, (size_t)len);
+        kaal_buf_str(&statuses, o->status);
         if (o->error)
             sb_quoted(&errors, o->error, strlen(o->error));
         else
-            sb_put(&errors, "NULL", 4);
+            kaal_buf_put(&errors, "NULL", 4);
     }
-    sb_put(&keys, "}", 1);
-    sb_put(&fires, "}", 1);
-    sb_put(&statuses, "}", 1);
-    sb_put(&errors, "}", 1);
+    kaal_buf_put(&keys, "}", 1);
+    kaal_buf_put(&fires, "}", 1);
+    kaal_buf_put(&statuses, "}", 1);
+    kaal_buf_put(&errors, "}", 1);
     if (keys.oom || fires.oom || statuses.oom || errors.oom) {
         rc = oom(err);
     } else {
@@ -946,12 +914,12 @@ static int pg_record_many(kaal_backend *b, const kaal_outcome *items, size_t n, 
 }
 
 /* Appends text and the next placeholder ($n) to sql, binding v to it. */
-static void add_param(sbuf *sql, const char *text, const char *v, const char **vals, int *n)
+static void add_param(kaal_buf *sql, const char *text, const char *v, const char **vals, int *n)
 {
     char num[16];
     snprintf(num, sizeof num, "$%d", *n + 1);
-    sb_str(sql, text);
-    sb_str(sql, num);
+    kaal_buf_str(sql, text);
+    kaal_buf_str(sql, num);
     vals[(*n)++] = v;
 }
 
@@ -962,13 +930,13 @@ static void add_param(sbuf *sql, const char *text, const char *v, const char **v
 static int pg_dispatch_page(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
                             const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
 {
-    sbuf sql = {0};
+    kaal_buf sql = {0};
     const char *vals[8];
     char limit_s[24], fire_s[24];
     PGresult *r;
     int n = 0, rc;
 
-    sb_str(&sql, "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
+    kaal_buf_str(&sql, "SELECT job_key, fire_time, status, node, error, claimed_at, updated_at"
                  " FROM kaal_dispatches WHERE namespace = $1");
     vals[n++] = b->ns;
     if (q->key) add_param(&sql, " AND job_key = ", q->key, vals, &n);
@@ -979,7 +947,7 @@ static int pg_dispatch_page(kaal_backend *b, const kaal_dispatch_query *q, int64
         add_param(&sql, " AND (fire_time < ", fire_s, vals, &n);
         add_param(&sql, " OR (fire_time = ", fire_s, vals, &n);
         add_param(&sql, " AND job_key COLLATE \"C\" < ", before_key, vals, &n);
-        sb_str(&sql, "))");
+        kaal_buf_str(&sql, "))");
     }
     snprintf(limit_s, sizeof limit_s, "%zu", q->limit);
     add_param(&sql, " ORDER BY fire_time DESC, job_key COLLATE \"C\" DESC LIMIT ", limit_s, vals,
@@ -1004,7 +972,7 @@ static int pg_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
 
 static int pg_latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaal_error *err)
 {
-    sbuf keys = {0};
+    kaal_buf keys = {0};
     const char *vals[2];
     PGresult *r;
     size_t i;
@@ -1012,12 +980,12 @@ static int pg_latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaal_e
 
     for (i = 0; i < n; i++) items[i].found = 0;
     if (n == 0) return KAAL_OK;
-    sb_put(&keys, "{", 1);
+    kaal_buf_put(&keys, "{", 1);
     for (i = 0; i < n; i++) {
-        if (i) sb_put(&keys, ",", 1);
+        if (i) kaal_buf_put(&keys, ",", 1);
         sb_quoted(&keys, items[i].key, items[i].key_len);
     }
-    sb_put(&keys, "}", 1);
+    kaal_buf_put(&keys, "}", 1);
     if (keys.oom) {
         free(keys.p);
         return oom(err);

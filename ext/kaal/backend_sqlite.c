@@ -690,49 +690,18 @@ static int sqlite_migrate(kaal_backend *b, kaal_error *err)
 
 /* ----------------------------------------------------------------- claims */
 
-typedef struct claim_ref {
-    const char *key;
-    size_t len;
-    int64_t fire_time;
-    size_t idx;
-} claim_ref;
-
-static int ref_cmp3(const char *ka, size_t la, int64_t fa, const char *kb, size_t lb, int64_t fb)
-{
-    size_t m = la < lb ? la : lb;
-    int c = memcmp(ka, kb, m);
-    if (c) return c;
-    if (la != lb) return la < lb ? -1 : 1;
-    return fa < fb ? -1 : fa > fb;
-}
-
-static int ref_cmp(const void *pa, const void *pb)
-{
-    const claim_ref *a = pa, *b = pb;
-    int c = ref_cmp3(a->key, a->len, a->fire_time, b->key, b->len, b->fire_time);
-    if (c) return c;
-    return a->idx < b->idx ? -1 : a->idx > b->idx;
-}
-
 /* Prepared INSERT for 1 << slot rows. Variables: ?1 namespace, ?2 node,
  * ?3 now, then (?2i+4 key, ?2i+5 fire_time) per row i. */
 static int claim_stmt(kaal_backend *b, int slot, sqlite3_stmt **out, kaal_error *err)
 {
     sqlite_impl *s = IMPL(b);
     if (!s->claim[slot]) {
-        size_t rows = (size_t)1 << slot, i, cap = 256 + rows * 64, len;
-        char *sql = malloc(cap);
+        char *sql = kaal_sql_rows("INSERT INTO kaal_dispatches (namespace, job_key, fire_time,"
+                                  " status, node, claimed_at, updated_at) VALUES ",
+                                  "(?1, ?#, ?#, 'claimed', ?2, ?3, ?3)", (size_t)1 << slot, 4,
+                                  " ON CONFLICT DO NOTHING RETURNING job_key, fire_time");
         int rc;
         if (!sql) return oom(err);
-        len = (size_t)snprintf(sql, cap,
-                               "INSERT INTO kaal_dispatches (namespace, job_key, fire_time,"
-                               " status, node, claimed_at, updated_at) VALUES ");
-        for (i = 0; i < rows; i++)
-            len += (size_t)snprintf(sql + len, cap - len,
-                                    "%s(?1, ?%zu, ?%zu, 'claimed', ?2, ?3, ?3)", i ? "," : "",
-                                    2 * i + 4, 2 * i + 5);
-        snprintf(sql + len, cap - len,
-                 " ON CONFLICT DO NOTHING RETURNING job_key, fire_time");
         rc = prepare(b, sql, &s->claim[slot], "claim", err);
         free(sql);
         if (rc != KAAL_OK) return rc;
@@ -743,16 +712,17 @@ static int claim_stmt(kaal_backend *b, int slot, sqlite3_stmt **out, kaal_error 
     return KAAL_OK;
 }
 
-/* Claim items[0..n) (n <= CLAIM_CHUNK) with one statement. refs is scratch
- * space for n entries. */
-static int claim_chunk(kaal_backend *b, kaal_claim *items, size_t n, claim_ref *refs,
-                       const char *node, int64_t now, kaal_error *err)
+/* Claim items[0..n) (n <= CLAIM_CHUNK) with one statement; the rows it
+ * inserted are marked won in order[0..all), the whole batch sorted
+ * (kaal_claims_sorted: a pair repeated in the batch is won by its first
+ * occurrence). */
+static int claim_chunk(kaal_backend *b, const kaal_claim *items, size_t n, kaal_claim *const *order,
+                       size_t all, const char *node, int64_t now, kaal_error *err)
 {
     sqlite3_stmt *st = NULL;
     size_t i, rows;
-    int slot = 0, rc;
+    int slot = kaal_claim_slot(n), rc;
 
-    while (((size_t)1 << slot) < n) slot++;
     rows = (size_t)1 << slot;
     rc = claim_stmt(b, slot, &st, err);
     if (rc != KAAL_OK) return rc;
@@ -765,38 +735,14 @@ static int claim_chunk(kaal_backend *b, kaal_claim *items, size_t n, claim_ref *
         sqlite3_bind_text(st, (int)(2 * i + 4), c->key, (int)c->key_len, SQLITE_STATIC);
         sqlite3_bind_int64(st, (int)(2 * i + 5), c->fire_time);
     }
-    for (i = 0; i < n; i++) {
-        items[i].claimed = 0;
-        refs[i].key = items[i].key;
-        refs[i].len = items[i].key_len;
-        refs[i].fire_time = items[i].fire_time;
-        refs[i].idx = i;
-    }
-    qsort(refs, n, sizeof *refs, ref_cmp);
-
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         const char *k = (const char *)sqlite3_column_text(st, 0);
         size_t kl = (size_t)sqlite3_column_bytes(st, 0);
-        int64_t f = sqlite3_column_int64(st, 1);
-        size_t lo = 0, hi = n;
-        if (!k) continue;
-        while (lo < hi) { /* first ref >= (k, f) */
-            size_t mid = lo + (hi - lo) / 2;
-            if (ref_cmp3(refs[mid].key, refs[mid].len, refs[mid].fire_time, k, kl, f) < 0)
-                lo = mid + 1;
-            else
-                hi = mid;
-        }
-        if (lo < n && ref_cmp3(refs[lo].key, refs[lo].len, refs[lo].fire_time, k, kl, f) == 0)
-            items[refs[lo].idx].claimed = 1; /* a repeated input pair is won once */
+        if (k) kaal_claims_won(order, all, k, kl, sqlite3_column_int64(st, 1));
     }
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if (rc != SQLITE_DONE) {
-        for (i = 0; i < n; i++) items[i].claimed = 0;
-        return fail(b, rc, "claim", err);
-    }
-    return KAAL_OK;
+    return rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "claim", err);
 }
 
 /* How many of `rem` pairs the next statement takes. A statement is padded to
@@ -815,20 +761,20 @@ static size_t next_chunk(size_t rem)
 static int sqlite_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
                         const char *node, int64_t now, kaal_error *err)
 {
-    claim_ref *refs;
-    size_t off, first;
+    kaal_claim **order;
+    size_t off;
     int multi, rc = KAAL_OK;
 
     (void)lease_ms;
+    for (off = 0; off < n; off++) items[off].claimed = 0;
     if (n == 0) return KAAL_OK;
-    first = next_chunk(n);
-    multi = first < n;
-    refs = malloc(first * sizeof *refs); /* the first chunk is the largest */
-    if (!refs) return oom(err);
+    multi = next_chunk(n) < n;
+    order = kaal_claims_sorted(items, n);
+    if (!order) return oom(err);
     if (multi) rc = exec_q(b, Q_BEGIN, "claim", err);
     for (off = 0; rc == KAAL_OK && off < n;) {
         size_t m = next_chunk(n - off);
-        rc = claim_chunk(b, items + off, m, refs, node, now, err);
+        rc = claim_chunk(b, items + off, m, order, n, node, now, err);
         off += m;
     }
     if (multi && rc == KAAL_OK) rc = exec_q(b, Q_COMMIT, "claim", err);
@@ -836,7 +782,7 @@ static int sqlite_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t le
         if (b->connected) rollback(b);
         for (off = 0; off < n; off++) items[off].claimed = 0;
     }
-    free(refs);
+    free(order);
     return rc;
 }
 
@@ -846,7 +792,8 @@ static int sqlite_record(kaal_backend *b, const char *key, int64_t fire_time, co
                          const char *node, const char *error, int64_t now, kaal_error *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = stmt(b, Q_RECORD, &st, err);
+    int rc = kaal_check_outcome(status, err);
+    if (rc == KAAL_OK) rc = stmt(b, Q_RECORD, &st, err);
     if (rc != KAAL_OK) return rc;
     bind_ns(b, st);
     bind_text(st, 2, key);

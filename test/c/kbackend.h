@@ -275,6 +275,13 @@ static void kb_test_claims(const kb_suite *s)
     /* a record without a claim writes the row: the pair is then taken */
     KB_OK(b, b->vt->record(b, "unclaimed", NOW, "dispatched", "node-a", NULL, NOW + 5, &err));
     KT_CHECK(kb_claim1(o, "unclaimed", NOW, "node-b", NOW + 6) == 0, "recorded pair claimed");
+    /* an outcome is "dispatched" or "failed": anything else writes nothing */
+    KT_CHECK(KB(b, b->vt->record(b, "other", NOW, "claimed", "node-a", NULL, NOW, &err)) == KAAL_EARG &&
+                 strstr(kb_last_err.message, "dispatched"),
+             "record refuses status claimed: %s", kb_last_err.message);
+    KT_CHECK(KB(b, b->vt->record(b, "other", NOW, NULL, "node-a", NULL, NOW, &err)) == KAAL_EARG,
+             "record refuses no status");
+    KT_CHECK(kb_claim1(o, "other", NOW, "node-b", NOW + 6) == 1, "nothing recorded for other");
     kb_other_free(o, b);
     kaal_backend_free(b);
 }

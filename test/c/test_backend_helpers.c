@@ -299,8 +299,46 @@ static void test_strings(void)
     KT_CHECK(kaal_silence_inherited_socket(-1) == 1, "no fd");
 }
 
+/* The shared writers: the growable buffer, the multi-row statement text,
+ * the power-of-two slot, the outcome check. */
+static void test_writers(void)
+{
+    kaal_buf o = {0};
+    kaal_error err;
+    char *sql;
+    int i;
+    for (i = 0; i < 1000; i++) kaal_buf_str(&o, "0123456789");
+    kaal_buf_put(&o, "ab\0c", 4);
+    KT_CHECK(!o.oom && o.len == 10004 && o.p[o.len] == '\0' && memcmp(o.p + 10000, "ab\0c", 4) == 0,
+             "buffer: %zu bytes", o.len);
+    free(o.p);
+
+    sql = kaal_sql_rows("INSERT INTO t VALUES ", "(?1, ?#, ?#)", 3, 4, " RETURNING x");
+    KT_CHECK(sql && strcmp(sql, "INSERT INTO t VALUES (?1, ?4, ?5),(?1, ?6, ?7),(?1, ?8, ?9) RETURNING x") == 0,
+             "numbered rows: %s", sql ? sql : "(null)");
+    free(sql);
+    sql = kaal_sql_rows("V ", "(?, ?)", 2, 1, "");
+    KT_CHECK(sql && strcmp(sql, "V (?, ?),(?, ?)") == 0, "plain rows: %s", sql ? sql : "(null)");
+    free(sql);
+    sql = kaal_sql_rows("H", "(#)", 1, 9, "T");
+    KT_CHECK(sql && strcmp(sql, "H(9)T") == 0, "one row: %s", sql ? sql : "(null)");
+    free(sql);
+
+    KT_CHECK(kaal_claim_slot(0) == 0 && kaal_claim_slot(1) == 0 && kaal_claim_slot(2) == 1 &&
+                 kaal_claim_slot(3) == 2 && kaal_claim_slot(256) == 8 && kaal_claim_slot(257) == 9,
+             "claim slots");
+
+    KT_CHECK(kaal_check_outcome("dispatched", &err) == KAAL_OK && kaal_check_outcome("failed", &err) == KAAL_OK,
+             "outcomes");
+    kaal_error_clear(&err);
+    KT_CHECK(kaal_check_outcome("claimed", &err) == KAAL_EARG && strstr(err.message, "dispatched"),
+             "claimed is no outcome: %s", err.message);
+    KT_CHECK(kaal_check_outcome(NULL, &err) == KAAL_EARG, "NULL is no outcome");
+}
+
 int main(void)
 {
+    test_writers();
     test_utf8();
     test_varchar();
     test_claim_order();
