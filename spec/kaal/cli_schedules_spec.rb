@@ -87,4 +87,11 @@ RSpec.describe "kaal schedules" do
     end
     expect(kaal("schedules", "list")[0]).to eq("no stored schedules (namespace cli-schedules)\n")
   end
+
+  it "refuses the memory backend, whose schedules would vanish with the command" do
+    write("config/kaal.yml", "defaults:\n  backend: memory\n")
+    out, err, code = kaal("schedules", "add", "k", "--cron", "@daily", "--class", "Reports::X")
+    expect([out, code]).to eq(["", 2])
+    expect(err).to include("the memory backend keeps stored schedules in one process")
+  end
 end

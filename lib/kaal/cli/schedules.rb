@@ -25,6 +25,7 @@ module Kaal
       def schedules_list(args, opts)
         no_arguments(args, "schedules list")
         boot(opts, load_jobs: false, quiet: true)
+        shared_backend!
         rows = []
         after = nil
         loop do
@@ -51,6 +52,7 @@ module Kaal
         raise UsageError, "schedules add: --class NAME is required" unless opts[:class]
 
         boot(opts, load_jobs: :if_present, quiet: true)
+        shared_backend!
         row = Kaal.schedules.upsert(key: key, cron: opts[:cron], job_class: opts[:class],
                                     args: json_option(opts[:args], "--args", Array, []),
                                     kwargs: json_option(opts[:kwargs], "--kwargs", Hash, {}),
@@ -68,12 +70,23 @@ module Kaal
         key = args.shift or raise UsageError, "schedules remove: missing KEY"
         no_arguments(args, "schedules remove")
         boot(opts, load_jobs: false, quiet: true)
+        shared_backend!
         if Kaal.schedules.delete(key)
           @out.puts(opts[:json] ? JSON.generate(removed: key) : "removed: #{key}")
           return 0
         end
         @err.puts "kaal: no stored schedule #{key.inspect} (namespace #{Kaal.configuration.namespace})"
         1
+      end
+
+      # The memory backend lives in one process: this command's. What it
+      # stored would vanish when the command exits.
+      def shared_backend!
+        return unless Kaal.configuration.backend == "memory"
+
+        raise Kaal::ConfigurationError, "kaal schedules: the memory backend keeps stored schedules in one process " \
+                                        "(this command's, gone when it exits); configure a shared backend " \
+                                        "(sqlite, redis, postgres, mysql), or use Kaal.schedules in the process that runs the scheduler"
       end
 
       # --args '[1, "a"]' / --kwargs '{"a": 1}': JSON of the given type.
