@@ -10,12 +10,13 @@ require "spec_helper"
 RSpec.describe "exactly-once hand-off in a generated app" do
   app = GeneratedApp
 
-  {
-    "solid_queue" => { dialect: "sqlite", table: "solid_queue_jobs", class_column: "class_name",
-                       worker: %w[bin/rails solid_queue:start] },
-    "good_job" => { dialect: "postgres", table: "good_jobs", class_column: "job_class",
-                    worker: %w[bundle exec good_job start] }
-  }.each do |adapter, setup|
+  solid_queue = { table: "solid_queue_jobs", class_column: "class_name", worker: %w[bin/rails solid_queue:start] }
+  [
+    ["solid_queue", solid_queue.merge(dialect: "sqlite")],
+    ["solid_queue", solid_queue.merge(dialect: "mysql")], # INSERT IGNORE instead of ON CONFLICT DO NOTHING
+    ["good_job", { dialect: "postgres", table: "good_jobs", class_column: "job_class",
+                   worker: %w[bundle exec good_job start] }]
+  ].each do |adapter, setup|
     describe "#{adapter} on #{setup[:dialect]}" do
       dbs = GeneratedApp::Databases.new(setup[:dialect])
 
@@ -27,9 +28,10 @@ RSpec.describe "exactly-once hand-off in a generated app" do
         skip "start the test servers (bin/services start; source tmp/services/env) to run"
       end
 
-      let(:handoff_log) { app.path("tmp", "handoff-#{adapter}-#{SecureRandom.hex(3)}.log") }
+      let(:handoff_log) { app.path("tmp", "handoff-#{adapter}-#{setup[:dialect]}-#{SecureRandom.hex(3)}.log") }
+      let(:db) { "handoff_#{SecureRandom.hex(3)}" } # a database per example: its queue holds only its jobs
       let(:env) do
-        { "DATABASE_URL" => dbs.url("handoff"), "APP_QUEUE_ADAPTER" => adapter, "HANDOFF_LOG" => handoff_log,
+        { "DATABASE_URL" => dbs.url(db), "APP_QUEUE_ADAPTER" => adapter, "HANDOFF_LOG" => handoff_log,
           "KAAL_SCHEDULER_CONFIG_PATH" => "config/kaal-scheduler-handoff.yml", "GOOD_JOB_EXECUTION_MODE" => "external",
           "KAAL_NAMESPACE" => "handoff-#{SecureRandom.hex(3)}" }
       end
@@ -38,22 +40,21 @@ RSpec.describe "exactly-once hand-off in a generated app" do
         File.exist?(path) ? File.readlines(path, chomp: true).map(&:split) : []
       end
 
-      def rows(dbs, env)
-        ns = env["KAAL_NAMESPACE"]
-        dbs.query("handoff", "SELECT fire_time, status, node FROM kaal_dispatches WHERE namespace = '#{ns}'")
+      def rows(dbs, db, env)
+        dbs.query(db, "SELECT fire_time, status, node FROM kaal_dispatches WHERE namespace = '#{env["KAAL_NAMESPACE"]}'")
       end
 
       it "claims and enqueues each run in one transaction; the #{adapter} worker runs each once, also across a SIGKILL" do
         app.run!("bin/rails", "db:create", "db:migrate", env: env)
         app.run!("bin/rails", "runner", "script/handoff_queue_schema.rb", env: env)
-        log = app.path("log", "kaal-handoff-#{adapter}.log")
-        dispatched = ->(n) { rows(dbs, env).count { |r| r[1] == "dispatched" } >= n }
+        log = app.path("log", "kaal-handoff-#{adapter}-#{setup[:dialect]}.log")
+        dispatched = ->(n) { rows(dbs, db, env).count { |r| r[1] == "dispatched" } >= n }
 
         pid = app.spawn("bundle", "exec", "kaal", "start", log: log, env: env)
         app.wait_for(-> { "3 handed-off runs; kaal start said:\n#{File.read(log)}" }, timeout: 60) { dispatched.(3) }
         Process.kill("KILL", -pid) # the node dies between two ticks, or in one
         app.wait_pid(pid, 10)
-        before = rows(dbs, env).size
+        before = rows(dbs, db, env).size
         pid = app.spawn("bundle", "exec", "kaal", "start", log: log, env: env)
         begin
           app.wait_for(-> { "more runs after the restart; kaal start said:\n#{File.read(log)}" }, timeout: 60) do
@@ -64,14 +65,14 @@ RSpec.describe "exactly-once hand-off in a generated app" do
         end
         expect(status&.exitstatus).to eq(0), File.read(log)
 
-        logged = rows(dbs, env)
+        logged = rows(dbs, db, env)
         expect(logged.map { |r| r[1] }.uniq).to eq(["dispatched"]) # never "claimed": claim and job are one step
         fires = logged.map { |r| Integer(r[0]) }.sort
         expect(fires).to eq(fires.uniq)
-        queued = dbs.query("handoff", "SELECT COUNT(*) FROM #{setup[:table]} WHERE #{setup[:class_column]} = 'HandoffJob'")
+        queued = dbs.query(db, "SELECT COUNT(*) FROM #{setup[:table]} WHERE #{setup[:class_column]} = 'HandoffJob'")
         expect(queued.flatten.map(&:to_i)).to eq([fires.size]) # one job row per claim row, no more, no less
 
-        worker_log = app.path("log", "#{adapter}-worker.log")
+        worker_log = app.path("log", "#{adapter}-#{setup[:dialect]}-worker.log")
         worker = app.spawn(*setup[:worker], log: worker_log, env: env)
         begin
           app.wait_for(-> { "the #{adapter} worker to run #{fires.size} jobs:\n#{File.read(worker_log)}" }, timeout: 90) do
@@ -109,7 +110,8 @@ RSpec.describe "exactly-once hand-off in a generated app" do
 
       it "refuses to start when kaal's backend is another database than the #{adapter} queue's" do
         other = setup[:dialect] == "sqlite" ? "sqlite3:#{app.path("storage", "other-#{SecureRandom.hex(3)}.sqlite3")}" : dbs.url("other")
-        app.run!("bin/rails", "db:create", env: env.merge("DATABASE_URL" => other)) if setup[:dialect] != "sqlite"
+        app.run!("bin/rails", "db:create", "db:migrate", env: env.merge("DATABASE_URL" => other)) # kaal's tables there
+        app.run!("bin/rails", "db:create", "db:migrate", env: env)
         result = app.run("bundle", "exec", "kaal", "start", env: env.merge("KAAL_BACKEND_URL" => other), timeout: 60)
         expect(result.status.exitstatus).to eq(2), result.output
         expect(result.output).to include('job "handoff"', "handoff: atomic is not possible: HandoffJob is queued by #{adapter}",
