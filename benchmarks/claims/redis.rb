@@ -1,8 +1,9 @@
 # frozen_string_literal: true
 
-# kaal's Redis claim (one EVALSHA per batch: check the dispatch log, SET NX PX
-# the claim key, write the log entry and its indexes) against redis-rb
-# pipelining a bare `SET <claim key> <node> NX PX <lease>` per pair.
+# kaal's Redis claim (one EVALSHA per batch: per pair one SET NX EX that is
+# the claim and its dispatch-log entry at once, then one ZADD per index for
+# the won pairs) against redis-rb pipelining a bare
+# `SET <claim key> <node> NX PX <lease>` per pair (no log, no index).
 KaalBench::Claims.register("redis") do |c|
   url = c.needs("redis", "redis", url_env: "KAAL_TEST_REDIS_URL")
   raw = nil
@@ -23,7 +24,7 @@ KaalBench::Claims.register("redis") do |c|
 
   c.teardown do
     if raw
-      %W[#{c.namespace}:* #{c.raw_namespace}:*].each do |pattern|
+      %W[{#{c.namespace}}:* #{c.namespace}:* #{c.raw_namespace}:*].each do |pattern|
         raw.scan_each(match: pattern, count: 1000).each_slice(500) { |keys| raw.unlink(*keys) }
       end
       raw.close

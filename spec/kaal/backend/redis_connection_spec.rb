@@ -13,6 +13,7 @@ RSpec.describe "Redis backend connection and storage" do
 
   let(:password) { secret }
   let(:ns) { "kaal-conn-#{SecureRandom.hex(4)}" }
+  let(:tag) { "{#{ns}}" } # the hash-tagged key prefix of layout 2 (docs/redis.md)
   let(:now) { 1_767_225_600 }
   let(:handles) { [] }
   let(:raw) { Redis.new(host: "127.0.0.1", port: server.port, password: password) }
@@ -62,7 +63,7 @@ RSpec.describe "Redis backend connection and storage" do
       b = build(redis: Redis.new(host: "127.0.0.1", port: server.port, password: password, db: 2))
       b.set_enabled("job", false)
       raw.select(2)
-      expect(raw.hgetall("#{ns}:states")).to eq("job" => "0")
+      expect(raw.hgetall("#{tag}:states")).to eq("job" => "0")
     end
   end
 
@@ -70,9 +71,9 @@ RSpec.describe "Redis backend connection and storage" do
     it "selects the database from the URL" do
       build(url: url(":#{password}", 3)).set_enabled("job", true)
       raw.select(3)
-      expect(raw.hget("#{ns}:states", "job")).to eq("1")
+      expect(raw.hget("#{tag}:states", "job")).to eq("1")
       raw.select(0)
-      expect(raw.exists?("#{ns}:states")).to be(false)
+      expect(raw.exists?("#{tag}:states")).to be(false)
     end
 
     it "raises ConfigurationError for a database the server does not have" do
@@ -92,7 +93,7 @@ RSpec.describe "Redis backend connection and storage" do
       b = build(url: "unix://#{server.socket_path}?db=1&password=#{password}")
       b.set_enabled("job", false)
       raw.select(1)
-      expect(raw.hget("#{ns}:states", "job")).to eq("0")
+      expect(raw.hget("#{tag}:states", "job")).to eq("0")
     end
 
     it "raises ConnectionError naming the address when rediss:// meets a plain-text port" do
@@ -125,7 +126,7 @@ RSpec.describe "Redis backend connection and storage" do
 
     it "raises BackendError with the server's message for an error reply, and keeps working" do
       b = build(url: url)
-      raw.set("#{ns}:states", "not a hash")
+      raw.set("#{tag}:states", "not a hash")
       expect { b.set_enabled("job", true) }.to raise_error(Kaal::BackendError, /WRONGTYPE/) { |e|
         expect(e).not_to be_a(Kaal::ConnectionError)
       }
@@ -143,7 +144,7 @@ RSpec.describe "Redis backend connection and storage" do
   end
 
   describe "storage" do
-    it "keeps every key under the namespace, with a lease on claims and a retention on the log" do
+    it "keeps every key under the hash-tagged namespace, the claim and its log entry one key with the retention" do
       b = build(url: url)
       b.claim([["a:b", now]], lease_ms: 30_000, node: "n", now: now)
       b.record("a:b", now, "dispatched", node: "n", now: now + 1)
@@ -151,25 +152,28 @@ RSpec.describe "Redis backend connection and storage" do
       b.delayed_add(job_id: "j", run_at_ms: 5, job_class: "Job", args_json: "[]")
       b.heartbeat("n", '{"pid":1}', now: now, ttl: 60)
       keys = raw.keys("*").select { |k| k.include?(ns) }
-      expect(keys).to all(start_with("#{ns}:"))
+      fences = %W[#{ns}:log-index #{ns}:delayed #{ns}:delayed-due #{ns}:states #{ns}:nodes #{ns}:node-info]
+      expect(keys - fences).to all(start_with("#{tag}:"))
       expect(keys).to contain_exactly(
-        "#{ns}:claim:#{now}:a:b", "#{ns}:log:#{now}:a:b", "#{ns}:log-index", "#{ns}:log-index:a:b",
-        "#{ns}:states", "#{ns}:delayed", "#{ns}:delayed-due", "#{ns}:nodes", "#{ns}:node-info"
+        "#{tag}:log:#{now}:a:b", "#{tag}:log-new", "#{tag}:log-index", "#{tag}:log-by-key", "#{tag}:layout",
+        "#{tag}:states", "#{tag}:delayed", "#{tag}:delayed-due", "#{tag}:nodes", "#{tag}:node-info", *fences
       )
-      expect(raw.pttl("#{ns}:claim:#{now}:a:b")).to be_between(1, 30_000)
-      expect(raw.ttl("#{ns}:log:#{now}:a:b")).to be_between(604_000, 604_800)
-      expect(raw.ttl("#{ns}:log-index")).to eq(-1)
+      # A new namespace fences the previous release's fixed keys (docs/redis.md).
+      fences.each { |k| expect(raw.type(k)).to eq("string") }
+      expect(raw.get("#{tag}:layout")).to eq("2")
+      expect(raw.ttl("#{tag}:log:#{now}:a:b")).to be_between(604_000, 604_800)
+      expect(raw.ttl("#{tag}:log-index")).to eq(-1)
     end
 
     it "keeps a log entry dispatch_log_retention after its last write (log_retention), at least the lease" do
       b = build(url: url, log_retention: 30 * 86_400)
       b.claim([["long", now]], lease_ms: 30_000, node: "n", now: now)
-      expect(raw.ttl("#{ns}:log:#{now}:long")).to be_between(30 * 86_400 - 5, 30 * 86_400)
+      expect(raw.ttl("#{tag}:log:#{now}:long")).to be_between(30 * 86_400 - 5, 30 * 86_400)
       short = build(url: url, log_retention: 3600)
       short.record("long", now, "dispatched", node: "n", now: now + 1)
-      expect(raw.ttl("#{ns}:log:#{now}:long")).to be_between(3595, 3600)
+      expect(raw.ttl("#{tag}:log:#{now}:long")).to be_between(3595, 3600)
       short.claim([["lease", now]], lease_ms: 7_200_000, node: "n", now: now)
-      expect(raw.ttl("#{ns}:log:#{now}:lease")).to be_between(7195, 7200)
+      expect(raw.ttl("#{tag}:log:#{now}:lease")).to be_between(7195, 7200)
       expect { build(url: url, log_retention: 0) }.to raise_error(Kaal::ConfigurationError, /log_retention/)
     end
 
@@ -182,7 +186,7 @@ RSpec.describe "Redis backend connection and storage" do
         c.dispatch_log_retention = 14 * 86_400
       end
       Kaal.backend.claim([["cfg", now]], lease_ms: 1000, node: "n", now: now)
-      expect(raw.ttl("#{ns}:log:#{now}:cfg")).to be_between(14 * 86_400 - 5, 14 * 86_400)
+      expect(raw.ttl("#{tag}:log:#{now}:cfg")).to be_between(14 * 86_400 - 5, 14 * 86_400)
     ensure
       Kaal.reset!
     end
@@ -191,16 +195,15 @@ RSpec.describe "Redis backend connection and storage" do
       b = build(url: url)
       b.claim([["a", now], ["a", now + 10], ["b", now]], lease_ms: 1000, node: "n", now: now)
       expect(b.cleanup(before: now + 5, limit: 10)).to eq(2)
-      expect(raw.zrange("#{ns}:log-index", 0, -1)).to eq(["#{now + 10}:a"])
-      expect(raw.zrange("#{ns}:log-index:a", 0, -1)).to eq([(now + 10).to_s])
-      expect(raw.exists?("#{ns}:log-index:b")).to be(false)
-      expect(raw.exists?("#{ns}:log:#{now}:a")).to be(false)
+      expect(raw.zrange("#{tag}:log-index", 0, -1)).to eq(["#{now + 10}:a"])
+      expect(raw.zrange("#{tag}:log-by-key", 0, -1)).to eq(["a\0#{format("%020d", now + 10 + 2**63)}"])
+      expect(raw.exists?("#{tag}:log:#{now}:a")).to be(false)
     end
 
     it "skips log entries that expired while their index entry remains" do
       b = build(url: url)
       b.claim([["a", now], ["a", now + 1]], lease_ms: 1000, node: "n", now: now)
-      raw.del("#{ns}:log:#{now + 1}:a")
+      raw.del("#{tag}:log:#{now + 1}:a")
       expect(b.dispatches.map { |r| r[:fire_time] }).to eq([now])
       expect(b.dispatches(key: "a", limit: 1).map { |r| r[:fire_time] }).to eq([now])
     end
