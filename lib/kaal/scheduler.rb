@@ -698,6 +698,13 @@ module Kaal
     end
 
     def dispatch_delayed(row)
+      if row[:job_class].nil?
+        # Taken from the store but its payload could not be decoded (the
+        # Redis backend keeps the raw payload in {<ns>}:delayed-unreadable).
+        raise BackendError, "the stored payload of delayed job #{row[:job_id].inspect} could not be decoded; " \
+                            "it was taken off the pending jobs and kept aside (docs/redis.md)"
+      end
+
       args = JSON.parse(row[:args_json])
       d = Dispatch.new(job_id: row[:job_id], job_class: row[:job_class], queue: row[:queue], node: @node,
                        fire_time: Time.at(Rational(row[:run_at_ms], 1000)).utc, arguments: [args, {}])

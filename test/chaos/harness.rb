@@ -33,13 +33,14 @@ module Kaal
       :backend, :nodes, :jobs, :duration, :seed, :skew, :server_restart, :url, :json, :dir,
       :kill_every, :restart_after, :outage, :outages, :margin, :window_lookback, :quiet, :lossy, :spare_node0,
       :target, :workers, :tls,
+      :upgrade_from, :migrate_at,
       keyword_init: true
     ) do
       def self.defaults
         new(backend: "redis", nodes: 5, jobs: 100, duration: 60, seed: nil, skew: 2.0, server_restart: true,
             url: nil, json: false, dir: nil, kill_every: 3.0..8.0, restart_after: 0.2..2.0, outage: 3.0..6.0,
             outages: nil, margin: 3, window_lookback: 15, quiet: 6.0, lossy: false, spare_node0: false,
-            target: "kaal", workers: 2, tls: false)
+            target: "kaal", workers: 2, tls: false, upgrade_from: nil, migrate_at: nil)
       end
 
       # The claim must outlive the window a node looks back over, also as
@@ -52,7 +53,9 @@ module Kaal
 
     # One `kaal start` process. Each (re)start is a new incarnation with its
     # own node id ("node-2.3": node 2, third start), so the dispatch log
-    # says which incarnation claimed a pair.
+    # says which incarnation claimed a pair. With --upgrade-from, a node's
+    # first incarnation runs the previous release's checkout ("node-2.1-old")
+    # and every restart the current one: a rolling upgrade.
     class Node
       attr_reader :index, :pid, :incarnation, :offset, :started_mono, :last_status
 
@@ -67,10 +70,14 @@ module Kaal
         "node-#{@index}"
       end
 
+      def old_release?
+        !@run.upgrade_from.nil? && @generation == 1
+      end
+
       def start(offset)
         @generation += 1
         @offset = offset
-        @incarnation = "#{name}.#{@generation}"
+        @incarnation = "#{name}.#{@generation}#{"-old" if old_release?}"
         env = {
           "KAAL_ENV" => "chaos",
           "KAAL_NODE_ID" => @incarnation,
@@ -81,7 +88,8 @@ module Kaal
         log = File.join(@run.log_dir, "#{name}.log")
         File.open(log, "a") { |f| f.puts "==== chaos: start #{@incarnation} clock offset #{format("%+.3f", offset)}s" }
         @started_mono = Clock.monotonic
-        @pid = Process.spawn(env, RbConfig.ruby, "-I", LIB, BIN_KAAL, "start", "--require", @run.jobs_rb,
+        lib, bin = old_release? ? [File.join(@run.upgrade_from, "lib"), File.join(@run.upgrade_from, "bin", "kaal")] : [LIB, BIN_KAAL]
+        @pid = Process.spawn(env, RbConfig.ruby, "-I", lib, bin, "start", "--require", @run.jobs_rb,
                              chdir: @run.dir, in: File::NULL, out: [log, "a"], err: [log, "a"], pgroup: true)
       end
 
@@ -233,6 +241,11 @@ module Kaal
       # so the claims fail and the nodes must fail closed, not merely wait.
       SQLITE_OUTAGE = 7.0..10.0
 
+      # The previous release's checkout (--upgrade-from), or nil.
+      def upgrade_from
+        @opts.upgrade_from
+      end
+
       def initialize(opts, progress: $stderr)
         @opts = opts
         @opts.target ||= "kaal"
@@ -252,7 +265,7 @@ module Kaal
         setup_dirs
         @server = start_server
         @backend_config = backend_config
-        migrate
+        migrate unless @opts.upgrade_from # the previous release's nodes come first
         write_app
         @nodes = Array.new(@opts.nodes) { |i| Node.new(i, self) }
         @started_at = Time.now
@@ -444,6 +457,7 @@ module Kaal
             "outages at #{plan.map { |t| "t+#{t.round}s" }.join(", ").then { |s| s.empty? ? "none" : s }}; " \
             "run dir #{@dir}"
         next_kill = Clock.monotonic + @rng.rand(@opts.kill_every)
+        migrate_at = @opts.migrate_at && @t0 + @opts.migrate_at
         restarts = {} # node => monotonic time to start it again
         outage = nil  # [restart_at, kind]
         while Clock.monotonic < deadline
@@ -457,6 +471,10 @@ module Kaal
             outage = nil
           end
           restart_dead_workers
+          if migrate_at && now >= migrate_at
+            migrate_at = nil
+            upgrade_migrate
+          end
           restarts.select { |_, at| now >= at }.each_key do |n|
             restarts.delete(n)
             start_node(n, random_offset(n.index))
@@ -476,7 +494,9 @@ module Kaal
           # catch-up, so a short run's coverage does not hinge on whether
           # every node happened to be restarted while the backend was down
           candidates.reject! { |n| n.index.zero? } if @opts.spare_node0 && (outage || recently_down?)
-          victim = candidates.sample(random: @rng)
+          # a rolling upgrade: nodes still on the previous release go first
+          old = candidates.select(&:old_release?)
+          victim = (old.empty? ? candidates : old).sample(random: @rng)
           if victim
             pid = victim.pid
             if victim.kill!
@@ -490,6 +510,21 @@ module Kaal
         end
         end_outage if outage
         restarts.each_key { |n| start_node(n, random_offset(n.index)) }
+      end
+
+      # `kaal migrate` of the current release in the middle of the run (nodes
+      # of the previous release still running are fenced off by it).
+      def upgrade_migrate
+        old = @nodes.select { |n| n.pid && n.old_release? }.map(&:incarnation)
+        t = Clock.monotonic
+        migrate
+        @handle = nil
+        event("migrate", old_nodes_running: old)
+        say "kaal migrate (#{((Clock.monotonic - t) * 1000).round} ms); previous-release nodes still running: " \
+            "#{old.empty? ? "none" : old.join(", ")}"
+      rescue Kaal::Error => e
+        event("migrate_failed", error: e.message)
+        say "kaal migrate failed: #{e.class}: #{e.message}"
       end
 
       def recently_down?
@@ -689,6 +724,7 @@ module Kaal
         {
           backend: @opts.backend, nodes: @opts.nodes, jobs: @opts.jobs, duration: (@stopped_at - @started_at).round(1),
           seed: @opts.seed, skew: @opts.skew, namespace: @namespace, dir: @dir, lossy_server: @opts.lossy,
+          upgrade_from: @opts.upgrade_from, migrate_at: @opts.migrate_at,
           settings: { tick_interval: 1, window_lookback: @opts.window_lookback, lease_ttl: @opts.lease_ttl, max_backoff: 2 },
           kills: @kills, outages: @outages, crashes: @crashes, hangs: @hangs,
           dispatches: records.size, duplicates: duplicates,
@@ -801,7 +837,9 @@ module Kaal
         out = []
         out << "kaal chaos: backend #{r[:backend]}, #{r[:nodes]} nodes, #{r[:jobs]} jobs/s, #{r[:duration]}s, " \
                "seed #{r[:seed]}, skew +-#{r[:skew]}s (#{r[:settings].map { |k, v| "#{k} #{v}" }.join(", ")})" \
-               "#{", LOSSY server (no persistence: a crash loses claims)" if r[:lossy_server]}"
+               "#{", LOSSY server (no persistence: a crash loses claims)" if r[:lossy_server]}" \
+               "#{", rolling upgrade from #{r[:upgrade_from]}" if r[:upgrade_from]}" \
+               "#{", kaal migrate at t+#{r[:migrate_at]}s" if r[:upgrade_from] && r[:migrate_at]}"
         out << "  SIGKILLs: #{r[:kills]}; backend outages: #{r[:outages].size}" \
                "#{r[:outages].map { |o| " [#{o[:what]}, down #{((o[:up_at] || o[:down_at]) - o[:down_at]).round(1)}s]" }.join}"
         out << "  target: #{r[:target]}" if r[:target] && r[:target] != "kaal"
