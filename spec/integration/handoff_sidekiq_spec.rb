@@ -139,7 +139,7 @@ RSpec.describe "exactly-once hand-off to Sidekiq" do
     expect(Kaal.tick!(now: t)).to be_empty
     expect(errors.map { |e| e[:error] }.join).to include("WRONGTYPE")
     expect(Kaal.dispatches(limit: 10)).to be_empty
-    expect(redis("KEYS", "#{Kaal.configuration.namespace}:claim:*")).to be_empty
+    expect(redis("KEYS", "{#{Kaal.configuration.namespace}}:log:*")).to be_empty
 
     redis("DEL", "queue:#{queue}")
     expect(Kaal.tick!(now: t + 1).map(&:status)).to eq(%w[dispatched dispatched])
