@@ -226,10 +226,18 @@ RSpec.describe "Redis key layout" do
       expect(b.delayed_list.map { |r| r[:job_id] }).to eq(%w[d1 d2])
       expect(b.delayed_cancel("d2")).to be(true)
       expect(b.delayed_claim(now_ms: 100, limit: 10).map { |r| r[:job_id] }).to eq(["d1"])
+      b.record_many([["b:c", now, "dispatched", nil], ["gone", now - 5, "failed", "x"]], node: "n", now: now + 2)
+      expect(b.latest_fires(["a", "b:c", "gone", "none"])).to eq([now + 1, now, now - 5, nil])
+      q = "{#{@cluster_ns}}:queue" # a hand-off target in the same slot
+      expect(b.claim_push(["p", "p"], [now, now + 1], [["l", q, "job-1", nil, nil], ["z", q + "-at", "job-2", nil, "5"]],
+                          lease_ms: 1000, node: "n", now: now)).to eq([true, true])
+      expect(b.dispatch_status("p", now)).to eq("dispatched")
       b.heartbeat("n", "{}", now: now, ttl: 60)
       expect(b.nodes(since: now - 1).map { |n| n[:node] }).to eq(["n"])
       c = Redis.new(url: cluster.url)
       expect(c.get("{#{@cluster_ns}}:layout")).to eq("2")
+      expect(c.lrange(q, 0, -1)).to eq(["job-1"])
+      expect(c.zrange("#{q}-at", 0, -1, with_scores: true)).to eq([["job-2", 5.0]])
       c.close
     end
   end
