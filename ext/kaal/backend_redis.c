@@ -1459,8 +1459,9 @@ static int take_layout(kaal_backend *b, const char *v, size_t n, kaal_error *err
     return KAAL_OK;
 }
 
-/* Reads (and on a new namespace settles) the layout into r->layout. */
-static int settle_layout(kaal_backend *b, kaal_error *err)
+/* Reads (and on a new namespace settles) the layout into r->layout, as
+ * part of operation `what` (errors name it). */
+static int settle_layout(kaal_backend *b, const char *what, kaal_error *err)
 {
     redis_impl *r = impl_of(b);
     redisReply *rep = NULL;
@@ -1472,7 +1473,7 @@ static int settle_layout(kaal_backend *b, kaal_error *err)
     cmd_key(&c, r->tag, "layout", NULL);
     for (i = 0; i < OLD_FIXED_N; i++) cmd_key(&c, r->old, OLD_FIXED[i], NULL);
     cmd_carg(&c, FENCE);
-    rc = cmd_run(b, &c, S_LAYOUT, &rep, err, "layout");
+    rc = cmd_run(b, &c, S_LAYOUT, &rep, err, what);
     if (rc == KAAL_EBACKEND && err && strstr(err->message, "CROSSSLOT")) {
         /* A Cluster (or a proxy routing by key): the previous release
          * never ran there, so the namespace starts at layout 2. */
@@ -1482,12 +1483,12 @@ static int settle_layout(kaal_backend *b, kaal_error *err)
         cmd_key(&c, r->tag, "layout", NULL);
         cmd_carg(&c, "2");
         cmd_carg(&c, "NX");
-        rc = cmd_run(b, &c, -1, NULL, err, "layout");
+        rc = cmd_run(b, &c, -1, NULL, err, what);
         if (rc != KAAL_OK) return rc;
         memset(&c, 0, sizeof c);
         cmd_carg(&c, "GET");
         cmd_key(&c, r->tag, "layout", NULL);
-        rc = cmd_run(b, &c, -1, &rep, err, "layout");
+        rc = cmd_run(b, &c, -1, &rep, err, what);
     }
     if (rc != KAAL_OK) return rc;
     if (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS) {
@@ -1676,7 +1677,7 @@ static int claim_batch(kaal_backend *b, kaal_claim *items, const kaal_push *push
         return kaal_error_set(err, KAAL_EARG, NULL, -1, "redis: %s batch too large (%zu > %zu)",
                               pushes ? "hand-off" : "claim", n, max);
     }
-    rc = settle_layout(b, err);
+    rc = settle_layout(b, what, err);
     if (rc != KAAL_OK) return rc;
     r = impl_of(b);
     compat = r->layout == LAYOUT_COMPAT;
@@ -2153,7 +2154,7 @@ static int redis_set_enabled(kaal_backend *b, const char *key, int enabled, kaal
     redis_impl *r = impl_of(b);
     redisReply *rep = NULL;
     cmd c;
-    int rc = settle_layout(b, err);
+    int rc = settle_layout(b, "set_enabled", err);
     if (rc != KAAL_OK) return rc;
     if (r->layout == LAYOUT_COMPAT) {
         rc = states_compat(b, key, enabled ? 1 : 0, &rep, err);
@@ -2174,7 +2175,7 @@ static int redis_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
     redisReply *rep = NULL;
     size_t i, first = 0;
     cmd c;
-    int rc = settle_layout(b, err);
+    int rc = settle_layout(b, "states", err);
     if (rc != KAAL_OK) return rc;
     if (r->layout == LAYOUT_COMPAT) {
         rc = states_compat(b, NULL, -1, &rep, err);
@@ -2317,7 +2318,7 @@ static int redis_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, ka
     int rc, compat, nbad = 0;
 
     if (limit == 0) return KAAL_OK;
-    rc = settle_layout(b, err);
+    rc = settle_layout(b, "delayed_claim", err);
     if (rc != KAAL_OK) return rc;
     compat = r->layout == LAYOUT_COMPAT;
     cmd_script(&bad, compat ? 5 : 2);
@@ -2374,7 +2375,7 @@ static int redis_delayed_cancel(kaal_backend *b, const char *job_id, int *found,
     redis_impl *r = impl_of(b);
     long long removed = 0;
     cmd c;
-    int rc = settle_layout(b, err);
+    int rc = settle_layout(b, "delayed_cancel", err);
     *found = 0;
     if (rc != KAAL_OK) return rc;
     cmd_script(&c, r->layout == LAYOUT_COMPAT ? 5 : 2);
@@ -2603,14 +2604,14 @@ static int migrate_step(kaal_backend *b, int s, kaal_error *err)
 static int redis_migrate(kaal_backend *b, kaal_error *err)
 {
     redis_impl *r = impl_of(b);
-    int rc = settle_layout(b, err);
+    int rc = settle_layout(b, "migrate", err);
     if (rc != KAAL_OK || r->layout == LAYOUT_NEW) return rc;
     rc = migrate_step(b, S_MIGRATE_BEGIN, err);
     if (rc == KAAL_OK && r->layout == LAYOUT_COMPAT) rc = migrate_log(b, err);
     if (rc == KAAL_OK && r->layout == LAYOUT_COMPAT) rc = migrate_step(b, S_MIGRATE_END, err);
     if (rc == KAAL_OK && r->layout != LAYOUT_NEW) {
         r->layout = 0;
-        rc = settle_layout(b, err);
+        rc = settle_layout(b, "migrate", err);
     }
     return rc;
 }
