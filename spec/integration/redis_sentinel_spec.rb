@@ -79,7 +79,8 @@ RSpec.describe "Redis backend with Sentinel", :integration do
     ports = nil
     result = Kaal::Spec::MultiProcess.run(
       backend: "redis", backend_config: config, nodes: 2, jobs: 3, duration: 34, kill_every: nil,
-      events: [[8, "failover done", -> { ports = setup.failover! }]]
+      events: [[8, "failover done", -> { ports = setup.failover! }]],
+      settings: { "max_backoff" => 2 } # retry often while the failover runs (the default grows to 60 s)
     )
     done_at = result.events.to_h.fetch("failover done")
     puts "\n  sentinel failover #{ports.inspect}: #{result.summary}"

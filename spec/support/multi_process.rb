@@ -130,12 +130,13 @@ module Kaal
       # start, label, callable], ...] run once each during the run (say, stop
       # the backend's server); result.events has [label, Time] of each.
       # result.records: every run as [key, fire_time, node, pid, ran_at (Float)].
+      # settings: more options for config/kaal.yml (say, "max_backoff" => 2).
       def run(backend:, backend_config:, nodes: 3, jobs: 5, duration: 30, kill_every: 3.0..6.0,
-              restart_after: 0.2..1.0, margin: 3, seed: Random.new_seed, keep_dir: false, events: [])
+              restart_after: 0.2..1.0, margin: 3, seed: Random.new_seed, keep_dir: false, events: [], settings: {})
         rng = Random.new(seed)
         dir = Dir.mktmpdir("kaal-mp-")
         record = File.join(dir, "record.txt")
-        write_app(dir, backend, backend_config, jobs, record)
+        write_app(dir, backend, backend_config, jobs, record, settings)
         env = { "KAAL_ENV" => "test", "KAAL_MP_RECORD" => record }
         children = Array.new(nodes) { |i| Node.new("node-#{i}", dir, env) }
         crashes = []
@@ -255,7 +256,7 @@ module Kaal
         format("mp-job-%02d", index)
       end
 
-      def write_app(dir, backend, backend_config, jobs, _record)
+      def write_app(dir, backend, backend_config, jobs, _record, settings = {})
         FileUtils.mkdir_p(File.join(dir, "config"))
         namespace = "kaal-mp-#{SecureRandom.hex(6)}"
         config = {
@@ -264,7 +265,7 @@ module Kaal
           "namespace" => namespace,
           "tick_interval" => 1,
           "scheduler_config_path" => "config/kaal-scheduler.yml"
-        }
+        }.merge(settings)
         File.write(File.join(dir, "config", "kaal.yml"), YAML.dump("defaults" => config))
         job_list = Array.new(jobs) do |i|
           { "key" => job_key(i), "cron" => "* * * * * *", "job_class" => "KaalMultiProcessJob",
