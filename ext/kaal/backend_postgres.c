@@ -560,35 +560,24 @@ static int handshake(kaal_backend *b, int cto, const char *where, kaal_error *er
     return KAAL_OK;
 }
 
-static int pg_connect(kaal_backend *b, kaal_error *err)
+/* Starts connecting s->conn: kaal's settings, then the user's conninfo
+ * (handed to libpq intact: it parses multi-host, TLS and every other setting
+ * itself) or the parameters one by one. where: "host:port" or "unix:dir"
+ * for messages. */
+static int start_conn(kaal_backend *b, int cto, char *where, size_t wsize, kaal_error *err)
 {
     const kaal_conn_params *p = &b->params;
     pg_impl *s = IMPL(b);
     const char *keys[16], *vals[16];
-    char port_s[16], cto_s[16], set[128];
-    PGresult *r;
-    int rc;
+    char port_s[16], cto_s[16];
     char *sock = NULL;
     int n = 0, port = p->port;
-    int cto = p->connect_timeout_ms > 0 ? p->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
-    int qto = p->command_timeout_ms > 0 ? p->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS;
-    char where[300];
 
-    rc = kaal_check_varchar("postgres", "namespace", b->ns, strlen(b->ns), err);
-    if (rc != KAAL_OK) return rc;
-    if (!s) {
-        s = calloc(1, sizeof *s);
-        if (!s) return oom(err);
-        b->impl = s;
-    }
-    drop_conn(b);
-    s->timeout_ms = qto;
-
+    /* libpq takes whole seconds and treats 1 as 2. */
+    snprintf(cto_s, sizeof cto_s, "%d", cto < 2000 ? 2 : (cto + 999) / 1000);
     if (p->conninfo && *p->conninfo) {
-        /* The user's URI or keyword string, intact (libpq parses multi-host,
-         * TLS and every other setting itself). kaal's defaults come before it
-         * so its own settings win; client_encoding comes after. */
-        snprintf(cto_s, sizeof cto_s, "%d", cto < 2000 ? 2 : (cto + 999) / 1000);
+        /* kaal's defaults come before it so its own settings win;
+         * client_encoding comes after. */
         keys[n] = "connect_timeout", vals[n++] = cto_s;
         keys[n] = "application_name", vals[n++] = "kaal";
         keys[n] = "keepalives", vals[n++] = "1";
@@ -597,19 +586,19 @@ static int pg_connect(kaal_backend *b, kaal_error *err)
         keys[n] = NULL, vals[n] = NULL;
         s->conn = PQconnectStartParams(keys, vals, 1);
         if (!s->conn) return oom(err);
-        snprintf(where, sizeof where, "%s:%s", PQhost(s->conn) ? PQhost(s->conn) : "?",
+        snprintf(where, wsize, "%s:%s", PQhost(s->conn) ? PQhost(s->conn) : "?",
                  PQport(s->conn) && *PQport(s->conn) ? PQport(s->conn) : "5432");
-        goto connected;
+        return KAAL_OK;
     }
     if (p->socket && *p->socket) {
         sock = socket_dir(p->socket, &port);
         if (!sock) return oom(err);
         keys[n] = "host", vals[n++] = sock;
-        snprintf(where, sizeof where, "unix:%s", sock);
+        snprintf(where, wsize, "unix:%s", sock);
     } else {
         const char *host = p->host && *p->host ? p->host : "127.0.0.1";
         keys[n] = "host", vals[n++] = host;
-        snprintf(where, sizeof where, "%s:%d", host, port > 0 ? port : 5432);
+        snprintf(where, wsize, "%s:%d", host, port > 0 ? port : 5432);
     }
     if (port > 0) {
         snprintf(port_s, sizeof port_s, "%d", port);
@@ -623,20 +612,24 @@ static int pg_connect(kaal_backend *b, kaal_error *err)
         if (strcmp(m, "required") == 0 || strcmp(m, "true") == 0) m = "require";
         keys[n] = "sslmode", vals[n++] = m;
     }
-    /* libpq takes whole seconds and treats 1 as 2. */
-    snprintf(cto_s, sizeof cto_s, "%d", cto < 2000 ? 2 : (cto + 999) / 1000);
     keys[n] = "connect_timeout", vals[n++] = cto_s;
     keys[n] = "application_name", vals[n++] = "kaal";
     keys[n] = "keepalives", vals[n++] = "1";
     keys[n] = "client_encoding", vals[n++] = "UTF8";
     keys[n] = NULL, vals[n] = NULL;
-
     s->conn = PQconnectStartParams(keys, vals, 0);
     free(sock);
-    if (!s->conn) return oom(err);
-connected:
-    rc = handshake(b, cto, where, err);
-    if (rc != KAAL_OK) return rc;
+    return s->conn ? KAAL_OK : oom(err);
+}
+
+/* A session that just connected: a server kaal can use, and its statement
+ * timeout (qto ms). */
+static int setup_session(kaal_backend *b, int qto, const char *where, kaal_error *err)
+{
+    pg_impl *s = IMPL(b);
+    char set[128];
+    PGresult *r;
+    int rc;
     PQsetNoticeProcessor(s->conn, quiet_notices, NULL);
     if (PQserverVersion(s->conn) < 90500) {
         kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
@@ -664,6 +657,29 @@ connected:
     }
     PQclear(r);
     return KAAL_OK;
+}
+
+static int pg_connect(kaal_backend *b, kaal_error *err)
+{
+    const kaal_conn_params *p = &b->params;
+    pg_impl *s = IMPL(b);
+    int cto = p->connect_timeout_ms > 0 ? p->connect_timeout_ms : DEFAULT_CONNECT_TIMEOUT_MS;
+    int qto = p->command_timeout_ms > 0 ? p->command_timeout_ms : DEFAULT_COMMAND_TIMEOUT_MS;
+    char where[300];
+    int rc;
+
+    rc = kaal_check_varchar("postgres", "namespace", b->ns, strlen(b->ns), err);
+    if (rc != KAAL_OK) return rc;
+    if (!s) {
+        s = calloc(1, sizeof *s);
+        if (!s) return oom(err);
+        b->impl = s;
+    }
+    drop_conn(b);
+    s->timeout_ms = qto;
+    if ((rc = start_conn(b, cto, where, sizeof where, err)) != KAAL_OK) return rc;
+    if ((rc = handshake(b, cto, where, err)) != KAAL_OK) return rc;
+    return setup_session(b, qto, where, err);
 }
 
 static void pg_close(kaal_backend *b)

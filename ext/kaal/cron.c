@@ -737,17 +737,20 @@ static int parse_fields(parser *p, const char *const *ts, const size_t *tl, int 
     return KAAL_OK;
 }
 
-int kaal_cron_parse(const char *expr, size_t len, kaal_cron *out, kaal_error *err)
-{
-    parser p = {expr, len, err};
-    const char *ts[8];
-    size_t tl[8];
-    int nt = 0, nf, rc, has_zone = 0;
-    size_t i = 0;
-    kaal_cron c;
-    int elen = (int)kaal_utf8_clip(expr, len, 100);
+/* The whitespace-separated tokens of an expression (at most 8). */
+typedef struct tokens {
+    const char *s[8];
+    size_t l[8];
+    int n;
+} tokens;
 
-    memset(&c, 0, sizeof c);
+/* How much of expr an error message quotes (100 bytes, whole characters). */
+static int quoted(const char *expr, size_t len) { return (int)kaal_utf8_clip(expr, len, 100); }
+
+static int split_tokens(const char *expr, size_t len, tokens *t, kaal_error *err)
+{
+    size_t i = 0;
+    t->n = 0;
     while (i < len) {
         size_t st;
         while (i < len && is_space((unsigned char)expr[i]))
@@ -757,99 +760,121 @@ int kaal_cron_parse(const char *expr, size_t len, kaal_cron *out, kaal_error *er
         st = i;
         while (i < len && !is_space((unsigned char)expr[i]))
             i++;
-        if (nt == 8)
+        if (t->n == 8)
             return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)st,
-                                  "expression: too many fields in \"%.*s%s\"", elen, expr,
-                                  len > 100 ? "..." : "");
-        ts[nt] = expr + st;
-        tl[nt] = i - st;
-        nt++;
+                                  "expression: too many fields in \"%.*s%s\"", quoted(expr, len),
+                                  expr, len > 100 ? "..." : "");
+        t->s[t->n] = expr + st;
+        t->l[t->n] = i - st;
+        t->n++;
     }
-    if (nt == 0)
+    if (t->n == 0)
         return kaal_error_set(err, KAAL_ESYNTAX, "expression", 0,
                               "expression: empty cron expression");
+    return KAAL_OK;
+}
 
-    /* trailing zone name */
-    if (nt >= 2 && zone_like(ts[nt - 1], tl[nt - 1])) {
-        if (nt == 7 || (nt == 2 && ts[0][0] == '@')) {
+/* A trailing time zone name: moved from the tokens into c->zone. It is the
+ * 7th token, the 2nd after a macro, or a 6th that cannot be a day of week
+ * (a name with a '/' before a letter, or no valid field at all). */
+static int take_zone(const char *expr, size_t len, tokens *t, kaal_cron *c, kaal_error *err)
+{
+    int n = t->n, has_zone = 0;
+    size_t zl;
+    if (n < 2 || !zone_like(t->s[n - 1], t->l[n - 1]))
+        return KAAL_OK;
+    if (n == 7 || (n == 2 && t->s[0][0] == '@')) {
+        has_zone = 1;
+    } else if (n == 6) {
+        kaal_cron scratch;
+        uint64_t b;
+        parser quiet = {expr, len, NULL};
+        const char *z = t->s[5], *sl = memchr(z, '/', t->l[5]);
+        memset(&scratch, 0, sizeof scratch);
+        if ((sl && sl + 1 < z + t->l[5] && is_alpha((unsigned char)sl[1])) ||
+            (t->l[5] >= 2 && parse_field(&quiet, F_DOW, z, z + t->l[5], &scratch, &b) != KAAL_OK))
             has_zone = 1;
-        } else if (nt == 6) {
-            kaal_cron scratch;
-            uint64_t b;
-            parser quiet = {expr, len, NULL};
-            const char *z = ts[5], *sl = memchr(z, '/', tl[5]);
-            memset(&scratch, 0, sizeof scratch);
-            if ((sl && sl + 1 < z + tl[5] && is_alpha((unsigned char)sl[1])) ||
-                (tl[5] >= 2 && parse_field(&quiet, F_DOW, z, z + tl[5], &scratch, &b) != KAAL_OK))
-                has_zone = 1;
-        }
     }
-    if (has_zone) {
-        size_t zl = tl[nt - 1];
-        if (zl >= sizeof c.zone)
-            return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(ts[nt - 1] - expr),
-                                  "expression: time zone name \"%.*s...\" is too long",
-                                  (int)kaal_utf8_clip(ts[nt - 1], zl, 40), ts[nt - 1]);
-        memcpy(c.zone, ts[nt - 1], zl);
-        c.zone[zl] = '\0';
-        nt--;
-    }
+    if (!has_zone)
+        return KAAL_OK;
+    zl = t->l[n - 1];
+    if (zl >= sizeof c->zone)
+        return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(t->s[n - 1] - expr),
+                              "expression: time zone name \"%.*s...\" is too long",
+                              (int)kaal_utf8_clip(t->s[n - 1], zl, 40), t->s[n - 1]);
+    memcpy(c->zone, t->s[n - 1], zl);
+    c->zone[zl] = '\0';
+    t->n--;
+    return KAAL_OK;
+}
 
-    if (ts[0][0] == '@') {
-        size_t k;
-        const char *exp = NULL;
-        if (nt != 1) {
-            int x = nt > 2 && zone_like(ts[1], tl[1]) ? 2 : 1; /* first token too many */
-            return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(ts[x] - expr),
-                                  "expression: \"%.*s\" is unexpected: %.*s takes only an "
-                                  "optional time zone, in \"%.*s%s\"",
-                                  (int)kaal_utf8_clip(ts[x], tl[x], 40), ts[x], (int)tl[0], ts[0], elen,
-                                  expr, len > 100 ? "..." : "");
+/* A macro (@daily, ...; case-insensitive), alone: its five fields into c. */
+static int parse_macro(const char *expr, size_t len, const tokens *t, kaal_cron *c, kaal_error *err)
+{
+    const char *exp = NULL;
+    size_t k;
+    if (t->n != 1) {
+        int x = t->n > 2 && zone_like(t->s[1], t->l[1]) ? 2 : 1; /* first token too many */
+        return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(t->s[x] - expr),
+                              "expression: \"%.*s\" is unexpected: %.*s takes only an "
+                              "optional time zone, in \"%.*s%s\"",
+                              (int)kaal_utf8_clip(t->s[x], t->l[x], 40), t->s[x], (int)t->l[0],
+                              t->s[0], quoted(expr, len), expr, len > 100 ? "..." : "");
+    }
+    for (k = 0; k < sizeof macros / sizeof macros[0] && !exp; k++) {
+        size_t ml = strlen(macros[k].name), j;
+        if (ml != t->l[0])
+            continue;
+        for (j = 0; j < ml && upper((unsigned char)t->s[0][j]) == upper(macros[k].name[j]); j++)
+            ;
+        if (j == ml)
+            exp = macros[k].expansion;
+    }
+    if (!exp)
+        return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(t->s[0] - expr),
+                              "expression: unknown macro \"%.*s\" (expected @yearly, "
+                              "@annually, @monthly, @weekly, @daily, @midnight or @hourly)",
+                              (int)kaal_utf8_clip(t->s[0], t->l[0], 40), t->s[0]);
+    {
+        parser mp = {exp, strlen(exp), err};
+        const char *mts[5];
+        size_t mtl[5];
+        int j;
+        for (j = 0; j < 5; j++) { /* an expansion is five one-character fields */
+            mts[j] = exp + 2 * j;
+            mtl[j] = 1;
         }
-        for (k = 0; k < sizeof macros / sizeof macros[0]; k++) {
-            size_t ml = strlen(macros[k].name), j;
-            if (ml != tl[0])
-                continue;
-            for (j = 0; j < ml && upper((unsigned char)ts[0][j]) == upper(macros[k].name[j]); j++)
-                ;
-            if (j == ml) {
-                exp = macros[k].expansion;
-                break;
-            }
-        }
-        if (!exp)
-            return kaal_error_set(err, KAAL_ESYNTAX, "expression", (int)(ts[0] - expr),
-                                  "expression: unknown macro \"%.*s\" (expected @yearly, "
-                                  "@annually, @monthly, @weekly, @daily, @midnight or @hourly)",
-                                  (int)kaal_utf8_clip(ts[0], tl[0], 40), ts[0]);
-        {
-            parser mp = {exp, strlen(exp), err};
-            const char *mts[5];
-            size_t mtl[5];
-            int j;
-            for (j = 0; j < 5; j++) {
-                mts[j] = exp + 2 * j;
-                mtl[j] = 1;
-            }
-            if ((rc = parse_fields(&mp, mts, mtl, 5, &c)))
-                return rc;
-        }
+        return parse_fields(&mp, mts, mtl, 5, c);
+    }
+}
+
+int kaal_cron_parse(const char *expr, size_t len, kaal_cron *out, kaal_error *err)
+{
+    parser p = {expr, len, err};
+    tokens t;
+    kaal_cron c;
+    int rc;
+
+    memset(&c, 0, sizeof c);
+    if ((rc = split_tokens(expr, len, &t, err)) || (rc = take_zone(expr, len, &t, &c, err)))
+        return rc;
+    if (t.s[0][0] == '@') {
+        if ((rc = parse_macro(expr, len, &t, &c, err)))
+            return rc;
     } else {
-        nf = nt;
-        if (nf != 5 && nf != 6)
+        if (t.n != 5 && t.n != 6)
             return kaal_error_set(err, KAAL_ESYNTAX, "expression", 0,
                                   "expression: expected 5 or 6 fields (optionally followed by a "
                                   "time zone), got %d in \"%.*s%s\"",
-                                  nf, elen, expr, len > 100 ? "..." : "");
-        if ((rc = parse_fields(&p, ts, tl, nf, &c)))
+                                  t.n, quoted(expr, len), expr, len > 100 ? "..." : "");
+        if ((rc = parse_fields(&p, t.s, t.l, t.n, &c)))
             return rc;
     }
-
     if (!can_fire(&c))
         return kaal_error_set(err, KAAL_ENEVER, "expression", 0,
                               "expression: \"%.*s%s\" can never fire (no day matches its day of "
                               "month, month and day of week)",
-                              elen, expr, len > 100 ? "..." : "");
+                              quoted(expr, len), expr, len > 100 ? "..." : "");
     *out = c;
     if (err)
         kaal_error_clear(err);

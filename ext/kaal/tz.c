@@ -344,42 +344,45 @@ static int64_t be64(const unsigned char *p)
     return (int64_t)(((uint64_t)be32(p) << 32) | be32(p + 4));
 }
 
-/* Parse a TZif image into tz (times/offs allocated). 1 on success, 0 when
- * malformed, 2 when the file counts leap seconds (the "right/" zones: their
- * timestamps are not Unix time, so they are refused rather than misread). */
-static int parse_tzif(const unsigned char *data, size_t size, kaal_tz *tz)
+/* The data block of a TZif image that parse_tzif reads: the 64-bit one of a
+ * version 2+ file, else the 32-bit one (tsize: bytes per transition time).
+ * p points at its 44-byte header; block is the size of the data after it. */
+typedef struct tzif_block {
+    const unsigned char *p;
+    int tsize;
+    uint32_t timecnt, typecnt, leapcnt;
+    size_t block;
+} tzif_block;
+
+/* Finds and checks the data block (every count bounded, every byte within
+ * the image). 1 when found, 0 when malformed. */
+static int tzif_locate(const unsigned char *data, size_t size, tzif_block *h)
 {
     const unsigned char *p = data, *end = data + size;
-    uint32_t isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt;
     int version, tsize = 4;
-    size_t block;
-    const unsigned char *ttimes, *tidx, *ttypes;
-    builder b;
-    posix_tz rule;
-    int have_rule = 0;
-    uint32_t i;
 
     if (size < 44 || memcmp(p, "TZif", 4) != 0)
         return 0;
     version = p[4];
     for (;;) {
+        uint32_t isutcnt, isstdcnt, charcnt;
         if ((size_t)(end - p) < 44)
             return 0;
         isutcnt = be32(p + 20);
         isstdcnt = be32(p + 24);
-        leapcnt = be32(p + 28);
-        timecnt = be32(p + 32);
-        typecnt = be32(p + 36);
+        h->leapcnt = be32(p + 28);
+        h->timecnt = be32(p + 32);
+        h->typecnt = be32(p + 36);
         charcnt = be32(p + 40);
-        if (typecnt == 0 || typecnt > 256 || timecnt > 100000 || leapcnt > 100000 ||
+        if (h->typecnt == 0 || h->typecnt > 256 || h->timecnt > 100000 || h->leapcnt > 100000 ||
             charcnt > 100000 || isutcnt > 256 || isstdcnt > 256)
             return 0;
-        block = (size_t)timecnt * (tsize + 1) + (size_t)typecnt * 6 + charcnt +
-                (size_t)leapcnt * (tsize + 4) + isstdcnt + isutcnt;
-        if ((size_t)(end - p) - 44 < block)
+        h->block = (size_t)h->timecnt * (tsize + 1) + (size_t)h->typecnt * 6 + charcnt +
+                   (size_t)h->leapcnt * (tsize + 4) + isstdcnt + isutcnt;
+        if ((size_t)(end - p) - 44 < h->block)
             return 0;
         if (tsize == 4 && version >= '2') { /* skip the 32-bit block */
-            p += 44 + block;
+            p += 44 + h->block;
             tsize = 8;
             if ((size_t)(end - p) < 44 || memcmp(p, "TZif", 4) != 0)
                 return 0;
@@ -387,71 +390,114 @@ static int parse_tzif(const unsigned char *data, size_t size, kaal_tz *tz)
         }
         break;
     }
-    if (leapcnt > 0)
-        return 2;
-    ttimes = p + 44;
-    tidx = ttimes + (size_t)timecnt * tsize;
-    ttypes = tidx + timecnt;
-    for (i = 0; i < typecnt; i++)
-        if (!offset_ok((int32_t)be32(ttypes + (size_t)i * 6)))
-            return 0;
+    h->p = p;
+    h->tsize = tsize;
+    return 1;
+}
 
-    if (tsize == 8) { /* footer: "\n<rule>\n" */
-        const unsigned char *f = p + 44 + block;
-        if (f < end && *f == '\n') {
-            const unsigned char *nl = memchr(f + 1, '\n', (size_t)(end - f - 1));
-            if (nl && nl - f - 1 > 0 && nl - f - 1 < 128) {
-                char buf[128];
-                memcpy(buf, f + 1, (size_t)(nl - f - 1));
-                buf[nl - f - 1] = '\0';
-                have_rule = parse_posix(buf, &rule);
-            }
-        }
-    }
+/* The POSIX TZ rule in the footer of a version 2+ file ("\n<rule>\n" after
+ * the 64-bit block): 1 when there is one and it parses into rule. */
+static int tzif_footer(const tzif_block *h, const unsigned char *end, posix_tz *rule)
+{
+    const unsigned char *f = h->p + 44 + h->block, *nl;
+    char buf[128];
+    if (h->tsize != 8 || f >= end || *f != '\n')
+        return 0;
+    nl = memchr(f + 1, '\n', (size_t)(end - f - 1));
+    if (!nl || nl - f - 1 <= 0 || nl - f - 1 >= 128)
+        return 0;
+    memcpy(buf, f + 1, (size_t)(nl - f - 1));
+    buf[nl - f - 1] = '\0';
+    return parse_posix(buf, rule);
+}
 
-    memset(&b, 0, sizeof b);
-    b.off0 = (int32_t)be32(ttypes);
-    for (i = 0; i < timecnt; i++) {
-        int64_t t = tsize == 8 ? be64(ttimes + (size_t)i * 8) : (int32_t)be32(ttimes + (size_t)i * 4);
+/* The recorded transitions into b, after the offset before the first one.
+ * 0 when a transition names a type that does not exist. */
+static int tzif_transitions(const tzif_block *h, builder *b)
+{
+    const unsigned char *ttimes = h->p + 44;
+    const unsigned char *tidx = ttimes + (size_t)h->timecnt * h->tsize;
+    const unsigned char *ttypes = tidx + h->timecnt;
+    uint32_t i;
+    b->off0 = (int32_t)be32(ttypes);
+    for (i = 0; i < h->timecnt; i++) {
+        int64_t t = h->tsize == 8 ? be64(ttimes + (size_t)i * 8)
+                                  : (int32_t)be32(ttimes + (size_t)i * 4);
         unsigned idx = tidx[i];
-        if (idx >= typecnt)
-            goto fail;
+        if (idx >= h->typecnt)
+            return 0;
         if (t <= KAAL_TZ_MIN_INSTANT / 2 || t >= KAAL_TZ_MAX_INSTANT / 2)
             continue; /* "big bang" sentinels */
-        push(&b, t, (int32_t)be32(ttypes + (size_t)idx * 6));
+        push(b, t, (int32_t)be32(ttypes + (size_t)idx * 6));
     }
-    if (timecnt == 0 && have_rule)
+    return 1;
+}
+
+/* A footer rule with daylight saving time, past the last recorded
+ * transition: its transitions for 404 years from that year, after which
+ * the zone repeats every 400 years (tz->cyclic, see docs/cron.md). */
+static void extend_with_rule(builder *b, const posix_tz *rule, kaal_tz *tz)
+{
+    int64_t last = b->n ? b->times[b->n - 1] : KAAL_TZ_MIN_INSTANT;
+    int64_t ylast, y, d;
+    int mo, da;
+    if (b->n) {
+        kaal_civil_from_days(kaal_floor_div(last, KAAL_DAY), &ylast, &mo, &da);
+    } else {
+        ylast = 1969;
+    }
+    for (y = ylast; y <= ylast + 403; y++) {
+        int64_t s = rule_local(&rule->start, y) - rule->std_off;
+        int64_t e = rule_local(&rule->end, y) - rule->dst_off;
+        if (s < e) {
+            if (s > last)
+                push(b, s, rule->dst_off);
+            if (e > last)
+                push(b, e, rule->std_off);
+        } else {
+            if (e > last)
+                push(b, e, rule->std_off);
+            if (s > last)
+                push(b, s, rule->dst_off);
+        }
+    }
+    d = kaal_days_from_civil(ylast + 2, 1, 1);
+    tz->cyclic = 1;
+    tz->cycle_start = d * KAAL_DAY;
+    tz->cycle_end = tz->cycle_start + KAAL_CYCLE_SECONDS;
+}
+
+/* Parse a TZif image into tz (times/offs allocated). 1 on success, 0 when
+ * malformed, 2 when the file counts leap seconds (the "right/" zones: their
+ * timestamps are not Unix time, so they are refused rather than misread). */
+static int parse_tzif(const unsigned char *data, size_t size, kaal_tz *tz)
+{
+    tzif_block h;
+    const unsigned char *ttypes;
+    builder b;
+    posix_tz rule;
+    int have_rule;
+    uint32_t i;
+
+    if (!tzif_locate(data, size, &h))
+        return 0;
+    if (h.leapcnt > 0)
+        return 2;
+    ttypes = h.p + 44 + (size_t)h.timecnt * (h.tsize + 1); /* after the times and their types */
+    for (i = 0; i < h.typecnt; i++)
+        if (!offset_ok((int32_t)be32(ttypes + (size_t)i * 6)))
+            return 0;
+    have_rule = tzif_footer(&h, data + size, &rule);
+
+    memset(&b, 0, sizeof b);
+    if (!tzif_transitions(&h, &b))
+        goto fail;
+    if (h.timecnt == 0 && have_rule)
         b.off0 = rule.std_off;
 
     tz->cyclic = 0;
     if (have_rule && rule.has_dst) {
-        int64_t last = b.n ? b.times[b.n - 1] : KAAL_TZ_MIN_INSTANT;
-        int64_t ylast, y, d;
-        int mo, da;
-        if (b.n) {
-            kaal_civil_from_days(kaal_floor_div(last, KAAL_DAY), &ylast, &mo, &da);
-        } else {
-            ylast = 1969;
-        }
-        for (y = ylast; y <= ylast + 403; y++) {
-            int64_t s = rule_local(&rule.start, y) - rule.std_off;
-            int64_t e = rule_local(&rule.end, y) - rule.dst_off;
-            if (s < e) {
-                if (s > last)
-                    push(&b, s, rule.dst_off);
-                if (e > last)
-                    push(&b, e, rule.std_off);
-            } else {
-                if (e > last)
-                    push(&b, e, rule.std_off);
-                if (s > last)
-                    push(&b, s, rule.dst_off);
-            }
-        }
-        d = kaal_days_from_civil(ylast + 2, 1, 1);
-        tz->cyclic = 1;
-        tz->cycle_start = d * KAAL_DAY;
-        tz->cycle_end = tz->cycle_start + KAAL_CYCLE_SECONDS;
+        extend_with_rule(&b, &rule, tz);
     } else if (have_rule && b.n && b.offs[b.n - 1] != rule.std_off) {
         /* A fixed footer that disagrees with the last record: it governs
          * from the last transition on. */
