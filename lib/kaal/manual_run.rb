@@ -33,6 +33,14 @@ module Kaal
       log_key.is_a?(String) && log_key.start_with?(PREFIX)
     end
 
+    # A stored schedule no scheduler of this process runs (a web process).
+    def stored(key)
+      row = Kaal.backend.schedule_get(key)
+      row && Schedules.job_from(row, default_time_zone: Kaal.configuration.time_zone)
+    rescue BackendError
+      nil
+    end
+
     # Claims and dispatches one manual run of +key+ now, on the calling
     # thread (plain jobs and callables run inline; ActiveJob and Sidekiq
     # classes are enqueued). Returns a Result whose status is "dispatched",
@@ -41,7 +49,7 @@ module Kaal
       key = key.to_s if key.is_a?(Symbol)
       raise ArgumentError, "key: a manual run's key must not start with #{PREFIX.inspect}" if manual?(key)
 
-      job = Kaal.registry[key] or
+      job = Kaal.registry[key] || stored(key) or
         raise ConfigurationError, "no job registered with key #{key.inspect}"
       lkey = log_key(key)
       problem = StoredText.problem(lkey)

@@ -277,6 +277,7 @@ module Kaal
                     elsif s[:paused] then post_button(ctx, "/jobs/#{u(s[:key])}/resume", "Resume", cls: "primary")
                     else post_button(ctx, "/jobs/#{u(s[:key])}/pause", "Pause")
                     end
+          actions += post_button(ctx, "/jobs/#{u(s[:key])}/run", "Run now", cls: "ghost")
           <<~ROW
             <tr#{' class="paused"' if s[:paused] || !s[:enabled]}>
             <td data-label="Job"><span class="key">#{h(s[:key])}</span><small>#{h(s[:job_class])}#{s[:queue] ? " · #{h(s[:queue])}" : ""}</small></td>

@@ -92,6 +92,13 @@ RSpec.describe Kaal::Web do
         expect(last_response.body).to include("paused at runtime")
         expect(Kaal.schedules.list.find { |r| r[:key] == "report:1" }).to include(paused: true, enabled: true,
                                                                                    state: "paused (Kaal.disable)")
+
+        # Run now, from a process whose scheduler does not run the stored schedule
+        expect(Kaal.registry["report:<3>"]).to be_nil
+        post_action "/kaal/jobs/report%3A%3C3%3E/run", "Referer" => "http://example.org/kaal/schedules"
+        follow_redirect!
+        expect(last_response.body).to include("Ran report:&lt;3&gt; now")
+        expect(WebSpecJob::RUNS.pop(true)).to eq([[], {}])
       end
 
       it "never renders a value unescaped" do
