@@ -9,7 +9,22 @@ require "active_record"
 RSpec.describe "Kaal::Backend::Schema.migrate_command" do
   schema = Kaal::Backend::Schema
 
-  after { schema.migrate_command = schema::DEFAULT_MIGRATE_COMMAND }
+  after do
+    schema.migrate_command = schema::DEFAULT_MIGRATE_COMMAND
+    schema.upgrade_command = nil
+  end
+
+  it "names the command in a node's refusal of an older schema (the upgrade command when one is set)" do
+    message = ->(version) { schema.outdated_error("postgres", version).message }
+    expect(message.call(1)).to eq("postgres: kaal's tables are at schema step 1 of #{schema::VERSION} " \
+                                  "(this kaal #{Kaal::VERSION} needs step #{schema::VERSION}): run `kaal migrate` " \
+                                  "to upgrade them, then start again")
+    schema.migrate_command = "bin/rails db:migrate"
+    expect(message.call(0)).to include("run `bin/rails db:migrate` to upgrade them")
+    schema.upgrade_command = "bin/rails generate kaal:install && bin/rails db:migrate"
+    expect(message.call(1)).to include("run `bin/rails generate kaal:install && bin/rails db:migrate` to upgrade them")
+    expect { schema.upgrade_command = " " }.to raise_error(ArgumentError, /non-empty String/)
+  end
 
   it "lists kaal's tables from the same DDL as the statements" do
     dialect = Kaal::Native.backends.find { |b| %w[sqlite postgres mysql].include?(b) }

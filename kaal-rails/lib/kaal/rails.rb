@@ -22,6 +22,8 @@ module Kaal
   # are applied over config/kaal.yml (KAAL_* variables still win).
   module Rails
     MIGRATE_COMMAND = "bin/rails db:migrate"
+    # An older schema: the migrations of the new steps are written first.
+    UPGRADE_COMMAND = "bin/rails generate kaal:install && bin/rails db:migrate"
 
     module_function
 
@@ -33,6 +35,7 @@ module Kaal
       logger = options.delete(:logger) || ::Rails.logger
       log_to_terminal if logger.equal?(::Rails.logger) && cli?
       Kaal::Backend::Schema.migrate_command = MIGRATE_COMMAND
+      Kaal::Backend::Schema.upgrade_command = UPGRADE_COMMAND
       Kaal::Integration.setup(
         root: app.root.to_s,
         environment: ::Rails.env.to_s,

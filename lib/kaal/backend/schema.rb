@@ -42,7 +42,18 @@ module Kaal
       @migrate_command = DEFAULT_MIGRATE_COMMAND
 
       class << self
-        attr_reader :migrate_command
+        attr_reader :migrate_command, :upgrade_command
+
+        # What a node that refuses an older schema tells the user to run,
+        # when it is more than the migrate command (kaal-rails: the generator
+        # writes the migrations of new steps first). nil: the migrate command.
+        def upgrade_command=(command)
+          unless command.nil? || (command.is_a?(String) && !command.strip.empty?)
+            raise ArgumentError, "upgrade_command must be nil or a non-empty String, got #{command.inspect}"
+          end
+
+          @upgrade_command = command&.dup&.freeze
+        end
 
         # The command that creates kaal's tables in this application, named
         # by every "table missing" error ("bin/rails db:migrate" in a Rails
@@ -120,7 +131,7 @@ module Kaal
       def outdated_error(backend, version)
         Kaal::BackendError.new(
           "#{backend}: kaal's tables are at schema step #{version} of #{VERSION} " \
-          "(this kaal #{Kaal::VERSION} needs step #{VERSION}): run `#{migrate_command}` to upgrade them, " \
+          "(this kaal #{Kaal::VERSION} needs step #{VERSION}): run `#{upgrade_command || migrate_command}` to upgrade them, " \
           "then start again"
         )
       end
