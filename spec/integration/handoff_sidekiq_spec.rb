@@ -2,7 +2,9 @@
 
 require "spec_helper"
 require "json"
+require "open3"
 require "tmpdir"
+require "yaml"
 
 # The exactly-once hand-off to Sidekiq on kaal's Redis (docs/guarantee.md):
 # a private redis-server, a real Sidekiq 7 process consuming the queue, kaal
@@ -126,6 +128,34 @@ RSpec.describe "exactly-once hand-off to Sidekiq" do
       expect(ran.map { |r| r["jid"] }.uniq.size).to eq(fires.size)
     ensure
       stop_sidekiq(pid)
+    end
+  end
+
+  it "kaal status lists a pair claimed at most once and never dispatched, never a handed-off one" do
+    configure
+    register(handoff: "atomic")
+    ns = Kaal.configuration.namespace
+    long_ago = Time.now.to_i - 60 # claims older than lease_ttl are the ones kaal status lists
+    expect(Kaal.tick!(now: long_ago).map(&:status)).to eq(["dispatched"])
+    # an at-most-once claim whose node died before dispatching it
+    expect(Kaal.backend.claim_columns(["plain"], [long_ago], lease_ms: 10_000, node: "dead-node", now: long_ago))
+      .to eq([true])
+
+    Dir.mktmpdir("kaal-handoff-status-") do |dir|
+      FileUtils.mkdir_p(File.join(dir, "config"))
+      File.write(File.join(dir, "config", "kaal.yml"),
+                 YAML.dump("defaults" => { "backend" => "redis", "backend_config" => { "url" => @redis.url },
+                                           "namespace" => ns, "tick_interval" => 1, "window_lookback" => 5,
+                                           "lease_ttl" => 10 }))
+      File.write(File.join(dir, "config", "kaal-scheduler.yml"),
+                 YAML.dump("defaults" => { "jobs" => [{ "key" => "report", "cron" => "* * * * * *",
+                                                         "job_class" => "HandoffSidekiqJob", "handoff" => "atomic" }] }))
+      out, err, status = Open3.capture3(RbConfig.ruby, "-I", File.expand_path("../../lib", __dir__),
+                                        File.expand_path("../../bin/kaal", __dir__), "status", "--json", chdir: dir)
+      expect(status.exitstatus).to eq(0), err
+      backend = JSON.parse(out)["backend"]
+      expect(backend["claimed_not_dispatched"].map { |d| d["key"] }).to eq(["plain"])
+      expect(backend["recent_dispatches"].find { |d| d["key"] == "report" }).to include("status" => "dispatched")
     end
   end
 
