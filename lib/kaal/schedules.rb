@@ -47,10 +47,11 @@ module Kaal
       args_json, kwargs_json = json_of(job, args, kwargs)
       zone = time_zone.nil? ? nil : job.cron.time_zone
       check_conflict(job)
-      @backend.schedule_upsert(key: job.key, cron: job.expression, job_class: job.job_class_name,
-                               args_json: args_json, kwargs_json: kwargs_json, time_zone: zone, queue: job.queue,
-                               enabled: job.enabled, now: Time.now)
-      find(job.key)
+      now = Time.now.to_i
+      row = { key: job.key, cron: job.expression, job_class: job.job_class_name, args_json: args_json,
+              kwargs_json: kwargs_json, time_zone: zone, queue: job.queue, enabled: job.enabled }
+      version = @backend.schedule_upsert(**row, now: now)
+      self.class.to_h(row.merge(version: version, updated_at: now)) # what #find returns, without reading it back
     end
 
     # Removes the stored schedule. true when there was one.
