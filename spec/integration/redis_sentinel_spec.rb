@@ -38,13 +38,22 @@ RSpec.describe "Redis backend with Sentinel", :integration do
 
   def sentinel_config = setup.backend_config.transform_keys(&:to_sym)
 
+  # The dispatch log of namespace ns on the server at port of sentinel setup
+  # s, read through kaal (whatever the key layout): [[key, fire_time], ...].
+  def log_on(s, port, ns)
+    tls = s.backend_config.slice("ssl", "ssl_params").transform_keys(&:to_sym)
+    url = "#{tls.empty? ? "redis" : "rediss"}://127.0.0.1:#{port}/0"
+    handle = Kaal::Backend.build(:redis, namespace: ns, config: { url: url, **tls })
+    handle.dispatches(limit: 100).map { |r| [r[:key], r[:fire_time]] }
+  ensure
+    handle&.close
+  end
+
   it "asks the sentinels for the master, skipping one that is down" do
     dead = TCPServer.new("127.0.0.1", 0).then { |s| s.addr[1].tap { s.close } }
     b = build(**sentinel_config, sentinels: ["127.0.0.1:#{dead}", *sentinel_config[:sentinels]])
     expect(b.claim([["job", now]], lease_ms: 60_000, node: "n", now: now)).to eq([true])
-    master = Redis.new(host: "127.0.0.1", port: setup.master_port)
-    expect(master.exists?("{#{b.namespace}}:log:#{now}:job")).to be(true)
-    master.close
+    expect(log_on(setup, setup.master_port, b.namespace)).to eq([["job", now]])
     expect(b.location).to include(sentinel_master: "kaal-master", sentinels: start_with("127.0.0.1:#{dead},"))
   end
 
@@ -58,7 +67,8 @@ RSpec.describe "Redis backend with Sentinel", :integration do
                       sentinels: setup.sentinels.map { |s| { host: "127.0.0.1", port: s.port } })
     b = build(redis: redis)
     expect(b.claim([["job", now]], lease_ms: 60_000, node: "n", now: now)).to eq([true])
-    expect(redis.exists?("{#{b.namespace}}:log:#{now}:job")).to be(true) # redis-rb finds the same master
+    expect(log_on(setup, redis.call("CLIENT", "INFO")[/laddr=\S+:(\d+)/, 1].to_i, b.namespace))
+      .to eq([["job", now]]) # on the master redis-rb finds
     redis.close
   end
 
@@ -92,10 +102,35 @@ RSpec.describe "Redis backend with Sentinel", :integration do
     after_failover = result.records.select { |_, fire, *| fire > done_at.to_i + 2 }
     expect(after_failover.map(&:first).uniq.size).to eq(3), -> { explain(result) } # every job fires again
     expect(after_failover.size).to be >= 3 * 5, -> { explain(result) }
-    # ... claimed on the new master: its log entries ({ns}:log:<fire>:<key>) hold those fire times.
-    master = Redis.new(host: "127.0.0.1", port: new_port)
-    newest = master.keys("{kaal-mp-*}:log:*").map { |k| Integer(k.split(":")[2]) }
-    expect(newest.max).to be > done_at.to_i + 2
+    # ... claimed on the new master: its dispatch log holds those fire times.
+    master = setup.redis(new_port)
+    namespaces = master.keys("*kaal-mp-*").map { |k| k[/kaal-mp-\h+/] }.uniq
     master.close
+    expect(namespaces.size).to eq(1)
+    expect(log_on(setup, new_port, namespaces.first).map(&:last).max).to be > done_at.to_i + 2
+  end
+
+  # Sentinels, master and replica that speak only TLS: the sentinels are
+  # asked over TLS, with the master's settings.
+  describe "over TLS" do
+    before(:all) do
+      skip "this build has no TLS (libssl-dev missing)" unless Kaal::Native::REDIS_TLS
+      @files = Kaal::Spec::TlsFiles.new
+      @tls_setup = Kaal::Spec::RedisSentinelSetup.start(tls: @files)
+    end
+
+    after(:all) do
+      @tls_setup&.stop
+      @files&.cleanup
+    end
+
+    it "asks the sentinels over TLS and claims on the master over TLS; a wrong CA is a ConnectionError" do
+      config = @tls_setup.backend_config.transform_keys(&:to_sym)
+      b = build(**config)
+      expect(b.claim([["job", now]], lease_ms: 60_000, node: "n", now: now)).to eq([true])
+      expect(log_on(@tls_setup, @tls_setup.master_port, b.namespace)).to eq([["job", now]])
+      wrong = build(**config, ssl_params: { ca_file: @files.other_ca })
+      expect { wrong.ping }.to raise_error(Kaal::ConnectionError, /no master "kaal-master".*certificate verify failed/)
+    end
   end
 end

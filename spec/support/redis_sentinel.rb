@@ -4,14 +4,16 @@ require "fileutils"
 require "redis"
 require "tmpdir"
 require_relative "redis_server"
+require_relative "redis_tls"
 
 module Kaal
   module Spec
     # A redis-server in Sentinel mode (redis-server CONF --sentinel) watching
-    # one master; its config file is private and writable (Sentinel rewrites it).
-    class SentinelServer < RedisServer
-      def initialize(master_name, master_port)
-        super()
+    # one master; its config file is private and writable (Sentinel rewrites
+    # it). With files (a TlsFiles) it speaks only TLS, to clients and servers.
+    class SentinelServer < RedisTlsServer
+      def initialize(master_name, master_port, files = nil)
+        super(files)
         @master_name = master_name
         @master_port = master_port
       end
@@ -20,8 +22,7 @@ module Kaal
         raise "already running (pid #{@pid})" if @pid
 
         conf = File.join(@dir, "sentinel.conf")
-        File.write(conf, <<~CONF)
-          port #{port}
+        File.write(conf, <<~CONF + tls_conf)
           bind 127.0.0.1
           dir #{@dir}
           logfile #{File.join(@dir, "sentinel.log")}
@@ -35,16 +36,26 @@ module Kaal
       end
 
       def client
-        @client ||= Redis.new(host: "127.0.0.1", port: port, timeout: 2)
+        @client ||= Redis.new(host: "127.0.0.1", port: port, timeout: 2, **RedisSentinelSetup.tls_options(files))
       end
 
       def stop
         @client&.close
         super
       end
+
+      private
+
+      def tls_conf
+        return "port #{port}\n" unless files
+
+        "port 0\ntls-port #{port}\ntls-cert-file #{files.server_cert}\ntls-key-file #{files.server_key}\n" \
+          "tls-ca-cert-file #{files.ca}\ntls-auth-clients optional\ntls-replication yes\n"
+      end
     end
 
-    # One master, one replica and three sentinels, all on 127.0.0.1:
+    # One master, one replica and three sentinels, all on 127.0.0.1 (with
+    # tls: a TlsFiles, all of them speak only TLS):
     #
     #   setup = Kaal::Spec::RedisSentinelSetup.start
     #   setup.backend_config   # => { sentinels: [...], name: "kaal-master" }
@@ -56,19 +67,26 @@ module Kaal
 
       attr_reader :servers, :sentinels
 
-      def self.start
-        new.tap(&:start)
+      def self.start(tls: nil)
+        new(tls: tls).tap(&:start)
       end
 
-      def initialize
+      # redis-rb options for a TLS server with the CA of files (nil: none).
+      def self.tls_options(files)
+        files ? { ssl: true, ssl_params: { ca_file: files.ca } } : {}
+      end
+
+      def initialize(tls: nil)
+        @tls = tls
         @servers = []
         @sentinels = []
       end
 
       def start
-        @servers << RedisServer.start
-        @servers << RedisServer.start("--replicaof", "127.0.0.1", @servers[0].port.to_s)
-        @sentinels = Array.new(3) { SentinelServer.new(NAME, @servers[0].port).start }
+        repl = @tls ? %w[--tls-replication yes] : []
+        @servers << RedisTlsServer.start(@tls, *repl)
+        @servers << RedisTlsServer.start(@tls, *repl, "--replicaof", "127.0.0.1", @servers[0].port.to_s)
+        @sentinels = Array.new(3) { SentinelServer.new(NAME, @servers[0].port, @tls).start }
         wait_for("the replica to be in sync") { in_sync?(master_port) }
         wait_for("every sentinel to know the replica and the other sentinels") { sentinels.all? { |s| ready?(s) } }
         self
@@ -78,7 +96,13 @@ module Kaal
       end
 
       def backend_config
-        { "sentinels" => sentinels.map { |s| "127.0.0.1:#{s.port}" }, "name" => NAME }
+        tls = @tls ? { "ssl" => true, "ssl_params" => { "ca_file" => @tls.ca } } : {}
+        { "sentinels" => sentinels.map { |s| "127.0.0.1:#{s.port}" }, "name" => NAME }.merge(tls)
+      end
+
+      # A redis-rb client of the server on port.
+      def redis(port)
+        Redis.new(host: "127.0.0.1", port: port, timeout: 2, **self.class.tls_options(@tls))
       end
 
       # The master's port as the first sentinel reports it.
@@ -120,7 +144,7 @@ module Kaal
       private
 
       def with(port)
-        r = Redis.new(host: "127.0.0.1", port: port, timeout: 2)
+        r = redis(port)
         yield r
       ensure
         r&.close

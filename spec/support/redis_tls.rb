@@ -12,8 +12,8 @@ module Kaal
     TlsFiles = Kaal::Chaos::TlsFiles
 
     # A redis-server that speaks only TLS (--port 0 --tls-port PORT) with the
-    # certificates of a TlsFiles. Client certificates are optional unless
-    # `require_client_cert`.
+    # certificates of a TlsFiles (files nil: plain TCP, as RedisServer).
+    # Client certificates are optional unless `require_client_cert`.
     class RedisTlsServer < RedisServer
       attr_reader :files
 
@@ -34,12 +34,16 @@ module Kaal
       private
 
       def listen_args
+        return super unless files
+
         ["--port", "0", "--tls-port", port.to_s, "--tls-cert-file", files.server_cert,
          "--tls-key-file", files.server_key, "--tls-ca-cert-file", files.ca,
          "--tls-auth-clients", @require_client_cert ? "yes" : "optional"]
       end
 
-      def open_socket
+      def open_socket(&block)
+        return super unless files
+
         ctx = OpenSSL::SSL::SSLContext.new
         ctx.set_params(ca_file: files.ca, cert: OpenSSL::X509::Certificate.new(File.read(files.client_cert)),
                        key: OpenSSL::PKey.read(File.read(files.client_key)))
@@ -53,7 +57,7 @@ module Kaal
             raise Errno::ECONNREFUSED, e.message
           end
           begin
-            yield ssl
+            block.call(ssl)
           ensure
             ssl.close
           end
