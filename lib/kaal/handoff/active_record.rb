@@ -28,6 +28,20 @@ module Kaal
       # rolled back and the run recorded failed.
       class JobError < StandardError; end
 
+      # Errors of the database itself (unreachable, locked, timed out): the
+      # tick fails closed and the pair is tried again. Any other error of an
+      # enqueue (an invalid job row, an argument that does not serialize) is
+      # the job's, so one broken job cannot hold back the others.
+      STORE_ERRORS = %w[ActiveRecord::ConnectionNotEstablished ActiveRecord::ConnectionFailed
+                        ActiveRecord::DatabaseConnectionError ActiveRecord::AdapterTimeout
+                        ActiveRecord::StatementTimeout ActiveRecord::LockWaitTimeout ActiveRecord::QueryCanceled
+                        ActiveRecord::TransactionRollbackError ActiveRecord::ConnectionTimeoutError].freeze
+
+      def self.store_error?(error)
+        STORE_ERRORS.any? { |name| (klass = Object.const_get(name) rescue nil) && error.is_a?(klass) } ||
+          error.cause.class.name.to_s.match?(/ConnectionBad|UnableToSend|BusyException|Trilogy::(Connection|Timeout)/)
+      end
+
       # [route, nil] or [nil, reason] for the Active Job class +klass+.
       def self.route(klass, backend)
         adapter = klass.respond_to?(:queue_adapter) ? klass.queue_adapter : nil
@@ -160,8 +174,10 @@ module Kaal
         Thread.current[NOW] = job
         enqueued = begin
           job.enqueue(dispatch.enqueue_options)
-        rescue ::ActiveRecord::ActiveRecordError
-          raise
+        rescue ::ActiveRecord::ActiveRecordError => e
+          raise if ActiveRecord.store_error?(e)
+
+          raise JobError, "enqueue of #{@klass} failed"
         rescue StandardError, ScriptError
           raise JobError, "enqueue of #{@klass} failed"
         ensure
