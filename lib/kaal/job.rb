@@ -52,15 +52,36 @@ module Kaal
     def initialize(key:, cron:, location:, source:, job_class: nil, callable: nil, queue: nil, args: [],
                    kwargs: {}, time_zone: nil, catch_up: nil, enabled: true, default_time_zone: "UTC",
                    priority: nil, set: nil, handoff: nil)
+      setup(key, location, [cron, time_zone || default_time_zone, job_class, callable, queue, priority, set, args,
+                            kwargs, catch_up, enabled, source, handoff])
+    end
+
+    # Job.new(key:, location:, cron:, ...) with the definition fields in
+    # positional order (cron, zone, job_class, callable, queue, priority,
+    # set, args, kwargs, catch_up, enabled, source, handoff): the same job
+    # and checks without keyword-argument handling, for Kaal.register at a
+    # million calls.
+    def self.build(key, location, definition)
+      job = allocate
+      job.__send__(:setup, key, location, definition)
+      job
+    end
+
+    private
+
+    def setup(key, location, definition)
       # Three instance variables stay inside the object (no separate
       # table); @location only when it is not derived from the key.
       @key = check_key(key, location)
       @next_epoch = nil
-      definition = [cron, time_zone || default_time_zone, job_class, callable, queue, priority, snapshot(set),
-                    snapshot(args), snapshot(kwargs), catch_up, enabled, source, handoff]
+      definition[6] = snapshot(definition[6])
+      definition[7] = snapshot(definition[7])
+      definition[8] = snapshot(definition[8])
       @spec = Job.spec_for(definition) { build_spec(definition, self.location(location)) }
       @location = location unless location.nil?
     end
+
+    public
 
     # Plain methods (not define_method + send): the tick reads these for
     # every due job.

@@ -32,7 +32,8 @@ module Kaal
                                     "remove one, or set scheduler_conflict_policy to code_wins or file_wins"
         end
 
-        writable(:@code)[job.key] = job
+        @code = @code.dup if @code.frozen? # handed out by #jobs
+        @code[job.key] = job
         if @file.empty?
           @effective = @code
         elsif !(policy == :file_wins && @file.key?(job.key))

@@ -112,11 +112,10 @@ module Kaal
                  enabled: true, callable: nil, priority: nil, set: nil, handoff: nil, &block)
       raise ConfigurationError, "Kaal.register(key: #{key.inspect}): give a callable or a block, not both" if callable && block
 
-      config = configuration
-      job = Job.new(key: key, cron: cron, job_class: job_class, callable: callable || block, queue: queue,
-                    args: args, kwargs: kwargs, time_zone: time_zone, catch_up: catch_up, enabled: enabled,
-                    priority: priority, set: set, handoff: handoff, location: nil, source: :code, # location: Kaal.register(key: ...)
-                    default_time_zone: config.time_zone)
+      config = @configuration || configuration
+      # Job.new(..., location: nil, source: :code), positional (Job.build); location nil: Kaal.register(key: ...)
+      job = Job.build(key, nil, [cron, time_zone || config.time_zone, job_class, callable || block, queue, priority, set,
+                                 args, kwargs, catch_up, enabled, :code, handoff])
       check_recurring_class!(job, config)
       @registry.register(job, policy: config.scheduler_conflict_policy)
       warn_ignored_queue(job)
