@@ -92,6 +92,41 @@ RSpec.describe Kaal::YamlLoader do
       end
     end
 
+    it "agrees with YAML.safe_load on random documents in YAML.dump's layout and an indented one" do
+      rng = Random.new(20_261_206)
+      words = ["a", "job-1", "on", "No", "null", "~", "1", "-2", "0x1f", "1.5", "x:y", "x: y", "it's", "* * * * *",
+               "0 0 1 1 *", "1#2", "a #c", "\u00e9", "true", "y", "", " a", "a ", "{{key}}", "@daily", "12:30", "1_000",
+               "-x", "[x]", "a,b", "\"q\"", "back\\slash", "2026-01-01"]
+      gen = lambda do |depth|
+        case depth > 2 ? rng.rand(3) : rng.rand(5)
+        when 0, 2 then words.sample(random: rng)
+        when 1 then [1, -3, 2.5, true, false, nil, 0].sample(random: rng)
+        when 3 then Array.new(rng.rand(4)) { gen.call(depth + 1) }
+        else Array.new(rng.rand(4)) { [%w[key cron a-b x on test 1].sample(random: rng), gen.call(depth + 1)] }.to_h
+        end
+      end
+      fast = 0
+      400.times do
+        text = YAML.dump("defaults" => { "jobs" => Array.new(rng.rand(4)) { gen.call(1) } }, "x" => gen.call(1))
+        text = text.gsub(/^(\s*)- /) { "#{Regexp.last_match(1)}  - " } if rng.rand(2).zero?
+        expected = begin
+          Marshal.dump(YAML.safe_load(text, aliases: true))
+        rescue Psych::Exception => e
+          e.class
+        end
+        got = begin
+          described_class.blocks(text)
+        rescue Psych::Exception => e
+          e.class
+        end
+        next if got.nil? # left to Psych
+
+        fast += 1
+        expect(got.is_a?(Class) ? got : Marshal.dump(got)).to eq(expected), text
+      end
+      expect(fast).to be > 100
+    end
+
     it "gives every entry its own Strings, also for a repeated value" do
       data = described_class.load("a: 0 0 * * *\nb: 0 0 * * *\n")
       expect(data["a"]).to eq(data["b"])
