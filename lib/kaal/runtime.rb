@@ -83,7 +83,8 @@ module Kaal
         path ||= scheduler_file_path
         env_name = env ? ConfigFile.environment(env) : (@env_name || ConfigFile.environment)
         jobs = SchedulerFile.load(path, env_name, default_time_zone: configuration.time_zone)
-        jobs.each { |job| check_recurring_class!(job) }
+        config = configuration
+        jobs.each { |job| check_recurring_class!(job, config) }
         @registry.replace_file_jobs(jobs, path, policy: configuration.scheduler_conflict_policy)
         @scheduler_file_mtime = File.mtime(path)
         jobs.each { |job| warn_ignored_queue(job) }

@@ -110,13 +110,11 @@ module Kaal
     def build(entry, location, _path, default_time_zone)
       raise ConfigurationError, "#{location}#{key_label(entry)}: cron: missing" unless entry.key?("cron")
 
-      Job.new(
-        key: entry["key"], cron: entry["cron"], job_class: entry["job_class"], queue: entry["queue"],
-        priority: entry["priority"], set: entry["set"],
-        args: entry["args"], kwargs: entry["kwargs"], time_zone: entry["time_zone"],
-        catch_up: entry["catch_up"], enabled: entry.fetch("enabled", true), handoff: entry["handoff"],
-        location: location, source: :file, default_time_zone: default_time_zone
-      )
+      # Job.new(key:, cron:, ..., location:, source: :file), positional (Job.build)
+      Job.build(entry["key"], location,
+                [entry["cron"], entry["time_zone"] || default_time_zone, entry["job_class"], nil, entry["queue"],
+                 entry["priority"], entry["set"], entry["args"], entry["kwargs"], entry["catch_up"],
+                 entry.fetch("enabled", true), :file, entry["handoff"]])
     end
   end
 end
