@@ -13,7 +13,8 @@ RSpec.describe "exactly-once hand-off in a generated app" do
   solid_queue = { table: "solid_queue_jobs", class_column: "class_name", worker: %w[bin/rails solid_queue:start] }
   [
     ["solid_queue", solid_queue.merge(dialect: "sqlite")],
-    ["solid_queue", solid_queue.merge(dialect: "mysql")], # INSERT IGNORE instead of ON CONFLICT DO NOTHING
+    # INSERT IGNORE instead of ON CONFLICT DO NOTHING: the transaction example only (bin/test's time)
+    ["solid_queue", solid_queue.merge(dialect: "mysql", only: :transaction)],
     ["good_job", { dialect: "postgres", table: "good_jobs", class_column: "job_class",
                    worker: %w[bundle exec good_job start] }]
   ].each do |adapter, setup|
@@ -44,48 +45,50 @@ RSpec.describe "exactly-once hand-off in a generated app" do
         dbs.query(db, "SELECT fire_time, status, node FROM kaal_dispatches WHERE namespace = '#{env["KAAL_NAMESPACE"]}'")
       end
 
-      it "claims and enqueues each run in one transaction; the #{adapter} worker runs each once, also across a SIGKILL" do
-        app.run!("bin/rails", "db:create", "db:migrate", env: env)
-        app.run!("bin/rails", "runner", "script/handoff_queue_schema.rb", env: env)
-        log = app.path("log", "kaal-handoff-#{adapter}-#{setup[:dialect]}.log")
-        dispatched = ->(n) { rows(dbs, db, env).count { |r| r[1] == "dispatched" } >= n }
+      unless setup[:only]
+        it "claims and enqueues each run in one transaction; the #{adapter} worker runs each once, also across a SIGKILL" do
+          app.run!("bin/rails", "db:create", "db:migrate", env: env)
+          app.run!("bin/rails", "runner", "script/handoff_queue_schema.rb", env: env)
+          log = app.path("log", "kaal-handoff-#{adapter}-#{setup[:dialect]}.log")
+          dispatched = ->(n) { rows(dbs, db, env).count { |r| r[1] == "dispatched" } >= n }
 
-        pid = app.spawn("bundle", "exec", "kaal", "start", log: log, env: env)
-        app.wait_for(-> { "3 handed-off runs; kaal start said:\n#{File.read(log)}" }, timeout: 60) { dispatched.(3) }
-        Process.kill("KILL", -pid) # the node dies between two ticks, or in one
-        app.wait_pid(pid, 10)
-        before = rows(dbs, db, env).size
-        pid = app.spawn("bundle", "exec", "kaal", "start", log: log, env: env)
-        begin
-          app.wait_for(-> { "more runs after the restart; kaal start said:\n#{File.read(log)}" }, timeout: 60) do
-            dispatched.(before + 3)
+          pid = app.spawn("bundle", "exec", "kaal", "start", log: log, env: env)
+          app.wait_for(-> { "3 handed-off runs; kaal start said:\n#{File.read(log)}" }, timeout: 60) { dispatched.(3) }
+          Process.kill("KILL", -pid) # the node dies between two ticks, or in one
+          app.wait_pid(pid, 10)
+          before = rows(dbs, db, env).size
+          pid = app.spawn("bundle", "exec", "kaal", "start", log: log, env: env)
+          begin
+            app.wait_for(-> { "more runs after the restart; kaal start said:\n#{File.read(log)}" }, timeout: 60) do
+              dispatched.(before + 3)
+            end
+          ensure
+            status = app.stop(pid)
           end
-        ensure
-          status = app.stop(pid)
-        end
-        expect(status&.exitstatus).to eq(0), File.read(log)
+          expect(status&.exitstatus).to eq(0), File.read(log)
 
-        logged = rows(dbs, db, env)
-        expect(logged.map { |r| r[1] }.uniq).to eq(["dispatched"]) # never "claimed": claim and job are one step
-        fires = logged.map { |r| Integer(r[0]) }.sort
-        expect(fires).to eq(fires.uniq)
-        queued = dbs.query(db, "SELECT COUNT(*) FROM #{setup[:table]} WHERE #{setup[:class_column]} = 'HandoffJob'")
-        expect(queued.flatten.map(&:to_i)).to eq([fires.size]) # one job row per claim row, no more, no less
+          logged = rows(dbs, db, env)
+          expect(logged.map { |r| r[1] }.uniq).to eq(["dispatched"]) # never "claimed": claim and job are one step
+          fires = logged.map { |r| Integer(r[0]) }.sort
+          expect(fires).to eq(fires.uniq)
+          queued = dbs.query(db, "SELECT COUNT(*) FROM #{setup[:table]} WHERE #{setup[:class_column]} = 'HandoffJob'")
+          expect(queued.flatten.map(&:to_i)).to eq([fires.size]) # one job row per claim row, no more, no less
 
-        worker_log = app.path("log", "#{adapter}-#{setup[:dialect]}-worker.log")
-        worker = app.spawn(*setup[:worker], log: worker_log, env: env)
-        begin
-          app.wait_for(-> { "the #{adapter} worker to run #{fires.size} jobs:\n#{File.read(worker_log)}" }, timeout: 90) do
-            runs(handoff_log).size >= fires.size
+          worker_log = app.path("log", "#{adapter}-#{setup[:dialect]}-worker.log")
+          worker = app.spawn(*setup[:worker], log: worker_log, env: env)
+          begin
+            app.wait_for(-> { "the #{adapter} worker to run #{fires.size} jobs:\n#{File.read(worker_log)}" }, timeout: 90) do
+              runs(handoff_log).size >= fires.size
+            end
+          ensure
+            app.stop(worker)
           end
-        ensure
-          app.stop(worker)
+          ran = runs(handoff_log)
+          expect(ran.map { |r| Integer(r[1]) }.sort).to eq(fires)
+          expect(ran.map { |r| r[0] }.uniq).to eq(["handoff"])
+          ran.each { |r| expect(r[4]).to eq(Kaal.idempotency_key("handoff", Integer(r[1]), namespace: env["KAAL_NAMESPACE"])) }
+          expect(ran.map { |r| r[2] }.uniq).not_to include(pid.to_s) # run by the worker, not by kaal
         end
-        ran = runs(handoff_log)
-        expect(ran.map { |r| Integer(r[1]) }.sort).to eq(fires)
-        expect(ran.map { |r| r[0] }.uniq).to eq(["handoff"])
-        ran.each { |r| expect(r[4]).to eq(Kaal.idempotency_key("handoff", Integer(r[1]), namespace: env["KAAL_NAMESPACE"])) }
-        expect(ran.map { |r| r[2] }.uniq).not_to include(pid.to_s) # run by the worker, not by kaal
       end
 
       it "writes the job row inside the transaction that writes the claim row (#{adapter})" do
@@ -108,14 +111,16 @@ RSpec.describe "exactly-once hand-off in a generated app" do
         expect(statements[kaal..job]).not_to include("commit", "release", "rollback"), statements.inspect
       end
 
-      it "refuses to start when kaal's backend is another database than the #{adapter} queue's" do
-        other = setup[:dialect] == "sqlite" ? "sqlite3:#{app.path("storage", "other-#{SecureRandom.hex(3)}.sqlite3")}" : dbs.url("other")
-        app.run!("bin/rails", "db:create", "db:migrate", env: env.merge("DATABASE_URL" => other)) # kaal's tables there
-        app.run!("bin/rails", "db:create", "db:migrate", env: env)
-        result = app.run("bundle", "exec", "kaal", "start", env: env.merge("KAAL_BACKEND_URL" => other), timeout: 60)
-        expect(result.status.exitstatus).to eq(2), result.output
-        expect(result.output).to include('job "handoff"', "handoff: atomic is not possible: HandoffJob is queued by #{adapter}",
-                                         "claim and job must be in one database")
+      unless setup[:only]
+        it "refuses to start when kaal's backend is another database than the #{adapter} queue's" do
+          other = setup[:dialect] == "sqlite" ? "sqlite3:#{app.path("storage", "other-#{SecureRandom.hex(3)}.sqlite3")}" : dbs.url("other")
+          app.run!("bin/rails", "db:create", "db:migrate", env: env.merge("DATABASE_URL" => other)) # kaal's tables there
+          app.run!("bin/rails", "db:create", "db:migrate", env: env)
+          result = app.run("bundle", "exec", "kaal", "start", env: env.merge("KAAL_BACKEND_URL" => other), timeout: 60)
+          expect(result.status.exitstatus).to eq(2), result.output
+          expect(result.output).to include('job "handoff"', "handoff: atomic is not possible: HandoffJob is queued by #{adapter}",
+                                           "claim and job must be in one database")
+        end
       end
     end
   end
