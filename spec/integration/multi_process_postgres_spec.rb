@@ -21,8 +21,8 @@ RSpec.describe "kaal start on PostgreSQL with nodes killed at random", :integrat
     admin = PG.connect(kaal_backend_url)
     role = "kaal_outage_#{Process.pid}"
     admin.exec("CREATE ROLE #{role} LOGIN")
-    admin.exec("GRANT SELECT, INSERT, UPDATE, DELETE ON kaal_dispatches, kaal_delayed_jobs, " \
-               "kaal_job_states, kaal_nodes TO #{role}")
+    # Every kaal table, whatever the schema step (a list would miss the next step's tables).
+    admin.exec("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO #{role}")
     terminate_all = lambda do
       admin.exec_params("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", [role])
     end
