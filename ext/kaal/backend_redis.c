@@ -558,14 +558,14 @@ static const char *const SCRIPTS[S_COUNT] = {
 
 typedef struct redis_impl {
     kaal_redis_io *io;
-    char *prefix; /* "<ns>:" */
+    char *prefix; /* "<ns>:": the previous release's key prefix (layout 1) */
     size_t prefix_len;
     int timeout_ms; /* command timeout */
     char sha[S_COUNT][41];
     size_t sentinel_first; /* the sentinel to ask first: the last one that answered */
     /* Key layout (set on first use, kept across reconnects). */
-    char *tag, *old; /* "{<ns>}:" (layout 2), "<ns>:" (the previous release's) */
-    size_t tag_len, old_len;
+    char *tag; /* "{<ns>}:" (layout 2) */
+    size_t tag_len;
     int layout; /* 0 not read yet, LAYOUT_NEW, LAYOUT_COMPAT */
 } redis_impl;
 
@@ -1111,7 +1111,6 @@ static void free_impl(kaal_backend *b)
     if (r) {
         free(r->prefix);
         free(r->tag);
-        free(r->old);
         free(r);
         b->impl = NULL;
     }
@@ -1258,8 +1257,8 @@ static int64_t log_ttl_s(const kaal_backend *b, int64_t lease_ms)
 /* ------------------------------------------------------------------ */
 /* Key names and script calls                                         */
 
-/* The prefixes of this handle's keys: "{<ns>}:" (layout 2) and the
- * previous release's "<ns>:". Built on first use. */
+/* The prefix of this handle's keys, "{<ns>}:" (layout 2), built on first
+ * use (r->prefix, "<ns>:", is the previous release's). */
 static int prefixes(kaal_backend *b, kaal_error *err)
 {
     redis_impl *r = impl_of(b);
@@ -1268,20 +1267,11 @@ static int prefixes(kaal_backend *b, kaal_error *err)
     if (r->tag) return KAAL_OK;
     n = strlen(b->ns);
     r->tag = malloc(n + 4);
-    r->old = malloc(n + 2);
-    if (!r->tag || !r->old) {
-        free(r->tag);
-        free(r->old);
-        r->tag = r->old = NULL;
-        return no_memory(err);
-    }
+    if (!r->tag) return no_memory(err);
     r->tag[0] = '{';
     memcpy(r->tag + 1, b->ns, n);
     memcpy(r->tag + 1 + n, "}:", 3);
     r->tag_len = n + 3;
-    memcpy(r->old, b->ns, n);
-    memcpy(r->old + n, ":", 2);
-    r->old_len = n + 1;
     return KAAL_OK;
 }
 
@@ -1471,7 +1461,7 @@ static int settle_layout(kaal_backend *b, const char *what, kaal_error *err)
     if (rc != KAAL_OK || r->layout) return rc;
     cmd_script(&c, (int)(1 + OLD_FIXED_N));
     cmd_key(&c, r->tag, "layout", NULL);
-    for (i = 0; i < OLD_FIXED_N; i++) cmd_key(&c, r->old, OLD_FIXED[i], NULL);
+    for (i = 0; i < OLD_FIXED_N; i++) cmd_key(&c, r->prefix, OLD_FIXED[i], NULL);
     cmd_carg(&c, FENCE);
     rc = cmd_run(b, &c, S_LAYOUT, &rep, err, what);
     if (rc == KAAL_EBACKEND && err && strstr(err->message, "CROSSSLOT")) {
@@ -1552,7 +1542,7 @@ static void claim_call(kaal_backend *b, cmd *c, const kaal_claim *items, const k
                        size_t n, int compat, const buf *row, int64_t ttl)
 {
     redis_impl *r = impl_of(b);
-    const char *pre[3] = {r->tag, r->old, r->old};
+    const char *pre[3] = {r->tag, r->prefix, r->prefix};
     const char *kind[3] = {"log:", "log:", "claim:"};
     size_t i, k, lk = compat ? 3 : 1;
     cmd_script(c, (int)((compat ? 2 : 1) + (lk + (pushes ? 2 : 0)) * n));
@@ -2128,7 +2118,7 @@ static int states_compat(kaal_backend *b, const char *key, int enabled, redisRep
     cmd_script(&c, 3);
     cmd_key(&c, r->tag, "layout", NULL);
     cmd_key(&c, r->tag, "states", NULL);
-    cmd_key(&c, r->old, "states", NULL);
+    cmd_key(&c, r->prefix, "states", NULL);
     if (enabled >= 0) {
         cmd_carg(&c, key);
         cmd_carg(&c, enabled ? "1" : "0");
@@ -2326,8 +2316,8 @@ static int redis_delayed_claim(kaal_backend *b, int64_t now_ms, size_t limit, ka
     cmd_key(&bad, r->tag, "delayed", NULL);
     cmd_key(&bad, r->tag, "delayed-due", NULL);
     if (compat) {
-        cmd_key(&bad, r->old, "delayed", NULL);
-        cmd_key(&bad, r->old, "delayed-due", NULL);
+        cmd_key(&bad, r->prefix, "delayed", NULL);
+        cmd_key(&bad, r->prefix, "delayed-due", NULL);
     }
     cmd_iarg(&bad, now_ms);
     cmd_iarg(&bad, (int64_t)limit);
@@ -2383,8 +2373,8 @@ static int redis_delayed_cancel(kaal_backend *b, const char *job_id, int *found,
     cmd_key(&c, r->tag, "delayed-due", NULL);
     if (r->layout == LAYOUT_COMPAT) {
         cmd_key(&c, r->tag, "layout", NULL);
-        cmd_key(&c, r->old, "delayed", NULL);
-        cmd_key(&c, r->old, "delayed-due", NULL);
+        cmd_key(&c, r->prefix, "delayed", NULL);
+        cmd_key(&c, r->prefix, "delayed-due", NULL);
     }
     cmd_carg(&c, job_id);
     rc = cmd_run_int(b, &c, S_DELAYED_CANCEL, &removed, err, "delayed_cancel");
@@ -2528,11 +2518,11 @@ static int migrate_log(kaal_backend *b, kaal_error *err)
             const redisReply *m = ms->element[i];
             const char *str = m->type == REDIS_REPLY_STRING ? m->str : "";
             size_t len = m->type == REDIS_REPLY_STRING ? m->len : 0;
-            cmd_key(&c, r->old, "log:", NULL);
+            cmd_key(&c, r->prefix, "log:", NULL);
             cmd_put(&c, str, len);
-            cmd_key(&c, r->old, "claim:", NULL);
+            cmd_key(&c, r->prefix, "claim:", NULL);
             cmd_put(&c, str, len);
-            cmd_key(&c, r->old, "log-index:", NULL);
+            cmd_key(&c, r->prefix, "log-index:", NULL);
             if (memchr(str, ':', len)) {
                 const char *k = (const char *)memchr(str, ':', len) + 1;
                 cmd_put(&c, k, len - (size_t)(k - str));
@@ -2577,7 +2567,7 @@ static int migrate_step(kaal_backend *b, int s, kaal_error *err)
     if (s == S_MIGRATE_BEGIN) {
         cmd_script(&c, 11);
         cmd_key(&c, r->tag, "layout", NULL);
-        for (i = 0; i < OLD_FIXED_N; i++) cmd_key(&c, r->old, OLD_FIXED[i], NULL);
+        for (i = 0; i < OLD_FIXED_N; i++) cmd_key(&c, r->prefix, OLD_FIXED[i], NULL);
         cmd_key(&c, r->tag, "legacy-log-index", NULL);
         cmd_key(&c, r->tag, "delayed", NULL);
         cmd_key(&c, r->tag, "delayed-due", NULL);
