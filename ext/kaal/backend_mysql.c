@@ -76,6 +76,7 @@
  * the dispatch query with filters key (1), status (2), node (4). */
 enum {
     Q_READBACK,
+    Q_RELEASE,
     Q_RECORD,
     Q_CLEANUP,
     Q_SET_ENABLED,
@@ -113,6 +114,9 @@ static const char *const SQL[Q_DISPATCHES] = {
     [Q_READBACK] =
         "SELECT job_key, fire_time FROM kaal_dispatches"
         " WHERE namespace = ? AND fire_time BETWEEN ? AND ? AND claim_token = ?",
+    [Q_RELEASE] =
+        "DELETE FROM kaal_dispatches"
+        " WHERE namespace = ? AND fire_time BETWEEN ? AND ? AND claim_token = ? AND status = 'claimed'",
     [Q_RECORD] =
         "INSERT INTO kaal_dispatches"
         " (namespace, job_key, fire_time, status, node, error, claimed_at, updated_at)"
@@ -187,6 +191,13 @@ static const char *const SQL[Q_DISPATCHES] = {
     [Q_SCHED_COUNT] = "SELECT COUNT(*) FROM kaal_schedules WHERE namespace = ? AND deleted = 0",
 };
 
+/* A failed claim's rows: its token and the fire times of its batch. */
+typedef struct held_claim {
+    char token[33];
+    int64_t lo, hi;
+} held_claim;
+#define HELD_MAX 8
+
 typedef struct my_impl {
     MYSQL *conn;
     MYSQL_STMT *st[Q_COUNT];
@@ -195,13 +206,10 @@ typedef struct my_impl {
     MYSQL_STMT *record_many;  /* record_many for CHUNK rows */
     int skip_locked;
     unsigned int last_errno; /* of the last failure (deadlock retries) */
-    /* The token of a claim that failed: each INSERT of a claim commits on
-     * its own, so rows of its earlier statements may be in the log under
-     * this token. The next claim on the handle uses it again, and its
-     * read-back hands those rows over as won (after a failed claim the
-     * scheduler claims the same pairs again, see docs/architecture.md);
-     * cleared by a claim that succeeds. */
-    char held_token[33];
+    /* Claims that failed after some of their INSERTs committed, whose rows
+     * could not be released yet (see release_held). */
+    held_claim held[HELD_MAX];
+    int nheld;
 } my_impl;
 
 #define IMPL(b) ((my_impl *)(b)->impl)
@@ -846,9 +854,12 @@ static int claim_row(void *vctx, const kaal_columns *cols)
     return KAAL_OK;
 }
 
-/* INSERT every distinct pair of order[0..n) (sorted) with the token. */
+/* INSERT every distinct pair of order[0..n) (sorted) with the token.
+ * *committed and *sent (raised, never lowered) end the pairs whose INSERTs
+ * committed, and those of the last INSERT sent (committed or not). */
 static int claim_insert(kaal_backend *b, kaal_claim **order, size_t n, param *ps,
-                        const char *node, const char *token, int64_t now, kaal_error *err)
+                        const char *node, const char *token, int64_t now, size_t *committed,
+                        size_t *sent, kaal_error *err)
 {
     size_t i = 0;
     int rc = KAAL_OK;
@@ -879,12 +890,58 @@ static int claim_insert(kaal_backend *b, kaal_claim **order, size_t n, param *ps
             r[5] = p_int(now);
             r[6] = p_int(now);
         }
+        if (i > *sent) *sent = i;
         rc = execute(b, st, ps, 7 * rows, err, "claim");
+        if (rc == KAAL_OK && i > *committed) *committed = i;
     }
     return rc;
 }
 
 #define CLAIM_ATTEMPTS 3
+
+/* Each INSERT of a claim commits on its own: when a later one fails, the
+ * claim fails (nothing won, fail closed) but the rows of the earlier ones are
+ * in the log under its token, 'claimed' by no one who will run them. The
+ * handle holds them and deletes them (releases them) before its next claim,
+ * so the scheduler's retry of those runs wins them (docs/architecture.md).
+ * Not at once: the failure was most likely a lock wait or a lost
+ * connection, which the DELETE would meet again. */
+static int release(kaal_backend *b, const held_claim *h, kaal_error *err)
+{
+    param ps[4];
+    ps[0] = p_str(b->ns);
+    ps[1] = p_int(h->lo);
+    ps[2] = p_int(h->hi);
+    ps[3] = p_strn(h->token, 32);
+    return run(b, Q_RELEASE, ps, 4, NULL, NULL, err, "claim", NULL);
+}
+
+static int release_held(kaal_backend *b, kaal_error *err)
+{
+    my_impl *m = IMPL(b);
+    int rc = KAAL_OK;
+    while (rc == KAAL_OK && m->nheld > 0) {
+        rc = release(b, &m->held[m->nheld - 1], err);
+        if (rc == KAAL_OK) m->nheld--;
+    }
+    return rc;
+}
+
+/* After a failed claim: its rows with fire times lo..hi are held for the
+ * next claim (the oldest of HELD_MAX held claims is given up). */
+static void hold_failed(kaal_backend *b, const char *token, int64_t lo, int64_t hi)
+{
+    my_impl *m = IMPL(b);
+    held_claim *h;
+    if (m->nheld == HELD_MAX) {
+        memmove(m->held, m->held + 1, (HELD_MAX - 1) * sizeof *m->held);
+        m->nheld--;
+    }
+    h = &m->held[m->nheld++];
+    memcpy(h->token, token, sizeof h->token);
+    h->lo = lo;
+    h->hi = hi;
+}
 
 static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
                     const char *node, int64_t now, kaal_error *err)
@@ -893,19 +950,17 @@ static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
     param *ps = NULL, rb[4];
     kaal_claim **order = NULL;
     claim_ctx ctx;
-    size_t i;
+    size_t i, committed = 0, sent = 0;
     int rc = KAAL_OK, attempt;
 
     (void)lease_ms; /* a claim is a dispatch-log row: it never expires */
     for (i = 0; i < n; i++) items[i].claimed = 0;
     if (n == 0) return KAAL_OK;
     if ((rc = kaal_check_claims("mysql", items, n, node, err)) != KAAL_OK) return rc;
-    if (IMPL(b)->held_token[0]) {
-        memcpy(token, IMPL(b)->held_token, sizeof token);
-    } else if (!make_token(token)) {
+    if ((rc = release_held(b, err)) != KAAL_OK) return rc;
+    if (!make_token(token))
         return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
                               "mysql: claim: no random source for the claim token");
-    }
     ps = malloc(7 * CHUNK * sizeof *ps);
     order = kaal_claims_sorted(items, n);
     if (!ps || !order) {
@@ -917,7 +972,7 @@ static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
      * deadlock victim; each INSERT commits on its own and rows already
      * inserted carry our token, so sending them all again is exact. */
     for (attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
-        rc = claim_insert(b, order, n, ps, node, token, now, err);
+        rc = claim_insert(b, order, n, ps, node, token, now, &committed, &sent, err);
         if (rc != KAAL_EBACKEND || IMPL(b)->last_errno != 1213) break;
         usleep((useconds_t)(500 * (attempt + 1) + (getpid() % 5) * 200));
     }
@@ -931,13 +986,14 @@ static int my_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
         rb[3] = p_strn(token, 32);
         rc = run(b, Q_READBACK, rb, 4, claim_row, &ctx, err, "claim", NULL);
     }
-    /* Not knowing what was won means nothing was won (fail closed); what
-     * this token did win goes to the next claim (held_token). */
+    /* Not knowing what was won means nothing was won (fail closed), and
+     * what the token did win is held for release: the pairs of the INSERTs
+     * that committed, and when the server did not answer (a lost connection,
+     * an interrupt), those of the last one sent, which may still commit. */
     if (rc != KAAL_OK) {
+        size_t end = rc == KAAL_EBACKEND ? committed : sent;
         for (i = 0; i < n; i++) items[i].claimed = 0;
-        memcpy(IMPL(b)->held_token, token, sizeof token);
-    } else {
-        IMPL(b)->held_token[0] = '\0';
+        if (end > 0) hold_failed(b, token, order[0]->fire_time, order[end - 1]->fire_time);
     }
     free(order);
     return rc;

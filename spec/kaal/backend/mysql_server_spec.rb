@@ -90,28 +90,60 @@ RSpec.describe "MySQL backend against a server" do
 
   describe "a claim whose later INSERT fails" do
     # 300 pairs of one key: sorted by fire time, the first INSERT takes 256
-    # of them and commits; the second waits on the row held below until the
-    # lock wait timeout (command_timeout 1 s) fails the claim.
-    it "hands what its earlier INSERTs won to the next claim of those pairs, and to no one else" do
-      pairs = Array.new(300) { |i| ["job", fire + i] }
-      slow = KaalBackendSpec.build(kaal_backend_kind, ns, config: { command_timeout: 1 })
-      other = backend_factory.call(ns)
-      slow.ping
+    # of them and commits; the second waits on the row held by the raw
+    # connection. The claim fails; the 256 rows nobody was told about must
+    # not stay "claimed" by no one, or the retry of those runs finds them
+    # taken and they never run.
+    let(:pairs) { Array.new(300) { |i| ["job", fire + i] } }
+
+    def hold_last_pair
       sql("BEGIN")
       sql("INSERT INTO kaal_dispatches (namespace, job_key, fire_time, status, claimed_at, updated_at)" \
           " VALUES (?, 'job', ?, 'claimed', 0, 0)", ns, fire + 299)
+    end
+
+    def logged = sql("SELECT COUNT(*) AS n FROM kaal_dispatches WHERE namespace = ?", ns).first["n"]
+
+    it "releases what its earlier INSERTs took before the next claim, so the retry of those runs wins them" do
+      slow = KaalBackendSpec.build(kaal_backend_kind, ns, config: { command_timeout: 1 })
+      slow.ping
+      hold_last_pair
       expect { claim(slow, pairs) }.to raise_error(Kaal::BackendError, /Lock wait timeout/)
       sql("ROLLBACK")
-      expect(sql("SELECT COUNT(*) AS n FROM kaal_dispatches WHERE namespace = ?", ns).first["n"]).to eq(256)
-
-      # Another node finds the 256 taken and wins the rest; the failed
-      # claim's handle, claiming the same pairs again, gets its 256.
-      expect(claim(other, pairs)).to eq([false] * 256 + [true] * 44)
-      expect(claim(slow, pairs)).to eq([true] * 256 + [false] * 44)
-      expect(claim(slow, pairs)).to all(be(false))
+      expect(logged).to eq(256)
+      # the scheduler's retry: other chunks first (claim_columns per 1,000 runs), then these
+      expect(claim(slow, [["elsewhere", fire]])).to eq([true])
+      expect(logged).to eq(1) # released before that claim
+      expect(claim(slow, pairs)).to all(be(true))
+      expect(claim(backend_factory.call(ns), pairs)).to all(be(false))
     ensure
       slow&.close
-      other&.close
+    end
+
+    it "releases them after a lost connection too, including the INSERT the server never answered" do
+      slow = KaalBackendSpec.build(kaal_backend_kind, ns, config: { command_timeout: 5 })
+      id = session_id(slow)
+      hold_last_pair
+      batch = pairs
+      waiting = Thread.new { claim(slow, batch) }
+      waiting.report_on_exception = false
+      deadline = Kaal::Clock.monotonic + 5
+      # its second INSERT, stuck on the held row (MariaDB's TIME_MS)
+      until raw.query("SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE ID = #{Integer(id)}" \
+                      " AND INFO LIKE 'INSERT IGNORE%' AND TIME_MS > 300").first["n"] == 1
+        raise "the claim never waited on the held row" if Kaal::Clock.monotonic > deadline
+
+        sleep 0.02
+      end
+      kill_session(id)
+      expect { waiting.value }.to raise_error(Kaal::ConnectionError)
+      sql("ROLLBACK")
+      expect(logged).to eq(256) # the DELETE could not run on the lost session
+      expect(claim(slow, [["elsewhere", fire]])).to eq([true])
+      expect(logged).to eq(1)
+      expect(claim(slow, pairs)).to all(be(true))
+    ensure
+      slow&.close
     end
   end
 
