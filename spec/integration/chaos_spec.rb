@@ -136,11 +136,14 @@ RSpec.describe "bin/chaos short runs", :integration do
       expect(report[:outages].all? { |o| o[:up_at] }).to be(true), explain
       expect(report[:kills]).to be >= 1, explain
       expect(report[:dispatches]).to be > 0, explain
-      expect(report[:coverage]).to be >= 80.0, explain
-      # a pair claimed but never run is one whose node was SIGKILLed (or
-      # whose server crashed) between claim and dispatch, nothing else
-      unexplained = report[:lost].select { |l| l[:reason].start_with?("UNEXPLAINED: claimed") }
+      # Every pair that did not run has a cause the harness can name (its
+      # node SIGKILLed between claim and dispatch, the server down at its
+      # fire time, no node running): how many that is depends on where the
+      # random kills land, so a coverage threshold would fail on an unlucky
+      # schedule; an unexplained loss fails on any schedule.
+      unexplained = report[:lost].select { |l| l[:reason].start_with?("UNEXPLAINED") }
       expect(unexplained).to be_empty, explain
+      expect(report[:coverage]).to be >= 50.0, explain # most of the run was served
       if backend == "sidekiq"
         # exactly once: every pair handed off was enqueued with its claim;
         # none claimed and left behind, none left in the queue, and the only

@@ -85,7 +85,10 @@ RSpec.describe "Redis rolling upgrade from the previous release's keys", :integr
       expect(new.map { |e| e[:t] }.min).to be < last_old, explain
       expect(report[:duplicates]).to be_empty, explain
       expect(status.exitstatus).to eq(0), explain
-      expect(report[:coverage]).to be >= 80.0, explain
+      # a loss must have a cause (a kill between claim and dispatch, ...);
+      # how many there are depends on where the random kills land
+      expect(report[:lost].select { |l| l[:reason].start_with?("UNEXPLAINED") }).to be_empty, explain
+      expect(report[:coverage]).to be >= 50.0, explain
     end
   end
 end
