@@ -13,8 +13,10 @@ require "tmpdir"
 RSpec.describe "Results of a backend call completed during an interrupt" do
   # Runs the block in a thread and raises IOError in it `delay` seconds after
   # the call started running without the GVL (Thread#status "sleep").
-  # Returns :interrupted, or the block's value when the call finished before
-  # the interrupt could land.
+  # Returns :interrupted when the binding raised it (the native method on top
+  # of the backtrace), :late when Ruby raised it after the call had handed
+  # its results over (lost in Ruby, out of the binding's reach; only on a
+  # loaded machine), or the block's value when the call finished first.
   def interrupt_during(delay, &call)
     thread = Thread.new(&call)
     thread.report_on_exception = false
@@ -22,8 +24,14 @@ RSpec.describe "Results of a backend call completed during an interrupt" do
     sleep delay
     thread.raise(IOError, "stop") if thread.alive?
     thread.value
-  rescue IOError
-    :interrupted
+  rescue IOError => e
+    e.backtrace.first.include?("`_") ? :interrupted : :late
+  end
+
+  # After an attempt that handed jobs to Ruby: the store holds all of ids again.
+  def restore_jobs(backend, ids)
+    backend.delayed_claim(now_ms: 10**12, limit: 100_000)
+    add_jobs(backend, ids)
   end
 
   # Interrupt points tried in turn: an interrupt may land before the call
@@ -50,9 +58,11 @@ RSpec.describe "Results of a backend call completed during an interrupt" do
       add_jobs(backend, ids)
       first_inside do |_, delay|
         outcome = interrupt_during(delay) { backend.delayed_claim(now_ms: 10**12, limit: 100_000) }
-        add_jobs(backend, outcome.map { |job| job[:job_id] }) unless outcome == :interrupted
-        expect(backend.delayed_count).to eq(20_000)
-        outcome == :interrupted
+        next true if outcome == :interrupted && backend.delayed_count == 20_000
+
+        expect(outcome).not_to eq(:interrupted)
+        restore_jobs(backend, ids)
+        false
       end
       expect(backend.delayed_claim(now_ms: 10**12, limit: 100_000).map { |j| j[:job_id] }).to match_array(ids)
     end
@@ -63,8 +73,9 @@ RSpec.describe "Results of a backend call completed during an interrupt" do
         pairs = Array.new(50_000) { |k| ["k#{k}", 60 + i] }
         outcome = interrupt_during(delay) { backend.claim(pairs, lease_ms: 60_000, node: "n1", now: 60) }
         failed = backend.dispatches(status: "failed", limit: 100_000).select { |r| r[:fire_time] == 60 + i }
-        # landed before the call took anything: the pairs are all still free
-        expect(backend.claim(pairs.first(1), lease_ms: 60_000, node: "n2", now: 60)).to eq([true]) if failed.empty?
+        if outcome == :interrupted && failed.empty? # landed before the call took anything
+          expect(backend.claim(pairs.first(1), lease_ms: 60_000, node: "n2", now: 60)).to eq([true])
+        end
         outcome == :interrupted && failed.any?
       end
       expect(failed.size).to eq(50_000)
@@ -92,8 +103,11 @@ RSpec.describe "Results of a backend call completed during an interrupt" do
       add_jobs(backend, ids)
       INTERRUPT_DELAYS.each do |delay|
         outcome = interrupt_during(delay) { backend.delayed_claim(now_ms: 10**12, limit: 100_000) }
-        add_jobs(backend, outcome.map { |job| job[:job_id] }) unless outcome == :interrupted
-        expect(backend.delayed_count).to eq(20_000), "after an interrupt at #{delay} s"
+        if outcome == :interrupted
+          expect(backend.delayed_count).to eq(20_000), "after an interrupt at #{delay} s"
+        else
+          restore_jobs(backend, ids)
+        end
       end
       expect(backend.delayed_claim(now_ms: 10**12, limit: 100_000).map { |j| j[:job_id] }).to match_array(ids)
     end
@@ -108,7 +122,7 @@ RSpec.describe "Results of a backend call completed during an interrupt" do
           failed = rows.count { |r| r[:status] == "failed" && r[:node] == "n1" }
           # all stopped (the second claim wins them all) or all recorded failed
           expect([again.count(true), failed]).to eq([20_000, 0]).or eq([0, 20_000])
-        else
+        elsif outcome != :late
           expect(outcome).to all(be(true))
           expect(again).to all(be(false))
         end
