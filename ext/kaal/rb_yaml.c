@@ -1,4 +1,4 @@
-/* kaal: Kaal::Native.yaml_blocks(text, tokenize) -> value, or nil.
+/* kaal: Kaal::Native.yaml_blocks(text, tokenize, items = nil) -> value, or nil.
  *
  * A reader for the plain block YAML that kaal's files are made of (mappings
  * and sequences by indentation, one scalar per line), so a scheduler file
@@ -13,7 +13,13 @@
  * String, or true/false/nil for the YAML 1.1 words (Psych::ScalarScanner's
  * first rule); any other plain scalar (a number, a cron expression) is
  * handed to tokenize.call(string). Duplicate keys: the last one counts, as
- * in Psych. Lines: "\n" only (a "\r" anywhere returns nil). */
+ * in Psych. Lines: "\n" only (a "\r" anywhere returns nil).
+ *
+ * items: each item of a "jobs:" list at the top or in a top-level section
+ * is handed to items.call(section name or nil, index, item) as soon as it is
+ * read, and the list keeps what that returns, so a scheduler file's jobs can
+ * be built while it is read instead of after (a million parsed entries are
+ * never alive at once). The call may raise to stop reading. */
 #include <string.h>
 
 #include <ruby/encoding.h>
@@ -30,6 +36,10 @@ typedef struct reader {
     line *lines;
     long n, at;
     VALUE tokenize;
+    VALUE items;     /* nil, or called with each item of a jobs list (see yaml_blocks) */
+    VALUE section;   /* the top-level key being read */
+    int depth;       /* mappings and sequences open */
+    int jobs_list;   /* the next sequence is the value of a top-level or section "jobs:" */
     int failed; /* outside the subset: the caller falls back to Psych */
 } reader;
 
@@ -180,6 +190,8 @@ static VALUE nested(reader *r, long indent, int under_key)
 static VALUE mapping(reader *r, long indent)
 {
     VALUE out = rb_hash_new();
+    int depth = ++r->depth;
+    r->jobs_list = 0;
     while (!r->failed && r->at < r->n) {
         line *l = &r->lines[r->at];
         long klen, vat = 0;
@@ -191,16 +203,32 @@ static VALUE mapping(reader *r, long indent)
         key = plain(r, l->s, klen);
         if (!RB_TYPE_P(key, T_STRING)) return fail(r), Qnil; /* true:, null: as keys */
         r->at++;
+        if (depth == 1) r->section = key;
+        r->jobs_list = depth <= 2 && RSTRING_LEN(key) == 4 && memcmp(RSTRING_PTR(key), "jobs", 4) == 0;
         value = vat < l->len ? inline_value(r, l->s + vat, l->len - vat) : nested(r, indent, 1);
+        r->jobs_list = 0;
         if (r->failed) return Qnil;
         rb_hash_aset(out, key, value);
     }
+    r->depth--;
     return out;
+}
+
+/* An item of a jobs list goes through items.call(section, index, item)
+ * (section: nil for a top-level "jobs:"), and what it returns is kept. */
+static VALUE item(reader *r, VALUE list, VALUE value, int jobs)
+{
+    if (!jobs || r->failed) return value;
+    return rb_funcall(r->items, rb_intern("call"), 3, r->depth == 2 ? Qnil : r->section, LONG2NUM(RARRAY_LEN(list)),
+                      value);
 }
 
 static VALUE sequence(reader *r, long indent)
 {
     VALUE out = rb_ary_new();
+    int jobs = r->jobs_list && !NIL_P(r->items);
+    r->jobs_list = 0;
+    r->depth++;
     while (!r->failed && r->at < r->n) {
         line *l = &r->lines[r->at];
         long at = 1, klen, vat = 0;
@@ -217,12 +245,13 @@ static VALUE sequence(reader *r, long indent)
             l->indent += at;
             l->s += at;
             l->len -= at;
-            rb_ary_push(out, mapping(r, l->indent));
+            rb_ary_push(out, item(r, out, mapping(r, l->indent), jobs));
         } else {
             r->at++;
-            rb_ary_push(out, inline_value(r, l->s + at, l->len - at));
+            rb_ary_push(out, item(r, out, inline_value(r, l->s + at, l->len - at), jobs));
         }
     }
+    r->depth--;
     return out;
 }
 
@@ -285,17 +314,21 @@ static VALUE parse_free(VALUE p)
     return Qnil;
 }
 
-static VALUE native_yaml_blocks(VALUE self, VALUE text, VALUE tokenize)
+static VALUE native_yaml_blocks(int argc, VALUE *argv, VALUE self)
 {
     reader r;
     parse_args a;
+    VALUE text, tokenize, items;
     (void)self;
+    rb_scan_args(argc, argv, "21", &text, &tokenize, &items);
     StringValue(text);
     if (rb_enc_get_index(text) != rb_utf8_encindex() || rb_enc_str_coderange(text) == ENC_CODERANGE_BROKEN)
         return Qnil;
     if (RSTRING_LEN(text) >= 3 && memcmp(RSTRING_PTR(text), "\xEF\xBB\xBF", 3) == 0) return Qnil; /* BOM */
     memset(&r, 0, sizeof r);
     r.tokenize = tokenize;
+    r.items = items;
+    r.section = Qnil;
     /* the text may not change while it is read: a frozen copy */
     a.text = rb_str_new_frozen(text);
     a.r = &r;
@@ -304,5 +337,5 @@ static VALUE native_yaml_blocks(VALUE self, VALUE text, VALUE tokenize)
 
 void kaal_init_yaml(void)
 {
-    rb_define_module_function(kaal_mNative, "yaml_blocks", native_yaml_blocks, 2);
+    rb_define_module_function(kaal_mNative, "yaml_blocks", native_yaml_blocks, -1);
 }

@@ -62,17 +62,15 @@ module Kaal
       end
     end
 
-    # Replaces the file jobs with +jobs+ (a job no longer in the file is
-    # gone on the next tick).
+    # Replaces the file jobs with +jobs+ (a list, or a Hash key => Job kept
+    # as it is); a job no longer in the file is gone on the next tick.
     def replace_file_jobs(jobs, path, policy:)
       @lock.synchronize do
-        fresh = {}
-        jobs.each do |job|
-          if @code.key?(job.key) && policy == :error
-            raise ConfigurationError, conflict_message(job.key, job.location)
+        fresh = jobs.is_a?(Hash) ? jobs : jobs.to_h { |job| [job.key, job] }
+        if policy == :error && !@code.empty?
+          fresh.each_value do |job|
+            raise ConfigurationError, conflict_message(job.key, job.location) if @code.key?(job.key)
           end
-
-          fresh[job.key] = job
         end
         @file = fresh
         @file_path = path

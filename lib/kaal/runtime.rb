@@ -82,13 +82,13 @@ module Kaal
       @lock.synchronize do
         path ||= scheduler_file_path
         env_name = env ? ConfigFile.environment(env) : (@env_name || ConfigFile.environment)
-        jobs = SchedulerFile.load(path, env_name, default_time_zone: configuration.time_zone)
+        table = SchedulerFile.table(path, env_name, default_time_zone: configuration.time_zone)
         config = configuration
-        jobs.each { |job| check_recurring_class!(job, config) }
-        @registry.replace_file_jobs(jobs, path, policy: configuration.scheduler_conflict_policy)
+        table.each_value { |job| check_recurring_class!(job, config) }
+        @registry.replace_file_jobs(table, path, policy: configuration.scheduler_conflict_policy)
         @scheduler_file_mtime = File.mtime(path)
-        jobs.each { |job| warn_ignored_queue(job) }
-        jobs
+        table.each_value { |job| warn_ignored_queue(job) }
+        table.values
       end
     end
 

@@ -24,9 +24,64 @@ module Kaal
 
     module_function
 
+    # Raised inside a streamed read: the file needs the general path below.
+    class Fallback < StandardError; end
+    private_constant :Fallback
+
     # Returns the Jobs of +path+ for +env_name+. Raises ConfigurationError
     # naming the file, the job and the field.
     def load(path, env_name, default_time_zone:)
+      table(path, env_name, default_time_zone: default_time_zone).values
+    end
+
+    # The jobs of +path+ for +env_name+ by key (in file order). A plain
+    # file whose environment section adds no jobs is streamed: each job is
+    # built as soon as its entry is read (Native.yaml_blocks with an item
+    # callback), so the parsed document of a million entries never exists.
+    # Anything else, and any mistake, goes through #load_entries: the same
+    # result and the same errors.
+    def table(path, env_name, default_time_zone:)
+      streamed(path, env_name, default_time_zone) ||
+        load_entries(path, env_name, default_time_zone).to_h { |job| [job.key, job] }
+    end
+
+    def streamed(path, env_name, default_time_zone)
+      return nil unless defined?(Native.yaml_blocks) && env_name != "defaults" && File.file?(path)
+
+      text = File.read(path)
+      return nil if text.include?("<%") # ERB
+
+      tables = { nil => {}, "defaults" => {} }
+      data = Native.yaml_blocks(text, YamlLoader.method(:tokenize_plain), lambda do |section, index, entry|
+        table = tables[section]
+        return entry if table.nil? # another environment's section: not read
+        raise Fallback unless entry.is_a?(Hash) && entry.each_key.all? { |k| k.is_a?(String) && FIELD_NAMES.key?(k) }
+
+        job = build(entry, Location.new(path, section, index), path, default_time_zone)
+        raise Fallback if table.key?(job.key) # duplicate keys: said by the general path
+
+        table[job.key] = job
+      end)
+      return nil unless data.is_a?(Hash)
+
+      sectioned = data.key?("defaults") || data.key?(env_name) || ConfigFile::WELL_KNOWN_ENVS.any? { |e| data.key?(e) }
+      top = sectioned ? data["defaults"] : data
+      current = sectioned ? data[env_name] : nil
+      return nil unless (top.nil? || top.is_a?(Hash)) && (current.nil? || current.is_a?(Hash))
+      return nil unless top.nil? || top.each_key.all?("jobs")
+      return nil unless current.nil? || (current.each_key.all?("jobs") && (current["jobs"].nil? || current["jobs"] == []))
+
+      list = top && top["jobs"]
+      table = tables[sectioned ? "defaults" : nil]
+      return {} if list.nil? && table.empty?
+      return nil unless list.is_a?(Array) && list.size == table.size
+
+      table
+    rescue StandardError # Fallback, a ConfigurationError: the general path says it
+      nil
+    end
+
+    def load_entries(path, env_name, default_time_zone)
       entries = ConfigFile.load(path, env_name, what: "scheduler file") do |defaults, current|
         check_top(defaults, path, "defaults")
         check_top(current, path, env_name)
@@ -44,6 +99,8 @@ module Kaal
       end
       jobs
     end
+
+    private_class_method :streamed, :load_entries
 
     def check_top(section, path, name)
       section.each_key do |k|

@@ -116,20 +116,28 @@ module Kaal
     def blocks(text)
       return nil unless defined?(Native.yaml_blocks)
 
-      scanner = Psych::ScalarScanner.new(Psych::ClassLoader::Restricted.new([], []))
-      typed = {}
-      Native.yaml_blocks(text, lambda do |plain|
-        value = typed.fetch(plain) do
-          typed[plain] = begin
-            scanner.tokenize(plain)
-          rescue StandardError
-            raise Fallback # a date, a symbol: Psych says what is wrong, about the whole document
-          end
-        end
-        value.is_a?(String) ? value.dup : value
-      end)
+      Native.yaml_blocks(text, method(:tokenize_plain))
     rescue Fallback
       nil
+    end
+
+    TYPED_MAX = 4096
+    @typed = {}
+    @scanner = Psych::ScalarScanner.new(Psych::ClassLoader::Restricted.new([], []))
+
+    # A plain scalar's value by Psych's rules (typed once per distinct text,
+    # a bounded table); raises Fallback for what Psych would refuse.
+    def tokenize_plain(plain)
+      typed = @typed
+      value = typed.fetch(plain) do
+        typed.clear if typed.size >= TYPED_MAX
+        typed[plain.freeze] = begin
+          @scanner.tokenize(plain)
+        rescue StandardError
+          raise Fallback # a date, a symbol: Psych says what is wrong, about the whole document
+        end
+      end
+      value.is_a?(String) ? value.dup : value
     end
   end
 end

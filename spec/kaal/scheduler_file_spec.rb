@@ -148,10 +148,44 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
         .to include('(job "a"): cron: "* * * * *": ')
     end
 
+    it "says the same about a plain block file, whose jobs are built while it is read" do
+      head = "defaults:\n  jobs:\n  - key: ok\n    cron: '* * * * *'\n    job_class: X\n"
+      expect(error_for("#{head}  - key: a\n    cron: 61 * * * *\n    job_class: X\n"))
+        .to start_with('config/kaal-scheduler.yml: defaults.jobs[1] (job "a"): cron: "61 * * * *": ')
+      expect(error_for("#{head}  - key: ok\n    cron: 0 * * * *\n    job_class: X\n"))
+        .to eq('config/kaal-scheduler.yml: defaults.jobs[1] (job "ok"): key: duplicate job key (also defaults.jobs[0])')
+      # the duplicate is found before a later entry's mistake, as in any file
+      expect(error_for("#{head}  - key: ok\n    cron: 0 * * * *\n    job_class: X\n  - key: b\n    cron: 99 * * * *\n    job_class: X\n"))
+        .to include("duplicate job key")
+      expect(error_for("#{head}  - key: b\n    cron: 0 * * * *\n    job_class: X\n    klass: Y\n"))
+        .to start_with('config/kaal-scheduler.yml: defaults.jobs[1] (job "b"): unknown field "klass"')
+      expect(error_for("#{head}  - key: b\n    job_class: X\n"))
+        .to eq('config/kaal-scheduler.yml: defaults.jobs[1] (job "b"): cron: missing')
+      expect(error_for("#{head}  jobz: 1\n")).to include('section defaults: unknown key "jobz" (valid keys: jobs)')
+      expect(error_for("#{head}development:\n  jobs: 5\n")).to include("development.jobs: must be a list of jobs, got Integer")
+      expect(error_for("jobs:\n- key: a\n  cron: 61 * * * *\n  job_class: X\n"))
+        .to start_with('config/kaal-scheduler.yml: jobs[0] (job "a"): cron: ')
+    end
+
     it "missing file" do
       expect { Kaal.load_scheduler_file!("config/nope.yml") }
         .to raise_error(Kaal::ConfigurationError, %r{\Aconfig/nope.yml: scheduler file not found})
     end
+  end
+
+  it "reads a plain block file like any other: sections, other environments, a file without sections" do
+    block = "defaults:\n  jobs:\n  - key: a\n    cron: 0 9 * * 1\n    job_class: X\n    args: [1, two]\n" \
+            "  - key: b\n    cron: '@daily'\n    job_class: Y\n    enabled: false\n" \
+            "production:\n  jobs:\n  - key: b\n    enabled: true\n"
+    expect(load_jobs(block).map { |j| [j.key, j.expression, j.job_class, j.args, j.enabled] })
+      .to eq([["a", "0 9 * * 1", "X", [1, "two"], true], ["b", "@daily", "Y", [], false]])
+    expect(load_jobs(block, env: "production").map { |j| [j.key, j.enabled] }).to eq([["a", true], ["b", true]])
+    expect(load_jobs("defaults:\n  jobs:\n  - key: a\n    cron: 0 9 * * 1\n    job_class: X\ndevelopment:\n  jobs: []\n").map(&:key))
+      .to eq(["a"])
+    jobs = load_jobs("jobs:\n- key: a\n  cron: 0 9 * * 1\n  job_class: X\n")
+    expect(jobs.map(&:key)).to eq(["a"])
+    expect(jobs.first.location).to eq('config/kaal-scheduler.yml: jobs[0] (job "a")')
+    expect(load_jobs("defaults:\n  jobs:\n").size).to eq(0)
   end
 
   it "drops a job removed from the file on the next load" do
