@@ -23,6 +23,7 @@ module Kaal
     CONFLICT_POLICIES = %i[error code_wins file_wins].freeze
     LOG_LEVELS = %i[debug info warn error fatal].freeze
     LOG_FORMATS = %i[text json].freeze
+    LOG_DISPATCHES = %i[each summary].freeze
     HANDOFF = %i[auto atomic at_most_once].freeze
 
     # name => [type, default, description]. Types: :backend, :hash, :string,
@@ -61,6 +62,8 @@ module Kaal
       max_backoff: [:positive, 60, "longest wait between two attempts while the backend is down"],
       log_level: [LOG_LEVELS, :info, "level of kaal's own $stdout logger: debug | info | warn | error | fatal"],
       log_format: [LOG_FORMATS, :text, "text (one readable line per event) | json (one JSON object per line)"],
+      log_dispatches: [LOG_DISPATCHES, :each, "each (one info line per run) | summary (one info line per tick " \
+                                              "that dispatched; each run's line at debug, a failed run's at error)"],
       logger: [:object, nil, "a Logger, used with its own level (default: $stdout at log_level)"],
       error_handlers: [:callables, [], "callables(error, context) told of every failed job and backend error"],
       http_bind: [:bind, nil, "HOST:PORT of the /health and /metrics listener of `kaal start` (off when unset)"],

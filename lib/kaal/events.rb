@@ -55,10 +55,17 @@ module Kaal
         @names = names
         @callable = callable
         @internal = internal
+        @selective = callable.respond_to?(:wants?)
       end
 
       def internal?
         @internal
+      end
+
+      # false when the callable (one that defines wants?(name)) says it
+      # would do nothing with the event +name+ now.
+      def wants?(name)
+        !@selective || @callable.wants?(name)
       end
 
       def inspect
@@ -127,6 +134,15 @@ module Kaal
     # ActiveSupport::Notifications subscriber of "<name>.kaal").
     def listening?(name)
       @index.key?(name) || as_listening?(name) || false
+    end
+
+    # true when a subscriber would do something with +name+ now: as
+    # listening?, except that a subscriber defining wants?(name) counts only
+    # when it says yes (kaal's log lines while the log level leaves their
+    # line out). The scheduler builds a successful run's payload only then.
+    def wanted?(name)
+      subs = @index[name]
+      (subs&.any? { |sub| sub.wants?(name) }) || as_listening?(name) || false
     end
 
     # Emits +name+ with the payload the block returns; the block runs only

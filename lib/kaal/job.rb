@@ -117,7 +117,8 @@ module Kaal
     end
 
     # The positional arguments and keyword arguments for the run at
-    # +fire_epoch+, placeholders filled.
+    # +fire_epoch+, placeholders filled. +idempotency_key+: the String, or
+    # a callable returning it (computed only when a placeholder uses it).
     def arguments_for(fire_epoch, idempotency_key)
       args = @spec.args
       kwargs = @spec.kwargs
@@ -125,14 +126,14 @@ module Kaal
 
       values = Hash.new do |h, name|
         h[name] = case name
-                  when "idempotency_key" then idempotency_key
+                  when "idempotency_key" then idempotency_key.respond_to?(:call) ? idempotency_key.call : idempotency_key
                   when "key" then key
                   when "fire_time.iso8601" then fire_time(fire_epoch).iso8601
                   when "fire_time.unix" then fire_epoch
                   end
       end
       kwargs = Placeholders.fill(kwargs, values)
-      kwargs = kwargs.merge(idempotency_key: idempotency_key) if kwargs[:idempotency_key] == ""
+      kwargs = kwargs.merge(idempotency_key: values["idempotency_key"]) if kwargs[:idempotency_key] == ""
       [Placeholders.fill(args, values), kwargs]
     end
 

@@ -139,18 +139,38 @@ module Kaal
           Kaal.log_line(:info, "catching up #{p[:key]}: #{p[:runs]} missed run#{"s" unless p[:runs] == 1} " \
                                "(catch_up: #{p[:policy]})", event)
         when "tick"
-          return unless Kaal.log_level?(:debug)
+          level = summary? && p[:ok] && (p[:won].positive? || p[:delayed].positive?) ? :info : :debug
+          return unless Kaal.log_level?(level)
 
-          Kaal.log_line(:debug, format("tick: %<due>d due, %<won>d won, %<delayed>d delayed in %<ms>.1f ms",
-                                       due: p[:due], won: p[:won], delayed: p[:delayed], ms: p[:duration] * 1000), event)
+          Kaal.log_line(level, format("tick: %<due>d due, %<won>d won, %<delayed>d delayed in %<ms>.1f ms",
+                                      due: p[:due], won: p[:won], delayed: p[:delayed], ms: p[:duration] * 1000), event)
         end
+      end
+
+      # Whether a run's line would be written now (Events#wanted?): the
+      # scheduler builds a successful run's event only when something wants
+      # it. A failed run's line (error) is always written.
+      def wants?(name)
+        return true unless name == :dispatch || name == :delayed_dispatch
+
+        Kaal.log_level?(summary? ? :debug : :info)
       end
 
       private
 
+      # log_dispatches: summary: one info line per tick that dispatched
+      # (the tick line), each successful run's line at debug.
+      def summary?
+        Kaal.configuration.log_dispatches == :summary
+      end
+
       def dispatch(event, p)
         failed = p[:status] == "failed"
-        return unless Kaal.log_level?(failed ? :error : :info)
+        level = if failed then :error
+                elsif summary? then :debug
+                else :info
+                end
+        return unless Kaal.log_level?(level)
 
         what = event.name == "dispatch" ? "#{p[:key]} @ #{p[:fire_time]&.getutc&.iso8601}" : "delayed #{p[:job_id]} (#{p[:job_class]})"
         idem = p[:idempotency_key] ? ", idempotency #{p[:idempotency_key][0, 12]}" : ""
@@ -158,7 +178,7 @@ module Kaal
         if failed
           Kaal.log_line(:error, "#{what} failed in #{ms} (node #{p[:node]}#{idem}): #{p[:error]}", event)
         else
-          Kaal.log_line(:info, "#{what} dispatched in #{ms} (node #{p[:node]}#{idem})", event)
+          Kaal.log_line(level, "#{what} dispatched in #{ms} (node #{p[:node]}#{idem})", event)
         end
       end
 

@@ -9,6 +9,8 @@ module Kaal
     PATTERN = /\{\{\s*([^{}]*?)\s*\}\}/.freeze
     WHOLE = /\A\{\{\s*([^{}]*?)\s*\}\}\z/.freeze
     NAMES = %w[idempotency_key key fire_time.iso8601 fire_time.unix].freeze
+    WHOLE_MAX = 4096 # texts whose whole_name is remembered
+    @whole = {}
 
     module_function
 
@@ -59,17 +61,29 @@ module Kaal
       NAMES.map { |n| "{{#{n}}}" }.join(", ")
     end
 
+    # The placeholder name when +text+ is exactly one placeholder, else
+    # false; remembered per text (a job's strings are filled at every run).
+    def whole_name(text)
+      name = @whole[text]
+      return name unless name.nil?
+
+      @whole.clear if @whole.size >= WHOLE_MAX
+      m = WHOLE.match(text)
+      @whole[text.frozen? ? text : text.dup.freeze] = m ? m[1].freeze : false
+    end
+
     # A copy of +value+ with every placeholder filled from +values+ (a Hash
     # from placeholder name to value).
     def fill(value, values)
       case value
       when String
-        if (m = WHOLE.match(value))
-          values[m[1]]
-        elsif value.include?("{{")
-          value.gsub(PATTERN) { values[Regexp.last_match(1)].to_s }
+        return value unless value.include?("{{")
+
+        name = whole_name(value)
+        if name
+          values[name]
         else
-          value
+          value.gsub(PATTERN) { values[Regexp.last_match(1)].to_s }
         end
       when Array then value.map { |v| fill(v, values) }
       when Hash then value.transform_values { |v| fill(v, values) }

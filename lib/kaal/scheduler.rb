@@ -61,6 +61,8 @@ module Kaal
       @failures = 0
       @last_cleanup = nil
       @tick_lock = Mutex.new
+      @want_dispatch = nil # Events#wanted? of this tick's run events (nil before the first tick: emit)
+      @want_delayed = nil
       @log_lock = Mutex.new # the outcomes waiting for the dispatch log (#record)
       @log_rows = []
       @log_writing = false
@@ -214,6 +216,8 @@ module Kaal
 
     def tick_locked(now_f)
       started = Clock.monotonic
+      @want_dispatch = @events.wanted?(:dispatch) # subscribers and log level, read once per tick (#emit_dispatch)
+      @want_delayed = @events.wanted?(:delayed_dispatch)
       now_i = now_f.floor
       hi = now_i + @config.window_lookahead.floor
       @start_at ||= now_i if @cursor.nil?
@@ -659,10 +663,19 @@ module Kaal
 
     # The dispatch (recurring) or delayed_dispatch event of a finished run,
     # and dispatch_failed when it failed. The log line is their subscriber.
+    # A successful run's payload is built only when a subscriber wants it
+    # (Events#wanted?, asked once per tick: not for a log line below the log
+    # level), so at thousands of runs a second with log_dispatches: summary
+    # a run costs no event at all.
     def emit_dispatch(d)
-      name = d.recurring? ? :dispatch : :delayed_dispatch
-      @events.emit(name) { dispatch_payload(d, name) }
-      @events.emit(:dispatch_failed) { dispatch_payload(d, name) } if d.status == "failed"
+      recurring = d.recurring?
+      name = recurring ? :dispatch : :delayed_dispatch
+      failed = d.status == "failed"
+      return unless failed || (recurring ? @want_dispatch : @want_delayed) != false
+
+      payload = nil
+      @events.emit(name) { payload ||= dispatch_payload(d, name) }
+      @events.emit(:dispatch_failed) { payload ||= dispatch_payload(d, name) } if failed
     end
 
     def dispatch_payload(d, kind)

@@ -145,6 +145,54 @@ RSpec.describe "Kaal events, error handlers and log lines" do
     end
   end
 
+  describe "log_dispatches" do
+    it "summary: one info line per tick that dispatched, each run's line at debug, a failed run's at error" do
+      stub_const("SpecBoomJob", Class.new { def self.perform = raise(ArgumentError, "kaboom") })
+      Kaal.configure { |c| c.log_dispatches = :summary }
+      Kaal.logger.level = Logger::INFO
+      Kaal.register(key: "m", cron: "* * * * *", job_class: SpecRecorderJob)
+      Kaal.register(key: "boom", cron: "* * * * *", job_class: "SpecBoomJob")
+      expect(Kaal.tick!(now: t0, wait: true).map(&:status).sort).to eq(%w[dispatched failed])
+      Kaal.tick!(now: t0 + 1, wait: true) # nothing due: no line
+      expect(log_io.string.lines.grep(/ INFO kaal: tick: /).size).to eq(1)
+      expect(log_io.string).to match(/ INFO kaal: tick: 2 due, 2 won, 0 delayed in [\d.]+ ms$/)
+      expect(log_io.string).to match(/ERROR kaal: boom @ 2026-06-01T12:00:00Z failed in .* ArgumentError: kaboom/)
+      expect(log_io.string).not_to include("m @ 2026-06-01T12:00:00Z dispatched in")
+
+      Kaal.logger.level = Logger::DEBUG
+      Kaal.tick!(now: t0 + 60, wait: true)
+      expect(log_io.string).to include("DEBUG kaal: m @ 2026-06-01T12:01:00Z dispatched in ")
+      SpecRecorderJob.drain
+    end
+
+    it "comes from KAAL_LOG_DISPATCHES and refuses anything but each or summary" do
+      expect(Kaal::Configuration.new.log_dispatches).to eq(:each)
+      expect(Kaal::Configuration.new.apply_env("KAAL_LOG_DISPATCHES" => "summary").log_dispatches).to eq(:summary)
+      expect { Kaal::Configuration.new.apply_env("KAAL_LOG_DISPATCHES" => "none") }
+        .to raise_error(Kaal::ConfigurationError, /KAAL_LOG_DISPATCHES: log_dispatches: must be one of each, summary/)
+    end
+
+    it "builds no dispatch event when only a log line below the log level would use it" do
+      events = Kaal.events
+      Kaal.logger.level = Logger::WARN
+      expect(events.listening?(:dispatch)).to be(true) # the log lines
+      expect(events.wanted?(:dispatch)).to be(false)
+      Kaal.logger.level = Logger::INFO
+      expect(events.wanted?(:dispatch)).to be(true)
+      Kaal.configure { |c| c.log_dispatches = :summary }
+      expect(events.wanted?(:dispatch)).to be(false)
+      sub = Kaal.subscribe(:dispatch) { |e| received << e }
+      expect(events.wanted?(:dispatch)).to be(true)
+      Kaal.register(key: "m", cron: "* * * * *", job_class: SpecRecorderJob)
+      Kaal.tick!(now: t0, wait: true)
+      expect(drain(received).map { |e| e[:key] }).to eq(["m"])
+      Kaal.unsubscribe(sub)
+      Kaal.tick!(now: t0 + 60, wait: true)
+      expect(received).to be_empty
+      SpecRecorderJob.drain
+    end
+  end
+
   describe "log_format: json" do
     it "writes one JSON object per line with the event's fields, passwords redacted" do
       Kaal.configure { |c| c.log_format = :json }
