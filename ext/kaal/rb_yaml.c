@@ -33,10 +33,15 @@ typedef struct line {
 } line;
 
 typedef struct reader {
-    line *lines;
-    long n, at;
+    const char *text; /* read one line at a time (a million-job file is not split up front) */
+    long len, pos;
+    line cur;         /* the current significant line, when has_cur */
+    int has_cur, first;
     VALUE tokenize;
     VALUE items;     /* nil, or called with each item of a jobs list (see yaml_blocks) */
+    const char *last_s; /* the last plain scalar handed to tokenize, and its value */
+    long last_n;
+    VALUE last_value;
     VALUE section;   /* the top-level key being read */
     int depth;       /* mappings and sequences open */
     int jobs_list;   /* the next sequence is the value of a top-level or section "jobs:" */
@@ -78,7 +83,26 @@ static VALUE plain(reader *r, const char *s, long n)
         }
         return rb_utf8_str_new(s, n);
     }
-    return rb_funcall(r->tokenize, rb_intern("call"), 1, rb_utf8_str_new(s, n));
+    /* the same text as the last one (a cron expression on every other
+     * line): the same value, a String of its own */
+    if (r->last_s && r->last_n == n && memcmp(r->last_s, s, (size_t)n) == 0)
+        return RB_TYPE_P(r->last_value, T_STRING) ? rb_str_dup(r->last_value) : r->last_value;
+    r->last_s = NULL;
+    r->last_value = rb_funcall(r->tokenize, rb_intern("call"), 1, rb_utf8_str_new(s, n));
+    r->last_s = s;
+    r->last_n = n;
+    return RB_TYPE_P(r->last_value, T_STRING) ? rb_str_dup(r->last_value) : r->last_value;
+}
+
+/* A mapping key (key_of: [A-Za-z_][\w-]*): an interned String, or fail for
+ * the words Psych reads as true, false or nil. */
+static VALUE plain_key(reader *r, const char *s, long n)
+{
+    if (n <= 5 && (is_lower_word(s, n, "null") || is_lower_word(s, n, "yes") || is_lower_word(s, n, "true") ||
+                   is_lower_word(s, n, "on") || is_lower_word(s, n, "no") || is_lower_word(s, n, "false") ||
+                   is_lower_word(s, n, "off")))
+        return fail(r), Qnil;
+    return rb_enc_interned_str(s, n, rb_utf8_encoding());
 }
 
 /* A scalar (plain or quoted) of n bytes, or fail. stop: characters that end
@@ -176,12 +200,49 @@ static long key_of(const char *s, long n, long *vat)
 
 static int is_item(const line *l) { return l->s[0] == '-' && (l->len == 1 || l->s[1] == ' '); }
 
+/* The current significant line (read from the text when the previous one
+ * was consumed), or NULL at the end or when the text is outside the subset
+ * (then failed is set). */
+static line *current(reader *r)
+{
+    const char *s = r->text;
+    long n = r->len;
+    if (r->has_cur) return &r->cur;
+    while (!r->failed && r->pos < n) {
+        long from = r->pos, to, ind = 0;
+        const char *nl = memchr(s + from, '\n', (size_t)(n - from));
+        to = nl ? nl - s : n;
+        r->pos = to + 1;
+        if (memchr(s + from, '\r', (size_t)(to - from)) || memchr(s + from, '\t', (size_t)(to - from)))
+            return fail(r), NULL;
+        while (from + ind < to && s[from + ind] == ' ') ind++;
+        while (to > from + ind && s[to - 1] == ' ') to--;
+        if (to == from + ind || s[from + ind] == '#') continue; /* blank or comment */
+        if (r->first && to - from == 3 && memcmp(s + from, "---", 3) == 0) {
+            r->first = 0;
+            continue;
+        }
+        r->first = 0;
+        if (ind == 0 && to - from >= 3 && (memcmp(s + from, "---", 3) == 0 || memcmp(s + from, "...", 3) == 0))
+            return fail(r), NULL; /* another document */
+        r->cur.s = s + from + ind;
+        r->cur.len = to - from - ind;
+        r->cur.indent = ind;
+        r->has_cur = 1;
+        return &r->cur;
+    }
+    return NULL;
+}
+
+/* The current line is read. */
+static void advance(reader *r) { r->has_cur = 0; }
+
 /* The nested value of "key:" or "- " with nothing after it: a block further
  * in, a sequence at the same indentation (YAML's compact form, only under a
  * key), or nil. */
 static VALUE nested(reader *r, long indent, int under_key)
 {
-    line *l = r->at < r->n ? &r->lines[r->at] : NULL;
+    line *l = current(r);
     if (l && l->indent > indent) return node(r, l->indent);
     if (l && under_key && l->indent == indent && is_item(l)) return node(r, indent);
     return Qnil;
@@ -192,17 +253,17 @@ static VALUE mapping(reader *r, long indent)
     VALUE out = rb_hash_new();
     int depth = ++r->depth;
     r->jobs_list = 0;
-    while (!r->failed && r->at < r->n) {
-        line *l = &r->lines[r->at];
+    line *l;
+    while (!r->failed && (l = current(r)) != NULL) {
         long klen, vat = 0;
         VALUE key, value;
         if (l->indent < indent) break;
         if (l->indent > indent || is_item(l)) return fail(r), Qnil;
         klen = key_of(l->s, l->len, &vat);
         if (klen == 0) return fail(r), Qnil;
-        key = plain(r, l->s, klen);
-        if (!RB_TYPE_P(key, T_STRING)) return fail(r), Qnil; /* true:, null: as keys */
-        r->at++;
+        key = plain_key(r, l->s, klen);
+        if (r->failed) return Qnil; /* true:, null: as keys */
+        advance(r);
         if (depth == 1) r->section = key;
         r->jobs_list = depth <= 2 && RSTRING_LEN(key) == 4 && memcmp(RSTRING_PTR(key), "jobs", 4) == 0;
         value = vat < l->len ? inline_value(r, l->s + vat, l->len - vat) : nested(r, indent, 1);
@@ -229,8 +290,8 @@ static VALUE sequence(reader *r, long indent)
     int jobs = r->jobs_list && !NIL_P(r->items);
     r->jobs_list = 0;
     r->depth++;
-    while (!r->failed && r->at < r->n) {
-        line *l = &r->lines[r->at];
+    line *l;
+    while (!r->failed && (l = current(r)) != NULL) {
         long at = 1, klen, vat = 0;
         /* A line at this indentation that is not an item ends a compact
          * list ("key:" then "- x" lines at the key's indentation); where that
@@ -247,7 +308,7 @@ static VALUE sequence(reader *r, long indent)
             l->len -= at;
             rb_ary_push(out, item(r, out, mapping(r, l->indent), jobs));
         } else {
-            r->at++;
+            advance(r);
             rb_ary_push(out, item(r, out, inline_value(r, l->s + at, l->len - at), jobs));
         }
     }
@@ -257,68 +318,22 @@ static VALUE sequence(reader *r, long indent)
 
 static VALUE node(reader *r, long indent)
 {
-    return is_item(&r->lines[r->at]) ? sequence(r, indent) : mapping(r, indent);
+    return is_item(current(r)) ? sequence(r, indent) : mapping(r, indent);
 }
 
-/* Splits text into significant lines; 0 when it is outside the subset. */
-static int split(reader *r, const char *s, long n)
+static VALUE parse(reader *r)
 {
-    long i = 0, cap = 0, first = 1;
-    while (i < n) {
-        long from = i, to, ind = 0;
-        while (i < n && s[i] != '\n') i++;
-        to = i++;
-        if (memchr(s + from, '\r', (size_t)(to - from)) || memchr(s + from, '\t', (size_t)(to - from))) return 0;
-        while (from + ind < to && s[from + ind] == ' ') ind++;
-        while (to > from + ind && s[to - 1] == ' ') to--;
-        if (to == from + ind || s[from + ind] == '#') continue; /* blank or comment */
-        if (first && to - from == 3 && memcmp(s + from, "---", 3) == 0) {
-            first = 0;
-            continue;
-        }
-        first = 0;
-        if (ind == 0 && to - from >= 3 && (memcmp(s + from, "---", 3) == 0 || memcmp(s + from, "...", 3) == 0))
-            return 0; /* another document */
-        if (r->n == cap) {
-            cap = cap ? cap * 2 : 1024;
-            REALLOC_N(r->lines, line, cap);
-        }
-        r->lines[r->n].s = s + from + ind;
-        r->lines[r->n].len = to - from - ind;
-        r->lines[r->n].indent = ind;
-        r->n++;
-    }
-    return 1;
-}
-
-typedef struct parse_args {
-    reader *r;
-    VALUE text;
-} parse_args;
-
-static VALUE parse_body(VALUE p)
-{
-    parse_args *a = (parse_args *)p;
-    reader *r = a->r;
+    line *first = current(r);
     VALUE out;
-    if (!split(r, RSTRING_PTR(a->text), RSTRING_LEN(a->text)) || r->n == 0) return Qnil;
-    if (r->lines[0].indent != 0 || is_item(&r->lines[0])) return Qnil; /* kaal's files are mappings */
+    if (first == NULL || first->indent != 0 || is_item(first)) return Qnil; /* kaal's files are mappings */
     out = mapping(r, 0);
-    RB_GC_GUARD(a->text);
-    return r->failed || r->at != r->n ? Qnil : out;
-}
-
-static VALUE parse_free(VALUE p)
-{
-    xfree(((reader *)p)->lines);
-    return Qnil;
+    return r->failed || current(r) != NULL ? Qnil : out;
 }
 
 static VALUE native_yaml_blocks(int argc, VALUE *argv, VALUE self)
 {
     reader r;
-    parse_args a;
-    VALUE text, tokenize, items;
+    VALUE text, tokenize, items, frozen, out;
     (void)self;
     rb_scan_args(argc, argv, "21", &text, &tokenize, &items);
     StringValue(text);
@@ -330,9 +345,13 @@ static VALUE native_yaml_blocks(int argc, VALUE *argv, VALUE self)
     r.items = items;
     r.section = Qnil;
     /* the text may not change while it is read: a frozen copy */
-    a.text = rb_str_new_frozen(text);
-    a.r = &r;
-    return rb_ensure(parse_body, (VALUE)&a, parse_free, (VALUE)&r);
+    frozen = rb_str_new_frozen(text);
+    r.text = RSTRING_PTR(frozen);
+    r.len = RSTRING_LEN(frozen);
+    r.first = 1;
+    out = parse(&r);
+    RB_GC_GUARD(frozen);
+    return out;
 }
 
 void kaal_init_yaml(void)

@@ -84,10 +84,14 @@ module Kaal
         env_name = env ? ConfigFile.environment(env) : (@env_name || ConfigFile.environment)
         table = SchedulerFile.table(path, env_name, default_time_zone: configuration.time_zone)
         config = configuration
-        table.each_value { |job| check_recurring_class!(job, config) }
+        # the class and queue checks are the shared Spec's: once per Spec (its
+        # first job names it), not once per job of a million
+        firsts = {}.compare_by_identity
+        table.each_value { |job| firsts[job.spec] ||= job }
+        firsts.each_value { |job| check_recurring_class!(job, config) }
         @registry.replace_file_jobs(table, path, policy: configuration.scheduler_conflict_policy)
         @scheduler_file_mtime = File.mtime(path)
-        table.each_value { |job| warn_ignored_queue(job) }
+        table.each_value { |job| warn_ignored_queue(job) } if firsts.each_key.any?(&:queue)
         table.values
       end
     end

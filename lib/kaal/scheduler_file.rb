@@ -55,8 +55,10 @@ module Kaal
       data = Native.yaml_blocks(text, YamlLoader.method(:tokenize_plain), lambda do |section, index, entry|
         table = tables[section]
         return entry if table.nil? # another environment's section: not read
-        raise Fallback unless entry.is_a?(Hash) && entry.each_key.all? { |k| k.is_a?(String) && FIELD_NAMES.key?(k) }
+        raise Fallback unless entry.is_a?(Hash)
 
+        entry.each_key { |k| raise Fallback unless FIELD_NAMES.key?(k) } # the reader's keys are Strings
+        entry["key"].freeze # the entry's own String: the Job keeps it instead of a copy
         job = build(entry, Location.new(path, section, index), path, default_time_zone)
         raise Fallback if table.key?(job.key) # duplicate keys: said by the general path
 
