@@ -4,16 +4,20 @@
 # J jobs each firing every second, jobs that do nothing (they only note when
 # they ran), no kills. Prints fires per second, duplicates and lateness next
 # to the targets (issue: 5 nodes, 10,000 jobs, 60 s: 10,000 fires per second,
-# 0 duplicates, lateness p99 under 1 s).
+# 0 duplicates, lateness p99 under 1 s), and the CPU the nodes and the
+# server used per run. The nodes log as an operator of such a cluster would
+# have them log: log_dispatches: summary (one line per tick, not per run).
 #
 #   ruby benchmarks/cluster.rb [--backend redis|postgres] [--nodes 5] [--jobs 10000]
-#                              [--duration 60] [--warmup 10] [--url URL]
+#                              [--duration 60] [--warmup 10] [--url URL] [--profile]
 #
 # Without --url it starts a private server (bin/services in a temporary
 # directory) and stops it at the end. The nodes first place their jobs (the
 # start tick); the measured window begins --warmup seconds after the last
 # node logged its first tick. Runs CPU-heavy for a minute: run it niced on a
-# shared machine (nice -n 19 ruby benchmarks/cluster.rb).
+# shared machine (nice -n 19 ruby benchmarks/cluster.rb). --profile writes a
+# stackprof CPU profile of each node (gem install stackprof) to
+# <dir>/records/<node>.stackprof (read with `stackprof FILE`).
 
 $LOAD_PATH.unshift File.expand_path("../lib", __dir__)
 require "optparse"
@@ -30,7 +34,7 @@ module ClusterBench
   ROOT = File.expand_path("..", __dir__)
   JOB_RB = File.join(__dir__, "cluster_job.rb")
 
-  Options = Struct.new(:backend, :nodes, :jobs, :duration, :warmup, :url, :dir, keyword_init: true)
+  Options = Struct.new(:backend, :nodes, :jobs, :duration, :warmup, :url, :dir, :profile, keyword_init: true)
 
   class Run
     def initialize(opts)
@@ -39,7 +43,7 @@ module ClusterBench
     end
 
     def run
-      @dir = @opts.dir || Dir.mktmpdir("kaal-cluster-#{@opts.backend}-")
+      @dir = @opts.dir ? FileUtils.mkdir_p(@opts.dir).first : Dir.mktmpdir("kaal-cluster-#{@opts.backend}-")
       File.chmod(0o755, @dir)
       @records = File.join(@dir, "records")
       FileUtils.mkdir_p([@records, File.join(@dir, "logs"), File.join(@dir, "config")])
@@ -59,11 +63,13 @@ module ClusterBench
       say "all nodes ticking (start to first tick: #{first_ticks.map { |s| format("%.1f s", s) }.join(", ")}); " \
           "measuring #{@opts.duration.to_i} s after #{@opts.warmup.to_i} s of warm-up"
       cpu_from = cpu_seconds
+      server_from = server_cpu_seconds
       sleep_until(window_to)
       cpu = cpu_seconds.zip(cpu_from).map { |a, b| (a - b) / @opts.duration }
+      server_cpu = server_from && server_cpu_seconds && ((server_cpu_seconds - server_from) / @opts.duration)
       sleep_until(window_to + 3) # the last fires of the window run and are noted
       stop_nodes
-      analyse(window_from, window_to, first_ticks).merge(cpu: cpu)
+      analyse(window_from, window_to, first_ticks).merge(cpu: cpu, server_cpu: server_cpu)
     ensure
       @pids&.each { |pid| kill(pid) }
       handle&.close
@@ -78,7 +84,7 @@ module ClusterBench
 
     def write_app(url)
       config = { "backend" => @opts.backend, "backend_config" => { "url" => url }, "namespace" => @namespace,
-                 "tick_interval" => 1, "worker_threads" => 5, "shutdown_timeout" => 10,
+                 "tick_interval" => 1, "worker_threads" => 5, "shutdown_timeout" => 10, "log_dispatches" => "summary",
                  "scheduler_config_path" => "config/kaal-scheduler.yml" }
       File.write(File.join(@dir, "config", "kaal.yml"), YAML.dump("defaults" => config))
       jobs = Array.new(@opts.jobs) do |i|
@@ -90,6 +96,7 @@ module ClusterBench
 
     def spawn_node(index)
       env = { "KAAL_ENV" => "production", "KAAL_NODE_ID" => "node-#{index}", "KAAL_CLUSTER_RECORD_DIR" => @records }
+      env["KAAL_CLUSTER_PROFILE"] = "1" if @opts.profile
       log = File.join(@dir, "logs", "node-#{index}.log")
       Process.spawn(env, RbConfig.ruby, "-I", File.join(ROOT, "lib"), File.join(ROOT, "bin", "kaal"), "start",
                     "--require", JOB_RB, chdir: @dir, in: File::NULL, out: [log, "a"], err: [log, "a"])
@@ -120,6 +127,22 @@ module ClusterBench
         fields = File.read("/proc/#{pid}/stat").split(") ", 2).last.split(" ")
         (fields[11].to_i + fields[12].to_i) / hz
       rescue Errno::ENOENT
+        0.0
+      end
+    end
+
+    # CPU seconds the private server has used so far: the server process
+    # and its children (PostgreSQL's backends of the nodes' connections);
+    # nil with --url.
+    def server_cpu_seconds
+      root = @server&.pid
+      return nil unless root
+
+      Dir["/proc/[0-9]*/stat"].sum do |path|
+        fields = File.read(path).split(") ", 2).last.split(" ")
+        pid = path[%r{/proc/(\d+)/}, 1].to_i
+        pid == root || fields[1].to_i == root ? (fields[11].to_i + fields[12].to_i) / 100.0 : 0.0
+      rescue Errno::ENOENT, Errno::ESRCH
         0.0
       end
     end
@@ -191,6 +214,13 @@ module ClusterBench
     lines << "  spawn to first tick #{r[:first_ticks].map { |s| format("%.1f s", s) }.join(", ")}"
     lines << "  CPU per node      #{r[:cpu].map { |c| format("%.2f", c) }.join(", ")} cores while measuring " \
              "(#{Etc.nprocessors} cores here; load average #{File.read("/proc/loadavg").split.first})"
+    per_run = ->(cores) { r[:fires_per_second].positive? ? cores / r[:fires_per_second] * 1e6 : Float::NAN }
+    nodes = r[:cpu].sum
+    lines << format("  CPU per run       %.1f us in the nodes (%.2f cores in all)", per_run.call(nodes), nodes)
+    if r[:server_cpu]
+      lines << format("                    %.1f us in the %s server (%.2f cores)", per_run.call(r[:server_cpu]),
+                      r[:backend], r[:server_cpu])
+    end
     lines.join("\n")
   end
 end
@@ -204,6 +234,7 @@ OptionParser.new do |o|
   o.on("--duration SECONDS", Integer, "measured seconds (default 60)") { |v| opts.duration = v }
   o.on("--warmup SECONDS", Integer, "seconds after the first ticks before measuring (default 10)") { |v| opts.warmup = v }
   o.on("--url URL", "use this server instead of a private one") { |v| opts.url = v }
+  o.on("--profile", "each node writes a stackprof CPU profile to <dir>/records/<node>.stackprof") { opts.profile = true }
   o.on("--dir DIR", "run directory (default a new /tmp/kaal-cluster-*)") { |v| opts.dir = v }
 end.parse!(ARGV)
 

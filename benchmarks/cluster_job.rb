@@ -29,6 +29,15 @@ module KaalClusterJob
     end
   end
 
+  if ENV["KAAL_CLUSTER_PROFILE"]
+    require "stackprof"
+    StackProf.start(mode: :cpu, raw: true, interval: 1000)
+    at_exit do
+      StackProf.stop
+      StackProf.results(File.join(DIR, "#{NODE}.stackprof"))
+    end
+  end
+
   Thread.new do
     loop do
       sleep 0.5

@@ -191,8 +191,9 @@ module Kaal
 
           key = key_arg(key, "key")
           fire = seconds(fire, "fire_time")
-          rows.delete([key, fire]) # the last outcome of a pair counts, in its place
-          rows[[key, fire]] = [key, fire, status, error_text(error)]
+          pair = [key, fire]
+          rows.delete(pair) # the last outcome of a pair counts, in its place
+          rows[pair] = [key, fire, status, error_text(error)]
         end
         _record_many(rows.values, text(node, "node"), seconds(now, "now"))
         nil

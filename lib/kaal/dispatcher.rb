@@ -83,7 +83,7 @@ module Kaal
     # [args, kwargs] for the run, placeholders filled.
     def arguments
       @arguments ||= if @job.nil? then [[], {}]
-                     elsif @job.templated? then @job.arguments_for(@fire_epoch, @idempotency_key || method(:idempotency_key))
+                     elsif @job.templated? then @job.arguments_for(@fire_epoch, self)
                      else [@job.args, @job.kwargs]
                      end
     end

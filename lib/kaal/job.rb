@@ -118,23 +118,46 @@ module Kaal
 
     # The positional arguments and keyword arguments for the run at
     # +fire_epoch+, placeholders filled. +idempotency_key+: the String, or
-    # a callable returning it (computed only when a placeholder uses it).
+    # an object that gives it when asked (a Dispatch: #idempotency_key; or
+    # a callable), so it is computed only when a placeholder uses it.
     def arguments_for(fire_epoch, idempotency_key)
       args = @spec.args
       kwargs = @spec.kwargs
       return [args, kwargs] unless @spec.templated
 
-      values = Hash.new do |h, name|
-        h[name] = case name
-                  when "idempotency_key" then idempotency_key.respond_to?(:call) ? idempotency_key.call : idempotency_key
-                  when "key" then key
-                  when "fire_time.iso8601" then fire_time(fire_epoch).iso8601
-                  when "fire_time.unix" then fire_epoch
-                  end
-      end
+      values = Values.new(self, fire_epoch, idempotency_key)
       kwargs = Placeholders.fill(kwargs, values)
       kwargs = kwargs.merge(idempotency_key: values["idempotency_key"]) if kwargs[:idempotency_key] == ""
       [Placeholders.fill(args, values), kwargs]
+    end
+
+    # The placeholder values of one run (Placeholders.fill reads them with
+    # values[name]), each computed when first asked for.
+    class Values
+      def initialize(job, fire_epoch, idempotency_key)
+        @job = job
+        @fire_epoch = fire_epoch
+        @idempotency_key = idempotency_key
+        @iso8601 = nil
+      end
+
+      def [](name)
+        case name
+        when "key" then @job.key
+        when "fire_time.unix" then @fire_epoch
+        when "idempotency_key" then idempotency_key
+        when "fire_time.iso8601" then @iso8601 ||= @job.fire_time(@fire_epoch).iso8601
+        end
+      end
+
+      private
+
+      def idempotency_key
+        given = @idempotency_key
+        return given if given.is_a?(String)
+
+        @idempotency_key = given.respond_to?(:idempotency_key) ? given.idempotency_key : given.call
+      end
     end
 
     # The fire time as a Time with the job zone's offset.

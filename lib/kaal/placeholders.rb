@@ -73,7 +73,8 @@ module Kaal
     end
 
     # A copy of +value+ with every placeholder filled from +values+ (a Hash
-    # from placeholder name to value).
+    # from placeholder name to value, or anything answering values[name]);
+    # an empty Array or Hash is returned as it is.
     def fill(value, values)
       case value
       when String
@@ -85,8 +86,8 @@ module Kaal
         else
           value.gsub(PATTERN) { values[Regexp.last_match(1)].to_s }
         end
-      when Array then value.map { |v| fill(v, values) }
-      when Hash then value.transform_values { |v| fill(v, values) }
+      when Array then value.empty? ? value : value.map { |v| fill(v, values) }
+      when Hash then value.empty? ? value : value.transform_values { |v| fill(v, values) }
       else value
       end
     end

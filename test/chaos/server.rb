@@ -102,6 +102,11 @@ module Kaal
         warn "chaos: bin/services stop: #{out}" unless status.success?
       end
 
+      # The server's process id (PostgreSQL: the postmaster), nil when not running.
+      def pid
+        server_pid
+      end
+
       private
 
       def pid_file
