@@ -32,7 +32,22 @@ module Kaal
     EMPTY_MAP = {}.freeze
     private_constant :SPECS_MAX, :EMPTY_LIST, :EMPTY_MAP
 
+    @crons = {}
+
     class << self
+      # The parsed Cron of an expression in a zone (name), shared by every
+      # Spec that has them (a Cron is immutable): definitions that differ
+      # only in args parse their cron once. Bounded like the Specs.
+      def cron_for(expression, zone)
+        crons = @crons
+        key = [expression, zone]
+        crons[key] || begin
+          cron = yield
+          crons.clear if crons.size >= SPECS_MAX
+          crons[key.map { |s| s.frozen? ? s : s.dup.freeze }] = cron
+        end
+      end
+
       # The cached Spec of a definition, or the one the block builds.
       def spec_for(definition)
         specs = @specs
@@ -77,7 +92,7 @@ module Kaal
       definition[6] = snapshot(definition[6])
       definition[7] = snapshot(definition[7])
       definition[8] = snapshot(definition[8])
-      @spec = Job.spec_for(definition) { build_spec(definition, self.location(location)) }
+      @spec = Job.spec_for(definition) { build_spec(definition, location) }
       @location = location unless location.nil?
     end
 
@@ -190,7 +205,7 @@ module Kaal
       end
 
       where = if location.nil? then "Kaal.register(key: #{key.inspect})"
-              elsif location.is_a?(String) || !key then location
+              elsif location.is_a?(String) || !key || location.to_s.include?(key.to_s.inspect) then location.to_s
               else "#{location} (job #{key.to_s.inspect})"
               end
       raise ConfigurationError, "#{where}: key: must be a non-empty String, got #{key.inspect}" unless key.is_a?(String) && !key.strip.empty?
@@ -215,14 +230,17 @@ module Kaal
       end
     end
 
-    # Checks a definition (the Spec cache missed); errors start with +location+.
-    def build_spec(definition, location)
+    # Checks a definition (the Spec cache missed); errors start with the
+    # job's location (+given+ made into text only for a message).
+    def build_spec(definition, given)
       cron, zone, job_class, callable, queue, priority, set, args, kwargs, catch_up, enabled, source, handoff = definition
       job_class = check_job_class(job_class, callable)
       call_keywords = callable && accepted_keywords(callable)
       queue = check_queue(queue)
       priority = check_priority(priority)
-      enqueue_options = { queue: queue, priority: priority }.compact.merge(check_set(set)).freeze
+      enqueue_options = if queue.nil? && priority.nil? && set.nil? then EMPTY_MAP
+                        else { queue: queue, priority: priority }.compact.merge(check_set(set)).freeze
+                        end
       args = check_args(args)
       kwargs = check_kwargs(kwargs)
       templated = Placeholders.check(args, "args") | Placeholders.check(kwargs, "kwargs")
@@ -234,7 +252,7 @@ module Kaal
       Spec.new([cron, job_class, callable, queue, priority, args, kwargs, catch_up, enabled, source, call_keywords,
                 enqueue_options, templated, handoff])
     rescue ArgumentError => e
-      raise ConfigurationError, "#{location}: #{e.message}"
+      raise ConfigurationError, "#{location(given)}: #{e.message}"
     end
 
     def check_job_class(job_class, callable)
@@ -296,12 +314,13 @@ module Kaal
       args = [] if args.nil?
       raise ArgumentError, "args: must be a list (positional arguments), got #{args.class}" unless args.is_a?(Array)
 
-      args.dup.freeze
+      args.frozen? ? args : args.dup.freeze # setup's snapshot is already a frozen copy
     end
 
     def check_kwargs(kwargs)
       kwargs = {} if kwargs.nil?
       raise ArgumentError, "kwargs: must be a mapping of keyword arguments, got #{kwargs.class}" unless kwargs.is_a?(Hash)
+      return EMPTY_MAP if kwargs.empty?
 
       kwargs.each_with_object({}) do |(k, v), h|
         raise ArgumentError, "kwargs: keys must be names, got #{k.inspect}" unless k.is_a?(String) || k.is_a?(Symbol)
@@ -344,7 +363,9 @@ module Kaal
       raise ArgumentError, "cron: must be a String, got #{expression.inspect}" unless expression.is_a?(String)
       raise ArgumentError, "time_zone: must be a zone name String, got #{zone.inspect}" unless zone.is_a?(String) || zone.is_a?(Symbol) || zone.respond_to?(:tzinfo) || zone.respond_to?(:identifier)
 
-      Cron.parse(expression, time_zone: zone)
+      return Cron.parse(expression, time_zone: zone) unless zone.is_a?(String)
+
+      Job.cron_for(expression, zone) { Cron.parse(expression, time_zone: zone) }
     rescue CronSyntaxError => e
       raise ArgumentError, "cron: #{expression.inspect}: #{e.message}"
     end

@@ -119,10 +119,20 @@ module Kaal
     # The Job of a stored row (checked as when it was stored: a node whose
     # allow-list or zones differ refuses it with the field named).
     def self.job_from(row, default_time_zone:)
-      Job.new(key: row[:key], cron: row[:cron], job_class: row[:job_class], args: parse(row, :args_json, "args"),
-              kwargs: parse(row, :kwargs_json, "kwargs"), time_zone: row[:time_zone], queue: row[:queue],
-              enabled: row[:enabled], location: "stored schedule #{row[:key].inspect}", source: :stored,
-              default_time_zone: default_time_zone)
+      key = row[:key]
+      definition = [row[:cron], row[:time_zone] || default_time_zone, row[:job_class], nil, row[:queue], nil, nil,
+                    parse(row, :args_json, "args"), parse(row, :kwargs_json, "kwargs"), nil, row[:enabled], :stored, nil]
+      # Job.new(key:, cron:, ..., source: :stored), positional (Job.build): a
+      # node loads every stored schedule at start
+      Job.build(key, Location.new(key), definition)
+    end
+
+    # Where a stored schedule's job comes from ("stored schedule \"key\""),
+    # made into text only when a message needs it.
+    Location = Struct.new(:key) do
+      def to_s
+        "stored schedule #{key.inspect}"
+      end
     end
 
     def self.parse(row, field, what)
