@@ -1139,55 +1139,29 @@ static void redis_discard(kaal_backend *b)
 /* ------------------------------------------------------------------ */
 /* Row encoding: fields "-" (NULL) or "<len>:<bytes>,"                 */
 
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} buf;
-
-static void buf_put(buf *o, const char *s, size_t n)
-{
-    if (o->oom) return;
-    if (o->len + n + 1 > o->cap) {
-        size_t ncap = o->cap ? o->cap : 128;
-        char *np;
-        while (ncap < o->len + n + 1) ncap *= 2;
-        np = realloc(o->p, ncap);
-        if (!np) {
-            o->oom = 1;
-            return;
-        }
-        o->p = np;
-        o->cap = ncap;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = '\0';
-}
-
 /* For a buffer that ran out of memory: free it, fail with KAAL_ENOMEM. */
-static int buf_oom(buf *o, kaal_error *err)
+static int buf_oom(kaal_buf *o, kaal_error *err)
 {
     free(o->p);
     o->p = NULL;
     return no_memory(err);
 }
 
-static void enc_str(buf *o, const char *s)
+static void enc_str(kaal_buf *o, const char *s)
 {
     char head[24];
     int n;
     if (!s) {
-        buf_put(o, "-", 1);
+        kaal_buf_put(o, "-", 1);
         return;
     }
     n = snprintf(head, sizeof head, "%zu:", strlen(s));
-    buf_put(o, head, (size_t)n);
-    buf_put(o, s, strlen(s));
-    buf_put(o, ",", 1);
+    kaal_buf_put(o, head, (size_t)n);
+    kaal_buf_str(o, s);
+    kaal_buf_put(o, ",", 1);
 }
 
-static void enc_int(buf *o, int64_t v)
+static void enc_int(kaal_buf *o, int64_t v)
 {
     char num[24];
     snprintf(num, sizeof num, "%" PRId64, v);
@@ -1278,7 +1252,7 @@ static int prefixes(kaal_backend *b, kaal_error *err)
 /* The arguments of one command, built piece by piece into one buffer
  * (offsets, so the buffer may move while it grows). */
 typedef struct cmd {
-    buf s;
+    kaal_buf s;
     size_t *off, *len;
     size_t n, cap;
     int oom;
@@ -1309,7 +1283,7 @@ static void cmd_open(cmd *c)
 static void cmd_put(cmd *c, const char *p, size_t n)
 {
     if (c->oom) return;
-    buf_put(&c->s, p, n);
+    kaal_buf_put(&c->s, p, n);
     if (c->s.oom) {
         c->oom = 1;
         return;
@@ -1539,7 +1513,7 @@ static void cmd_pair_key(cmd *c, const char *prefix, const char *kind, const kaa
  * keys per pair; ARGV row, ttl, cut, then with pushes op, payload, extra,
  * has_set per pair. */
 static void claim_call(kaal_backend *b, cmd *c, const kaal_claim *items, const kaal_push *pushes,
-                       size_t n, int compat, const buf *row, int64_t ttl)
+                       size_t n, int compat, const kaal_buf *row, int64_t ttl)
 {
     redis_impl *r = impl_of(b);
     const char *pre[3] = {r->tag, r->prefix, r->prefix};
@@ -1655,7 +1629,7 @@ static int claim_batch(kaal_backend *b, kaal_claim *items, const kaal_push *push
     const char *what = pushes ? "claim and hand off" : "claim";
     size_t i, max = pushes ? 10000 : 100000;
     redis_impl *r;
-    buf row = {0};
+    kaal_buf row = {0};
     redisReply *rep = NULL, *won;
     int rc, compat, s;
     cmd c;
@@ -1727,7 +1701,7 @@ static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, con
                         const char *node, const char *error, int64_t now, kaal_error *err)
 {
     redis_impl *r = impl_of(b);
-    buf tail = {0};
+    kaal_buf tail = {0};
     cmd c;
     int rc = prefixes(b, err);
 
@@ -1776,7 +1750,7 @@ static int redis_record_many(kaal_backend *b, const kaal_outcome *items, size_t 
     for (i = 0; i < n; i++) cmd_log_key(&c, r->tag, items[i].fire_time, items[i].key, strlen(items[i].key));
     cmd_iarg(&c, log_ttl_s(b, 0));
     for (i = 0; i < n; i++) {
-        buf tail = {0};
+        kaal_buf tail = {0};
         enc_int(&tail, now);
         enc_str(&tail, items[i].status);
         enc_str(&tail, node);
@@ -2197,7 +2171,7 @@ static int redis_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
 static int redis_delayed_add(kaal_backend *b, const kaal_delayed_row *job, kaal_error *err)
 {
     redis_impl *r = impl_of(b);
-    buf row = {0};
+    kaal_buf row = {0};
     long long added;
     cmd c;
     int rc = prefixes(b, err);
@@ -2716,7 +2690,7 @@ static int sched_command(kaal_backend *b, const char *cmd_name, const char *name
 static int redis_sched_upsert(kaal_backend *b, const kaal_schedule_row *row, int64_t now, int64_t *version,
                               kaal_error *err)
 {
-    buf enc = {0};
+    kaal_buf enc = {0};
     const char *args[2];
     size_t lens[2];
     redisReply *rep = NULL;
