@@ -1703,8 +1703,9 @@ static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, con
     redis_impl *r = impl_of(b);
     kaal_buf tail = {0};
     cmd c;
-    int rc = prefixes(b, err);
+    int rc = kaal_check_outcome(status, err);
 
+    if (rc == KAAL_OK) rc = prefixes(b, err);
     if (rc != KAAL_OK) return rc;
     enc_int(&tail, now);
     enc_str(&tail, status);
@@ -1739,9 +1740,7 @@ static int redis_record_many(kaal_backend *b, const kaal_outcome *items, size_t 
 
     if (n == 0) return KAAL_OK;
     for (i = 0; i < n; i++) {
-        if (!items[i].status ||
-            (strcmp(items[i].status, "dispatched") != 0 && strcmp(items[i].status, "failed") != 0))
-            return kaal_error_set(err, KAAL_EARG, "status", -1, "status must be \"dispatched\" or \"failed\"");
+        if ((rc = kaal_check_outcome(items[i].status, err)) != KAAL_OK) return rc;
     }
     rc = prefixes(b, err);
     if (rc != KAAL_OK) return rc;

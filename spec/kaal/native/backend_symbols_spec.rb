@@ -25,6 +25,17 @@ require "spec_helper"
       expect(row.values_at(:status, :node, :error)).to eq(%w[failed n boom])
     end
 
+    # The primitives check the outcome themselves (the Ruby wrappers do too).
+    it "refuses an outcome other than dispatched or failed in record and record_many" do
+      backend.claim([["job", now]], lease_ms: 60_000, node: "n", now: now)
+      message = 'status must be "dispatched" or "failed"'
+      expect { backend.send(:_record, "job", now, "claimed", "n", nil, now) }
+        .to raise_error(ArgumentError, message)
+      expect { backend.send(:_record_many, [["job", now, "done", nil]], "n", now) }
+        .to raise_error(ArgumentError, message)
+      expect(backend.dispatch_status("job", now)).to eq("claimed")
+    end
+
     it "stores a delayed job with Symbol arguments" do
       backend.send(:_delayed_add, :j1, 1000, :Worker, :default, :"[1]")
       expect(backend.delayed_claim(now_ms: 1000, limit: 10))
