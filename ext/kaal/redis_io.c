@@ -37,8 +37,8 @@ static int tls_write(SSL *ssl, const char *p, int n);
 struct kaal_redis_io {
     int fd;
     redisReader *reader;
-    char *out; /* queued commands, out_off of them already sent */
-    size_t out_len, out_off, out_cap;
+    kaal_buf out;   /* queued commands, out_off bytes of them already sent */
+    size_t out_off;
 #ifdef KAAL_HAVE_OPENSSL
     SSL *ssl;
 #endif
@@ -84,7 +84,7 @@ static void io_free(kaal_redis_io *io)
 #endif
     if (io->fd >= 0) close(io->fd);
     redisReaderFree(io->reader);
-    free(io->out);
+    free(io->out.p);
     free(io);
 }
 
@@ -419,28 +419,21 @@ int kaal_redis_io_append(kaal_redis_io *io, int argc, const char **argv, const s
     char *cmd = NULL;
     int n = redisFormatCommandArgv(&cmd, argc, argv, lens);
     if (n < 0 || !cmd) return KAAL_ENOMEM;
-    if (io->out_len == io->out_off) {
-        /* Nothing queued: take the formatted command as the buffer. */
-        free(io->out);
-        io->out = cmd;
-        io->out_len = (size_t)n;
+    if (io->out.len == io->out_off) {
+        /* Nothing queued: take the formatted command as the buffer (its
+         * cap counts no room for a NUL, so the next append reallocates). */
+        free(io->out.p);
+        io->out.p = cmd;
+        io->out.len = io->out.cap = (size_t)n;
         io->out_off = 0;
-        io->out_cap = (size_t)n;
         return KAAL_OK;
     }
-    if (io->out_len + (size_t)n > io->out_cap) {
-        size_t cap = io->out_cap * 2 > io->out_len + (size_t)n ? io->out_cap * 2 : io->out_len + (size_t)n;
-        char *p = realloc(io->out, cap);
-        if (!p) {
-            free(cmd);
-            return KAAL_ENOMEM;
-        }
-        io->out = p;
-        io->out_cap = cap;
-    }
-    memcpy(io->out + io->out_len, cmd, (size_t)n);
-    io->out_len += (size_t)n;
+    kaal_buf_put(&io->out, cmd, (size_t)n);
     free(cmd);
+    if (io->out.oom) {
+        io->out.oom = 0; /* what was queued before is still there */
+        return KAAL_ENOMEM;
+    }
     return KAAL_OK;
 }
 
@@ -482,9 +475,9 @@ static int tls_write(SSL *ssl, const char *p, int n)
 static int flush_out(kaal_backend *b, kaal_redis_io *io, int64_t deadline, const char *what,
                      kaal_error *err)
 {
-    while (io->out_off < io->out_len) {
-        const char *p = io->out + io->out_off;
-        size_t left = io->out_len - io->out_off;
+    while (io->out_off < io->out.len) {
+        const char *p = io->out.p + io->out_off;
+        size_t left = io->out.len - io->out_off;
         ssize_t n;
         int rc;
 #ifdef KAAL_HAVE_OPENSSL
@@ -514,7 +507,7 @@ static int flush_out(kaal_backend *b, kaal_redis_io *io, int64_t deadline, const
         if (errno != EAGAIN && errno != EWOULDBLOCK) return lost(what, strerror(errno), err);
         if ((rc = kaal_wait(b, io->fd, POLLOUT, deadline, NULL, what, err)) != KAAL_OK) return rc;
     }
-    io->out_off = io->out_len = 0;
+    io->out_off = io->out.len = 0;
     return KAAL_OK;
 }
 
@@ -571,7 +564,7 @@ int kaal_redis_io_reply(kaal_backend *b, kaal_redis_io *io, int64_t deadline_ms,
     void *rep = NULL;
     int rc;
     *out = NULL;
-    if (io->out_off < io->out_len && (rc = flush_out(b, io, deadline_ms, what, err)) != KAAL_OK) {
+    if (io->out_off < io->out.len && (rc = flush_out(b, io, deadline_ms, what, err)) != KAAL_OK) {
         return rc;
     }
     for (;;) {
