@@ -237,36 +237,37 @@ static int tls_files_error(const char *option, const char *value, kaal_error *er
                           ssl_reason(why, sizeof why, "unusable"));
 }
 
-/* Certificate and key: a file path, or PEM text (what redis-rb's OpenSSL
- * objects turn into). */
+/* Loads the client certificate (is_key 0) or its private key (is_key 1)
+ * from v: a file path, or PEM text (what redis-rb's OpenSSL objects turn
+ * into). 1 when loaded. */
+static int use_identity(SSL_CTX *ctx, const char *v, int is_key)
+{
+    BIO *bio;
+    int ok = 0;
+    if (!is_pem(v)) {
+        return is_key ? SSL_CTX_use_PrivateKey_file(ctx, v, SSL_FILETYPE_PEM) == 1
+                      : SSL_CTX_use_certificate_chain_file(ctx, v) == 1;
+    }
+    bio = BIO_new_mem_buf(v, -1);
+    if (bio && is_key) {
+        EVP_PKEY *k = PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL);
+        ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1;
+        EVP_PKEY_free(k);
+    } else if (bio) {
+        X509 *x = PEM_read_bio_X509(bio, NULL, NULL, NULL);
+        ok = x && SSL_CTX_use_certificate(ctx, x) == 1;
+        X509_free(x);
+    }
+    BIO_free(bio);
+    return ok;
+}
+
+/* Certificate and key, when given. */
 static int tls_client_identity(SSL_CTX *ctx, const kaal_tls_config *t, kaal_error *err)
 {
-    int ok;
-    if (t->cert) {
-        if (is_pem(t->cert)) {
-            BIO *bio = BIO_new_mem_buf(t->cert, -1);
-            X509 *x = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
-            ok = x && SSL_CTX_use_certificate(ctx, x) == 1;
-            X509_free(x);
-            BIO_free(bio);
-        } else {
-            ok = SSL_CTX_use_certificate_chain_file(ctx, t->cert) == 1;
-        }
-        if (!ok) return tls_files_error("cert", t->cert, err);
-    }
-    if (t->key) {
-        if (is_pem(t->key)) {
-            BIO *bio = BIO_new_mem_buf(t->key, -1);
-            EVP_PKEY *k = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
-            ok = k && SSL_CTX_use_PrivateKey(ctx, k) == 1;
-            EVP_PKEY_free(k);
-            BIO_free(bio);
-        } else {
-            ok = SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) == 1;
-        }
-        if (!ok || (t->cert && SSL_CTX_check_private_key(ctx) != 1)) {
-            return tls_files_error("key", t->key, err);
-        }
+    if (t->cert && !use_identity(ctx, t->cert, 0)) return tls_files_error("cert", t->cert, err);
+    if (t->key && (!use_identity(ctx, t->key, 1) || (t->cert && SSL_CTX_check_private_key(ctx) != 1))) {
+        return tls_files_error("key", t->key, err);
     }
     return KAAL_OK;
 }
