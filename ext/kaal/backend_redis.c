@@ -1496,15 +1496,22 @@ static int bykey_fire(const char *m, size_t len, size_t key_len, int64_t *fire)
     return 1;
 }
 
-/* The log key of a pair under `prefix` ("<prefix>log:<fire>:<key>"). */
-static void cmd_pair_key(cmd *c, const char *prefix, const char *kind, const kaal_claim *item)
+/* An argument "<prefix><kind><fire>:<key>": a pair's log (or claim) key,
+ * or with prefix and kind "" its member "<fire>:<key>". */
+static void cmd_fire_key(cmd *c, const char *prefix, const char *kind, int64_t fire, const char *key,
+                         size_t key_len)
 {
     cmd_open(c);
     cmd_cput(c, prefix);
     cmd_cput(c, kind);
-    cmd_iput(c, item->fire_time);
+    cmd_iput(c, fire);
     cmd_put(c, ":", 1);
-    cmd_put(c, item->key, item->key_len);
+    cmd_put(c, key, key_len);
+}
+
+static void cmd_pair_key(cmd *c, const char *prefix, const char *kind, const kaal_claim *item)
+{
+    cmd_fire_key(c, prefix, kind, item->fire_time, item->key, item->key_len);
 }
 
 /* The call of a claim script for items[0..n): KEYS (after the layout key
@@ -1686,15 +1693,13 @@ static int redis_claim_push(kaal_backend *b, kaal_claim *items, const kaal_push 
     return claim_batch(b, items, pushes, n, lease_ms, node, now, err);
 }
 
-/* The log key "<tag>log:<fire>:<key>". */
-static void cmd_log_key(cmd *c, const char *prefix, int64_t fire, const char *key, size_t key_len)
+/* The fields a record writes after the claim's: at, status, node, error. */
+static void enc_outcome(kaal_buf *o, int64_t now, const char *status, const char *node, const char *error)
 {
-    cmd_open(c);
-    cmd_cput(c, prefix);
-    cmd_cput(c, "log:");
-    cmd_iput(c, fire);
-    cmd_put(c, ":", 1);
-    cmd_put(c, key, key_len);
+    enc_int(o, now);
+    enc_str(o, status);
+    enc_str(o, node);
+    enc_str(o, error);
 }
 
 static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, const char *status,
@@ -1707,23 +1712,17 @@ static int redis_record(kaal_backend *b, const char *key, int64_t fire_time, con
 
     if (rc == KAAL_OK) rc = prefixes(b, err);
     if (rc != KAAL_OK) return rc;
-    enc_int(&tail, now);
-    enc_str(&tail, status);
-    enc_str(&tail, node);
-    enc_str(&tail, error);
+    enc_outcome(&tail, now, status, node, error);
     if (tail.oom) return buf_oom(&tail, err);
     cmd_script(&c, 3);
-    cmd_log_key(&c, r->tag, fire_time, key, strlen(key));
+    cmd_fire_key(&c, r->tag, "log:", fire_time, key, strlen(key));
     cmd_key(&c, r->tag, "log-index", NULL);
     cmd_key(&c, r->tag, "log-by-key", NULL);
     cmd_iarg(&c, now);
     cmd_iarg(&c, log_ttl_s(b, 0));
     cmd_arg(&c, tail.p, tail.len);
     cmd_iarg(&c, fire_time);
-    cmd_open(&c);
-    cmd_iput(&c, fire_time);
-    cmd_put(&c, ":", 1);
-    cmd_cput(&c, key);
+    cmd_fire_key(&c, "", "", fire_time, key, strlen(key));
     cmd_open(&c);
     cmd_put_bykey(&c, key, strlen(key), fire_time);
     free(tail.p);
@@ -1746,14 +1745,11 @@ static int redis_record_many(kaal_backend *b, const kaal_outcome *items, size_t 
     if (rc != KAAL_OK) return rc;
     cmd_script(&c, (int)(1 + n));
     cmd_key(&c, r->tag, "log-new", NULL);
-    for (i = 0; i < n; i++) cmd_log_key(&c, r->tag, items[i].fire_time, items[i].key, strlen(items[i].key));
+    for (i = 0; i < n; i++) cmd_fire_key(&c, r->tag, "log:", items[i].fire_time, items[i].key, strlen(items[i].key));
     cmd_iarg(&c, log_ttl_s(b, 0));
     for (i = 0; i < n; i++) {
         kaal_buf tail = {0};
-        enc_int(&tail, now);
-        enc_str(&tail, items[i].status);
-        enc_str(&tail, node);
-        enc_str(&tail, items[i].error);
+        enc_outcome(&tail, now, items[i].status, node, items[i].error);
         if (tail.oom) {
             cmd_free(&c);
             return buf_oom(&tail, err);
@@ -1761,10 +1757,7 @@ static int redis_record_many(kaal_backend *b, const kaal_outcome *items, size_t 
         cmd_iarg(&c, now);
         cmd_arg(&c, tail.p, tail.len);
         free(tail.p);
-        cmd_open(&c);
-        cmd_iput(&c, items[i].fire_time);
-        cmd_put(&c, ":", 1);
-        cmd_cput(&c, items[i].key);
+        cmd_fire_key(&c, "", "", items[i].fire_time, items[i].key, strlen(items[i].key));
     }
     return cmd_run(b, &c, S_RECORD_MANY, NULL, err, "record");
 }
@@ -1816,7 +1809,7 @@ static int redis_latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaa
                 int64_t fire = 0;
                 const redisReply *m = l->element[j];
                 if (m->type == REDIS_REPLY_STRING) bykey_fire(m->str, m->len, it->key_len, &fire);
-                cmd_log_key(&c, r->tag, fire, it->key, it->key_len);
+                cmd_fire_key(&c, r->tag, "log:", fire, it->key, it->key_len);
             }
         }
         rc = cmd_run(b, &c, S_EXIST, &ex, err, "latest_fires");
