@@ -1575,6 +1575,26 @@ static int split_member(const char *m, size_t len, int64_t *fire, const char **k
     return 1;
 }
 
+/* The first `count` members of the list (op "LRANGE") or sorted set
+ * ("ZRANGE") <tag><name>: *ms, or NULL when there are none. */
+static int first_members(kaal_backend *b, const char *op, const char *name, int64_t count,
+                         redisReply **ms, const char *what, kaal_error *err)
+{
+    cmd c;
+    int rc;
+    memset(&c, 0, sizeof c);
+    cmd_carg(&c, op);
+    cmd_key(&c, impl_of(b)->tag, name, NULL);
+    cmd_carg(&c, "0");
+    cmd_iarg(&c, count - 1);
+    rc = cmd_run(b, &c, -1, ms, err, what);
+    if (rc == KAAL_OK && ((*ms)->type != REDIS_REPLY_ARRAY || (*ms)->elements == 0)) {
+        freeReplyObject(*ms);
+        *ms = NULL;
+    }
+    return rc;
+}
+
 /* Indexes what claims appended to log-new (log-index and log-by-key),
  * a chunk at a time, until it is empty. Reads of the log call it first,
  * so they see every claim. */
@@ -1587,18 +1607,8 @@ static int index_new(kaal_backend *b, kaal_error *err)
         long long taken;
         size_t i;
         cmd c;
-        int rc;
-        memset(&c, 0, sizeof c);
-        cmd_carg(&c, "LRANGE");
-        cmd_key(&c, r->tag, "log-new", NULL);
-        cmd_carg(&c, "0");
-        cmd_iarg(&c, SCAN_CHUNK * 4 - 1);
-        rc = cmd_run(b, &c, -1, &ms, err, "index");
-        if (rc != KAAL_OK) return rc;
-        if (ms->type != REDIS_REPLY_ARRAY || ms->elements == 0) {
-            freeReplyObject(ms);
-            return KAAL_OK;
-        }
+        int rc = first_members(b, "LRANGE", "log-new", SCAN_CHUNK * 4, &ms, "index", err);
+        if (rc != KAAL_OK || !ms) return rc;
         cmd_script(&c, 3);
         cmd_key(&c, r->tag, "log-new", NULL);
         cmd_key(&c, r->tag, "log-index", NULL);
@@ -2464,18 +2474,8 @@ static int migrate_log(kaal_backend *b, kaal_error *err)
         long long done;
         size_t i;
         cmd c;
-        int rc;
-        memset(&c, 0, sizeof c);
-        cmd_carg(&c, "ZRANGE");
-        cmd_key(&c, r->tag, "legacy-log-index", NULL);
-        cmd_carg(&c, "0");
-        cmd_iarg(&c, SCAN_CHUNK - 1);
-        rc = cmd_run(b, &c, -1, &ms, err, "migrate");
-        if (rc != KAAL_OK) return rc;
-        if (ms->type != REDIS_REPLY_ARRAY || ms->elements == 0) {
-            freeReplyObject(ms);
-            return KAAL_OK;
-        }
+        int rc = first_members(b, "ZRANGE", "legacy-log-index", SCAN_CHUNK, &ms, "migrate", err);
+        if (rc != KAAL_OK || !ms) return rc;
         cmd_script(&c, (int)(3 + 4 * ms->elements));
         cmd_key(&c, r->tag, "legacy-log-index", NULL);
         cmd_key(&c, r->tag, "log-index", NULL);
