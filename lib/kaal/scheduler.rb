@@ -60,6 +60,8 @@ module Kaal
       @routes = {} # job key => its atomic hand-off route (Kaal::Handoff)
       @failures = 0
       @last_cleanup = nil
+      @peers = nil # the live node names, sorted (#first_chunk)
+      @peers_at = nil
       @tick_lock = Mutex.new
       @want_dispatch = nil # Events#wanted? of this tick's run events (nil before the first tick: emit)
       @want_delayed = nil
@@ -278,11 +280,12 @@ module Kaal
 
     # Claims the due pairs: one backend call, or for a big tick (more than
     # CLAIM_SPLIT pairs) one call per CLAIM_CHUNK pairs, starting at a chunk
-    # that depends on the node id. One call per tick is atomic on Redis, so
-    # the first node's call would win every pair and that node would run a
-    # busy second alone; in chunks, nodes start apart and share the runs. A
-    # chunk that fails after others were won: the won runs are dispatched
-    # (nothing claimed is claimed again), then the tick fails closed.
+    # that depends on the node's place among the live nodes (#first_chunk).
+    # One call per tick is atomic on Redis, so the first node's call would
+    # win every pair and that node would run a busy second alone; in chunks,
+    # nodes start apart and share the runs. A chunk that fails after others
+    # were won: the won runs are dispatched (nothing claimed is claimed
+    # again), then the tick fails closed.
     def claim(due, now_i)
       keys = due.keys
       epochs = due.epochs
@@ -291,7 +294,7 @@ module Kaal
 
       won = Array.new(keys.size, false)
       chunks = (keys.size + CLAIM_CHUNK - 1) / CLAIM_CHUNK
-      first = Zlib.crc32(@node) % chunks
+      first = first_chunk(chunks, now_i)
       chunks.times do |i|
         from = ((first + i) % chunks) * CLAIM_CHUNK
         part = @backend.claim_columns(keys[from, CLAIM_CHUNK], epochs[from, CLAIM_CHUNK], lease_ms: lease, node: @node,
@@ -304,6 +307,28 @@ module Kaal
         raise
       end
       won
+    end
+
+    PEERS_EVERY = 10 # seconds between two reads of the live nodes (#first_chunk)
+
+    # The chunk a big tick claims first: the live nodes (heartbeats, read
+    # every PEERS_EVERY seconds) sorted by name, this node's place among
+    # them spread over the chunks, so five nodes start five chunks apart
+    # and each wins about a fifth of a busy second. Without the list (the
+    # read failed) a hash of the node id picks the start.
+    def first_chunk(chunks, now_i)
+      if @peers.nil? || now_i - @peers_at >= PEERS_EVERY || now_i < @peers_at
+        @peers_at = now_i
+        @peers = begin
+          (@backend.nodes(since: now_i - @config.heartbeat_ttl.ceil).map { |n| n[:node] } | [@node]).sort
+        rescue BackendError
+          []
+        end
+      end
+      rank = @peers.index(@node)
+      return Zlib.crc32(@node) % chunks unless rank
+
+      rank * chunks / @peers.size
     end
 
     # The runs of jobs with an atomic hand-off are claimed and enqueued in one

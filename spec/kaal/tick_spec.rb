@@ -145,6 +145,19 @@ RSpec.describe "Kaal.tick!" do
       expect(other.tick(t0 + 1, wait: true)).to eq([]) # another node: nothing left to win
     end
 
+    it "spreads the first chunks of a big tick over the live nodes by their place among them" do
+      names = %w[node-c node-a node-b]
+      now = Time.now.to_i
+      names.each { |name| Kaal.backend.heartbeat(name, "{}", now: now, ttl: 60) }
+      firsts = names.to_h do |name|
+        config = Kaal.configuration.dup
+        config.node_id = name
+        sched = Kaal::Scheduler.new(config: config, registry: Kaal.registry, backend: Kaal.backend, logger: ->(*) {})
+        [name, sched.send(:first_chunk, 10, now)]
+      end
+      expect(firsts).to eq("node-a" => 0, "node-b" => 3, "node-c" => 6)
+    end
+
     it "never runs again what the dispatch log records (a second node, same backend)" do
       register_every_minute
       Kaal.tick!(now: t0)
