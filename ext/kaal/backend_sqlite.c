@@ -234,7 +234,7 @@ static int fail(kaal_backend *b, int rc, const char *what, kaal_error *err)
     case SQLITE_LOCKED:
         return kaal_error_set(err, KAAL_EBACKEND, NULL, -1,
                               "sqlite: %s: database is locked (waited %d ms for another "
-                              "connection; raise command_timeout_ms if this is expected)",
+                              "connection; raise command_timeout if this is expected)",
                               what, s ? s->busy_ms : 0);
     case SQLITE_NOMEM:
         return kaal_error_set(err, KAAL_ENOMEM, NULL, -1, "sqlite: %s: out of memory", what);

@@ -391,13 +391,24 @@ module Kaal
     end
 
     # A node refuses to start against kaal's tables at an older schema step
-    # (Kaal::BackendError naming the migrate command). A backend it cannot
-    # reach yet is left to the tick loop, which retries.
-    def check_schema!
-      version = backend.schema_version
+    # (Kaal::BackendError naming the migrate command). A backend that cannot
+    # answer yet (down, unreachable, its SQLite file locked by another
+    # process) is an outage like any other: the check is returned, and the
+    # tick loop runs it first in every tick until it passes, failing closed
+    # meanwhile (an older schema found then keeps failing the ticks with the
+    # same message).
+    def check_schema!(deferred: false)
+      version = begin
+        backend.schema_version
+      rescue BackendError => e
+        raise if deferred
+
+        logger.warn("schema check deferred until the backend answers: #{e.message}")
+        return -> { check_schema!(deferred: true) }
+      end
       raise Backend::Schema.outdated_error(configuration.backend, version) if version < Backend::Schema::VERSION
-    rescue ConnectionError => e
-      logger.warn("schema check skipped: #{e.message}")
+
+      nil
     end
 
     def refuse_while_running(what)

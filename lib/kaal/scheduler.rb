@@ -59,6 +59,7 @@ module Kaal
       @states = {}
       @routes = {} # job key => its atomic hand-off route (Kaal::Handoff)
       @failures = 0
+      @pending_check = nil # the schema check the backend could not answer at start (#start)
       @last_cleanup = nil
       @peers = nil # the live node names, sorted (#first_chunk)
       @peers_at = nil
@@ -78,10 +79,13 @@ module Kaal
     # -- the loop ------------------------------------------------------------
 
     # check: run after the checks of the configuration (Kaal.start! checks
-    # the backend's schema there), before the loop starts.
+    # the backend's schema there), before the loop starts. When it returns
+    # a callable (the backend could not answer), each tick calls that first
+    # and fails closed on its BackendError until it passes.
     def start(check: nil)
       check_handoff!
-      check&.call
+      deferred = check&.call
+      @pending_check = deferred.respond_to?(:call) ? deferred : nil
       @stop_lock.synchronize do
         return self if @thread&.alive?
 
@@ -226,6 +230,12 @@ module Kaal
       popped = [] # [previous next_epoch (nil: first placement), jobs, ...]
       operation = "states" # the backend call in progress, for backend_error
       begin
+        if @pending_check
+          operation = "schema_check"
+          @pending_check.call
+          @pending_check = nil
+          operation = "states"
+        end
         refresh_states
         operation = "schedule_changes"
         @feed&.poll
