@@ -7,7 +7,8 @@
 #
 # Polls the block every +interval+ seconds until it returns a truthy value
 # (which it returns), or fails the example after +timeout+ seconds naming
-# +what+ it waited for.
+# +what+ it waited for (a String, or a lambda returning one, called only
+# then: e.g. to show a process's log as it was at the deadline).
 module KaalWait
   def wait_until(what, timeout: 10, interval: 0.02)
     deadline = Process.clock_gettime(Process::CLOCK_MONOTONIC) + timeout
@@ -15,6 +16,7 @@ module KaalWait
       value = yield
       return value if value
       if Process.clock_gettime(Process::CLOCK_MONOTONIC) > deadline
+        what = what.call if what.respond_to?(:call)
         RSpec::Expectations.fail_with("waited #{timeout}s for #{what}, in vain")
       end
 
