@@ -1,4 +1,4 @@
-/* kaal: Kaal::Native.yaml_blocks(text, tokenize, items = nil) -> value, or nil.
+/* kaal: Kaal::Native.yaml_blocks(text, tokenize, items = nil, more = nil) -> value, or nil.
  *
  * A reader for the plain block YAML that kaal's files are made of (mappings
  * and sequences by indentation, one scalar per line), so a scheduler file
@@ -19,7 +19,11 @@
  * is handed to items.call(section name or nil, index, item) as soon as it is
  * read, and the list keeps what that returns, so a scheduler file's jobs can
  * be built while it is read instead of after (a million parsed entries are
- * never alive at once). The call may raise to stop reading. */
+ * never alive at once). The call may raise to stop reading.
+ *
+ * more: the text may come in parts, each ending with a whole line: text is
+ * the first, and more.call returns the next (nil after the last), so a big
+ * file is never in memory whole. */
 #include <string.h>
 
 #include <ruby/encoding.h>
@@ -39,7 +43,9 @@ typedef struct reader {
     int has_cur, first;
     VALUE tokenize;
     VALUE items;     /* nil, or called with each item of a jobs list (see yaml_blocks) */
-    const char *last_s; /* the last plain scalar handed to tokenize, and its value */
+    VALUE more;       /* nil, or more.call gives the next part of the text (nil at its end) */
+    VALUE part;       /* the frozen String being read */
+    char last_s[64];  /* the last plain scalar handed to tokenize (when short), and its value */
     long last_n;
     VALUE last_value;
     VALUE section;   /* the top-level key being read */
@@ -85,12 +91,14 @@ static VALUE plain(reader *r, const char *s, long n)
     }
     /* the same text as the last one (a cron expression on every other
      * line): the same value, a String of its own */
-    if (r->last_s && r->last_n == n && memcmp(r->last_s, s, (size_t)n) == 0)
+    if (r->last_n > 0 && r->last_n == n && memcmp(r->last_s, s, (size_t)n) == 0)
         return RB_TYPE_P(r->last_value, T_STRING) ? rb_str_dup(r->last_value) : r->last_value;
-    r->last_s = NULL;
+    r->last_n = 0;
     r->last_value = rb_funcall(r->tokenize, rb_intern("call"), 1, rb_utf8_str_new(s, n));
-    r->last_s = s;
-    r->last_n = n;
+    if (n <= (long)sizeof r->last_s) {
+        memcpy(r->last_s, s, (size_t)n);
+        r->last_n = n;
+    }
     return RB_TYPE_P(r->last_value, T_STRING) ? rb_str_dup(r->last_value) : r->last_value;
 }
 
@@ -200,6 +208,33 @@ static long key_of(const char *s, long n, long *vat)
 
 static int is_item(const line *l) { return l->s[0] == '-' && (l->len == 1 || l->s[1] == ' '); }
 
+/* Takes a UTF-8 String as the text being read; 0 when it is not one. */
+static int take_part(reader *r, VALUE part)
+{
+    if (!RB_TYPE_P(part, T_STRING) || rb_enc_get_index(part) != rb_utf8_encindex() ||
+        rb_enc_str_coderange(part) == ENC_CODERANGE_BROKEN)
+        return 0;
+    /* the text may not change while it is read: a frozen copy */
+    r->part = rb_str_new_frozen(part);
+    r->text = RSTRING_PTR(r->part);
+    r->len = RSTRING_LEN(r->part);
+    r->pos = 0;
+    return 1;
+}
+
+/* The next part of the text (when the caller gives it in parts, each
+ * ending with a whole line): 0 at the end, or when the part is not valid
+ * UTF-8 (then failed is set). */
+static int next_part(reader *r)
+{
+    VALUE part;
+    if (NIL_P(r->more)) return 0;
+    part = rb_funcall(r->more, rb_intern("call"), 0);
+    if (NIL_P(part)) return 0;
+    if (!take_part(r, part)) return fail(r);
+    return 1;
+}
+
 /* The current significant line (read from the text when the previous one
  * was consumed), or NULL at the end or when the text is outside the subset
  * (then failed is set). */
@@ -208,7 +243,9 @@ static line *current(reader *r)
     const char *s = r->text;
     long n = r->len;
     if (r->has_cur) return &r->cur;
-    while (!r->failed && r->pos < n) {
+    while (!r->failed && (r->pos < n || next_part(r))) {
+        s = r->text;
+        n = r->len;
         long from = r->pos, to, ind = 0;
         const char *nl = memchr(s + from, '\n', (size_t)(n - from));
         to = nl ? nl - s : n;
@@ -333,24 +370,21 @@ static VALUE parse(reader *r)
 static VALUE native_yaml_blocks(int argc, VALUE *argv, VALUE self)
 {
     reader r;
-    VALUE text, tokenize, items, frozen, out;
+    VALUE text, tokenize, items, more, out;
     (void)self;
-    rb_scan_args(argc, argv, "21", &text, &tokenize, &items);
+    rb_scan_args(argc, argv, "22", &text, &tokenize, &items, &more);
     StringValue(text);
-    if (rb_enc_get_index(text) != rb_utf8_encindex() || rb_enc_str_coderange(text) == ENC_CODERANGE_BROKEN)
-        return Qnil;
     if (RSTRING_LEN(text) >= 3 && memcmp(RSTRING_PTR(text), "\xEF\xBB\xBF", 3) == 0) return Qnil; /* BOM */
     memset(&r, 0, sizeof r);
     r.tokenize = tokenize;
     r.items = items;
+    r.more = more;
     r.section = Qnil;
-    /* the text may not change while it is read: a frozen copy */
-    frozen = rb_str_new_frozen(text);
-    r.text = RSTRING_PTR(frozen);
-    r.len = RSTRING_LEN(frozen);
+    r.last_value = Qnil;
     r.first = 1;
+    if (!take_part(&r, text)) return Qnil;
     out = parse(&r);
-    RB_GC_GUARD(frozen);
+    RB_GC_GUARD(r.part);
     return out;
 }
 

@@ -48,11 +48,30 @@ module Kaal
     def streamed(path, env_name, default_time_zone)
       return nil unless defined?(Native.yaml_blocks) && env_name != "defaults" && File.file?(path)
 
-      text = File.read(path)
-      return nil if text.include?("<%") # ERB
+      File.open(path, "rb") { |io| streamed_from(io, path, env_name, default_time_zone) }
+    rescue StandardError # Fallback, a ConfigurationError: the general path says it
+      nil
+    end
 
+    PART = 1 << 20
+    private_constant :PART
+
+    # The file is read a part at a time (a megabyte and the rest of its
+    # last line), so a big file is never in memory whole either.
+    def streamed_from(io, path, env_name, default_time_zone)
+      more = lambda do
+        part = io.read(PART)
+        next nil if part.nil?
+
+        rest = io.gets
+        part << rest if rest
+        raise Fallback if part.include?("<%") # ERB (a tag never spans a line)
+
+        part.force_encoding(Encoding::UTF_8)
+      end
+      first = more.call || "".dup.force_encoding(Encoding::UTF_8)
       tables = { nil => {}, "defaults" => {} }
-      data = Native.yaml_blocks(text, YamlLoader.method(:tokenize_plain), lambda do |section, index, entry|
+      data = Native.yaml_blocks(first, YamlLoader.method(:tokenize_plain), lambda do |section, index, entry|
         table = tables[section]
         return entry if table.nil? # another environment's section: not read
         raise Fallback unless entry.is_a?(Hash)
@@ -63,7 +82,7 @@ module Kaal
         raise Fallback if table.key?(job.key) # duplicate keys: said by the general path
 
         table[job.key] = job
-      end)
+      end, more)
       return nil unless data.is_a?(Hash)
 
       sectioned = data.key?("defaults") || data.key?(env_name) || ConfigFile::WELL_KNOWN_ENVS.any? { |e| data.key?(e) }
@@ -79,8 +98,6 @@ module Kaal
       return nil unless list.is_a?(Array) && list.size == table.size
 
       table
-    rescue StandardError # Fallback, a ConfigurationError: the general path says it
-      nil
     end
 
     def load_entries(path, env_name, default_time_zone)
@@ -102,7 +119,7 @@ module Kaal
       jobs
     end
 
-    private_class_method :streamed, :load_entries
+    private_class_method :streamed, :streamed_from, :load_entries
 
     def check_top(section, path, name)
       section.each_key do |k|

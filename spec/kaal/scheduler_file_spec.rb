@@ -188,6 +188,19 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
     expect(load_jobs("defaults:\n  jobs:\n").size).to eq(0)
   end
 
+  it "reads a file of several megabytes in parts, with ERB, mistakes and locations past the first part" do
+    jobs = Array.new(40_000) { |i| "  - key: job-#{i}\n    cron: 0 0 1 1 *\n    job_class: X\n" }
+    text = "defaults:\n  jobs:\n#{jobs.join}"
+    expect(text.bytesize).to be > 2 << 20
+    loaded = load_jobs(text)
+    expect(loaded.size).to eq(40_000)
+    expect(loaded.last.location).to eq('config/kaal-scheduler.yml: defaults.jobs[39999] (job "job-39999")')
+    expect(load_jobs(text.sub("job_class: X\n  - key: job-39999", "job_class: <%= 'Y' %>\n  - key: job-39999"))[39_998].job_class)
+      .to eq("Y")
+    expect(error_for(text.sub("key: job-39999\n    cron: 0 0", "key: job-39999\n    cron: 0 99")))
+      .to start_with('config/kaal-scheduler.yml: defaults.jobs[39999] (job "job-39999"): cron: "0 99 1 1 *": ')
+  end
+
   it "drops a job removed from the file on the next load" do
     load_jobs("defaults:\n  jobs:\n    - {key: a, cron: '* * * * * *', job_class: SpecRecorderJob}\n" \
               "    - {key: b, cron: '* * * * * *', job_class: SpecRecorderJob}\n")
