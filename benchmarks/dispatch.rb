@@ -43,7 +43,7 @@ module DispatchBench
       c.backend_config = { url: url } if url
       c.namespace = "bench-dispatch-#{rand(1 << 30)}"
       c.logger = Kaal::Log.build(File.open(File::NULL, "w")).tap { |l| l.level = Kaal::Log.level(log_level) }
-      c.log_dispatches = log_dispatches
+      c.log_dispatches = log_dispatches if c.respond_to?(:log_dispatches=) # (a tree before the option: each)
       c.tick_interval = 1
       c.worker_threads = 5
       c.enable_dispatch_recovery = false
