@@ -9,7 +9,7 @@
 #
 #   ruby benchmarks/dispatch.rb [--backend memory|redis|postgres] [--jobs 10000] [--ticks 10]
 #                               [--log-level info] [--log-dispatches each|summary]
-#                               [--url URL] [--profile FILE]
+#                               [--metrics] [--url URL] [--profile FILE]
 #
 # redis and postgres need --url (or KAAL_TEST_REDIS_URL / KAAL_TEST_POSTGRES_URL,
 # as `bin/services start` writes them). CPU is this process's (all threads),
@@ -36,7 +36,7 @@ module DispatchBench
     Process.clock_gettime(Process::CLOCK_MONOTONIC)
   end
 
-  def run(backend:, jobs:, ticks:, url:, profile:, log_level:, log_dispatches:)
+  def run(backend:, jobs:, ticks:, url:, profile:, log_level:, log_dispatches:, metrics:)
     Kaal.reset!
     Kaal.configure do |c|
       c.backend = backend.to_sym
@@ -49,6 +49,7 @@ module DispatchBench
       c.enable_dispatch_recovery = false
     end
     Kaal.backend.migrate if Kaal.backend.respond_to?(:migrate)
+    installed = Kaal::Metrics.new.install if metrics
     jobs.times do |i|
       Kaal.register(key: format("job-%05d", i), cron: "* * * * * *", job_class: NoopJob,
                     args: ["{{key}}", "{{fire_time.unix}}"])
@@ -73,6 +74,7 @@ module DispatchBench
     { backend: backend, jobs: jobs, ticks: ticks, runs: runs, cpu_s: used, wall_s: wall,
       cpu_us_per_run: used / runs * 1e6, gc: GC.stat(:count) }
   ensure
+    installed&.uninstall
     Kaal.reset!
   end
 
@@ -83,7 +85,8 @@ module DispatchBench
   end
 end
 
-opts = { backend: "memory", jobs: 10_000, ticks: 10, url: nil, profile: nil, log_level: :info, log_dispatches: :each }
+opts = { backend: "memory", jobs: 10_000, ticks: 10, url: nil, profile: nil, log_level: :info, log_dispatches: :each,
+         metrics: false }
 OptionParser.new do |o|
   o.banner = "usage: ruby benchmarks/dispatch.rb [options]"
   o.on("--backend NAME", %w[memory redis postgres]) { |v| opts[:backend] = v }
@@ -92,6 +95,7 @@ OptionParser.new do |o|
   o.on("--url URL") { |v| opts[:url] = v }
   o.on("--log-level LEVEL", %w[debug info warn error]) { |v| opts[:log_level] = v.to_sym }
   o.on("--log-dispatches MODE", %w[each summary]) { |v| opts[:log_dispatches] = v.to_sym }
+  o.on("--metrics", "count the runs for /metrics too (as `kaal start --http` does)") { opts[:metrics] = true }
   o.on("--profile FILE", "stackprof CPU profile of the measured ticks") { |v| opts[:profile] = v }
 end.parse!(ARGV)
 opts[:url] ||= { "redis" => ENV["KAAL_TEST_REDIS_URL"], "postgres" => ENV["KAAL_TEST_POSTGRES_URL"] }[opts[:backend]]
@@ -99,5 +103,5 @@ abort "--backend #{opts[:backend]} needs --url" if opts[:backend] != "memory" &&
 
 r = DispatchBench.run(**opts)
 puts format("dispatch %-8s %d jobs x %d ticks: %d runs, %.1f us CPU per run (%.2f s CPU, %.2f s wall, " \
-            "log_level %s, log_dispatches %s)", r[:backend], r[:jobs], r[:ticks], r[:runs], r[:cpu_us_per_run], r[:cpu_s],
-            r[:wall_s], opts[:log_level], opts[:log_dispatches])
+            "log_level %s, log_dispatches %s%s)", r[:backend], r[:jobs], r[:ticks], r[:runs], r[:cpu_us_per_run], r[:cpu_s],
+            r[:wall_s], opts[:log_level], opts[:log_dispatches], opts[:metrics] ? ", metrics" : "")

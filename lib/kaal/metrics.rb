@@ -18,7 +18,8 @@ module Kaal
     LATENESS_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300].freeze
     EVENTS = %i[tick dispatch delayed_dispatch backend_error].freeze
 
-    # A histogram: cumulative counts per upper bound, sum, count.
+    # A histogram: counts per upper bound (cumulative when rendered), sum,
+    # count. observe adds one to the first bucket the value fits in.
     class Histogram
       def initialize(bounds)
         @bounds = bounds
@@ -29,13 +30,18 @@ module Kaal
 
       def observe(value)
         value = value.to_f
-        @bounds.each_with_index { |b, i| @counts[i] += 1 if value <= b }
+        i = @bounds.bsearch_index { |b| value <= b }
+        @counts[i] += 1 if i
         @sum += value
         @count += 1
       end
 
       def lines(name)
-        out = @bounds.each_with_index.map { |b, i| "#{name}_bucket{le=\"#{Metrics.number(b)}\"} #{@counts[i]}" }
+        total = 0
+        out = @bounds.each_with_index.map do |b, i|
+          total += @counts[i]
+          "#{name}_bucket{le=\"#{Metrics.number(b)}\"} #{total}"
+        end
         out << "#{name}_bucket{le=\"+Inf\"} #{@count}" << "#{name}_sum #{Metrics.number(@sum)}" << "#{name}_count #{@count}"
       end
     end
@@ -52,7 +58,7 @@ module Kaal
       @lock = Mutex.new
       @ticks = { "ok" => 0, "failed" => 0 }
       @claims = { "won" => 0, "lost" => 0 }
-      @dispatches = {} # [job, status] => count
+      @dispatches = {} # job => { status => count }
       @delayed = { "dispatched" => 0, "failed" => 0 }
       @backend_errors = {} # operation => count
       @tick_duration = Histogram.new(TICK_BUCKETS)
@@ -68,8 +74,8 @@ module Kaal
         case event.name
         when "tick" then tick(p, event)
         when "dispatch"
-          k = [p[:key].to_s, p[:status].to_s]
-          @dispatches[k] = @dispatches.fetch(k, 0) + 1
+          by_status = @dispatches[p[:key].to_s] ||= Hash.new(0)
+          by_status[p[:status].to_s] += 1
           @lateness.observe([p[:lateness], 0].max) if p[:lateness]
         when "delayed_dispatch"
           @delayed[p[:status].to_s] = @delayed.fetch(p[:status].to_s, 0) + 1
@@ -92,7 +98,8 @@ module Kaal
         family(out, "kaal_claims_total", "counter", "Due runs this node claimed (won) or another node had (lost).",
                @claims.map { |r, v| [{ result: r }, v] })
         family(out, "kaal_dispatches_total", "counter", "Recurring runs dispatched by this node, by job and status.",
-               @dispatches.sort.map { |(job, status), v| [{ job: job, status: status }, v] })
+               @dispatches.flat_map { |job, counts| counts.map { |status, v| [[job, status], v] } }.sort
+                          .map { |(job, status), v| [{ job: job, status: status }, v] })
         family(out, "kaal_delayed_dispatches_total", "counter", "Delayed jobs dispatched by this node, by status.",
                @delayed.map { |s, v| [{ status: s }, v] })
         family(out, "kaal_dispatch_lateness_seconds", "histogram",

@@ -737,7 +737,7 @@ module Kaal
 
     def dispatch_payload(d, kind)
       fire_time = d.fire_time
-      lateness = fire_time && (Clock.now - d.duration.to_f - fire_time.to_r.to_f)
+      lateness = fire_time && (Clock.now - d.duration.to_f - (d.fire_epoch || fire_time.to_r.to_f))
       { kind: kind.to_s, key: d.key, fire_time: fire_time, idempotency_key: d.idempotency_key, job_id: d.job_id,
         job_class: d.job_class, queue: d.queue, node: @node, status: d.status, duration: d.duration,
         lateness: lateness, error: d.error, exception: d.exception }

@@ -144,6 +144,22 @@ RSpec.describe Kaal::Metrics do
     expect(text).not_to include("kaal_delayed_pending") # the read failed: no sample this scrape
   end
 
+  it "keeps histogram buckets cumulative and dispatch series sorted by job, then status" do
+    events = Kaal::Events.new
+    metrics = described_class.new(events: events, jobs: nil).install
+    [[0.005, "b", "dispatched"], [0.3, "a", "failed"], [0.3, "a", "dispatched"], [500, "b", "dispatched"]]
+      .each { |late, key, status| events.emit(:dispatch) { { key: key, status: status, lateness: late } } }
+    lines = metrics.render.lines.map(&:chomp)
+    expect(lines.grep(/kaal_dispatch_lateness_seconds_bucket/)).to eq(
+      [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300].each_with_index.map do |b, i|
+        %(kaal_dispatch_lateness_seconds_bucket{le="#{Kaal::Metrics.number(b)}"} #{[1, 1, 1, 1, 3, 3, 3, 3, 3, 3, 3, 3][i]})
+      end + ['kaal_dispatch_lateness_seconds_bucket{le="+Inf"} 4']
+    )
+    expect(lines.grep(/\Akaal_dispatches_total\{/)).to eq(['kaal_dispatches_total{job="a",status="dispatched"} 1',
+                                                           'kaal_dispatches_total{job="a",status="failed"} 1',
+                                                           'kaal_dispatches_total{job="b",status="dispatched"} 2'])
+  end
+
   it "reads kaal_delayed_pending on scrape and caches it for cache_ttl" do
     reads = 0
     metrics = described_class.new(events: Kaal::Events.new, delayed_pending: -> { reads += 1 }, cache_ttl: 60)
