@@ -82,7 +82,23 @@ module Kaal
       job
     end
 
+    # Job.build for a definition already checked: +spec+, the Spec of a job
+    # defined the same way (a scheduler file's next entry that differs only
+    # in its key). Only the key is checked.
+    def self.build_alike(key, location, spec)
+      job = allocate
+      job.__send__(:setup_alike, key, location, spec)
+      job
+    end
+
     private
+
+    def setup_alike(key, location, spec)
+      @key = check_key(key, location) # the same instance variables, in the same order, as setup
+      @next_epoch = nil
+      @spec = spec
+      @location = location unless location.nil?
+    end
 
     def setup(key, location, definition)
       # Three instance variables stay inside the object (no separate

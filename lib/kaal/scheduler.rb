@@ -417,8 +417,9 @@ module Kaal
         end
         @queue.push(job) if job.next_epoch
       end
-      @pending_start = jobs.values.select { |j| j.next_epoch.nil? }
-      @routes = resolve_routes(jobs.values)
+      all = jobs.values # one copy of a million-entry table, not two
+      @pending_start = all.select { |j| j.next_epoch.nil? }
+      @routes = resolve_routes(all)
       @generation = generation
     end
 

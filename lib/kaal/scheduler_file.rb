@@ -71,14 +71,23 @@ module Kaal
       end
       first = more.call || "".dup.force_encoding(Encoding::UTF_8)
       tables = { nil => {}, "defaults" => {} }
+      alike = alike_spec = nil # the last entry built (without its key) and its Spec
       data = Native.yaml_blocks(first, YamlLoader.method(:tokenize_plain), lambda do |section, index, entry|
         table = tables[section]
         return entry if table.nil? # another environment's section: not read
         raise Fallback unless entry.is_a?(Hash)
 
-        entry.each_key { |k| raise Fallback unless FIELD_NAMES.key?(k) } # the reader's keys are Strings
-        entry["key"].freeze # the entry's own String: the Job keeps it instead of a copy
-        job = build(entry, Location.new(path, section, index), path, default_time_zone)
+        key = entry.delete("key").freeze # the entry's own String: the Job keeps it instead of a copy
+        location = Location.new(path, section, index)
+        if alike_spec && entry.eql?(alike)
+          # defined like the previous entry: its checked Spec, only the key to check
+          job = Job.build_alike(key, location, alike_spec)
+        else
+          entry.each_key { |k| raise Fallback unless FIELD_NAMES.key?(k) } # the reader's keys are Strings
+          job = build(entry, location, path, default_time_zone, key)
+          alike = entry
+          alike_spec = job.spec
+        end
         raise Fallback if table.key?(job.key) # duplicate keys: said by the general path
 
         table[job.key] = job
@@ -183,11 +192,11 @@ module Kaal
       entry["key"] ? " (job #{entry["key"].to_s.inspect})" : ""
     end
 
-    def build(entry, location, _path, default_time_zone)
+    def build(entry, location, _path, default_time_zone, key = entry["key"])
       raise ConfigurationError, "#{location}#{key_label(entry)}: cron: missing" unless entry.key?("cron")
 
       # Job.new(key:, cron:, ..., location:, source: :file), positional (Job.build)
-      Job.build(entry["key"], location,
+      Job.build(key, location,
                 [entry["cron"], entry["time_zone"] || default_time_zone, entry["job_class"], nil, entry["queue"],
                  entry["priority"], entry["set"], entry["args"], entry["kwargs"], entry["catch_up"],
                  entry.fetch("enabled", true), :file, entry["handoff"]])
