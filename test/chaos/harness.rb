@@ -89,7 +89,7 @@ module Kaal
         File.open(log, "a") { |f| f.puts "==== chaos: start #{@incarnation} clock offset #{format("%+.3f", offset)}s" }
         @started_mono = Clock.monotonic
         lib, bin = old_release? ? [File.join(@run.upgrade_from, "lib"), File.join(@run.upgrade_from, "bin", "kaal")] : [LIB, BIN_KAAL]
-        @pid = Process.spawn(env, RbConfig.ruby, "-I", lib, bin, "start", "--require", @run.jobs_rb,
+        @pid = Process.spawn(env, RbConfig.ruby, *@run.preload, "-I", lib, bin, "start", "--require", @run.jobs_rb,
                              chdir: @run.dir, in: File::NULL, out: [log, "a"], err: [log, "a"], pgroup: true)
       end
 
@@ -298,6 +298,14 @@ module Kaal
       # A real queue's workers run the jobs (the hand-off targets).
       def queue_target?
         sidekiq? || solid_queue?
+      end
+
+      # --target solid_queue: pg is loaded before kaal, so the precompiled pg
+      # gem's own libpq is the one the process resolves (kaal loaded first
+      # makes pg call into the system libpq and crash; docs/guarantee.md,
+      # Known gaps).
+      def preload
+        solid_queue? ? %w[-rpg] : []
       end
 
       def jobs_rb
