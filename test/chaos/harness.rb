@@ -627,11 +627,15 @@ module Kaal
           @redis_client ||= RedisClient.new(url: url)
           @redis_client.call("LLEN", "queue:#{SIDEKIQ_QUEUE}")
         else
-          @pg ||= PG.connect(url)
-          Integer(@pg.exec("SELECT COUNT(*) FROM solid_queue_jobs WHERE finished_at IS NULL").getvalue(0, 0))
+          # psql, not the pg gem: this process has kaal's libpq loaded (Known gaps)
+          out, status = Open3.capture2(File.join(Server::PG_BIN, "psql"), url, "-At", "-c",
+                                       "SELECT COUNT(*) FROM solid_queue_jobs WHERE finished_at IS NULL")
+          raise "psql failed" unless status.success?
+
+          Integer(out.strip)
         end
       rescue StandardError => e
-        @redis_client = @pg = nil
+        @redis_client = nil
         say "queue length unknown: #{e.class}: #{e.message}"
         -1
       end
@@ -642,7 +646,7 @@ module Kaal
       def drain_workers
         return unless @workers
 
-        sidekiq? ? require("redis_client") : require("pg")
+        sidekiq? ? require("redis_client") : require("open3")
         deadline = Clock.monotonic + 180
         last = nil
         stable_since = Clock.monotonic
@@ -662,7 +666,6 @@ module Kaal
         end
         @left_in_queue = queued_jobs
         @redis_client&.close
-        @pg&.close
         say "#{@opts.target} queue drained (#{@left_in_queue} left); TERM to the workers"
         @workers.each do |w|
           status = w.stop(20)
