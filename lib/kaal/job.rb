@@ -27,6 +27,7 @@ module Kaal
     # Specs by their definition (cron, zone, class, ...): bounded, so
     # millions of distinct definitions cost no more than building each.
     @specs = {}
+    @last = nil
     SPECS_MAX = 4096
     EMPTY_LIST = [].freeze
     EMPTY_MAP = {}.freeze
@@ -50,12 +51,20 @@ module Kaal
 
       # The cached Spec of a definition, or the one the block builds.
       def spec_for(definition)
+        # a million Kaal.register calls alike: the previous definition is
+        # compared first (one eql?, no hash of thirteen values); one pair,
+        # read and replaced whole, so threads never see half of it
+        last = @last
+        return last[1] if last && last[0].eql?(definition)
+
         specs = @specs
-        specs[definition] || begin
+        spec = specs[definition] || begin
           spec = yield
           specs.clear if specs.size >= SPECS_MAX
           specs[definition.freeze] = spec
         end
+        @last = [definition.freeze, spec].freeze
+        spec
       end
     end
 
