@@ -51,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = parse_tzif(file, (size_t)(p - file), &tz);
     FUZZ_CHECK(rc == 1, "a footer parse_posix accepts made the file unreadable: %s", rule);
     strcpy(tz.name, "fuzz");
-    fuzz_probe_zone(&tz);
+    fuzz_probe_zone(&tz, 1);
     free(tz.times);
     free(tz.offs);
     return 0;
