@@ -98,6 +98,15 @@ void kaal_conn_params_free(kaal_conn_params *p)
 /* Every live handle, for the fork handler. list_lock is held across fork()
  * (prepare/parent/child handlers), so the child sees a consistent list. */
 static pthread_mutex_t list_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Sessions a forked child let go of while half-updated (see
+ * kaal_backend_follow_fork): never freed, but kept reachable here, so a
+ * leak checker tells them from real leaks. At most one per fork with a call
+ * in flight; past the table's size they are only dropped. Guarded by
+ * list_lock. */
+#define MAX_PARKED 64
+static void *volatile parked[MAX_PARKED]; /* volatile: stores the compiler must keep */
+static size_t n_parked;
 static kaal_backend *live;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
@@ -179,7 +188,11 @@ size_t kaal_backend_memsize(kaal_backend *b)
 void kaal_backend_follow_fork(kaal_backend *b)
 {
     if (b->forked_busy) {
-        b->impl = NULL; /* the parent's half-updated session: leaked, never freed */
+        /* the parent's half-updated session: never freed */
+        pthread_mutex_lock(&list_lock);
+        if (n_parked < MAX_PARKED) parked[n_parked++] = b->impl;
+        pthread_mutex_unlock(&list_lock);
+        b->impl = NULL;
     } else if (b->vt->discard) {
         b->vt->discard(b);
     }

@@ -359,7 +359,7 @@ void kaal_conn_params_free(kaal_conn_params *p);
  * session and takes the handle over for this process. When a parent thread
  * was inside a call at the fork (b->forked_busy, set by the fork handler),
  * the session's memory may be half-updated (a reply half-parsed, a buffer
- * being grown): it is left alone, leaked once per fork, because freeing it
+ * being grown): it is left alone (kept, never freed: once per fork), because freeing it
  * can crash; otherwise vt->discard frees it. */
 kaal_backend *kaal_backend_new(const kaal_backend_vtable *vt, const char *ns, size_t n);
 /* Bytes the handle holds in C: the handle, its namespace and, for the memory
