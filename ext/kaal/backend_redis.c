@@ -1293,6 +1293,10 @@ static void cmd_put(cmd *c, const char *p, size_t n)
 
 static void cmd_cput(cmd *c, const char *p) { cmd_put(c, p, strlen(p)); }
 
+/* Argument i's bytes (len[i] of them); the buffer is NULL while every
+ * argument is still empty. */
+static const char *cmd_at(const cmd *c, size_t i) { return c->s.p ? c->s.p + c->off[i] : ""; }
+
 static void cmd_iput(cmd *c, int64_t v)
 {
     char num[24];
@@ -1355,7 +1359,7 @@ static int cmd_run(kaal_backend *b, cmd *c, int script, redisReply **out, kaal_e
         return no_memory(err);
     }
     for (i = 0; i < c->n; i++) {
-        argv[extra + i] = c->s.p + c->off[i];
+        argv[extra + i] = cmd_at(c, i);
         lens[extra + i] = c->len[i];
     }
     if (script >= 0) {
@@ -1947,7 +1951,7 @@ static int scan_chunk(kaal_backend *b, const char *key, size_t start, size_t cou
         cmd_open(&c);
         cmd_cput(&c, r->tag);
         cmd_cput(&c, "log:");
-        cmd_put(&c, members->s.p + members->off[i], members->len[i]);
+        cmd_put(&c, cmd_at(members, i), members->len[i]);
     }
     rc = cmd_run(b, &c, -1, rows, err, "dispatches");
     if (rc == KAAL_OK && ((*rows)->type != REDIS_REPLY_ARRAY || (*rows)->elements != members->n)) {
@@ -1989,7 +1993,7 @@ static int redis_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_
             memset(&tmp, 0, sizeof tmp);
             /* A row that is not ours is skipped rather than failing the
              * whole query; so is one the filters leave out. */
-            if (!decode_log_row(ms.s.p + ms.off[i], ms.len[i], vs->element[i]->str, vs->element[i]->len,
+            if (!decode_log_row(cmd_at(&ms, i), ms.len[i], vs->element[i]->str, vs->element[i]->len,
                                 &tmp) ||
                 (q->status && strcmp(q->status, tmp.status) != 0) ||
                 (q->node && (!tmp.node || strcmp(q->node, tmp.node) != 0))) {
