@@ -14,7 +14,9 @@
 # Without --url it starts a private server (bin/services in a temporary
 # directory) and stops it at the end. The nodes first place their jobs (the
 # start tick); the measured window begins --warmup seconds after the last
-# node logged its first tick. Runs CPU-heavy for a minute: run it niced on a
+# node logged its first tick; after it, the nodes run until every run of the
+# window is noted (at most 30 s more: late runs count, with their lateness).
+# Runs CPU-heavy for a minute: run it niced on a
 # shared machine (nice -n 19 ruby benchmarks/cluster.rb). --profile writes a
 # stackprof CPU profile of each node (gem install stackprof) to
 # <dir>/records/<node>.stackprof (read with `stackprof FILE`).
@@ -67,7 +69,7 @@ module ClusterBench
       sleep_until(window_to)
       cpu = cpu_seconds.zip(cpu_from).map { |a, b| (a - b) / @opts.duration }
       server_cpu = server_from && server_cpu_seconds && ((server_cpu_seconds - server_from) / @opts.duration)
-      sleep_until(window_to + 3) # the last fires of the window run and are noted
+      wait_window_run(window_from, window_to) # a late cluster's last runs of the window count, late
       stop_nodes
       analyse(window_from, window_to, first_ticks).merge(cpu: cpu, server_cpu: server_cpu)
     ensure
@@ -118,6 +120,28 @@ module ClusterBench
         sleep 0.1
       end
       seen.values.sort
+    end
+
+    # Waits until every run of the window is noted (the records are
+    # written every half second), at least 3 s and at most LATE_MAX s after
+    # the window's end: a run that comes late counts, with its lateness,
+    # instead of being cut off by the stop.
+    LATE_MAX = 30
+
+    def wait_window_run(from, to)
+      expected = @opts.jobs * (to - from)
+      sleep_until(to + 3)
+      loop do
+        break if Time.now.to_f > to + LATE_MAX || window_runs(from, to) >= expected
+
+        sleep 2
+      end
+    end
+
+    def window_runs(from, to)
+      Dir[File.join(@records, "*.rec")].sum do |path|
+        File.foreach(path).count { |line| (fire = line.split(" ", 3)[1].to_i) >= from && fire < to }
+      end
     end
 
     # CPU seconds (user + system) each node has used so far (Linux /proc).
