@@ -3,6 +3,18 @@
 require_relative "kaal/version"
 require_relative "kaal/errors"
 require_relative "kaal/stored_text"
+# The PostgreSQL backend links the system's libpq, and the precompiled pg gem
+# carries a copy of its own. Extensions share one symbol scope, so whichever
+# copy loads first serves the calls of both: pg's copy calling into the
+# system's crashes the process (PG::Connection#cancel, used by Active Record
+# after a lost connection). Loading pg first, when it is installed, lets its
+# copy serve kaal as well (libpq's interface is stable across versions). See
+# docs/architecture.md, "Native libraries".
+begin
+  require "pg"
+rescue LoadError
+  nil # no pg in this bundle: nothing can load another libpq later
+end
 require_relative "kaal/kaal_ext"
 require_relative "kaal/cron"
 require_relative "kaal/backend"
