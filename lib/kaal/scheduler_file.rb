@@ -88,9 +88,11 @@ module Kaal
           alike = entry
           alike_spec = job.spec
         end
-        raise Fallback if table.key?(job.key) # duplicate keys: said by the general path
-
+        size = table.size
         table[job.key] = job
+        raise Fallback if table.size == size # a duplicate key: said by the general path
+
+        job
       end, more)
       return nil unless data.is_a?(Hash)
 
