@@ -116,12 +116,22 @@ module Kaal
         enabled: row[:enabled], source: "stored", version: row[:version], updated_at: Time.at(row[:updated_at]).utc }
     end
 
+    EMPTY = { "[]" => [].freeze, "{}" => {}.freeze }.freeze
+    private_constant :EMPTY
+
+    # args or kwargs of a row for its Job (a Job keeps a frozen copy anyway,
+    # so an empty one is the shared frozen value).
+    def self.job_value(row, field, what)
+      EMPTY[row[field]] || parse(row, field, what)
+    end
+
     # The Job of a stored row (checked as when it was stored: a node whose
     # allow-list or zones differ refuses it with the field named).
     def self.job_from(row, default_time_zone:)
       key = row[:key]
       definition = [row[:cron], row[:time_zone] || default_time_zone, row[:job_class], nil, row[:queue], nil, nil,
-                    parse(row, :args_json, "args"), parse(row, :kwargs_json, "kwargs"), nil, row[:enabled], :stored, nil]
+                    job_value(row, :args_json, "args"), job_value(row, :kwargs_json, "kwargs"), nil, row[:enabled],
+                    :stored, nil]
       # Job.new(key:, cron:, ..., source: :stored), positional (Job.build): a
       # node loads every stored schedule at start
       Job.build(key, Location.new(key), definition)
