@@ -124,6 +124,8 @@ RSpec.describe Kaal::Integration do
         .to raise_error(Kaal::ConfigurationError, /backend: "postgres" contradicts redis:/)
       expect { described_class.setup(root: @dir, database: "postgres://x") }
         .to raise_error(Kaal::ConfigurationError, /database: must be a Sequel::Database/)
+    ensure
+      db&.disconnect # an open SQLite connection would be inherited by the forks of later examples
     end
   end
 
