@@ -108,9 +108,11 @@ RSpec.describe "kaal start on a locked SQLite file", :integration do
   it "keeps failing closed, naming `kaal migrate`, when the file it could not check is at an older schema" do
     require "sqlite3"
     fixture = File.expand_path("../fixtures/schema_f7287a2/sqlite.sql", __dir__)
-    db = SQLite3::Database.new(@path)
-    db.execute_batch(File.read(fixture))
-    db.close
+    SQLite3::Database.new(@path).then do |db|
+      db.execute_batch(File.read(fixture))
+    ensure
+      db.close # open, it would be inherited by the forks of other specs
+    end
     hold_lock
     @node.start
     wait_until("the node to defer its schema check", timeout: 60) do
