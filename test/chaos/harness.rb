@@ -301,9 +301,9 @@ module Kaal
       end
 
       # --target solid_queue: pg is loaded before kaal, so the precompiled pg
-      # gem's own libpq is the one the process resolves (kaal loaded first
-      # makes pg call into the system libpq and crash; docs/guarantee.md,
-      # Known gaps).
+      # gem's own libpq is the one the process resolves (the order kaal
+      # itself now ensures; the 10-minute run in docs/guarantee.md was made
+      # with this flag, before that fix).
       def preload
         solid_queue? ? %w[-rpg] : []
       end
