@@ -848,6 +848,23 @@ int kaal_schema_version_of(const int *markers, int64_t recorded)
     return recorded > v ? (int)recorded : v;
 }
 
+int kaal_schema_version_read(kaal_backend *b, kaal_scalar_fn scalar, const char *has_table, int *version,
+                             kaal_error *err)
+{
+    int markers[KAAL_SCHEMA_VERSION], i, rc;
+    int64_t yes = 0, recorded = 0;
+    *version = 0;
+    for (i = 0; i < KAAL_SCHEMA_VERSION; i++) {
+        if ((rc = scalar(b, has_table, kaal_schema_markers[i], &yes, err)) != KAAL_OK) return rc;
+        markers[i] = yes > 0;
+    }
+    if ((rc = scalar(b, has_table, "kaal_schema_steps", &yes, err)) != KAAL_OK) return rc;
+    if (yes && (rc = scalar(b, "SELECT MAX(step) FROM kaal_schema_steps", NULL, &recorded, err)) != KAAL_OK)
+        return rc;
+    *version = kaal_schema_version_of(markers, recorded);
+    return KAAL_OK;
+}
+
 /* -- keyset pages of the dispatch log (kaal_dispatches_before_scan) ------- */
 
 static int dispatch_row_after(const kaal_dispatch_row *r, int64_t before_fire, const char *before_key)

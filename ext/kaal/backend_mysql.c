@@ -792,18 +792,7 @@ static int my_schema_version(kaal_backend *b, int *version, kaal_error *err)
 {
     static const char has_table[] =
         "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?";
-    int markers[KAAL_SCHEMA_VERSION], i, rc;
-    int64_t yes = 0, recorded = 0;
-    *version = 0;
-    for (i = 0; i < KAAL_SCHEMA_VERSION; i++) {
-        if ((rc = my_scalar(b, has_table, kaal_schema_markers[i], &yes, err)) != KAAL_OK) return rc;
-        markers[i] = yes > 0;
-    }
-    if ((rc = my_scalar(b, has_table, "kaal_schema_steps", &yes, err)) != KAAL_OK) return rc;
-    if (yes && (rc = my_scalar(b, "SELECT MAX(step) FROM kaal_schema_steps", NULL, &recorded, err)) != KAAL_OK)
-        return rc;
-    *version = kaal_schema_version_of(markers, recorded);
-    return KAAL_OK;
+    return kaal_schema_version_read(b, my_scalar, has_table, version, err);
 }
 
 /* The steps the database lacks. DDL commits implicitly in MySQL, so a step

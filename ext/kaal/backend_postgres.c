@@ -720,18 +720,7 @@ static int pg_scalar(kaal_backend *b, const char *sql, const char *arg, int64_t 
 static int pg_schema_version(kaal_backend *b, int *version, kaal_error *err)
 {
     static const char has_table[] = "SELECT (to_regclass($1) IS NOT NULL)::int";
-    int markers[KAAL_SCHEMA_VERSION], i, rc;
-    int64_t yes = 0, recorded = 0;
-    *version = 0;
-    for (i = 0; i < KAAL_SCHEMA_VERSION; i++) {
-        if ((rc = pg_scalar(b, has_table, kaal_schema_markers[i], &yes, err)) != KAAL_OK) return rc;
-        markers[i] = yes > 0;
-    }
-    if ((rc = pg_scalar(b, has_table, "kaal_schema_steps", &yes, err)) != KAAL_OK) return rc;
-    if (yes && (rc = pg_scalar(b, "SELECT MAX(step) FROM kaal_schema_steps", NULL, &recorded, err)) != KAAL_OK)
-        return rc;
-    *version = kaal_schema_version_of(markers, recorded);
-    return KAAL_OK;
+    return kaal_schema_version_read(b, pg_scalar, has_table, version, err);
 }
 
 static int pg_simple(kaal_backend *b, const char *sql, kaal_error *err, const char *what)

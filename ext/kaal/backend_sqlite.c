@@ -527,18 +527,7 @@ static int scalar(kaal_backend *b, const char *sql, const char *arg, int64_t *ou
 static int sqlite_schema_version(kaal_backend *b, int *version, kaal_error *err)
 {
     static const char has_table[] = "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?1";
-    int markers[KAAL_SCHEMA_VERSION], i, rc;
-    int64_t yes = 0, recorded = 0;
-    *version = 0;
-    for (i = 0; i < KAAL_SCHEMA_VERSION; i++) {
-        if ((rc = scalar(b, has_table, kaal_schema_markers[i], &yes, err)) != KAAL_OK) return rc;
-        markers[i] = yes > 0;
-    }
-    if ((rc = scalar(b, has_table, "kaal_schema_steps", &yes, err)) != KAAL_OK) return rc;
-    if (yes && (rc = scalar(b, "SELECT MAX(step) FROM kaal_schema_steps", NULL, &recorded, err)) != KAAL_OK)
-        return rc;
-    *version = kaal_schema_version_of(markers, recorded);
-    return KAAL_OK;
+    return kaal_schema_version_read(b, scalar, has_table, version, err);
 }
 
 /* Applies the schema steps the file lacks, in one transaction; with

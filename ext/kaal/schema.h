@@ -39,6 +39,17 @@ extern const char *const kaal_schema_markers[KAAL_SCHEMA_VERSION];
  * step in kaal_schema_steps (0 without the table). The database's version. */
 int kaal_schema_version_of(const int *markers, int64_t recorded);
 
+/* The version of a SQL store, read through its scalar: sql (with arg as its
+ * one parameter, or none when arg is NULL) returning one integer, *out 0
+ * for no row or NULL. has_table: the dialect's query, 1 (or a count > 0)
+ * when the table named by its parameter exists. */
+struct kaal_backend;
+struct kaal_error;
+typedef int (*kaal_scalar_fn)(struct kaal_backend *b, const char *sql, const char *arg, int64_t *out,
+                              struct kaal_error *err);
+int kaal_schema_version_read(struct kaal_backend *b, kaal_scalar_fn scalar, const char *has_table,
+                             int *version, struct kaal_error *err);
+
 /* kaal_schema_<dialect>: step 1's statements (NULL-terminated);
  * kaal_schema_steps_<dialect>[i]: step i + 1's. */
 #ifdef KAAL_HAVE_SQLITE
