@@ -493,6 +493,20 @@ static PGresult *run_sql(kaal_backend *b, const char *sql, int n, const char *co
     return wait_result(b, err, what, rc);
 }
 
+/* Runs prepared statement q for one integer: *out the first column of its
+ * first row (0 for no row or NULL). */
+static int run_int(kaal_backend *b, int q, int n, const char *const *vals, const char *what, int64_t *out,
+                   kaal_error *err)
+{
+    int rc;
+    PGresult *r = run(b, q, n, vals, NULL, err, what, &rc);
+    *out = 0;
+    if (!r) return rc;
+    if (PQntuples(r) > 0) *out = int_value(r, 0, 0);
+    PQclear(r);
+    return KAAL_OK;
+}
+
 static int exec_q(kaal_backend *b, int q, int n, const char *const *vals, kaal_error *err,
                   const char *what, long *affected)
 {
@@ -1113,13 +1127,10 @@ static int pg_delayed_cancel(kaal_backend *b, const char *job_id, int *found, ka
 static int pg_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
 {
     const char *vals[1] = {b->ns};
-    int rc;
-    PGresult *r = run(b, Q_DELAYED_COUNT, 1, vals, NULL, err, "delayed_count", &rc);
-    *count = 0;
-    if (!r) return rc;
-    if (PQntuples(r) == 1) *count = (size_t)int_value(r, 0, 0);
-    PQclear(r);
-    return KAAL_OK;
+    int64_t n;
+    int rc = run_int(b, Q_DELAYED_COUNT, 1, vals, "delayed_count", &n, err);
+    *count = (size_t)n;
+    return rc;
 }
 
 static int pg_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out, kaal_error *err)
@@ -1193,13 +1204,7 @@ static int pg_delayed_list_after(kaal_backend *b, int64_t after_ms, const char *
 static int sched_version(kaal_backend *b, int64_t *version, kaal_error *err)
 {
     const char *vals[1] = {b->ns};
-    int rc;
-    PGresult *r = run(b, Q_SCHED_VERSION, 1, vals, NULL, err, "schedules", &rc);
-    *version = 0;
-    if (!r) return rc;
-    if (PQntuples(r) > 0) *version = int_value(r, 0, 0);
-    PQclear(r);
-    return KAAL_OK;
+    return run_int(b, Q_SCHED_VERSION, 1, vals, "schedules", version, err);
 }
 
 static int pg_sched_upsert(kaal_backend *b, const kaal_schedule_row *row, int64_t now, int64_t *version,
@@ -1208,7 +1213,6 @@ static int pg_sched_upsert(kaal_backend *b, const kaal_schedule_row *row, int64_
     char now_s[24];
     const char *vals[10];
     int rc;
-    PGresult *r;
     if ((rc = check_opt("time_zone", row->time_zone, err)) != KAAL_OK ||
         (rc = check_opt("queue", row->queue, err)) != KAAL_OK)
         return rc;
@@ -1223,11 +1227,7 @@ static int pg_sched_upsert(kaal_backend *b, const kaal_schedule_row *row, int64_
     vals[7] = row->queue;
     vals[8] = row->enabled ? "true" : "false";
     vals[9] = now_s;
-    r = run(b, Q_SCHED_UPSERT, 10, vals, NULL, err, "schedules", &rc);
-    if (!r) return rc;
-    *version = PQntuples(r) > 0 ? int_value(r, 0, 0) : 0;
-    PQclear(r);
-    return KAAL_OK;
+    return run_int(b, Q_SCHED_UPSERT, 10, vals, "schedules", version, err);
 }
 
 static int pg_sched_remove(kaal_backend *b, const char *key, int64_t now, int *found, int64_t *version,
@@ -1301,13 +1301,10 @@ static int pg_sched_changes(kaal_backend *b, int64_t since, size_t limit, kaal_s
 static int pg_sched_count(kaal_backend *b, size_t *count, kaal_error *err)
 {
     const char *vals[1] = {b->ns};
-    int rc;
-    PGresult *r = run(b, Q_SCHED_COUNT, 1, vals, NULL, err, "schedules", &rc);
-    *count = 0;
-    if (!r) return rc;
-    if (PQntuples(r) > 0) *count = (size_t)int_value(r, 0, 0);
-    PQclear(r);
-    return KAAL_OK;
+    int64_t n;
+    int rc = run_int(b, Q_SCHED_COUNT, 1, vals, "schedules", &n, err);
+    *count = (size_t)n;
+    return rc;
 }
 
 static const kaal_schedule_ops pg_schedule_ops = {
