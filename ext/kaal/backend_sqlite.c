@@ -957,17 +957,28 @@ static int sqlite_delayed_cancel(kaal_backend *b, const char *job_id, int *found
     return rc;
 }
 
-static int sqlite_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
+/* Runs q, whose one parameter is the namespace, for one integer: *out the
+ * first column of its row (0 without one; no row is an error unless
+ * none_ok). */
+static int ns_int(kaal_backend *b, int q, int none_ok, const char *what, int64_t *out, kaal_error *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = stmt(b, Q_DELAYED_COUNT, &st, err);
-    *count = 0;
+    int rc = stmt(b, q, &st, err);
+    *out = 0;
     if (rc != KAAL_OK) return rc;
     bind_ns(b, st);
     rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *count = (size_t)sqlite3_column_int64(st, 0);
+    if (rc == SQLITE_ROW) *out = sqlite3_column_int64(st, 0);
     sqlite3_reset(st);
-    return rc == SQLITE_ROW ? KAAL_OK : fail(b, rc, "delayed_count", err);
+    return rc == SQLITE_ROW || (none_ok && rc == SQLITE_DONE) ? KAAL_OK : fail(b, rc, what, err);
+}
+
+static int sqlite_delayed_count(kaal_backend *b, size_t *count, kaal_error *err)
+{
+    int64_t n;
+    int rc = ns_int(b, Q_DELAYED_COUNT, 0, "delayed_count", &n, err);
+    *count = (size_t)n;
+    return rc;
 }
 
 static int sqlite_delayed_list(kaal_backend *b, size_t limit, kaal_delayed_rows *out,
@@ -1055,27 +1066,12 @@ static int sqlite_delayed_list_after(kaal_backend *b, int64_t after_ms, const ch
 
 static int sched_bump(kaal_backend *b, int64_t *version, kaal_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = stmt(b, Q_SCHED_BUMP, &st, err);
-    if (rc != KAAL_OK) return rc;
-    bind_ns(b, st);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *version = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW ? KAAL_OK : fail(b, rc, "schedules", err);
+    return ns_int(b, Q_SCHED_BUMP, 0, "schedules", version, err);
 }
 
 static int sched_version(kaal_backend *b, int64_t *version, kaal_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = stmt(b, Q_SCHED_VERSION, &st, err);
-    *version = 0;
-    if (rc != KAAL_OK) return rc;
-    bind_ns(b, st);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *version = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW || rc == SQLITE_DONE ? KAAL_OK : fail(b, rc, "schedules", err);
+    return ns_int(b, Q_SCHED_VERSION, 1, "schedules", version, err);
 }
 
 static int sched_write(kaal_backend *b, const kaal_schedule_row *row, const char *key, int64_t now, int *found,
@@ -1167,15 +1163,10 @@ static int sqlite_sched_changes(kaal_backend *b, int64_t since, size_t limit, ka
 
 static int sqlite_sched_count(kaal_backend *b, size_t *count, kaal_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = stmt(b, Q_SCHED_COUNT, &st, err);
-    *count = 0;
-    if (rc != KAAL_OK) return rc;
-    bind_ns(b, st);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *count = (size_t)sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW ? KAAL_OK : fail(b, rc, "schedules", err);
+    int64_t n;
+    int rc = ns_int(b, Q_SCHED_COUNT, 0, "schedules", &n, err);
+    *count = (size_t)n;
+    return rc;
 }
 
 static const kaal_schedule_ops sqlite_schedule_ops = {
