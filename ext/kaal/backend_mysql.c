@@ -1056,28 +1056,16 @@ static int my_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dis
 static int record_many_stmt(kaal_backend *b, MYSQL_STMT **out, kaal_error *err)
 {
     my_impl *m = IMPL(b);
-    static const char head[] =
-        "INSERT INTO kaal_dispatches"
-        " (namespace, job_key, fire_time, status, node, error, claimed_at, updated_at) VALUES ";
-    static const char row[] = "(?, ?, ?, ?, ?, ?, ?, ?)";
-    static const char tail[] =
-        " ON DUPLICATE KEY UPDATE status = VALUES(status),"
-        " node = COALESCE(VALUES(node), node), error = VALUES(error),"
-        " updated_at = VALUES(updated_at)";
-    size_t i, len;
-    char *sql;
-    int rc;
     if (!m->record_many) {
-        sql = malloc(sizeof head + CHUNK * sizeof row + sizeof tail);
+        char *sql = kaal_sql_rows(
+            "INSERT INTO kaal_dispatches"
+            " (namespace, job_key, fire_time, status, node, error, claimed_at, updated_at) VALUES ",
+            "(?, ?, ?, ?, ?, ?, ?, ?)", CHUNK, 1,
+            " ON DUPLICATE KEY UPDATE status = VALUES(status),"
+            " node = COALESCE(VALUES(node), node), error = VALUES(error),"
+            " updated_at = VALUES(updated_at)");
+        int rc;
         if (!sql) return oom(err);
-        memcpy(sql, head, sizeof head - 1);
-        len = sizeof head - 1;
-        for (i = 0; i < CHUNK; i++) {
-            if (i) sql[len++] = ',';
-            memcpy(sql + len, row, sizeof row - 1);
-            len += sizeof row - 1;
-        }
-        memcpy(sql + len, tail, sizeof tail);
         rc = prepared(b, &m->record_many, sql, err, "record");
         free(sql);
         if (rc != KAAL_OK) return rc;
