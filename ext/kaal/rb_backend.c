@@ -66,7 +66,9 @@
  *
  * The arg_* functions check (arg_str: text without NUL bytes; arg_name: a
  * name for a VARCHAR(255) column) and may raise; they copy nothing, so
- * raising leaks nothing. run_call copies the Strings into C memory, runs the
+ * raising leaks nothing. An array argument (arg_claims, arg_latest,
+ * arg_outcomes) is checked whole first, then copied into memory from
+ * call_alloc, which cannot raise. run_call copies the Strings into C memory, runs the
  * op, hands the call to build (with the GVL), and frees every copy and every
  * row list of the call (dispatches, delayed, nodes, states, schedules) whatever
  * happened. An op whose results must never vanish (taken jobs, won claims)
@@ -211,6 +213,7 @@ static size_t check_limit(VALUE v, const char *what)
 
 #define MAX_STRS 7
 #define MAX_NUMS 4
+#define MAX_OWNED 4
 
 /* What a call runs (run_op). */
 typedef enum op {
@@ -244,17 +247,17 @@ struct call {
     int64_t num[MAX_NUMS];
     int nnums;
     size_t limit;
-    kaal_claim *claims; /* #_claim: the pairs, keys back to back in claim_keys */
-    char *claim_keys;
+    /* Array arguments, copied into memory from call_alloc (their texts
+     * back to back in one block). */
+    kaal_claim *claims; /* #_claim */
     size_t nclaims;
-    kaal_push *pushes; /* #_claim_push: one per claim, strings in push_blob */
-    char *push_blob;
-    kaal_latest *latest; /* #_latest_fires: the keys (back to back in latest_keys), then the answers */
-    char *latest_keys;
+    kaal_push *pushes; /* #_claim_push: one per claim */
+    kaal_latest *latest; /* #_latest_fires: the keys, then the answers */
     size_t nlatest;
-    kaal_outcome *outcomes; /* #_record_many: keys and errors back to back in outcome_text */
-    char *outcome_text;
+    kaal_outcome *outcomes; /* #_record_many */
     size_t noutcomes;
+    void *owned[MAX_OWNED]; /* what call_alloc gave, freed by call_ensure */
+    int nowned;
 
     /* Results, freed by call_ensure. */
     kaal_dispatch_rows dispatches;
@@ -306,6 +309,31 @@ static void arg_i64(call *c, VALUE v, const char *what)
 }
 
 static void arg_limit(call *c, VALUE v, const char *what) { c->limit = check_limit(v, what); }
+
+/* Memory for copied array arguments, freed by call_ensure. Never raises: a
+ * failed malloc sets c->oom (reported inside the ensure block) and gives
+ * NULL. */
+static void *call_alloc(call *c, size_t bytes)
+{
+    void *p;
+    if (c->oom) return NULL;
+    if (c->nowned == MAX_OWNED) rb_bug("kaal: raise MAX_OWNED in rb_backend.c");
+    p = malloc(bytes ? bytes : 1);
+    if (p) c->owned[c->nowned++] = p;
+    else c->oom = 1;
+    return p;
+}
+
+/* Copies s (checked text) to *at with a NUL, and moves *at past it. */
+static const char *copy_text(char **at, VALUE s)
+{
+    char *dst = *at;
+    size_t len = (size_t)RSTRING_LEN(s);
+    memcpy(dst, RSTRING_PTR(s), len);
+    dst[len] = '\0';
+    *at = dst + len + 1;
+    return dst;
+}
 
 /* The C copies of the String arguments. Never raises: a failed copy sets
  * c->oom, reported inside the ensure block. */
@@ -542,22 +570,12 @@ static VALUE call_ensure(VALUE arg)
     if (c->rc == KAAL_OK && !c->delivered && c->give_back) give_back(c);
     for (i = 0; i < c->nstrs; i++) free(c->str[i]);
     c->nstrs = 0;
-    free(c->claims);
-    free(c->claim_keys);
+    for (i = 0; i < c->nowned; i++) free(c->owned[i]);
+    c->nowned = 0;
     c->claims = NULL;
-    c->claim_keys = NULL;
-    free(c->pushes);
-    free(c->push_blob);
     c->pushes = NULL;
-    c->push_blob = NULL;
-    free(c->latest);
-    free(c->latest_keys);
     c->latest = NULL;
-    c->latest_keys = NULL;
-    free(c->outcomes);
-    free(c->outcome_text);
     c->outcomes = NULL;
-    c->outcome_text = NULL;
     kaal_dispatch_rows_free(&c->dispatches);
     kaal_delayed_rows_free(&c->delayed);
     kaal_node_rows_free(&c->nodes);
@@ -797,8 +815,9 @@ static void claim_arg(VALUE a, VALUE fires, size_t i, VALUE *key, VALUE *fire)
 static void arg_claims(call *c, VALUE a, VALUE fires)
 {
     const char *kind = c->b->vt->name;
-    size_t i, n = (size_t)RARRAY_LEN(a), total = 0, off = 0;
+    size_t i, n = (size_t)RARRAY_LEN(a), total = 0;
     VALUE key, fire;
+    char *at;
     for (i = 0; i < n; i++) {
         claim_arg(a, fires, i, &key, &fire);
         key = check_name(kind, key, "job key", 0);
@@ -806,24 +825,13 @@ static void arg_claims(call *c, VALUE a, VALUE fires)
         total += (size_t)RSTRING_LEN(key) + 1;
     }
     if (n == 0) return;
-    c->claims = malloc(n * sizeof *c->claims);
-    c->claim_keys = malloc(total);
-    if (!c->claims || !c->claim_keys) {
-        c->oom = 1;
-        return;
-    }
+    c->claims = call_alloc(c, n * sizeof *c->claims);
+    at = call_alloc(c, total);
+    if (c->oom) return;
     for (i = 0; i < n; i++) {
-        size_t len;
         claim_arg(a, fires, i, &key, &fire);
         key = check_str(key, "job key", 0); /* a Symbol becomes its String */
-        len = (size_t)RSTRING_LEN(key);
-        memcpy(c->claim_keys + off, RSTRING_PTR(key), len);
-        c->claim_keys[off + len] = '\0';
-        c->claims[i].key = c->claim_keys + off;
-        c->claims[i].key_len = len;
-        c->claims[i].fire_time = (int64_t)NUM2LL(fire);
-        c->claims[i].claimed = 0;
-        off += len + 1;
+        c->claims[i] = (kaal_claim){copy_text(&at, key), (size_t)RSTRING_LEN(key), (int64_t)NUM2LL(fire), 0};
     }
     c->nclaims = n;
 }
@@ -833,25 +841,19 @@ static void arg_claims(call *c, VALUE a, VALUE fires)
 static void arg_latest(call *c, VALUE keys)
 {
     const char *kind = c->b->vt->name;
-    size_t i, n, total = 0, off = 0;
+    size_t i, n, total = 0;
+    char *at;
     Check_Type(keys, T_ARRAY);
     n = (size_t)RARRAY_LEN(keys);
     for (i = 0; i < n; i++)
         total += (size_t)RSTRING_LEN(check_name(kind, RARRAY_AREF(keys, (long)i), "job key", 0)) + 1;
     if (n == 0) return;
-    c->latest = malloc(n * sizeof *c->latest);
-    c->latest_keys = malloc(total);
-    if (!c->latest || !c->latest_keys) {
-        c->oom = 1;
-        return;
-    }
+    c->latest = call_alloc(c, n * sizeof *c->latest);
+    at = call_alloc(c, total);
+    if (c->oom) return;
     for (i = 0; i < n; i++) {
         VALUE key = check_str(RARRAY_AREF(keys, (long)i), "job key", 0); /* a Symbol becomes its String */
-        size_t len = (size_t)RSTRING_LEN(key);
-        memcpy(c->latest_keys + off, RSTRING_PTR(key), len);
-        c->latest_keys[off + len] = '\0';
-        c->latest[i] = (kaal_latest){c->latest_keys + off, len, 0, 0};
-        off += len + 1;
+        c->latest[i] = (kaal_latest){copy_text(&at, key), (size_t)RSTRING_LEN(key), 0, 0};
     }
     c->nlatest = n;
 }
@@ -891,16 +893,6 @@ static int text_is(VALUE s, const char *name)
     return (size_t)RSTRING_LEN(s) == len && memcmp(RSTRING_PTR(s), name, len) == 0;
 }
 
-static const char *copy_text(char **at, VALUE s)
-{
-    char *dst = *at;
-    size_t len = (size_t)RSTRING_LEN(s);
-    memcpy(dst, RSTRING_PTR(s), len);
-    dst[len] = '\0';
-    *at = dst + len + 1;
-    return dst;
-}
-
 static void arg_outcomes(call *c, VALUE rows)
 {
     const char *kind = c->b->vt->name;
@@ -919,13 +911,9 @@ static void arg_outcomes(call *c, VALUE rows)
         if (!NIL_P(error)) total += (size_t)RSTRING_LEN(error) + 1;
     }
     if (n == 0) return;
-    c->outcomes = malloc(n * sizeof *c->outcomes);
-    c->outcome_text = malloc(total);
-    if (!c->outcomes || !c->outcome_text) {
-        c->oom = 1;
-        return;
-    }
-    at = c->outcome_text;
+    c->outcomes = call_alloc(c, n * sizeof *c->outcomes);
+    at = call_alloc(c, total);
+    if (c->oom) return;
     for (i = 0; i < n; i++) {
         VALUE row = RARRAY_AREF(rows, (long)i), error = RARRAY_AREF(row, 3);
         kaal_outcome *o = c->outcomes + i;
@@ -1017,15 +1005,14 @@ static size_t check_pushes(VALUE pushes)
  * c->oom; call_ensure frees them). */
 static void copy_pushes(call *c, VALUE pushes, size_t bytes)
 {
-    size_t i, n = (size_t)RARRAY_LEN(pushes), off = 0;
+    size_t i, n = (size_t)RARRAY_LEN(pushes);
     long j;
+    char *at;
     if (n == 0) return;
-    c->pushes = calloc(n, sizeof *c->pushes);
-    c->push_blob = malloc(bytes ? bytes : 1);
-    if (!c->pushes || !c->push_blob) {
-        c->oom = 1;
-        return;
-    }
+    c->pushes = call_alloc(c, n * sizeof *c->pushes);
+    at = call_alloc(c, bytes);
+    if (c->oom) return;
+    memset(c->pushes, 0, n * sizeof *c->pushes);
     for (i = 0; i < n; i++) {
         VALUE push = RARRAY_AREF(pushes, (long)i);
         kaal_push *q = &c->pushes[i];
@@ -1035,10 +1022,10 @@ static void copy_pushes(call *c, VALUE pushes, size_t bytes)
         for (j = 1; j < 5; j++) {
             VALUE v = RARRAY_AREF(push, j);
             if (NIL_P(v)) continue;
-            memcpy(c->push_blob + off, RSTRING_PTR(v), (size_t)RSTRING_LEN(v));
-            *dst[j - 1] = c->push_blob + off;
+            memcpy(at, RSTRING_PTR(v), (size_t)RSTRING_LEN(v));
+            *dst[j - 1] = at;
             *len[j - 1] = (size_t)RSTRING_LEN(v);
-            off += (size_t)RSTRING_LEN(v);
+            at += RSTRING_LEN(v);
         }
     }
 }
