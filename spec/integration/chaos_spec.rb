@@ -119,12 +119,7 @@ RSpec.describe "bin/chaos short runs", :integration do
   KaalChaosShort::RUNS.each do |backend|
     label = { "sidekiq" => "redis, Sidekiq jobs handed off atomically", "redis-tls" => "redis over TLS" }
     it "#{label.fetch(backend, backend)}: no (key, fire time) runs twice across 3 nodes through SIGKILLs, a server crash and skewed clocks" do
-      reason = KaalChaosShort.unavailable(backend)
-      if reason
-        raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
-
-        skip reason
-      end
+      skip_unavailable(KaalChaosShort.unavailable(backend))
 
       status, report, err, dir = KaalChaosShort.result(backend)
       explain = -> { "bin/chaos --backend #{backend} exited #{status&.exitstatus.inspect}; run dir #{dir}\n#{err}" }

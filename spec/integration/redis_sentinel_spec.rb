@@ -11,15 +11,7 @@ RSpec.describe "Redis backend with Sentinel", :integration do
   include Kaal::Spec::MultiProcess::Examples
 
   before(:all) do
-    reason =
-      if !Kaal::Native.backends.include?("redis") then "the redis backend is not compiled into this build"
-      elsif !Kaal::Spec::RedisServer.available? then "redis-server is not installed"
-      end
-    if reason
-      raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
-
-      skip reason
-    end
+    skip_unavailable(Kaal::Spec::RedisServer.unavailable_reason)
     @setup = Kaal::Spec::RedisSentinelSetup.start
   end
 

@@ -122,14 +122,7 @@ module KaalBackendSpec
       kind = kind.to_sym
       metadata[:kaal_backend] = kind
 
-      before do
-        reason = KaalBackendSpec.unavailable_reason(kind)
-        if reason
-          raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if KaalBackendSpec.require_services?
-
-          skip reason
-        end
-      end
+      before { skip_unavailable(KaalBackendSpec.unavailable_reason(kind)) }
 
       after do
         @kaal_backend_handles&.each do |b|
@@ -162,6 +155,28 @@ module KaalBackendSpec
 
   # Example methods (RSpec `include`).
   module ExampleMethods
+    # Skips the example (in before(:all): the group) for reason, or fails
+    # under KAAL_REQUIRE_SERVICES=1; nothing when reason is nil.
+    def skip_unavailable(reason)
+      return unless reason
+      raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if KaalBackendSpec.require_services?
+
+      skip reason
+    end
+
+    # Monotonic wall-clock seconds, and this process's CPU seconds.
+    def mono = Process.clock_gettime(Process::CLOCK_MONOTONIC)
+    def cpu = Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID)
+
+    # Runs the block, which must raise `error`; returns [wall seconds, CPU
+    # seconds] (the interrupt specs: a wait ends soon, without spinning).
+    def measure(error)
+      t0 = mono
+      c0 = cpu
+      expect { yield }.to raise_error(error)
+      [mono - t0, cpu - c0]
+    end
+
     def expect_progress_while(**opts, &block)
       KaalBackendSpec.expect_progress_while(**opts, &block)
     end

@@ -23,6 +23,16 @@ module Kaal
         system("command -v #{BIN} >/dev/null 2>&1")
       end
 
+      # Why a spec cannot run its own redis-server (with tls: over TLS,
+      # spec/support/redis_tls.rb) here, or nil.
+      def self.unavailable_reason(tls: false)
+        if !Kaal::Native.backends.include?("redis") then "the redis backend is not compiled into this build"
+        elsif tls && !Kaal::Native::REDIS_TLS then "this build has no TLS (libssl-dev missing)"
+        elsif !available? then "redis-server is not installed"
+        elsif tls && !TlsFiles.available? then "the openssl command is not installed"
+        end
+      end
+
       # extra: more redis-server arguments, e.g. ["--requirepass", "s3cret"].
       def self.start(*extra)
         new(*extra).tap(&:start)
@@ -138,15 +148,7 @@ module Kaal
       # starts the server before the group's examples and stops it after them.
       def private_redis_server(*extra, &after_start)
         before(:all) do
-          reason =
-            if !Kaal::Native.backends.include?("redis") then "the redis backend is not compiled into this build"
-            elsif !RedisServer.available? then "redis-server is not installed"
-            end
-          if reason
-            raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
-
-            skip reason
-          end
+          skip_unavailable(RedisServer.unavailable_reason)
           @server = RedisServer.start(*extra)
           after_start&.call(@server)
         end

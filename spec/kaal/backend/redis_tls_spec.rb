@@ -10,17 +10,7 @@ require "timeout"
 # the run (spec/support/redis_tls.rb).
 RSpec.describe "Redis backend over TLS" do
   before(:all) do
-    reason =
-      if !Kaal::Native.backends.include?("redis") then "the redis backend is not compiled into this build"
-      elsif !Kaal::Native::REDIS_TLS then "this build has no TLS (libssl-dev missing)"
-      elsif !Kaal::Spec::RedisServer.available? then "redis-server is not installed"
-      elsif !Kaal::Spec::TlsFiles.available? then "the openssl command is not installed"
-      end
-    if reason
-      raise "#{reason} (KAAL_REQUIRE_SERVICES=1)" if ENV["KAAL_REQUIRE_SERVICES"] == "1"
-
-      skip reason
-    end
+    skip_unavailable(Kaal::Spec::RedisServer.unavailable_reason(tls: true))
     @secret = "pw-#{SecureRandom.hex(8)}"
     @files = Kaal::Spec::TlsFiles.new
     @server = Kaal::Spec::RedisTlsServer.start(@files, "--requirepass", @secret)
@@ -44,7 +34,6 @@ RSpec.describe "Redis backend over TLS" do
   end
 
   def url = "rediss://:#{secret}@127.0.0.1:#{server.port}/0"
-  def mono = Process.clock_gettime(Process::CLOCK_MONOTONIC)
 
   it "claims over rediss:// with ssl_params ca_file, the certificate and its IP address verified" do
     b = build(url: url, ssl_params: { ca_file: files.ca })

@@ -11,9 +11,6 @@ require "rbconfig"
 # waits without using the CPU. The server here is a TCP listener that never
 # accepts: the kernel completes the handshake, then nothing ever answers.
 RSpec.describe "Interrupting a backend call that waits on a server" do
-  def mono = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  def cpu = Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID)
-
   URLS = {
     redis: "redis://127.0.0.1:%d/0",
     postgres: "postgres://kaal@127.0.0.1:%d/kaal",
@@ -32,14 +29,6 @@ RSpec.describe "Interrupting a backend call that waits on a server" do
   def silent_backend(kind)
     Kaal::Backend.build(kind, namespace: "interrupt",
                               config: { url: silent_url(kind), connect_timeout: 2, command_timeout: 2 })
-  end
-
-  # Runs the block, which must raise `error`; returns [wall seconds, CPU seconds].
-  def measure(error)
-    t0 = mono
-    c0 = cpu
-    expect { yield }.to raise_error(error)
-    [mono - t0, cpu - c0]
   end
 
   %i[redis postgres mysql].each do |kind|

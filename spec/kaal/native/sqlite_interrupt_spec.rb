@@ -2,7 +2,6 @@
 
 require "spec_helper"
 require "timeout"
-require "tmpdir"
 
 # SQLite has no server, but a call waits for another connection's lock (up
 # to command_timeout) and a statement over many rows runs for a while. Both
@@ -10,24 +9,16 @@ require "tmpdir"
 # Thread#raise, Thread#kill), the wait without using the CPU, and the
 # interrupted statement's transaction is rolled back: the call took nothing.
 RSpec.describe "Interrupting a SQLite call" do
-  def mono = Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  def cpu = Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID)
-
   before { skip "the sqlite backend is not compiled in" unless Kaal::Native.backends.include?("sqlite") }
 
-  around do |example|
-    require "sqlite3"
-    Dir.mktmpdir("kaal-sqlite-interrupt-") do |dir|
-      @path = File.join(dir, "kaal.sqlite3")
-      example.run
-    end
-  end
+  temp_sqlite_file("kaal-sqlite-interrupt-")
 
   let(:backend) do
     Kaal::Backend.build(:sqlite, namespace: "ns", config: { path: @path, command_timeout: 10 }).tap(&:migrate)
   end
 
   def raw
+    require "sqlite3"
     @raw ||= SQLite3::Database.new(@path).tap { |db| db.busy_timeout = 5000 }
   end
 
@@ -39,14 +30,6 @@ RSpec.describe "Interrupting a SQLite call" do
     yield
   ensure
     raw.execute("ROLLBACK")
-  end
-
-  # Runs the block, which must raise `error`; returns [wall seconds, CPU seconds].
-  def measure(error)
-    t0 = mono
-    c0 = cpu
-    expect { yield }.to raise_error(error)
-    [mono - t0, cpu - c0]
   end
 
   def claim(pairs) = backend.claim(pairs, lease_ms: 60_000, node: "n1", now: 60)
