@@ -272,9 +272,7 @@ module Kaal
       end
 
       def safe(obj, name)
-        obj.respond_to?(name) ? obj.public_send(name) : nil
-      rescue StandardError
-        nil
+        ConnectionParams.safe(obj, name)
       end
 
       def put(params, key, value)
