@@ -282,6 +282,11 @@ typedef struct kaal_backend_vtable {
      * statement or script (a busy node records thousands of runs a second). */
     int (*record_many)(kaal_backend *b, const kaal_outcome *items, size_t n, const char *node, int64_t now,
                        kaal_error *err);
+    /* Optional (NULL: the store has one key layout; only redis has it):
+     * the namespace's key layout as it is in the store now, into out (n
+     * bytes): "2", or "1+2" while a rolling upgrade from the previous
+     * release's keys is in progress (`kaal migrate` ends it). */
+    int (*layout)(kaal_backend *b, char *out, size_t n, kaal_error *err);
 } kaal_backend_vtable;
 
 /* The vtable of a backend whose functions are named after the members:

@@ -2825,6 +2825,18 @@ static const kaal_schedule_ops redis_schedule_ops = {
 };
 
 /* Redis keeps no schema steps: stored schedules only add keys. */
+/* Read again (another node may have run `kaal migrate` since this session
+ * settled it). */
+static int redis_layout(kaal_backend *b, char *out, size_t n, kaal_error *err)
+{
+    redis_impl *r = impl_of(b);
+    int rc;
+    if (r) r->layout = 0;
+    rc = settle_layout(b, "layout", err);
+    if (rc == KAAL_OK) snprintf(out, n, "%s", impl_of(b)->layout == LAYOUT_COMPAT ? "1+2" : "2");
+    return rc;
+}
+
 static int redis_schema_version(kaal_backend *b, int *version, kaal_error *err)
 {
     (void)b;
@@ -2859,6 +2871,7 @@ const kaal_backend_vtable kaal_backend_redis = {
     .schedules = &redis_schedule_ops,
     .latest_fires = redis_latest_fires,
     .record_many = redis_record_many,
+    .layout = redis_layout,
 };
 
 #endif /* KAAL_HAVE_REDIS */

@@ -20,6 +20,7 @@
  *   #_delayed_cancel(job_id) -> bool, #_delayed_count -> Integer
  *   #_heartbeat(node, info, now, ttl), #_nodes(since) -> [{node:, info:, last_seen:}]
  *   #_schema_version -> Integer (the store's schema step)
+ *   #_layout -> "2" or "1+2" (redis: the namespace's key layout), nil for other stores
  *   #_schedule_upsert(key, cron, job_class, args_json, kwargs_json, time_zone, queue, enabled, now) -> version
  *   #_schedule_remove(key, now) -> [found, version], #_schedule_get(key) -> {key:, cron:, ...} or nil
  *   #_schedule_list(after, limit) -> [{...}] by key, #_schedule_changes(since, limit) -> [version, [{...}]]
@@ -224,7 +225,7 @@ typedef enum op {
     OP_DELAYED_CANCEL, OP_DELAYED_COUNT,
     OP_HEARTBEAT, OP_NODES, OP_CLAIM_PUSH,
     OP_SCHEMA_VERSION, OP_SCHEDULE_UPSERT, OP_SCHEDULE_REMOVE, OP_SCHEDULE_GET, OP_SCHEDULE_LIST,
-    OP_SCHEDULE_CHANGES, OP_SCHEDULE_COUNT, OP_LATEST_FIRES, OP_RECORD_MANY,
+    OP_SCHEDULE_CHANGES, OP_SCHEDULE_COUNT, OP_LATEST_FIRES, OP_RECORD_MANY, OP_LAYOUT,
 } op;
 
 typedef struct call call;
@@ -267,6 +268,7 @@ struct call {
     kaal_schedule_rows schedules;
     size_t count;
     int64_t version; /* the stored schedules' change counter */
+    char layout[8];  /* #_layout ("" when the store has none) */
     int found;
 
     VALUE (*build)(call *c); /* the Ruby result (with the GVL); NULL: nil */
@@ -477,6 +479,8 @@ static int run_op(kaal_backend *b, call *c, kaal_error *err)
         return vt->schedules->changes(b, n[0], c->limit, &c->schedules, &c->version, err);
     case OP_SCHEDULE_COUNT:
         return vt->schedules->count(b, &c->count, err);
+    case OP_LAYOUT:
+        return vt->layout ? vt->layout(b, c->layout, sizeof c->layout, err) : KAAL_OK;
     }
     return kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "kaal: unknown op %d", (int)c->op);
 }
@@ -1394,6 +1398,10 @@ static VALUE backend_schedule_count(VALUE self)
     return run_plain(self, OP_SCHEDULE_COUNT, build_count);
 }
 
+static VALUE build_layout(call *c) { return c->layout[0] ? rb_str_new_cstr(c->layout) : Qnil; }
+
+static VALUE backend_layout(VALUE self) { return run_plain(self, OP_LAYOUT, build_layout); }
+
 /* ------------------------------------------------------------------ */
 /* Kaal::Native.backends / .schema                                     */
 
@@ -1531,6 +1539,7 @@ void kaal_init_backend(void)
     rb_define_private_method(cBackend, "_heartbeat", backend_heartbeat, 4);
     rb_define_private_method(cBackend, "_nodes", backend_nodes, 1);
     rb_define_private_method(cBackend, "_schema_version", backend_schema_version, 0);
+    rb_define_private_method(cBackend, "_layout", backend_layout, 0);
     rb_define_private_method(cBackend, "_schedule_upsert", backend_schedule_upsert, 9);
     rb_define_private_method(cBackend, "_schedule_remove", backend_schedule_remove, 2);
     rb_define_private_method(cBackend, "_schedule_get", backend_schedule_get, 1);

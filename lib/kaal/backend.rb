@@ -329,6 +329,13 @@ module Kaal
         _schema_version
       end
 
+      # Redis: the namespace's key layout, "2", or "1+2" while a rolling
+      # upgrade from the previous release's keys is in progress (`kaal
+      # migrate` ends it; docs/redis.md). nil for the other stores.
+      def layout
+        _layout
+      end
+
       # Stores (or replaces) the schedule under key, for every node of the
       # namespace. Plain checked values (Kaal.schedules validates the
       # schedule itself): args_json / kwargs_json are JSON text. Returns the

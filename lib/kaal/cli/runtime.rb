@@ -203,6 +203,8 @@ module Kaal
             delayed_pending: backend.delayed_count,
             stored_schedules: stored_schedules_report
           }
+          layout = backend.layout
+          report[:backend].merge!(layout: layout, migrate_due: layout == "1+2") if layout
         rescue Kaal::BackendError => e
           report[:backend] = { reachable: false, error: e.message }
         end
@@ -281,6 +283,7 @@ module Kaal
           @out.puts "", "Backend: UNREACHABLE (#{b[:error]})"
           return
         end
+        print_layout(b[:layout])
         @out.puts "", "Live nodes (#{b[:nodes].size}):"
         b[:nodes].each { |n| @out.puts "  #{n[:node]}  last seen #{n[:last_seen]}" }
         @out.puts "", "Recent dispatches:"
@@ -294,6 +297,17 @@ module Kaal
         end
         @out.puts "", "Delayed jobs pending: #{b[:delayed_pending]}"
         print_stored_schedules(b[:stored_schedules])
+      end
+
+      # Redis only (docs/redis.md, "Key layout and upgrades").
+      def print_layout(layout)
+        return unless layout
+
+        @out.puts "", "Redis key layout: #{layout}"
+        return unless layout == "1+2"
+
+        @out.puts "  a rolling upgrade from the previous release's keys is in progress: once every node runs " \
+                  "kaal #{Kaal::VERSION}, run `kaal migrate` (nodes of this release then stop reading the old keys)"
       end
 
       def print_stored_schedules(stored)

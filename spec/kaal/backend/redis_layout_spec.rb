@@ -3,6 +3,11 @@
 require "redis"
 require "securerandom"
 require "stringio"
+require "open3"
+require "json"
+require "rbconfig"
+require "fileutils"
+require "tmpdir"
 
 # The Redis key layout (docs/redis.md, "Key layout and upgrades"): layout 2
 # under the hash-tagged prefix {<ns>}:, the transition from the previous
@@ -141,6 +146,40 @@ RSpec.describe "Redis key layout" do
       build.migrate # again: nothing to do
       expect(raw.get("#{tag}:layout")).to eq("2")
       expect(b.dispatches(key: "old").size).to eq(2)
+    end
+
+    # `kaal status` in a directory configured for this namespace on the
+    # private server: [stdout, the --json report].
+    def kaal_status
+      Dir.mktmpdir("kaal-layout-status-") do |dir|
+        FileUtils.mkdir_p(File.join(dir, "config"))
+        File.write(File.join(dir, "config/kaal.yml"),
+                   "defaults:\n  backend: redis\n  namespace: #{ns}\n  backend_config:\n    url: #{server.url}\n")
+        File.write(File.join(dir, "config/kaal-scheduler.yml"), "defaults:\n  jobs: []\n")
+        env = { "KAAL_ENV" => nil, "RAILS_ENV" => nil, "RACK_ENV" => nil }
+        kaal = [RbConfig.ruby, "-I", File.expand_path("../../../lib", __dir__), File.expand_path("../../../bin/kaal", __dir__)]
+        text, err, status = Open3.capture3(env, *kaal, "status", chdir: dir)
+        expect(status.exitstatus).to eq(0), err
+        json, err, status = Open3.capture3(env, *kaal, "status", "--json", chdir: dir)
+        expect(status.exitstatus).to eq(0), err
+        [text, JSON.parse(json)["backend"]]
+      end
+    end
+
+    it "is reported by Backend#layout and `kaal status` (text and --json), with `kaal migrate` due, until it runs" do
+      b = build
+      expect(b.layout).to eq("1+2")
+      text, report = kaal_status
+      expect(text).to include("Redis key layout: 1+2", "once every node runs kaal #{Kaal::VERSION}, run `kaal migrate`")
+      expect(report).to include("layout" => "1+2", "migrate_due" => true)
+
+      build.migrate
+      expect(b.layout).to eq("2") # read again: this handle had settled 1+2
+      text, report = kaal_status
+      expect(text).to include("Redis key layout: 2")
+      expect(text).not_to include("kaal migrate")
+      expect(report).to include("layout" => "2", "migrate_due" => false)
+      expect(Kaal::Backend.build(:memory, namespace: ns).tap { |m| handles << m }.layout).to be_nil
     end
   end
 
