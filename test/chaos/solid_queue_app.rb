@@ -10,13 +10,13 @@
 #
 # KaalChaosSolidQueueJob#perform(key, fire_time) runs in the worker and
 # appends "<key> <fire_time_unix> <worker> <pid> <written_at> <job id>\n" to
-# <KAAL_CHAOS_RECORD_DIR>/<key>.rec with one write(2) on an O_APPEND
-# descriptor, like test/chaos/sidekiq_jobs.rb.
+# its record (test/chaos/record.rb), like test/chaos/sidekiq_jobs.rb.
 require "logger"
 require "rails"
 require "active_record/railtie"
 require "active_job/railtie"
 require "solid_queue"
+require_relative "record"
 
 class KaalChaosApp < Rails::Application
   config.root = ENV.fetch("KAAL_CHAOS_APP_ROOT")
@@ -31,18 +31,7 @@ KaalChaosApp.initialize!
 class KaalChaosSolidQueueJob < ActiveJob::Base
   queue_as "chaos"
 
-  DIR = ENV.fetch("KAAL_CHAOS_RECORD_DIR")
-  WORKER = ENV.fetch("KAAL_CHAOS_NODE")
-
   def perform(key, fire_time)
-    line = format("%<k>s %<f>d %<w>s %<p>d %<at>.3f %<j>s\n", k: key, f: Integer(fire_time), w: WORKER,
-                                                               p: Process.pid, at: Process.clock_gettime(Process::CLOCK_REALTIME), j: job_id)
-    fd = IO.sysopen(File.join(DIR, "#{key}.rec"), File::WRONLY | File::APPEND | File::CREAT, 0o644)
-    io = IO.new(fd, "w")
-    begin
-      io.syswrite(line)
-    ensure
-      io.close
-    end
+    KaalChaosRecord.append(key, fire_time, job_id)
   end
 end
