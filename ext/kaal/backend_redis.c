@@ -2159,7 +2159,13 @@ static int redis_states(kaal_backend *b, kaal_state_rows *out, kaal_error *err)
     if (rc != KAAL_OK) return rc;
     if (rep->type == REDIS_REPLY_ARRAY) {
         for (i = first; i + 1 < rep->elements; i += 2) {
-            kaal_state_row *row = kaal_state_rows_push(out);
+            kaal_state_row *row;
+            if (rep->element[i]->type != REDIS_REPLY_STRING ||
+                rep->element[i + 1]->type != REDIS_REPLY_STRING) {
+                rc = kaal_error_set(err, KAAL_EBACKEND, NULL, -1, "redis: states: unexpected reply");
+                break;
+            }
+            row = kaal_state_rows_push(out);
             if (!row || !(row->key = kaal_strndup(rep->element[i]->str, rep->element[i]->len))) {
                 rc = no_memory(err);
                 break;
