@@ -293,6 +293,32 @@ static void sb_quoted(kaal_buf *o, const char *s, size_t n)
     kaal_buf_put(o, "\"", 1);
 }
 
+/* Array literals ("{a,b}") built side by side, one element of each per
+ * row: arrays_next starts the next element of the n arrays, arrays_close
+ * ends them (0 when one ran out of memory), arrays_free frees them. */
+static void arrays_next(kaal_buf *a, size_t n)
+{
+    size_t k;
+    for (k = 0; k < n; k++) kaal_buf_put(&a[k], a[k].len ? "," : "{", 1);
+}
+
+static int arrays_close(kaal_buf *a, size_t n)
+{
+    size_t k;
+    int ok = 1;
+    for (k = 0; k < n; k++) {
+        kaal_buf_put(&a[k], a[k].len ? "}" : "{}", a[k].len ? 1 : 2);
+        ok = ok && !a[k].oom;
+    }
+    return ok;
+}
+
+static void arrays_free(kaal_buf *a, size_t n)
+{
+    size_t k;
+    for (k = 0; k < n; k++) free(a[k].p);
+}
+
 /* ------------------------------------------------------------------ */
 /* Session                                                             */
 
@@ -783,7 +809,7 @@ static int pg_migrate(kaal_backend *b, kaal_error *err)
 static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_ms,
                     const char *node, int64_t now, kaal_error *err)
 {
-    kaal_buf keys = {0}, fires = {0};
+    kaal_buf cols[2] = {{0}}; /* keys, fire times */
     kaal_claim **order = NULL;
     char now_s[24];
     const char *vals[5];
@@ -797,41 +823,32 @@ static int pg_claim(kaal_backend *b, kaal_claim *items, size_t n, int64_t lease_
     if ((rc = kaal_check_claims("postgres", items, n, node, err)) != KAAL_OK) return rc;
     order = kaal_claims_sorted(items, n);
     if (!order) return oom(err);
-    kaal_buf_put(&keys, "{", 1);
-    kaal_buf_put(&fires, "{", 1);
     for (i = 0; i < n; i++) {
         char num[24];
         int len;
         if (i && kaal_claim_cmp(order[i - 1], order[i]->key, order[i]->key_len, order[i]->fire_time) == 0)
             continue; /* a repeat: insert once */
-        if (i) {
-            kaal_buf_put(&keys, ",", 1);
-            kaal_buf_put(&fires, ",", 1);
-        }
-        sb_quoted(&keys, order[i]->key, order[i]->key_len);
+        arrays_next(cols, 2);
+        sb_quoted(&cols[0], order[i]->key, order[i]->key_len);
         len = snprintf(num, sizeof num, "%" PRId64, order[i]->fire_time);
-        kaal_buf_put(&fires, num, (size_t)len);
+        kaal_buf_put(&cols[1], num, (size_t)len);
     }
-    kaal_buf_put(&keys, "}", 1);
-    kaal_buf_put(&fires, "}", 1);
-    if (keys.oom || fires.oom) {
-        free(keys.p);
-        free(fires.p);
+    if (!arrays_close(cols, 2)) {
+        arrays_free(cols, 2);
         free(order);
         return oom(err);
     }
     snprintf(now_s, sizeof now_s, "%" PRId64, now);
     vals[0] = b->ns;
-    vals[1] = keys.p;
-    vals[2] = fires.p;
+    vals[1] = cols[0].p;
+    vals[2] = cols[1].p;
     vals[3] = node;
     vals[4] = now_s;
     for (attempt = 0; attempt < CLAIM_ATTEMPTS; attempt++) {
         r = run(b, Q_CLAIM, 5, vals, NULL, err, "claim", &rc);
         if (r || rc != KAAL_EBACKEND || strcmp(IMPL(b)->sqlstate, "40P01") != 0) break;
     }
-    free(keys.p);
-    free(fires.p);
+    arrays_free(cols, 2);
     if (!r) {
         free(order);
         return rc;
@@ -871,7 +888,7 @@ static int pg_record(kaal_backend *b, const char *key, int64_t fire_time, const 
 static int pg_record_many(kaal_backend *b, const kaal_outcome *items, size_t n, const char *node,
                           int64_t now, kaal_error *err)
 {
-    kaal_buf keys = {0}, fires = {0}, statuses = {0}, errors = {0};
+    kaal_buf cols[4] = {{0}}; /* keys, fire times, statuses, errors */
     char now_s[24];
     const char *vals[7];
     size_t i;
@@ -886,49 +903,33 @@ static int pg_record_many(kaal_backend *b, const kaal_outcome *items, size_t n, 
         if (o->error && kaal_utf8_chars(o->error, strlen(o->error)) < 0)
             return kaal_error_set(err, KAAL_EARG, "error", -1, "postgres: error text must be valid UTF-8");
     }
-    kaal_buf_put(&keys, "{", 1);
-    kaal_buf_put(&fires, "{", 1);
-    kaal_buf_put(&statuses, "{", 1);
-    kaal_buf_put(&errors, "{", 1);
     for (i = 0; i < n; i++) {
         const kaal_outcome *o = items + i;
         char num[24];
         int len = snprintf(num, sizeof num, "%" PRId64, o->fire_time);
-        if (i) {
-            kaal_buf_put(&keys, ",", 1);
-            kaal_buf_put(&fires, ",", 1);
-            kaal_buf_put(&statuses, ",", 1);
-            kaal_buf_put(&errors, ",", 1);
-        }
-        sb_quoted(&keys, o->key, strlen(o->key));
-        kaal_buf_put(&fires, num, (size_t)len);
-        kaal_buf_str(&statuses, o->status);
+        arrays_next(cols, 4);
+        sb_quoted(&cols[0], o->key, strlen(o->key));
+        kaal_buf_put(&cols[1], num, (size_t)len);
+        kaal_buf_str(&cols[2], o->status);
         if (o->error)
-            sb_quoted(&errors, o->error, strlen(o->error));
+            sb_quoted(&cols[3], o->error, strlen(o->error));
         else
-            kaal_buf_put(&errors, "NULL", 4);
+            kaal_buf_put(&cols[3], "NULL", 4);
     }
-    kaal_buf_put(&keys, "}", 1);
-    kaal_buf_put(&fires, "}", 1);
-    kaal_buf_put(&statuses, "}", 1);
-    kaal_buf_put(&errors, "}", 1);
-    if (keys.oom || fires.oom || statuses.oom || errors.oom) {
+    if (!arrays_close(cols, 4)) {
         rc = oom(err);
     } else {
         snprintf(now_s, sizeof now_s, "%" PRId64, now);
         vals[0] = b->ns;
-        vals[1] = keys.p;
-        vals[2] = fires.p;
-        vals[3] = statuses.p;
+        vals[1] = cols[0].p;
+        vals[2] = cols[1].p;
+        vals[3] = cols[2].p;
         vals[4] = node;
         vals[5] = now_s;
-        vals[6] = errors.p;
+        vals[6] = cols[3].p;
         rc = exec_q(b, Q_RECORD_MANY, 7, vals, err, "record", NULL);
     }
-    free(keys.p);
-    free(fires.p);
-    free(statuses.p);
-    free(errors.p);
+    arrays_free(cols, 4);
     return rc;
 }
 
@@ -999,13 +1000,11 @@ static int pg_latest_fires(kaal_backend *b, kaal_latest *items, size_t n, kaal_e
 
     for (i = 0; i < n; i++) items[i].found = 0;
     if (n == 0) return KAAL_OK;
-    kaal_buf_put(&keys, "{", 1);
     for (i = 0; i < n; i++) {
-        if (i) kaal_buf_put(&keys, ",", 1);
+        arrays_next(&keys, 1);
         sb_quoted(&keys, items[i].key, items[i].key_len);
     }
-    kaal_buf_put(&keys, "}", 1);
-    if (keys.oom) {
+    if (!arrays_close(&keys, 1)) {
         free(keys.p);
         return oom(err);
     }
