@@ -21,6 +21,7 @@ module Kaal
   # Claims make sure nothing the dispatch log records runs again.
   class Scheduler
     CLEANUP_EVERY = 60 # seconds between two dispatch-log cleanups
+    CLEANUP_RUNS = 10_000 # ... or runs this node won since the last one (#housekeeping)
     CLAIM_SPLIT = 2_000 # due pairs a tick claims in one backend call; more go in chunks (#claim)
     CLAIM_CHUNK = 1_000
 
@@ -61,6 +62,7 @@ module Kaal
       @failures = 0
       @pending_check = nil # the schema check the backend could not answer at start (#start)
       @last_cleanup = nil
+      @won_since_cleanup = 0
       @peers = nil # the live node names, sorted (#first_chunk)
       @peers_at = nil
       @tick_lock = Mutex.new
@@ -278,6 +280,7 @@ module Kaal
           dispatches = handed.concat(dispatches)
         end
         won_count = dispatches.size
+        @won_since_cleanup += won_count
         dispatches.concat(sweep_delayed(now_f))
         housekeeping(now_i)
       end
@@ -798,9 +801,14 @@ module Kaal
       info = JSON.generate(pid: Process.pid, version: VERSION, jobs: @registry.size,
                            started_at: @started_at&.iso8601, tick_interval: @config.tick_interval)
       @backend.heartbeat(@node, info, now: now_i, ttl: @config.heartbeat_ttl.ceil)
-      return if @last_cleanup && now_i - @last_cleanup < CLEANUP_EVERY
+      # Once a minute, and after every CLEANUP_RUNS runs won: on Redis a
+      # cleanup first indexes the claims made since the last one, and at
+      # 10,000 runs a second a minute's worth (600,000) kept Redis busy for
+      # seconds, every node waiting.
+      return if @last_cleanup && now_i - @last_cleanup < CLEANUP_EVERY && @won_since_cleanup < CLEANUP_RUNS
 
       @last_cleanup = now_i
+      @won_since_cleanup = 0
       operation = "cleanup"
       @backend.cleanup(before: now_i - @config.dispatch_log_retention.ceil, limit: @config.cleanup_batch_size)
     rescue BackendError => e

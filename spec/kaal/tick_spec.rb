@@ -145,6 +145,20 @@ RSpec.describe "Kaal.tick!" do
       expect(other.tick(t0 + 1, wait: true)).to eq([]) # another node: nothing left to win
     end
 
+    it "cleans the dispatch log once a minute and after every CLEANUP_RUNS runs won" do
+      stub_const("Kaal::Scheduler::CLEANUP_RUNS", 3)
+      %w[a b].each { |key| Kaal.register(key: key, cron: "* * * * * *", job_class: SpecRecorderJob) }
+      counting = SpecFlakyBackend.new(Kaal.backend)
+      sched = Kaal::Scheduler.new(config: Kaal.configuration, registry: Kaal.registry, backend: counting,
+                                  logger: ->(*) {})
+      cleanups = (0..4).map do |i|
+        sched.tick(t0 + i, wait: true)
+        counting.calls[:cleanup]
+      end
+      expect(cleanups).to eq([1, 1, 2, 2, 3]) # the first tick; then after 4 runs won (2 a tick)
+      SpecRecorderJob.drain
+    end
+
     it "spreads the first chunks of a big tick over the live nodes by their place among them" do
       names = %w[node-c node-a node-b]
       now = Time.now.to_i
