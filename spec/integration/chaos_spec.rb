@@ -18,22 +18,28 @@ require_relative "../../test/chaos/harness"
 # redis --target sidekiq): the jobs are claimed and enqueued in one step and
 # run by two real Sidekiq processes; no pair may be claimed without its job,
 # and a job handed off and never run must be one a worker's fetch lost in the
-# server crash (Sidekiq's own delivery, not the hand-off). (--target
-# solid_queue is not among the short runs: its nodes load a Rails app, too
-# slow to start on a busy machine for a 28 s run; the kaal-rails specs check
-# its transaction.)
+# server crash (Sidekiq's own delivery, not the hand-off).
+#
+# "solid_queue" is the transactional hand-off (--backend postgres --target
+# solid_queue): each node loads a one-file Rails app and claims and enqueues
+# in one transaction, one real solid_queue supervisor (one worker process)
+# runs the jobs, under the same assertions as "sidekiq". Its nodes load Rails,
+# seconds on a busy machine, so it is smaller (2 nodes, 10 jobs), counts its
+# run from when both nodes' schedulers have started (--from-ready), and kills
+# only a running node, never the last one.
 #
 # "redis-tls" is the redis run over TLS (--tls): the private server speaks
 # only TLS, with certificates made by the openssl command in the run dir.
 #
 # Each run starts its own private server (bin/services in the run dir), so it
-# can crash it. The five runs go two at a time in the background as soon as
+# can crash it. The seven runs go two at a time (the slow solid_queue one first) in the background as soon as
 # the first example needs one (KAAL_CHAOS_SECONDS: length of each run,
 # default 28; KAAL_CHAOS_PARALLEL: runs at once, default 2).
 module KaalChaosShort
   BIN = File.expand_path("../../bin/chaos", __dir__)
   BACKENDS = %w[redis postgres mysql sqlite].freeze
-  RUNS = (BACKENDS + %w[sidekiq redis-tls]).freeze
+  RUNS = (BACKENDS + %w[sidekiq solid_queue redis-tls]).freeze
+  QUEUE_TARGETS = %w[sidekiq solid_queue].freeze
   LOCK = Mutex.new
   DONE = ConditionVariable.new
   @results = {}
@@ -58,6 +64,14 @@ module KaalChaosShort
 
       return nil
     end
+    if backend == "solid_queue"
+      begin
+        Gem::Specification.find_by_name("solid_queue")
+      rescue Gem::MissingSpecError
+        return "the solid_queue gem is not installed (bin/setup)"
+      end
+      backend = "postgres"
+    end
     return "the #{backend} backend is not compiled into this build" unless Kaal::Native.backends.include?(backend)
     return nil if backend == "sqlite"
     return "no #{backend} server installed (bin/setup)" unless Kaal::Chaos::Server.available?(backend)
@@ -68,10 +82,12 @@ module KaalChaosShort
   # [status, report Hash or nil, stderr, dir]
   def run(backend)
     dir = Dir.mktmpdir("kaal-chaos-spec-#{backend}-")
-    target = { "sidekiq" => %w[--backend redis --target sidekiq],
-               "redis-tls" => %w[--backend redis --tls] }.fetch(backend, ["--backend", backend])
-    out, err, status = Open3.capture3(BIN, *target, "--nodes", "3", "--jobs", "20",
-                                      "--duration", seconds.to_s, "--skew", "2.0", "--spare-node0", "--dir", dir, "--json")
+    target = { "sidekiq" => %w[--backend redis --target sidekiq --nodes 3 --jobs 20],
+               "solid_queue" => %w[--backend postgres --target solid_queue --nodes 2 --jobs 10 --workers 1 --from-ready],
+               "redis-tls" => %w[--backend redis --tls --nodes 3 --jobs 20] }
+             .fetch(backend, ["--backend", backend, "--nodes", "3", "--jobs", "20"])
+    out, err, status = Open3.capture3(BIN, *target, "--duration", seconds.to_s, "--skew", "2.0", "--spare-node0",
+                                      "--dir", dir, "--json")
     report = begin
       JSON.parse(out, symbolize_names: true)
     rescue JSON::ParserError
@@ -86,8 +102,10 @@ module KaalChaosShort
 
       @started = true
     end
+    # only the runs whose examples are selected (rspec -e, --example ...)
+    selected = RSpec.world.filtered_examples.values.flatten.filter_map { |e| e.metadata[:chaos_run] }
     queue = Queue.new
-    RUNS.each { |b| queue << b unless unavailable(b) }
+    RUNS.sort_by { |b| b == "solid_queue" ? 0 : 1 }.each { |b| queue << b if selected.include?(b) && !unavailable(b) }
     queue.close
     Integer(ENV.fetch("KAAL_CHAOS_PARALLEL", "2")).times do
       Thread.new do
@@ -117,8 +135,11 @@ end
 
 RSpec.describe "bin/chaos short runs", :integration do
   KaalChaosShort::RUNS.each do |backend|
-    label = { "sidekiq" => "redis, Sidekiq jobs handed off atomically", "redis-tls" => "redis over TLS" }
-    it "#{label.fetch(backend, backend)}: no (key, fire time) runs twice across 3 nodes through SIGKILLs, a server crash and skewed clocks" do
+    label = { "sidekiq" => "redis, Sidekiq jobs handed off atomically",
+              "solid_queue" => "postgres, solid_queue jobs handed off in the claim's transaction", "redis-tls" => "redis over TLS" }
+    nodes = backend == "solid_queue" ? 2 : 3
+    it "#{label.fetch(backend, backend)}: no (key, fire time) runs twice across #{nodes} nodes through SIGKILLs, " \
+       "a server crash and skewed clocks", chaos_run: backend do
       skip_unavailable(KaalChaosShort.unavailable(backend))
 
       status, report, err, dir = KaalChaosShort.result(backend)
@@ -140,14 +161,16 @@ RSpec.describe "bin/chaos short runs", :integration do
       unexplained = report[:lost].select { |l| l[:reason].start_with?("UNEXPLAINED") }
       expect(unexplained).to be_empty, explain
       expect(report[:coverage]).to be >= 50.0, explain # most of the run was served
-      if backend == "sidekiq"
+      if KaalChaosShort::QUEUE_TARGETS.include?(backend)
         # exactly once: every pair handed off was enqueued with its claim;
         # none claimed and left behind, none left in the queue, and the only
-        # ones not run are those a worker's fetch lost in the server crash
+        # ones not run are those a worker's fetch lost in the server crash;
+        # every run is the queue's real worker's (the records are theirs)
         expect(report[:claimed_never_dispatched]).to be_empty, explain
         expect(report[:handed_off]).to include(left_in_queue: 0), explain
         expect(report[:handed_off][:logged]).to eq(report[:dispatches] - report[:sidekiq_reruns] +
                                                    report[:handed_off][:never_ran]), explain
+        expect(report[:runs_by].keys.map(&:to_s)).to all(start_with("#{backend}-")), explain
         reasons = report[:lost].map { |l| l[:reason] }
         expect(reasons.grep(/claimed, node killed|UNEXPLAINED/)).to be_empty, explain
       end

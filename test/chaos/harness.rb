@@ -32,14 +32,14 @@ module Kaal
     Options = Struct.new(
       :backend, :nodes, :jobs, :duration, :seed, :skew, :server_restart, :url, :json, :dir,
       :kill_every, :restart_after, :outage, :outages, :margin, :window_lookback, :quiet, :lossy, :spare_node0,
-      :target, :workers, :tls,
+      :from_ready, :target, :workers, :tls,
       :upgrade_from, :migrate_at,
       keyword_init: true
     ) do
       def self.defaults
         new(backend: "redis", nodes: 5, jobs: 100, duration: 60, seed: nil, skew: 2.0, server_restart: true,
             url: nil, json: false, dir: nil, kill_every: 3.0..8.0, restart_after: 0.2..2.0, outage: 3.0..6.0,
-            outages: nil, margin: 3, window_lookback: 15, quiet: 6.0, lossy: false, spare_node0: false,
+            outages: nil, margin: 3, window_lookback: 15, quiet: 6.0, lossy: false, spare_node0: false, from_ready: false,
             target: "kaal", workers: 2, tls: false, upgrade_from: nil, migrate_at: nil)
       end
 
@@ -88,9 +88,28 @@ module Kaal
         log = File.join(@run.log_dir, "#{name}.log")
         File.open(log, "a") { |f| f.puts "==== chaos: start #{@incarnation} clock offset #{format("%+.3f", offset)}s" }
         @started_mono = Clock.monotonic
+        @ready = false
         lib, bin = old_release? ? [File.join(@run.upgrade_from, "lib"), File.join(@run.upgrade_from, "bin", "kaal")] : [LIB, BIN_KAAL]
         @pid = Process.spawn(env, RbConfig.ruby, *@run.preload, "-I", lib, bin, "start", "--require", @run.jobs_rb,
                              chdir: @run.dir, in: File::NULL, out: [log, "a"], err: [log, "a"], pgroup: true)
+      end
+
+      # true once this incarnation logged "scheduler started" (its code is
+      # loaded and it ticks); the log is read on from where the last look
+      # stopped.
+      def ready?
+        return @ready if @ready || @pid.nil?
+
+        path = File.join(@run.log_dir, "#{name}.log")
+        File.open(path) do |f|
+          f.seek(@log_seen ||= 0)
+          chunk = f.read
+          @log_seen += chunk.bytesize
+          @ready = chunk.include?("scheduler started: node #{@incarnation},")
+        end
+        @ready
+      rescue Errno::ENOENT
+        false
       end
 
       def alive?
@@ -272,6 +291,7 @@ module Kaal
         @t0 = Clock.monotonic
         start_workers
         @nodes.each { |n| start_node(n, initial_offset(n.index)) }
+        wait_ready if @opts.from_ready
         drive
         @stopped_at = Time.now
         stop_nodes
@@ -338,7 +358,7 @@ module Kaal
       end
 
       def setup_dirs
-        @dir = @opts.dir || Dir.mktmpdir("kaal-chaos-#{@opts.backend}-")
+        @dir = File.expand_path(@opts.dir || Dir.mktmpdir("kaal-chaos-#{@opts.backend}-"))
         FileUtils.mkdir_p(@dir)
         File.chmod(0o755, @dir) # PostgreSQL runs as the postgres user under it
         @record_dir = File.join(@dir, "records")
@@ -457,6 +477,26 @@ module Kaal
         Array.new(count) { |i| span_lo + slot * i + @rng.rand * slot * 0.5 }
       end
 
+      # --from-ready: the run (its length, kills and outages) starts when
+      # every node's scheduler has started, so a slow boot (a Rails app per
+      # node on a busy machine) does not eat into it. At most 180 s.
+      def wait_ready
+        deadline = Clock.monotonic + 180
+        until @nodes.all?(&:ready?)
+          dead = @nodes.find { |n| !n.alive? }
+          raise "#{dead.incarnation} exited while loading (#{dead.last_status.inspect}):\n#{dead.log_tail}" if dead
+          if Clock.monotonic > deadline
+            raise "nodes not ready after 180 s: #{@nodes.reject(&:ready?).map(&:incarnation).join(", ")}"
+          end
+
+          sleep 0.1
+        end
+        @ready_after = (Clock.monotonic - @t0).round(1)
+        say "all #{@nodes.size} nodes ready after #{@ready_after}s; the #{@opts.duration}s run starts now"
+        @started_at = Time.now
+        @t0 = Clock.monotonic
+      end
+
       def drive
         deadline = @t0 + @opts.duration
         plan = outage_plan
@@ -502,6 +542,14 @@ module Kaal
           # catch-up, so a short run's coverage does not hinge on whether
           # every node happened to be restarted while the backend was down
           candidates.reject! { |n| n.index.zero? } if @opts.spare_node0 && (outage || recently_down?)
+          # from_ready: only a node whose scheduler runs is killed, and never
+          # the last one, so a node still loading its app (seconds, on a
+          # busy machine) does not leave the run without any node
+          if @opts.from_ready
+            ready = @nodes.select { |n| !restarts.key?(n) && n.ready? }
+            candidates &= ready
+            candidates = [] if ready.size < 2
+          end
           # a rolling upgrade: nodes still on the previous release go first
           old = candidates.select(&:old_release?)
           victim = (old.empty? ? candidates : old).sample(random: @rng)
@@ -734,11 +782,14 @@ module Kaal
         handle.close
         {
           backend: @opts.backend, nodes: @opts.nodes, jobs: @opts.jobs, duration: (@stopped_at - @started_at).round(1),
+          ready_after: @ready_after,
           seed: @opts.seed, skew: @opts.skew, namespace: @namespace, dir: @dir, lossy_server: @opts.lossy,
           upgrade_from: @opts.upgrade_from, migrate_at: @opts.migrate_at,
           settings: { tick_interval: 1, window_lookback: @opts.window_lookback, lease_ttl: @opts.lease_ttl, max_backoff: 2 },
           kills: @kills, outages: @outages, crashes: @crashes, hangs: @hangs,
           dispatches: records.size, duplicates: duplicates,
+          # who wrote the records: node incarnations, or the queue's workers
+          runs_by: records.group_by { |_, _, n| n.sub(/\.\d+(-old)?\z/, "") }.transform_values(&:size).sort.to_h,
           window: window, expected: expected, covered: expected - missing.size,
           coverage: expected.zero? ? 0.0 : (100.0 * (expected - missing.size) / expected).round(3),
           claimed_never_dispatched: never.map { |(k, f), r| { key: k, fire_time: f, node: r[:node], claimed_at: r[:claimed_at] } },
@@ -851,6 +902,7 @@ module Kaal
                "#{", LOSSY server (no persistence: a crash loses claims)" if r[:lossy_server]}" \
                "#{", rolling upgrade from #{r[:upgrade_from]}" if r[:upgrade_from]}" \
                "#{", kaal migrate at t+#{r[:migrate_at]}s" if r[:upgrade_from] && r[:migrate_at]}"
+        out << "  nodes ready #{r[:ready_after]}s after their start (the run counted from then)" if r[:ready_after]
         out << "  SIGKILLs: #{r[:kills]}; backend outages: #{r[:outages].size}" \
                "#{r[:outages].map { |o| " [#{o[:what]}, down #{((o[:up_at] || o[:down_at]) - o[:down_at]).round(1)}s]" }.join}"
         out << "  target: #{r[:target]}" if r[:target] && r[:target] != "kaal"
