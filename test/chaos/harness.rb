@@ -676,8 +676,11 @@ module Kaal
           @redis_client.call("LLEN", "queue:#{SIDEKIQ_QUEUE}")
         else
           # psql, not the pg gem: this process has kaal's libpq loaded (Known gaps)
+          # a job failed by solid_queue (claimed by a worker that died in
+          # the crash, then pruned) will not run: not waited for
           out, status = Open3.capture2(File.join(Server::PG_BIN, "psql"), url, "-At", "-c",
-                                       "SELECT COUNT(*) FROM solid_queue_jobs WHERE finished_at IS NULL")
+                                       "SELECT COUNT(*) FROM solid_queue_jobs j WHERE finished_at IS NULL AND NOT " \
+                                       "EXISTS (SELECT 1 FROM solid_queue_failed_executions f WHERE f.job_id = j.id)")
           raise "psql failed" unless status.success?
 
           Integer(out.strip)

@@ -25,6 +25,12 @@ class KaalChaosApp < Rails::Application
   config.active_job.queue_adapter = :solid_queue
   config.secret_key_base = "kaal-chaos" * 8
   config.solid_queue.silence_polling = true
+  # A worker that dies in the server crash (its supervisor exits when the
+  # database goes away) leaves the jobs it had claimed; solid_queue fails
+  # them once its heartbeat is older than process_alive_threshold (5 min by
+  # default, longer than the run). Here within about 25 s of the crash.
+  config.solid_queue.process_heartbeat_interval = 2.seconds
+  config.solid_queue.process_alive_threshold = 15.seconds
 end
 KaalChaosApp.initialize!
 
