@@ -3,12 +3,14 @@
 module Kaal
   module Handoff
     # Active Job classes on solid_queue or good_job, in the database of an
-    # SQL backend: per run, one transaction on the queue's own Active Record
-    # connection inserts the dispatch-log row (status "dispatched"; nothing
-    # when the pair has a row already) and enqueues the job, so the job row
-    # and the claim row commit together or not at all.
+    # SQL backend: per run, the queue's own Active Record connection inserts
+    # the dispatch-log row (status "dispatched"; nothing when the pair has a
+    # row already) and enqueues the job in one savepoint, so the job row and
+    # the claim row commit together or not at all. The runs of a tick go in
+    # chunks of CHUNK, one transaction each (docs/guarantee.md).
     class ActiveRecord
       NOW = :kaal_handoff_enqueue_now
+      CHUNK = 100
       SQL_BACKENDS = %w[postgres sqlite mysql].freeze
 
       # ActiveJob's enqueue_after_transaction_commit would move the enqueue
@@ -116,25 +118,21 @@ module Kaal
         end
       end
 
-      # One transaction per run: insert the "dispatched" log row, enqueue the
-      # job. Returns the won dispatches (a run whose enqueue raised: rolled
-      # back, then claimed and recorded "failed"). Raises BackendError when
-      # the database cannot be used: that run and the ones after it were
-      # not claimed (the next tick tries them again).
+      # One transaction per chunk of runs, a savepoint per run inside it:
+      # insert the "dispatched" log row, enqueue the job. A run whose
+      # enqueue raises is rolled back to its savepoint alone (its claim row
+      # and job row both go) and the chunk goes on; after the commit it is
+      # claimed and recorded "failed". Returns the won dispatches. Raises
+      # BackendError when the database cannot be used: the whole chunk is
+      # rolled back, it and the runs after it were not claimed (the next
+      # tick tries them again). The wrapper (job_wrapper) wraps each chunk.
       def hand_off(dispatches, lease_ms:, node:, now:, wrapper: nil)
         out = []
-        dispatches.each do |d|
-          started = Clock.monotonic
-          won = begin
-            wrapper ? wrapper.call { transaction(d, node, now) } : transaction(d, node, now)
-          rescue JobError => e
-            fail_run(d, e.cause || e, lease_ms: lease_ms, node: node, now: now)
-          end
-          next unless won
-
-          d.duration = Clock.monotonic - started
-          d.status ||= "dispatched"
-          out << d
+        dispatches.each_slice(CHUNK) do |chunk|
+          failed = []
+          won = wrapper ? wrapper.call { transaction(chunk, node, now, failed) } : transaction(chunk, node, now, failed)
+          failed.each { |d, error| won << d if fail_run(d, error, lease_ms: lease_ms, node: node, now: now) }
+          out.concat(won)
         end
         out
       rescue ::ActiveRecord::ActiveRecordError => e
@@ -144,16 +142,29 @@ module Kaal
 
       private
 
-      # true when this transaction won the pair and enqueued its job.
-      def transaction(dispatch, node, now)
+      # The runs of +chunk+ this transaction won and enqueued; the ones
+      # whose enqueue failed are added to +failed+ as [dispatch, error].
+      def transaction(chunk, node, now, failed)
+        won = []
         @record.connection_pool.with_connection do |conn|
           conn.transaction(requires_new: true) do
-            next false unless conn.exec_update(claim_sql(conn, dispatch, node, now), "Kaal hand-off", []) == 1
+            chunk.each do |d|
+              started = Clock.monotonic
+              conn.transaction(requires_new: true) do
+                next unless conn.exec_update(claim_sql(conn, d, node, now), "Kaal hand-off", []) == 1
 
-            enqueue(dispatch)
-            true
+                enqueue(d)
+                d.duration = Clock.monotonic - started
+                d.status ||= "dispatched"
+                won << d
+              end
+            rescue JobError => e
+              d.duration = Clock.monotonic - started
+              failed << [d, e.cause || e]
+            end
           end
         end
+        won
       end
 
       def claim_sql(conn, d, node, now)
