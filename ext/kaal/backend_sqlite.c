@@ -809,18 +809,32 @@ static int sqlite_record_many(kaal_backend *b, const kaal_outcome *items, size_t
     return rc;
 }
 
-static int sqlite_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
-                             kaal_error *err)
+/* The dispatch log, newest first: the first page, or (before_key set) the
+ * page after the cursor (before_fire, before_key). */
+static int dispatch_page(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
+                         const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = stmt(b, q->key ? Q_DISPATCHES_KEY : Q_DISPATCHES, &st, err);
+    int rc = stmt(b, before_key ? (q->key ? Q_DISPATCHES_KEY_BEFORE : Q_DISPATCHES_BEFORE)
+                                : (q->key ? Q_DISPATCHES_KEY : Q_DISPATCHES),
+                  &st, err);
     if (rc != KAAL_OK) return rc;
     bind_ns(b, st);
     bind_text(st, 2, q->key);
     bind_text(st, 3, q->status);
     bind_text(st, 4, q->node);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)q->limit);
+    if (before_key) {
+        sqlite3_bind_int64(st, 6, before_fire);
+        bind_text(st, 7, before_key);
+    }
     return read_rows(b, st, kaal_read_dispatch_row, out, "dispatches", err);
+}
+
+static int sqlite_dispatches(kaal_backend *b, const kaal_dispatch_query *q, kaal_dispatch_rows *out,
+                             kaal_error *err)
+{
+    return dispatch_page(b, q, 0, NULL, out, err);
 }
 
 /* In process, a statement per key costs no round trip: one primary-key
@@ -1034,17 +1048,7 @@ static int sqlite_nodes(kaal_backend *b, int64_t since, kaal_node_rows *out, kaa
 static int sqlite_dispatches_before(kaal_backend *b, const kaal_dispatch_query *q, int64_t before_fire,
                                     const char *before_key, kaal_dispatch_rows *out, kaal_error *err)
 {
-    sqlite3_stmt *st = NULL;
-    int rc = stmt(b, q->key ? Q_DISPATCHES_KEY_BEFORE : Q_DISPATCHES_BEFORE, &st, err);
-    if (rc != KAAL_OK) return rc;
-    bind_ns(b, st);
-    bind_text(st, 2, q->key);
-    bind_text(st, 3, q->status);
-    bind_text(st, 4, q->node);
-    sqlite3_bind_int64(st, 5, (sqlite3_int64)q->limit);
-    sqlite3_bind_int64(st, 6, before_fire);
-    bind_text(st, 7, before_key);
-    return read_rows(b, st, kaal_read_dispatch_row, out, "dispatches", err);
+    return dispatch_page(b, q, before_fire, before_key, out, err);
 }
 
 static int sqlite_delayed_list_after(kaal_backend *b, int64_t after_ms, const char *after_id, size_t limit,
