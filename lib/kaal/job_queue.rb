@@ -64,6 +64,25 @@ module Kaal
       self
     end
 
+    # Pushes jobs placed in runs: placement is [index into jobs, epoch, ...],
+    # each run of jobs from its index to the next one's at its epoch, as
+    # one bucket append. The jobs are in registration order, not key order:
+    # their buckets are sorted when taken.
+    def push_runs(jobs, placement)
+      i = 0
+      n = placement.size
+      while i < n
+        from = placement[i]
+        epoch = placement[i + 1]
+        to = i + 2 < n ? placement[i + 2] : jobs.size
+        bucket_for(epoch).concat(from.zero? && to == jobs.size ? jobs : jobs[from, to - from])
+        @unsorted[epoch] = true
+        i += 2
+      end
+      @size += jobs.size
+      self
+    end
+
     # Removes the jobs whose next epoch is <= +hi+ and yields (epoch, jobs)
     # per epoch, earliest first, the jobs in key order. Only a bucket that
     # got jobs from more than one push is sorted: jobs put back with

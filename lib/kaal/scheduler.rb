@@ -387,15 +387,19 @@ module Kaal
       by_target = {}
       by_spec = {}.compare_by_identity # jobs defined alike share a Spec, so its route: one lookup
       routes = {}
+      spec = route = nil
       jobs.each do |job|
-        route = by_spec.fetch(job.spec) do
-          by_spec[job.spec] = unless job.handoff == :at_most_once
-                                target = job.callable || job.job_class
-                                by_target.fetch([target, job.handoff]) do
-                                  by_target[[target, job.handoff]] = Handoff.resolve(job, @dispatcher.plan(target),
-                                                                                     config: @config, backend: @backend)
-                                end
+        unless job.spec.equal?(spec) # alike jobs come in runs: one lookup per run
+          spec = job.spec
+          route = by_spec.fetch(spec) do
+            by_spec[spec] = unless job.handoff == :at_most_once
+                              target = job.callable || job.job_class
+                              by_target.fetch([target, job.handoff]) do
+                                by_target[[target, job.handoff]] = Handoff.resolve(job, @dispatcher.plan(target),
+                                                                                   config: @config, backend: @backend)
                               end
+                            end
+          end
         end
         routes[job.key] = route if route
       end
@@ -409,19 +413,19 @@ module Kaal
       return if generation == @generation
 
       jobs = @registry.jobs
-      kept = {}
-      @queue.each { |job| kept[job.key] = job if jobs[job.key].equal?(job) } unless @cursor.nil?
-      @queue.clear
-      jobs.each_value do |job|
-        if @cursor.nil?
-          job.next_epoch = nil # the first tick places it
-        elsif !kept.key?(job.key) || job.next_epoch.nil?
-          job.next_epoch = job.cron.next_epoch(@cursor)
-        end
-        @queue.push(job) if job.next_epoch
-      end
       all = jobs.values # one copy of a million-entry table, not two
-      @pending_start = all.select { |j| j.next_epoch.nil? }
+      @queue.clear
+      if @cursor.nil?
+        @pending_start = all # the first tick places every job (#start_jobs sets its next_epoch)
+      else
+        kept = {}.compare_by_identity
+        @queue.each { |job| kept[job] = true }
+        all.each do |job|
+          job.next_epoch = job.cron.next_epoch(@cursor) unless kept.key?(job) && job.next_epoch
+          @queue.push(job) if job.next_epoch
+        end
+        @pending_start = all.select { |j| j.next_epoch.nil? }
+      end
       @routes = resolve_routes(all)
       @generation = generation
     end
@@ -493,21 +497,26 @@ module Kaal
       runs = {}.compare_by_identity # cron => [next epoch after hi, runs in (regular_lo, hi]]
       missed_by = Hash.new { |h, policy| h[policy] = {}.compare_by_identity } # policy => cron => runs
       none = [].freeze
-      pending.each do |job|
-        cron = job.cron
-        epoch, fires = runs[cron] ||= start_runs(cron, regular_lo, hi)
+      states = @states
+      spec = epoch = fires = missed = nil
+      runs_now = false # the jobs of spec have runs to claim now (when not paused)
+      placement = @placement = [] # [index into pending, next epoch, ...] where the next epoch changes (#commit)
+      pending.each_with_index do |job, index|
+        # Jobs defined alike share one Spec and come in runs (a scheduler
+        # file, a loop of Kaal.register): what depends on the definition
+        # only is worked out once per run, so a million jobs cost a pass.
+        unless job.spec.equal?(spec)
+          spec = job.spec
+          cron = spec.cron
+          epoch, fires = runs[cron] ||= start_runs(cron, regular_lo, hi)
+          policy = spec.catch_up || @config.catch_up
+          fires = start_slack(policy, fires, start_at)
+          missed = recover ? (missed_by[policy][cron] ||= missed_runs(policy, cron, regular_lo, floor).freeze) : none
+          runs_now = spec.enabled && !(fires.empty? && missed.empty?)
+          placement << index << epoch unless placement.last == epoch
+        end
         job.next_epoch = epoch
-        next unless enabled?(job)
-
-        fires = start_slack(job, fires, start_at)
-        missed = if recover
-                   policy = job.catch_up || @config.catch_up
-                   by_cron = missed_by[policy]
-                   by_cron[cron] ||= missed_runs(policy, cron, regular_lo, floor).freeze
-                 else
-                   none
-                 end
-        placed << job << fires << missed unless fires.empty? && missed.empty?
+        placed << job << fires << missed if runs_now && (states.empty? || states[job.key] != false)
       end
       lasts = last_fires(placed)
       i = 0
@@ -559,8 +568,8 @@ module Kaal
     # start_at, and none when the job has runs from start_at on, so a job
     # firing every second does not fire a burst at start; catch_up: all
     # keeps them all.
-    def start_slack(job, fires, start_at)
-      return fires if fires.empty? || fires.first >= start_at || (job.catch_up || @config.catch_up) == :all
+    def start_slack(policy, fires, start_at)
+      return fires if fires.empty? || fires.first >= start_at || policy == :all
 
       from_start = fires.select { |f| f >= start_at }
       from_start.empty? ? fires.last(1) : from_start
@@ -634,7 +643,12 @@ module Kaal
     def commit(popped)
       i = 1
       while i < popped.size
-        @queue.push_all(popped[i])
+        if popped[i - 1].nil? # placed by #start_jobs: runs of jobs with one next epoch
+          @queue.push_runs(popped[i], @placement)
+          @placement = nil
+        else
+          @queue.push_all(popped[i])
+        end
         i += 2
       end
     end

@@ -54,6 +54,18 @@ RSpec.describe "Kaal.tick!" do
       SpecRecorderJob.drain
     end
 
+    it "dispatches jobs defined alike in key order on every tick, whatever order they were registered in" do
+      (0...40).to_a.shuffle(random: Random.new(3)).each do |i|
+        Kaal.register(key: format("same-%02d", i), cron: "* * * * * *", job_class: SpecRecorderJob)
+      end
+      [0, 1, 2].each do |s|
+        got = fired(Kaal.tick!(now: t0 + s))
+        expect(got.size).to eq(40)
+        expect(got.map(&:first)).to eq((0...40).map { |i| format("same-%02d", i) })
+      end
+      SpecRecorderJob.drain
+    end
+
     it "records each run in the dispatch log with the node id" do
       register_every_minute
       Kaal.tick!(now: t0)
