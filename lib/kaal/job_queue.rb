@@ -75,7 +75,12 @@ module Kaal
         from = placement[i]
         epoch = placement[i + 1]
         to = i + 2 < n ? placement[i + 2] : jobs.size
-        bucket_for(epoch).concat(from.zero? && to == jobs.size ? jobs : jobs[from, to - from])
+        bucket = bucket_for(epoch)
+        if to - from < 16 # a short run: no slice
+          (from...to).each { |k| bucket << jobs[k] }
+        else
+          bucket.concat(from.zero? && to == jobs.size ? jobs : jobs[from, to - from])
+        end
         @unsorted[epoch] = true
         i += 2
       end

@@ -384,26 +384,30 @@ module Kaal
     def resolve_routes(jobs)
       return {} if @config.handoff == :at_most_once && jobs.none?(&:handoff)
 
-      by_target = {}
-      by_spec = {}.compare_by_identity # jobs defined alike share a Spec, so its route: one lookup
+      by_target = Hash.new { |h, handoff| h[handoff] = {} } # handoff => target => route (nil: none)
       routes = {}
-      spec = route = nil
+      spec = target = handoff = route = nil
       jobs.each do |job|
-        unless job.spec.equal?(spec) # alike jobs come in runs: one lookup per run
+        unless job.spec.equal?(spec) # alike jobs come in runs: one check per run
           spec = job.spec
-          route = by_spec.fetch(spec) do
-            by_spec[spec] = unless job.handoff == :at_most_once
-                              target = job.callable || job.job_class
-                              by_target.fetch([target, job.handoff]) do
-                                by_target[[target, job.handoff]] = Handoff.resolve(job, @dispatcher.plan(target),
-                                                                                   config: @config, backend: @backend)
-                              end
-                            end
+          job_target = spec.callable || spec.job_class
+          unless job_target == target && spec.handoff == handoff
+            target = job_target
+            handoff = spec.handoff
+            route = if handoff == :at_most_once then nil
+                    else
+                      known = by_target[handoff]
+                      known.key?(target) ? known[target] : known[target] = resolve_route(job, target)
+                    end
           end
         end
         routes[job.key] = route if route
       end
       routes
+    end
+
+    def resolve_route(job, target)
+      Handoff.resolve(job, @dispatcher.plan(target), config: @config, backend: @backend)
     end
 
     # Rebuilds the heap when the registered jobs changed (keeps the next
@@ -494,26 +498,39 @@ module Kaal
       popped << nil << pending # restore puts them all back if anything fails
       placed = [] # job, its runs from the start window, its missed runs; for each job with any
       # Jobs defined alike share one Cron: its runs are computed once.
-      runs = {}.compare_by_identity # cron => [next epoch after hi, runs in (regular_lo, hi]]
+      # cron => [catch-up policy, enabled, next epoch after hi, runs in (regular_lo, hi], missed runs, any run?]
+      runs = {}.compare_by_identity
       missed_by = Hash.new { |h, policy| h[policy] = {}.compare_by_identity } # policy => cron => runs
       none = [].freeze
       states = @states
-      spec = epoch = fires = missed = nil
+      spec = cron = policy = enabled = epoch = fires = missed = nil
       runs_now = false # the jobs of spec have runs to claim now (when not paused)
       placement = @placement = [] # [index into pending, next epoch, ...] where the next epoch changes (#commit)
+      default_policy = @config.catch_up
       pending.each_with_index do |job, index|
         # Jobs defined alike share one Spec and come in runs (a scheduler
         # file, a loop of Kaal.register): what depends on the definition
         # only is worked out once per run, so a million jobs cost a pass.
+        # Jobs with a Spec each (distinct args) that share cron, catch-up
+        # and enabled with the previous job share its runs too.
         unless job.spec.equal?(spec)
           spec = job.spec
-          cron = spec.cron
-          epoch, fires = runs[cron] ||= start_runs(cron, regular_lo, hi)
-          policy = spec.catch_up || @config.catch_up
-          fires = start_slack(policy, fires, start_at)
-          missed = recover ? (missed_by[policy][cron] ||= missed_runs(policy, cron, regular_lo, floor).freeze) : none
-          runs_now = spec.enabled && !(fires.empty? && missed.empty?)
-          placement << index << epoch unless placement.last == epoch
+          job_cron = spec.cron
+          job_policy = spec.catch_up || default_policy
+          unless job_cron.equal?(cron) && job_policy == policy && spec.enabled == enabled
+            cron = job_cron
+            policy = job_policy
+            enabled = spec.enabled
+            known = runs[cron]
+            unless known && known[0] == policy && known[1] == enabled
+              epoch, fires = start_runs(cron, regular_lo, hi)
+              fires = start_slack(policy, fires, start_at)
+              missed = recover ? (missed_by[policy][cron] ||= missed_runs(policy, cron, regular_lo, floor).freeze) : none
+              known = runs[cron] = [policy, enabled, epoch, fires, missed, enabled && !(fires.empty? && missed.empty?)]
+            end
+            _, _, epoch, fires, missed, runs_now = known
+            placement << index << epoch unless placement.last == epoch
+          end
         end
         job.next_epoch = epoch
         placed << job << fires << missed if runs_now && (states.empty? || states[job.key] != false)
