@@ -29,9 +29,9 @@ module Kaal
     @specs = {}
     @last = nil
     SPECS_MAX = 4096
-    EMPTY_LIST = [].freeze
+    EMPTY_LIST = [].freeze # the args of a job without any (Kaal.register's default)
     EMPTY_MAP = {}.freeze
-    private_constant :SPECS_MAX, :EMPTY_LIST, :EMPTY_MAP
+    private_constant :SPECS_MAX
 
     @crons = {}
 
@@ -53,10 +53,16 @@ module Kaal
       def spec_for(definition)
         # a million Kaal.register calls alike: the previous definition is
         # compared first (one eql?, no hash of thirteen values); one pair,
-        # read and replaced whole, so threads never see half of it
+        # read and replaced whole, so threads never see half of it. eql?
+        # compares contents, so a hit needs no copy of set, args or kwargs.
         last = @last
         return last[1] if last && last[0].eql?(definition)
 
+        # the caller may change its set, args or kwargs later: the cache
+        # keys (and the Spec) hold copies
+        definition[6] = snapshot(definition[6])
+        definition[7] = snapshot(definition[7])
+        definition[8] = snapshot(definition[8])
         specs = @specs
         spec = specs[definition] || begin
           spec = yield
@@ -65,6 +71,17 @@ module Kaal
         end
         @last = [definition.freeze, spec].freeze
         spec
+      end
+
+      private
+
+      # A list or mapping as it is now (the caller may change theirs later).
+      def snapshot(value)
+        case value
+        when Array then value.empty? ? EMPTY_LIST : value.dup.freeze
+        when Hash then value.empty? ? EMPTY_MAP : value.dup.freeze
+        else value
+        end
       end
     end
 
@@ -114,9 +131,6 @@ module Kaal
       # table); @location only when it is not derived from the key.
       @key = check_key(key, location)
       @next_epoch = nil
-      definition[6] = snapshot(definition[6])
-      definition[7] = snapshot(definition[7])
-      definition[8] = snapshot(definition[8])
       @spec = Job.spec_for(definition) { build_spec(definition, location) }
       @location = location unless location.nil?
     end
@@ -252,15 +266,6 @@ module Kaal
       key.dup.freeze
     end
 
-    # A list or mapping as it is now (the caller may change theirs later).
-    def snapshot(value)
-      case value
-      when Array then value.empty? ? EMPTY_LIST : value.dup.freeze
-      when Hash then value.empty? ? EMPTY_MAP : value.dup.freeze
-      else value
-      end
-    end
-
     # Checks a definition (the Spec cache missed); errors start with the
     # job's location (+given+ made into text only for a message).
     def build_spec(definition, given)
@@ -345,7 +350,7 @@ module Kaal
       args = [] if args.nil?
       raise ArgumentError, "args: must be a list (positional arguments), got #{args.class}" unless args.is_a?(Array)
 
-      args.frozen? ? args : args.dup.freeze # setup's snapshot is already a frozen copy
+      args.frozen? ? args : args.dup.freeze # spec_for's snapshot is already a frozen copy
     end
 
     def check_kwargs(kwargs)

@@ -23,21 +23,25 @@ module Kaal
     end
 
     def register(job, policy:)
+      key = job.key
       @lock.synchronize do
-        if @code.key?(job.key)
-          raise ConfigurationError, "#{job.location}: key: #{job.key.inspect} is already registered in code (Kaal.unregister it first)"
+        code = @code
+        if code.key?(key)
+          raise ConfigurationError, "#{job.location}: key: #{key.inspect} is already registered in code (Kaal.unregister it first)"
         end
-        if @file.key?(job.key) && policy == :error
-          raise ConfigurationError, "#{job.location}: key: also defined in #{@file[job.key].location}; " \
+
+        file = @file
+        if !file.empty? && policy == :error && file.key?(key)
+          raise ConfigurationError, "#{job.location}: key: also defined in #{file[key].location}; " \
                                     "remove one, or set scheduler_conflict_policy to code_wins or file_wins"
         end
 
-        @code = @code.dup if @code.frozen? # handed out by #jobs
-        @code[job.key] = job
-        if @file.empty?
-          @effective = @code
-        elsif !(policy == :file_wins && @file.key?(job.key))
-          writable(:@effective)[job.key] = job
+        code = @code = code.dup if code.frozen? # handed out by #jobs
+        code[key] = job
+        if file.empty?
+          @effective = code
+        elsif !(policy == :file_wins && file.key?(key))
+          writable(:@effective)[key] = job
         end
         @generation += 1
       end

@@ -17,7 +17,12 @@ module Kaal
   @scheduler_file_mtime = nil
   @start_hooks = []
   NO_KEY = Object.new.freeze # "not given" for the key arguments of unregister/enable/disable
-  private_constant :NO_KEY
+  # Kaal.register's defaults for args: and kwargs:: the empty list and map
+  # a Job keeps (no two new objects per call; the same objects, so the
+  # previous definition compares equal without looking inside)
+  NO_ARGS = Job::EMPTY_LIST
+  NO_KWARGS = Job::EMPTY_MAP
+  private_constant :NO_KEY, :NO_ARGS, :NO_KWARGS
 
   class << self
     # -- configuration ---------------------------------------------------------
@@ -113,7 +118,7 @@ module Kaal
     # Registers a recurring job in code: a job_class (name or class) or a
     # block/callable, called with the keywords it accepts among fire_time:,
     # idempotency_key: and key:.
-    def register(key:, cron:, job_class: nil, queue: nil, args: [], kwargs: {}, time_zone: nil, catch_up: nil,
+    def register(key:, cron:, job_class: nil, queue: nil, args: NO_ARGS, kwargs: NO_KWARGS, time_zone: nil, catch_up: nil,
                  enabled: true, callable: nil, priority: nil, set: nil, handoff: nil, &block)
       raise ConfigurationError, "Kaal.register(key: #{key.inspect}): give a callable or a block, not both" if callable && block
 
