@@ -59,6 +59,7 @@ module Kaal
       @start_at = nil # the second a start tick that has not succeeded yet was first tried
       @states = {}
       @routes = {} # job key => its atomic hand-off route (Kaal::Handoff)
+      @routes_generation = nil # the registry generation #check_handoff! resolved @routes for
       @failures = 0
       @pending_check = nil # the schema check the backend could not answer at start (#start)
       @last_cleanup = nil
@@ -375,7 +376,10 @@ module Kaal
     # asks for handoff: atomic on a target that cannot do it raises
     # ConfigurationError before the loop starts.
     def check_handoff!
-      @tick_lock.synchronize { @routes = resolve_routes(@registry.jobs.values) }
+      @tick_lock.synchronize do
+        @routes_generation = @registry.generation # the first tick keeps these routes unless the jobs change
+        @routes = resolve_routes(@registry.jobs.values)
+      end
     end
 
     # job key => route, for the jobs whose runs are handed off atomically.
@@ -430,7 +434,8 @@ module Kaal
         end
         @pending_start = all.select { |j| j.next_epoch.nil? }
       end
-      @routes = resolve_routes(all)
+      @routes = resolve_routes(all) unless @routes_generation == generation
+      @routes_generation = nil
       @generation = generation
     end
 
