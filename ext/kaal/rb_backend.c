@@ -24,6 +24,7 @@
  *   #_schedule_upsert(key, cron, job_class, args_json, kwargs_json, time_zone, queue, enabled, now) -> version
  *   #_schedule_remove(key, now) -> [found, version], #_schedule_get(key) -> {key:, cron:, ...} or nil
  *   #_schedule_list(after, limit) -> [{...}] by key, #_schedule_changes(since, limit) -> [version, [{...}]]
+ *   #_schedule_change_columns(since, limit) -> the same rows as columns (build_schedule_columns)
  *   #_schedule_count -> Integer
  *   #_target -> {"host"=>, "port"=>, ...} (never the password; for #inspect)
  *   Kaal::Native.backends -> ["memory", ...], Kaal::Native.schema(dialect) -> [step 1's DDL],
@@ -1393,6 +1394,127 @@ static VALUE backend_schedule_changes(VALUE self, VALUE since, VALUE limit)
     return run_call(&c);
 }
 
+/* #_schedule_change_columns: the change feed as columns, for a node loading
+ * its stored schedules (a million at start): one String per key and per
+ * args, and the definitions (cron, job_class, time_zone, queue, enabled)
+ * the rows share listed once. */
+
+static VALUE empty_args; /* the frozen "[]" every row without args shares */
+
+static int text_eq(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
+
+static int same_definition(const kaal_schedule_row *a, const kaal_schedule_row *b)
+{
+    return a->enabled == b->enabled && text_eq(a->cron, b->cron) && text_eq(a->job_class, b->job_class) &&
+           text_eq(a->time_zone, b->time_zone) && text_eq(a->queue, b->queue);
+}
+
+/* FNV-1a over the text and its end (NULL hashes apart from ""). */
+static uint64_t hash_text(uint64_t h, const char *s)
+{
+    if (s)
+        for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+    return (h ^ (s ? 0x100u : 0x200u)) * 1099511628211ULL;
+}
+
+static uint64_t definition_hash(const kaal_schedule_row *r)
+{
+    uint64_t h = hash_text(hash_text(14695981039346656037ULL, r->cron), r->job_class);
+    return hash_text(hash_text(h, r->time_zone), r->queue) ^ (uint64_t)(r->enabled != 0);
+}
+
+/* A row needs the full checks (its JSON parsed at load): kwargs other than
+ * "{}", args not a list, or args that may hold a placeholder. */
+static int plain_row(const kaal_schedule_row *r)
+{
+    const char *a = r->args;
+    if (!a || a[0] != '[' || !r->kwargs || strcmp(r->kwargs, "{}") != 0) return 0;
+    return !strstr(a, "{{") && !strstr(a, "}}") && !strstr(a, "\\u");
+}
+
+static VALUE definition_of(const kaal_schedule_row *r)
+{
+    VALUE d = rb_ary_new_from_args(5, str_or_nil(r->cron), str_or_nil(r->job_class), str_or_nil(r->time_zone),
+                                   str_or_nil(r->queue), r->enabled ? Qtrue : Qfalse);
+    return rb_obj_freeze(d);
+}
+
+/* The index in defs of row i's definition (appended when new). slots: an
+ * open-addressed table of mask + 1 entries (0: free, else 1 + the row that
+ * first had the definition); first_def[j]: that row's index in defs. */
+static long definition_index(const kaal_schedule_rows *rows, size_t i, size_t *slots, size_t mask,
+                             long *first_def, VALUE defs)
+{
+    const kaal_schedule_row *r = &rows->rows[i];
+    size_t at = (size_t)definition_hash(r) & mask;
+    while (slots[at]) {
+        size_t j = slots[at] - 1;
+        if (same_definition(&rows->rows[j], r)) return first_def[j];
+        at = (at + 1) & mask;
+    }
+    slots[at] = i + 1;
+    first_def[i] = RARRAY_LEN(defs);
+    rb_ary_push(defs, definition_of(r));
+    return first_def[i];
+}
+
+static VALUE frozen_text(const char *s) { return s ? rb_obj_freeze(rb_utf8_str_new_cstr(s)) : Qnil; }
+
+/* [counter, last version, keys, args, kwargs, defs, def_of]: per row its key
+ * (frozen) and def_of: nil for a removed key, d >= 0 for a plain row (args
+ * its JSON list, kwargs nil: none), ~d (negative) for a row that needs the
+ * full checks (args and kwargs its JSON texts); d indexes defs, frozen
+ * [cron, job_class, time_zone, queue, enabled]. */
+static VALUE build_schedule_columns(call *c)
+{
+    const kaal_schedule_rows *rows = &c->schedules;
+    long n = (long)rows->len, i;
+    VALUE keys = rb_ary_new_capa(n), args = rb_ary_new_capa(n), kwargs = rb_ary_new_capa(n);
+    VALUE defs = rb_ary_new(), def_of = rb_ary_new_capa(n);
+    size_t cap = 16, *slots;
+    long *first_def;
+    VALUE buf;
+    while (cap < 2 * rows->len) cap *= 2;
+    buf = rb_str_new(NULL, (long)(cap * sizeof(size_t) + (rows->len + 1) * sizeof(long))); /* GC-owned */
+    memset(RSTRING_PTR(buf), 0, cap * sizeof(size_t));
+    slots = (size_t *)RSTRING_PTR(buf);
+    first_def = (long *)(slots + cap);
+    for (i = 0; i < n; i++) {
+        const kaal_schedule_row *r = &rows->rows[i];
+        long d;
+        rb_ary_push(keys, frozen_text(r->key));
+        if (r->deleted) {
+            rb_ary_push(args, Qnil);
+            rb_ary_push(kwargs, Qnil);
+            rb_ary_push(def_of, Qnil);
+            continue;
+        }
+        d = definition_index(rows, (size_t)i, slots, cap - 1, first_def, defs);
+        if (plain_row(r)) {
+            rb_ary_push(args, strcmp(r->args, "[]") == 0 ? empty_args : frozen_text(r->args));
+            rb_ary_push(kwargs, Qnil);
+            rb_ary_push(def_of, LONG2NUM(d));
+        } else {
+            rb_ary_push(args, frozen_text(r->args));
+            rb_ary_push(kwargs, frozen_text(r->kwargs));
+            rb_ary_push(def_of, LONG2NUM(~d));
+        }
+    }
+    RB_GC_GUARD(buf);
+    return rb_ary_new_from_args(7, LL2NUM(c->version), LL2NUM(n ? rows->rows[n - 1].version : 0), keys, args,
+                                kwargs, defs, def_of);
+}
+
+static VALUE backend_schedule_change_columns(VALUE self, VALUE since, VALUE limit)
+{
+    call c;
+    call_init(&c, self, OP_SCHEDULE_CHANGES);
+    arg_i64(&c, since, "since");
+    arg_limit(&c, limit, "limit");
+    c.build = build_schedule_columns;
+    return run_call(&c);
+}
+
 static VALUE backend_schedule_count(VALUE self)
 {
     return run_plain(self, OP_SCHEDULE_COUNT, build_count);
@@ -1545,6 +1667,7 @@ void kaal_init_backend(void)
     rb_define_private_method(cBackend, "_schedule_get", backend_schedule_get, 1);
     rb_define_private_method(cBackend, "_schedule_list", backend_schedule_list, 2);
     rb_define_private_method(cBackend, "_schedule_changes", backend_schedule_changes, 2);
+    rb_define_private_method(cBackend, "_schedule_change_columns", backend_schedule_change_columns, 2);
     rb_define_private_method(cBackend, "_schedule_count", backend_schedule_count, 0);
 
     rb_define_module_function(kaal_mNative, "backends", native_backends, 0);
@@ -1584,4 +1707,6 @@ void kaal_init_backend(void)
     id_enabled = rb_intern("enabled");
     id_deleted = rb_intern("deleted");
     id_version = rb_intern("version");
+    empty_args = rb_obj_freeze(rb_utf8_str_new_cstr("[]"));
+    rb_gc_register_mark_object(empty_args);
 }

@@ -129,5 +129,41 @@ module Kaal
       "#{location}: key: #{key.inspect} is defined both in code (Kaal.register) and in the scheduler file; " \
         "remove one, or set scheduler_conflict_policy to code_wins or file_wins"
     end
+
+    public
+
+    # Registers +jobs+ as #register would, one after the other, under one
+    # lock and with one generation bump (a node loading its stored
+    # schedules). A job #register would refuse is left out; returns those as
+    # [job, ConfigurationError] pairs.
+    def register_all(jobs, policy:)
+      refused = []
+      @lock.synchronize do
+        code = writable(:@code)
+        effective = @file.empty? ? nil : writable(:@effective)
+        jobs.each do |job|
+          problem = register_problem(job, code, policy)
+          next refused << [job, ConfigurationError.new(problem)] if problem
+
+          code[job.key] = job
+          effective[job.key] = job if effective && !(policy == :file_wins && @file.key?(job.key))
+        end
+        @effective = code if effective.nil?
+        @generation += 1 if refused.size < jobs.size
+      end
+      refused
+    end
+
+    private
+
+    # Why #register would refuse +job+ (nil: it would not).
+    def register_problem(job, code, policy)
+      if code.key?(job.key)
+        "#{job.location}: key: #{job.key.inspect} is already registered in code (Kaal.unregister it first)"
+      elsif policy == :error && @file.key?(job.key)
+        "#{job.location}: key: also defined in #{@file[job.key].location}; " \
+          "remove one, or set scheduler_conflict_policy to code_wins or file_wins"
+      end
+    end
   end
 end

@@ -4,9 +4,16 @@ module Kaal
   # Brings the stored schedules (Kaal::Schedules) into a node's registry:
   # the scheduler polls it once per tick. A poll is one backend call reading
   # the namespace's change counter; only when it moved are the schedules
-  # changed since the last poll read (by version, a page at a time) and
-  # applied one by one through the registry's register / unregister. The
-  # first poll loads every stored schedule.
+  # changed since the last poll read (by version, a page at a time, as
+  # columns) and applied: changed and removed keys leave the registry, then
+  # the page's new jobs enter it together (Registry#register_all). The first
+  # poll loads every stored schedule.
+  #
+  # A node with a million stored schedules: the rows defined alike (cron,
+  # zone, class, queue, enabled) are checked once, through +build+, and
+  # share that Spec; each plain row (kwargs {}, args without placeholders)
+  # becomes a Schedules::StoredJob keeping its args as JSON text until its
+  # first run. Any other row is built and checked alone, as before.
   #
   # A stored schedule the registry refuses (a key conflict under
   # scheduler_conflict_policy error) or that this node cannot accept (a
@@ -14,7 +21,7 @@ module Kaal
   # tried again. A poll that applied or refused something emits the
   # `schedules` event (the log lines come from it).
   class ScheduleFeed
-    PAGE = 1000
+    PAGE = 10_000
 
     attr_reader :version
 
@@ -38,10 +45,10 @@ module Kaal
       applied = 0
       refused = []
       loop do
-        counter, rows = @backend.schedule_changes(since: @version, limit: PAGE)
-        rows.each { |row| applied += 1 if apply(row, refused) }
-        last = rows.last ? rows.last[:version] : 0
-        if rows.size == PAGE
+        page = @backend.schedule_change_columns(since: @version, limit: PAGE)
+        counter, last, keys = page
+        applied += apply_page(page, refused)
+        if keys.size == PAGE
           @version = last
         else
           @version = [counter, last, @version].max
@@ -72,19 +79,78 @@ module Kaal
 
     private
 
-    def apply(row, refused)
-      key = row[:key]
-      old = @applied.delete(key)
-      @registry.unregister(key, policy: @policy.call) if old
-      return !old.nil? if row[:deleted]
+    # One page (Backend#schedule_change_columns): the keys that changed or
+    # went leave the registry, then the new jobs enter it at once. Returns
+    # how many it applied.
+    def apply_page(page, refused)
+      _, _, keys, args, kwargs, defs, def_of = page
+      policy = @policy.call
+      specs = Array.new(defs.size) # definition index => its shared Spec (false: build each row alone)
+      fresh = []
+      applied = 0
+      keys.each_with_index do |key, i|
+        if !@applied.empty? && @applied.delete(key)
+          @registry.unregister(key, policy: policy)
+          applied += 1 if def_of[i].nil?
+        end
+        next if def_of[i].nil? # removed
 
-      job = @build.call(row)
-      @registry.register(job, policy: @policy.call)
-      @applied[key] = job
-      true
+        job = job_of(key, i, args, kwargs, defs, def_of, specs, refused)
+        fresh << job if job
+      end
+      applied + register(fresh, policy, refused)
+    end
+
+    # The Job of row i, or nil (refused, with the reason).
+    def job_of(key, i, args, kwargs, defs, def_of, specs, refused)
+      d = def_of[i]
+      if d >= 0
+        specs[d] = shared_spec(key, defs[d]) if specs[d].nil?
+        job = plain_job(key, specs[d], args[i]) if specs[d]
+        return job if job
+      else
+        d = ~d
+      end
+      @build.call(row(key, defs[d], args[i], kwargs[i] || "{}"))
     rescue ConfigurationError => e
       refused << { key: key, error: e.message }
+      nil
+    end
+
+    # The Spec every plain row of +definition+ shares, checked through
+    # +build+ as the job of +key+ with no args; false when that fails (each
+    # row is then built alone and refused with its own key).
+    def shared_spec(key, definition)
+      @build.call(row(key, definition, "[]", "{}")).spec
+    rescue ConfigurationError
       false
+    end
+
+    def plain_job(key, spec, args_json)
+      Schedules::StoredJob.from(key, spec, args_json)
+    rescue ConfigurationError
+      nil # not a valid key: built alone, for its message
+    end
+
+    def row(key, definition, args_json, kwargs_json)
+      cron, job_class, time_zone, queue, enabled = definition
+      { key: key, cron: cron, job_class: job_class, args_json: args_json, kwargs_json: kwargs_json,
+        time_zone: time_zone, queue: queue, enabled: enabled }
+    end
+
+    # Registers the page's new jobs; returns how many the registry took.
+    def register(fresh, policy, refused)
+      return 0 if fresh.empty?
+
+      taken = fresh.size
+      applied = @applied
+      fresh.each { |job| applied[job.key] = job }
+      @registry.register_all(fresh, policy: policy).each do |job, error|
+        applied.delete(job.key)
+        refused << { key: job.key, error: error.message }
+        taken -= 1
+      end
+      taken
     end
   end
 end

@@ -145,6 +145,45 @@ module Kaal
       end
     end
 
+    # The Job of a plain stored schedule (kwargs {}, args a JSON list
+    # without placeholders) as a node loads a million of them: +spec+ is the
+    # checked Spec shared by every stored schedule defined alike (cron,
+    # zone, class, queue, enabled; its args empty), and the job keeps its own
+    # args as the stored JSON text until a run first asks for them. The text
+    # was checked when it was stored; should it no longer parse (edited in
+    # the table by hand), that run fails naming the schedule and args.
+    class StoredJob < Job
+      # Only the key is checked (as by Job.build_alike); ConfigurationError
+      # when it is not a valid key.
+      def self.from(key, spec, args_json)
+        job = build_alike(key, nil, spec)
+        job.__send__(:keep_args, args_json)
+        job
+      end
+
+      def args
+        args = @args
+        return args unless args.is_a?(String)
+
+        @args = Schedules.parse({ key: key, args_json: args }, :args_json, "args").freeze
+      end
+
+      # Never templated (no placeholder, kwargs {}): the stored args as they are.
+      def arguments_for(_fire_epoch, _idempotency_key)
+        [args, kwargs]
+      end
+
+      def location(given = nil)
+        given.nil? ? "stored schedule #{key.inspect}" : super
+      end
+
+      private
+
+      def keep_args(args_json)
+        @args = args_json
+      end
+    end
+
     def self.parse(row, field, what)
       JSON.parse(row[field])
     rescue JSON::ParserError => e

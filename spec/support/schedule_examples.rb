@@ -176,15 +176,65 @@ RSpec.shared_examples "stored schedules" do
     expect(feed.poll).to eq(0)
   end
 
+  it "loads plain schedules with one checked Spec per definition, each run's arguments as stored" do
+    stub_const("Kaal::ScheduleFeed::PAGE", 4)
+    12.times do |i|
+      schedules.upsert(key: "t#{i}", cron: "#{i % 3} 9 * * *", job_class: "StoredScheduleSpecJob", args: [i, "x#{i}"],
+                       time_zone: i.even? ? "Europe/Paris" : nil)
+    end
+    schedules.upsert(key: "kw", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", kwargs: { "n" => 1 })
+    schedules.upsert(key: "tpl", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: ["{{key}}"])
+    schedules.upsert(key: "gone", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob")
+    schedules.delete("gone")
+    expect(feed.poll).to eq(14)
+    jobs = node_registry.jobs
+    expect(jobs.keys).to match_array((0...12).map { |i| "t#{i}" } + %w[kw tpl])
+    plain = (0...12).map { |i| jobs.fetch("t#{i}") }
+    expect(plain.map(&:spec).uniq(&:object_id).size).to eq(6) # 3 crons x 2 zones
+    expect(plain[0].spec).to equal(plain[6].spec)
+    plain.each_with_index do |job, i|
+      expect(job.args).to eq([i, "x#{i}"])
+      expect(job.args).to be_frozen
+      expect(job.kwargs).to eq({})
+      expect(job.arguments_for(1_767_254_400, "idem")).to eq([[i, "x#{i}"], {}])
+      expect([job.expression, job.cron.time_zone]).to eq(["#{i % 3} 9 * * *", i.even? ? "Europe/Paris" : "UTC"])
+      expect([job.source, job.enabled, job.templated?]).to eq([:stored, true, false])
+    end
+    expect(plain[3].location).to eq('stored schedule "t3"')
+    expect(jobs.fetch("kw").arguments_for(1_767_254_400, "idem")).to eq([[], { n: 1 }])
+    expect(jobs.fetch("tpl").arguments_for(1_767_254_400, "idem")).to eq([["tpl"], {}])
+    expect(logged.last).to include(applied: 14, refused: [], stored: 14)
+
+    bad = Kaal::Schedules::StoredJob.from("hand-edited", plain[0].spec, "[1,")
+    expect { bad.args }.to raise_error(Kaal::ConfigurationError, /\Astored schedule "hand-edited": args: not valid JSON/)
+  end
+
+  it "refuses every schedule of a definition this node cannot accept, each with its own key" do
+    node_feed = Kaal::ScheduleFeed.new(
+      backend: node_backend, registry: node_registry, policy: -> { :error }, events: Kaal::Events.new.tap { |e| e.subscribe(:schedules) { |ev| logged << ev.payload } },
+      build: lambda do |row|
+        job = Kaal::Schedules.job_from(row, default_time_zone: "UTC")
+        raise Kaal::ConfigurationError, "#{job.location}: job_class: not here" if job.job_class == "OtherStoredScheduleSpecJob"
+
+        job
+      end
+    )
+    %w[a b c].each { |k| schedules.upsert(key: k, cron: "0 9 * * *", job_class: "OtherStoredScheduleSpecJob", args: [k]) }
+    schedules.upsert(key: "d", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: [1])
+    expect(node_feed.poll).to eq(1)
+    expect(node_registry.jobs.keys).to eq(["d"])
+    expect(logged.last[:refused]).to eq(%w[a b c].map { |k| { key: k, error: "stored schedule #{k.inspect}: job_class: not here" } })
+  end
+
   it "polls with one backend call per tick, reading only the changed schedules (no rescan)" do
     calls = Hash.new(0)
     rows_read = []
     counting = Class.new(SimpleDelegator) do
-      define_method(:schedule_changes) do |**kw|
+      define_method(:schedule_change_columns) do |**kw|
         calls[:schedule_changes] += 1
-        super(**kw).tap { |_, rows| rows_read << rows.size }
+        super(**kw).tap { |_, _, keys| rows_read << keys.size }
       end
-      %i[schedule_list schedule_get schedule_count].each do |m|
+      %i[schedule_changes schedule_list schedule_get schedule_count].each do |m|
         define_method(m) do |*a, **kw|
           calls[m] += 1
           super(*a, **kw)

@@ -84,7 +84,8 @@ module Kaal
       module MigrateHint
         %i[claim claim_columns record dispatches dispatch_status cleanup set_enabled states delayed_add
            delayed_claim delayed_cancel delayed_count delayed_list heartbeat nodes schedule_upsert
-           schedule_remove schedule_get schedule_list schedule_changes schedule_count].each do |name|
+           schedule_remove schedule_get schedule_list schedule_changes schedule_change_columns
+           schedule_count].each do |name|
           define_method(name) do |*args, **kwargs, &block|
             super(*args, **kwargs, &block)
           rescue Kaal::BackendError => e

@@ -1,0 +1,55 @@
+# frozen_string_literal: true
+
+require "spec_helper"
+
+# Registry#register_all: the jobs #register would take, in one step (one
+# generation bump); the ones it would refuse come back with its message.
+RSpec.describe Kaal::Registry, "#register_all" do
+  subject(:registry) { described_class.new }
+
+  def job(key, source: :stored, cron: "0 9 * * *")
+    Kaal::Job.new(key: key, cron: cron, job_class: "SomeJob", location: "#{source} #{key}", source: source)
+  end
+
+  it "registers every job with one generation bump" do
+    before = registry.generation
+    jobs = %w[a b c].map { |k| job(k) }
+    expect(registry.register_all(jobs, policy: :error)).to eq([])
+    expect(registry.jobs.values).to eq(jobs)
+    expect(registry.generation).to eq(before + 1)
+    expect(registry.register_all([], policy: :error)).to eq([])
+    expect(registry.generation).to eq(before + 1)
+  end
+
+  it "refuses what #register refuses, with the same messages, and takes the rest" do
+    registry.register(job("code", source: :code), policy: :error)
+    registry.replace_file_jobs([job("file", source: :file)], "kaal-scheduler.yml", policy: :error)
+    frozen = registry.jobs # handed out: not changed afterwards
+    messages = %w[code file].map do |key|
+      probe = described_class.new
+      probe.register(job("code", source: :code), policy: :error)
+      probe.replace_file_jobs([job("file", source: :file)], "kaal-scheduler.yml", policy: :error)
+      probe.register(job(key), policy: :error)
+    rescue Kaal::ConfigurationError => e
+      e.message
+    end
+    fresh = job("fresh")
+    refused = registry.register_all([job("code"), fresh, job("file")], policy: :error)
+    expect(refused.map { |j, e| [j.key, e.class, e.message] })
+      .to eq([["code", Kaal::ConfigurationError, messages[0]], ["file", Kaal::ConfigurationError, messages[1]]])
+    expect(registry.jobs.keys).to contain_exactly("code", "file", "fresh")
+    expect(registry["fresh"]).to equal(fresh)
+    expect(frozen.keys).to contain_exactly("code", "file")
+  end
+
+  it "follows scheduler_conflict_policy for a key in the scheduler file" do
+    file_job = job("k", source: :file)
+    registry.replace_file_jobs([file_job], "kaal-scheduler.yml", policy: :file_wins)
+    stored = job("k")
+    expect(registry.register_all([stored], policy: :file_wins)).to eq([])
+    expect(registry["k"]).to equal(file_job)
+    registry.unregister("k", policy: :file_wins)
+    expect(registry.register_all([stored], policy: :code_wins)).to eq([])
+    expect(registry["k"]).to equal(stored)
+  end
+end
