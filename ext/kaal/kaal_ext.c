@@ -46,27 +46,32 @@ VALUE kaal_message_str(const char *text)
     return str;
 }
 
-/* Kaal::Native.plain_key?(key): a UTF-8 String of 1 to 255 characters from
- * [A-Za-z0-9_.:/@-] that does not start with "kaal:manual:" -- a job key
- * with nothing more to check (the common case; Kaal::Job checks any other
- * key fully and says what is wrong with it). */
-static VALUE native_plain_key_p(VALUE self, VALUE key)
+/* A UTF-8 String of 1 to 255 characters from [A-Za-z0-9_.:/@-] that does
+ * not start with "kaal:manual:" -- a job key with nothing more to check (the
+ * common case; Kaal::Job checks any other key fully and says what is wrong
+ * with it). */
+int kaal_plain_key(VALUE key)
 {
     const char *s;
     long n, i;
-    (void)self;
-    if (!RB_TYPE_P(key, T_STRING) || rb_enc_get_index(key) != rb_utf8_encindex()) return Qfalse;
+    if (!RB_TYPE_P(key, T_STRING) || rb_enc_get_index(key) != rb_utf8_encindex()) return 0;
     s = RSTRING_PTR(key);
     n = RSTRING_LEN(key);
-    if (n < 1 || n > 255) return Qfalse;
+    if (n < 1 || n > 255) return 0;
     for (i = 0; i < n; i++) {
         char c = s[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
               c == ':' || c == '/' || c == '@' || c == '-'))
-            return Qfalse;
+            return 0;
     }
-    if (n >= 12 && memcmp(s, "kaal:manual:", 12) == 0) return Qfalse;
-    return Qtrue;
+    return !(n >= 12 && memcmp(s, "kaal:manual:", 12) == 0);
+}
+
+/* Kaal::Native.plain_key?(key): kaal_plain_key. */
+static VALUE native_plain_key_p(VALUE self, VALUE key)
+{
+    (void)self;
+    return kaal_plain_key(key) ? Qtrue : Qfalse;
 }
 
 __attribute__((visibility("default"))) void Init_kaal_ext(void)
@@ -77,5 +82,6 @@ __attribute__((visibility("default"))) void Init_kaal_ext(void)
     kaal_init_idempotency();
     kaal_init_backend();
     kaal_init_yaml();
+    kaal_init_job();
     rb_define_module_function(kaal_mNative, "plain_key?", native_plain_key_p, 1);
 }

@@ -1,4 +1,4 @@
-/* kaal: Kaal::Native.yaml_blocks(text, tokenize, items = nil, more = nil) -> value, or nil.
+/* kaal: Kaal::Native.yaml_blocks(text, tokenize, items = nil, more = nil, alike = nil) -> value, or nil.
  *
  * A reader for the plain block YAML that kaal's files are made of (mappings
  * and sequences by indentation, one scalar per line), so a scheduler file
@@ -23,7 +23,17 @@
  *
  * more: the text may come in parts, each ending with a whole line: text is
  * the first, and more.call returns the next (nil after the last), so a big
- * file is never in memory whole. */
+ * file is never in memory whole.
+ *
+ * alike: an Array that items.call fills, after an item, with [klass, spec,
+ * table] to say "an item written the same way, but for the value of its
+ * key, is the Job klass with that key and spec, in table" (or empties).
+ * Such items (a million jobs with one cron and one class) are then read
+ * without building their Hash or calling items: the lines after the item's
+ * "- key: ..." line are compared byte for byte with the previous item's,
+ * and the Job is made in C (kaal_job_alike) and stored in table. Anything
+ * else (another key, a duplicate key, a key that needs checking, an item
+ * split between two parts) goes through items.call as before. */
 #include <string.h>
 
 #include <ruby/encoding.h>
@@ -44,7 +54,9 @@ typedef struct reader {
     VALUE tokenize;
     VALUE items;     /* nil, or called with each item of a jobs list (see yaml_blocks) */
     VALUE more;       /* nil, or more.call gives the next part of the text (nil at its end) */
+    VALUE alike;      /* nil, or the Array items.call fills (see yaml_blocks) */
     VALUE part;       /* the frozen String being read */
+    long part_no;     /* how many parts were taken */
     char last_s[64];  /* the last plain scalar handed to tokenize (when short), and its value */
     long last_n;
     VALUE last_value;
@@ -53,6 +65,15 @@ typedef struct reader {
     int jobs_list;   /* the next sequence is the value of a top-level or section "jobs:" */
     int failed; /* outside the subset: the caller falls back to Psych */
 } reader;
+
+/* The previous item of a jobs list, for the items written the same way
+ * (see alike in yaml_blocks). */
+typedef struct item_text {
+    VALUE rest;     /* its lines after the first one, as written (a String), or Qnil */
+    long indent;    /* of its "- " line */
+    char head[32];  /* its first line up to the key's value ("- key: ") */
+    long head_len;
+} item_text;
 
 static VALUE node(reader *r, long indent);
 
@@ -219,6 +240,7 @@ static int take_part(reader *r, VALUE part)
     r->text = RSTRING_PTR(r->part);
     r->len = RSTRING_LEN(r->part);
     r->pos = 0;
+    r->part_no++;
     return 1;
 }
 
@@ -321,10 +343,92 @@ static VALUE item(reader *r, VALUE list, VALUE value, int jobs)
                       value);
 }
 
+/* Whether the text at e starts a line that ends an item whose "- " is at
+ * indent: one no further in, not blank and not a comment (those could be
+ * followed by more of the item), or the end of the last part. */
+static int ends_item(const reader *r, long e, long indent)
+{
+    long i = e;
+    if (e >= r->len) return e == r->len && NIL_P(r->more);
+    while (i < r->len && r->text[i] == ' ') i++;
+    if (i == r->len || r->text[i] == '\n' || r->text[i] == '#') return 0;
+    return i - e <= indent;
+}
+
+/* Reads the current line's item when it is written as the previous one
+ * but for its key's value (t): the Job is made and stored as the alike
+ * Array says, and pushed to out. 0 (nothing read) when it is not, or when
+ * the job needs items.call (a key to check, a duplicate key). */
+static int alike_item(reader *r, VALUE out, const item_text *t, const line *l)
+{
+    VALUE key, job, table;
+    long e, rest_len;
+    if (NIL_P(t->rest) || RARRAY_LEN(r->alike) != 3 || l->indent != t->indent || l->len <= t->head_len ||
+        memcmp(l->s, t->head, (size_t)t->head_len) != 0 || l->s[t->head_len] == ' ')
+        return 0;
+    rest_len = RSTRING_LEN(t->rest);
+    e = r->pos + rest_len;
+    if (e > r->len || memcmp(r->text + r->pos, RSTRING_PTR(t->rest), (size_t)rest_len) != 0 ||
+        !ends_item(r, e, l->indent))
+        return 0;
+    /* the same bytes at the same place: the same fields, but the key */
+    key = inline_value(r, l->s + t->head_len, l->len - t->head_len);
+    if (r->failed) return 1; /* as the item's own reading would */
+    table = RARRAY_AREF(r->alike, 2);
+    if (!RB_TYPE_P(key, T_STRING) || !RB_TYPE_P(table, T_HASH) || rb_hash_lookup2(table, key, Qundef) != Qundef)
+        return 0;
+    job = kaal_job_alike(RARRAY_AREF(r->alike, 0), rb_obj_freeze(key), RARRAY_AREF(r->alike, 1));
+    if (job == Qundef) return 0;
+    rb_hash_aset(table, key, job);
+    rb_ary_push(out, job);
+    r->has_cur = 0;
+    r->pos = e;
+    return 1;
+}
+
+/* Whether a line of text[from, end) starts with "key:" at indent. */
+static int has_key_line(const reader *r, long from, long end, long indent)
+{
+    long i = from;
+    while (i < end) {
+        const char *nl;
+        long ind = 0;
+        while (i + ind < end && r->text[i + ind] == ' ') ind++;
+        if (ind == indent && end - i - ind >= 4 && memcmp(r->text + i + ind, "key:", 4) == 0) return 1;
+        nl = memchr(r->text + i, '\n', (size_t)(end - i));
+        if (nl == NULL) break;
+        i = (long)(nl - r->text) + 1;
+    }
+    return 0;
+}
+
+/* After an item read by items.call: keeps its text (t) when the following
+ * items may be alike it: items.call filled the alike Array, the item's first
+ * line is "- key: value" (at: where "key" starts, head: where its value
+ * does), and the whole item is in one part (part_no, from: where its second
+ * line starts). */
+static void keep_item(reader *r, item_text *t, const line *first, long at, long head, long part_no, long from)
+{
+    long end;
+    t->rest = Qnil;
+    if (r->failed || NIL_P(r->alike) || RARRAY_LEN(r->alike) != 3 || head <= 0 || head > (long)sizeof t->head ||
+        r->part_no != part_no || !r->has_cur)
+        return;
+    end = (long)(r->cur.s - r->text) - r->cur.indent;
+    /* another "key:" of the item's own (the last one counts): not alike */
+    if (end < from || has_key_line(r, from, end, first->indent + at)) return;
+    t->rest = rb_str_new(r->text + from, end - from);
+    t->indent = first->indent;
+    memcpy(t->head, first->s, (size_t)head);
+    t->head_len = head;
+}
+
 static VALUE sequence(reader *r, long indent)
 {
     VALUE out = rb_ary_new();
     int jobs = r->jobs_list && !NIL_P(r->items);
+    item_text t;
+    t.rest = Qnil;
     r->jobs_list = 0;
     r->depth++;
     line *l;
@@ -335,15 +439,20 @@ static VALUE sequence(reader *r, long indent)
          * is not allowed, the caller finds the line out of place. */
         if (l->indent < indent || (l->indent == indent && !is_item(l))) break;
         if (l->indent > indent) return fail(r), Qnil;
+        if (jobs && alike_item(r, out, &t, l)) continue;
         while (at < l->len && l->s[at] == ' ') at++;
         if (at == l->len) return fail(r), Qnil; /* "-" alone: leave it to Psych */
         klen = key_of(l->s + at, l->len - at, &vat);
         if (klen > 0) {
             /* "- key: value": a mapping whose keys line up with this key */
+            line first = *l;
+            long part_no = r->part_no, from = r->pos;
+            long head = klen == 3 && memcmp(l->s + at, "key", 3) == 0 && vat < l->len - at ? at + vat : 0;
             l->indent += at;
             l->s += at;
             l->len -= at;
             rb_ary_push(out, item(r, out, mapping(r, l->indent), jobs));
+            if (jobs) keep_item(r, &t, &first, at, head, part_no, from);
         } else {
             advance(r);
             rb_ary_push(out, item(r, out, inline_value(r, l->s + at, l->len - at), jobs));
@@ -370,15 +479,16 @@ static VALUE parse(reader *r)
 static VALUE native_yaml_blocks(int argc, VALUE *argv, VALUE self)
 {
     reader r;
-    VALUE text, tokenize, items, more, out;
+    VALUE text, tokenize, items, more, alike, out;
     (void)self;
-    rb_scan_args(argc, argv, "22", &text, &tokenize, &items, &more);
+    rb_scan_args(argc, argv, "23", &text, &tokenize, &items, &more, &alike);
     StringValue(text);
     if (RSTRING_LEN(text) >= 3 && memcmp(RSTRING_PTR(text), "\xEF\xBB\xBF", 3) == 0) return Qnil; /* BOM */
     memset(&r, 0, sizeof r);
     r.tokenize = tokenize;
     r.items = items;
     r.more = more;
+    r.alike = RB_TYPE_P(alike, T_ARRAY) ? alike : Qnil;
     r.section = Qnil;
     r.last_value = Qnil;
     r.first = 1;

@@ -15,12 +15,22 @@ module Kaal
     # parsed Cron). Immutable.
     class Spec
       attr_reader :cron, :job_class, :callable, :queue, :priority, :args, :kwargs, :catch_up, :enabled, :source,
-                  :call_keywords, :enqueue_options, :templated, :handoff
+                  :call_keywords, :enqueue_options, :templated, :handoff, :location
 
       def initialize(values)
         @cron, @job_class, @callable, @queue, @priority, @args, @kwargs, @catch_up, @enabled, @source,
           @call_keywords, @enqueue_options, @templated, @handoff = values
+        @location = nil
         freeze
+      end
+
+      # This Spec for the jobs of one place (a section of the scheduler
+      # file) that tells each job where it is: location.of(key) (see
+      # Job#location). The jobs then need no location of their own.
+      def at(location)
+        spec = clone(freeze: false)
+        spec.instance_variable_set(:@location, location)
+        spec.freeze
       end
     end
 
@@ -112,10 +122,21 @@ module Kaal
     # defined the same way (a scheduler file's next entry that differs only
     # in its key). Only the key is checked.
     def self.build_alike(key, location, spec)
+      # a plain key and no location: the same Job made in one native call
+      return Native.job_alike(self, key, spec) || new_alike(key, location, spec) if location.nil? && NATIVE_ALIKE
+
+      new_alike(key, location, spec)
+    end
+
+    NATIVE_ALIKE = defined?(Native.job_alike) ? true : false
+    private_constant :NATIVE_ALIKE
+
+    def self.new_alike(key, location, spec)
       job = allocate
       job.__send__(:setup_alike, key, location, spec)
       job
     end
+    private_class_method :new_alike
 
     private
 
@@ -147,10 +168,15 @@ module Kaal
     # Where the job is defined, for messages: the file and its entry, or the
     # Kaal.register call, with the job key.
     # +given+: the String a caller passed, or an object that makes one
-    # (SchedulerFile::Location), kept instead of the text.
+    # (SchedulerFile::Location), kept instead of the text; without one, the
+    # Spec's place, which finds the job's entry by its key.
     def location(given = @location)
-      return "Kaal.register(key: #{@key.inspect})" if given.nil?
+      if given.nil?
+        place = @spec&.location
+        return "Kaal.register(key: #{@key.inspect})" if place.nil?
 
+        given = place.of(@key)
+      end
       given = given.to_s
       return given if given.include?(@key.inspect)
 

@@ -19,6 +19,25 @@ module Kaal
       end
     end
 
+    # The entries of one jobs list as the streamed read keeps them: key =>
+    # Job in file order, so a job's entry is its position (looked up only
+    # when a message needs it). A job of a million defined alike holds
+    # nothing of its own for its location: its Spec points here (Spec#at).
+    class Entries
+      def initialize(path, section, table)
+        @path = path
+        @section = section
+        @table = table
+        @positions = nil
+      end
+
+      # The Location of the job with +key+.
+      def of(key)
+        positions = @positions ||= @table.each_key.with_index.to_h
+        Location.new(@path, @section, positions[key])
+      end
+    end
+
     FIELD_NAMES = Job::FIELDS.to_h { |f| [f, true] }.freeze
     private_constant :FIELD_NAMES
 
@@ -54,7 +73,8 @@ module Kaal
     end
 
     PART = 1 << 20
-    private_constant :PART
+    LOCATED_MAX = 4096
+    private_constant :PART, :LOCATED_MAX
 
     # The file is read a part at a time (a megabyte and the rest of its
     # last line), so a big file is never in memory whole either.
@@ -71,29 +91,37 @@ module Kaal
       end
       first = more.call || "".dup.force_encoding(Encoding::UTF_8)
       tables = { nil => {}, "defaults" => {} }
+      places = tables.to_h { |section, table| [section, Entries.new(path, section, table)] }
+      located = {}.compare_by_identity # Spec => the Spec at its section's Entries (Spec#at)
       alike = alike_spec = nil # the last entry built (without its key) and its Spec
+      # [Job, Spec, table] while the entries are alike: the reader then makes
+      # the next ones written as the last (but for the key) itself
+      recipe = []
       data = Native.yaml_blocks(first, YamlLoader.method(:tokenize_plain), lambda do |section, index, entry|
+        recipe.clear
         table = tables[section]
         return entry if table.nil? # another environment's section: not read
         raise Fallback unless entry.is_a?(Hash)
 
         key = entry.delete("key").freeze # the entry's own String: the Job keeps it instead of a copy
-        location = Location.new(path, section, index)
         if alike_spec && entry.eql?(alike)
           # defined like the previous entry: its checked Spec, only the key to check
-          job = Job.build_alike(key, location, alike_spec)
+          spec = located[alike_spec] ||= alike_spec.at(places[section])
+          job = Job.build_alike(key, nil, spec)
+          recipe.push(Job, spec, table)
         else
           entry.each_key { |k| raise Fallback unless FIELD_NAMES.key?(k) } # the reader's keys are Strings
-          job = build(entry, location, path, default_time_zone, key)
+          job = build(entry, Location.new(path, section, index), path, default_time_zone, key)
           alike = entry
           alike_spec = job.spec
+          located.clear if located.size >= LOCATED_MAX
         end
         size = table.size
         table[job.key] = job
         raise Fallback if table.size == size # a duplicate key: said by the general path
 
         job
-      end, more)
+      end, more, recipe)
       return nil unless data.is_a?(Hash)
 
       sectioned = data.key?("defaults") || data.key?(env_name) || ConfigFile::WELL_KNOWN_ENVS.any? { |e| data.key?(e) }

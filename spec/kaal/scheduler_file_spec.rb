@@ -201,6 +201,44 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       .to start_with('config/kaal-scheduler.yml: defaults.jobs[39999] (job "job-39999"): cron: "0 99 1 1 *": ')
   end
 
+  describe "entries written alike but for the key (read without building each entry)" do
+    def alike(keys, rest = "    cron: 0 0 1 1 *\n    job_class: X\n")
+      "defaults:\n  jobs:\n#{keys.map { |k| "  - key: #{k}\n#{rest}" }.join}"
+    end
+
+    it "gives the same jobs, each knowing its own entry, and keeps nothing per job for it" do
+      rest = "    cron: 0 9 * * 1\n    job_class: X\n    args:\n    - 1\n    - two\n    kwargs: {}\n    # a comment\n\n"
+      jobs = load_jobs(alike(Array.new(50) { |i| "job-#{i}" }, rest) + alike(%w[other], "    cron: 0 8 * * *\n    job_class: Y\n").sub("defaults:\n  jobs:\n", ""))
+      expect(jobs.size).to eq(51)
+      expect(jobs.map { |j| [j.expression, j.job_class, j.args, j.kwargs] }.uniq)
+        .to eq([["0 9 * * 1", "X", [1, "two"], {}], ["0 8 * * *", "Y", [], {}]])
+      expect(jobs.map(&:location).values_at(0, 2, 49, 50))
+        .to eq(['config/kaal-scheduler.yml: defaults.jobs[0] (job "job-0")', 'config/kaal-scheduler.yml: defaults.jobs[2] (job "job-2")',
+                'config/kaal-scheduler.yml: defaults.jobs[49] (job "job-49")', 'config/kaal-scheduler.yml: defaults.jobs[50] (job "other")'])
+      expect(jobs[30].instance_variables).to eq(%i[@key @next_epoch @spec])
+      expect(jobs[30].key).to be_frozen
+    end
+
+    it "says what is wrong with a key among them as with any entry" do
+      keys = Array.new(40) { |i| "job-#{i}" }
+      expect(error_for(alike(keys.dup.insert(30, "job-3"))))
+        .to eq('config/kaal-scheduler.yml: defaults.jobs[30] (job "job-3"): key: duplicate job key (also defaults.jobs[3])')
+      expect(error_for(alike(keys.dup.insert(30, "kaal:manual:x"))))
+        .to start_with('config/kaal-scheduler.yml: defaults.jobs[30] (job "kaal:manual:x"): key: "kaal:manual:" starts')
+      expect(error_for(alike(keys.dup.insert(30, "123"))))
+        .to eq('config/kaal-scheduler.yml: defaults.jobs[30] (job "123"): key: must be a non-empty String, got 123')
+      expect(error_for(alike(keys.dup.insert(30, "[a]")))).to include("key: must be a non-empty String, got [\"a\"]")
+      # a second key: in the entry counts (the last one), so every entry has the same key
+      expect(error_for(alike(keys, "    cron: 0 0 1 1 *\n    job_class: X\n    key: same\n"))).to include("duplicate job key")
+    end
+
+    it "reads keys quoted or not, and the entry that differs after them" do
+      jobs = load_jobs(alike(["a", "b", "'c d'", '"e"', "f"]) + "    queue: q\n")
+      expect(jobs.map(&:key)).to eq(["a", "b", "c d", "e", "f"])
+      expect(jobs.map(&:queue)).to eq([nil, nil, nil, nil, "q"])
+    end
+  end
+
   it "drops a job removed from the file on the next load" do
     load_jobs("defaults:\n  jobs:\n    - {key: a, cron: '* * * * * *', job_class: SpecRecorderJob}\n" \
               "    - {key: b, cron: '* * * * * *', job_class: SpecRecorderJob}\n")
