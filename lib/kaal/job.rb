@@ -66,7 +66,7 @@ module Kaal
         # read and replaced whole, so threads never see half of it. eql?
         # compares contents, so a hit needs no copy of set, args or kwargs.
         last = @last
-        return last[1] if last && last[0].eql?(definition)
+        return last[1] if last && (NATIVE_ALIKE ? Native.same_values?(last[0], definition) : last[0].eql?(definition))
 
         # the caller may change its set, args or kwargs later: the cache
         # keys (and the Spec) hold copies
@@ -95,6 +95,9 @@ module Kaal
       end
     end
 
+    NATIVE_ALIKE = defined?(Native.job_alike) && defined?(Native.same_values?) ? true : false
+    private_constant :NATIVE_ALIKE
+
     attr_reader :key, :spec
 
     # Scheduler state (owned by Kaal::Scheduler): the next fire epoch.
@@ -113,6 +116,14 @@ module Kaal
     # and checks without keyword-argument handling, for Kaal.register at a
     # million calls.
     def self.build(key, location, definition)
+      # defined as the previous job (Kaal.register in a loop) with a plain
+      # key: its Spec, the Job made in one native call
+      last = @last
+      if location.nil? && NATIVE_ALIKE && last && Native.same_values?(last[0], definition)
+        job = Native.job_alike(self, key, last[1])
+        return job if job
+      end
+
       job = allocate
       job.__send__(:setup, key, location, definition)
       job
@@ -127,9 +138,6 @@ module Kaal
 
       new_alike(key, location, spec)
     end
-
-    NATIVE_ALIKE = defined?(Native.job_alike) ? true : false
-    private_constant :NATIVE_ALIKE
 
     def self.new_alike(key, location, spec)
       job = allocate

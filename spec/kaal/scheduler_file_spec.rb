@@ -288,6 +288,30 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
         .to raise_error(Kaal::ConfigurationError, /kwargs.a: unknown placeholder \{\{nope\}\}/)
     end
 
+    it "keeps each job's own key and arguments when called in a loop with the same objects" do
+      args = [1]
+      kwargs = { a: [1] }
+      key = +"k-0"
+      reg = ->(k) { Kaal.register(key: k, cron: "0 * * * *", job_class: "X", args: args, kwargs: kwargs) }
+      jobs = [reg.call(key)]
+      key.replace("k-1")
+      jobs << reg.call(key)
+      args << 2
+      kwargs[:a] << 2
+      key.replace("k-2")
+      jobs << reg.call(key) << reg.call(:"k-3") << reg.call("k 4")
+      expect(jobs.map(&:key)).to eq(["k-0", "k-1", "k-2", "k-3", "k 4"])
+      expect(jobs.map(&:args)).to eq([[1], [1], [1, 2], [1, 2], [1, 2]])
+      # a copy of the list, not of what it holds (as for any job)
+      expect(jobs.map { |j| j.kwargs[:a] }).to eq([[1, 2]] * 5)
+      expect(jobs.map(&:spec).uniq.size).to eq(2)
+      expect(Kaal.registry["k-1"]).to equal(jobs[1])
+      expect { reg.call("k-1") }
+        .to raise_error(Kaal::ConfigurationError, 'Kaal.register(key: "k-1"): key: "k-1" is already registered in code (Kaal.unregister it first)')
+      expect { reg.call("kaal:manual:x") }
+        .to raise_error(Kaal::ConfigurationError, /\AKaal.register\(key: "kaal:manual:x"\): key: "kaal:manual:" starts/)
+    end
+
     it "calls a block with the keywords it accepts" do
       seen = Queue.new
       Kaal.configure { |c| c.enable_dispatch_recovery = false }
