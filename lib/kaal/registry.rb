@@ -141,12 +141,15 @@ module Kaal
       @lock.synchronize do
         code = writable(:@code)
         effective = @file.empty? ? nil : writable(:@effective)
+        file = @file
         jobs.each do |job|
-          problem = register_problem(job, code, policy)
-          next refused << [job, ConfigurationError.new(problem)] if problem
-
-          code[job.key] = job
-          effective[job.key] = job if effective && !(policy == :file_wins && @file.key?(job.key))
+          key = job.key
+          if code.key?(key) || (policy == :error && file.key?(key))
+            refused << [job, ConfigurationError.new(register_problem(job, code, policy))]
+          else
+            code[key] = job
+            effective[key] = job if effective && !(policy == :file_wins && file.key?(key))
+          end
         end
         @effective = code if effective.nil?
         @generation += 1 if refused.size < jobs.size

@@ -85,33 +85,37 @@ module Kaal
     def apply_page(page, refused)
       _, _, keys, args, kwargs, defs, def_of = page
       policy = @policy.call
+      owned = @applied
       specs = Array.new(defs.size) # definition index => its shared Spec (false: build each row alone)
       fresh = []
       applied = 0
-      keys.each_with_index do |key, i|
-        if !@applied.empty? && @applied.delete(key)
+      i = 0
+      n = keys.size
+      while i < n # a million rows at start: a plain loop
+        key = keys[i]
+        d = def_of[i]
+        if !owned.empty? && owned.delete(key)
           @registry.unregister(key, policy: policy)
-          applied += 1 if def_of[i].nil?
+          applied += 1 if d.nil?
         end
-        next if def_of[i].nil? # removed
-
-        job = job_of(key, i, args, kwargs, defs, def_of, specs, refused)
-        fresh << job if job
+        unless d.nil? # removed
+          job = nil
+          if d >= 0
+            spec = specs[d]
+            spec = specs[d] = shared_spec(key, defs[d]) if spec.nil?
+            job = plain_job(key, spec, args[i]) if spec
+          end
+          job ||= job_of(key, d.negative? ? ~d : d, args[i], kwargs[i] || "{}", defs, refused)
+          fresh << job if job
+        end
+        i += 1
       end
       applied + register(fresh, policy, refused)
     end
 
-    # The Job of row i, or nil (refused, with the reason).
-    def job_of(key, i, args, kwargs, defs, def_of, specs, refused)
-      d = def_of[i]
-      if d >= 0
-        specs[d] = shared_spec(key, defs[d]) if specs[d].nil?
-        job = plain_job(key, specs[d], args[i]) if specs[d]
-        return job if job
-      else
-        d = ~d
-      end
-      @build.call(row(key, defs[d], args[i], kwargs[i] || "{}"))
+    # The Job of a row built and checked alone, or nil (refused, with the reason).
+    def job_of(key, d, args_json, kwargs_json, defs, refused)
+      @build.call(row(key, defs[d], args_json, kwargs_json))
     rescue ConfigurationError => e
       refused << { key: key, error: e.message }
       nil

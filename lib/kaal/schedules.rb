@@ -156,8 +156,8 @@ module Kaal
       # Only the key is checked (as by Job.build_alike); ConfigurationError
       # when it is not a valid key.
       def self.from(key, spec, args_json)
-        job = build_alike(key, nil, spec)
-        job.__send__(:keep_args, args_json)
+        job = allocate
+        job.__send__(:setup_stored, key, spec, args_json)
         job
       end
 
@@ -179,7 +179,8 @@ module Kaal
 
       private
 
-      def keep_args(args_json)
+      def setup_stored(key, spec, args_json)
+        setup_alike(key, nil, spec) # Job.build_alike's: the key checked, no location
         @args = args_json
       end
     end
