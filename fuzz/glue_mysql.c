@@ -14,6 +14,7 @@ int fuzz_mysql_rows(const fuzz_cell *cells, int nrows, int ncols, kaal_row_reade
 
     FUZZ_CHECK(ncols <= 16, "too many columns");
     cols.text = cells_text;
+    cols.view = cells_view;
     cols.is_null = cells_null;
     cols.num = cells_num;
     cols.src = row_cells;

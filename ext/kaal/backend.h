@@ -162,6 +162,7 @@ typedef struct kaal_schedule_row {
     int deleted;
     int64_t version;
     int64_t updated_at;
+    char *block; /* when set: the texts above point into it (one allocation) */
 } kaal_schedule_row;
 
 /* Growable arrays filled by the backends with the push helpers below, then
@@ -478,12 +479,15 @@ void kaal_claims_won(kaal_claim *const *order, size_t n, const char *k, size_t k
  * not (NULL only when out of memory), num(src, i) its integer value (0 for
  * SQL NULL). A reader appends one row to out (the kaal_*_rows it names) and
  * returns KAAL_ENOMEM when it cannot, also when a copy fails: a failed copy
- * is never mistaken for SQL NULL. */
+ * is never mistaken for SQL NULL. view (optional, NULL: text copies) gives a
+ * column's text where the result holds it, valid until the next row, and its
+ * length; NULL for SQL NULL or when out of memory (is_null tells which). */
 typedef struct kaal_columns {
     char *(*text)(const void *src, int col);
     int64_t (*num)(const void *src, int col);
     int (*is_null)(const void *src, int col);
     const void *src;
+    const char *(*view)(const void *src, int col, size_t *len);
 } kaal_columns;
 typedef int (*kaal_row_reader)(void *out, const kaal_columns *c);
 /* kaal_dispatch_rows: job_key, fire_time, status, node, error, claimed_at, updated_at */

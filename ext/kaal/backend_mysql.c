@@ -285,6 +285,13 @@ static char *cells_text(const void *src, int col)
     return c->null ? NULL : kaal_strndup(c->s, c->len);
 }
 
+static const char *cells_view(const void *src, int col, size_t *len)
+{
+    const cell *c = (const cell *)src + col;
+    *len = c->null ? 0 : (size_t)c->len;
+    return c->null ? NULL : c->s;
+}
+
 static int64_t cells_num(const void *src, int col) { return cell_int((const cell *)src + col); }
 
 static int cells_null(const void *src, int col) { return ((const cell *)src + col)->null; }
@@ -508,6 +515,7 @@ static int fetch(kaal_backend *b, MYSQL_STMT *st, kaal_row_reader fn, void *ctx,
         goto drain;
     }
     cols.text = cells_text;
+    cols.view = cells_view;
     cols.is_null = cells_null;
     cols.num = cells_num;
     cols.src = cells;

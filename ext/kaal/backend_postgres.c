@@ -251,6 +251,17 @@ static char *pg_text(const void *src, int col)
     return dup_value(x->r, x->row, col);
 }
 
+static const char *pg_view(const void *src, int col, size_t *len)
+{
+    const pg_row *x = src;
+    if (PQgetisnull(x->r, x->row, col)) {
+        *len = 0;
+        return NULL;
+    }
+    *len = (size_t)PQgetlength(x->r, x->row, col);
+    return PQgetvalue(x->r, x->row, col);
+}
+
 static int64_t pg_num(const void *src, int col)
 {
     const pg_row *x = src;
@@ -268,6 +279,7 @@ static int read_rows(const PGresult *r, kaal_row_reader read, void *out, kaal_er
     pg_row x;
     kaal_columns c;
     c.text = pg_text;
+    c.view = pg_view;
     c.is_null = pg_null;
     c.num = pg_num;
     c.src = &x;

@@ -323,6 +323,13 @@ static char *col_text(sqlite3_stmt *st, int i)
 
 static char *cols_text(const void *src, int col) { return col_text((sqlite3_stmt *)src, col); }
 
+static const char *cols_view(const void *src, int col, size_t *len)
+{
+    const unsigned char *t = sqlite3_column_text((sqlite3_stmt *)src, col);
+    *len = t ? (size_t)sqlite3_column_bytes((sqlite3_stmt *)src, col) : 0;
+    return (const char *)t;
+}
+
 static int64_t cols_num(const void *src, int col)
 {
     return sqlite3_column_int64((sqlite3_stmt *)src, col);
@@ -341,6 +348,7 @@ static int read_rows(kaal_backend *b, sqlite3_stmt *st, kaal_row_reader read, vo
     kaal_columns c;
     int rc;
     c.text = cols_text;
+    c.view = cols_view;
     c.is_null = cols_null;
     c.num = cols_num;
     c.src = st;

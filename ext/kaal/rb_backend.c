@@ -468,7 +468,7 @@ static int run_op(kaal_backend *b, call *c, kaal_error *err)
     }
     case OP_SCHEDULE_UPSERT: /* key, cron, job_class, args, kwargs, time_zone, queue; now, enabled */
         return vt->schedules->upsert(
-            b, &(kaal_schedule_row){s[0], s[1], s[2], s[3], s[4], s[5], s[6], (int)n[1], 0, 0, 0}, n[0],
+            b, &(kaal_schedule_row){s[0], s[1], s[2], s[3], s[4], s[5], s[6], (int)n[1], 0, 0, 0, NULL}, n[0],
             &c->version, err);
     case OP_SCHEDULE_REMOVE: /* key; now */
         return vt->schedules->remove(b, s[0], n[0], &c->found, &c->version, err);

@@ -132,7 +132,7 @@ static int fake_null(const void *src, int col) { return ((const fake_row *)src)-
 static void test_row_readers(void)
 {
     fake_row r = {{"job", NULL, "failed", NULL, "boom", NULL, NULL}, {0, 1767225600, 0, 0, 0, 5, 6}, -1};
-    kaal_columns c = {fake_text, fake_num, fake_null, &r};
+    kaal_columns c = {fake_text, fake_num, fake_null, &r, NULL};
     kaal_dispatch_rows d = {0};
     kaal_delayed_rows j = {0};
     kaal_state_rows s = {0};
@@ -181,7 +181,7 @@ static void test_row_readers(void)
 static void test_row_readers_oom(void)
 {
     fake_row r = {{"job", NULL, "failed", "node", "boom"}, {0}, 3};
-    kaal_columns c = {fake_text, fake_num, fake_null, &r};
+    kaal_columns c = {fake_text, fake_num, fake_null, &r, NULL};
     kaal_dispatch_rows d = {0};
     kaal_delayed_rows j = {0};
     kaal_state_rows s = {0};
@@ -336,6 +336,58 @@ static void test_writers(void)
     KT_CHECK(kaal_check_outcome(NULL, &err) == KAAL_EARG, "NULL is no outcome");
 }
 
+/* A stored schedule row (seven texts, then enabled, deleted, version,
+ * updated_at) read through text copies and through view (one block): the
+ * same row; a view that fails is ENOMEM, never a NULL column. */
+typedef struct fake_sched {
+    const char *text[7];
+    int64_t num[11];
+    int oom_col;
+} fake_sched;
+
+static char *sched_text(const void *src, int col)
+{
+    const fake_sched *r = src;
+    return col == r->oom_col || !r->text[col] ? NULL : kaal_strdup(r->text[col]);
+}
+
+static const char *sched_view(const void *src, int col, size_t *len)
+{
+    const fake_sched *r = src;
+    const char *t = col == r->oom_col ? NULL : r->text[col];
+    *len = t ? strlen(t) : 0;
+    return t;
+}
+
+static int64_t sched_num(const void *src, int col) { return ((const fake_sched *)src)->num[col]; }
+
+static int sched_null(const void *src, int col) { return col < 7 && ((const fake_sched *)src)->text[col] == NULL; }
+
+static void test_schedule_row_reader(void)
+{
+    fake_sched r = {{"k", "0 9 * * *", "Job", "[1]", "{}", NULL, "q"}, {0, 0, 0, 0, 0, 0, 0, 1, 0, 42, 7}, -1};
+    kaal_columns copied = {sched_text, sched_num, sched_null, &r, NULL};
+    kaal_columns viewed = {sched_text, sched_num, sched_null, &r, sched_view};
+    kaal_schedule_rows rows = {0};
+    size_t i;
+
+    KT_CHECK(kaal_read_schedule_row(&rows, &copied) == KAAL_OK && kaal_read_schedule_row(&rows, &viewed) == KAAL_OK,
+             "schedule rows read");
+    for (i = 0; i < rows.len; i++) {
+        const kaal_schedule_row *d = &rows.rows[i];
+        KT_CHECK(strcmp(d->key, "k") == 0 && strcmp(d->cron, "0 9 * * *") == 0 && strcmp(d->job_class, "Job") == 0 &&
+                     strcmp(d->args, "[1]") == 0 && strcmp(d->kwargs, "{}") == 0 && d->time_zone == NULL &&
+                     strcmp(d->queue, "q") == 0 && d->enabled == 1 && d->deleted == 0 && d->version == 42 &&
+                     d->updated_at == 7,
+                 "schedule row %zu", i);
+    }
+    KT_CHECK(rows.rows[0].block == NULL && rows.rows[1].block == rows.rows[1].key, "one block when viewed");
+    r.oom_col = 4;
+    KT_CHECK(kaal_read_schedule_row(&rows, &viewed) == KAAL_ENOMEM, "a failed view is ENOMEM");
+    KT_CHECK(kaal_read_schedule_row(&rows, &copied) == KAAL_ENOMEM, "a failed copy is ENOMEM");
+    kaal_schedule_rows_free(&rows);
+}
+
 int main(void)
 {
     test_writers();
@@ -344,6 +396,7 @@ int main(void)
     test_claim_order();
     test_row_readers();
     test_row_readers_oom();
+    test_schedule_row_reader();
     test_schema();
     test_strings();
     KT_DONE();
