@@ -27,6 +27,7 @@
  *   #_schedule_change_columns(since, limit) -> the same rows as columns (build_schedule_columns)
  *   #_schedule_count -> Integer
  *   #_target -> {"host"=>, "port"=>, ...} (never the password; for #inspect)
+ *   Kaal::Native.stored_jobs(klass, keys, args, def_of, specs) -> [jobs, rest] (native_stored_jobs)
  *   Kaal::Native.backends -> ["memory", ...], Kaal::Native.schema(dialect) -> [step 1's DDL],
  *   Kaal::Native.schema_steps(dialect) -> [[step 1's], [step 2's], ...], Kaal::Native::SCHEMA_VERSION
  *
@@ -1400,6 +1401,7 @@ static VALUE backend_schedule_changes(VALUE self, VALUE since, VALUE limit)
  * the rows share listed once. */
 
 static VALUE empty_args; /* the frozen "[]" every row without args shares */
+static ID id_args_ivar;
 
 static int text_eq(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
 
@@ -1432,10 +1434,10 @@ static int plain_row(const kaal_schedule_row *r)
     return !strstr(a, "{{") && !strstr(a, "}}") && !strstr(a, "\\u");
 }
 
-static VALUE definition_of(const kaal_schedule_row *r)
+static VALUE definition_of(const kaal_schedule_row *r, size_t first)
 {
-    VALUE d = rb_ary_new_from_args(5, str_or_nil(r->cron), str_or_nil(r->job_class), str_or_nil(r->time_zone),
-                                   str_or_nil(r->queue), r->enabled ? Qtrue : Qfalse);
+    VALUE d = rb_ary_new_from_args(6, str_or_nil(r->cron), str_or_nil(r->job_class), str_or_nil(r->time_zone),
+                                   str_or_nil(r->queue), r->enabled ? Qtrue : Qfalse, SIZET2NUM(first));
     return rb_obj_freeze(d);
 }
 
@@ -1454,7 +1456,7 @@ static long definition_index(const kaal_schedule_rows *rows, size_t i, size_t *s
     }
     slots[at] = i + 1;
     first_def[i] = RARRAY_LEN(defs);
-    rb_ary_push(defs, definition_of(r));
+    rb_ary_push(defs, definition_of(r, i));
     return first_def[i];
 }
 
@@ -1464,7 +1466,7 @@ static VALUE frozen_text(const char *s) { return s ? rb_obj_freeze(rb_utf8_str_n
  * (frozen) and def_of: nil for a removed key, d >= 0 for a plain row (args
  * its JSON list, kwargs nil: none), ~d (negative) for a row that needs the
  * full checks (args and kwargs its JSON texts); d indexes defs, frozen
- * [cron, job_class, time_zone, queue, enabled]. */
+ * [cron, job_class, time_zone, queue, enabled, the first row that has it]. */
 static VALUE build_schedule_columns(call *c)
 {
     const kaal_schedule_rows *rows = &c->schedules;
@@ -1513,6 +1515,41 @@ static VALUE backend_schedule_change_columns(VALUE self, VALUE since, VALUE limi
     arg_limit(&c, limit, "limit");
     c.build = build_schedule_columns;
     return run_call(&c);
+}
+
+/* Kaal::Native.stored_jobs(klass, keys, args, def_of, specs): for a page of
+ * #_schedule_change_columns, the Jobs of its plain rows whose definition d
+ * has a Spec (specs[d]; false or nil: none), each made as Job.build_alike
+ * makes one (kaal_job_alike: klass, the key, the shared Spec) with @args
+ * the row's args text. -> [jobs, rest]: the jobs in row order; rest, the
+ * indexes of the other rows (removed, not plain, no Spec, or a key that is
+ * not plain), for the caller. */
+static VALUE native_stored_jobs(VALUE self, VALUE klass, VALUE keys, VALUE args, VALUE def_of, VALUE specs)
+{
+    long n, i;
+    VALUE jobs, rest;
+    (void)self;
+    Check_Type(klass, T_CLASS);
+    Check_Type(keys, T_ARRAY);
+    Check_Type(args, T_ARRAY);
+    Check_Type(def_of, T_ARRAY);
+    Check_Type(specs, T_ARRAY);
+    n = RARRAY_LEN(keys);
+    if (RARRAY_LEN(args) != n || RARRAY_LEN(def_of) != n) rb_raise(rb_eArgError, "keys, args and def_of differ in length");
+    jobs = rb_ary_new_capa(n);
+    rest = rb_ary_new();
+    for (i = 0; i < n; i++) {
+        VALUE d = RARRAY_AREF(def_of, i), job = Qundef;
+        if (FIXNUM_P(d) && FIX2LONG(d) >= 0 && FIX2LONG(d) < RARRAY_LEN(specs) && RTEST(RARRAY_AREF(specs, FIX2LONG(d))))
+            job = kaal_job_alike(klass, RARRAY_AREF(keys, i), RARRAY_AREF(specs, FIX2LONG(d)));
+        if (job == Qundef) {
+            rb_ary_push(rest, LONG2FIX(i));
+            continue;
+        }
+        rb_ivar_set(job, id_args_ivar, RARRAY_AREF(args, i));
+        rb_ary_push(jobs, job);
+    }
+    return rb_assoc_new(jobs, rest);
 }
 
 static VALUE backend_schedule_count(VALUE self)
@@ -1671,6 +1708,7 @@ void kaal_init_backend(void)
     rb_define_private_method(cBackend, "_schedule_count", backend_schedule_count, 0);
 
     rb_define_module_function(kaal_mNative, "backends", native_backends, 0);
+    rb_define_module_function(kaal_mNative, "stored_jobs", native_stored_jobs, 5);
     rb_define_module_function(kaal_mNative, "schema", native_schema, 1);
     /* Whether the redis backend speaks TLS (rediss://): built with libssl. */
 #if defined(KAAL_HAVE_REDIS) && defined(KAAL_HAVE_OPENSSL)
@@ -1707,6 +1745,7 @@ void kaal_init_backend(void)
     id_enabled = rb_intern("enabled");
     id_deleted = rb_intern("deleted");
     id_version = rb_intern("version");
+    id_args_ivar = rb_intern("@args");
     empty_args = rb_obj_freeze(rb_utf8_str_new_cstr("[]"));
     rb_gc_register_mark_object(empty_args);
 }

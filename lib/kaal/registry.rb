@@ -157,6 +157,18 @@ module Kaal
       refused
     end
 
+    # The stored schedule's job registered under +key+ (a job whose source
+    # is :stored, whether or not it is in force), or nil.
+    def stored_job(key)
+      job = @code[key]
+      job if job&.source == :stored
+    end
+
+    # key => job of every stored schedule registered (a copy).
+    def stored_jobs
+      @lock.synchronize { @code.select { |_, job| job.source == :stored } }
+    end
+
     private
 
     # Why #register would refuse +job+ (nil: it would not).

@@ -36,7 +36,7 @@ module Kaal
       @events = events
       @node = node
       @version = 0
-      @applied = {} # key => the Job this feed registered
+      @stored = 0 # stored schedules in the registry (the registry knows which: Registry#stored_job)
     end
 
     # Applies what changed since the last poll. Returns how many stored
@@ -57,7 +57,7 @@ module Kaal
       end
       unless applied.zero? && refused.empty?
         @events.emit(:schedules) do
-          { node: @node.call, applied: applied, refused: refused, version: @version, stored: @applied.size }
+          { node: @node.call, applied: applied, refused: refused, version: @version, stored: @stored }
         end
       end
       applied
@@ -65,15 +65,15 @@ module Kaal
 
     # Keys of the stored schedules this node runs.
     def keys
-      @applied.keys
+      @registry.stored_jobs.keys
     end
 
     # Takes every stored schedule it registered out of the registry (the
     # configuration changed); the next poll would start from scratch.
     def detach
       policy = @policy.call
-      @applied.each_key { |key| @registry.unregister(key, policy: policy) }
-      @applied = {}
+      @registry.stored_jobs.each_key { |key| @registry.unregister(key, policy: policy) }
+      @stored = 0
       @version = 0
     end
 
@@ -85,32 +85,31 @@ module Kaal
     def apply_page(page, refused)
       _, _, keys, args, kwargs, defs, def_of = page
       policy = @policy.call
-      owned = @applied
-      specs = Array.new(defs.size) # definition index => its shared Spec (false: build each row alone)
-      fresh = []
-      applied = 0
-      i = 0
-      n = keys.size
-      while i < n # a million rows at start: a plain loop
-        key = keys[i]
+      applied = @stored.zero? ? 0 : take_out(keys, def_of, policy)
+      specs = defs.map { |definition| shared_spec(keys[definition[5]], definition) }
+      # the plain rows' jobs, made natively (a million at start); the rest here
+      fresh, rest = Native.stored_jobs(Schedules::StoredJob, keys, args, def_of, specs)
+      rest.each do |i|
         d = def_of[i]
-        if !owned.empty? && owned.delete(key)
-          @registry.unregister(key, policy: policy)
-          applied += 1 if d.nil?
-        end
-        unless d.nil? # removed
-          job = nil
-          if d >= 0
-            spec = specs[d]
-            spec = specs[d] = shared_spec(key, defs[d]) if spec.nil?
-            job = plain_job(key, spec, args[i]) if spec
-          end
-          job ||= job_of(key, d.negative? ? ~d : d, args[i], kwargs[i] || "{}", defs, refused)
-          fresh << job if job
-        end
-        i += 1
+        next if d.nil? # removed
+
+        job = job_of(keys[i], d.negative? ? ~d : d, args[i], kwargs[i] || "{}", defs, refused)
+        fresh << job if job
       end
       applied + register(fresh, policy, refused)
+    end
+
+    # Takes the page's keys that are stored schedules in the registry out of
+    # it (they changed or went). Returns how many went for good.
+    def take_out(keys, def_of, policy)
+      gone = 0
+      keys.each_with_index do |key, i|
+        next unless @registry.stored_job(key) && @registry.unregister(key, policy: policy)
+
+        @stored -= 1
+        gone += 1 if def_of[i].nil?
+      end
+      gone
     end
 
     # The Job of a row built and checked alone, or nil (refused, with the reason).
@@ -130,14 +129,8 @@ module Kaal
       false
     end
 
-    def plain_job(key, spec, args_json)
-      Schedules::StoredJob.from(key, spec, args_json)
-    rescue ConfigurationError
-      nil # not a valid key: built alone, for its message
-    end
-
     def row(key, definition, args_json, kwargs_json)
-      cron, job_class, time_zone, queue, enabled = definition
+      cron, job_class, time_zone, queue, enabled, = definition
       { key: key, cron: cron, job_class: job_class, args_json: args_json, kwargs_json: kwargs_json,
         time_zone: time_zone, queue: queue, enabled: enabled }
     end
@@ -147,13 +140,11 @@ module Kaal
       return 0 if fresh.empty?
 
       taken = fresh.size
-      applied = @applied
-      fresh.each { |job| applied[job.key] = job }
       @registry.register_all(fresh, policy: policy).each do |job, error|
-        applied.delete(job.key)
         refused << { key: job.key, error: error.message }
         taken -= 1
       end
+      @stored += taken
       taken
     end
   end

@@ -152,6 +152,7 @@ module Kaal
     # args as the stored JSON text until a run first asks for them. The text
     # was checked when it was stored; should it no longer parse (edited in
     # the table by hand), that run fails naming the schedule and args.
+    # (ScheduleFeed makes them a page at a time with Native.stored_jobs.)
     class StoredJob < Job
       # Only the key is checked (as by Job.build_alike); ConfigurationError
       # when it is not a valid key.

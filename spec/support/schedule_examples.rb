@@ -184,11 +184,12 @@ RSpec.shared_examples "stored schedules" do
     end
     schedules.upsert(key: "kw", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", kwargs: { "n" => 1 })
     schedules.upsert(key: "tpl", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: ["{{key}}"])
+    schedules.upsert(key: "a key with spaces", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: [7])
     schedules.upsert(key: "gone", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob")
     schedules.delete("gone")
-    expect(feed.poll).to eq(14)
+    expect(feed.poll).to eq(15)
     jobs = node_registry.jobs
-    expect(jobs.keys).to match_array((0...12).map { |i| "t#{i}" } + %w[kw tpl])
+    expect(jobs.keys).to match_array((0...12).map { |i| "t#{i}" } + ["kw", "tpl", "a key with spaces"])
     plain = (0...12).map { |i| jobs.fetch("t#{i}") }
     expect(plain.map(&:spec).uniq(&:object_id).size).to eq(6) # 3 crons x 2 zones
     expect(plain[0].spec).to equal(plain[6].spec)
@@ -203,7 +204,14 @@ RSpec.shared_examples "stored schedules" do
     expect(plain[3].location).to eq('stored schedule "t3"')
     expect(jobs.fetch("kw").arguments_for(1_767_254_400, "idem")).to eq([[], { n: 1 }])
     expect(jobs.fetch("tpl").arguments_for(1_767_254_400, "idem")).to eq([["tpl"], {}])
-    expect(logged.last).to include(applied: 14, refused: [], stored: 14)
+    expect(jobs.fetch("a key with spaces").arguments_for(1_767_254_400, "idem")).to eq([[7], {}])
+    expect(logged.last).to include(applied: 15, refused: [], stored: 15)
+    schedules.upsert(key: "t1", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: [1])
+    schedules.delete("t2")
+    expect(feed.poll).to eq(2)
+    expect(logged.last).to include(applied: 2, refused: [], stored: 14)
+    expect(node_registry["t1"].args).to eq([1])
+    expect(node_registry["t2"]).to be_nil
 
     bad = Kaal::Schedules::StoredJob.from("hand-edited", plain[0].spec, "[1,")
     expect { bad.args }.to raise_error(Kaal::ConfigurationError, /\Astored schedule "hand-edited": args: not valid JSON/)

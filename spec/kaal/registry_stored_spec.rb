@@ -4,7 +4,8 @@ require "spec_helper"
 
 # Registry#register_all: the jobs #register would take, in one step (one
 # generation bump); the ones it would refuse come back with its message.
-RSpec.describe Kaal::Registry, "#register_all" do
+# Registry#stored_job / #stored_jobs: the stored schedules' jobs it holds.
+RSpec.describe Kaal::Registry, "#register_all and the stored jobs" do
   subject(:registry) { described_class.new }
 
   def job(key, source: :stored, cron: "0 9 * * *")
@@ -51,5 +52,21 @@ RSpec.describe Kaal::Registry, "#register_all" do
     registry.unregister("k", policy: :file_wins)
     expect(registry.register_all([stored], policy: :code_wins)).to eq([])
     expect(registry["k"]).to equal(stored)
+  end
+
+  it "tells the stored schedules' jobs from the code and file jobs, in force or not" do
+    code = job("code", source: :code)
+    registry.register(code, policy: :error)
+    file_job = job("both", source: :file)
+    registry.replace_file_jobs([file_job], "kaal-scheduler.yml", policy: :file_wins)
+    hidden = job("both")
+    stored = job("s")
+    registry.register_all([hidden, stored], policy: :file_wins)
+    expect(registry["both"]).to equal(file_job) # the file wins, the stored job is still registered
+    expect(registry.stored_job("both")).to equal(hidden)
+    expect(registry.stored_job("s")).to equal(stored)
+    expect(registry.stored_job("code")).to be_nil
+    expect(registry.stored_job("nope")).to be_nil
+    expect(registry.stored_jobs).to eq("both" => hidden, "s" => stored)
   end
 end
