@@ -31,19 +31,24 @@ static VALUE native_job_alike(VALUE self, VALUE klass, VALUE key, VALUE spec)
     return job == Qundef ? Qnil : job;
 }
 
-/* Kaal::Native.same_values?(a, b): a.eql?(b) for two Arrays of plain values
- * (a job's definition), without Array#eql?'s guard against an Array that
- * contains itself, which costs more than the comparison at a million
- * Kaal.register calls. */
-static VALUE native_same_values_p(VALUE self, VALUE a, VALUE b)
+/* Kaal::Native.same_values?(a, b, skip = nil): a.eql?(b) for two Arrays
+ * of plain values (a job's definition), without Array#eql?'s guard against
+ * an Array that contains itself, which costs more than the comparison at a
+ * million Kaal.register calls. skip: an index whose values are not
+ * compared (the args of jobs defined alike but for them). */
+static VALUE native_same_values_p(int argc, VALUE *argv, VALUE self)
 {
-    long i, n;
+    VALUE a, b, skip_at;
+    long i, n, skip;
     (void)self;
+    rb_scan_args(argc, argv, "21", &a, &b, &skip_at);
+    skip = NIL_P(skip_at) ? -1 : NUM2LONG(skip_at);
     Check_Type(a, T_ARRAY);
     Check_Type(b, T_ARRAY);
     n = RARRAY_LEN(a);
     if (RARRAY_LEN(b) != n) return Qfalse;
     for (i = 0; i < n; i++) {
+        if (i == skip) continue;
         /* rb_eql: identity first, then eql? (a nested Array keeps its guard) */
         if (!rb_eql(RARRAY_AREF(a, i), RARRAY_AREF(b, i))) return Qfalse;
         if (RARRAY_LEN(a) != n || RARRAY_LEN(b) != n) return Qfalse; /* an eql? changed them */
@@ -57,5 +62,5 @@ void kaal_init_job(void)
     id_next_epoch = rb_intern("@next_epoch");
     id_spec = rb_intern("@spec");
     rb_define_module_function(kaal_mNative, "job_alike", native_job_alike, 3);
-    rb_define_module_function(kaal_mNative, "same_values?", native_same_values_p, 2);
+    rb_define_module_function(kaal_mNative, "same_values?", native_same_values_p, -1);
 }

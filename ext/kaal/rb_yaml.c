@@ -34,6 +34,7 @@
  * and the Job is made in C (kaal_job_alike) and stored in table. Anything
  * else (another key, a duplicate key, a key that needs checking, an item
  * split between two parts) goes through items.call as before. */
+#include <stdlib.h>
 #include <string.h>
 
 #include <ruby/encoding.h>
@@ -95,6 +96,18 @@ static int is_lower_word(const char *s, long n, const char *word)
     return 1;
 }
 
+/* -?(0|[1-9][0-9]{0,17}): Psych's INTEGER rule reads it as the decimal
+ * number it is, and no earlier rule of its takes it. */
+static int decimal_int(const char *s, long n)
+{
+    long i = s[0] == '-' ? 1 : 0;
+    if (n - i < 1 || n - i > 18 || (s[i] == '0' && n - i > 1)) return 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+    }
+    return 1;
+}
+
 /* A plain scalar (already checked for indicators). */
 static VALUE plain(reader *r, const char *s, long n)
 {
@@ -110,6 +123,10 @@ static VALUE plain(reader *r, const char *s, long n)
         }
         return rb_utf8_str_new(s, n);
     }
+    /* a decimal integer as Psych writes one back (no sign but '-', no
+     * leading zero, no '_'; what fits a long): its Integer, without the call
+     * (a million jobs with args: [<id>]) */
+    if (decimal_int(s, n)) return LONG2NUM(strtol(s, NULL, 10));
     /* the same text as the last one (a cron expression on every other
      * line): the same value, a String of its own */
     if (r->last_n > 0 && r->last_n == n && memcmp(r->last_s, s, (size_t)n) == 0)

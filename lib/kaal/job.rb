@@ -17,20 +17,26 @@ module Kaal
       attr_reader :cron, :job_class, :callable, :queue, :priority, :args, :kwargs, :catch_up, :enabled, :source,
                   :call_keywords, :enqueue_options, :templated, :handoff, :location
 
-      def initialize(values)
+      def initialize(values, location = nil)
         @cron, @job_class, @callable, @queue, @priority, @args, @kwargs, @catch_up, @enabled, @source,
           @call_keywords, @enqueue_options, @templated, @handoff = values
-        @location = nil
+        @location = location
         freeze
+      end
+
+      # This Spec with other (checked) args; +templated+: whether args or
+      # kwargs hold placeholders.
+      def with_args(args, templated)
+        Spec.new([@cron, @job_class, @callable, @queue, @priority, args, @kwargs, @catch_up, @enabled, @source,
+                  @call_keywords, @enqueue_options, templated, @handoff], @location)
       end
 
       # This Spec for the jobs of one place (a section of the scheduler
       # file) that tells each job where it is: location.of(key) (see
       # Job#location). The jobs then need no location of their own.
       def at(location)
-        spec = clone(freeze: false)
-        spec.instance_variable_set(:@location, location)
-        spec.freeze
+        Spec.new([@cron, @job_class, @callable, @queue, @priority, @args, @kwargs, @catch_up, @enabled, @source,
+                  @call_keywords, @enqueue_options, @templated, @handoff], location)
       end
     end
 
@@ -39,9 +45,10 @@ module Kaal
     @specs = {}
     @last = nil
     SPECS_MAX = 4096
+    ARGS_AT = 7 # where args are in a definition (see Job.build)
     EMPTY_LIST = [].freeze # the args of a job without any (Kaal.register's default)
     EMPTY_MAP = {}.freeze
-    private_constant :SPECS_MAX
+    private_constant :SPECS_MAX, :ARGS_AT
 
     @crons = {}
 
@@ -59,7 +66,9 @@ module Kaal
         end
       end
 
-      # The cached Spec of a definition, or the one the block builds.
+      # The cached Spec of a definition, or the one the block builds; the
+      # block is given the previous Spec when only the args differ from its
+      # definition (to build a copy with these args), else nil.
       def spec_for(definition)
         # a million Kaal.register calls alike: the previous definition is
         # compared first (one eql?, no hash of thirteen values); one pair,
@@ -73,11 +82,16 @@ module Kaal
         definition[6] = snapshot(definition[6])
         definition[7] = snapshot(definition[7])
         definition[8] = snapshot(definition[8])
-        specs = @specs
-        spec = specs[definition] || begin
-          spec = yield
-          specs.clear if specs.size >= SPECS_MAX
-          specs[definition.freeze] = spec
+        if last && NATIVE_ALIKE && Native.same_values?(last[0], definition, ARGS_AT)
+          # a job per customer (args: [id]): not cached, as they seldom come back
+          spec = yield last[1]
+        else
+          specs = @specs
+          spec = specs[definition] || begin
+            spec = yield nil
+            specs.clear if specs.size >= SPECS_MAX
+            specs[definition.freeze] = spec
+          end
         end
         @last = [definition.freeze, spec].freeze
         spec
@@ -160,7 +174,7 @@ module Kaal
       # table); @location only when it is not derived from the key.
       @key = check_key(key, location)
       @next_epoch = nil
-      @spec = Job.spec_for(definition) { build_spec(definition, location) }
+      @spec = Job.spec_for(definition) { |like| like ? respec_args(like, definition[ARGS_AT], location) : build_spec(definition, location) }
       @location = location unless location.nil?
     end
 
@@ -321,6 +335,17 @@ module Kaal
       cron = check_cron(cron, zone)
       Spec.new([cron, job_class, callable, queue, priority, args, kwargs, catch_up, enabled, source, call_keywords,
                 enqueue_options, templated, handoff])
+    rescue ArgumentError => e
+      raise ConfigurationError, "#{location(given)}: #{e.message}"
+    end
+
+    # The Spec of a definition that differs from +like+'s only in its args:
+    # a copy with these args, which are all there is to check.
+    def respec_args(like, args, given)
+      args = check_args(args)
+      kwargs = like.kwargs
+      templated = Placeholders.check(args, "args") | Placeholders.check(kwargs, "kwargs")
+      like.with_args(args, templated || kwargs[:idempotency_key] == "")
     rescue ArgumentError => e
       raise ConfigurationError, "#{location(given)}: #{e.message}"
     end

@@ -36,13 +36,23 @@ module Kaal
         end
         found
       when Array
-        value.each_with_index.map { |v, i| check(v, "#{where}[#{i}]") }.any?
+        # every element is checked (a later one may be wrong); where is made
+        # only for those that can hold a placeholder (args: [<id>] a million times)
+        found = false
+        value.each_with_index { |v, i| found = true if holder?(v) && check(v, "#{where}[#{i}]") }
+        found
       when Hash
         value.each_key { |k| check_key(k, where) }
-        value.map { |k, v| check(v, "#{where}.#{k}") }.any?
+        found = false
+        value.each { |k, v| found = true if holder?(v) && check(v, "#{where}.#{k}") }
+        found
       else
         false
       end
+    end
+
+    def holder?(value)
+      value.is_a?(String) || value.is_a?(Array) || value.is_a?(Hash)
     end
 
     def check_key(key, where)

@@ -312,6 +312,22 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
         .to raise_error(Kaal::ConfigurationError, /\AKaal.register\(key: "kaal:manual:x"\): key: "kaal:manual:" starts/)
     end
 
+    it "checks each job's own args when only they differ from the previous job's" do
+      reg = ->(k, args, **more) { Kaal.register(key: k, cron: "0 * * * *", job_class: "X", args: args, **more) }
+      jobs = [reg.call("a", ["{{key}}"]), reg.call("b", [2]), reg.call("c", ["{{fire_time.unix}}", 3])]
+      expect(jobs.map(&:templated?)).to eq([true, false, true])
+      expect(jobs.map { |j| j.arguments_for(60, "idem")[0] }).to eq([["a"], [2], [60, 3]])
+      expect(jobs.map(&:cron).uniq.size).to eq(1)
+      with_key = [reg.call("d", [4], kwargs: { idempotency_key: "" }), reg.call("e", [5], kwargs: { idempotency_key: "" })]
+      expect(with_key.map(&:templated?)).to eq([true, true])
+      expect(with_key.last.arguments_for(60, "idem")).to eq([[5], { idempotency_key: "idem" }])
+      expect { reg.call("f", ["{{nope}}"]) }
+        .to raise_error(Kaal::ConfigurationError, /\AKaal.register\(key: "f"\): args\[0\]: unknown placeholder \{\{nope\}\}/)
+      expect { reg.call("f", "x") }
+        .to raise_error(Kaal::ConfigurationError, 'Kaal.register(key: "f"): args: must be a list (positional arguments), got String')
+      expect(Kaal.registry["f"]).to be_nil
+    end
+
     it "calls a block with the keywords it accepts" do
       seen = Queue.new
       Kaal.configure { |c| c.enable_dispatch_recovery = false }

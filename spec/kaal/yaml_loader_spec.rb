@@ -63,7 +63,8 @@ RSpec.describe Kaal::YamlLoader do
                             "    kwargs:\n      flag: on\n      none: ~\n      empty: {}\n    enabled: false\n" \
                             "production:\n  jobs:\n    - key: b\n      enabled: yes\n      time_zone: Europe/Berlin\n",
       "words and numbers" => "a: Null\nb: NO\nc: True\nd: -5\ne: 0x1f\nf: .5\ng: 1_000\nh: 12:30\ni: offx\nj: 1#2\n" \
-                             "k: x:y\nl: caf\u00e9\nm: y\nn: ''\no: []\np:\nq: \"\"\n",
+                             "k: x:y\nl: caf\u00e9\nm: y\nn: ''\no: []\np:\nq: \"\"\n" \
+                             "r: 007\ns: -0\nt: 0\nu: 123456789012345678\nv: -1234567890123456789\nw: 08\nx: [12, -3, 0]\n",
       "compact and indented lists" => "a:\n- 1\n- [x]\nb:\n  - c: 1\n    d:\n    - e\n    f: g\n  -   h: i\nlast: z\n",
       "comments and blank lines" => "# top\n\na: 1\n  # indented comment\n\nb: 2\n",
       "duplicate keys" => "a: 1\nb: 2\na: 3\n"
@@ -96,7 +97,7 @@ RSpec.describe Kaal::YamlLoader do
       rng = Random.new(20_261_206)
       words = ["a", "job-1", "on", "No", "null", "~", "1", "-2", "0x1f", "1.5", "x:y", "x: y", "it's", "* * * * *",
                "0 0 1 1 *", "1#2", "a #c", "\u00e9", "true", "y", "", " a", "a ", "{{key}}", "@daily", "12:30", "1_000",
-               "-x", "[x]", "a,b", "\"q\"", "back\\slash", "2026-01-01"]
+               "-x", "[x]", "a,b", "\"q\"", "back\\slash", "2026-01-01", "007", "-0", "42", "12345678901234567890"]
       gen = lambda do |depth|
         case depth > 2 ? rng.rand(3) : rng.rand(5)
         when 0, 2 then words.sample(random: rng)
