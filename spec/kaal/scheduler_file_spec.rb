@@ -232,6 +232,37 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       expect(error_for(alike(keys, "    cron: 0 0 1 1 *\n    job_class: X\n    key: same\n"))).to include("duplicate job key")
     end
 
+    it "agrees with the general reading on random files of entries alike and not" do
+      rng = Random.new(20_261_206)
+      rests = ["    cron: 0 0 1 1 *\n    job_class: X\n", "    cron: 0 0 1 1 *\n    job_class: X\n\n",
+               "    cron: 0 9 * * 1\n    job_class: X\n    args:\n    - 1\n    - two\n",
+               "    cron: 0 0 1 1 *\n    job_class: X\n    # note\n    kwargs:\n      key: v\n",
+               "    cron: 0 0 1 1 *\n    job_class: X\n    key: again\n", "    cron: 0 0 1 1 *\n    job_class: Y   \n",
+               "    cron: 0 0 1 1 *\n    job_class: X\n    args: [\"{{key}}\"]\n"]
+      keys = [->(i) { "job-#{i}" }, ->(i) { "'q #{i}'" }, ->(i) { i.to_s }, ->(i) { "job-#{i % 5}" }, ->(_) { "[a]" },
+              ->(i) { "kaal:manual:#{i}" }, ->(i) { "job-#{i} # c" }, ->(i) { " job-#{i}" }]
+      read = lambda do |text|
+        write(path, text)
+        Kaal::SchedulerFile.table(path, "development", default_time_zone: "UTC").values
+                           .map { |j| [j.key, j.location, j.to_h, j.args, j.kwargs, j.templated?] }
+      rescue Kaal::ConfigurationError => e
+        e.message
+      end
+      120.times do
+        rest = rests.sample(random: rng)
+        odd = rng.rand(3).zero? # now and then an entry whose key needs a look
+        text = +"defaults:\n  jobs:\n"
+        rng.rand(1..60).times do |i|
+          rest = rests.sample(random: rng) if rng.rand(10).zero?
+          key = odd && rng.rand(20).zero? ? keys.sample(random: rng) : keys[0]
+          wide = rng.rand(15).zero? # "-   key:": the entry's fields further in
+          text << (wide ? "  -   key: #{key.call(i)}\n#{rest.gsub(/^(?=.)/, "  ")}" : "  - key: #{key.call(i)}\n#{rest}")
+        end
+        # an ERB comment (at the end: the same line numbers) sends the same file the general way
+        expect(read.call(text)).to eq(read.call("#{text}# <%# general %>\n")), text
+      end
+    end
+
     it "reads keys quoted or not, and the entry that differs after them" do
       jobs = load_jobs(alike(["a", "b", "'c d'", '"e"', "f"]) + "    queue: q\n")
       expect(jobs.map(&:key)).to eq(["a", "b", "c d", "e", "f"])
