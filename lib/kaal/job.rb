@@ -27,8 +27,7 @@ module Kaal
       # This Spec with other (checked) args; +templated+: whether args or
       # kwargs hold placeholders.
       def with_args(args, templated)
-        Spec.new([@cron, @job_class, @callable, @queue, @priority, args, @kwargs, @catch_up, @enabled, @source,
-                  @call_keywords, @enqueue_options, templated, @handoff], @location)
+        ArgsSpec.new(self, args, templated)
       end
 
       # This Spec for the jobs of one place (a section of the scheduler
@@ -37,6 +36,33 @@ module Kaal
       def at(location)
         Spec.new([@cron, @job_class, @callable, @queue, @priority, @args, @kwargs, @catch_up, @enabled, @source,
                   @call_keywords, @enqueue_options, @templated, @handoff], location)
+      end
+    end
+
+    # A Spec that differs from another (base) only in its args: a job per
+    # customer (args: [id]) holds three values of its own instead of a
+    # Spec's fifteen. Answers as a Spec does. Immutable.
+    class ArgsSpec
+      attr_reader :args, :templated
+
+      def initialize(base, args, templated)
+        @base = base
+        @args = args
+        @templated = templated
+        freeze
+      end
+
+      %i[cron job_class callable queue priority kwargs catch_up enabled source call_keywords enqueue_options handoff
+         location].each do |name|
+        class_eval("def #{name} = @base.#{name}", __FILE__, __LINE__)
+      end
+
+      def with_args(args, templated)
+        ArgsSpec.new(@base, args, templated)
+      end
+
+      def at(location)
+        ArgsSpec.new(@base.at(location), @args, @templated)
       end
     end
 
