@@ -472,6 +472,7 @@ static VALUE sequence(reader *r, long indent)
             if (jobs) keep_item(r, &t, &first, at, head, part_no, from);
         } else {
             advance(r);
+            t.rest = Qnil; /* the next item is compared with this one, which has no template */
             rb_ary_push(out, item(r, out, inline_value(r, l->s + at, l->len - at), jobs));
         }
     }
