@@ -44,9 +44,13 @@ module Kaal
     def poll
       applied = 0
       refused = []
+      following = nil
       loop do
-        page = @backend.schedule_change_columns(since: @version, limit: PAGE)
+        page = following ? following.value : changes(@version)
         counter, last, keys = page
+        # a full page: the next one is read (the backend call runs without
+        # the GVL) while this one is applied
+        following = keys.size == PAGE ? read_ahead(last) : nil
         applied += apply_page(page, refused)
         if keys.size == PAGE
           @version = last
@@ -61,6 +65,8 @@ module Kaal
         end
       end
       applied
+    ensure
+      drop(following) if following # a page failed: the page read ahead is not wanted
     end
 
     # Keys of the stored schedules this node runs.
@@ -78,6 +84,30 @@ module Kaal
     end
 
     private
+
+    def changes(since)
+      @backend.schedule_change_columns(since: since, limit: PAGE)
+    end
+
+    # A thread reading the page after +since+; this one waits until it
+    # started (its backend call then runs without the GVL).
+    def read_ahead(since)
+      started = Queue.new
+      thread = Thread.new do
+        started << true
+        changes(since)
+      end
+      thread.report_on_exception = false
+      started.pop
+      thread
+    end
+
+    def drop(thread)
+      thread.kill
+      thread.join
+    rescue StandardError
+      nil # its own failure, if any, is not wanted either
+    end
 
     # One page (Backend#schedule_change_columns): the keys that changed or
     # went leave the registry, then the new jobs enter it at once. Returns
