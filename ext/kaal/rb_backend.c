@@ -1517,17 +1517,30 @@ static VALUE backend_schedule_change_columns(VALUE self, VALUE since, VALUE limi
     return run_call(&c);
 }
 
+/* Row i of a page is one Native.stored_jobs makes: plain, its definition
+ * with a Spec, a plain key. -1 when not, else its definition's index. */
+static long stored_job_def(VALUE keys, VALUE def_of, VALUE specs, long i)
+{
+    VALUE d = RARRAY_AREF(def_of, i);
+    long at;
+    if (!FIXNUM_P(d)) return -1;
+    at = FIX2LONG(d);
+    if (at < 0 || at >= RARRAY_LEN(specs) || !RTEST(RARRAY_AREF(specs, at))) return -1;
+    return kaal_plain_key(RARRAY_AREF(keys, i)) ? at : -1;
+}
+
 /* Kaal::Native.stored_jobs(klass, keys, args, def_of, specs): for a page of
  * #_schedule_change_columns, the Jobs of its plain rows whose definition d
- * has a Spec (specs[d]; false or nil: none), each made as Job.build_alike
- * makes one (kaal_job_alike: klass, the key, the shared Spec) with @args
- * the row's args text. -> [jobs, rest]: the jobs in row order; rest, the
- * indexes of the other rows (removed, not plain, no Spec, or a key that is
- * not plain), for the caller. */
+ * has a Spec (specs[d]; false or nil: none) and whose key is plain, each
+ * made as Job.build_alike makes one (kaal_job_alike: klass, the key, the
+ * shared Spec) with @args the row's args text. -> [jobs, rest]: the jobs
+ * grouped by definition (in row order within one), so that the jobs
+ * defined alike come one after the other; rest, the indexes of the other
+ * rows, for the caller. */
 static VALUE native_stored_jobs(VALUE self, VALUE klass, VALUE keys, VALUE args, VALUE def_of, VALUE specs)
 {
-    long n, i;
-    VALUE jobs, rest;
+    long n, ndefs, i, d, total = 0, *next;
+    VALUE jobs, rest, buf;
     (void)self;
     Check_Type(klass, T_CLASS);
     Check_Type(keys, T_ARRAY);
@@ -1535,20 +1548,28 @@ static VALUE native_stored_jobs(VALUE self, VALUE klass, VALUE keys, VALUE args,
     Check_Type(def_of, T_ARRAY);
     Check_Type(specs, T_ARRAY);
     n = RARRAY_LEN(keys);
+    ndefs = RARRAY_LEN(specs);
     if (RARRAY_LEN(args) != n || RARRAY_LEN(def_of) != n) rb_raise(rb_eArgError, "keys, args and def_of differ in length");
-    jobs = rb_ary_new_capa(n);
+    buf = rb_str_new(NULL, (long)sizeof(long) * (ndefs + 1)); /* GC-owned: next[d], the slot of d's next job */
+    next = (long *)RSTRING_PTR(buf);
+    memset(next, 0, sizeof(long) * (size_t)(ndefs + 1));
+    for (i = 0; i < n; i++)
+        if ((d = stored_job_def(keys, def_of, specs, i)) >= 0) next[d + 1]++;
+    for (d = 0; d < ndefs; d++) next[d + 1] += next[d];
+    total = next[ndefs];
+    jobs = rb_ary_new_capa(total);
     rest = rb_ary_new();
     for (i = 0; i < n; i++) {
-        VALUE d = RARRAY_AREF(def_of, i), job = Qundef;
-        if (FIXNUM_P(d) && FIX2LONG(d) >= 0 && FIX2LONG(d) < RARRAY_LEN(specs) && RTEST(RARRAY_AREF(specs, FIX2LONG(d))))
-            job = kaal_job_alike(klass, RARRAY_AREF(keys, i), RARRAY_AREF(specs, FIX2LONG(d)));
-        if (job == Qundef) {
+        VALUE job;
+        if ((d = stored_job_def(keys, def_of, specs, i)) < 0) {
             rb_ary_push(rest, LONG2FIX(i));
             continue;
         }
+        job = kaal_job_alike(klass, RARRAY_AREF(keys, i), RARRAY_AREF(specs, d));
         rb_ivar_set(job, id_args_ivar, RARRAY_AREF(args, i));
-        rb_ary_push(jobs, job);
+        rb_ary_store(jobs, next[d]++, job);
     }
+    RB_GC_GUARD(buf);
     return rb_assoc_new(jobs, rest);
 }
 

@@ -219,6 +219,38 @@ RSpec.shared_examples "stored schedules" do
     expect { bad.args }.to raise_error(Kaal::ConfigurationError, /\Astored schedule "hand-edited": args: not valid JSON/)
   end
 
+  it "reads changes as columns, and makes the plain rows' jobs grouped by definition" do
+    schedules.upsert(key: "a", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: [1])
+    schedules.upsert(key: "b", cron: "0 10 * * *", job_class: "StoredScheduleSpecJob", args: [2], queue: "q")
+    schedules.upsert(key: "c", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: [3])
+    schedules.upsert(key: "d", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", kwargs: { "x" => 1 })
+    schedules.upsert(key: "e e", cron: "0 10 * * *", job_class: "StoredScheduleSpecJob", queue: "q")
+    schedules.upsert(key: "f", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: ["{{key}}"])
+    schedules.upsert(key: "g", cron: "0 10 * * *", job_class: "StoredScheduleSpecJob", args: [4], queue: "q")
+    schedules.upsert(key: "h", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob")
+    schedules.delete("h")
+    counter, last, keys, args, kwargs, defs, def_of = node_backend.schedule_change_columns(since: 0, limit: 100)
+    expect([counter, last]).to eq([9, 9])
+    expect(keys).to eq(["a", "b", "c", "d", "e e", "f", "g", "h"])
+    expect(args).to eq(["[1]", "[2]", "[3]", "[]", "[]", '["{{key}}"]', "[4]", nil])
+    expect(kwargs).to eq([nil, nil, nil, '{"x":1}', nil, "{}", nil, nil])
+    expect(defs).to eq([["0 9 * * *", "StoredScheduleSpecJob", nil, nil, true, 0],
+                        ["0 10 * * *", "StoredScheduleSpecJob", nil, "q", true, 1]])
+    expect(def_of).to eq([0, 1, 0, ~0, 1, ~0, 1, nil])
+    expect(keys + args.compact + kwargs.compact + defs).to all(be_frozen)
+
+    specs = [Object.new, false]
+    jobs, rest = Kaal::Native.stored_jobs(Kaal::Schedules::StoredJob, keys, args, def_of, specs)
+    expect(jobs.map(&:key)).to eq(%w[a c]) # definition 1 has no Spec: its rows are the caller's
+    expect(jobs.map(&:spec)).to all(equal(specs[0]))
+    expect(rest).to eq([1, 3, 4, 5, 6, 7])
+    specs[1] = Object.new
+    jobs, rest = Kaal::Native.stored_jobs(Kaal::Schedules::StoredJob, keys, args, def_of, specs)
+    expect(jobs.map(&:key)).to eq(%w[a c b g]) # "e e" is not a plain key: checked by Ruby
+    expect(jobs.map(&:args)).to eq([[1], [3], [2], [4]])
+    expect(rest).to eq([3, 4, 5, 7])
+  end
+
   it "refuses every schedule of a definition this node cannot accept, each with its own key" do
     node_feed = Kaal::ScheduleFeed.new(
       backend: node_backend, registry: node_registry, policy: -> { :error }, events: Kaal::Events.new.tap { |e| e.subscribe(:schedules) { |ev| logged << ev.payload } },
