@@ -31,9 +31,13 @@
  * Such items (a million jobs with one cron and one class) are then read
  * without building their Hash or calling items: the lines after the item's
  * "- key: ..." line are compared byte for byte with the previous item's,
- * and the Job is made in C (kaal_job_alike) and stored in table. Anything
- * else (another key, a duplicate key, a key that needs checking, an item
- * split between two parts) goes through items.call as before. */
+ * and the Job is made in C (kaal_job_alike) and stored in table. With
+ * [klass, spec, table, args_spec, base, templated], an item that also
+ * differs in the value of its "args: [...]" line gets the spec
+ * args_spec.new(base, args, templated) (a job per customer, args: [id]),
+ * when its args hold no placeholder. Anything else (another key, a
+ * duplicate key, a key that needs checking, an item split between two
+ * parts) goes through items.call as before. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -74,6 +78,8 @@ typedef struct item_text {
     long indent;    /* of its "- " line */
     char head[32];  /* its first line up to the key's value ("- key: ") */
     long head_len;
+    long args_at;   /* where in rest the value of its one "args: [...]" line starts, or -1 */
+    long args_end;  /* where in rest that line's "\n" is */
 } item_text;
 
 static VALUE node(reader *r, long indent);
@@ -372,29 +378,80 @@ static int ends_item(const reader *r, long e, long indent)
     return i - e <= indent;
 }
 
+/* Whether s holds "{{" or "}}". */
+static int has_braces(const char *s, long n)
+{
+    long i;
+    for (i = 0; i + 1 < n; i++) {
+        if ((s[i] == '{' || s[i] == '}') && s[i + 1] == s[i]) return 1;
+    }
+    return 0;
+}
+
+/* The args of the current item when it is written as the previous one
+ * (t) but for its key's value and its args line's value: a frozen Array
+ * without placeholders; Qundef when the item is not such (or its args need
+ * items.call). e: where the item ends. */
+static VALUE other_args(reader *r, const item_text *t, long *e)
+{
+    const char *text = r->text, *rest = RSTRING_PTR(t->rest), *nl;
+    long tail = RSTRING_LEN(t->rest) - t->args_end, v = r->pos + t->args_at, n, i;
+    VALUE args;
+    if (t->args_at < 0 || v > r->len || memcmp(text + r->pos, rest, (size_t)t->args_at) != 0) return Qundef;
+    nl = memchr(text + v, '\n', (size_t)(r->len - v));
+    if (nl == NULL) return Qundef;
+    n = (long)(nl - text) - v;
+    *e = (long)(nl - text) + tail;
+    if (*e > r->len || memcmp(nl, rest + t->args_end, (size_t)tail) != 0) return Qundef;
+    while (n > 0 && text[v + n - 1] == ' ') n--;
+    /* what the reader refuses on any line, and a value "args: " does not start */
+    if (n < 2 || text[v] != '[' || memchr(text + v, '\t', (size_t)n) || memchr(text + v, '\r', (size_t)n))
+        return Qundef;
+    args = flow_seq(r, text + v, n);
+    if (r->failed) return Qundef;
+    for (i = 0; i < RARRAY_LEN(args); i++) {
+        VALUE a = RARRAY_AREF(args, i);
+        if (RB_TYPE_P(a, T_STRING) && has_braces(RSTRING_PTR(a), RSTRING_LEN(a)))
+            return Qundef; /* a placeholder (or a mistake) for Kaal::Placeholders */
+    }
+    return rb_obj_freeze(args);
+}
+
 /* Reads the current line's item when it is written as the previous one
- * but for its key's value (t): the Job is made and stored as the alike
- * Array says, and pushed to out. 0 (nothing read) when it is not, or when
- * the job needs items.call (a key to check, a duplicate key). */
+ * but for its key's value (t), or also its args (see alike in
+ * yaml_blocks): the Job is made and stored as the alike Array says, and
+ * pushed to out. 0 (nothing read) when it is not, or when the job needs
+ * items.call (a key to check, a duplicate key). */
 static int alike_item(reader *r, VALUE out, const item_text *t, const line *l)
 {
-    VALUE key, job, table;
+    VALUE key, job, table, spec, args = Qundef, with[3];
     long e, rest_len;
-    if (NIL_P(t->rest) || RARRAY_LEN(r->alike) != 3 || l->indent != t->indent || l->len <= t->head_len ||
+    if (NIL_P(t->rest) || RARRAY_LEN(r->alike) < 3 || l->indent != t->indent || l->len <= t->head_len ||
         memcmp(l->s, t->head, (size_t)t->head_len) != 0 || l->s[t->head_len] == ' ')
         return 0;
     rest_len = RSTRING_LEN(t->rest);
     e = r->pos + rest_len;
-    if (e > r->len || memcmp(r->text + r->pos, RSTRING_PTR(t->rest), (size_t)rest_len) != 0 ||
-        !ends_item(r, e, l->indent))
-        return 0;
-    /* the same bytes at the same place: the same fields, but the key */
+    if (e > r->len || memcmp(r->text + r->pos, RSTRING_PTR(t->rest), (size_t)rest_len) != 0) {
+        if (RARRAY_LEN(r->alike) != 6) return 0;
+        args = other_args(r, t, &e);
+        if (r->failed) return 1; /* as the item's own reading would */
+        if (args == Qundef) return 0;
+    }
+    if (!ends_item(r, e, l->indent)) return 0;
+    /* the same bytes at the same place: the same fields, but the key (and args) */
     key = inline_value(r, l->s + t->head_len, l->len - t->head_len);
-    if (r->failed) return 1; /* as the item's own reading would */
+    if (r->failed) return 1;
     table = RARRAY_AREF(r->alike, 2);
     if (!RB_TYPE_P(key, T_STRING) || !RB_TYPE_P(table, T_HASH) || rb_hash_lookup2(table, key, Qundef) != Qundef)
         return 0;
-    job = kaal_job_alike(RARRAY_AREF(r->alike, 0), rb_obj_freeze(key), RARRAY_AREF(r->alike, 1));
+    spec = RARRAY_AREF(r->alike, 1);
+    if (args != Qundef) {
+        with[0] = RARRAY_AREF(r->alike, 4);
+        with[1] = args;
+        with[2] = RARRAY_AREF(r->alike, 5);
+        spec = rb_class_new_instance(3, with, RARRAY_AREF(r->alike, 3));
+    }
+    job = kaal_job_alike(RARRAY_AREF(r->alike, 0), rb_obj_freeze(key), spec);
     if (job == Qundef) return 0;
     rb_hash_aset(table, key, job);
     rb_ary_push(out, job);
@@ -403,20 +460,42 @@ static int alike_item(reader *r, VALUE out, const item_text *t, const line *l)
     return 1;
 }
 
-/* Whether a line of text[from, end) starts with "key:" at indent. */
-static int has_key_line(const reader *r, long from, long end, long indent)
+/* How many lines of text[from, end) start with name (like "key:") at
+ * indent; at: where the last one's name starts. */
+static int field_lines(const reader *r, long from, long end, long indent, const char *name, long *at)
 {
-    long i = from;
+    long i = from, n = (long)strlen(name);
+    int count = 0;
     while (i < end) {
         const char *nl;
         long ind = 0;
         while (i + ind < end && r->text[i + ind] == ' ') ind++;
-        if (ind == indent && end - i - ind >= 4 && memcmp(r->text + i + ind, "key:", 4) == 0) return 1;
+        if (ind == indent && end - i - ind >= n && memcmp(r->text + i + ind, name, (size_t)n) == 0) {
+            count++;
+            *at = i + ind;
+        }
         nl = memchr(r->text + i, '\n', (size_t)(end - i));
         if (nl == NULL) break;
         i = (long)(nl - r->text) + 1;
     }
-    return 0;
+    return count;
+}
+
+/* Where the value of the one "args: [...]" line of text[from, end) (a
+ * mapping's at indent) starts, and where its line ends (*nl_at): offsets
+ * from from; -1 when there is no such line. */
+static long args_value(const reader *r, long from, long end, long indent, long *nl_at)
+{
+    long at = 0, v;
+    const char *nl;
+    if (field_lines(r, from, end, indent, "args:", &at) != 1) return -1;
+    v = at + 5;
+    if (v >= end || r->text[v] != ' ') return -1;
+    while (v < end && r->text[v] == ' ') v++;
+    nl = memchr(r->text + at, '\n', (size_t)(end - at));
+    if (nl == NULL || v >= end || r->text[v] != '[') return -1;
+    *nl_at = (long)(nl - r->text) - from;
+    return v - from;
 }
 
 /* After an item read by items.call: keeps its text (t) when the following
@@ -426,14 +505,15 @@ static int has_key_line(const reader *r, long from, long end, long indent)
  * line starts). */
 static void keep_item(reader *r, item_text *t, const line *first, long at, long head, long part_no, long from)
 {
-    long end;
+    long end, key_at;
     t->rest = Qnil;
-    if (r->failed || NIL_P(r->alike) || RARRAY_LEN(r->alike) != 3 || head <= 0 || head > (long)sizeof t->head ||
+    if (r->failed || NIL_P(r->alike) || RARRAY_LEN(r->alike) < 3 || head <= 0 || head > (long)sizeof t->head ||
         r->part_no != part_no || !r->has_cur)
         return;
     end = (long)(r->cur.s - r->text) - r->cur.indent;
     /* another "key:" of the item's own (the last one counts): not alike */
-    if (end < from || has_key_line(r, from, end, first->indent + at)) return;
+    if (end < from || field_lines(r, from, end, first->indent + at, "key:", &key_at) > 0) return;
+    t->args_at = args_value(r, from, end, first->indent + at, &t->args_end);
     t->rest = rb_str_new(r->text + from, end - from);
     t->indent = first->indent;
     memcpy(t->head, first->s, (size_t)head);

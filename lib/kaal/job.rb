@@ -30,6 +30,12 @@ module Kaal
         ArgsSpec.new(self, args, templated)
       end
 
+      # Whether the kwargs hold placeholders (an ArgsSpec of this one is
+      # templated when they do, or its args do).
+      def kwargs_templated?
+        Placeholders.check(@kwargs, "kwargs") || @kwargs[:idempotency_key] == ""
+      end
+
       # This Spec for the jobs of one place (a section of the scheduler
       # file) that tells each job where it is: location.of(key) (see
       # Job#location). The jobs then need no location of their own.
@@ -43,7 +49,7 @@ module Kaal
     # customer (args: [id]) holds three values of its own instead of a
     # Spec's fifteen. Answers as a Spec does. Immutable.
     class ArgsSpec
-      attr_reader :args, :templated
+      attr_reader :args, :templated, :base # base: the Spec it differs from
 
       def initialize(base, args, templated)
         @base = base
@@ -53,7 +59,7 @@ module Kaal
       end
 
       %i[cron job_class callable queue priority kwargs catch_up enabled source call_keywords enqueue_options handoff
-         location].each do |name|
+         location kwargs_templated?].each do |name|
         class_eval("def #{name} = @base.#{name}", __FILE__, __LINE__)
       end
 
@@ -369,9 +375,8 @@ module Kaal
     # a copy with these args, which are all there is to check.
     def respec_args(like, args, given)
       args = check_args(args)
-      kwargs = like.kwargs
-      templated = Placeholders.check(args, "args") | Placeholders.check(kwargs, "kwargs")
-      like.with_args(args, templated || kwargs[:idempotency_key] == "")
+      templated = Placeholders.check(args, "args")
+      like.with_args(args, like.kwargs_templated? || templated)
     rescue ArgumentError => e
       raise ConfigurationError, "#{location(given)}: #{e.message}"
     end

@@ -92,10 +92,19 @@ module Kaal
       first = more.call || "".dup.force_encoding(Encoding::UTF_8)
       tables = { nil => {}, "defaults" => {} }
       places = tables.to_h { |section, table| [section, Entries.new(path, section, table)] }
-      located = {}.compare_by_identity # Spec => the Spec at its section's Entries (Spec#at)
-      alike = alike_spec = nil # the last entry built (without its key) and its Spec
-      # [Job, Spec, table] while the entries are alike: the reader then makes
-      # the next ones written as the last (but for the key) itself
+      located = tables.to_h { |section, _| [section, {}.compare_by_identity] } # Spec => Spec#at the section's Entries
+      # the Spec of the jobs of a run alike, at their section's Entries
+      at_place = lambda do |spec, section|
+        bases = located[section]
+        bases.clear if bases.size >= LOCATED_MAX
+        return bases[spec] ||= spec.at(places[section]) unless spec.is_a?(Job::ArgsSpec)
+
+        Job::ArgsSpec.new(bases[spec.base] ||= spec.base.at(places[section]), spec.args, spec.templated)
+      end
+      alike = alike_spec = alike_at = alike_section = nil # the last entry built (without its key), its Spec, ...
+      # [Job, Spec, table] while the entries are alike, and [ArgsSpec, base,
+      # templated] while they differ only in args: the reader then makes the
+      # next ones written as the last (but for the key, or the args) itself
       recipe = []
       data = Native.yaml_blocks(first, YamlLoader.method(:tokenize_plain), lambda do |section, index, entry|
         recipe.clear
@@ -104,22 +113,28 @@ module Kaal
         raise Fallback unless entry.is_a?(Hash)
 
         key = entry.delete("key").freeze # the entry's own String: the Job keeps it instead of a copy
-        if alike_spec && entry.eql?(alike)
+        if alike_spec && section == alike_section && entry.eql?(alike)
           # defined like the previous entry: its checked Spec, only the key to check
-          spec = located[alike_spec] ||= alike_spec.at(places[section])
-          job = Job.build_alike(key, nil, spec)
-          recipe.push(Job, spec, table)
+          job = Job.build_alike(key, nil, alike_at ||= at_place.call(alike_spec, section))
         else
           entry.each_key { |k| raise Fallback unless FIELD_NAMES.key?(k) } # the reader's keys are Strings
           job = build(entry, Location.new(path, section, index), path, default_time_zone, key)
           alike = entry
           alike_spec = job.spec
-          located.clear if located.size >= LOCATED_MAX
+          alike_section = section
+          # the previous entry differed only in args: the next ones may too
+          alike_at = alike_spec.is_a?(Job::ArgsSpec) ? at_place.call(alike_spec, section) : nil
         end
         size = table.size
         table[job.key] = job
         raise Fallback if table.size == size # a duplicate key: said by the general path
 
+        if alike_at
+          recipe.push(Job, alike_at, table)
+          if alike_at.is_a?(Job::ArgsSpec)
+            recipe.push(Job::ArgsSpec, alike_at.base, alike_at.base.kwargs_templated?)
+          end
+        end
         job
       end, more, recipe)
       return nil unless data.is_a?(Hash)

@@ -232,13 +232,19 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       expect(error_for(alike(keys, "    cron: 0 0 1 1 *\n    job_class: X\n    key: same\n"))).to include("duplicate job key")
     end
 
-    it "agrees with the general reading on random files of entries alike and not" do
+    it "agrees with the general reading on random files of entries alike and not, or alike but for their args" do
       rng = Random.new(20_261_206)
       rests = ["    cron: 0 0 1 1 *\n    job_class: X\n", "    cron: 0 0 1 1 *\n    job_class: X\n\n",
                "    cron: 0 9 * * 1\n    job_class: X\n    args:\n    - 1\n    - two\n",
                "    cron: 0 0 1 1 *\n    job_class: X\n    # note\n    kwargs:\n      key: v\n",
                "    cron: 0 0 1 1 *\n    job_class: X\n    key: again\n", "    cron: 0 0 1 1 *\n    job_class: Y   \n",
-               "    cron: 0 0 1 1 *\n    job_class: X\n    args: [\"{{key}}\"]\n"]
+               "    cron: 0 0 1 1 *\n    job_class: X\n    args: [\"{{key}}\"]\n",
+               # args that differ from entry to entry (%s: a value per entry)
+               "    cron: 0 0 1 1 *\n    job_class: X\n    args: [%s]\n", "    cron: 0 0 1 1 *\n    args:   [%s, x]\n    job_class: X\n",
+               "    cron: 0 0 1 1 *\n    job_class: X\n    args: [%s]\n    kwargs:\n      id: \"{{key}}\"\n",
+               "    cron: 0 0 1 1 *\n    job_class: X\n    args: [%s]\n    args: [1]\n"]
+      values = [->(i) { i.to_s }, ->(i) { "'s#{i}'" }, ->(i) { "#{i}, #{i}.5" }, ->(_) { "" }, ->(_) { "\"{{key}}\"" },
+                ->(_) { "\"{{nope}}\"" }, ->(i) { "#{i}   " }, ->(i) { "#{i} # c" }, ->(_) { "on, ~" }, ->(i) { "[#{i}]" }]
       keys = [->(i) { "job-#{i}" }, ->(i) { "'q #{i}'" }, ->(i) { i.to_s }, ->(i) { "job-#{i % 5}" }, ->(_) { "[a]" },
               ->(i) { "kaal:manual:#{i}" }, ->(i) { "job-#{i} # c" }, ->(i) { " job-#{i}" }]
       read = lambda do |text|
@@ -248,7 +254,7 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       rescue Kaal::ConfigurationError => e
         e.message
       end
-      120.times do
+      200.times do
         rest = rests.sample(random: rng)
         odd = rng.rand(3).zero? # now and then an entry whose key needs a look
         text = +"defaults:\n  jobs:\n"
@@ -256,7 +262,9 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
           rest = rests.sample(random: rng) if rng.rand(10).zero?
           key = odd && rng.rand(20).zero? ? keys.sample(random: rng) : keys[0]
           wide = rng.rand(15).zero? # "-   key:": the entry's fields further in
-          text << (wide ? "  -   key: #{key.call(i)}\n#{rest.gsub(/^(?=.)/, "  ")}" : "  - key: #{key.call(i)}\n#{rest}")
+          value = (rng.rand(8).zero? ? values.sample(random: rng) : values[0]).call(i)
+          fields = rest.include?("%s") ? format(rest, value) : rest
+          text << (wide ? "  -   key: #{key.call(i)}\n#{fields.gsub(/^(?=.)/, "  ")}" : "  - key: #{key.call(i)}\n#{fields}")
         end
         # an ERB comment (at the end: the same line numbers) sends the same file the general way
         expect(read.call(text)).to eq(read.call("#{text}# <%# general %>\n")), text
