@@ -1475,11 +1475,11 @@ static VALUE build_schedule_columns(call *c)
     VALUE defs = rb_ary_new(), def_of = rb_ary_new_capa(n);
     size_t cap = 16, *slots;
     long *first_def;
-    VALUE buf;
+    VALUE tmp = 0;
     while (cap < 2 * rows->len) cap *= 2;
-    buf = rb_str_new(NULL, (long)(cap * sizeof(size_t) + (rows->len + 1) * sizeof(long))); /* GC-owned */
-    memset(RSTRING_PTR(buf), 0, cap * sizeof(size_t));
-    slots = (size_t *)RSTRING_PTR(buf);
+    /* freed at the end (by the GC, should a Ruby allocation raise first) */
+    slots = ALLOCV(tmp, cap * sizeof(size_t) + (rows->len + 1) * sizeof(long));
+    memset(slots, 0, cap * sizeof(size_t));
     first_def = (long *)(slots + cap);
     for (i = 0; i < n; i++) {
         const kaal_schedule_row *r = &rows->rows[i];
@@ -1502,7 +1502,7 @@ static VALUE build_schedule_columns(call *c)
             rb_ary_push(def_of, LONG2NUM(~d));
         }
     }
-    RB_GC_GUARD(buf);
+    ALLOCV_END(tmp);
     return rb_ary_new_from_args(7, LL2NUM(c->version), LL2NUM(n ? rows->rows[n - 1].version : 0), keys, args,
                                 kwargs, defs, def_of);
 }
