@@ -1434,6 +1434,24 @@ static int plain_row(const kaal_schedule_row *r)
     return !strstr(a, "{{") && !strstr(a, "}}") && !strstr(a, "\\u");
 }
 
+static VALUE frozen_text(const char *s) { return s ? rb_obj_freeze(rb_utf8_str_new_cstr(s)) : Qnil; }
+
+/* The args of a plain row: the frozen shared "[]", the Integer n of "[n]"
+ * (a JSON integer that is a Fixnum: the args of a schedule per customer,
+ * kept without a String), or the JSON text. */
+static VALUE plain_args(const char *a)
+{
+    const char *p = a + 1;
+    long v = 0;
+    int digits = 0;
+    if (strcmp(a, "[]") == 0) return empty_args;
+    if (*p == '-') p++;
+    if (!(*p == '0' && p[1] >= '0' && p[1] <= '9')) /* JSON has no leading zeros */
+        for (; *p >= '0' && *p <= '9' && digits < 18; p++, digits++) v = v * 10 + (*p - '0');
+    if (digits == 0 || strcmp(p, "]") != 0) return frozen_text(a);
+    return LONG2FIX(a[1] == '-' ? -v : v);
+}
+
 static VALUE definition_of(const kaal_schedule_row *r, size_t first)
 {
     VALUE d = rb_ary_new_from_args(6, str_or_nil(r->cron), str_or_nil(r->job_class), str_or_nil(r->time_zone),
@@ -1460,11 +1478,9 @@ static long definition_index(const kaal_schedule_rows *rows, size_t i, size_t *s
     return first_def[i];
 }
 
-static VALUE frozen_text(const char *s) { return s ? rb_obj_freeze(rb_utf8_str_new_cstr(s)) : Qnil; }
-
 /* [counter, last version, keys, args, kwargs, defs, def_of]: per row its key
  * (frozen) and def_of: nil for a removed key, d >= 0 for a plain row (args
- * its JSON list, kwargs nil: none), ~d (negative) for a row that needs the
+ * as plain_args gives them, kwargs nil: none), ~d (negative) for a row that needs the
  * full checks (args and kwargs its JSON texts); d indexes defs, frozen
  * [cron, job_class, time_zone, queue, enabled, the first row that has it]. */
 static VALUE build_schedule_columns(call *c)
@@ -1493,7 +1509,7 @@ static VALUE build_schedule_columns(call *c)
         }
         d = definition_index(rows, (size_t)i, slots, cap - 1, first_def, defs);
         if (plain_row(r)) {
-            rb_ary_push(args, strcmp(r->args, "[]") == 0 ? empty_args : frozen_text(r->args));
+            rb_ary_push(args, plain_args(r->args));
             rb_ary_push(kwargs, Qnil);
             rb_ary_push(def_of, LONG2NUM(d));
         } else {

@@ -379,10 +379,11 @@ module Kaal
       # schedules: [counter, last row's version (0: none), keys, args,
       # kwargs, definitions, def_of], one entry per row in the same order.
       # definitions: the distinct frozen [cron, job_class, time_zone, queue,
-      # enabled, index of the first row with it] of the rows; def_of[i]: nil for a removed key, d >= 0 when
-      # row i is plain (kwargs {}, args a JSON list with no placeholder:
-      # args[i] its text, kwargs[i] nil), ~d otherwise (args[i] and kwargs[i]
-      # its JSON texts); d indexes definitions.
+      # enabled, index of the first row with it] of the rows. def_of[i]: nil
+      # for a removed key; d >= 0 when row i is plain (kwargs {}, args a JSON
+      # list with no placeholder: args[i] its text, or the Integer n when it
+      # is [n]; kwargs[i] nil); ~d otherwise (args[i] and kwargs[i] its JSON
+      # texts). d indexes definitions.
       def schedule_change_columns(since:, limit: 10_000)
         _schedule_change_columns(integer(since, "since"), positive_int(limit, "limit"))
       end

@@ -123,7 +123,8 @@ module Kaal
         d = def_of[i]
         next if d.nil? # removed
 
-        job = job_of(keys[i], d.negative? ? ~d : d, args[i], kwargs[i] || "{}", defs, refused)
+        args_json = args[i].is_a?(Integer) ? "[#{args[i]}]" : args[i]
+        job = job_of(keys[i], d.negative? ? ~d : d, args_json, kwargs[i] || "{}", defs, refused)
         fresh << job if job
       end
       applied + register(fresh, policy, refused)

@@ -149,9 +149,10 @@ module Kaal
     # without placeholders) as a node loads a million of them: +spec+ is the
     # checked Spec shared by every stored schedule defined alike (cron,
     # zone, class, queue, enabled; its args empty), and the job keeps its own
-    # args as the stored JSON text until a run first asks for them. The text
-    # was checked when it was stored; should it no longer parse (edited in
-    # the table by hand), that run fails naming the schedule and args.
+    # args as the stored JSON text until a run first asks for them (args that
+    # are one integer, a schedule per customer id, as that Integer). The
+    # text was checked when it was stored; should it no longer parse (edited
+    # in the table by hand), that run fails naming the schedule and args.
     # (ScheduleFeed makes them a page at a time with Native.stored_jobs.)
     class StoredJob < Job
       # Only the key is checked (as by Job.build_alike); ConfigurationError
@@ -163,10 +164,11 @@ module Kaal
       end
 
       def args
-        args = @args
-        return args unless args.is_a?(String)
-
-        @args = Schedules.parse({ key: key, args_json: args }, :args_json, "args").freeze
+        case (args = @args)
+        when Integer then [args].freeze
+        when String then @args = Schedules.parse({ key: key, args_json: args }, :args_json, "args").freeze
+        else args
+        end
       end
 
       # Never templated (no placeholder, kwargs {}): the stored args as they are.

@@ -229,25 +229,29 @@ RSpec.shared_examples "stored schedules" do
     schedules.upsert(key: "g", cron: "0 10 * * *", job_class: "StoredScheduleSpecJob", args: [4], queue: "q")
     schedules.upsert(key: "h", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob")
     schedules.delete("h")
+    schedules.upsert(key: "i", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: [-5])
+    schedules.upsert(key: "j", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: [12_345_678_901_234_567_890])
     counter, last, keys, args, kwargs, defs, def_of = node_backend.schedule_change_columns(since: 0, limit: 100)
-    expect([counter, last]).to eq([9, 9])
-    expect(keys).to eq(["a", "b", "c", "d", "e e", "f", "g", "h"])
-    expect(args).to eq(["[1]", "[2]", "[3]", "[]", "[]", '["{{key}}"]', "[4]", nil])
-    expect(kwargs).to eq([nil, nil, nil, '{"x":1}', nil, "{}", nil, nil])
+    expect([counter, last]).to eq([11, 11])
+    expect(keys).to eq(["a", "b", "c", "d", "e e", "f", "g", "h", "i", "j"])
+    # [n]: the Integer n, when a Fixnum
+    expect(args).to eq([1, 2, 3, "[]", "[]", '["{{key}}"]', 4, nil, -5, "[12345678901234567890]"])
+    expect(kwargs).to eq([nil, nil, nil, '{"x":1}', nil, "{}", nil, nil, nil, nil])
     expect(defs).to eq([["0 9 * * *", "StoredScheduleSpecJob", nil, nil, true, 0],
                         ["0 10 * * *", "StoredScheduleSpecJob", nil, "q", true, 1]])
-    expect(def_of).to eq([0, 1, 0, ~0, 1, ~0, 1, nil])
-    expect(keys + args.compact + kwargs.compact + defs).to all(be_frozen)
+    expect(def_of).to eq([0, 1, 0, ~0, 1, ~0, 1, nil, 0, 0])
+    expect(keys + args.grep(String) + kwargs.compact + defs).to all(be_frozen)
 
     specs = [Object.new, false]
     jobs, rest = Kaal::Native.stored_jobs(Kaal::Schedules::StoredJob, keys, args, def_of, specs)
-    expect(jobs.map(&:key)).to eq(%w[a c]) # definition 1 has no Spec: its rows are the caller's
+    expect(jobs.map(&:key)).to eq(%w[a c i j]) # definition 1 has no Spec: its rows are the caller's
     expect(jobs.map(&:spec)).to all(equal(specs[0]))
     expect(rest).to eq([1, 3, 4, 5, 6, 7])
     specs[1] = Object.new
     jobs, rest = Kaal::Native.stored_jobs(Kaal::Schedules::StoredJob, keys, args, def_of, specs)
-    expect(jobs.map(&:key)).to eq(%w[a c b g]) # "e e" is not a plain key: checked by Ruby
-    expect(jobs.map(&:args)).to eq([[1], [3], [2], [4]])
+    expect(jobs.map(&:key)).to eq(%w[a c i j b g]) # "e e" is not a plain key: checked by Ruby
+    expect(jobs.map(&:args)).to eq([[1], [3], [-5], [12_345_678_901_234_567_890], [2], [4]])
+    expect(jobs.map(&:args)).to all(be_frozen)
     expect(rest).to eq([3, 4, 5, 7])
   end
 
@@ -261,7 +265,9 @@ RSpec.shared_examples "stored schedules" do
         job
       end
     )
-    %w[a b c].each { |k| schedules.upsert(key: k, cron: "0 9 * * *", job_class: "OtherStoredScheduleSpecJob", args: [k]) }
+    { "a" => [1], "b" => ["b"], "c" => [] }.each do |k, args|
+      schedules.upsert(key: k, cron: "0 9 * * *", job_class: "OtherStoredScheduleSpecJob", args: args)
+    end
     schedules.upsert(key: "d", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: [1])
     expect(node_feed.poll).to eq(1)
     expect(node_registry.jobs.keys).to eq(["d"])
