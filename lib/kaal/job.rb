@@ -76,6 +76,7 @@ module Kaal
     # millions of distinct definitions cost no more than building each.
     @specs = {}
     @last = nil
+    @last_variant = nil # [the previous Spec, args, the Spec with them] (Job.spec_with_args)
     SPECS_MAX = 4096
     ARGS_AT = 7 # where args are in a definition (see Job.build)
     EMPTY_LIST = [].freeze # the args of a job without any (Kaal.register's default)
@@ -109,11 +110,7 @@ module Kaal
         last = @last
         return last[1] if last && (NATIVE_ALIKE ? Native.same_values?(last[0], definition) : last[0].eql?(definition))
 
-        # the caller may change its set, args or kwargs later: the cache
-        # keys (and the Spec) hold copies
-        definition[6] = snapshot(definition[6])
-        definition[7] = snapshot(definition[7])
-        definition[8] = snapshot(definition[8])
+        keep(definition)
         if last && NATIVE_ALIKE && Native.same_values?(last[0], definition, ARGS_AT)
           # a job per customer (args: [id]): not cached, as they seldom come back
           spec = yield last[1]
@@ -129,7 +126,38 @@ module Kaal
         spec
       end
 
+      # The Spec of +definition+, which differs from the previous one (+last+)
+      # only in its args, when they are a list of values that hold no
+      # placeholder (Integers, words); nil for any other args (Job#setup
+      # checks them and says what is wrong).
+      def spec_with_args(last, definition)
+        args = definition[ARGS_AT]
+        return nil unless args.is_a?(Array) && args.all? { |a| !Placeholders.holder?(a) || (a.is_a?(String) && !a.include?("{{") && !a.include?("}}")) }
+
+        # the previous definition stays the one to compare with (the next
+        # job per customer differs from it in the args too); jobs that come
+        # with the same args one after the other share their Spec
+        base = last[1]
+        variant = @last_variant
+        return variant[2] if variant && variant[0].equal?(base) && Native.same_values?(variant[1], args)
+
+        spec = base.with_args(snapshot(args), base.kwargs_templated?)
+        @last_variant = [base, spec.args, spec].freeze
+        spec
+      end
+
       private
+
+      # The caller may change its Strings, set, args or kwargs later: a
+      # definition the cache keeps (and its Spec) holds copies.
+      def keep(definition)
+        definition.each_with_index do |value, i|
+          case value
+          when String then definition[i] = value.dup.freeze unless value.frozen?
+          when Array, Hash then definition[i] = snapshot(value)
+          end
+        end
+      end
 
       # A list or mapping as it is now (the caller may change theirs later).
       def snapshot(value)
@@ -165,9 +193,15 @@ module Kaal
       # defined as the previous job (Kaal.register in a loop) with a plain
       # key: its Spec, the Job made in one native call
       last = @last
-      if location.nil? && NATIVE_ALIKE && last && Native.same_values?(last[0], definition)
-        job = Native.job_alike(self, key, last[1])
-        return job if job
+      if location.nil? && NATIVE_ALIKE && last
+        if Native.same_values?(last[0], definition)
+          job = Native.job_alike(self, key, last[1])
+          return job if job
+        elsif Native.plain_key?(key) && Native.same_values?(last[0], definition, ARGS_AT)
+          # but for its args (a job per customer): the args are all there is to check
+          spec = spec_with_args(last, definition)
+          return Native.job_alike(self, key, spec) if spec
+        end
       end
 
       job = allocate

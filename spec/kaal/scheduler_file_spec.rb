@@ -343,12 +343,34 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       expect(jobs.map(&:args)).to eq([[1], [1], [1, 2], [1, 2], [1, 2]])
       # a copy of the list, not of what it holds (as for any job)
       expect(jobs.map { |j| j.kwargs[:a] }).to eq([[1, 2]] * 5)
-      expect(jobs.map(&:spec).uniq.size).to eq(2)
+      expect(jobs.values_at(0, 1).map(&:spec).uniq.size).to eq(1)
+      expect(jobs.values_at(3, 4).map(&:spec).uniq.size).to eq(1)
+      # jobs per customer: a Spec each, but shared by those that come with the same args
+      more = [reg.call("m-1"), reg.call("m-2")]
+      args.replace([7])
+      more << reg.call("m-3") << reg.call("m-4")
+      expect(more.map(&:args)).to eq([[1, 2], [1, 2], [7], [7]])
+      expect(more.map(&:spec).uniq.size).to eq(2)
       expect(Kaal.registry["k-1"]).to equal(jobs[1])
       expect { reg.call("k-1") }
         .to raise_error(Kaal::ConfigurationError, 'Kaal.register(key: "k-1"): key: "k-1" is already registered in code (Kaal.unregister it first)')
       expect { reg.call("kaal:manual:x") }
         .to raise_error(Kaal::ConfigurationError, /\AKaal.register\(key: "kaal:manual:x"\): key: "kaal:manual:" starts/)
+    end
+
+    it "keeps each job's own cron, class name and kwargs when the caller changes its objects between calls" do
+      cron = +"0 * * * *"
+      name = +"X"
+      kwargs = { a: 1 }
+      reg = ->(k, args) { Kaal.register(key: k, cron: cron, job_class: name, args: args, kwargs: kwargs) }
+      jobs = [reg.call("a", [1]), reg.call("b", [2])]
+      cron.replace("5 * * * *")
+      name.replace("Y")
+      kwargs[:a] = 2
+      jobs << reg.call("c", [2]) << reg.call("d", [3])
+      expect(jobs.map { |j| [j.expression, j.job_class, j.kwargs, j.args] })
+        .to eq([["0 * * * *", "X", { a: 1 }, [1]], ["0 * * * *", "X", { a: 1 }, [2]],
+                ["5 * * * *", "Y", { a: 2 }, [2]], ["5 * * * *", "Y", { a: 2 }, [3]]])
     end
 
     it "checks each job's own args when only they differ from the previous job's" do
