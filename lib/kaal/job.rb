@@ -126,13 +126,15 @@ module Kaal
         spec
       end
 
+      private
+
       # The Spec of +definition+, which differs from the previous one (+last+)
       # only in its args, when they are a list of values that hold no
       # placeholder (Integers, words); nil for any other args (Job#setup
       # checks them and says what is wrong).
       def spec_with_args(last, definition)
         args = definition[ARGS_AT]
-        return nil unless args.is_a?(Array) && args.all? { |a| !Placeholders.holder?(a) || (a.is_a?(String) && !a.include?("{{") && !a.include?("}}")) }
+        return nil unless args.is_a?(Array) && args.all? { |a| plain_arg?(a) }
 
         # the previous definition stays the one to compare with (the next
         # job per customer differs from it in the args too); jobs that come
@@ -146,7 +148,12 @@ module Kaal
         spec
       end
 
-      private
+      # A value that holds no placeholder: a word, a number, true, nil, ...
+      def plain_arg?(value)
+        return !value.include?("{{") && !value.include?("}}") if value.is_a?(String)
+
+        !Placeholders.holder?(value)
+      end
 
       # The caller may change its Strings, set, args or kwargs later: a
       # definition the cache keeps (and its Spec) holds copies.
