@@ -46,6 +46,24 @@ RSpec.describe "The extension's objects under GC.compact and GC.stress" do
     under_stress { exercise_cron(crons.first) }
   end
 
+  it "the scheduler file's entries read in C (alike, and alike but for their args) keep their keys and args" do
+    Dir.mktmpdir do |dir|
+      path = File.join(dir, "kaal-scheduler.yml")
+      entries = Array.new(20) { |i| "  - key: job-#{i}\n    cron: 0 0 1 1 *\n    job_class: X\n" }
+      entries += Array.new(20) { |i| "  - key: arg-#{i}\n    cron: 0 0 1 1 *\n    job_class: X\n    args: [#{i}, s#{i}]\n" }
+      File.write(path, "defaults:\n  jobs:\n#{entries.join}")
+      read = -> { Kaal::SchedulerFile.table(path, "production", default_time_zone: "UTC") }
+      table = under_stress { read.call }
+      compact!
+      [table, read.call].each do |jobs|
+        expect(jobs.keys).to eq(Array.new(20) { |i| "job-#{i}" } + Array.new(20) { |i| "arg-#{i}" })
+        expect(jobs.values.last(20).map(&:args)).to eq(Array.new(20) { |i| [i, "s#{i}"] })
+        expect(jobs["arg-10"].location).to eq("#{path}: defaults.jobs[30] (job \"arg-10\")")
+        expect(jobs["job-10"].instance_variables).to eq(%i[@key @next_epoch @spec]) # made in C
+      end
+    end
+  end
+
   %i[memory sqlite redis postgres mysql].each do |kind|
     describe "a #{kind} backend handle" do
       kaal_backend_for kind
