@@ -13,7 +13,7 @@
 #   rest is written by one INSERT ... SELECT of this benchmark (rows and
 #   change counter as upsert leaves them), so that 1M takes seconds;
 # - start: a node's first poll, which loads every stored schedule into an
-#   empty registry (the feed's pages of 10,000 by version), and the first
+#   empty registry (the feed's pages of 25,000 by version), and the first
 #   tick of a scheduler over it; wall clock and CPU time. Targets: 100k
 #   <= 0.5 s, 1M <= 3 s;
 # - kaal start: `bin/kaal start` spawned against the same store (and a

@@ -384,7 +384,7 @@ module Kaal
       # list with no placeholder: args[i] its text, or the Integer n when it
       # is [n]; kwargs[i] nil); ~d otherwise (args[i] and kwargs[i] its JSON
       # texts). d indexes definitions.
-      def schedule_change_columns(since:, limit: 10_000)
+      def schedule_change_columns(since:, limit: 25_000)
         _schedule_change_columns(integer(since, "since"), positive_int(limit, "limit"))
       end
 

@@ -21,7 +21,7 @@ module Kaal
   # tried again. A poll that applied or refused something emits the
   # `schedules` event (the log lines come from it).
   class ScheduleFeed
-    PAGE = 10_000
+    PAGE = 25_000
 
     attr_reader :version
 
