@@ -90,7 +90,9 @@ module Kaal
     end
 
     # A thread reading the page after +since+; this one waits until it
-    # started (its backend call then runs without the GVL).
+    # started (its backend call then runs without the GVL). nil where no
+    # thread can be made or waited for (a trap handler): the next page is
+    # then read after this one.
     def read_ahead(since)
       started = Queue.new
       thread = Thread.new do
@@ -100,6 +102,9 @@ module Kaal
       thread.report_on_exception = false
       started.pop
       thread
+    rescue ThreadError
+      drop(thread) if thread
+      nil
     end
 
     def drop(thread)
