@@ -1556,7 +1556,7 @@ static long stored_job_def(VALUE keys, VALUE def_of, VALUE specs, long i)
 static VALUE native_stored_jobs(VALUE self, VALUE klass, VALUE keys, VALUE args, VALUE def_of, VALUE specs)
 {
     long n, ndefs, i, d, total = 0, *next;
-    VALUE jobs, rest, buf;
+    VALUE jobs, rest, tmp = 0;
     (void)self;
     Check_Type(klass, T_CLASS);
     Check_Type(keys, T_ARRAY);
@@ -1566,8 +1566,8 @@ static VALUE native_stored_jobs(VALUE self, VALUE klass, VALUE keys, VALUE args,
     n = RARRAY_LEN(keys);
     ndefs = RARRAY_LEN(specs);
     if (RARRAY_LEN(args) != n || RARRAY_LEN(def_of) != n) rb_raise(rb_eArgError, "keys, args and def_of differ in length");
-    buf = rb_str_new(NULL, (long)sizeof(long) * (ndefs + 1)); /* GC-owned: next[d], the slot of d's next job */
-    next = (long *)RSTRING_PTR(buf);
+    /* next[d]: the slot of d's next job; freed at the end (by the GC, should a Ruby allocation raise first) */
+    next = ALLOCV_N(long, tmp, ndefs + 1);
     memset(next, 0, sizeof(long) * (size_t)(ndefs + 1));
     for (i = 0; i < n; i++)
         if ((d = stored_job_def(keys, def_of, specs, i)) >= 0) next[d + 1]++;
@@ -1585,7 +1585,7 @@ static VALUE native_stored_jobs(VALUE self, VALUE klass, VALUE keys, VALUE args,
         rb_ivar_set(job, id_args_ivar, RARRAY_AREF(args, i));
         rb_ary_store(jobs, next[d]++, job);
     }
-    RB_GC_GUARD(buf);
+    ALLOCV_END(tmp);
     return rb_assoc_new(jobs, rest);
 }
 
