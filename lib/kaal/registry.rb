@@ -140,18 +140,29 @@ module Kaal
       refused = []
       @lock.synchronize do
         code = writable(:@code)
-        effective = @file.empty? ? nil : writable(:@effective)
         file = @file
+        # a batch as big as the table (a node loading its stored schedules)
+        # next to a scheduler file: the jobs in force made in one copy, not
+        # one insert per job (see #in_force)
+        copy = !file.empty? && jobs.size >= code.size && file.size <= jobs.size
+        effective = file.empty? || copy ? nil : writable(:@effective)
+        contested = {} # keys of the batch the file has too
         jobs.each do |job|
           key = job.key
           if code.key?(key) || (policy == :error && file.key?(key))
             refused << [job, ConfigurationError.new(register_problem(job, code, policy))]
           else
             code[key] = job
-            effective[key] = job if effective && !(policy == :file_wins && file.key?(key))
+            if effective
+              effective[key] = job unless policy == :file_wins && file.key?(key)
+            elsif copy && file.key?(key)
+              contested[key] = true
+            end
           end
         end
-        @effective = code if effective.nil?
+        if file.empty? then @effective = code
+        elsif copy then @effective = in_force(code, contested, policy)
+        end
         @generation += 1 if refused.size < jobs.size
       end
       refused
@@ -170,6 +181,24 @@ module Kaal
     end
 
     private
+
+    # The jobs in force after #register_all took a big batch, as its one
+    # insert per job would have left them: the code jobs, then each file
+    # job where the code has no job of its key; for a key in both, the one
+    # in force before, or for a key of the batch (+contested+) the code job
+    # unless +policy+ is file_wins.
+    def in_force(code, contested, policy)
+      before = @effective
+      table = code.dup
+      @file.each do |key, file_job|
+        winner = if !code.key?(key) then file_job
+                 elsif contested.key?(key) then policy == :file_wins ? file_job : nil
+                 else before[key]
+                 end
+        table[key] = winner if winner
+      end
+      table
+    end
 
     # Why #register would refuse +job+ (nil: it would not).
     def register_problem(job, code, policy)

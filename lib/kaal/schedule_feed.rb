@@ -6,8 +6,9 @@ module Kaal
   # the namespace's change counter; only when it moved are the schedules
   # changed since the last poll read (by version, a page at a time, as
   # columns) and applied: changed and removed keys leave the registry, then
-  # the page's new jobs enter it together (Registry#register_all). The first
-  # poll loads every stored schedule.
+  # the new jobs enter it together (Registry#register_all): those of every
+  # row changed before the poll began in one step, then those changed
+  # while it ran, page by page. The first poll loads every stored schedule.
   #
   # A node with a million stored schedules: the rows defined alike (cron,
   # zone, class, queue, enabled) are checked once, through +build+, and
@@ -44,21 +45,33 @@ module Kaal
     def poll
       applied = 0
       refused = []
+      policy = @policy.call
+      version = @version
+      first = nil # the change counter as this poll began
+      pending = [] # the jobs of the rows changed before that, registered together
       following = nil
       loop do
-        page = following ? following.value : changes(@version)
+        page = following ? following.value : changes(version)
         counter, last, keys = page
+        first ||= counter
         # a full page: the next one is read (the backend call runs without
         # the GVL) while this one is applied
         following = keys.size == PAGE ? read_ahead(last) : nil
-        applied += apply_page(page, refused)
+        during = last > first # the page holds changes made during this poll: in their order
+        applied += register(pending, policy, refused) if during
+        pending = [] if during
+        gone, fresh = apply_page(page, policy, refused)
+        applied += gone
+        during ? applied += register(fresh, policy, refused) : pending.concat(fresh)
         if keys.size == PAGE
-          @version = last
+          version = last
         else
-          @version = [counter, last, @version].max
+          version = [counter, last, version].max
           break
         end
       end
+      applied += register(pending, policy, refused)
+      @version = version
       unless applied.zero? && refused.empty?
         @events.emit(:schedules) do
           { node: @node.call, applied: applied, refused: refused, version: @version, stored: @stored }
@@ -115,12 +128,11 @@ module Kaal
     end
 
     # One page (Backend#schedule_change_columns): the keys that changed or
-    # went leave the registry, then the new jobs enter it at once. Returns
-    # how many it applied.
-    def apply_page(page, refused)
+    # went leave the registry; returns [how many went for good, the jobs of
+    # the page's rows to register].
+    def apply_page(page, policy, refused)
       _, _, keys, args, kwargs, defs, def_of = page
-      policy = @policy.call
-      applied = @stored.zero? ? 0 : take_out(keys, def_of, policy)
+      gone = @stored.zero? ? 0 : take_out(keys, def_of, policy)
       specs = defs.map { |definition| shared_spec(keys[definition[5]], definition) }
       # the plain rows' jobs, made natively (a million at start); the rest here
       fresh, rest = Native.stored_jobs(Schedules::StoredJob, keys, args, def_of, specs)
@@ -132,7 +144,7 @@ module Kaal
         job = job_of(keys[i], d.negative? ? ~d : d, args_json, kwargs[i] || "{}", defs, refused)
         fresh << job if job
       end
-      applied + register(fresh, policy, refused)
+      [gone, fresh]
     end
 
     # Takes the page's keys that are stored schedules in the registry out of
@@ -171,7 +183,7 @@ module Kaal
         time_zone: time_zone, queue: queue, enabled: enabled }
     end
 
-    # Registers the page's new jobs; returns how many the registry took.
+    # Registers new jobs; returns how many the registry took.
     def register(fresh, policy, refused)
       return 0 if fresh.empty?
 

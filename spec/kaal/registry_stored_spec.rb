@@ -69,4 +69,41 @@ RSpec.describe Kaal::Registry, "#register_all and the stored jobs" do
     expect(registry.stored_job("nope")).to be_nil
     expect(registry.stored_jobs).to eq("both" => hidden, "s" => stored)
   end
+
+  # Both ways #register_all makes the jobs in force (an insert per job, or
+  # one copy for a batch as big as the table next to a scheduler file) give
+  # what #register one job at a time gives.
+  it "leaves the same jobs in force as #register one at a time, for a small or a big batch" do
+    %i[error code_wins file_wins].each do |policy|
+      [2, 12].each do |batch_size|
+        copy_expected = batch_size == 12
+        file_jobs = [job("both-old", source: :file), job("f1", source: :file), job("f-new", source: :file)]
+        # 7 code jobs: a batch of 3 takes an insert per job, one of 13 the copy
+        code_jobs = [job("both-old", source: :code)] + Array.new(6) { |i| job("c#{i}", source: :code) }
+        one_by_one, at_once = Array.new(2) do
+          r = described_class.new
+          r.replace_file_jobs(file_jobs, "kaal-scheduler.yml", policy: :code_wins)
+          code_jobs.each { |j| r.register(j, policy: :code_wins) } # in force for both-old: the code job
+          r
+        end
+        batch = Array.new(batch_size) { |i| job("s#{i}") }
+        batch.insert(1, job("f-new")) # a key of the file
+        refused_one = batch.filter_map do |j|
+          one_by_one.register(j, policy: policy)
+          nil
+        rescue Kaal::ConfigurationError => e
+          [j.key, e.message]
+        end
+        allow(at_once).to receive(:in_force).and_call_original
+        refused_all = at_once.register_all(batch, policy: policy).map { |j, e| [j.key, e.message] }
+        expect(at_once).to have_received(:in_force).exactly(copy_expected ? 1 : 0).times
+        expect(refused_all).to eq(refused_one)
+        expect(at_once.jobs.transform_values(&:object_id)).to eq(one_by_one.jobs.transform_values(&:object_id))
+        expect(at_once.jobs.keys.sort).to eq(one_by_one.jobs.keys.sort)
+        at_once.register(job("later"), policy: policy) # the table in force is its own, not the code table
+        expect(at_once.jobs.keys).to include("later")
+        expect(at_once.stored_jobs.keys).to include("later")
+      end
+    end
+  end
 end

@@ -274,6 +274,32 @@ RSpec.shared_examples "stored schedules" do
     expect(logged.last[:refused]).to eq(%w[a b c].map { |k| { key: k, error: "stored schedule #{k.inspect}: job_class: not here" } })
   end
 
+  it "applies the changes made while a poll reads its pages, in their order" do
+    stub_const("Kaal::ScheduleFeed::PAGE", 2)
+    %w[a b c d e].each { |k| schedules.upsert(key: k, cron: "0 9 * * *", job_class: "StoredScheduleSpecJob", args: [1]) }
+    calls = 0
+    writer = schedules
+    changing = Class.new(SimpleDelegator) do
+      define_method(:schedule_change_columns) do |**kw|
+        calls += 1
+        if calls == 2 # after the first page (a and b) was read
+          writer.upsert(key: "a", cron: "0 10 * * *", job_class: "StoredScheduleSpecJob", args: [2])
+          writer.delete("b")
+          writer.upsert(key: "f", cron: "0 9 * * *", job_class: "StoredScheduleSpecJob")
+        end
+        super(**kw)
+      end
+    end.new(node_backend)
+    node_feed = feed_on(changing, node_registry)
+    node_feed.poll
+    jobs = node_registry.jobs
+    expect(jobs.keys).to match_array(%w[a c d e f])
+    expect([jobs["a"].expression, jobs["a"].args]).to eq(["0 10 * * *", [2]])
+    expect(logged.last).to include(refused: [], stored: 5)
+    expect(node_feed.version).to eq(8)
+    expect(node_feed.poll).to eq(0)
+  end
+
   it "polls with one backend call per tick, reading only the changed schedules (no rescan)" do
     calls = Hash.new(0)
     rows_read = []
