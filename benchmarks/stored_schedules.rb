@@ -266,7 +266,21 @@ module StoredScheduleBench
                   kind, n, r[:first_tick_s], r[:cpu_s], r[:vmhwm_mb], marks.empty? ? "" : "  [#{marks.join("; ")}]")
     end
   ensure
+    drop_rows if kind == "postgres"
     Kaal.reset!
+  end
+
+  # The benchmark's rows leave the shared PostgreSQL database (SQLite's file
+  # goes with its temp directory).
+  def drop_rows
+    require "pg"
+    ns = Kaal.configuration.namespace
+    pg = PG.connect(ENV.fetch("KAAL_TEST_POSTGRES_URL"))
+    pg.exec_params("DELETE FROM kaal_schedules WHERE namespace = $1", [ns])
+    pg.exec_params("DELETE FROM kaal_schedule_versions WHERE namespace = $1", [ns])
+    pg.close
+  rescue PG::Error => e
+    warn "postgres: could not remove the benchmark's rows (#{e.message.strip})"
   end
 end
 
