@@ -52,7 +52,7 @@ RSpec.shared_examples "stored schedules" do
   def tick_node(at: Time.utc(2026, 1, 1, 8, 59, 58).to_i)
     @scheduler ||= Kaal::Scheduler.new(config: config, registry: node_registry, backend: node_backend,
                                        logger: ->(*) {}, feed: feed)
-    @scheduler.tick(at)
+    @scheduler.tick(at, wait: true) # its runs recorded before the example (and its store) ends
     node_registry.jobs
   end
 
