@@ -1397,8 +1397,8 @@ static VALUE backend_schedule_changes(VALUE self, VALUE since, VALUE limit)
 
 /* #_schedule_change_columns: the change feed as columns, for a node loading
  * its stored schedules (a million at start): one String per key and per
- * args, and the definitions (cron, job_class, time_zone, queue, enabled)
- * the rows share listed once. */
+ * args (an Integer for the args [n]), and the definitions (cron,
+ * job_class, time_zone, queue, enabled) the rows share listed once. */
 
 static VALUE empty_args; /* the frozen "[]" every row without args shares */
 static ID id_args_ivar;
@@ -1549,7 +1549,8 @@ static long stored_job_def(VALUE keys, VALUE def_of, VALUE specs, long i)
  * #_schedule_change_columns, the Jobs of its plain rows whose definition d
  * has a Spec (specs[d]; false or nil: none) and whose key is plain, each
  * made as Job.build_alike makes one (kaal_job_alike: klass, the key, the
- * shared Spec) with @args the row's args text. -> [jobs, rest]: the jobs
+ * shared Spec) with @args the row's args (its text, or the Integer n of
+ * [n]). -> [jobs, rest]: the jobs
  * grouped by definition (in row order within one), so that the jobs
  * defined alike come one after the other; rest, the indexes of the other
  * rows, for the caller. */
