@@ -10,6 +10,10 @@
 #   (it places every job): both timed, wall clock and this process's CPU
 #   time. Targets: 100k <= 0.5 s and 1M <= 3 s from the first register to
 #   the end of the first tick.
+# - start (code, distinct args): the same with a job per customer, as an app
+#   registers them at boot: args: [id] and a cron and zone of its own, from
+#   36 combinations that come interleaved (not one after the other). Same
+#   targets.
 # - idle: N registered jobs, none due (yearly cron): the time of one tick
 #   (heap peek + the per-tick backend calls: states, heartbeat, delayed sweep).
 #   Targets: 100k <= 1 ms, 1M <= 0.1 ms per tick.
@@ -82,6 +86,32 @@ module TickBench
     end.sort
     { n: n, register_s: reg, register_cpu_s: reg_cpu, first_tick_s: first, first_tick_cpu_s: first_cpu,
       median_ms: samples[samples.size / 2] * 1000, p95_ms: samples[(samples.size * 0.95).floor] * 1000 }
+  end
+
+  # Customers of a multi-tenant app: [id, cron, zone], the 36 definitions
+  # interleaved.
+  def customers(n)
+    crons = ["0 9 * * *", "30 8 * * *", "0 7 * * 1-5", "15 6 * * *", "0 10 * * 1", "45 9 * * *"]
+    zones = %w[UTC Europe/Paris America/New_York Asia/Tokyo Australia/Sydney Europe/London]
+    combos = crons.product(zones)
+    Array.new(n) { |i| [i, *combos[(i * 7919) % combos.size]] }
+  end
+
+  def per_customer(n)
+    fresh
+    list = customers(n)
+    GC.start
+    t = clock
+    c = cpu
+    list.each do |id, cron, zone|
+      Kaal.register(key: "report:#{id}", cron: cron, job_class: NoopJob, args: [id], time_zone: zone)
+    end
+    reg = clock - t
+    reg_cpu = cpu - c
+    t = clock
+    c = cpu
+    Kaal.tick!(now: Time.utc(2026, 6, 1, 12, 0, 0).to_i)
+    { register_s: reg, first_tick_s: clock - t, cpu_s: reg_cpu + cpu - c }
   end
 
   def due(n, rounds: 9)
@@ -171,6 +201,13 @@ sizes.each do |n|
   printf("start      %7d jobs (code): register %.2f s + first tick %.2f s = %.2f s (CPU %.2f s)%s\n",
          n, r[:register_s], r[:first_tick_s], total, r[:register_cpu_s] + r[:first_tick_cpu_s],
          target ? "  [target <= #{target} s: #{verdict(total <= target)}]" : "")
+  Kaal.reset!
+  GC.start
+  r2 = TickBench.per_customer(n)
+  total2 = r2[:register_s] + r2[:first_tick_s]
+  printf("start      %7d jobs (code, distinct args): register %.2f s + first tick %.2f s = %.2f s (CPU %.2f s)%s\n",
+         n, r2[:register_s], r2[:first_tick_s], total2, r2[:cpu_s],
+         target ? "  [target <= #{target} s: #{verdict(total2 <= target)}]" : "")
   target = IDLE_TARGET[n]
   printf("idle tick  %7d jobs: median %.3f ms, p95 %.3f ms%s\n", n, r[:median_ms], r[:p95_ms],
          target ? "  [target <= #{target} ms: #{verdict(r[:median_ms] <= target)}]" : "")

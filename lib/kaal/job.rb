@@ -76,12 +76,19 @@ module Kaal
     # millions of distinct definitions cost no more than building each.
     @specs = {}
     @last = nil
-    @last_variant = nil # [the previous Spec, args, the Spec with them] (Job.spec_with_args)
+    # Definitions seen recently, by their hash without the args
+    # (Native.values_hash): [definition, Spec, whether its kwargs hold
+    # placeholders]. A job per customer, each with its cron and zone, finds
+    # the Spec of its definition here and only its args are checked. Small:
+    # an app has a few dozen such definitions, not thousands.
+    @bases = {}
+    @with_args = nil # the last Job Native.build_alike made (the next one with the same args shares its Spec)
     SPECS_MAX = 4096
+    BASES_MAX = 256
     ARGS_AT = 7 # where args are in a definition (see Job.build)
     EMPTY_LIST = [].freeze # the args of a job without any (Kaal.register's default)
     EMPTY_MAP = {}.freeze
-    private_constant :SPECS_MAX, :ARGS_AT
+    private_constant :SPECS_MAX, :BASES_MAX, :ARGS_AT
 
     @crons = {}
 
@@ -123,36 +130,19 @@ module Kaal
           end
         end
         @last = [definition.freeze, spec].freeze
+        remember_base(definition, spec) if NATIVE_ALIKE
         spec
       end
 
       private
 
-      # The Spec of +definition+, which differs from the previous one (+last+)
-      # only in its args, when they are a list of values that hold no
-      # placeholder (Integers, words); nil for any other args (Job#setup
-      # checks them and says what is wrong).
-      def spec_with_args(last, definition)
-        args = definition[ARGS_AT]
-        return nil unless args.is_a?(Array) && args.all? { |a| plain_arg?(a) }
-
-        # the previous definition stays the one to compare with (the next
-        # job per customer differs from it in the args too); jobs that come
-        # with the same args one after the other share their Spec
-        base = last[1]
-        variant = @last_variant
-        return variant[2] if variant && variant[0].equal?(base) && Native.same_values?(variant[1], args)
-
-        spec = base.with_args(snapshot(args), base.kwargs_templated?)
-        @last_variant = [base, spec.args, spec].freeze
-        spec
-      end
-
-      # A value that holds no placeholder: a word, a number, true, nil, ...
-      def plain_arg?(value)
-        return !value.include?("{{") && !value.include?("}}") if value.is_a?(String)
-
-        !Placeholders.holder?(value)
+      # A job defined as +definition+ but for its args (plain values, a
+      # plain key) is then made natively from +spec+ (Job.build).
+      def remember_base(definition, spec)
+        base = spec.is_a?(ArgsSpec) ? spec.base : spec
+        bases = @bases
+        bases.clear if bases.size >= BASES_MAX
+        bases[Native.values_hash(definition, ARGS_AT)] = [definition, base, base.kwargs_templated?].freeze
       end
 
       # The caller may change its Strings, set, args or kwargs later: a
@@ -176,7 +166,7 @@ module Kaal
       end
     end
 
-    NATIVE_ALIKE = defined?(Native.job_alike) && defined?(Native.same_values?) ? true : false
+    NATIVE_ALIKE = defined?(Native.job_alike) && defined?(Native.same_values?) && defined?(Native.build_alike) ? true : false
     private_constant :NATIVE_ALIKE
 
     attr_reader :key, :spec
@@ -198,17 +188,12 @@ module Kaal
     # million calls.
     def self.build(key, location, definition)
       # defined as the previous job (Kaal.register in a loop) with a plain
-      # key: its Spec, the Job made in one native call
-      last = @last
-      if location.nil? && NATIVE_ALIKE && last
-        if Native.same_values?(last[0], definition)
-          job = Native.job_alike(self, key, last[1])
-          return job if job
-        elsif Native.plain_key?(key) && Native.same_values?(last[0], definition, ARGS_AT)
-          # but for its args (a job per customer): the args are all there is to check
-          spec = spec_with_args(last, definition)
-          return Native.job_alike(self, key, spec) if spec
-        end
+      # key: its Spec, the Job made in one native call; so too one defined
+      # as a job seen recently (@bases) but for its args (a job per
+      # customer, with its cron and zone): the args are all there is to check
+      if location.nil? && NATIVE_ALIKE
+        job = Native.build_alike(self, key, definition, ARGS_AT, @last, @bases, @with_args)
+        return @with_args = job if job
       end
 
       job = allocate

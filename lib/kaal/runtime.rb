@@ -126,9 +126,12 @@ module Kaal
       # Job.new(..., location: nil, source: :code), positional (Job.build); location nil: Kaal.register(key: ...)
       job = Job.build(key, nil, [cron, time_zone || config.time_zone, job_class, callable || block, queue, priority, set,
                                  args, kwargs, catch_up, enabled, :code, handoff])
-      check_recurring_class!(job, config)
+      # the Spec read once (a million calls): a class given as a Class and no
+      # queue, the common case, need neither check
+      spec = job.spec
+      check_recurring_class!(job, config) if spec.job_class.is_a?(String)
       @registry.register(job, policy: config.scheduler_conflict_policy)
-      warn_ignored_queue(job)
+      warn_ignored_queue(job) if spec.queue
       job
     end
 

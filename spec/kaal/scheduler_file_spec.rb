@@ -389,6 +389,53 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       expect(Kaal.registry["f"]).to be_nil
     end
 
+    it "gives each job per customer its own definition when definitions come interleaved" do
+      zones = %w[UTC Europe/Paris Asia/Tokyo]
+      crons = ["0 9 * * *", "30 8 * * *"]
+      defs = crons.product(zones)
+      ids = Array.new(30) { |i| i }
+      jobs = ids.map do |i|
+        cron, zone = defs[(i * 5) % defs.size]
+        Kaal.register(key: "report:#{i}", cron: cron.dup, job_class: "ReportJob", args: [i, "c#{i}", nil, 1.5, :s],
+                      time_zone: zone.dup)
+      end
+      expect(jobs.map { |j| [j.expression, j.cron.time_zone, j.args] })
+        .to eq(ids.map { |i| defs[(i * 5) % defs.size] + [[i, "c#{i}", nil, 1.5, :s]] })
+      expect(jobs.map { |j| j.spec.cron }.uniq.size).to eq(6) # one Cron per definition, shared
+      expect(jobs.map(&:templated?).uniq).to eq([false])
+      expect(jobs.map { |j| j.spec.args }).to all(be_frozen)
+      # past the first job of each definition: its Spec and the args (three values), not a Spec each
+      expect(jobs.last(24).map { |j| j.spec.class }.uniq).to eq([Kaal::Job::ArgsSpec])
+      expect(jobs.last(24).map(&:instance_variables).uniq).to eq([%i[@key @next_epoch @spec]])
+      # the caller's list changed after the call: the job keeps what it was given
+      args = [1]
+      job = Kaal.register(key: "mine", cron: "0 9 * * *", job_class: "ReportJob", args: args, time_zone: "UTC")
+      args << 2
+      expect(job.args).to eq([1])
+      # what is not plain gets the full checks and their messages
+      templated = Kaal.register(key: "t", cron: "30 8 * * *", job_class: "ReportJob", args: ["{{key}}"], time_zone: "UTC")
+      expect(templated.arguments_for(60, "idem")[0]).to eq(["t"])
+      nested = Kaal.register(key: "n", cron: "0 9 * * *", job_class: "ReportJob", args: [[1, "{{key}}"]], time_zone: "Asia/Tokyo")
+      expect(nested.arguments_for(60, "idem")[0]).to eq([[1, "n"]])
+      expect { Kaal.register(key: "f", cron: "0 9 * * *", job_class: "ReportJob", args: ["{{nope}}"], time_zone: "UTC") }
+        .to raise_error(Kaal::ConfigurationError, /\AKaal.register\(key: "f"\): args\[0\]: unknown placeholder \{\{nope\}\}/)
+      expect { Kaal.register(key: "f", cron: "0 9 * * *", job_class: "ReportJob", args: 7, time_zone: "Europe/Paris") }
+        .to raise_error(Kaal::ConfigurationError, 'Kaal.register(key: "f"): args: must be a list (positional arguments), got Integer')
+      expect { Kaal.register(key: "report:3", cron: "0 9 * * *", job_class: "ReportJob", args: [3], time_zone: "Asia/Tokyo") }
+        .to raise_error(Kaal::ConfigurationError, /\AKaal.register\(key: "report:3"\): key: "report:3" is already registered/)
+      expect { Kaal.register(key: "kaal:manual:x", cron: "0 9 * * *", job_class: "ReportJob", args: [3], time_zone: "UTC") }
+        .to raise_error(Kaal::ConfigurationError, /\AKaal.register\(key: "kaal:manual:x"\): key: "kaal:manual:" starts/)
+      spaced = Kaal.register(key: "report 9", cron: "0 9 * * *", job_class: "ReportJob", args: [9], time_zone: "Europe/Paris")
+      expect([spaced.key, spaced.args, spaced.cron.time_zone]).to eq(["report 9", [9], "Europe/Paris"])
+      # kwargs with placeholders make every job of the definition templated
+      with_key = %w[UTC Asia/Tokyo UTC Asia/Tokyo].each_with_index.map do |zone, i|
+        Kaal.register(key: "k#{i}", cron: "0 9 * * *", job_class: "ReportJob", args: [i], time_zone: zone,
+                      kwargs: { idempotency_key: "" })
+      end
+      expect(with_key.map(&:templated?)).to eq([true] * 4)
+      expect(with_key.last.arguments_for(60, "idem")).to eq([[3], { idempotency_key: "idem" }])
+    end
+
     it "calls a block with the keywords it accepts" do
       seen = Queue.new
       Kaal.configure { |c| c.enable_dispatch_recovery = false }

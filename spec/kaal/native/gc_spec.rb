@@ -64,6 +64,23 @@ RSpec.describe "The extension's objects under GC.compact and GC.stress" do
     end
   end
 
+  it "Kaal.register's jobs per customer made in C (defined as a recent job but for their args) keep their values" do
+    Kaal.reset!
+    Kaal.configure { |c| c.logger = Logger.new(File::NULL) }
+    zones = %w[UTC Asia/Tokyo Europe/Paris]
+    register = ->(i) { Kaal.register(key: "c-#{i}", cron: "0 9 * * *", job_class: "X", args: [i, "s#{i}"], time_zone: zones[i % 3]) }
+    3.times { |i| register.call(i) } # the definitions, made in Ruby
+    jobs = under_stress { Array.new(30) { |i| register.call(i + 3) } }
+    compact!
+    expect(jobs.map(&:key)).to eq(Array.new(30) { |i| "c-#{i + 3}" })
+    expect(jobs.map(&:args)).to eq(Array.new(30) { |i| [i + 3, "s#{i + 3}"] })
+    expect(jobs.map { |j| j.cron.time_zone }).to eq(Array.new(30) { |i| zones[(i + 3) % 3] })
+    expect(jobs.map { |j| j.spec.class }.uniq).to eq([Kaal::Job::ArgsSpec])
+    expect(jobs.map { |j| j.spec.base }.uniq.size).to eq(3)
+  ensure
+    Kaal.reset!
+  end
+
   %i[memory sqlite redis postgres mysql].each do |kind|
     describe "a #{kind} backend handle" do
       kaal_backend_for kind
