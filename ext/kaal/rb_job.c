@@ -3,8 +3,8 @@
  * only in their key): Kaal::Native.job_alike(klass, key, spec) -> Job, or
  * nil when the key is not a plain one (then Kaal::Job checks it and says
  * what is wrong). The object is the one Job.build_alike makes: @key (a
- * frozen String), @next_epoch (nil) and @spec, in that order, and nothing
- * else, so it keeps its instance variables inside the object.
+ * frozen String) and @spec, in that order, and nothing else, so it keeps
+ * its instance variables inside the object.
  * Kaal::Native.same_values?(a, b): whether a job's definition is the
  * previous one's. Kaal::Native.build_alike: Kaal::Job.build in one call
  * for a definition seen recently, or one that differs from it only in its
@@ -14,7 +14,7 @@
 #include <ruby/encoding.h>
 #include <string.h>
 
-static ID id_key, id_next_epoch, id_spec, id_base, id_args, id_templated, id_ArgsSpec;
+static ID id_key, id_spec, id_base, id_args, id_templated, id_ArgsSpec;
 
 VALUE kaal_job_alike(VALUE klass, VALUE key, VALUE spec)
 {
@@ -24,7 +24,6 @@ VALUE kaal_job_alike(VALUE klass, VALUE key, VALUE spec)
     if (!OBJ_FROZEN(key)) key = rb_obj_freeze(rb_str_dup(key));
     job = rb_obj_alloc(klass);
     rb_ivar_set(job, id_key, key);
-    rb_ivar_set(job, id_next_epoch, Qnil);
     rb_ivar_set(job, id_spec, spec);
     return job;
 }
@@ -212,7 +211,6 @@ static VALUE native_build_alike(VALUE self, VALUE klass, VALUE key, VALUE defini
 void kaal_init_job(void)
 {
     id_key = rb_intern("@key");
-    id_next_epoch = rb_intern("@next_epoch");
     id_spec = rb_intern("@spec");
     id_base = rb_intern("@base");
     id_args = rb_intern("@args");

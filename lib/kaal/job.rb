@@ -171,8 +171,6 @@ module Kaal
 
     attr_reader :key, :spec
 
-    # Scheduler state (owned by Kaal::Scheduler): the next fire epoch.
-    attr_accessor :next_epoch
 
     def initialize(key:, cron:, location:, source:, job_class: nil, callable: nil, queue: nil, args: [],
                    kwargs: {}, time_zone: nil, catch_up: nil, enabled: true, default_time_zone: "UTC",
@@ -222,7 +220,6 @@ module Kaal
 
     def setup_alike(key, location, spec)
       @key = check_key(key, location) # the same instance variables, in the same order, as setup
-      @next_epoch = nil
       @spec = spec
       @location = location unless location.nil?
     end
@@ -231,7 +228,6 @@ module Kaal
       # Three instance variables stay inside the object (no separate
       # table); @location only when it is not derived from the key.
       @key = check_key(key, location)
-      @next_epoch = nil
       @spec = Job.spec_for(definition) { |like| like ? respec_args(like, definition[ARGS_AT], location) : build_spec(definition, location) }
       @location = location unless location.nil?
     end

@@ -1,8 +1,10 @@
 # frozen_string_literal: true
 
 module Kaal
-  # The jobs by next fire time (Job#next_epoch, Integer Unix seconds): a
-  # bucket of jobs per epoch plus a binary min-heap of the distinct epochs.
+  # The jobs by next fire time (Integer Unix seconds): a bucket of jobs per
+  # epoch plus a binary min-heap of the distinct epochs. A job's next fire
+  # time is the epoch of the bucket it is in: the queue keeps it, not the
+  # job (a Job keeps three instance variables, inside the object).
   # Jobs often share fire times (every hour at :00), so taking the due jobs
   # costs O(due + distinct due epochs · log e) and a tick with nothing due
   # only looks at the heap's top.
@@ -31,28 +33,36 @@ module Kaal
       @buckets.each_value { |jobs| jobs.each(&block) }
     end
 
+    # Yields each job with its next epoch.
+    def each_with_epoch
+      return enum_for(:each_with_epoch) unless block_given?
+
+      @buckets.each { |epoch, jobs| jobs.each { |job| yield job, epoch } }
+    end
+
     # The earliest next fire epoch (nil when empty).
     def next_epoch
       @epochs[0]
     end
 
-    def push(job)
-      bucket_for(job.next_epoch) << job
+    def push(job, epoch)
+      bucket_for(epoch) << job
       @size += 1
       self
     end
 
-    # Pushes each job at its next epoch; a run of jobs with one epoch costs
-    # one bucket lookup (a tick puts back whole buckets). jobs must be in key
-    # order (as pop_due yields them), so a bucket this call creates is too.
-    def push_all(jobs)
+    # Pushes each job at its epoch (epochs[i] for jobs[i]); a run of jobs
+    # with one epoch costs one bucket lookup (a tick puts back whole
+    # buckets). jobs must be in key order (as pop_due yields them), so a
+    # bucket this call creates is too.
+    def push_all(jobs, epochs)
       bucket = nil
       last = nil
       i = 0
       n = jobs.size
       while i < n
         job = jobs[i]
-        epoch = job.next_epoch
+        epoch = epochs[i]
         if bucket.nil? || epoch != last
           bucket = bucket_for(epoch)
           last = epoch
@@ -61,6 +71,13 @@ module Kaal
         i += 1
       end
       @size += n
+      self
+    end
+
+    # Pushes jobs (in key order) at one epoch: a bucket pop_due took, put back.
+    def push_at(epoch, jobs)
+      bucket_for(epoch).concat(jobs)
+      @size += jobs.size
       self
     end
 
@@ -77,7 +94,11 @@ module Kaal
         to = i + 2 < n ? placement[i + 2] : jobs.size
         bucket = bucket_for(epoch)
         if to - from < 16 # a short run: no slice
-          (from...to).each { |k| bucket << jobs[k] }
+          k = from
+          while k < to
+            bucket << jobs[k]
+            k += 1
+          end
         else
           bucket.concat(from.zero? && to == jobs.size ? jobs : jobs[from, to - from])
         end

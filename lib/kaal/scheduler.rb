@@ -190,6 +190,20 @@ module Kaal
       epoch && (epoch - @config.window_lookahead.floor)
     end
 
+    public
+
+    # The epoch of the next run the scheduler has placed for the job +key+
+    # (nil: not placed yet, or no such job). Looks through every queued
+    # job: for tests and diagnostics, not for a loop.
+    def next_run_epoch(key)
+      @tick_lock.synchronize do
+        @queue.each_with_epoch { |job, epoch| return epoch if job.key == key }
+        nil
+      end
+    end
+
+    private
+
     def backoff
       [@config.tick_interval.to_f * (2**[@failures - 1, 10].min), @config.max_backoff.to_f].min
     end
@@ -230,7 +244,7 @@ module Kaal
       now_i = now_f.floor
       hi = now_i + @config.window_lookahead.floor
       @start_at ||= now_i if @cursor.nil?
-      popped = [] # [previous next_epoch (nil: first placement), jobs, ...]
+      popped = [] # [previous epoch (nil: first placement), jobs, their next epochs (nil: @placement)], ...
       operation = "states" # the backend call in progress, for backend_error
       begin
         if @pending_check
@@ -422,17 +436,15 @@ module Kaal
 
       jobs = @registry.jobs
       all = jobs.values # one copy of a million-entry table, not two
-      @queue.clear
       if @cursor.nil?
-        @pending_start = all # the first tick places every job (#start_jobs sets its next_epoch)
+        @queue.clear
+        @pending_start = all # the first tick places every job (#start_jobs)
       else
-        kept = {}.compare_by_identity
-        @queue.each { |job| kept[job] = true }
-        all.each do |job|
-          job.next_epoch = job.cron.next_epoch(@cursor) unless kept.key?(job) && job.next_epoch
-          @queue.push(job) if job.next_epoch
-        end
-        @pending_start = all.select { |j| j.next_epoch.nil? }
+        kept = {}.compare_by_identity # job => its next epoch, for the jobs that stay
+        @queue.each_with_epoch { |job, epoch| kept[job] = epoch }
+        @queue.clear
+        all.each { |job| @queue.push(job, kept[job] || job.cron.next_epoch(@cursor)) }
+        @pending_start = nil
       end
       @routes = resolve_routes(all) unless @routes_generation == generation
       @routes_generation = nil
@@ -440,7 +452,8 @@ module Kaal
     end
 
     # The due runs (Due), in fire-time order with ties in key order. Adds
-    # the popped jobs to popped with their previous next_epoch, to put back
+    # the popped jobs to popped with their previous epoch (to put back if
+    # the tick fails) and their next ones (#commit).
     # if the tick fails.
     def collect(now_i, hi, popped)
       due = Due.new([], [], [])
@@ -459,7 +472,8 @@ module Kaal
       # every job gives one run at its bucket's time, the runs are in order.
       ordered = out_jobs.empty?
       @queue.pop_due(hi) do |previous, jobs|
-        popped << previous << jobs
+        nexts = []
+        popped << previous << jobs << nexts
         jobs.each do |job|
           cron = job.cron
           epoch = previous > lo ? previous : cron.next_epoch(lo)
@@ -474,7 +488,7 @@ module Kaal
             end
             epoch = cron.next_epoch(epoch)
           end
-          job.next_epoch = epoch
+          nexts << epoch
           runs = out_epochs.size - first
           next if runs < 2
 
@@ -500,7 +514,7 @@ module Kaal
       recover = @config.enable_dispatch_recovery && regular_lo > floor
       pending = @pending_start
       @pending_start = nil
-      popped << nil << pending # restore puts them all back if anything fails
+      popped << nil << pending << nil # restore puts them all back if anything fails
       placed = [] # job, its runs from the start window, its missed runs; for each job with any
       # Jobs defined alike share one Cron: its runs are computed once.
       # cron => [catch-up policy, enabled, next epoch after hi, runs in (regular_lo, hi], missed runs, any run?]
@@ -537,7 +551,6 @@ module Kaal
             placement << index << epoch unless placement.last == epoch
           end
         end
-        job.next_epoch = epoch
         placed << job << fires << missed if runs_now && (states.empty? || states[job.key] != false)
       end
       lasts = last_fires(placed)
@@ -661,27 +674,29 @@ module Kaal
       true
     end
 
-    # popped: [previous next_epoch, jobs, ...]; the jobs go back at their new next_epoch.
+    # popped: [previous epoch, jobs, their next epochs], ...; the jobs go
+    # back at their next epochs.
     def commit(popped)
-      i = 1
+      i = 0
       while i < popped.size
-        if popped[i - 1].nil? # placed by #start_jobs: runs of jobs with one next epoch
-          @queue.push_runs(popped[i], @placement)
+        if popped[i].nil? # placed by #start_jobs: runs of jobs with one next epoch
+          @queue.push_runs(popped[i + 1], @placement)
           @placement = nil
         else
-          @queue.push_all(popped[i])
+          @queue.push_all(popped[i + 1], popped[i + 2])
         end
-        i += 2
+        i += 3
       end
     end
 
+    # The popped jobs go back where they were: at their previous epoch, or
+    # to be placed by the next start tick.
     def restore(popped)
-      popped.each_slice(2) do |previous, jobs|
-        jobs.each { |job| job.next_epoch = previous }
+      popped.each_slice(3) do |previous, jobs, _|
         if previous.nil?
           (@pending_start ||= []).concat(jobs)
         else
-          @queue.push_all(jobs)
+          @queue.push_at(previous, jobs)
         end
       end
     end

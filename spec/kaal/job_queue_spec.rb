@@ -4,7 +4,7 @@
 # pop_due handing over every due job once, earliest epoch first and each
 # epoch's jobs in key order, whatever mix of push and push_all built it.
 RSpec.describe Kaal::JobQueue do
-  QueuedJob = Struct.new(:key, :next_epoch)
+  QueuedJob = Struct.new(:key, :next_epoch) # next_epoch: the model's, handed to the queue
 
   def drain(queue, hi)
     out = []
@@ -14,7 +14,7 @@ RSpec.describe Kaal::JobQueue do
 
   it "yields due buckets earliest first, each in key order, and keeps the rest" do
     q = described_class.new
-    [["b", 20], ["a", 20], ["c", 10], ["d", 30]].each { |k, e| q.push(QueuedJob.new(k, e)) }
+    [["b", 20], ["a", 20], ["c", 10], ["d", 30]].each { |k, e| q.push(QueuedJob.new(k, e), e) }
     expect(drain(q, 20)).to eq([[10, ["c"]], [20, %w[a b]]])
     expect(q.size).to eq(1)
     expect(q.next_epoch).to eq(30)
@@ -27,7 +27,7 @@ RSpec.describe Kaal::JobQueue do
     300.times do |round|
       if rng.rand < 0.5
         job = QueuedJob.new("k#{rng.rand(1000)}-#{round}", rng.rand(50))
-        q.push(job)
+        q.push(job, job.next_epoch)
         model << job
       else
         hi = rng.rand(50)
@@ -40,7 +40,7 @@ RSpec.describe Kaal::JobQueue do
         # put each bucket back as the tick does, at new epochs
         got.each do |_, jobs|
           jobs.each { |j| j.next_epoch = hi + 1 + rng.rand(3) }
-          q.push_all(jobs)
+          q.push_all(jobs, jobs.map(&:next_epoch))
           model.concat(jobs)
         end
       end
@@ -54,9 +54,21 @@ RSpec.describe Kaal::JobQueue do
     jobs[0, 3].each { |j| j.next_epoch = 10 }
     jobs[3, 3].each { |j| j.next_epoch = 20 }
     q.push_runs(jobs, [0, 10, 3, 20])
-    q.push(QueuedJob.new("k0", 20))
+    q.push(QueuedJob.new("k0", 20), 20)
     expect(q.size).to eq(7)
     expect(drain(q, 20)).to eq([[10, %w[k1 k2 k3]], [20, %w[k0 k7 k8 k9]]])
     expect(q).to be_empty
+  end
+
+  it "puts a taken bucket back at its epoch (push_at) and yields each job with its epoch" do
+    q = described_class.new
+    %w[a b c].each { |k| q.push(QueuedJob.new(k, 5), 5) }
+    taken = []
+    q.pop_due(5) { |epoch, jobs| taken << [epoch, jobs] }
+    q.push(QueuedJob.new("0", 5), 5)
+    q.push_at(5, taken[0][1])
+    expect(q.size).to eq(4)
+    expect(q.each_with_epoch.to_a.map { |job, epoch| [job.key, epoch] }.sort).to eq([["0", 5], ["a", 5], ["b", 5], ["c", 5]])
+    expect(drain(q, 5)).to eq([[5, %w[0 a b c]]])
   end
 end

@@ -215,7 +215,7 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       expect(jobs.map(&:location).values_at(0, 2, 49, 50))
         .to eq(['config/kaal-scheduler.yml: defaults.jobs[0] (job "job-0")', 'config/kaal-scheduler.yml: defaults.jobs[2] (job "job-2")',
                 'config/kaal-scheduler.yml: defaults.jobs[49] (job "job-49")', 'config/kaal-scheduler.yml: defaults.jobs[50] (job "other")'])
-      expect(jobs[30].instance_variables).to eq(%i[@key @next_epoch @spec])
+      expect(jobs[30].instance_variables).to eq(%i[@key @spec])
       expect(jobs[30].key).to be_frozen
     end
 
