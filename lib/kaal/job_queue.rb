@@ -81,31 +81,20 @@ module Kaal
       self
     end
 
-    # Pushes jobs placed in runs: placement is [index into jobs, epoch, ...],
-    # each run of jobs from its index to the next one's at its epoch, as
-    # one bucket append. The jobs are in registration order, not key order:
-    # their buckets are sorted when taken.
-    def push_runs(jobs, placement)
-      i = 0
-      n = placement.size
-      while i < n
-        from = placement[i]
-        epoch = placement[i + 1]
-        to = i + 2 < n ? placement[i + 2] : jobs.size
-        bucket = bucket_for(epoch)
-        if to - from < 16 # a short run: no slice
-          k = from
-          while k < to
-            bucket << jobs[k]
-            k += 1
-          end
+    # Pushes the jobs of a first placement: placed is {epoch => jobs}, the
+    # jobs in registration order, not key order: their buckets are sorted
+    # when taken. A new bucket is the list itself (no copy).
+    def push_placed(placed)
+      placed.each do |epoch, jobs|
+        if (bucket = @buckets[epoch])
+          bucket.concat(jobs)
         else
-          bucket.concat(from.zero? && to == jobs.size ? jobs : jobs[from, to - from])
+          heap_push(epoch)
+          @buckets[epoch] = jobs
         end
         @unsorted[epoch] = true
-        i += 2
+        @size += jobs.size
       end
-      @size += jobs.size
       self
     end
 

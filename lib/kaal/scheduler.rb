@@ -408,10 +408,11 @@ module Kaal
       jobs.each do |job|
         unless job.spec.equal?(spec) # alike jobs come in runs: one check per run
           spec = job.spec
-          job_target = spec.callable || spec.job_class
-          unless job_target == target && spec.handoff == handoff
+          base = Job::ArgsSpec === spec ? spec.base : spec # jobs per customer: the Spec they differ from
+          job_target = base.callable || base.job_class
+          unless job_target == target && base.handoff == handoff
             target = job_target
-            handoff = spec.handoff
+            handoff = base.handoff
             route = if handoff == :at_most_once then nil
                     else
                       known = by_target[handoff]
@@ -516,41 +517,25 @@ module Kaal
       @pending_start = nil
       popped << nil << pending << nil # restore puts them all back if anything fails
       placed = [] # job, its runs from the start window, its missed runs; for each job with any
-      # Jobs defined alike share one Cron: its runs are computed once.
-      # cron => [catch-up policy, enabled, next epoch after hi, runs in (regular_lo, hi], missed runs, any run?]
-      runs = {}.compare_by_identity
-      missed_by = Hash.new { |h, policy| h[policy] = {}.compare_by_identity } # policy => cron => runs
-      none = [].freeze
+      plan = start_plan(regular_lo, hi, start_at, recover ? floor : nil)
+      by_base = {}.compare_by_identity # the Spec jobs per customer differ from => its plan
+      groups = @placement = {} # next epoch => the jobs placed there (#commit)
       states = @states
-      spec = cron = policy = enabled = epoch = fires = missed = nil
+      spec = list = epoch = fires = missed = nil
       runs_now = false # the jobs of spec have runs to claim now (when not paused)
-      placement = @placement = [] # [index into pending, next epoch, ...] where the next epoch changes (#commit)
-      default_policy = @config.catch_up
-      pending.each_with_index do |job, index|
+      pending.each do |job|
         # Jobs defined alike share one Spec and come in runs (a scheduler
         # file, a loop of Kaal.register): what depends on the definition
         # only is worked out once per run, so a million jobs cost a pass.
-        # Jobs with a Spec each (distinct args) that share cron, catch-up
-        # and enabled with the previous job share its runs too.
+        # Jobs per customer (a Job::ArgsSpec each) share the plan of the
+        # Spec they differ from in their args, in whatever order they come.
         unless job.spec.equal?(spec)
           spec = job.spec
-          job_cron = spec.cron
-          job_policy = spec.catch_up || default_policy
-          unless job_cron.equal?(cron) && job_policy == policy && spec.enabled == enabled
-            cron = job_cron
-            policy = job_policy
-            enabled = spec.enabled
-            known = runs[cron]
-            unless known && known[0] == policy && known[1] == enabled
-              epoch, fires = start_runs(cron, regular_lo, hi)
-              fires = start_slack(policy, fires, start_at)
-              missed = recover ? (missed_by[policy][cron] ||= missed_runs(policy, cron, regular_lo, floor).freeze) : none
-              known = runs[cron] = [policy, enabled, epoch, fires, missed, enabled && !(fires.empty? && missed.empty?)]
-            end
-            _, _, epoch, fires, missed, runs_now = known
-            placement << index << epoch unless placement.last == epoch
-          end
+          entry = Job::ArgsSpec === spec ? (by_base[spec.base] ||= plan.call(spec.base)) : plan.call(spec)
+          list = (groups[entry[0]] ||= []) unless entry[0] == epoch
+          epoch, fires, missed, runs_now = entry
         end
+        list << job
         placed << job << fires << missed if runs_now && (states.empty? || states[job.key] != false)
       end
       lasts = last_fires(placed)
@@ -570,6 +555,32 @@ module Kaal
         fires = fires.select { |f| f > last } if last # never a run before one already dispatched
         fires.last(@config.max_catch_up_runs).each { |f| due.add(job, f) }
         i += 3
+      end
+    end
+
+    # definition (a Spec) -> [next epoch after hi, its runs in (regular_lo,
+    # hi] as the start takes them, its missed runs (floor: the recovery
+    # window's lower bound, nil: no recovery), whether it has any run to
+    # claim]. Definitions with one Cron, catch-up and enabled share the
+    # result: their runs are computed once.
+    def start_plan(regular_lo, hi, start_at, floor)
+      by_cron = {}.compare_by_identity # cron => [[policy, enabled, plan], ...]
+      missed_by = Hash.new { |h, policy| h[policy] = {}.compare_by_identity } # policy => cron => runs
+      none = [].freeze
+      default_policy = @config.catch_up
+      lambda do |spec|
+        cron = spec.cron
+        policy = spec.catch_up || default_policy
+        enabled = spec.enabled
+        known = (by_cron[cron] ||= []).find { |p, e, _| p == policy && e == enabled }
+        next known[2] if known
+
+        epoch, fires = start_runs(cron, regular_lo, hi)
+        fires = start_slack(policy, fires, start_at)
+        missed = floor ? (missed_by[policy][cron] ||= missed_runs(policy, cron, regular_lo, floor).freeze) : none
+        plan = [epoch, fires, missed, enabled && !(fires.empty? && missed.empty?)].freeze
+        by_cron[cron] << [policy, enabled, plan]
+        plan
       end
     end
 
@@ -679,8 +690,8 @@ module Kaal
     def commit(popped)
       i = 0
       while i < popped.size
-        if popped[i].nil? # placed by #start_jobs: runs of jobs with one next epoch
-          @queue.push_runs(popped[i + 1], @placement)
+        if popped[i].nil? # placed by #start_jobs: the jobs by their next epoch
+          @queue.push_placed(@placement)
           @placement = nil
         else
           @queue.push_all(popped[i + 1], popped[i + 2])

@@ -48,15 +48,14 @@ RSpec.describe Kaal::JobQueue do
     end
   end
 
-  it "takes runs of jobs placed in registration order (push_runs) in key order, with later pushes" do
+  it "takes jobs placed in registration order (push_placed) in key order, with later pushes" do
     q = described_class.new
-    jobs = %w[k3 k1 k2 k9 k7 k8].map { |k| QueuedJob.new(k, nil) }
-    jobs[0, 3].each { |j| j.next_epoch = 10 }
-    jobs[3, 3].each { |j| j.next_epoch = 20 }
-    q.push_runs(jobs, [0, 10, 3, 20])
+    q.push(QueuedJob.new("k5", 20), 20)
+    q.push_placed({ 10 => %w[k3 k1 k2].map { |k| QueuedJob.new(k, 10) },
+                    20 => %w[k9 k7 k8].map { |k| QueuedJob.new(k, 20) } })
     q.push(QueuedJob.new("k0", 20), 20)
-    expect(q.size).to eq(7)
-    expect(drain(q, 20)).to eq([[10, %w[k1 k2 k3]], [20, %w[k0 k7 k8 k9]]])
+    expect(q.size).to eq(8)
+    expect(drain(q, 20)).to eq([[10, %w[k1 k2 k3]], [20, %w[k0 k5 k7 k8 k9]]])
     expect(q).to be_empty
   end
 
