@@ -4,9 +4,11 @@
  * and sequences by indentation, one scalar per line), so a scheduler file
  * with a million jobs does not pay Psych's event per scalar. It reads only a
  * strict subset and returns nil for anything else (a tag, an anchor, a
- * comment after a value, a multi-line scalar, an escape in a double-quoted
- * string, a tab, ...), and the caller then parses the text with Psych: the
- * result is always what YAML.safe_load gives.
+ * multi-line scalar, an escape in a double-quoted string, a tab, ...), and
+ * the caller then parses the text with Psych: the result is always what
+ * YAML.safe_load gives. Comments: whole lines, and after a value ("cron:
+ * 0 9 * * *  # every morning"), as YAML has them: a '#' after a space, not
+ * inside quotes.
  *
  * Values as Psych's ToRuby makes them: quoted scalars are Strings; a plain
  * scalar that starts with an ASCII letter or '_' and is all ASCII is a
@@ -252,6 +254,74 @@ static long key_of(const char *s, long n, long *vat)
 
 static int is_item(const line *l) { return l->s[0] == '-' && (l->len == 1 || l->s[1] == ' '); }
 
+/* n, less the spaces before s[n]. */
+static long trimmed(const char *s, long n)
+{
+    while (n > 0 && s[n - 1] == ' ') n--;
+    return n;
+}
+
+/* Where the comment after a flow list ("[a, 'b # c']  # d") starts, or n.
+ * A quote opens a quoted scalar only where an item starts; a comment inside
+ * the brackets (the list would go on on the next line) is cut there too, and
+ * the reader then refuses the unclosed list. */
+static long flow_comment(const char *s, long n)
+{
+    long i;
+    int start = 1;
+    for (i = 1; i < n; i++) {
+        char c = s[i];
+        if (start && c == ' ') continue;
+        if (start && (c == '"' || c == '\'')) {
+            const char *close = memchr(s + i + 1, c, (size_t)(n - i - 1));
+            if (close == NULL) return n;
+            i = (long)(close - s);
+            start = 0;
+            continue;
+        }
+        start = c == ',' || c == '[' || c == '{';
+        if (c == '#' && s[i - 1] == ' ') return i;
+    }
+    return n;
+}
+
+/* The length of the value written at s (n bytes, after "key: " or "- ")
+ * without the comment after it, as YAML reads it: a '#' after a space, or
+ * first, starts a comment; inside quotes it does not. A quoted value with
+ * an escape or a second quote is cut where its first closing quote says:
+ * the reader refuses what is left (Psych then reads the line). */
+static long value_len(const char *s, long n)
+{
+    long i = 1;
+    if (n == 0 || s[0] == '#') return 0;
+    if (s[0] == '"' || s[0] == '\'') {
+        const char *close = memchr(s + 1, s[0], (size_t)(n - 1));
+        if (close == NULL) return n;
+        i = (long)(close - s) + 1;
+    } else if (s[0] == '[' || s[0] == '{') {
+        return trimmed(s, flow_comment(s, n));
+    }
+    for (; i < n; i++) {
+        if (s[i] == '#' && s[i - 1] == ' ') return trimmed(s, i);
+    }
+    return n;
+}
+
+/* A line's length without the comment after its value (s: after the
+ * indentation, n: without trailing spaces). The value starts after any
+ * "- " and a "key: ". */
+static long line_len(const char *s, long n)
+{
+    long at = 0, vat = 0;
+    while (at < n && s[at] == '-' && (at + 1 == n || s[at + 1] == ' ')) {
+        at++;
+        while (at < n && s[at] == ' ') at++;
+    }
+    if (at < n && key_of(s + at, n - at, &vat) > 0) at += vat;
+    if (at >= n || !memchr(s + at, '#', (size_t)(n - at))) return n; /* no comment (most lines) */
+    return trimmed(s, at + value_len(s + at, n - at));
+}
+
 /* Takes a UTF-8 String as the text being read; 0 when it is not one. */
 static int take_part(reader *r, VALUE part)
 {
@@ -308,7 +378,7 @@ static line *current(reader *r)
         if (ind == 0 && to - from >= 3 && (memcmp(s + from, "---", 3) == 0 || memcmp(s + from, "...", 3) == 0))
             return fail(r), NULL; /* another document */
         r->cur.s = s + from + ind;
-        r->cur.len = to - from - ind;
+        r->cur.len = line_len(s + from + ind, to - from - ind);
         r->cur.indent = ind;
         r->has_cur = 1;
         return &r->cur;
@@ -403,7 +473,8 @@ static VALUE other_args(reader *r, const item_text *t, long *e)
     n = (long)(nl - text) - v;
     *e = (long)(nl - text) + tail;
     if (*e > r->len || memcmp(nl, rest + t->args_end, (size_t)tail) != 0) return Qundef;
-    while (n > 0 && text[v + n - 1] == ' ') n--;
+    n = trimmed(text + v, n);
+    n = value_len(text + v, n); /* "args: [7]  # a comment" */
     /* what the reader refuses on any line, and a value "args: " does not start */
     if (n < 2 || text[v] != '[' || memchr(text + v, '\t', (size_t)n) || memchr(text + v, '\r', (size_t)n))
         return Qundef;

@@ -242,7 +242,12 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
                # args that differ from entry to entry (%s: a value per entry)
                "    cron: 0 0 1 1 *\n    job_class: X\n    args: [%s]\n", "    cron: 0 0 1 1 *\n    args:   [%s, x]\n    job_class: X\n",
                "    cron: 0 0 1 1 *\n    job_class: X\n    args: [%s]\n    kwargs:\n      id: \"{{key}}\"\n",
-               "    cron: 0 0 1 1 *\n    job_class: X\n    args: [%s]\n    args: [1]\n"]
+               "    cron: 0 0 1 1 *\n    job_class: X\n    args: [%s]\n    args: [1]\n",
+               # comments after values, and '#' that starts none
+               "    cron: \"0 0 1 1 *\"  # every year\n    job_class: X # the class\n",
+               "    cron: 0 0 1 1 * # yearly\n    job_class: X\n    args: [%s]  # per customer\n",
+               "    cron: '0 0 1 1 *' #\n    job_class: X\n    args: ['a # b', %s] #c\n    queue: q#1\n",
+               "    cron: \"0 0 1 1 *\"#no\n    job_class: X\n"]
       values = [->(i) { i.to_s }, ->(i) { "'s#{i}'" }, ->(i) { "#{i}, #{i}.5" }, ->(_) { "" }, ->(_) { "\"{{key}}\"" },
                 ->(_) { "\"{{nope}}\"" }, ->(i) { "#{i}   " }, ->(i) { "#{i} # c" }, ->(_) { "on, ~" }, ->(i) { "[#{i}]" }]
       keys = [->(i) { "job-#{i}" }, ->(i) { "'q #{i}'" }, ->(i) { i.to_s }, ->(i) { "job-#{i % 5}" }, ->(_) { "[a]" },
@@ -269,6 +274,16 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
         # an ERB comment (at the end: the same line numbers) sends the same file the general way
         expect(read.call(text)).to eq(read.call("#{text}# <%# general %>\n")), text
       end
+    end
+
+    it "reads entries with a comment after a value in C too" do
+      rest = "    cron: \"0 9 * * *\"  # every morning\n    job_class: X # the report\n    args: [%d] # customer\n"
+      text = "defaults:\n  jobs:\n#{Array.new(40) { |i| "  - key: job-#{i}  # no. #{i}\n#{format(rest, i)}" }.join}"
+      jobs = load_jobs(text)
+      expect(jobs.map { |j| [j.key, j.expression, j.job_class, j.args] })
+        .to eq(Array.new(40) { |i| ["job-#{i}", "0 9 * * *", "X", [i]] })
+      expect(jobs[30].instance_variables).to eq(%i[@key @spec]) # made in C
+      expect(jobs[30].location).to eq('config/kaal-scheduler.yml: defaults.jobs[30] (job "job-30")')
     end
 
     it "reads keys quoted or not, and the entry that differs after them" do

@@ -67,10 +67,14 @@ RSpec.describe Kaal::YamlLoader do
                              "r: 007\ns: -0\nt: 0\nu: 123456789012345678\nv: -1234567890123456789\nw: 08\nx: [12, -3, 0]\n",
       "compact and indented lists" => "a:\n- 1\n- [x]\nb:\n  - c: 1\n    d:\n    - e\n    f: g\n  -   h: i\nlast: z\n",
       "comments and blank lines" => "# top\n\na: 1\n  # indented comment\n\nb: 2\n",
-      "duplicate keys" => "a: 1\nb: 2\na: 3\n"
+      "duplicate keys" => "a: 1\nb: 2\na: 3\n",
+      "comments after values" => "a: b # c\nq: 'x # y' # z\nr: \"a#b\"  #\ns: [1, 'a # b', c] # d\nt: a#b\nu: # nothing\n" \
+                                 "v:\n  - x # y\n  - 'z' #w\nw: '#' # c\nx: {} # c\ny: b  #  c # d\nz: -1 # c\n" \
+                                 "jobs: # the jobs\n- key: a # k\n  cron: \"0 9 * * *\"  # every morning\n  args: [7] # id\n"
     }
     outside = {
-      "a comment after a value" => "a: b # c\n", "an anchor" => "a: &x 1\nb: *x\n", "a tag" => "a: !!str 1\n",
+      "a comment inside a flow list" => "a: [1, # c\n  2]\n", "a comment after a quote with a quote in it" => "a: 'it''s # x'\n",
+      "a comment right after a closing quote" => "a: \"b\"#c\n", "an anchor" => "a: &x 1\nb: *x\n", "a tag" => "a: !!str 1\n",
       "a block scalar" => "a: |\n  x\n", "an escape" => "a: \"x\\ty\"\n", "a multi-line plain scalar" => "a: b\n  c\n",
       "a date" => "a: 2026-01-01\n", "a flow mapping" => "a: {b: 1}\n", "a boolean key" => "on: 1\n", "a tab" => "a:\tb\n",
       "CRLF" => "a: 1\r\n", "a merge key" => "<<: {}\n", "a top-level list" => "- 1\n", "two documents" => "a: 1\n---\nb: 2\n"
@@ -106,10 +110,15 @@ RSpec.describe Kaal::YamlLoader do
         else Array.new(rng.rand(4)) { [%w[key cron a-b x on test 1].sample(random: rng), gen.call(depth + 1)] }.to_h
         end
       end
+      comments = [" # c", "  #c", " #", "#x", " # 'q' \"x\" # y", "   # a: b", " #[x, y]"]
       fast = 0
       400.times do
         text = YAML.dump("defaults" => { "jobs" => Array.new(rng.rand(4)) { gen.call(1) } }, "x" => gen.call(1))
         text = text.gsub(/^(\s*)- /) { "#{Regexp.last_match(1)}  - " } if rng.rand(2).zero?
+        # comments after values (and a '#' that is none), on some lines
+        if rng.rand(2).zero?
+          text = text.gsub(/(?<=\S)$/) { rng.rand(3).zero? ? comments.sample(random: rng) : "" }
+        end
         expected = begin
           Marshal.dump(YAML.safe_load(text, aliases: true))
         rescue Psych::Exception => e
