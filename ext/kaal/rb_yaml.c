@@ -31,11 +31,12 @@
  * table] to say "an item written the same way, but for the value of its
  * key, is the Job klass with that key and spec, in table" (or empties).
  * Such items (a million jobs with one cron and one class) are then read
- * without building their Hash or calling items: the lines after the item's
- * "- key: ..." line are compared byte for byte with the previous item's,
- * and the Job is made in C (kaal_job_alike) and stored in table. With
+ * without building their Hash or calling items: the item's text but the
+ * key's value (after its "- key: ", or on a later "key: " line) is compared
+ * byte for byte with the previous item's, and the Job is made in C
+ * (kaal_job_alike) and stored in table. With
  * [klass, spec, table, args_spec, base, templated], an item that also
- * differs in the value of its "args: [...]" line gets the spec
+ * differs in the value of its "args: [...]" line (after the key's) gets the spec
  * args_spec.new(base, args, templated) (a job per customer, args: [id]),
  * when its args hold no placeholder. Anything else (another key, a
  * duplicate key, a key that needs checking, an item split between two
@@ -76,10 +77,11 @@ typedef struct reader {
 /* The previous item of a jobs list, for the items written the same way
  * (see alike in yaml_blocks). */
 typedef struct item_text {
-    VALUE rest;     /* its lines after the first one, as written (a String), or Qnil */
+    VALUE rest;     /* its lines after the key's line, as written (a String), or Qnil */
     long indent;    /* of its "- " line */
-    char head[32];  /* its first line up to the key's value ("- key: ") */
+    char head[32];  /* its first line up to the key's value ("- key: "), when the key is there */
     long head_len;
+    VALUE prefix;   /* or, its "key: " on a later line: its text from the first line's start to the key's value */
     long args_at;   /* where in rest the value of its one "args: [...]" line starts, or -1 */
     long args_end;  /* where in rest that line's "\n" is */
 } item_text;
@@ -461,13 +463,14 @@ static int has_braces(const char *s, long n)
 /* The args of the current item when it is written as the previous one
  * (t) but for its key's value and its args line's value: a frozen Array
  * without placeholders; Qundef when the item is not such (or its args need
- * items.call). e: where the item ends. */
-static VALUE other_args(reader *r, const item_text *t, long *e)
+ * items.call). from: where the item's text after its key's line starts;
+ * e: where the item ends. */
+static VALUE other_args(reader *r, const item_text *t, long from, long *e)
 {
     const char *text = r->text, *rest = RSTRING_PTR(t->rest), *nl;
-    long tail = RSTRING_LEN(t->rest) - t->args_end, v = r->pos + t->args_at, n, i;
+    long tail = RSTRING_LEN(t->rest) - t->args_end, v = from + t->args_at, n, i;
     VALUE args;
-    if (t->args_at < 0 || v > r->len || memcmp(text + r->pos, rest, (size_t)t->args_at) != 0) return Qundef;
+    if (t->args_at < 0 || v > r->len || memcmp(text + from, rest, (size_t)t->args_at) != 0) return Qundef;
     nl = memchr(text + v, '\n', (size_t)(r->len - v));
     if (nl == NULL) return Qundef;
     n = (long)(nl - text) - v;
@@ -488,6 +491,28 @@ static VALUE other_args(reader *r, const item_text *t, long *e)
     return rb_obj_freeze(args);
 }
 
+/* When the current line's item is written as the previous one (t, whose
+ * key is on a later line) up to its key's value: where that value starts
+ * (*kv) and its length without a comment (*kn), and the return value:
+ * where the item's text after the key's line starts. -1 when it is not
+ * written so, or its key's line is not one the reader takes whole. */
+static long later_key(const reader *r, const item_text *t, const line *l, long *kv, long *kn)
+{
+    long start = (long)(l->s - r->text) - l->indent, plen = RSTRING_LEN(t->prefix), n;
+    const char *v, *nl;
+    if (l->indent != t->indent || start + plen >= r->len ||
+        memcmp(r->text + start, RSTRING_PTR(t->prefix), (size_t)plen) != 0)
+        return -1;
+    *kv = start + plen;
+    v = r->text + *kv;
+    nl = memchr(v, '\n', (size_t)(r->len - *kv));
+    if (nl == NULL || *v == ' ') return -1;
+    n = trimmed(v, (long)(nl - v));
+    if (memchr(v, '\t', (size_t)n) || memchr(v, '\r', (size_t)n)) return -1; /* as current() would */
+    *kn = value_len(v, n);
+    return *kn > 0 ? (long)(nl - r->text) + 1 : -1;
+}
+
 /* Reads the current line's item when it is written as the previous one
  * but for its key's value (t), or also its args (see alike in
  * yaml_blocks): the Job is made and stored as the alike Array says, and
@@ -496,21 +521,28 @@ static VALUE other_args(reader *r, const item_text *t, long *e)
 static int alike_item(reader *r, VALUE out, const item_text *t, const line *l)
 {
     VALUE key, job, table, spec, args = Qundef, with[3];
-    long e, rest_len;
-    if (NIL_P(t->rest) || RARRAY_LEN(r->alike) < 3 || l->indent != t->indent || l->len <= t->head_len ||
-        memcmp(l->s, t->head, (size_t)t->head_len) != 0 || l->s[t->head_len] == ' ')
+    long e, rest_len, from = r->pos, kv, kn;
+    if (NIL_P(t->rest) || RARRAY_LEN(r->alike) < 3) return 0;
+    if (NIL_P(t->prefix)) {
+        if (l->indent != t->indent || l->len <= t->head_len || memcmp(l->s, t->head, (size_t)t->head_len) != 0 ||
+            l->s[t->head_len] == ' ')
+            return 0;
+        kv = (long)(l->s - r->text) + t->head_len;
+        kn = l->len - t->head_len;
+    } else if ((from = later_key(r, t, l, &kv, &kn)) < 0) {
         return 0;
+    }
     rest_len = RSTRING_LEN(t->rest);
-    e = r->pos + rest_len;
-    if (e > r->len || memcmp(r->text + r->pos, RSTRING_PTR(t->rest), (size_t)rest_len) != 0) {
+    e = from + rest_len;
+    if (e > r->len || memcmp(r->text + from, RSTRING_PTR(t->rest), (size_t)rest_len) != 0) {
         if (RARRAY_LEN(r->alike) != 6) return 0;
-        args = other_args(r, t, &e);
+        args = other_args(r, t, from, &e);
         if (r->failed) return 1; /* as the item's own reading would */
         if (args == Qundef) return 0;
     }
     if (!ends_item(r, e, l->indent)) return 0;
     /* the same bytes at the same place: the same fields, but the key (and args) */
-    key = inline_value(r, l->s + t->head_len, l->len - t->head_len);
+    key = inline_value(r, r->text + kv, kn);
     if (r->failed) return 1;
     table = RARRAY_AREF(r->alike, 2);
     if (!RB_TYPE_P(key, T_STRING) || !RB_TYPE_P(table, T_HASH) || rb_hash_lookup2(table, key, Qundef) != Qundef)
@@ -569,26 +601,47 @@ static long args_value(const reader *r, long from, long end, long indent, long *
     return v - from;
 }
 
+/* The item's text from its first line's start (start) to the value of its
+ * "key:" line (key_at: where "key" starts) as t's prefix; returns where the
+ * line after the key's starts, or -1 when the key has no value there. */
+static long keep_prefix(const reader *r, item_text *t, long start, long key_at, long end)
+{
+    long v = key_at + 4;
+    const char *nl = memchr(r->text + v, '\n', (size_t)(end - v));
+    if (nl == NULL || r->text[v] != ' ') return -1;
+    while (r->text[v] == ' ') v++;
+    if (r->text + v >= nl || r->text[v] == '#') return -1;
+    t->prefix = rb_str_new(r->text + start, v - start);
+    return (long)(nl - r->text) + 1;
+}
+
 /* After an item read by items.call: keeps its text (t) when the following
  * items may be alike it: items.call filled the alike Array, the item's first
  * line is "- key: value" (at: where "key" starts, head: where its value
- * does), and the whole item is in one part (part_no, from: where its second
+ * does; 0 for another first line, then its one "key: value" line further
+ * on), and the whole item is in one part (part_no, from: where its second
  * line starts). */
 static void keep_item(reader *r, item_text *t, const line *first, long at, long head, long part_no, long from)
 {
-    long end, key_at;
+    long end, key_at = 0, keys;
     t->rest = Qnil;
-    if (r->failed || NIL_P(r->alike) || RARRAY_LEN(r->alike) < 3 || head <= 0 || head > (long)sizeof t->head ||
+    t->prefix = Qnil;
+    if (r->failed || NIL_P(r->alike) || RARRAY_LEN(r->alike) < 3 || head > (long)sizeof t->head ||
         r->part_no != part_no || !r->has_cur)
         return;
     end = (long)(r->cur.s - r->text) - r->cur.indent;
-    /* another "key:" of the item's own (the last one counts): not alike */
-    if (end < from || field_lines(r, from, end, first->indent + at, "key:", &key_at) > 0) return;
+    if (end < from) return;
+    keys = field_lines(r, from, end, first->indent + at, "key:", &key_at);
+    if (head > 0) {
+        if (keys > 0) return; /* another "key:" of the item's own (the last one counts): not alike */
+        memcpy(t->head, first->s, (size_t)head);
+        t->head_len = head;
+    } else if (keys != 1 || (from = keep_prefix(r, t, (long)(first->s - r->text) - first->indent, key_at, end)) < 0) {
+        return;
+    }
     t->args_at = args_value(r, from, end, first->indent + at, &t->args_end);
     t->rest = rb_str_new(r->text + from, end - from);
     t->indent = first->indent;
-    memcpy(t->head, first->s, (size_t)head);
-    t->head_len = head;
 }
 
 static VALUE sequence(reader *r, long indent)
@@ -597,6 +650,7 @@ static VALUE sequence(reader *r, long indent)
     int jobs = r->jobs_list && !NIL_P(r->items);
     item_text t;
     t.rest = Qnil;
+    t.prefix = Qnil;
     r->jobs_list = 0;
     r->depth++;
     line *l;
@@ -624,6 +678,7 @@ static VALUE sequence(reader *r, long indent)
         } else {
             advance(r);
             t.rest = Qnil; /* the next item is compared with this one, which has no template */
+            t.prefix = Qnil;
             rb_ary_push(out, item(r, out, inline_value(r, l->s + at, l->len - at), jobs));
         }
     }

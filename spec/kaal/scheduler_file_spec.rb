@@ -262,6 +262,7 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
       200.times do
         rest = rests.sample(random: rng)
         odd = rng.rand(3).zero? # now and then an entry whose key needs a look
+        late = nil
         text = +"defaults:\n  jobs:\n"
         rng.rand(1..60).times do |i|
           rest = rests.sample(random: rng) if rng.rand(10).zero?
@@ -269,7 +270,14 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
           wide = rng.rand(15).zero? # "-   key:": the entry's fields further in
           value = (rng.rand(8).zero? ? values.sample(random: rng) : values[0]).call(i)
           fields = rest.include?("%s") ? format(rest, value) : rest
-          text << (wide ? "  -   key: #{key.call(i)}\n#{fields.gsub(/^(?=.)/, "  ")}" : "  - key: #{key.call(i)}\n#{fields}")
+          late = rng.rand(3) if rng.rand(10).zero? # the key's line after the entry's first line (1) or last (2)
+          if late.to_i.positive? && !wide
+            lines = fields.lines
+            lines.insert(late == 1 ? 1 : lines.size, "    key: #{key.call(i)}\n")
+            text << "  - #{lines.join.delete_prefix("    ")}"
+          else
+            text << (wide ? "  -   key: #{key.call(i)}\n#{fields.gsub(/^(?=.)/, "  ")}" : "  - key: #{key.call(i)}\n#{fields}")
+          end
         end
         # an ERB comment (at the end: the same line numbers) sends the same file the general way
         expect(read.call(text)).to eq(read.call("#{text}# <%# general %>\n")), text
@@ -284,6 +292,16 @@ RSpec.describe "config/kaal-scheduler.yml and Kaal.register" do
         .to eq(Array.new(40) { |i| ["job-#{i}", "0 9 * * *", "X", [i]] })
       expect(jobs[30].instance_variables).to eq(%i[@key @spec]) # made in C
       expect(jobs[30].location).to eq('config/kaal-scheduler.yml: defaults.jobs[30] (job "job-30")')
+    end
+
+    it "reads entries whose key is not on their first line in C too" do
+      entry = "  - cron: 0 9 * * *\n    job_class: X\n    key: job-%d # the customer\n    args: [%d]\n    queue: q\n"
+      jobs = load_jobs("defaults:\n  jobs:\n#{Array.new(40) { |i| format(entry, i, i) }.join}")
+      expect(jobs.map { |j| [j.key, j.expression, j.args, j.queue] }).to eq(Array.new(40) { |i| ["job-#{i}", "0 9 * * *", [i], "q"] })
+      expect(jobs[30].instance_variables).to eq(%i[@key @spec]) # made in C
+      expect(jobs[30].location).to eq('config/kaal-scheduler.yml: defaults.jobs[30] (job "job-30")')
+      expect(error_for("defaults:\n  jobs:\n#{Array.new(40) { |i| format(entry, i == 30 ? 3 : i, i) }.join}"))
+        .to eq('config/kaal-scheduler.yml: defaults.jobs[30] (job "job-3"): key: duplicate job key (also defaults.jobs[3])')
     end
 
     it "reads keys quoted or not, and the entry that differs after them" do
