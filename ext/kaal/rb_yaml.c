@@ -14,7 +14,9 @@
  * scalar that starts with an ASCII letter or '_' and is all ASCII is a
  * String, or true/false/nil for the YAML 1.1 words (Psych::ScalarScanner's
  * first rule); any other plain scalar (a number, a cron expression) is
- * handed to tokenize.call(string). Duplicate keys: the last one counts, as
+ * handed to tokenize.call(string), but for a decimal integer and a scalar
+ * with a space and no ':' (a String, as Psych would say; a cron
+ * expression). Duplicate keys: the last one counts, as
  * in Psych. Lines: "\n" only (a "\r" anywhere returns nil).
  *
  * items: each item of a "jobs:" list at the top or in a top-level section
@@ -137,6 +139,10 @@ static VALUE plain(reader *r, const char *s, long n)
      * leading zero, no '_'; what fits a long): its Integer, without the call
      * (a million jobs with args: [<id>]) */
     if (decimal_int(s, n)) return LONG2NUM(strtol(s, NULL, 10));
+    /* with a space and no ':' (a cron expression), every rule of Psych's
+     * ScalarScanner but the String one needs what it lacks (a time has
+     * ':', numbers and dates have no space): a String, without Psych */
+    if (memchr(s, ' ', (size_t)n) && !memchr(s, ':', (size_t)n)) return rb_utf8_str_new(s, n);
     /* the same text as the last one (a cron expression on every other
      * line): the same value, a String of its own */
     if (r->last_n > 0 && r->last_n == n && memcmp(r->last_s, s, (size_t)n) == 0)

@@ -1,7 +1,6 @@
 # frozen_string_literal: true
 
 require "erb"
-require "yaml"
 require_relative "yaml_loader"
 
 module Kaal
@@ -48,14 +47,20 @@ module Kaal
       raise ConfigurationError, "#{path}: expected a mapping at the top of the file, got #{data.class}" unless data.is_a?(Hash)
 
       data
-    rescue Psych::SyntaxError => e
+    rescue *psych_errors(:SyntaxError) => e
       raise ConfigurationError, "#{path}: line #{e.line}: invalid YAML (#{e.problem})"
-    rescue Psych::DisallowedClass, Psych::BadAlias => e
+    rescue *psych_errors(:DisallowedClass, :BadAlias) => e
       raise ConfigurationError, "#{path}: #{e.message}"
     rescue ConfigurationError
       raise
     rescue StandardError, ScriptError => e
       raise ConfigurationError, "#{path}: ERB error: #{e.message} (#{e.class})"
+    end
+
+    # Psych's exception classes of these names, none while Psych is not
+    # loaded (YamlLoader loads it only for a document that needs it).
+    def psych_errors(*names)
+      defined?(Psych::Exception) ? names.map { |name| Psych.const_get(name) } : []
     end
 
     # The environment section names of the file at +path+ (its top-level

@@ -1,6 +1,9 @@
 # frozen_string_literal: true
 
 require "kaal"
+require "open3"
+require "rbconfig"
+require "tmpdir"
 
 RSpec.describe Kaal::YamlLoader do
   def both(text)
@@ -68,6 +71,8 @@ RSpec.describe Kaal::YamlLoader do
       "compact and indented lists" => "a:\n- 1\n- [x]\nb:\n  - c: 1\n    d:\n    - e\n    f: g\n  -   h: i\nlast: z\n",
       "comments and blank lines" => "# top\n\na: 1\n  # indented comment\n\nb: 2\n",
       "duplicate keys" => "a: 1\nb: 2\na: 3\n",
+      "values with a space (cron expressions)" => "a: 0 9 * * 1-5\nb: 1 2\nc: +1 x\nd: ~ a\ne: 0x1f 2\nf: .inf x\n" \
+                                                  "g: 2026-01-01 10\nh: -1 x\ni: 1_000 2\nj: [0 0 1 1 *, 1 2]\n",
       "comments after values" => "a: b # c\nq: 'x # y' # z\nr: \"a#b\"  #\ns: [1, 'a # b', c] # d\nt: a#b\nu: # nothing\n" \
                                  "v:\n  - x # y\n  - 'z' #w\nw: '#' # c\nx: {} # c\ny: b  #  c # d\nz: -1 # c\n" \
                                  "jobs: # the jobs\n- key: a # k\n  cron: \"0 9 * * *\"  # every morning\n  args: [7] # id\n"
@@ -101,7 +106,8 @@ RSpec.describe Kaal::YamlLoader do
       rng = Random.new(20_261_206)
       words = ["a", "job-1", "on", "No", "null", "~", "1", "-2", "0x1f", "1.5", "x:y", "x: y", "it's", "* * * * *",
                "0 0 1 1 *", "1#2", "a #c", "\u00e9", "true", "y", "", " a", "a ", "{{key}}", "@daily", "12:30", "1_000",
-               "-x", "[x]", "a,b", "\"q\"", "back\\slash", "2026-01-01", "007", "-0", "42", "12345678901234567890"]
+               "-x", "[x]", "a,b", "\"q\"", "back\\slash", "2026-01-01", "007", "-0", "42", "12345678901234567890",
+               "1 2", "+1 x", "0x1f 2", ".inf x", "2026-01-01 10", "2026-01-01 10:00:00", "~ a", "1_000 2", "0 9 * * 1-5", "-1 x", "1.5 e"]
       gen = lambda do |depth|
         case depth > 2 ? rng.rand(3) : rng.rand(5)
         when 0, 2 then words.sample(random: rng)
@@ -141,6 +147,38 @@ RSpec.describe Kaal::YamlLoader do
       data = described_class.load("a: 0 0 * * *\nb: 0 0 * * *\n")
       expect(data["a"]).to eq(data["b"])
       expect(data["a"]).not_to equal(data["b"])
+    end
+  end
+
+  it "reads a plain file without loading Psych, and loads it for what needs it, with the same errors" do
+    Dir.mktmpdir do |dir|
+      # (the first three read while Psych is not loaded: an ERB error needs no YAML)
+      files = { "plain" => "defaults:\n  jobs:\n  - key: a\n    cron: 0 9 * * 1-5  # morning\n    args: [1, x]\n",
+                "erb" => "a: <%= nope %>\n", "syntax" => "a: [1, 2\n", "alias" => "a: *nope\n", "date" => "a: 2026-01-01\n",
+                "typed" => "a: 0x1f\n" }
+      paths = files.map { |name, text| File.join(dir, "#{name}.yml").tap { |path| File.write(path, text) } }
+      read = <<~RUBY
+        require "kaal"
+        ARGV.each do |path|
+          psych = defined?(Psych) ? "loaded" : "not loaded"
+          puts [psych, Kaal::ConfigFile.load(path, "development", what: "file")].inspect
+        rescue Kaal::ConfigurationError => e
+          puts [psych, e.message].inspect
+        end
+      RUBY
+      out, status = Open3.capture2e(RbConfig.ruby, "-I", File.expand_path("../../lib", __dir__), "-e", read, *paths)
+      expect(status).to be_success, out
+      here = paths.map do |path|
+        Kaal::ConfigFile.load(path, "development", what: "file")
+      rescue Kaal::ConfigurationError => e
+        e.message
+      end
+      expect(out.lines.map { |line| eval(line) }) # rubocop:disable Security/Eval -- our own inspect output
+        .to eq([["not loaded", here[0]], ["not loaded", here[1]], ["not loaded", here[2]], ["loaded", here[3]],
+                ["loaded", here[4]], ["loaded", here[5]]])
+      expect(here[1]).to start_with("#{paths[1]}: ERB error: ")
+      expect(here[2]).to start_with("#{paths[2]}: line ")
+      expect(here[5]).to eq({ "a" => 31 })
     end
   end
 
