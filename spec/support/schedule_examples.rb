@@ -39,6 +39,15 @@ RSpec.shared_examples "stored schedules" do
   let(:logged) { [] }
   let(:feed) { feed_on(node_backend, node_registry) }
 
+  # The node's runs go to kaal's own log subscriber: not into the spec output.
+  around do |example|
+    logger = Kaal.configuration.logger
+    Kaal.configuration.logger = Logger.new(File::NULL)
+    example.run
+  ensure
+    Kaal.configuration.logger = logger
+  end
+
   # A feed into reg whose `schedules` events land in logged.
   def feed_on(handle, reg)
     build = ->(row) { Kaal::Schedules.job_from(row, default_time_zone: "UTC") }
