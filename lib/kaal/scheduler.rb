@@ -403,21 +403,20 @@ module Kaal
       return {} if @config.handoff == :at_most_once && jobs.none?(&:handoff)
 
       by_target = Hash.new { |h, handoff| h[handoff] = {} } # handoff => target => route (nil: none)
+      by_base = {}.compare_by_identity # the Spec jobs per customer differ from => its route
       routes = {}
-      spec = target = handoff = route = nil
+      spec = base = route = nil
       jobs.each do |job|
         unless job.spec.equal?(spec) # alike jobs come in runs: one check per run
           spec = job.spec
-          base = Job::ArgsSpec === spec ? spec.base : spec # jobs per customer: the Spec they differ from
-          job_target = base.callable || base.job_class
-          unless job_target == target && base.handoff == handoff
-            target = job_target
-            handoff = base.handoff
-            route = if handoff == :at_most_once then nil
-                    else
-                      known = by_target[handoff]
-                      known.key?(target) ? known[target] : known[target] = resolve_route(job, target)
-                    end
+          if Job::ArgsSpec === spec # jobs per customer, in any order: one lookup
+            unless spec.base.equal?(base)
+              base = spec.base
+              route = by_base.fetch(base) { by_base[base] = route_of(base, job, by_target) }
+            end
+          else
+            base = nil
+            route = route_of(spec, job, by_target)
           end
         end
         routes[job.key] = route if route
@@ -425,8 +424,16 @@ module Kaal
       routes
     end
 
-    def resolve_route(job, target)
-      Handoff.resolve(job, @dispatcher.plan(target), config: @config, backend: @backend)
+    # The route of the jobs of +spec+ (+job+ one of them), resolved once per
+    # target and hand-off (by_target).
+    def route_of(spec, job, by_target)
+      handoff = spec.handoff
+      return nil if handoff == :at_most_once
+
+      target = spec.callable || spec.job_class
+      known = by_target[handoff]
+      known.key?(target) ? known[target] : known[target] = Handoff.resolve(job, @dispatcher.plan(target),
+                                                                           config: @config, backend: @backend)
     end
 
     # Rebuilds the heap when the registered jobs changed (keeps the next
