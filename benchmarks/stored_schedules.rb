@@ -33,6 +33,7 @@
 
 $LOAD_PATH.unshift File.expand_path("../lib", __dir__)
 require "kaal"
+require_relative "support"
 require "logger"
 require "tmpdir"
 require "yaml"
@@ -40,20 +41,13 @@ require "rbconfig"
 require "etc"
 
 module StoredScheduleBench
+  extend BenchSupport
   module_function
 
   START_TARGET = { 100_000 => 0.5, 1_000_000 => 3.0 }.freeze
   RSS_TARGET = { 1_000_000 => 400 }.freeze
   IDLE_TARGET = { 1_000_000 => 0.1 }.freeze # ms
   UPSERTED = 20_000 # schedules stored through Kaal.schedules.upsert; the rest in bulk
-
-  def clock
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
-
-  def cpu
-    Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID)
-  end
 
   def ms(seconds)
     format("%.3f ms", seconds * 1000)
@@ -158,56 +152,14 @@ module StoredScheduleBench
     Dir.mkdir(File.join(app, "config"))
     marker = File.join(app, "first-tick")
     ran = File.join(app, "first-run")
-    File.write(File.join(app, "jobs.rb"), <<~RUBY)
-      class ReportJob
-        def self.perform(*); end
-      end
-      class BenchMarkerJob
-        def self.perform
-          File.write(#{ran.inspect}, "ran") unless File.exist?(#{ran.inspect})
-        end
-      end
-      Kaal.subscribe(:tick) do
-        File.write(#{marker.inspect}, Process.clock_gettime(Process::CLOCK_MONOTONIC).to_s) unless File.exist?(#{marker.inspect})
-      end
-    RUBY
+    File.write(File.join(app, "jobs.rb"), "class ReportJob\n  def self.perform(*); end\nend\n#{marker_code(marker, ran)}")
     config = { "backend" => kind, "backend_config" => backend_config(kind, dir).transform_keys(&:to_s),
                "namespace" => Kaal.configuration.namespace, "tick_interval" => 1,
                "enable_dispatch_recovery" => false, "scheduler_config_path" => "config/kaal-scheduler.yml" }
     File.write(File.join(app, "config", "kaal.yml"), YAML.dump("defaults" => config))
     File.write(File.join(app, "config", "kaal-scheduler.yml"),
                "defaults:\n  jobs:\n  - key: marker\n    cron: \"* * * * * *\"\n    job_class: BenchMarkerJob\n")
-    spawned = clock
-    pid = Process.spawn(RbConfig.ruby, "-I", File.expand_path("../lib", __dir__),
-                        File.expand_path("../bin/kaal", __dir__), "start", "--require", File.join(app, "jobs.rb"),
-                        chdir: app, out: File::NULL, err: File::NULL)
-    begin
-      deadline = clock + 300
-      sleep 0.01 until (File.exist?(marker) && !File.read(marker).empty?) || clock > deadline
-      raise "kaal start: no first tick within 300 s" unless File.exist?(marker)
-
-      first_tick = File.read(marker).to_f - spawned
-      cpu_s = proc_cpu(pid)
-      sleep 0.01 until File.exist?(ran) || clock > deadline
-      raise "kaal start: the marker job did not run" unless File.exist?(ran)
-
-      sleep settle
-      hwm = File.read("/proc/#{pid}/status")[/^VmHWM:\s+(\d+) kB/, 1].to_i / 1024.0
-      { first_tick_s: first_tick, cpu_s: cpu_s, vmhwm_mb: hwm }
-    ensure
-      Process.kill("TERM", pid)
-      Process.wait(pid)
-    end
-  end
-
-  # CPU seconds (user + system) the process has used (Linux /proc).
-  def proc_cpu(pid)
-    fields = File.read("/proc/#{pid}/stat").split(") ", 2).last.split(" ")
-    (fields[11].to_i + fields[12].to_i) / 100.0
-  end
-
-  def verdict(ok)
-    ok ? "ok" : "MISSED"
+    BenchSupport.kaal_start(app, File.join(app, "jobs.rb"), marker, ran, settle: settle)
   end
 
   def run(kind, n)

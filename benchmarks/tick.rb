@@ -32,6 +32,7 @@
 
 $LOAD_PATH.unshift File.expand_path("../lib", __dir__)
 require "kaal"
+require_relative "support"
 require "logger"
 require "tmpdir"
 require "yaml"
@@ -39,11 +40,8 @@ require "rbconfig"
 require "etc"
 
 module TickBench
+  extend BenchSupport
   module_function
-
-  def clock
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
 
   def fresh(**settings)
     Kaal.reset!
@@ -59,10 +57,6 @@ module TickBench
   # Idle job (class with .perform that does nothing).
   class NoopJob
     def self.perform(*); end
-  end
-
-  def cpu
-    Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID)
   end
 
   def idle(n, ticks: 200)
@@ -139,17 +133,7 @@ module TickBench
       Dir.mkdir(File.join(dir, "config"))
       marker = File.join(dir, "first-tick")
       ran = File.join(dir, "first-run")
-      File.write(File.join(dir, "marker.rb"), <<~RUBY)
-        class BenchMarkerJob
-          def self.perform
-            File.write(#{ran.inspect}, Process.clock_gettime(Process::CLOCK_MONOTONIC).to_s) unless File.exist?(#{ran.inspect})
-          end
-        end
-        # the end of the first tick (the marker job itself waits for the next whole second)
-        Kaal.subscribe(:tick) do
-          File.write(#{marker.inspect}, Process.clock_gettime(Process::CLOCK_MONOTONIC).to_s) unless File.exist?(#{marker.inspect})
-        end
-      RUBY
+      File.write(File.join(dir, "marker.rb"), marker_code(marker, ran))
       File.write(File.join(dir, "config", "kaal.yml"),
                  YAML.dump("defaults" => { "backend" => "memory", "tick_interval" => 1,
                                            "scheduler_config_path" => "config/kaal-scheduler.yml" }))
@@ -157,35 +141,13 @@ module TickBench
         f.write("defaults:\n  jobs:\n  - key: marker\n    cron: \"* * * * * *\"\n    job_class: BenchMarkerJob\n")
         n.times { |i| f.write("  - key: job-#{i}\n    cron: 0 0 1 1 *\n    job_class: NoopJob\n") }
       end
-      spawned = clock
-      pid = Process.spawn(RbConfig.ruby, "-I", File.expand_path("../lib", __dir__),
-                          File.expand_path("../bin/kaal", __dir__), "start", "--require", File.join(dir, "marker.rb"),
-                          chdir: dir, out: File::NULL, err: File::NULL)
-      deadline = clock + 300
-      sleep 0.01 until File.exist?(marker) && !File.read(marker).empty? || clock > deadline
-      first_tick = File.exist?(marker) ? File.read(marker).to_f - spawned : Float::NAN
-      cpu_s = proc_cpu(pid)
-      sleep 0.01 until File.exist?(ran) && !File.read(ran).empty? || clock > deadline
-      raise "the marker job did not run" unless File.exist?(ran)
-
-      sleep settle
-      status = File.read("/proc/#{pid}/status")
-      hwm = status[/^VmHWM:\s+(\d+) kB/, 1].to_i
-      Process.kill("TERM", pid)
-      Process.wait(pid)
-      { n: n, first_tick_s: first_tick, cpu_s: cpu_s, vmhwm_mb: hwm / 1024.0, exit: $?.exitstatus }
+      kaal_start(dir, File.join(dir, "marker.rb"), marker, ran, settle: settle).merge(n: n)
     end
-  end
-
-  # CPU seconds (user + system) the process has used (Linux /proc).
-  def proc_cpu(pid)
-    fields = File.read("/proc/#{pid}/stat").split(") ", 2).last.split(" ")
-    (fields[11].to_i + fields[12].to_i) / 100.0
   end
 end
 
 def verdict(ok)
-  ok ? "ok" : "MISSED"
+  BenchSupport.verdict(ok)
 end
 
 million = ENV["KAAL_BENCH_MILLION"] == "1"
