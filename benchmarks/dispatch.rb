@@ -19,6 +19,7 @@
 $LOAD_PATH.unshift File.expand_path("../lib", __dir__)
 require "optparse"
 require "kaal"
+require_relative "support"
 
 module DispatchBench
   # The job: does nothing.
@@ -26,15 +27,8 @@ module DispatchBench
     def self.perform(*); end
   end
 
+  extend BenchSupport
   module_function
-
-  def cpu
-    Process.clock_gettime(Process::CLOCK_PROCESS_CPUTIME_ID)
-  end
-
-  def clock
-    Process.clock_gettime(Process::CLOCK_MONOTONIC)
-  end
 
   def run(backend:, jobs:, ticks:, url:, profile:, log_level:, log_dispatches:, metrics:)
     Kaal.reset!
